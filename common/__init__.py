@@ -1,0 +1,1 @@
+"""Models, losses, data, metrics, tracking, the sweep engine and the report."""

@@ -1,0 +1,447 @@
+"""Data sources -> one cached uint8 tensor set; ``DataError`` for bad input.
+
+``load_dataset(spec)`` accepts ``synthetic``, ``cifar10`` (torchvision download), a
+``cifar-10-batches-py`` folder, or an image-folder tree (``train/<class>/*``, ``test/<class>/*``)
+given as a folder or a ``.tar.gz``/``.tgz``. Images are decoded once and cached in ``cache_dir``
+(``$VAEGAN_CACHE`` or ``~/.cache/vaegan/data``) as one ``torch.save`` file.
+
+Cache key (cheap, looked up on every load):
+  * tarball: sha256 of its bytes (streamed; ~20 ms for the 20 MB CIFAR-10 JPEG tarball);
+  * folder: sha256 of the sorted (relative path, size, mtime_ns) of every file in it, so a
+    touched or copied folder is decoded again, but the folder's bytes are not read on a hit.
+``Dataset.content_hash`` (what gets logged as ``data_hash``) is computed from the file bytes
+while decoding and stored in the cache: for an image tree it is sha256 over each image's
+relative path ``split/class/name`` and the sha256 of its bytes, so a folder and its tarball
+hash alike; for pickle batches it is sha256 over each batch file's name and bytes.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import os
+import pickle
+import tarfile
+import tempfile
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from filelock import FileLock
+
+CACHE_VERSION = 1
+SPLITS = ("train", "test")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
+_LAYOUT = "expected train/<class>/*.jpg|png and test/<class>/*"
+_JPEG_CHUNK = 2048  # batched libjpeg decode is ~3x faster than PIL per image
+
+
+class DataError(ValueError):
+    """Bad data input; the message is one line naming the file and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Both splits as CPU tensors: ``*_x`` (N, 3, 32, 32) uint8, ``*_y`` (N,) int64."""
+
+    train_x: torch.Tensor = field(repr=False)
+    train_y: torch.Tensor = field(repr=False)
+    test_x: torch.Tensor = field(repr=False)
+    test_y: torch.Tensor = field(repr=False)
+    classes: tuple[str, ...]
+    source: str
+    content_hash: str
+
+
+def load_dataset(spec: str, cache_dir: str | os.PathLike | None = None) -> Dataset:
+    """Load ``spec`` (see module doc), decoding at most once per distinct source content."""
+    if spec == "synthetic":
+        return _synthetic()
+    path = _cifar10_folder() if spec == "cifar10" else Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"data path '{path}' does not exist; pass --data cifar10, synthetic, or the path to "
+                        "a cifar-10-batches-py folder or an image-folder tree / .tar.gz")
+    kind, key, build = _identify(path)
+    p = _cached(kind, key, build, cache_dir)
+    return Dataset(p["train_x"], p["train_y"], p["test_x"], p["test_y"], tuple(p["classes"]),
+                   "cifar10" if spec == "cifar10" else path.name, p["content_hash"])
+
+
+# ---- tensors ------------------------------------------------------------------------------
+def subset_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
+    """Sorted (min(n, n_total),) int64 indices of a seeded random subset of ``range(n_total)``."""
+    if n >= n_total:
+        return torch.arange(n_total)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_total, generator=g)[:n].sort().values
+
+
+def to_unit_range(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, 32, 32) in [0, 255] -> float32 (B, 3, 32, 32) in [-1, 1]."""
+    if x_uint8.dtype != torch.uint8:
+        raise TypeError(f"to_unit_range expects a uint8 tensor, got {x_uint8.dtype}")
+    return x_uint8.to(torch.float32).div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float (B, 3, 32, 32) in [-1, 1] -> uint8 (B, 3, 32, 32); out-of-range values are clamped."""
+    return ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round_().to(torch.uint8)
+
+
+class DeviceData:
+    """One split's images (N, 3, 32, 32) uint8 and labels (N,) int64, moved to ``device`` once.
+
+    Kept as uint8 on the device (4x smaller than float32); batches are converted there, so an
+    epoch costs no host->device copies, no worker processes and no decoding.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, device: torch.device | str = "cpu"):
+        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, 32, 32):
+            raise ValueError(f"DeviceData expects uint8 (N, 3, 32, 32) images, got {x.dtype} {tuple(x.shape)}")
+        if y is not None and y.shape != (x.shape[0],):
+            raise ValueError(f"DeviceData labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+        self.x = x.to(device)
+        self.y = None if y is None else y.to(device=device, dtype=torch.int64)
+        self.device = self.x.device
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, split: str = "train", device: torch.device | str = "cpu",
+                     indices: torch.Tensor | None = None) -> "DeviceData":
+        """``split`` of ``ds`` (optionally only rows ``indices``, e.g. from ``subset_indices``)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        x, y = getattr(ds, f"{split}_x"), getattr(ds, f"{split}_y")
+        if indices is not None:
+            x, y = x[indices], y[indices]
+        return cls(x, y, device)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
+        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
+                drop_last: bool = True, with_labels: bool = False) -> Iterator:
+        """Yield float32 (B, 3, 32, 32) batches in [-1, 1] on ``self.device``, or (x, y) pairs.
+
+        The permutation comes from ``generator`` (a CPU ``torch.Generator``), drawn on the CPU
+        so the order is the same whatever the device.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if with_labels and self.y is None:
+            raise ValueError("with_labels=True but this DeviceData holds no labels")
+        order = None
+        if shuffle:
+            if generator is None or generator.device.type != "cpu":
+                raise ValueError("shuffle=True needs a CPU torch.Generator so runs are reproducible")
+            order = torch.randperm(len(self), generator=generator).to(self.device)
+        return self._iter(batch_size, order, drop_last, with_labels)
+
+    def _iter(self, batch_size, order, drop_last, with_labels):
+        n = self.num_batches(batch_size, drop_last) * batch_size if drop_last else len(self)
+        for start in range(0, n, batch_size):
+            sl = slice(start, min(start + batch_size, n))
+            idx = sl if order is None else order[sl]
+            xb = to_unit_range(self.x[idx])
+            yield (xb, self.y[idx]) if with_labels else xb
+
+
+# ---- synthetic ----------------------------------------------------------------------------
+def _synthetic(n_train: int = 512, n_test: int = 256, k: int = 10) -> Dataset:
+    """Per-class colour and stripe orientation plus noise: a linear probe beats chance."""
+    g = torch.Generator().manual_seed(1234)
+    colours = torch.rand(k, 3, 1, 1, generator=g) * 160 + 48
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    angle = torch.arange(k) * math.pi / k
+    period = 4.0 + 2.0 * (torch.arange(k) % 3)
+    stripes = torch.sin((xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None])
+                        * (2 * math.pi / period)[:, None, None])  # (k, 32, 32)
+
+    def make(n):
+        y = torch.randperm(n, generator=g) % k
+        x = colours[y] + 40 * stripes[y].unsqueeze(1) + 25 * torch.randn(n, 3, 32, 32, generator=g)
+        return x.round().clamp(0, 255).to(torch.uint8), y
+
+    (trx, tr_y), (tex, te_y) = make(n_train), make(n_test)
+    h = hashlib.sha256()
+    for t in (trx, tr_y, tex, te_y):
+        h.update(t.numpy().tobytes())
+    return Dataset(trx, tr_y, tex, te_y, tuple(f"class{i}" for i in range(k)), "synthetic", h.hexdigest())
+
+
+# ---- sources ------------------------------------------------------------------------------
+def _identify(path: Path) -> tuple[str, str, Callable[[], dict]]:
+    """(kind, cache key, builder) for an existing path; the builder decodes and validates."""
+    if path.is_file():
+        name = path.name.lower()
+        if not name.endswith((".tar.gz", ".tgz", ".tar")):
+            raise DataError(f"'{path}' is a file but not a .tar.gz/.tgz archive; pass an image-folder tree, "
+                            "its .tar.gz, or a cifar-10-batches-py folder")
+        raw = path.read_bytes()
+        return "tar", hashlib.sha256(raw).hexdigest(), lambda: _build_tar(path, raw)
+    if (path / "cifar-10-batches-py").is_dir():  # the torchvision root was given
+        path = path / "cifar-10-batches-py"
+    if any((path / n).exists() for n in CIFAR_FILES):
+        for n in CIFAR_FILES:
+            if not (path / n).is_file():
+                raise DataError(f"missing '{path / n}': a cifar-10-batches-py folder needs "
+                                f"{', '.join(CIFAR_FILES)}; re-extract cifar-10-python.tar.gz")
+        key = _stat_hash([(n, (path / n).stat()) for n in CIFAR_FILES])
+        return "batches", key, lambda: _build_batches(path)
+    files = _walk(path)
+    if not files:
+        raise DataError(f"data folder '{path}' is empty; {_LAYOUT}")
+    names = [n for n, _ in files]
+    return "tree", _stat_hash(files), lambda: _build_tree(names, lambda n: (path / n).read_bytes(),
+                                                          lambda n: f"'{path / n}'", f"'{path}'")
+
+
+def _hidden(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"  # OS litter, not data
+
+
+def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        rel = Path(dirpath).relative_to(root)
+        out += [((rel / f).as_posix(), os.stat(os.path.join(dirpath, f))) for f in filenames if not _hidden(f)]
+    return out
+
+
+def _stat_hash(files: list[tuple[str, os.stat_result]]) -> str:
+    h = hashlib.sha256()
+    for name, st in sorted(files, key=lambda f: f[0]):
+        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _build_tar(path: Path, raw: bytes) -> dict:
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"'{path}' is a damaged gzip file ({_one_line(e)}); re-download it or re-create "
+                            "it with tar -czf") from None
+    elif not path.name.lower().endswith(".tar"):
+        raise DataError(f"'{path}' is not gzip-compressed; pass a .tar.gz made with tar -czf, or the "
+                        "extracted folder")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
+            members = [m for m in tf.getmembers() if m.isfile()]
+    except tarfile.TarError as e:
+        raise DataError(f"'{path}' is not a tar archive ({_one_line(e)}); re-create it with tar -czf") from None
+    view = memoryview(raw)  # slice member bytes straight out of the archive: no extractfile()
+    blobs = {m.name.removeprefix("./"): (m.offset_data, m.size) for m in members
+             if not any(_hidden(p) for p in m.name.removeprefix("./").split("/"))}
+
+    def read(n):
+        off, size = blobs[n]
+        return bytes(view[off:off + size])
+    return _build_tree(list(blobs), read, lambda n: f"'{path}' member '{n}'", f"'{path}'")
+
+
+def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[str], str], where: str) -> dict:
+    """Validate the ``train/<class>/<image>`` layout of ``names`` and decode every image."""
+    prefix = _tree_prefix(names, where)
+    per = {s: {} for s in SPLITS}
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        parts = name[len(prefix):].split("/")
+        if parts[0] not in per:
+            continue  # e.g. a README next to train/ and test/
+        if len(parts) != 3:
+            raise DataError(f"unexpected file {show(name)}: {_LAYOUT}; move it into a class folder or delete it")
+        if not parts[2].lower().endswith(IMAGE_EXTS):
+            raise DataError(f"{show(name)} is not an image (.jpg/.jpeg/.png); remove it from the data tree")
+        per[parts[0]].setdefault(parts[1], []).append(name)
+    for s in SPLITS:
+        if not per[s]:
+            raise DataError(f"{where} has no {s}/<class>/ folders with images; {_LAYOUT}")
+    classes = sorted(per["train"])
+    if classes != sorted(per["test"]):
+        only_tr, only_te = set(classes) - set(per["test"]), set(per["test"]) - set(classes)
+        raise DataError(f"{where}: train/ and test/ hold different classes (only in train: "
+                        f"{', '.join(sorted(only_tr)) or '-'}; only in test: {', '.join(sorted(only_te)) or '-'}); "
+                        "give both splits the same class folders, each with images")
+    h, out = hashlib.sha256(), {"classes": classes}
+    for s in SPLITS:
+        order = [(c, n) for c, cls in enumerate(classes) for n in sorted(per[s][cls])]
+        blobs = [read(n) for _, n in order]
+        for (_, n), b in zip(order, blobs):
+            h.update(n[len(prefix):].encode() + b"\0" + hashlib.sha256(b).digest())
+        out[f"{s}_x"] = _decode_images(blobs, lambda i: show(order[i][1]))
+        out[f"{s}_y"] = torch.tensor([c for c, _ in order], dtype=torch.int64)
+    out["content_hash"] = h.hexdigest()
+    return out
+
+
+def _tree_prefix(names: list[str], where: str) -> str:
+    """'' if train/ and test/ sit at the top, 'top/' if one folder wraps them."""
+    tops = {n.split("/")[0] for n in names if "/" in n}
+    if tops & set(SPLITS):
+        return ""
+    wrappers = {n.split("/")[0] for n in names if n.count("/") >= 2 and n.split("/")[1] in SPLITS}
+    if len(wrappers) == 1:
+        return wrappers.pop() + "/"
+    raise DataError(f"{where} has no train/ or test/ folder; {_LAYOUT}")
+
+
+def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tensor:
+    """Encoded JPEG/PNG files -> (N, 3, 32, 32) uint8; any bad file raises a DataError naming it."""
+    out = torch.empty((len(blobs), 3, 32, 32), dtype=torch.uint8)
+    jpeg = [i for i, b in enumerate(blobs) if b[:2] == b"\xff\xd8"]
+    rest = sorted(set(range(len(blobs))) - set(jpeg))
+    fast = _jpeg_batch_decoder()
+    for start in range(0, len(jpeg), _JPEG_CHUNK):
+        idx = jpeg[start:start + _JPEG_CHUNK]
+        if fast is not None:
+            try:
+                imgs = fast([torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in idx])
+                if all(tuple(t.shape) == (3, 32, 32) for t in imgs):
+                    out[idx] = torch.stack(imgs)
+                    continue
+            except RuntimeError:
+                pass  # PIL below finds and names the offending file
+        rest += idx
+    for i in rest:
+        out[i] = torch.from_numpy(_decode_pil(blobs[i], show(i))).permute(2, 0, 1)
+    return out
+
+
+def _jpeg_batch_decoder():
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # removed in some future torchvision: PIL still works, only slower
+        return None
+
+    def decode(tensors):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchvision 0.29 deprecation notice on every call
+            return decode_jpeg(tensors, mode=ImageReadMode.UNCHANGED)
+    return decode
+
+
+def _decode_pil(blob: bytes, shown: str) -> np.ndarray:
+    """One encoded image -> (32, 32, 3) uint8 array."""
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            im.load()
+            size, mode, arr = im.size, im.mode, np.array(im)  # writable copy for torch
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"cannot decode image {shown} ({_one_line(e)}); the file is corrupt or truncated: "
+                        "re-export or delete it") from None
+    if size != (32, 32) or mode != "RGB":
+        raise DataError(f"image {shown} is {size[0]}x{size[1]} {mode}; expected 32x32 RGB: convert it "
+                        "(e.g. PIL .convert('RGB').resize((32, 32))) or remove it")
+    return arr
+
+
+def _build_batches(root: Path) -> dict:
+    """CIFAR-10 python pickles -> tensors. Pickles can run code: load only copies you trust."""
+    h = hashlib.sha256()
+
+    def load(name):
+        raw = (root / name).read_bytes()
+        h.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
+        try:
+            d = pickle.loads(raw, encoding="latin1")  # latin1: the official files are Python 2 pickles
+            return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+        except Exception as e:
+            raise DataError(f"cannot unpickle '{root / name}' ({_one_line(e)}); re-extract "
+                            "cifar-10-python.tar.gz") from None
+
+    meta = load("batches.meta")
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", [])]
+    if not classes:
+        raise DataError(f"'{root / 'batches.meta'}' has no label_names; re-extract cifar-10-python.tar.gz")
+    out = {"classes": classes}
+    for s, names in (("train", CIFAR_FILES[:5]), ("test", CIFAR_FILES[5:6])):
+        xs, ys = [], []
+        for name in names:
+            d = load(name)
+            x, y = np.asarray(d.get("data")), np.asarray(d.get("labels"), dtype=np.int64)
+            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),) \
+                    or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
+                raise DataError(f"'{root / name}' holds data {x.dtype} {x.shape} with labels {y.shape}; expected "
+                                f"uint8 (N, 3072) and N labels in 0..{len(classes) - 1} (CIFAR-10 python format)")
+            xs.append(x)
+            ys.append(y)
+        out[f"{s}_x"] = torch.from_numpy(np.concatenate(xs)).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
+        out[f"{s}_y"] = torch.from_numpy(np.concatenate(ys))
+    out["content_hash"] = h.hexdigest()
+    return out
+
+
+def _cifar10_folder() -> Path:
+    """Download CIFAR-10 once (under a lock) and return its cifar-10-batches-py folder."""
+    root = Path(os.environ.get("CIFAR10_ROOT") or "~/.cache/vaegan/cifar10").expanduser()
+    folder = root / "cifar-10-batches-py"
+    if all((folder / n).is_file() for n in CIFAR_FILES):
+        return folder
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create CIFAR-10 folder '{root}' ({_one_line(e)}); set CIFAR10_ROOT to a "
+                        "writable folder") from None
+    with FileLock(str(root / ".download.lock")):  # concurrent trials: one downloads, the rest wait
+        if not all((folder / n).is_file() for n in CIFAR_FILES):
+            try:
+                from torchvision.datasets import CIFAR10
+                CIFAR10(str(root), train=True, download=True)
+            except Exception as e:
+                raise DataError(f"cannot download CIFAR-10 into '{root}' ({type(e).__name__}: {_one_line(e)}); "
+                                "without network pass --data PATH to a local copy: a cifar-10-batches-py folder, "
+                                "or an image-folder tree / .tar.gz (train/<class>/*, test/<class>/*)") from None
+    return folder
+
+
+# ---- cache --------------------------------------------------------------------------------
+def _cached(kind: str, key: str, build: Callable[[], dict], cache_dir) -> dict:
+    """Load the payload for ``key`` from the cache, else build it and write it atomically."""
+    d = Path(cache_dir or os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser()
+    path = d / f"{kind}-v{CACHE_VERSION}-{key}.pt"
+    payload = _try_load(path)
+    if payload is not None:
+        return payload
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create data cache folder '{d}' ({_one_line(e)}); set VAEGAN_CACHE to a "
+                        "writable folder") from None
+    with FileLock(str(path) + ".lock"):
+        payload = _try_load(path)  # another process may have built it while we waited
+        if payload is None:
+            payload = build()
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=path.name, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    torch.save(payload, f)
+                os.replace(tmp, path)  # readers never see a half-written file
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    return payload
+
+
+def _try_load(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unreadable cache (e.g. other torch version): rebuild it
+        return None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300] or type(e).__name__

@@ -1,0 +1,179 @@
+"""The family-agnostic trial loop, shared by Ray Tune trials and ``--single-trial``.
+
+One epoch = train on the seeded train subset, evaluate on the test split, log to MLflow with
+``step = epoch``, checkpoint, report to the session (Tune or local). Everything a restarted
+trial needs (models, optimizers, RNG states, its MLflow run id, the best value so far) is in
+the checkpoint, so a crashed trial continues its own MLflow run where it stopped.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from common.config import TrialConfig
+from common.data import load_dataset
+from common.device import configure_threads, pick_device, seed_everything
+from common.figures import save_curves
+from common.tasks import TASKS
+from common.tracking import TrialRun
+
+STATE_FILE = "state.pt"
+BEST_FILE = "best.pt"
+
+
+class TrialDiverged(FloatingPointError):
+    """A metric went NaN/Inf: the trial stops and says at which epoch and why."""
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What the driver hands every trial besides its config (not searched, not a param)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    metric: str
+    mode: str  # "min" | "max"
+    git_commit: str = "unknown"
+    data_cache_dir: str | None = None
+    cpus_per_trial: float = 1.0
+
+
+class Session(Protocol):
+    """Tune's API surface the loop uses; ``LocalSession`` implements it without Ray."""
+
+    trial_id: str
+
+    def get_checkpoint_dir(self) -> str | None: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None: ...
+
+
+class LocalSession:
+    """``--single-trial``: no Ray; checkpoints go to ``out_dir``, results print to stdout."""
+
+    def __init__(self, out_dir: str | Path, trial_id: str = "local"):
+        self.trial_id, self.out_dir = trial_id, Path(out_dir)
+        self.results: list[dict[str, Any]] = []
+
+    def get_checkpoint_dir(self) -> str | None:
+        return None
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None:
+        self.results.append(metrics)
+        dest = self.out_dir / "checkpoint"
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, dest)
+        shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
+        print(f"[trial {self.trial_id}] {shown}", flush=True)
+
+
+def is_better(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str, float]:
+    """Train ``cfg`` to ``cfg.max_epochs`` (or until the session stops it); return the last metrics."""
+    device = pick_device(cfg.device)
+    configure_threads(ctx.cpus_per_trial)
+    generator = seed_everything(cfg.seed)
+    data = load_dataset(cfg.data, ctx.data_cache_dir)
+    task = TASKS[cfg.family](cfg, data, device, generator)
+
+    state = _restore(session.get_checkpoint_dir(), task, generator)
+    run = _open_run(cfg, ctx, session, task, data, device, state.get("run_id"))
+    start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
+
+    metrics: dict[str, float] = {}
+    train_time = state.get("train_time_s", 0.0)
+    with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+        tmp = Path(tmp)
+        for epoch in range(start, cfg.max_epochs):
+            t0 = time.perf_counter()
+            metrics = task.train_epoch(epoch)
+            epoch_train_s = time.perf_counter() - t0
+            train_time += epoch_train_s
+            last = epoch + 1 == cfg.max_epochs
+            probe = last or (cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0)
+            metrics.update(task.evaluate(probe=probe))
+            metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
+            _check_finite(metrics, epoch + 1, run)
+            for k, v in metrics.items():
+                history.setdefault(k, []).append((epoch + 1, v))
+            run.log_metrics(metrics, step=epoch + 1)
+
+            objective = metrics.get(ctx.metric)
+            improved = objective is not None and is_better(objective, best, ctx.mode)
+            if improved:
+                best = objective
+                torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state()}, tmp / BEST_FILE)
+                run.log_artifact(tmp / BEST_FILE, "checkpoints")
+            if improved or last:
+                _log_figures(task, history, tmp / "figures", run)
+
+            ckpt_dir = tmp / f"ckpt-{epoch + 1}"
+            ckpt_dir.mkdir()
+            torch.save({
+                "epoch": epoch + 1, "run_id": run.run_id, "best": best, "history": history,
+                "train_time_s": train_time, "task": task.state_dict(),
+                "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+            }, ckpt_dir / STATE_FILE)
+            session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, str(ckpt_dir))
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
+    run.set_tags({"trial_status": "completed"})
+    return metrics
+
+
+def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str, Any]:
+    if not ckpt_dir:
+        return {}
+    state = torch.load(Path(ckpt_dir) / STATE_FILE, map_location="cpu", weights_only=False)
+    task.load_state_dict(state["task"])
+    torch.set_rng_state(state["torch_rng"])
+    generator.set_state(state["data_rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state
+
+
+def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_id: str | None) -> TrialRun:
+    if run_id:  # restored from a checkpoint: continue the same MLflow run
+        run = TrialRun.attach(ctx.tracking_uri, run_id)
+        run.set_tags({"trial_status": "running", "device": str(device), "restored": "true"})
+        return run
+    tags = {
+        "sweep.role": "trial", "family": cfg.family, "trial_id": session.trial_id,
+        "device": str(device), "git_commit": ctx.git_commit, "data": data.source,
+        "data_hash": data.content_hash, "trial_status": "running",
+    }
+    if ctx.parent_run_id:
+        tags["mlflow.parentRunId"] = ctx.parent_run_id
+    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags)
+    run.log_params(cfg.to_dict())
+    run.log_metrics(task.param_counts(), step=0)
+    return run
+
+
+def _check_finite(metrics: dict[str, float], epoch: int, run: TrialRun) -> None:
+    bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
+    if bad:
+        reason = f"non-finite {', '.join(bad)} at epoch {epoch}"
+        run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch, "diverged_reason": reason})
+        raise TrialDiverged(f"trial diverged: {reason}; lower the learning rate or change the loss settings")
+
+
+def _log_figures(task, history: dict, folder: Path, run: TrialRun) -> None:
+    folder.mkdir(exist_ok=True)
+    paths = task.figures(folder)
+    curves = {k: v for k, v in history.items() if k not in ("epoch_time_s", "train_time_s")}
+    paths.append(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"))
+    for p in paths:
+        run.log_artifact(p, "figures")

@@ -1,0 +1,143 @@
+"""Load and validate a space file (``sweeps/*.py``): a module that declares, and computes nothing.
+
+Names a space file may define (lower case, nanoGPT-style)::
+
+    family       "vae" | "dcgan"                      required unless ``runs`` is given
+    metric       objective reported by the trials     required unless ``runs`` is given
+    mode         "min" | "max"                        required unless ``runs`` is given
+    space        def space(trial) -> dict | None      Optuna define-by-run, or a dict of
+                 optuna.distributions                 (omit for no search)
+    defaults     {config_field: value}                fixed values (not searched)
+    num_samples  int (default 8)       max_epochs  int (default: the config's)
+    scheduler    {"grace_period": 1, "reduction_factor": 3} or None for no early stopping
+    resources    {"cpu": 1, "gpu": 0}                 per trial; CLI flags override
+    max_concurrent  int | None                        concurrency limit for the searcher
+    runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
+"""
+from __future__ import annotations
+
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+
+from common.config import config_class
+
+ALLOWED = {"family", "metric", "mode", "space", "defaults", "num_samples", "max_epochs",
+           "scheduler", "resources", "max_concurrent", "runs", "description"}
+
+
+class SpaceError(ValueError):
+    """A space file that is missing or malformed (CLI: one line, exit 2)."""
+
+
+@dataclass
+class Space:
+    path: Path
+    name: str
+    family: str | None
+    metric: str | None
+    mode: str
+    search: Callable | Mapping[str, Any] | None
+    defaults: dict[str, Any]
+    num_samples: int
+    max_epochs: int | None
+    scheduler: dict[str, Any] | None
+    resources: dict[str, float]
+    max_concurrent: int | None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"space file {path} does not exist; pass --space sweeps/<name>.py (see sweeps/)")
+    try:
+        ns = runpy.run_path(str(path), run_name="space_file")
+    except SyntaxError as exc:
+        raise SpaceError(f"space file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # e.g. FloatDistribution(low > high) raises at import time
+        raise SpaceError(f"space file {path} failed to load: {type(exc).__name__}: {exc}") from None
+    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k])}
+    unknown = sorted(names - ALLOWED)
+    if unknown:
+        raise SpaceError(f"space file {path} defines unknown name(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(ALLOWED))}")
+    runs = ns.get("runs") or []
+    if not runs:
+        missing = [k for k in ("family", "metric", "mode") if k not in ns]
+        if missing:
+            raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
+    mode = ns.get("mode", "min")
+    if mode not in ("min", "max"):
+        raise SpaceError(f"space file {path}: mode={mode!r} must be 'min' or 'max'")
+    search = ns.get("space")
+    if search is not None and not callable(search) and not _is_distribution_dict(search):
+        raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
+                         "optuna.distributions (e.g. FloatDistribution(1.0, 8.0))")
+    space = Space(
+        path=path, name=path.stem, family=ns.get("family"), metric=ns.get("metric"), mode=mode,
+        search=search, defaults=dict(ns.get("defaults") or {}),
+        num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
+        max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
+        scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
+        resources={"cpu": 1.0, "gpu": 0.0, **(ns.get("resources") or {})},
+        max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
+        description=str(ns.get("description", "")),
+    )
+    for run in space.runs:
+        if "family" not in run:
+            raise SpaceError(f"space file {path}: every entry of 'runs' needs a 'family'")
+        config_class(run["family"])
+    if space.family:
+        config_class(space.family)
+    return space
+
+
+def sample_params(space: Space, seed: int) -> dict[str, Any]:
+    """Draw one point of the search space (what ``--single-trial`` and validation use)."""
+    if space.search is None:
+        return {}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    if callable(space.search):
+        trial = study.ask()
+        try:
+            consts = space.search(trial) or {}
+        except (ValueError, TypeError) as exc:  # e.g. suggest_float(low > high)
+            raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
+        return {**trial.params, **consts}
+    try:
+        return dict(study.ask(dict(space.search)).params)
+    except (ValueError, TypeError) as exc:
+        raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
+
+
+def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Resolve and validate every fixed config the sweep will start from; raise ConfigError."""
+    if space.runs:
+        return [config_class(r["family"]).from_dict({**{k: v for k, v in r.items() if k != "family"},
+                                                     **overrides}).to_dict() for r in space.runs]
+    sampled = sample_params(space, seed)
+    return [config_class(space.family).from_dict({**space.defaults, **sampled, **overrides}).to_dict()]
+
+
+def _positive_int(value: Any, name: str, path: Path) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpaceError(f"space file {path}: {name}={value!r} must be a positive integer")
+    return value
+
+
+def _is_distribution_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(v, optuna.distributions.BaseDistribution) for v in value.values())
+
+
+def _is_module_or_import(value: Any) -> bool:
+    import __future__
+    import types
+
+    return isinstance(value, (types.ModuleType, __future__._Feature)) or (
+        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", "space_file") != "space_file")

@@ -1,0 +1,286 @@
+"""The sweep engine behind ``run_sweep.py``.
+
+Order matters: everything the user gave (space file, ``--set``, data, tracking URI) is
+validated before Ray starts or MLflow is written, so bad input costs nothing. Then one MLflow
+parent run, one Tune ``Tuner`` per family (Optuna TPE + ASHA + concurrency limit, a checkpoint
+every epoch, FailureConfig restarts), the best model per family logged to the parent, and the
+report built from what MLflow holds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray.tune import Callback
+
+from common.config import config_class
+from common.data import load_dataset
+from common.loop import LocalSession, SweepContext, run_trial
+from common.space import Space, check_configs, load_space, sample_params
+from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
+                             git_commit, prepare_store, resolve_tracking_uri)
+
+SWEEP_FILE = "sweep.json"  # in the Tune experiment folder: what --resume needs
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """The CLI's choices after parsing (see run_sweep.py for each flag's meaning)."""
+
+    space: str
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    data: str | None = None
+    train_subset: int | None = None
+    seed: int | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    address: str | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    single_trial: bool = False
+    resume: bool = False
+    smoke_test: bool = False
+    report: bool = True
+    out: str = "report"
+    storage: str = "ray_results"
+    max_failures: int = 2
+
+
+def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
+    """Config values the CLI fixes for every trial (they win over the space's defaults)."""
+    fixed: dict[str, Any] = dict(opts.overrides)
+    for key in ("max_epochs", "data", "train_subset", "seed"):
+        if getattr(opts, key) is not None:
+            fixed[key] = getattr(opts, key)
+    if opts.smoke_test:
+        fixed.update(data="synthetic", max_epochs=1, eval_samples=64)
+    return fixed
+
+
+def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any]]:
+    """Validate everything; return (space, one resolved config per family, fixed values)."""
+    space = load_space(opts.space)
+    fixed = fixed_values(space, opts)
+    if space.max_epochs is not None:
+        fixed.setdefault("max_epochs", space.max_epochs)
+    configs = check_configs(space, fixed, seed=int(fixed.get("seed", 42)))
+    return space, configs, fixed
+
+
+def run(opts: SweepOptions) -> dict[str, Any]:
+    """Run the sweep (or one local trial); return a summary of the best result per family."""
+    space, configs, fixed = plan(opts)
+    uri = resolve_tracking_uri(opts.tracking_uri)
+    check_tracking_uri(uri)
+    data = load_dataset(configs[0]["data"])  # decodes + caches once; bad data fails here
+    experiment = opts.experiment or space.name
+    if opts.single_trial:
+        return _single_trial(space, configs[0], uri, experiment)
+
+    storage = Path(opts.storage).resolve()
+    previous = _latest_sweep(storage, experiment) if opts.resume else None
+    if opts.resume and previous is None:
+        from common.space import SpaceError
+
+        raise SpaceError(f"--resume: no earlier sweep of experiment {experiment!r} under {storage}; run without --resume")
+
+    import ray
+
+    prepare_store(uri)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp_id = get_or_create_experiment(client, experiment, default_artifact_location(uri))
+    commit = git_commit()
+    if previous:
+        parent = TrialRun.attach(uri, json.loads((previous / SWEEP_FILE).read_text())["parent_run_id"])
+    else:
+        parent = TrialRun.create(uri, exp_id, f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}", {
+            "sweep.role": "parent", "sweep.space": str(space.path), "git_commit": commit,
+            "data": data.source, "data_hash": data.content_hash})
+        parent.log_params({
+            "space": str(space.path), "num_samples": _num_samples(space, opts), "metric": space.metric or "per family",
+            "mode": space.mode, "seed": fixed.get("seed", 42), "data": configs[0]["data"],
+            "train_subset": configs[0]["train_subset"], "max_epochs": fixed.get("max_epochs", "per family")})
+
+    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
+    if not ray.is_initialized():
+        if opts.address:
+            ray.init(address=opts.address, include_dashboard=False, log_to_driver=True)
+        else:
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False)
+    ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id, metric="",
+                       mode=space.mode, git_commit=commit, cpus_per_trial=cpus)
+    summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}}
+    sweep_dir = previous or storage / f"{experiment}_{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / SWEEP_FILE).write_text(json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
+    try:
+        for i, cfg in enumerate(configs):
+            family = cfg["family"]
+            metric = space.metric or ("test_elbo" if family == "vae" else "sample_fd")
+            run_fixed = {**space.defaults, **fixed} if not space.runs else {
+                **{k: v for k, v in space.runs[i].items() if k != "family"}, **fixed}
+            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir,
+                              {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts))
+            if best:
+                summary["best"][family] = best
+                _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"])
+        parent.set_tags({"sweep.status": "completed"})
+        parent.finish("FINISHED")
+    except KeyboardInterrupt:
+        parent.set_tags({"sweep.status": "interrupted"})
+        raise
+    if opts.report:
+        from common.report import build_report
+
+        summary["report"] = str(build_report(experiment, opts.out, uri, parent.run_id))
+    return summary
+
+
+def _num_samples(space: Space, opts: SweepOptions) -> int:
+    if opts.smoke_test:
+        return 1 if space.runs else 2
+    return opts.num_samples or (1 if space.runs else space.num_samples)
+
+
+def _latest_sweep(storage: Path, experiment: str) -> Path | None:
+    found = sorted(storage.glob(f"{experiment}_*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) -> dict[str, Any]:
+    """One trial in this process, no Ray: breakpoints and profilers work."""
+    from mlflow.tracking import MlflowClient
+
+    prepare_store(uri)
+    exp_id = get_or_create_experiment(MlflowClient(uri), experiment, default_artifact_location(uri))
+    family = cfg["family"]
+    metric = space.metric or ("test_elbo" if family == "vae" else "sample_fd")
+    ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=None, metric=metric,
+                       mode=space.mode, git_commit=git_commit(), cpus_per_trial=torch.get_num_threads())
+    out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
+    session = LocalSession(out)
+    config = config_class(family).from_dict({k: v for k, v in cfg.items() if k != "family"})
+    print(f"single trial: {family} {config.to_dict()}", flush=True)
+    final = run_trial(config, ctx, session)
+    return {"family": family, "metrics": final, "checkpoint": str(out / "checkpoint")}
+
+
+def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str) -> None:
+    """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model)."""
+    import mlflow
+    import mlflow.artifacts
+
+    from common.models import ConvVAE, Generator
+
+    path = mlflow.artifacts.download_artifacts(run_id=child_run_id, artifact_path="checkpoints/best.pt",
+                                               tracking_uri=uri)
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = config_class(family).from_dict({k: v for k, v in ckpt["config"].items() if k != "family"})
+    if family == "vae":
+        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
+        model.load_state_dict(ckpt["model"]["vae"])
+    else:
+        model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
+        model.load_state_dict(ckpt["model"]["g"])
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=parent_run_id):
+        mlflow.pytorch.log_model(model.eval(), name=f"best_{family}")
+        mlflow.set_tags({f"best_{family}_run_id": child_run_id, f"best_{family}_epoch": ckpt["epoch"]})
+
+
+def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], opts: SweepOptions,
+               sweep_dir: Path, resources: dict[str, float], num_samples: int) -> dict[str, Any] | None:
+    """One Tune experiment for ``family`` (restored if its folder exists); return its best result."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables.dcgan import train_dcgan
+    from trainables.vae import train_vae
+
+    fn = {"vae": train_vae, "dcgan": train_dcgan}[family]
+    trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), resources)
+    max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
+    path = sweep_dir / family
+    if path.exists() and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        searcher = None
+        if space.search is not None and not space.runs:
+            seed = int(fixed.get("seed", 42))
+            searcher = OptunaSearch(space=space.search, metric=ctx.metric, mode=ctx.mode, seed=seed)
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
+        scheduler = None
+        if space.scheduler and num_samples > 1 and max_epochs > 1:
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+                                      grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
+                                      reduction_factor=space.scheduler.get("reduction_factor", 3))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
+                                        num_samples=num_samples),
+            run_config=tune.RunConfig(
+                name=family, storage_path=str(sweep_dir), verbose=1,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=ctx.metric,
+                                                        checkpoint_score_order=ctx.mode),
+                failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                callbacks=[MlflowStatusCallback(ctx.tracking_uri, max_epochs)],
+            ),
+        )
+    results = tuner.fit()
+    ok = [r for r in results if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id")]
+    if not ok:
+        return None
+    best = (min if ctx.mode == "min" else max)(ok, key=lambda r: r.metrics[ctx.metric])
+    return {"metric": ctx.metric, "value": best.metrics[ctx.metric], "mlflow_run_id": best.metrics["mlflow_run_id"],
+            "config": {k: v for k, v in best.config.items()}}
+
+
+def _slots(resources: dict[str, float]) -> int:
+    """How many trials fit at once on this cluster (the searcher should not run ahead of it)."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpu = int(total.get("CPU", 1) // max(resources["cpu"], 1e-9)) if resources["cpu"] else 10**6
+    gpu = int(total.get("GPU", 0) // resources["gpu"]) if resources["gpu"] else 10**6
+    return max(1, min(cpu, gpu))
+
+
+class MlflowStatusCallback(Callback):
+    """Driver side: close each trial's MLflow run with its final status.
+
+    A trial stopped by ASHA is ended by Tune without running its own code, so the driver,
+    which sees every trial end, writes ``trial_status`` (completed | stopped | failed).
+    """
+
+    def __init__(self, tracking_uri: str, max_epochs: int):
+        self.tracking_uri, self.max_epochs = tracking_uri, max_epochs
+
+    def _close(self, trial, status: str, run_status: str, **tags) -> None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if not run_id:
+            return
+        run = TrialRun.attach(self.tracking_uri, run_id)
+        current = run.client.get_run(run_id).data.tags.get("trial_status")
+        if current == "diverged":
+            status = current
+        run.set_tags({"trial_status": status, **tags})
+        run.finish(run_status)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done = (trial.last_result or {}).get("epoch", 0) >= self.max_epochs
+        self._close(trial, "completed" if done else "stopped", "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial, "failed", "FAILED", error=str(getattr(trial, "error_file", "") or ""))

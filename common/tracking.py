@@ -1,0 +1,158 @@
+"""MLflow plumbing: tracking URIs, reachability, parent/child runs, retrying loggers.
+
+Trials log straight from their Ray workers through ``MlflowClient`` (no global active run,
+so many trials in one process or many processes stay independent). The embedded default is
+a sqlite file plus a local artifact folder in the working directory: no server needed.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
+
+
+class TrackingError(ValueError):
+    """The tracking backend is malformed or unreachable (CLI: one line, exit 2)."""
+
+
+def resolve_tracking_uri(uri: str | None, workdir: str | os.PathLike = ".") -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri = f"sqlite:///{Path(workdir).resolve() / DEFAULT_DB}"
+    return uri
+
+
+def default_artifact_location(uri: str, workdir: str | os.PathLike = ".") -> str | None:
+    """Local artifact folder beside a sqlite store; a server decides its own (None)."""
+    if uri.startswith("sqlite:"):
+        return (Path(workdir).resolve() / DEFAULT_ARTIFACTS).as_uri()
+    return None
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before Ray starts, on a malformed or unreachable backend."""
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in _SCHEMES:
+        raise TrackingError(
+            f"tracking URI {uri!r} is not supported; use sqlite:///path/mlflow.db, "
+            "http(s)://host:port of an MLflow server, or a postgresql:// URI"
+        )
+    if scheme == "sqlite":
+        db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+        if db is None or not str(db):
+            raise TrackingError(f"tracking URI {uri!r} is malformed; use sqlite:///path/to/mlflow.db")
+        parent = db.resolve().parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise TrackingError(f"cannot write the MLflow database {db}: folder {parent} is missing or not writable")
+    elif scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise TrackingError(f"tracking URI {uri!r} has no host; use http://HOST:PORT")
+        import requests  # mlflow's own dependency
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+        except Exception as exc:  # connection refused, DNS, timeout, 5xx
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}); "
+                "start it (python -m mlflow_server) or pass another --tracking-uri"
+            ) from None
+
+
+def prepare_store(uri: str) -> None:
+    """Create the sqlite schema once in the driver and switch it to WAL.
+
+    Concurrent trials then only append rows: WAL lets readers and one writer proceed
+    together, which is what keeps >=4 logging trials free of 'database is locked'.
+    """
+    MlflowClient(uri).search_experiments(max_results=1)  # runs migrations on a new file
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):].split("?")[0]
+        with sqlite3.connect(path, timeout=30) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+
+
+def retry(fn: Callable[[], Any], what: str, attempts: int = 8, first_delay_s: float = 0.2) -> Any:
+    """Call ``fn`` with exponential backoff on transient backend errors (locks, 5xx, resets)."""
+    delay = first_delay_s
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # mlflow wraps sqlite/HTTP errors in several types
+            if i == attempts - 1:
+                raise
+            warnings.warn(f"MLflow {what} failed ({exc.__class__.__name__}: {str(exc)[:120]}); retrying")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # another driver created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+class TrialRun:
+    """One MLflow run (a sweep's parent or a trial's child), written through the client."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def create(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str]) -> "TrialRun":
+        client = MlflowClient(uri)
+        run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run")
+        return cls(client, run.info.run_id)
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str) -> "TrialRun":
+        """Continue an existing run (a trial restored from its checkpoint)."""
+        client = MlflowClient(uri)
+        retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
+        return cls(client, run_id)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit
+            retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
+        retry(lambda: self.client.log_batch(self.run_id, metrics=items), "log_metrics")
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        retry(lambda: self.client.log_batch(self.run_id, tags=items), "set_tags")
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), "log_artifact")
+
+    def finish(self, status: str = "FINISHED") -> None:
+        retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")

@@ -1,0 +1,1 @@
+"""Tracking-server launcher (python -m mlflow_server): arrives with its own issue; see README."""

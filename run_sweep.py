@@ -1,0 +1,107 @@
+#!/usr/bin/env python
+"""Run a hyperparameter sweep of VAE / DCGAN trials on Ray Tune, tracked in MLflow.
+
+    python run_sweep.py --space sweeps/gan_ttur.py
+    python run_sweep.py --space sweeps/vae_beta.py --num-samples 16 --max-epochs 10 --data PATH
+    python run_sweep.py --space sweeps/gan_ttur.py --single-trial --set lr_ratio=4
+    python run_sweep.py --report EXPERIMENT
+
+Bad input (space file, --set, data, tracking URI) prints one line and exits with status 2,
+before Ray starts or MLflow is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", help="space file, e.g. sweeps/gan_ttur.py")
+    p.add_argument("--num-samples", type=int, help="trials to run (default: the space's num_samples)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's)")
+    p.add_argument("--data", help="cifar10 (download) | synthetic | path to cifar-10-batches-py, image folder or .tar.gz")
+    p.add_argument("--train-subset", type=int, help="seeded train subset size (default 10000)")
+    p.add_argument("--seed", type=int, help="global seed (default 42)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field for every trial (repeatable)")
+    p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment name (default: the space file's name)")
+    p.add_argument("--address", help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractional allowed")
+    p.add_argument("--single-trial", action="store_true", help="one trial in this process, no Ray (debugging)")
+    p.add_argument("--resume", action="store_true", help="resume the latest interrupted sweep of this experiment")
+    p.add_argument("--smoke-test", action="store_true", help="synthetic data, 2 trials, 1 epoch")
+    p.add_argument("--report", metavar="EXPERIMENT", dest="report_only",
+                   help="only rebuild the comparison report of EXPERIMENT from MLflow")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
+    p.add_argument("--out", default="report", help="report folder (default: report/)")
+    p.add_argument("--storage", default="ray_results", help="Ray Tune results and checkpoints folder")
+    return p.parse_args(argv)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return _dispatch(args)
+    except Exception as exc:
+        if type(exc).__name__ in USER_ERRORS:
+            fail(str(exc))
+        raise
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.report_only:
+        from common.report import build_report
+        from common.tracking import check_tracking_uri, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_tracking_uri(uri)
+        print(f"report: {build_report(args.report_only, args.out, uri)}")
+        return 0
+    if not args.space:
+        fail("--space FILE is required (e.g. --space sweeps/gan_ttur.py), or use --report EXPERIMENT")
+    if args.single_trial and args.address:
+        fail("--single-trial runs in this process without Ray; drop --address")
+    if args.single_trial and args.resume:
+        fail("--resume applies to sweeps; drop --single-trial")
+    for name in ("num_samples", "max_epochs", "train_subset"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
+    for name in ("cpus_per_trial", "gpus_per_trial"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
+    overrides = []
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--set {item!r} is not KEY=VALUE (e.g. --set lr_ratio=4)")
+        overrides.append((key.strip(), value.strip()))
+
+    from common.sweep import SweepOptions, run
+
+    opts = SweepOptions(
+        space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs, data=args.data,
+        train_subset=args.train_subset, seed=args.seed, overrides=tuple(overrides),
+        tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, single_trial=args.single_trial,
+        resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out,
+        storage=args.storage)
+    summary = run(opts)
+    for family, best in summary.get("best", {}).items():
+        print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
+    if "report" in summary:
+        print(f"report: {summary['report']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

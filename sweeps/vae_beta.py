@@ -1,0 +1,30 @@
+"""Conv-VAE: latent size and beta schedule (Higgins et al. 2017; Fu et al. 2019).
+
+Searches latent_dim in {16, 32, 64, 128, 256}, the schedule kind (constant, linear warm-up,
+cyclical) and its parameters, and the final beta.
+Objective: ``test_elbo`` — the true negative ELBO (beta = 1) in nats per image on all 10,000
+test images. It is what a VAE optimises, comparable across every beta a trial trained with,
+and measured every epoch, so ASHA can stop weak trials early. The linear-probe accuracy (the
+representation metric) is logged every ``probe_every`` epochs and shown in the report, but it
+is too costly to compute every epoch, so it is not the objective.
+"""
+
+
+def space(trial):
+    trial.suggest_categorical("latent_dim", [16, 32, 64, 128, 256])
+    kind = trial.suggest_categorical("beta_schedule", ["constant", "linear", "cyclical"])
+    trial.suggest_float("beta", 0.25, 4.0, log=True)
+    if kind == "linear":
+        trial.suggest_int("warmup_epochs", 1, 10)
+    elif kind == "cyclical":
+        trial.suggest_int("cycles", 1, 4)
+
+
+family = "vae"
+metric = "test_elbo"
+mode = "min"
+num_samples = 8
+max_epochs = 10
+defaults = {"probe_every": 5}
+scheduler = {"grace_period": 2, "reduction_factor": 3}
+resources = {"cpu": 1, "gpu": 0}

@@ -1,0 +1,170 @@
+"""Report from a fake sweep in a temporary sqlite MLflow store; figure helpers write valid PNGs."""
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from common.figures import save_curves, save_image_grid
+from common.report import ReportError, build_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EXPERIMENT = "gan_ttur"
+
+
+def _tiny_png(path, shade: float) -> None:
+    save_image_grid(torch.full((1, 3, 4, 4), shade), path, nrow=1)
+
+
+def _log_trial(client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path):
+    run = client.create_run(exp_id, run_name=f"{family}_{i}", tags={
+        "mlflow.parentRunId": parent_id, "sweep.role": "trial", "family": family,
+        "trial_id": f"{family}_{i:05d}", "device": "cpu", "git_commit": "abc1234",
+        "data_hash": "d41d8cd9", "data": "cifar10", "trial_status": status})
+    rid = run.info.run_id
+    common = {"family": family, "seed": 42, "data": "cifar10", "train_subset": 5000, "batch_size": 128,
+              "max_epochs": 3, "probe_every": 5, "eval_samples": 512, "device": "auto"}
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in {**common, **params}.items()],
+                     metrics=[Metric("n_params", 12345, 0, 0)] + [
+                         Metric(k, v, 0, step) for step, row in enumerate(metrics_by_epoch, 1) for k, v in row.items()])
+    figs = tmp_path / f"figs_{rid}"
+    names = ["samples", "curves"] + (["reconstructions", "interpolations"] if family == "vae" else [])
+    for j, name in enumerate(names):
+        _tiny_png(figs / f"{name}.png", j / 4)
+    client.log_artifacts(rid, str(figs), "figures")
+    return rid
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A parent + 3 VAE + 3 DCGAN children, metrics at steps 1..3. Returns (uri, parent_id, best ids)."""
+    tmp_path = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
+    parent = client.create_run(exp_id, run_name="sweep", tags={
+        "sweep.role": "parent", "sweep.space": "sweeps/gan_ttur.py", "git_commit": "abc1234",
+        "data": "cifar10", "data_hash": "d41d8cd9"})
+    pid = parent.info.run_id
+    for k, v in dict(space="gan_ttur", num_samples=6, max_epochs=3, metric="test_elbo", mode="min",
+                     seed=42, data="cifar10", train_subset=5000).items():
+        client.log_param(pid, k, v)
+    vae_elbo = [210.0, 205.4321, 230.0]  # trial 1 (index) is best: final 205.4321 -> "205.43"
+    for i, (lat, final) in enumerate(zip([32, 64, 128], vae_elbo)):
+        rows = [{"train_loss": final + 30 - 10 * e, "beta": 1.0, "test_elbo": final + 20 - 10 * e,
+                 "test_recon": final - 61 + 5 - 2.5 * e, "test_kl": 61.0 - 0.5 * e + i, "active_units": 40.0,
+                 "epoch_time_s": 60.0, "train_time_s": 60.0 * (e + 1), "sample_fd": 50.0 - e}
+                for e in range(3)]
+        rows[-1]["probe_acc"] = 0.3512 + 0.01 * i
+        _log_trial(client, exp_id, pid, "vae", i, {"lr": 1e-3 * (i + 1), "latent_dim": lat, "beta": 1.0,
+                                                   "beta_schedule": "constant"}, rows, "completed", tmp_path)
+    dcgan_fd = [41.0, 44.0, 38.7654]  # trial 2 is best by sample_fd (the sweep metric test_elbo is VAE-only)
+    for i, (ratio, final) in enumerate(zip([0.5, 1.0, 4.0], dcgan_fd)):
+        rows = [{"g_loss": 2.0 + e + 0.1 * i, "d_loss": 0.5 - 0.1 * e, "loss_ratio": (2.0 + e) / (0.5 - 0.1 * e),
+                 "d_real": 0.8, "d_fake": 0.2, "epoch_time_s": 90.0, "train_time_s": 90.0 * (e + 1),
+                 "sample_fd": final + 2 * (2 - e)} for e in range(3)]
+        _log_trial(client, exp_id, pid, "dcgan", i, {"lr_g": 2e-4, "lr_ratio": ratio, "latent_dim": 100},
+                   rows, "completed" if i < 2 else "stopped", tmp_path)
+    return uri, pid
+
+
+@pytest.fixture(scope="module")
+def report(sweep, tmp_path_factory):
+    uri, pid = sweep
+    out = tmp_path_factory.mktemp("report")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the upload to the parent must not fail here
+        index = build_report(EXPERIMENT, out, tracking_uri=uri)
+    return out, index, (out / "report.md").read_text(), index.read_text()
+
+
+def test_files_written(report):
+    out, index, md, page = report
+    assert index == out / "index.html" and (out / "report.md").is_file()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+
+
+def test_header(report, sweep):
+    _, _, md, _ = report
+    assert sweep[1] in md and "abc1234" in md and "d41d8cd9" in md and "gan_ttur" in md
+
+
+def test_seed_table_values(report):
+    _, _, md, page = report
+    seed_rows = md.split("## Seed comparison")[1].split("## Figures")[0]
+    for published in ("200.82", "139.56", "61.25", "37.69%", "3.866", "0.159", "24.4", "22 min", "45 min"):
+        assert published in seed_rows
+    elbo_row = next(line for line in seed_rows.splitlines() if line.startswith("| ELBO"))
+    assert "205.43" in elbo_row  # best VAE trial's final test_elbo
+    probe_row = next(line for line in seed_rows.splitlines() if line.startswith("| Linear probe"))
+    assert "36.12%" in probe_row  # probe_acc of that same trial (index 1), as a percentage
+    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample quality"))
+    assert "38.77" in fd_row  # best DCGAN trial's final sample_fd
+    g_row = next(line for line in seed_rows.splitlines() if line.startswith("| G loss"))
+    assert "4.200" in g_row and "—" in g_row  # DCGAN trial 2 final g_loss; VAE has none
+    time_row = next(line for line in seed_rows.splitlines() if line.startswith("| Train time"))
+    assert "3.0 min" in time_row and "4.5 min" in time_row and "3 epochs on cpu" in time_row
+    assert "vae_00001" in seed_rows and "dcgan_00002" in seed_rows
+    assert "205.43" in page
+
+
+def test_measured_on_comes_from_params(report):
+    _, _, md, _ = report
+    rows = md.split("## Seed comparison")[1].split("## Figures")[0]
+    assert "test split, 10,000 images" in rows
+    assert "fit on train subset (5,000 images), scored on 10,000 test images" in rows
+    assert "train subset 5,000 images, final-epoch mean over batches" in rows
+    assert "512 generated vs cifar10 test images" in rows and "not FID" in rows
+
+
+def test_figures_copied_and_referenced(report):
+    out, _, md, page = report
+    for name in ("vae_samples", "vae_reconstructions", "vae_interpolations", "vae_curves",
+                 "dcgan_samples", "dcgan_curves", "training_curves"):
+        png = out / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_MAGIC, name
+        assert f"figures/{name}.png" in page and f"figures/{name}.png" in md
+
+
+def test_top_trials_and_importances(report):
+    _, _, md, _ = report
+    top = md.split("## Top trials")[1].split("## Parameter importances")[0]
+    for i in range(3):
+        assert f"vae_{i:05d}" in top and f"dcgan_{i:05d}" in top
+    assert "latent_dim" in top and "lr_ratio" in top  # varying params detected
+    assert "stopped" in top
+    # ranked best first: vae_00001 (205.43) before vae_00000 (210.00) before vae_00002 (230.00)
+    assert top.index("vae_00001") < top.index("vae_00000") < top.index("vae_00002")
+    imp = md.split("## Parameter importances")[1]
+    assert re.search(r"VAE: .*over 3 completed trials", imp) and "noisy" in imp
+    assert "latent_dim" in imp
+    assert "DCGAN: only 2 completed" in imp  # one DCGAN trial was stopped
+
+
+def test_report_logged_to_parent(report, sweep):
+    uri, pid = sweep
+    logged = {f.path for f in MlflowClient(tracking_uri=uri).list_artifacts(pid, "report")}
+    assert {"report/index.html", "report/report.md", "report/figures"} <= logged
+
+
+def test_missing_experiment_and_parent(sweep, tmp_path):
+    uri, _ = sweep
+    with pytest.raises(ReportError, match=r"'nope' not found.*existing experiments: .*gan_ttur"):
+        build_report("nope", tmp_path, tracking_uri=uri)
+    MlflowClient(tracking_uri=uri).create_experiment("empty", artifact_location=(tmp_path / "a").as_uri())
+    with pytest.raises(ReportError, match="no sweep parent run"):
+        build_report("empty", tmp_path, tracking_uri=uri)
+
+
+def test_save_image_grid_and_curves(tmp_path):
+    grid = save_image_grid(torch.rand(10, 3, 8, 8) * 2 - 1, tmp_path / "sub" / "grid.png", nrow=5)
+    assert grid.read_bytes()[:8] == PNG_MAGIC
+    curves = save_curves({"loss": [(1, 3.0), (2, 2.0), (3, 1.5)], "acc": [(5, 0.3)], "empty": []},
+                         tmp_path / "curves.png", title="t")
+    assert curves.read_bytes()[:8] == PNG_MAGIC
+    with pytest.raises(ValueError, match="N, 3, H, W"):
+        save_image_grid(torch.zeros(3, 8, 8), tmp_path / "bad.png")
