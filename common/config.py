@@ -43,6 +43,10 @@ class TrialConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":
         """Build from a mapping of field -> value; strings (from ``--set``) are coerced."""
+        values = dict(values)
+        family = values.pop("family", cls.family)  # to_dict() output round-trips
+        if family != cls.family:
+            raise ConfigError(f"config says family={family!r} but a {cls.family} config was expected")
         known = cls.fields()
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -108,6 +112,23 @@ def config_class(family: str) -> type[TrialConfig]:
         return FAMILIES[family]
     except KeyError:
         raise ConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}") from None
+
+
+def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
+    """Resolve ``--set`` keys for one family: ``key`` applies to all, ``family.key`` to one.
+
+    A sweep with both families (the seed preset) can then set e.g. ``dcgan.g_channels=32``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        scope, dot, name = key.rpartition(".")
+        if not dot:
+            out[key] = value
+        elif scope not in FAMILIES:
+            raise ConfigError(f"config key {key!r}: prefix {scope!r} is not a model family ({', '.join(FAMILIES)})")
+        elif scope == family:
+            out[name] = value
+    return out
 
 
 # ---- helpers ------------------------------------------------------------------------------

@@ -1,18 +1,13 @@
 """Data sources -> one cached uint8 tensor set; ``DataError`` for bad input.
 
-``load_dataset(spec)`` accepts ``synthetic``, ``cifar10`` (torchvision download), a
-``cifar-10-batches-py`` folder, or an image-folder tree (``train/<class>/*``, ``test/<class>/*``)
-given as a folder or a ``.tar.gz``/``.tgz``. Images are decoded once and cached in ``cache_dir``
-(``$VAEGAN_CACHE`` or ``~/.cache/vaegan/data``) as one ``torch.save`` file.
-
-Cache key (cheap, looked up on every load):
-  * tarball: sha256 of its bytes (streamed; ~20 ms for the 20 MB CIFAR-10 JPEG tarball);
-  * folder: sha256 of the sorted (relative path, size, mtime_ns) of every file in it, so a
-    touched or copied folder is decoded again, but the folder's bytes are not read on a hit.
-``Dataset.content_hash`` (what gets logged as ``data_hash``) is computed from the file bytes
-while decoding and stored in the cache: for an image tree it is sha256 over each image's
-relative path ``split/class/name`` and the sha256 of its bytes, so a folder and its tarball
-hash alike; for pickle batches it is sha256 over each batch file's name and bytes.
+``load_dataset(spec)``: ``synthetic``, ``cifar10`` (torchvision download), a ``cifar-10-batches-py``
+folder, or an image-folder tree (``train/<class>/*``, ``test/<class>/*``) as a folder or ``.tar.gz``.
+Images are decoded once and cached in ``cache_dir`` (``$VAEGAN_CACHE``, ``~/.cache/vaegan/data``).
+Cache key, checked on every load: a tarball's sha256 (streamed, ~20 ms for CIFAR-10), or for a
+folder the sha256 of its sorted (relative path, size, mtime_ns), so a hit reads no image bytes.
+``Dataset.content_hash`` (logged as ``data_hash``) comes from the bytes while decoding and is kept
+in the cache: sha256 over each image's ``split/class/name`` and byte digest (a folder and its
+tarball hash alike), or over each pickle batch file's name and byte digest.
 """
 from __future__ import annotations
 
@@ -39,7 +34,7 @@ SPLITS = ("train", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 _LAYOUT = "expected train/<class>/*.jpg|png and test/<class>/*"
-_JPEG_CHUNK = 2048  # batched libjpeg decode is ~3x faster than PIL per image
+_JPEG_CHUNK = 2048
 
 
 class DataError(ValueError):
@@ -95,31 +90,25 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 class DeviceData:
-    """One split's images (N, 3, 32, 32) uint8 and labels (N,) int64, moved to ``device`` once.
+    """One split: images ``x`` (N, 3, 32, 32) uint8 and labels ``y`` (N,) int64, moved to ``device`` once.
 
-    Kept as uint8 on the device (4x smaller than float32); batches are converted there, so an
-    epoch costs no host->device copies, no worker processes and no decoding.
+    Kept as uint8 on the device (4x smaller than float32) and converted per batch there: an epoch
+    costs no host->device copies, no worker processes and no decoding.
     """
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, device: torch.device | str = "cpu"):
-        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, 32, 32):
-            raise ValueError(f"DeviceData expects uint8 (N, 3, 32, 32) images, got {x.dtype} {tuple(x.shape)}")
-        if y is not None and y.shape != (x.shape[0],):
-            raise ValueError(f"DeviceData labels must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-        self.x = x.to(device)
-        self.y = None if y is None else y.to(device=device, dtype=torch.int64)
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu"):
+        if x.dtype != torch.uint8 or tuple(x.shape[1:]) != (3, 32, 32) or y.shape != x.shape[:1]:
+            raise ValueError(f"DeviceData expects uint8 (N, 3, 32, 32) images and (N,) labels, got "
+                             f"{x.dtype} {tuple(x.shape)} and {tuple(y.shape)}")
+        self.x, self.y = x.to(device), y.to(device=device, dtype=torch.int64)
         self.device = self.x.device
 
     @classmethod
     def from_dataset(cls, ds: Dataset, split: str = "train", device: torch.device | str = "cpu",
                      indices: torch.Tensor | None = None) -> "DeviceData":
-        """``split`` of ``ds`` (optionally only rows ``indices``, e.g. from ``subset_indices``)."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        """``split`` ('train' | 'test') of ``ds``, only rows ``indices`` (e.g. ``subset_indices``) if given."""
         x, y = getattr(ds, f"{split}_x"), getattr(ds, f"{split}_y")
-        if indices is not None:
-            x, y = x[indices], y[indices]
-        return cls(x, y, device)
+        return cls(x, y, device) if indices is None else cls(x[indices], y[indices], device)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -129,29 +118,23 @@ class DeviceData:
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
                 drop_last: bool = True, with_labels: bool = False) -> Iterator:
-        """Yield float32 (B, 3, 32, 32) batches in [-1, 1] on ``self.device``, or (x, y) pairs.
-
-        The permutation comes from ``generator`` (a CPU ``torch.Generator``), drawn on the CPU
-        so the order is the same whatever the device.
-        """
+        """Yield float32 (B, 3, 32, 32) batches in [-1, 1] on ``self.device`` (or (x, y) pairs,
+        y (B,) int64, if ``with_labels``). The order is a permutation drawn from ``generator`` (a
+        CPU ``torch.Generator``) on the CPU, so it is the same whatever the device."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if with_labels and self.y is None:
-            raise ValueError("with_labels=True but this DeviceData holds no labels")
-        order = None
-        if shuffle:
-            if generator is None or generator.device.type != "cpu":
-                raise ValueError("shuffle=True needs a CPU torch.Generator so runs are reproducible")
-            order = torch.randperm(len(self), generator=generator).to(self.device)
-        return self._iter(batch_size, order, drop_last, with_labels)
+        if shuffle and (generator is None or generator.device.type != "cpu"):
+            raise ValueError("shuffle=True needs a CPU torch.Generator so runs are reproducible")
+        order = torch.randperm(len(self), generator=generator).to(self.device) if shuffle else None
+        n = self.num_batches(batch_size) * batch_size if drop_last else len(self)
 
-    def _iter(self, batch_size, order, drop_last, with_labels):
-        n = self.num_batches(batch_size, drop_last) * batch_size if drop_last else len(self)
-        for start in range(0, n, batch_size):
-            sl = slice(start, min(start + batch_size, n))
-            idx = sl if order is None else order[sl]
-            xb = to_unit_range(self.x[idx])
-            yield (xb, self.y[idx]) if with_labels else xb
+        def gen():  # a nested generator so the checks above run at call time
+            for start in range(0, n, batch_size):
+                idx = slice(start, min(start + batch_size, n))
+                idx = idx if order is None else order[idx]
+                xb = to_unit_range(self.x[idx])
+                yield (xb, self.y[idx]) if with_labels else xb
+        return gen()
 
 
 # ---- synthetic ----------------------------------------------------------------------------
@@ -170,23 +153,23 @@ def _synthetic(n_train: int = 512, n_test: int = 256, k: int = 10) -> Dataset:
         x = colours[y] + 40 * stripes[y].unsqueeze(1) + 25 * torch.randn(n, 3, 32, 32, generator=g)
         return x.round().clamp(0, 255).to(torch.uint8), y
 
-    (trx, tr_y), (tex, te_y) = make(n_train), make(n_test)
-    h = hashlib.sha256()
-    for t in (trx, tr_y, tex, te_y):
-        h.update(t.numpy().tobytes())
-    return Dataset(trx, tr_y, tex, te_y, tuple(f"class{i}" for i in range(k)), "synthetic", h.hexdigest())
+    t = (*make(n_train), *make(n_test))
+    digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in t)).hexdigest()
+    return Dataset(*t, tuple(f"class{i}" for i in range(k)), "synthetic", digest)
 
 
 # ---- sources ------------------------------------------------------------------------------
 def _identify(path: Path) -> tuple[str, str, Callable[[], dict]]:
     """(kind, cache key, builder) for an existing path; the builder decodes and validates."""
     if path.is_file():
-        name = path.name.lower()
-        if not name.endswith((".tar.gz", ".tgz", ".tar")):
+        if not path.name.lower().endswith((".tar.gz", ".tgz")):
             raise DataError(f"'{path}' is a file but not a .tar.gz/.tgz archive; pass an image-folder tree, "
                             "its .tar.gz, or a cifar-10-batches-py folder")
-        raw = path.read_bytes()
-        return "tar", hashlib.sha256(raw).hexdigest(), lambda: _build_tar(path, raw)
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return "tar", h.hexdigest(), lambda: _build_tar(path)
     if (path / "cifar-10-batches-py").is_dir():  # the torchvision root was given
         path = path / "cifar-10-batches-py"
     if any((path / n).exists() for n in CIFAR_FILES):
@@ -195,7 +178,7 @@ def _identify(path: Path) -> tuple[str, str, Callable[[], dict]]:
                 raise DataError(f"missing '{path / n}': a cifar-10-batches-py folder needs "
                                 f"{', '.join(CIFAR_FILES)}; re-extract cifar-10-python.tar.gz")
         key = _stat_hash([(n, (path / n).stat()) for n in CIFAR_FILES])
-        return "batches", key, lambda: _build_batches(path)
+        return "batches", key, lambda: _build_batches(lambda n: (path / n).read_bytes(), lambda n: f"'{path / n}'")
     files = _walk(path)
     if not files:
         raise DataError(f"data folder '{path}' is empty; {_LAYOUT}")
@@ -209,6 +192,7 @@ def _hidden(part: str) -> bool:
 
 
 def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
+    """(POSIX path relative to ``root``, stat) of every non-hidden file under ``root``."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
@@ -218,22 +202,18 @@ def _walk(root: Path) -> list[tuple[str, os.stat_result]]:
 
 
 def _stat_hash(files: list[tuple[str, os.stat_result]]) -> str:
-    h = hashlib.sha256()
-    for name, st in sorted(files, key=lambda f: f[0]):
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
+    lines = sorted(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n" for name, st in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def _build_tar(path: Path, raw: bytes) -> dict:
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DataError(f"'{path}' is a damaged gzip file ({_one_line(e)}); re-download it or re-create "
-                            "it with tar -czf") from None
-    elif not path.name.lower().endswith(".tar"):
-        raise DataError(f"'{path}' is not gzip-compressed; pass a .tar.gz made with tar -czf, or the "
-                        "extracted folder")
+def _build_tar(path: Path) -> dict:
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        raise DataError(f"'{path}' is not gzip-compressed; pass a .tar.gz made with tar -czf, or the folder")
+    try:
+        raw = gzip.decompress(raw)  # whole archive in memory: random access to members below
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"'{path}' is a damaged gzip file ({_one_line(e)}); re-download or re-create it") from None
     try:
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tf:
             members = [m for m in tf.getmembers() if m.isfile()]
@@ -246,6 +226,9 @@ def _build_tar(path: Path, raw: bytes) -> dict:
     def read(n):
         off, size = blobs[n]
         return bytes(view[off:off + size])
+    pickles = [n[:-12] for n in blobs if n == "data_batch_1" or n.endswith("/data_batch_1")]
+    if pickles:  # the official cifar-10-python.tar.gz
+        return _build_batches(lambda n: read(pickles[0] + n), lambda n: f"'{path}' member '{pickles[0] + n}'")
     return _build_tree(list(blobs), read, lambda n: f"'{path}' member '{n}'", f"'{path}'")
 
 
@@ -301,34 +284,26 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
     out = torch.empty((len(blobs), 3, 32, 32), dtype=torch.uint8)
     jpeg = [i for i, b in enumerate(blobs) if b[:2] == b"\xff\xd8"]
     rest = sorted(set(range(len(blobs))) - set(jpeg))
-    fast = _jpeg_batch_decoder()
+    try:  # batched libjpeg decode is ~3x faster than PIL one by one
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:  # dropped by some future torchvision: PIL still works, only slower
+        jpeg, rest = [], list(range(len(blobs)))
     for start in range(0, len(jpeg), _JPEG_CHUNK):
         idx = jpeg[start:start + _JPEG_CHUNK]
-        if fast is not None:
-            try:
-                imgs = fast([torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in idx])
-                if all(tuple(t.shape) == (3, 32, 32) for t in imgs):
-                    out[idx] = torch.stack(imgs)
-                    continue
-            except RuntimeError:
-                pass  # PIL below finds and names the offending file
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torchvision 0.29 deprecation notice on every call
+                imgs = decode_jpeg([torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in idx],
+                                   mode=ImageReadMode.UNCHANGED)
+            if all(tuple(t.shape) == (3, 32, 32) for t in imgs):
+                out[idx] = torch.stack(imgs)
+                continue
+        except RuntimeError:
+            pass  # PIL below finds and names the offending file
         rest += idx
     for i in rest:
         out[i] = torch.from_numpy(_decode_pil(blobs[i], show(i))).permute(2, 0, 1)
     return out
-
-
-def _jpeg_batch_decoder():
-    try:
-        from torchvision.io import ImageReadMode, decode_jpeg
-    except ImportError:  # removed in some future torchvision: PIL still works, only slower
-        return None
-
-    def decode(tensors):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torchvision 0.29 deprecation notice on every call
-            return decode_jpeg(tensors, mode=ImageReadMode.UNCHANGED)
-    return decode
 
 
 def _decode_pil(blob: bytes, shown: str) -> np.ndarray:
@@ -347,36 +322,38 @@ def _decode_pil(blob: bytes, shown: str) -> np.ndarray:
     return arr
 
 
-def _build_batches(root: Path) -> dict:
-    """CIFAR-10 python pickles -> tensors. Pickles can run code: load only copies you trust."""
+def _build_batches(read: Callable[[str], bytes], show: Callable[[str], str]) -> dict:
+    """CIFAR-10 python pickles (``read(name)`` -> bytes) -> tensors. Pickles can run code: load
+    only copies you trust."""
     h = hashlib.sha256()
 
     def load(name):
-        raw = (root / name).read_bytes()
+        try:
+            raw = read(name)
+        except (KeyError, FileNotFoundError):
+            raise DataError(f"missing {show(name)}: cifar-10-batches-py needs {', '.join(CIFAR_FILES)}; "
+                            "re-download cifar-10-python.tar.gz") from None
         h.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
         try:
             d = pickle.loads(raw, encoding="latin1")  # latin1: the official files are Python 2 pickles
             return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
         except Exception as e:
-            raise DataError(f"cannot unpickle '{root / name}' ({_one_line(e)}); re-extract "
-                            "cifar-10-python.tar.gz") from None
+            raise DataError(f"cannot unpickle {show(name)} ({_one_line(e)}); re-extract cifar-10-python.tar.gz") from None
 
-    meta = load("batches.meta")
-    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", [])]
-    if not classes:
-        raise DataError(f"'{root / 'batches.meta'}' has no label_names; re-extract cifar-10-python.tar.gz")
+    classes = [c.decode() if isinstance(c, bytes) else str(c) for c in load("batches.meta").get("label_names", [])]
     out = {"classes": classes}
     for s, names in (("train", CIFAR_FILES[:5]), ("test", CIFAR_FILES[5:6])):
         xs, ys = [], []
         for name in names:
             d = load(name)
-            x, y = np.asarray(d.get("data")), np.asarray(d.get("labels"), dtype=np.int64)
-            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),) \
-                    or (len(y) and (y.min() < 0 or y.max() >= len(classes))):
-                raise DataError(f"'{root / name}' holds data {x.dtype} {x.shape} with labels {y.shape}; expected "
-                                f"uint8 (N, 3072) and N labels in 0..{len(classes) - 1} (CIFAR-10 python format)")
+            x, y = np.asarray(d.get("data")), np.asarray(d.get("labels", ()))
+            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),) or \
+                    y.dtype.kind not in "iu" or not len(y) or y.min() < 0 or y.max() >= len(classes):
+                raise DataError(f"{show(name)} holds data {x.dtype} {x.shape} and labels {y.dtype} {y.shape}; "
+                                f"expected uint8 (N, 3072) and N ints in 0..{len(classes) - 1} (batches.meta "
+                                "label_names): re-extract cifar-10-python.tar.gz")
             xs.append(x)
-            ys.append(y)
+            ys.append(y.astype(np.int64))
         out[f"{s}_x"] = torch.from_numpy(np.concatenate(xs)).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
         out[f"{s}_y"] = torch.from_numpy(np.concatenate(ys))
     out["content_hash"] = h.hexdigest()
@@ -391,18 +368,14 @@ def _cifar10_folder() -> Path:
         return folder
     try:
         root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create CIFAR-10 folder '{root}' ({_one_line(e)}); set CIFAR10_ROOT to a "
-                        "writable folder") from None
-    with FileLock(str(root / ".download.lock")):  # concurrent trials: one downloads, the rest wait
-        if not all((folder / n).is_file() for n in CIFAR_FILES):
-            try:
+        with FileLock(str(root / ".download.lock")):  # concurrent trials: one downloads, the rest wait
+            if not all((folder / n).is_file() for n in CIFAR_FILES):
                 from torchvision.datasets import CIFAR10
                 CIFAR10(str(root), train=True, download=True)
-            except Exception as e:
-                raise DataError(f"cannot download CIFAR-10 into '{root}' ({type(e).__name__}: {_one_line(e)}); "
-                                "without network pass --data PATH to a local copy: a cifar-10-batches-py folder, "
-                                "or an image-folder tree / .tar.gz (train/<class>/*, test/<class>/*)") from None
+    except Exception as e:
+        raise DataError(f"cannot download CIFAR-10 into '{root}' ({type(e).__name__}: {_one_line(e)}); without "
+                        "network pass --data PATH to a local copy (a cifar-10-batches-py folder, or an image-folder "
+                        "tree / .tar.gz), or set CIFAR10_ROOT to a writable folder") from None
     return folder
 
 
@@ -411,17 +384,20 @@ def _cached(kind: str, key: str, build: Callable[[], dict], cache_dir) -> dict:
     """Load the payload for ``key`` from the cache, else build it and write it atomically."""
     d = Path(cache_dir or os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser()
     path = d / f"{kind}-v{CACHE_VERSION}-{key}.pt"
-    payload = _try_load(path)
-    if payload is not None:
+
+    def load():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # missing, or unreadable (e.g. written by another torch): (re)build it
+            return None
+    if (payload := load()) is not None:
         return payload
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DataError(f"cannot create data cache folder '{d}' ({_one_line(e)}); set VAEGAN_CACHE to a "
-                        "writable folder") from None
+        raise DataError(f"cannot create data cache folder '{d}' ({_one_line(e)}); set VAEGAN_CACHE") from None
     with FileLock(str(path) + ".lock"):
-        payload = _try_load(path)  # another process may have built it while we waited
-        if payload is None:
+        if (payload := load()) is None:  # another process may have built it while we waited
             payload = build()
             fd, tmp = tempfile.mkstemp(dir=d, prefix=path.name, suffix=".tmp")
             try:
@@ -432,15 +408,6 @@ def _cached(kind: str, key: str, build: Callable[[], dict], cache_dir) -> dict:
                 Path(tmp).unlink(missing_ok=True)
                 raise
     return payload
-
-
-def _try_load(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # unreadable cache (e.g. other torch version): rebuild it
-        return None
 
 
 def _one_line(e: BaseException) -> str:

@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchvision.utils import save_image
 
 
@@ -62,6 +63,7 @@ def save_curves(
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if not points:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, fontsize=8)
             continue
@@ -69,6 +71,8 @@ def save_curves(
         values = [v for _, v in points]
         # Markers make short runs (a few epochs, or probe-only epochs) readable.
         ax.plot(steps, values, marker="o" if len(points) <= 30 else None, markersize=3, linewidth=1.2)
+        if steps[0] == steps[-1]:  # one epoch only: widen x so the integer tick sits in the middle
+            ax.set_xlim(steps[0] - 1, steps[0] + 1)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -158,7 +158,7 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_
         tags["mlflow.parentRunId"] = ctx.parent_run_id
     run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags)
     run.log_params(cfg.to_dict())
-    run.log_metrics(task.param_counts(), step=0)
+    run.log_metrics(task.static_metrics(), step=0)
     return run
 
 

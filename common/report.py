@@ -1,35 +1,37 @@
 """MLflow -> comparison report (``report.md`` + self-contained ``index.html`` + ``figures/``).
 
-Reads MLflow only (the layout in docs/ARCHITECTURE.md, "MLflow layout"): the sweep's parent
-run and its child (trial) runs. Nothing comes from Ray or local trial folders, so a report
-can be rebuilt anywhere the tracking store is reachable. Every number in the report carries
-the data, split and sample count it was measured on, taken from the run's own params/tags;
-only the seed column (the published slides) is constant.
+Reads MLflow only (docs/ARCHITECTURE.md, "MLflow layout"): sweep parent runs and their trial
+runs, so a report can be rebuilt anywhere the tracking store is reachable. An experiment may
+hold several sweeps (``make sweep``: VAE, then DCGAN); each family comes from the latest parent
+that has trials of it. Every number carries the data, split and sample count it was measured
+on, from the trial's params and step-0 metrics ``n_train_images`` / ``n_test_images``; only
+the seed column (the published slides) is constant.
 """
 from __future__ import annotations
 
 import datetime as dt
 import html
 import math
-import tempfile
 import os
+import tempfile
 import warnings
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.figures import save_curves
+from common.importances import describe_values, param_importances
 
 
 class ReportError(ValueError):
     """The experiment or parent run to report on does not exist; the message says how to fix it."""
 
 
-# (label, metric key, published seed value). Source: /work/shared/seed/vae_vs_dcgan_slides.md.
+# (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md.
 SEED_ROWS = [
     ("ELBO (nats/image, lower is better)", "test_elbo", "200.82"),
     ("Reconstruction (nats/image)", "test_recon", "139.56"),
@@ -41,15 +43,16 @@ SEED_ROWS = [
     ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
     ("Sample quality (sample_fd, lower is better)", "sample_fd", "not measured"),
 ]
+# (label, family, metric key, published value), same source.
+MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcgan", "n_params_g", "1.24M"),
+              ("DCGAN discriminator", "dcgan", "n_params_d", "2.76M")]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
-# Objective when the sweep's own metric is not logged by a family.
-FALLBACK_OBJECTIVE = {"vae": ("test_elbo", "min"), "dcgan": ("sample_fd", "min")}
-CURVE_METRICS = {
-    "vae": ["test_elbo", "test_recon", "test_kl", "train_loss", "probe_acc", "sample_fd"],
-    "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "sample_fd"],
-}
+FALLBACK_OBJECTIVE = {"vae": ("test_elbo", "min"), "dcgan": ("sample_fd", "min")}  # sweep metric not logged
+CURVE_METRICS = {"vae": ["test_elbo", "test_recon", "test_kl", "train_loss", "probe_acc", "sample_fd"],
+                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "sample_fd"]}
 FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN"}
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
+FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
 TOP_K = 10
 MIN_IMPORTANCE_TRIALS = 3
 
@@ -75,9 +78,10 @@ class Trial:
 @dataclass
 class Family:
     name: str
-    metric: str
+    parent: Run  # the sweep parent run these trials are children of
+    metric: str  # the objective used to rank this family's trials
     mode: str  # "min" | "max"
-    trials: list[Trial] = field(default_factory=list)
+    trials: list[Trial]
     ranked: list[Trial] = field(default_factory=list)  # trials with a finite objective, best first
     varying: list[str] = field(default_factory=list)  # params whose value differs across trials
 
@@ -87,234 +91,202 @@ class Family:
 
 
 # ---- entry point --------------------------------------------------------------------------
-def build_report(
-    experiment: str,
-    out_dir: str | Path,
-    tracking_uri: str | None = None,
-    parent_run_id: str | None = None,
-) -> Path:
+def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None = None,
+                 parent_run_id: str | None = None) -> Path:
     """Write ``out_dir/report.md``, ``out_dir/index.html`` and ``out_dir/figures/*.png``.
 
-    Reports on ``parent_run_id`` or, by default, the most recent run tagged
-    ``sweep.role=parent`` in ``experiment``. Returns the path of ``index.html``. The folder is
-    also logged to the parent run under ``report/`` (a failed upload only warns).
+    With ``parent_run_id``, reports on that parent run's trials only (all families under it).
+    Otherwise each family comes from the most recent run tagged ``sweep.role=parent`` in
+    ``experiment`` that has trials of that family. Raises ReportError if the experiment or
+    parent is missing. Returns the path of ``index.html``. The folder is also logged under
+    ``report/`` to every parent run used (a failed upload only warns).
     """
     client = MlflowClient(tracking_uri=tracking_uri)
+    parents, families = _load(client, experiment, parent_run_id)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    parent = _find_parent(client, experiment, parent_run_id)
-    families = _load_families(client, parent)
-
-    blocks = _header(experiment, parent, families)
-    blocks += _seed_table(client, families)
-    blocks += _figures(client, families, out_dir)
-    blocks += _top_trials(client, families)
-    blocks += _importances(families)
-
+    blocks = _header(experiment, parents, families) + _seed_table(client, families)
+    blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _importances(families)
     (out_dir / "report.md").write_text(_to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(_to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
-    try:
-        client.log_artifacts(parent.info.run_id, str(out_dir), "report")
-    except Exception as e:  # the report on disk is the product; the upload is a convenience
-        warnings.warn(f"report written to {out_dir} but logging it to MLflow run {parent.info.run_id} failed: {e}")
+    for parent in parents:
+        try:
+            client.log_artifacts(parent.info.run_id, str(out_dir), "report")
+        except Exception as e:  # the report on disk is the product; the upload is a convenience
+            warnings.warn(f"report written to {out_dir} but logging it to MLflow run {parent.info.run_id} failed: {e}")
     return index
 
 
 # ---- reading MLflow -----------------------------------------------------------------------
-def _find_parent(client: MlflowClient, experiment: str, parent_run_id: str | None) -> Run:
+def _search_all(client: MlflowClient, exp_id: str, query: str, order_by: list[str] | None = None) -> list[Run]:
+    runs, token = [], None
+    while True:  # page through: a big sweep can exceed one page of runs
+        page = client.search_runs([exp_id], query, max_results=1000, order_by=order_by, page_token=token)
+        runs += list(page)
+        if not (token := page.token):
+            return runs
+
+
+def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tuple[list[Run], dict[str, Family]]:
+    """(parent runs used, newest first; family name -> Family), families in FAMILY_LABEL order."""
     try:
         exp = client.get_experiment_by_name(experiment)
     except Exception as e:
         raise ReportError(f"cannot read MLflow at {client.tracking_uri}: {e}; check the tracking URI") from None
     if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise ReportError(
-            f"MLflow experiment {experiment!r} not found at {client.tracking_uri}; "
-            f"existing experiments: {', '.join(names) or '(none)'} -- pass one of these or check the tracking URI"
-        )
+        names = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
+        raise ReportError(f"MLflow experiment {experiment!r} not found at {client.tracking_uri}; existing experiments: "
+                          f"{names} -- pass one of these or check the tracking URI")
     if parent_run_id:
         try:
             run = client.get_run(parent_run_id)
         except Exception:
             raise ReportError(f"parent run {parent_run_id!r} not found at {client.tracking_uri}; "
-                              f"omit it to use the latest sweep in {experiment!r}") from None
+                              f"omit it to use the latest sweeps in {experiment!r}") from None
         if run.info.experiment_id != exp.experiment_id:
             raise ReportError(f"run {parent_run_id} belongs to experiment id {run.info.experiment_id}, "
                               f"not {experiment!r} (id {exp.experiment_id})")
-        return run
-    runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'parent'",
-                              max_results=1, order_by=["attributes.start_time DESC"])
-    if not runs:
+        return [run], _families(client, run, list(FAMILY_LABEL))
+    candidates = _search_all(client, exp.experiment_id, "tags.`sweep.role` = 'parent'", ["attributes.start_time DESC"])
+    if not candidates:
         raise ReportError(f"experiment {experiment!r} has no sweep parent run (tag sweep.role=parent); "
                           f"run a sweep into it first or pass parent_run_id")
-    return runs[0]
+    used, families = [], {}
+    for parent in candidates:  # newest first: each family comes from the latest sweep that ran it
+        if len(families) < len(FAMILY_LABEL) and (
+                found := _families(client, parent, [n for n in FAMILY_LABEL if n not in families])):
+            used, families = used + [parent], {**families, **found}
+    return used or candidates[:1], {n: families[n] for n in FAMILY_LABEL if n in families}
 
 
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
-
-
-def _load_families(client: MlflowClient, parent: Run) -> dict[str, Family]:
-    """Group the parent's children by family, pick each family's objective and rank trials."""
-    children = _search_all(client, parent.info.experiment_id,
-                           f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    sweep_metric = parent.data.params.get("metric")
-    sweep_mode = parent.data.params.get("mode", "min")
+def _families(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, Family]:
+    """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
+    children = _search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    sweep_metric, sweep_mode = parent.data.params.get("metric"), parent.data.params.get("mode", "min")
     families: dict[str, Family] = {}
-    for name in FAMILY_LABEL:
-        trials = [Trial(r, name) for r in children
-                  if (r.data.tags.get("family") or r.data.params.get("family")) == name]
+    for name in names:
+        trials = [Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name]
         if not trials:
             continue
-        if sweep_metric and any(sweep_metric in t.run.data.metrics for t in trials):
-            metric, mode = sweep_metric, sweep_mode
-        else:
-            metric, mode = FALLBACK_OBJECTIVE[name]
-        fam = Family(name, metric, mode, trials)
+        use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
+        fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else FALLBACK_OBJECTIVE[name]), trials)
         for t in trials:
-            v = t.metric(metric)
-            t.objective = v if v is not None and math.isfinite(v) else None
+            t.objective = v if (v := t.metric(fam.metric)) is not None and math.isfinite(v) else None
         fam.ranked = sorted((t for t in trials if t.objective is not None),
-                            key=lambda t: t.objective, reverse=(mode == "max"))
-        fam.varying = _varying_params(trials)
+                            key=lambda t: t.objective, reverse=(fam.mode == "max"))
+        keys = sorted({k for t in trials for k in t.params} - {"family"})
+        fam.varying = [k for k in keys if len({t.params.get(k) for t in trials}) > 1]
         families[name] = fam
     return families
 
 
-def _varying_params(trials: list[Trial]) -> list[str]:
-    keys = sorted({k for t in trials for k in t.params} - {"family"})
-    return [k for k in keys if len({t.params.get(k) for t in trials}) > 1]
-
-
 def _epochs(client: MlflowClient, trial: Trial) -> int | None:
     """Epochs run = highest step of a per-epoch metric (step = epoch, 1-based)."""
-    if trial.epochs is None:
-        for key in ("epoch_time_s", "train_time_s"):
-            steps = [m.step for m in client.get_metric_history(trial.run_id, key)]
-            if steps:
-                trial.epochs = max(steps)
-                break
+    for key in ("epoch_time_s", "train_time_s"):
+        if trial.epochs is None and (steps := [m.step for m in client.get_metric_history(trial.run_id, key)]):
+            trial.epochs = max(steps)
     return trial.epochs
 
 
 # ---- number formatting and "measured on" context --------------------------------------------
 def _fmt(key: str, value: float | None) -> str:
-    if value is None:
-        return "—"
-    if not math.isfinite(value):
-        return str(value)
+    if value is None or not math.isfinite(value):
+        return "—" if value is None else str(value)
     if key == "probe_acc":  # logged as a fraction; a value > 1 is already a percentage
         return f"{value * 100 if value <= 1 else value:.2f}%"
     if key == "train_time_s":
         return f"{value / 60:.1f} min"
-    if key in ("g_loss", "d_loss"):
-        return f"{value:.3f}"
-    return f"{value:.2f}"
+    if key.startswith("n_params"):
+        return f"{value / 1e6:.2f}M ({int(value):,})"
+    return f"{value:.3f}" if key in ("g_loss", "d_loss") else f"{value:.2f}"
 
 
-def _count(value: str | None) -> str | None:
-    """'10000' -> '10,000'; None when not logged or not a number."""
+def _count(value: float | str | None) -> str | None:
+    """10000.0 or '10000' -> '10,000'; None when not logged or not a number."""
     try:
         return f"{int(float(value)):,}"
     except (TypeError, ValueError):
         return None
 
 
-def _n_test(trial: Trial) -> str | None:
-    """Size of the test split: a logged ``n_test`` if any, else known from the data source."""
-    n = trial.params.get("n_test") or trial.tags.get("n_test")
-    if n is None and (trial.params.get("data") or trial.tags.get("data")) == "cifar10":
-        n = "10000"  # the CIFAR-10 test split; other sources don't log their size
-    return _count(n)
-
-
 def _measured_on(client: MlflowClient, key: str, trial: Trial) -> str:
-    """Data, split and sample count behind ``key`` for this trial, from its params/tags."""
-    p = trial.params
-    data = p.get("data") or trial.tags.get("data", "?")
-    n_train = _count(p.get("train_subset")) or "? (not logged)"
-    n_test = _n_test(trial)
-    test = f"{n_test} test images" if n_test else "test images (count not logged)"
+    """Data, split and sample count behind ``key``: the trial's data param and step-0 size metrics."""
+    data = trial.params.get("data") or trial.tags.get("data", "?")
+    n_train, n_test = _count(trial.metric("n_train_images")), _count(trial.metric("n_test_images"))
+    size = lambda n: f"{n} images" if n else "size not logged"
+    test = f"{n_test} test images" if n_test else "test images (size not logged)"
     if key.startswith("test_"):
-        return f"{data}, test split, {n_test + ' images' if n_test else 'size not logged'}"
+        return f"{data}, test split, {size(n_test)}"
     if key == "probe_acc":
-        return f"{data}, fit on train subset ({n_train} images), scored on {test}"
-    if key in ("g_loss", "d_loss", "d_real", "d_fake"):
-        return f"{data}, train subset {n_train} images, final-epoch mean over batches"
-    if key == "loss_ratio":
-        return f"{data}, train subset {n_train} images, ratio of final-epoch means over batches"
+        return f"{data}, fit on train subset ({size(n_train)}), scored on {test}"
+    if key in ("g_loss", "d_loss", "d_real", "d_fake", "loss_ratio"):
+        what = "ratio of final-epoch means" if key == "loss_ratio" else "final-epoch mean"
+        return f"{data}, train subset {size(n_train)}, {what} over batches"
     if key == "train_time_s":
         return f"cumulative training time, {_epochs(client, trial) or '?'} epochs on {trial.tags.get('device', '?')}"
     if key == "sample_fd":
-        n_gen = _count(p.get("eval_samples")) or "? (not logged)"
-        return f"{n_gen} generated vs {data} test images, randconv256 features, not FID"
+        n_gen = _count(trial.params.get("eval_samples")) or "? (not logged)"
+        return f"{data}, {n_gen} generated (eval_samples param) vs {test}, randconv256 features, not FID"
     return data
 
 
-# ---- report sections (a list of blocks rendered to both Markdown and HTML) -------------------
-def _header(experiment: str, parent: Run, families: dict[str, Family]) -> list[tuple]:
-    tags, params = parent.data.tags, parent.data.params
-    started = dt.datetime.fromtimestamp(parent.info.start_time / 1000, dt.timezone.utc)
+# ---- report sections: lists of blocks, rendered to both Markdown and HTML ---------------------
+def _header(experiment: str, parents: list[Run], families: dict[str, Family]) -> list[tuple]:
     rows = [["Experiment", experiment],
-            ["Parent run", f"{parent.info.run_id} ({parent.info.run_name or 'unnamed'})"],
-            ["Sweep started (UTC)", started.strftime("%Y-%m-%d %H:%M")],
-            ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")],
-            ["Git commit", tags.get("git_commit", "—")],
-            ["Data source (tag data)", tags.get("data", "—")],
-            ["Data hash (tag data_hash)", tags.get("data_hash", "—")]]
-    rows += [[f"Sweep param {k}", params.get(k, "—")] for k in SWEEP_PARAMS]
+            ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")]]
     for fam in families.values():
         statuses = Counter(t.tags.get("trial_status", "unknown") for t in fam.trials)
-        rows.append([f"{FAMILY_LABEL[fam.name]} trials",
-                     f"{len(fam.trials)} ({', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))})"])
+        rows.append([f"{FAMILY_LABEL[fam.name]} trials", f"{len(fam.trials)} ("
+                     f"{', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}), parent run {fam.parent.info.run_id}"])
     if not families:
-        rows.append(["Trials", "none logged under this parent run"])
-    return [("h1", f"VAE vs DCGAN sweep report: {experiment}"), ("table", ["Field", "Value"], rows)]
+        rows.append(["Trials", "none logged under the parent run(s) below"])
+    started = lambda p: dt.datetime.fromtimestamp(p.info.start_time / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    reported = lambda p: ", ".join(FAMILY_LABEL[f.name] for f in families.values()
+                                   if f.parent.info.run_id == p.info.run_id) or "none"
+    sweeps = [["run id", *[p.info.run_id for p in parents]], ["run name", *[p.info.run_name or "-" for p in parents]],
+              ["families reported from it", *map(reported, parents)], ["started (UTC)", *map(started, parents)],
+              *[[label, *[p.data.tags.get(tag, "—") for p in parents]] for label, tag in (
+                  ("space file (tag sweep.space)", "sweep.space"), ("git commit", "git_commit"),
+                  ("data source (tag data)", "data"), ("data hash (tag data_hash)", "data_hash"))],
+              *[[f"sweep param {k}", *[p.data.params.get(k, "—") for p in parents]] for k in SWEEP_PARAMS]]
+    return [("h1", f"VAE vs DCGAN sweep report: {experiment}"), ("table", ["Field", "Value"], rows),
+            ("h3", "Sweeps (parent runs) used"),
+            ("table", ["Field", *[f"parent {i}" for i in range(1, len(parents) + 1)]], sweeps)]
 
 
 def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
-    best = {name: fam.best for name, fam in families.items()}
-    cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if best.get(n) else 'none'})"
-            for n in FAMILY_LABEL]
+    best = {name: fam.best for name, fam in families.items() if fam.best is not None}
+    cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in FAMILY_LABEL]
     rows = []
     for label, key, seed in SEED_ROWS:
-        ours = [_fmt(key, best[n].metric(key)) if best.get(n) else "—" for n in FAMILY_LABEL]
-        contexts = {n: _measured_on(client, key, t) for n, t in best.items()
-                    if t is not None and t.metric(key) is not None}
-        if not contexts:
-            on = "not logged by the best trials"
-        elif len(set(contexts.values())) == 1:
-            on = next(iter(contexts.values()))
+        ours = [_fmt(key, best[n].metric(key)) if n in best else "—" for n in FAMILY_LABEL]
+        on = {n: _measured_on(client, key, t) for n, t in best.items() if t.metric(key) is not None}
+        if len(set(on.values())) > 1:  # the families were measured differently: say each
+            text = "; ".join(f"{FAMILY_LABEL[n]}: {c}" for n, c in on.items())
         else:
-            on = "; ".join(f"{FAMILY_LABEL[n]}: {c}" for n, c in contexts.items())
-        rows.append([label, seed, *ours, on])
+            text = next(iter(on.values()), "not logged by the best trials")
+        rows.append([label, seed, *ours, text])
     notes = [SEED_CONTEXT, "Ours = final-epoch value (highest logged step) of each metric in the best trial's MLflow run."]
     for name, fam in families.items():
-        t = fam.best
-        if t is None:
+        if (t := fam.best) is None:
             notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.metric}, so there is no best trial.")
             continue
-        notes.append(
-            f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}): chosen by final {fam.metric} "
-            f"({fam.mode}) among {len(fam.ranked)} trials that logged it; {_epochs(client, t) or '?'} epochs on "
-            f"{t.tags.get('device', '?')}, status {t.tags.get('trial_status', '?')}.")
-    return [("h2", "Seed comparison"),
-            ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
-            ("ul", notes)]
+        notes.append(f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
+                     f"chosen by final {fam.metric} ({fam.mode}) among {len(fam.ranked)} trials that logged it; "
+                     f"{_epochs(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
+                     f"status {t.tags.get('trial_status', '?')}.")
+    models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
+               best[n].trial_id if n in best else "none"] for label, n, key, seed in MODEL_ROWS]
+    return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
+            ("ul", notes), ("h3", "Model sizes (parameters)"),
+            ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models)]
 
 
 def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -> list[tuple]:
     """Copy each best trial's figures/*.png into out_dir/figures and draw the report's curves."""
     blocks: list[tuple] = [("h2", "Figures")]
     history: dict[str, list[tuple[int, float]]] = {}
-    order = {n: i for i, n in enumerate(("samples", "reconstructions", "interpolations", "curves"))}
     for name, fam in families.items():
         if (t := fam.best) is None:
             continue
@@ -324,9 +296,11 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
         except Exception as e:
             pngs = []
             blocks.append(("p", f"Could not list artifacts of run {t.run_id}: {e}"))
-        pngs.sort(key=lambda a: (order.get(Path(a).stem, len(order)), a))
-        with tempfile.TemporaryDirectory() as tmp, _no_progress_bar():
-            for art in pngs:
+        rank = lambda a: (FIGURE_ORDER.index(Path(a).stem) if Path(a).stem in FIGURE_ORDER else 99, a)
+        # MLflow draws a tqdm bar per downloaded file; patch.dict restores the setting afterwards.
+        with tempfile.TemporaryDirectory() as tmp, \
+                mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
+            for art in sorted(pngs, key=rank):
                 dest = out_dir / "figures" / f"{name}_{Path(art).name}"
                 try:
                     dest.write_bytes(Path(client.download_artifacts(t.run_id, art, tmp)).read_bytes())
@@ -338,34 +312,18 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
         if not pngs:
             blocks.append(("p", f"Run {t.run_id} has no figures/*.png artifacts."))
         for key in CURVE_METRICS[name]:
-            points = [(m.step, m.value) for m in client.get_metric_history(t.run_id, key)]
-            if points:
+            if points := [(m.step, m.value) for m in client.get_metric_history(t.run_id, key)]:
                 history[f"{name}: {key}"] = points
     if history:
         save_curves(history, out_dir / "figures" / "training_curves.png",
                     title="Best trial per family: per-epoch metrics from MLflow")
-        blocks += [("h3", "Training curves (report)"),
-                   ("img", "figures/training_curves.png",
+        blocks += [("h3", "Training curves (report)"), ("img", "figures/training_curves.png",
                     "Best trial per family, x = epoch. test_* on the test split; g/d losses and d_real/d_fake are "
                     "epoch means over train-subset batches; sample_fd as in the seed table; probe_acc only on "
                     "probe epochs.")]
     if len(blocks) == 1:
         blocks.append(("p", "No best trial in any family, so there are no figures."))
     return blocks
-
-
-@contextmanager
-def _no_progress_bar():
-    """MLflow draws a tqdm bar per downloaded file; hide it while we fetch, then restore the setting."""
-    key, old = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = old
 
 
 def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
@@ -377,13 +335,11 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
         if fam.best is not None:
             blocks.append(("p", f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
                                 f"Varying params: {', '.join(fam.varying) or 'none'}."))
-        rows = [[str(i), t.trial_id, t.tags.get("trial_status", "?"), *[t.params.get(k, "—") for k in fam.varying],
-                 _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—")] for i, t in enumerate(top, 1)]
-        if rows:
+            rows = [[str(i), t.trial_id, t.tags.get("trial_status", "?"), *[t.params.get(k, "—") for k in fam.varying],
+                     _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—")] for i, t in enumerate(top, 1)]
             blocks.append(("table", ["rank", "trial_id", "trial_status", *fam.varying,
                                      f"final {fam.metric}", "epochs"], rows))
-        missing = [t for t in fam.trials if t.objective is None]
-        if missing:
+        if missing := [t for t in fam.trials if t.objective is None]:
             desc = ", ".join(f"{t.trial_id} ({t.tags.get('trial_status', '?')})" for t in missing[:TOP_K])
             blocks.append(("p", f"{len(missing)} trial(s) logged no {fam.metric}: {desc}"
                                 + (" ..." if len(missing) > TOP_K else "")))
@@ -401,124 +357,48 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
             blocks.append(("p", f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
                                 f"importances need at least {MIN_IMPORTANCE_TRIALS}."))
             continue
-        table, note = _param_importances(done, fam.mode)
-        blocks.append(("p", f"{label}: {note} Objective: final {fam.metric} ({fam.mode}) over {len(done)} "
-                            f"completed trials; with this few trials importances are noisy, read them as a hint."))
-        if table:
-            blocks.append(("table", ["param", "importance", "observed values"], table))
-    if len(blocks) == 1:
+        try:
+            imp = param_importances([t.params for t in done], [t.objective for t in done], fam.mode)
+        except RuntimeError as e:
+            blocks.append(("p", f"{label}: {e}."))
+            continue
+        blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) of the "
+                            f"params that vary, for final {fam.metric} ({fam.mode}) over {len(done)} completed trials "
+                            f"of parent run {fam.parent.info.run_id}; with this few trials importances are noisy, read "
+                            f"them as a hint.{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
+        if imp:
+            blocks.append(("table", ["param", "importance", "observed values"],
+                           [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()]))
+    if not families:
         blocks.append(("p", "No trials."))
     return blocks
 
 
-def _parse(value: str) -> int | float | str:
-    for typ in (int, float):
-        try:
-            return typ(value)
-        except ValueError:
-            pass
-    return value
-
-
-def _param_importances(trials: list[Trial], mode: str) -> tuple[list[list[str]], str]:
-    """Optuna importances of the params that vary across ``trials`` (rows, one-line note)."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    keys = _varying_params(trials)
-    keys = [k for k in keys if all(k in t.params for t in trials)]
-    if not keys:
-        return [], "no parameter varies across these trials, so there is nothing to rank."
-    values = {k: [_parse(t.params[k]) for t in trials] for k in keys}
-    dists = {}
-    for k, vs in values.items():
-        if all(isinstance(v, int) for v in vs):
-            dists[k] = IntDistribution(min(vs), max(vs))
-        elif all(isinstance(v, (int, float)) for v in vs):
-            values[k] = vs = [float(v) for v in vs]
-            dists[k] = FloatDistribution(min(vs), max(vs))
-        else:
-            values[k] = vs = [str(v) for v in vs]
-            dists[k] = CategoricalDistribution(sorted(set(vs)))
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # silence "study created" chatter
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
-            for i, t in enumerate(trials):
-                study.add_trial(optuna.trial.create_trial(
-                    params={k: values[k][i] for k in keys}, distributions=dists, value=t.objective))
-            errors = []
-            for label, evaluator in (("fANOVA", None),
-                                     ("mean decrease impurity", optuna.importance.MeanDecreaseImpurityImportanceEvaluator())):
-                try:
-                    imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
-                    break
-                except Exception as e:  # fANOVA needs sklearn; fall back rather than lose the section
-                    errors.append(f"{label}: {e}")
-            else:
-                return [], f"no importance evaluator worked ({'; '.join(errors)})."
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    rows = []
-    for k, v in imp.items():
-        d = dists[k]
-        seen = (", ".join(d.choices) if isinstance(d, CategoricalDistribution) else f"{d.low:g} .. {d.high:g}")
-        rows.append([k, f"{v:.3f}", seen])
-    return rows, f"{label} importances (optuna, normalised to sum 1)."
-
-
 # ---- rendering ----------------------------------------------------------------------------
+CSS = ("body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;"
+       "padding:0 1em;color:#222}h2{border-bottom:1px solid #ddd;margin-top:1.8em}table{border-collapse:collapse;"
+       "margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
+       "th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}img{max-width:100%;border:1px solid #ddd}"
+       "figcaption{font-size:.85em;color:#555}ul{font-size:.9em}")
+
+
 def _to_markdown(blocks: list[tuple]) -> str:
-    cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
-    out = []
-    for kind, *body in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + body[0])
-        elif kind == "p":
-            out.append(body[0])
-        elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in body[0]))
-        elif kind == "table":
-            head, rows = body
-            lines = ["| " + " | ".join(map(cell, head)) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
-            out.append("\n".join(lines))
-        elif kind == "img":
-            out.append(f"![{Path(body[0]).stem}]({body[0]})\n\n*{body[1]}*")
-    return "\n\n".join(out) + "\n"
-
-
-CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
-ul{font-size:.9em;color:#333}
-"""
+    row = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+    render = {"h1": lambda t: f"# {t}", "h2": lambda t: f"## {t}", "h3": lambda t: f"### {t}", "p": str,
+              "ul": lambda items: "\n".join(f"- {item}" for item in items),
+              "table": lambda head, rows: "\n".join([row(head), "|" + "---|" * len(head), *map(row, rows)]),
+              "img": lambda src, caption: f"![{Path(src).stem}]({src})\n\n*{caption}*"}
+    return "\n\n".join(render[kind](*body) for kind, *body in blocks) + "\n"
 
 
 def _to_html(blocks: list[tuple], title: str) -> str:
-    e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-           f"<style>{CSS}</style></head><body>"]
-    for kind, *body in blocks:
-        if kind in ("h1", "h2", "h3"):
-            out.append(f"<{kind}>{e(body[0])}</{kind}>")
-        elif kind == "p":
-            out.append(f"<p>{e(body[0])}</p>")
-        elif kind == "ul":
-            out.append("<ul>" + "".join(f"<li>{e(item)}</li>" for item in body[0]) + "</ul>")
-        elif kind == "table":
-            head, rows = body
-            out.append("<table><tr>" + "".join(f"<th>{e(str(h))}</th>" for h in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows)
-                       + "</table>")
-        elif kind == "img":
-            out.append(f"<figure><img src='{e(body[0])}' alt='{e(body[1])}'>"
-                       f"<figcaption>{e(body[1])}</figcaption></figure>")
-    out.append("</body></html>")
-    return "\n".join(out)
+    e = lambda s: html.escape(str(s))
+    row = lambda cells, tag="td": "<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>"
+    render = {**{h: (lambda t, h=h: f"<{h}>{e(t)}</{h}>") for h in ("h1", "h2", "h3")},
+              "p": lambda t: f"<p>{e(t)}</p>", "ul": lambda its: f"<ul>{''.join(f'<li>{e(i)}</li>' for i in its)}</ul>",
+              "table": lambda head, rows: f"<table>{row(head, 'th')}{''.join(map(row, rows))}</table>",
+              "img": lambda src, caption: f"<figure><img src='{e(src)}' alt='{e(Path(src).stem)}'>"
+                                          f"<figcaption>{e(caption)}</figcaption></figure>"}
+    return "\n".join([f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+                      f"<style>{CSS}</style></head><body>", *(render[kind](*body) for kind, *body in blocks),
+                      "</body></html>"])

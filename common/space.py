@@ -16,14 +16,16 @@ Names a space file may define (lower case, nanoGPT-style)::
 """
 from __future__ import annotations
 
-import runpy
+import importlib.util
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import optuna
 
-from common.config import config_class
+from common.config import config_class, for_family
 
 ALLOWED = {"family", "metric", "mode", "space", "defaults", "num_samples", "max_epochs",
            "scheduler", "resources", "max_concurrent", "runs", "description"}
@@ -56,12 +58,12 @@ def load_space(path: str | Path) -> Space:
     if not path.is_file():
         raise SpaceError(f"space file {path} does not exist; pass --space sweeps/<name>.py (see sweeps/)")
     try:
-        ns = runpy.run_path(str(path), run_name="space_file")
+        ns = _import(path)
     except SyntaxError as exc:
         raise SpaceError(f"space file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
     except Exception as exc:  # e.g. FloatDistribution(low > high) raises at import time
         raise SpaceError(f"space file {path} failed to load: {type(exc).__name__}: {exc}") from None
-    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k])}
+    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k], ns["__name__"])}
     unknown = sorted(names - ALLOWED)
     if unknown:
         raise SpaceError(f"space file {path} defines unknown name(s) {', '.join(unknown)}; "
@@ -118,10 +120,29 @@ def sample_params(space: Space, seed: int) -> dict[str, Any]:
 def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
     """Resolve and validate every fixed config the sweep will start from; raise ConfigError."""
     if space.runs:
-        return [config_class(r["family"]).from_dict({**{k: v for k, v in r.items() if k != "family"},
-                                                     **overrides}).to_dict() for r in space.runs]
+        return [config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
+                for r in space.runs]
     sampled = sample_params(space, seed)
-    return [config_class(space.family).from_dict({**space.defaults, **sampled, **overrides}).to_dict()]
+    return [config_class(space.family).from_dict(
+        {**space.defaults, **sampled, **for_family(overrides, space.family)}).to_dict()]
+
+
+def _import(path: Path) -> dict[str, Any]:
+    """Import the file as a real module registered in sys.modules.
+
+    Tune pickles the searcher (and with it a define-by-run ``space`` function) by reference;
+    a registered module name makes that pickle loadable again on ``--resume``.
+    """
+    name = "space_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return {k: v for k, v in vars(module).items() if not k.startswith("__")} | {"__name__": name}
 
 
 def _positive_int(value: Any, name: str, path: Path) -> int:
@@ -135,9 +156,9 @@ def _is_distribution_dict(value: Any) -> bool:
         isinstance(v, optuna.distributions.BaseDistribution) for v in value.values())
 
 
-def _is_module_or_import(value: Any) -> bool:
+def _is_module_or_import(value: Any, module_name: str) -> bool:
     import __future__
     import types
 
     return isinstance(value, (types.ModuleType, __future__._Feature)) or (
-        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", "space_file") != "space_file")
+        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", module_name) != module_name)

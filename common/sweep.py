@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from ray.tune import Callback
 
-from common.config import config_class
+from common.config import config_class, for_family
 from common.data import load_dataset
 from common.loop import LocalSession, SweepContext, run_trial
 from common.space import Space, check_configs, load_space, sample_params
@@ -127,8 +127,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         for i, cfg in enumerate(configs):
             family = cfg["family"]
             metric = space.metric or ("test_elbo" if family == "vae" else "sample_fd")
-            run_fixed = {**space.defaults, **fixed} if not space.runs else {
-                **{k: v for k, v in space.runs[i].items() if k != "family"}, **fixed}
+            run_fixed = {**(space.runs[i] if space.runs else space.defaults), **for_family(fixed, family)}
             best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir,
                               {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts))
             if best:
@@ -169,7 +168,7 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) 
                        mode=space.mode, git_commit=git_commit(), cpus_per_trial=torch.get_num_threads())
     out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
     session = LocalSession(out)
-    config = config_class(family).from_dict({k: v for k, v in cfg.items() if k != "family"})
+    config = config_class(family).from_dict(cfg)
     print(f"single trial: {family} {config.to_dict()}", flush=True)
     final = run_trial(config, ctx, session)
     return {"family": family, "metrics": final, "checkpoint": str(out / "checkpoint")}
@@ -179,22 +178,29 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
     """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model)."""
     import mlflow
     import mlflow.artifacts
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
 
     from common.models import ConvVAE, Generator
 
     path = mlflow.artifacts.download_artifacts(run_id=child_run_id, artifact_path="checkpoints/best.pt",
                                                tracking_uri=uri)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = config_class(family).from_dict({k: v for k, v in ckpt["config"].items() if k != "family"})
-    if family == "vae":
+    cfg = config_class(family).from_dict(ckpt["config"])
+    if family == "vae":  # the decoder side is the generative model: z (B, latent) -> images
         model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
         model.load_state_dict(ckpt["model"]["vae"])
+        shape = (-1, 3, 32, 32)
     else:
         model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
         model.load_state_dict(ckpt["model"]["g"])
+        shape = (-1, cfg.latent_dim)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=parent_run_id):
-        mlflow.pytorch.log_model(model.eval(), name=f"best_{family}")
+        # pickle + the `common` package as code: loads anywhere without this checkout.
+        mlflow.pytorch.log_model(model.eval(), name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
+                                 serialization_format="pickle", code_paths=[str(Path(__file__).parent)])
         mlflow.set_tags({f"best_{family}_run_id": child_run_id, f"best_{family}_epoch": ckpt["epoch"]})
 
 

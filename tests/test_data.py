@@ -132,7 +132,7 @@ def test_tree_and_tarball_load_same_content(tmp_path):
     assert ds.classes == CLASSES and ds.source == "tree"
     assert ds.train_x.shape == (9, 3, 32, 32) and ds.test_x.shape == (6, 3, 32, 32)
     assert ds.train_y.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and ds.train_y.dtype == torch.int64
-    first = np.asarray(Image.open(tree / "train" / "cat" / "000.png"))
+    first = np.array(Image.open(tree / "train" / "cat" / "000.png"))
     assert torch.equal(ds.train_x[0], torch.from_numpy(first).permute(2, 0, 1))
     flat = load_dataset(str(make_tgz(tree, tmp_path / "flat.tar.gz")), cache_dir=tmp_path / "c")
     wrapped = load_dataset(str(make_tgz(tree, tmp_path / "wrapped.tgz", "cifar")), cache_dir=tmp_path / "c")
@@ -149,7 +149,7 @@ def test_jpeg_tree_uses_batched_decoder(tmp_path):
             (root / split / c).mkdir(parents=True)
             (root / split / c / "a.jpg").write_bytes(_png(_rgb(len(c)), fmt="JPEG"))
     ds = load_dataset(str(root), cache_dir=tmp_path / "c")
-    ref = np.asarray(Image.open(root / "train" / "cat" / "a.jpg"))
+    ref = np.array(Image.open(root / "train" / "cat" / "a.jpg"))
     assert torch.equal(ds.train_x[0], torch.from_numpy(ref).permute(2, 0, 1))
 
 
@@ -278,6 +278,11 @@ def test_cifar_batches_folder(tmp_path):
     # the torchvision root (parent folder) works too, and hits the same cache
     assert_same(load_dataset(str(tmp_path), tmp_path / "c"), ds)
     assert len(list((tmp_path / "c").glob("*.pt"))) == 1
+    # the official cifar-10-python.tar.gz layout (one wrapping folder) loads without extracting
+    tgz = make_tgz(folder, tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
+    packed = load_dataset(str(tgz), tmp_path / "c")
+    assert_same(packed, ds)
+    assert packed.content_hash == ds.content_hash
 
 
 def test_cifar_batches_errors(tmp_path):
@@ -287,6 +292,12 @@ def test_cifar_batches_errors(tmp_path):
     folder = make_batches(tmp_path / "b2")
     (folder / "data_batch_3").write_bytes(pickle.dumps({"data": np.zeros((2, 100), np.uint8), "labels": [0, 1]}))
     _assert_error(folder, folder / "data_batch_3", "(2, 100)", cache=tmp_path / "c")
+    folder = make_batches(tmp_path / "b3")
+    (folder / "data_batch_2").write_bytes(b"not a pickle")
+    _assert_error(folder, folder / "data_batch_2", "cannot unpickle", cache=tmp_path / "c")
+    (folder / "data_batch_2").unlink()
+    tgz = make_tgz(folder, tmp_path / "b3.tar.gz")
+    _assert_error(tgz, tgz, "member 'data_batch_2'", "missing", cache=tmp_path / "c")
 
 
 def test_cifar10_download_failure_says_use_data(tmp_path, monkeypatch):

@@ -7,9 +7,10 @@ import warnings
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 
 from common.figures import save_curves, save_image_grid
+from common.importances import describe_values, param_importances
 from common.report import ReportError, build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -20,7 +21,12 @@ def _tiny_png(path, shade: float) -> None:
     save_image_grid(torch.full((1, 3, 4, 4), shade), path, nrow=1)
 
 
-def _log_trial(client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path):
+SIZES = {"n_train_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.loop does
+NETS = {"vae": ["vae"], "dcgan": ["g", "d"]}
+
+
+def _log_trial(client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path,
+               sizes=SIZES, figures=True):
     run = client.create_run(exp_id, run_name=f"{family}_{i}", tags={
         "mlflow.parentRunId": parent_id, "sweep.role": "trial", "family": family,
         "trial_id": f"{family}_{i:05d}", "device": "cpu", "git_commit": "abc1234",
@@ -29,14 +35,22 @@ def _log_trial(client, exp_id, parent_id, family, i, params, metrics_by_epoch, s
     common = {"family": family, "seed": 42, "data": "cifar10", "train_subset": 5000, "batch_size": 128,
               "max_epochs": 3, "probe_every": 5, "eval_samples": 512, "device": "auto"}
     client.log_batch(rid, params=[Param(k, str(v)) for k, v in {**common, **params}.items()],
-                     metrics=[Metric("n_params", 12345, 0, 0)] + [
+                     metrics=[Metric(k, v, 0, 0) for k, v in {**sizes, **_param_counts(family, i)}.items()] + [
                          Metric(k, v, 0, step) for step, row in enumerate(metrics_by_epoch, 1) for k, v in row.items()])
+    if not figures:
+        return rid
     figs = tmp_path / f"figs_{rid}"
     names = ["samples", "curves"] + (["reconstructions", "interpolations"] if family == "vae" else [])
     for j, name in enumerate(names):
         _tiny_png(figs / f"{name}.png", j / 4)
     client.log_artifacts(rid, str(figs), "figures")
     return rid
+
+
+def _param_counts(family, i):
+    """n_params_vae = 1,000,000 + 100,000 i; n_params_g = 1,240,000 + i; n_params_d = 2,760,000 + i."""
+    counts = {"vae": 1_000_000 + 100_000 * i} if family == "vae" else {"g": 1_240_000 + i, "d": 2_760_000 + i}
+    return {"n_params": sum(counts.values()), **{f"n_params_{k}": v for k, v in counts.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +126,25 @@ def test_seed_table_values(report):
     assert "205.43" in page
 
 
-def test_measured_on_comes_from_params(report):
+def test_measured_on_comes_from_size_metrics(report):
     _, _, md, _ = report
     rows = md.split("## Seed comparison")[1].split("## Figures")[0]
-    assert "test split, 10,000 images" in rows
+    assert "cifar10, test split, 10,000 images" in rows
     assert "fit on train subset (5,000 images), scored on 10,000 test images" in rows
     assert "train subset 5,000 images, final-epoch mean over batches" in rows
-    assert "512 generated vs cifar10 test images" in rows and "not FID" in rows
+    assert "512 generated (eval_samples param) vs 10,000 test images, randconv256 features, not FID" in rows
+    assert "size not logged" not in rows
+
+
+def test_model_sizes(report):
+    _, _, md, _ = report
+    models = md.split("### Model sizes")[1].split("## Figures")[0]
+    vae = next(line for line in models.splitlines() if "n_params_vae" in line)
+    assert "1.38M" in vae and "1.10M (1,100,000)" in vae and "vae_00001" in vae  # best VAE trial is index 1
+    g = next(line for line in models.splitlines() if "n_params_g" in line)
+    d = next(line for line in models.splitlines() if "n_params_d" in line)
+    assert "1.24M" in g and "(1,240,002)" in g and "dcgan_00002" in g
+    assert "2.76M" in d and "(2,760,002)" in d
 
 
 def test_figures_copied_and_referenced(report):
@@ -168,3 +194,87 @@ def test_save_image_grid_and_curves(tmp_path):
     assert curves.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="N, 3, H, W"):
         save_image_grid(torch.zeros(3, 8, 8), tmp_path / "bad.png")
+
+
+def test_explicit_parent_and_upload_failure_only_warns(sweep, tmp_path, monkeypatch):
+    uri, pid = sweep
+    with pytest.raises(ReportError, match="parent run 'deadbeef' not found"):
+        build_report(EXPERIMENT, tmp_path, tracking_uri=uri, parent_run_id="deadbeef")
+
+    def refuse(*args, **kwargs):
+        raise OSError("artifact store is read-only")
+
+    monkeypatch.setattr(MlflowClient, "log_artifacts", refuse)
+    with pytest.warns(UserWarning, match="read-only"):
+        index = build_report(EXPERIMENT, tmp_path / "r", tracking_uri=uri, parent_run_id=pid)
+    assert index.is_file() and pid in index.read_text()
+
+
+def _parent(client, exp_id, name, start_time, metric, space):
+    run = client.create_run(exp_id, run_name=name, start_time=start_time, tags={
+        "sweep.role": "parent", "sweep.space": f"sweeps/{space}.py", "git_commit": "abc1234",
+        "data": "cifar10", "data_hash": "d41d8cd9"})
+    for k, v in dict(space=space, metric=metric, mode="min", data="cifar10").items():
+        client.log_param(run.info.run_id, k, v)
+    return run.info.run_id
+
+
+def _dcgan_rows(fd):
+    return [{"g_loss": 2.0, "d_loss": 0.5, "sample_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+
+
+def test_each_family_from_its_latest_sweep(sweep, tmp_path):
+    """`make sweep`: a VAE sweep, then a DCGAN sweep, into one experiment (plus an older DCGAN sweep
+    and a newer parent without trials, neither of which may be used)."""
+    uri, _ = sweep
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("vae_vs_dcgan", artifact_location=(tmp_path / "artifacts").as_uri())
+    old = _parent(client, exp_id, "old_gan", 1_000_000, "sample_fd", "gan_ttur")
+    _log_trial(client, exp_id, old, "dcgan", 7, {"lr_ratio": 1.0}, _dcgan_rows(11.11), "completed", tmp_path,
+               figures=False)
+    vae = _parent(client, exp_id, "vae_sweep", 2_000_000, "test_elbo", "vae_beta")
+    for i, elbo in enumerate([250.0, 222.22]):
+        _log_trial(client, exp_id, vae, "vae", i, {"latent_dim": 32 * (i + 1)},
+                   [{"test_elbo": elbo, "epoch_time_s": 1.0, "train_time_s": 1.0}], "completed", tmp_path,
+                   sizes={}, figures=False)  # sizes not logged (a run from before they were)
+    new = _parent(client, exp_id, "new_gan", 3_000_000, "sample_fd", "gan_ttur")
+    for i, fd in enumerate([35.0, 33.33]):
+        _log_trial(client, exp_id, new, "dcgan", i, {"lr_ratio": 2.0 * (i + 1)}, _dcgan_rows(fd), "completed",
+                   tmp_path, sizes={"n_train_images": 1000, "n_test_images": 2000}, figures=False)
+    empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "sample_fd", "gan_ttur")
+
+    md = build_report("vae_vs_dcgan", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
+    header, rest = md.split("## Seed comparison")
+    assert vae in header and new in header and old not in header and empty not in header
+    assert "| sweep param space | gan_ttur | vae_beta |" in header  # newest parent first
+    assert "| sweep param metric | sample_fd | test_elbo |" in header
+    seed_rows = rest.split("## Figures")[0]
+    assert "222.22" in next(line for line in seed_rows.splitlines() if line.startswith("| ELBO"))
+    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample quality"))
+    assert "33.33" in fd_row and "11.11" not in fd_row and "vs 2,000 test images" in fd_row
+    assert "cifar10, test split, size not logged" in seed_rows  # the VAE sweep logged no sizes
+    assert "train subset 1,000 images" in seed_rows
+    top = md.split("## Top trials")[1]
+    assert "vae_00001" in top and "dcgan_00001" in top and "dcgan_00007" not in top
+    for pid, logged in ((vae, True), (new, True), (old, False), (empty, False)):
+        assert bool(client.list_artifacts(pid, "report")) == logged, pid
+
+    md_old = build_report("vae_vs_dcgan", tmp_path / "o", tracking_uri=uri,
+                          parent_run_id=old).with_name("report.md").read_text()
+    assert "11.11" in md_old and "dcgan_00007" in md_old and vae not in md_old and new not in md_old
+    assert "best VAE trial (none)" in md_old
+
+
+def test_param_importances_ranks_the_deciding_param():
+    rng = __import__("random").Random(0)
+    rows = [{"lr": str(10 ** -(1 + i % 4)), "noise": str(rng.random()), "opt": "adam", "batch": "128"}
+            for i in range(16)]
+    values = [float(r["lr"]) * 100 for r in rows]  # decided by lr alone
+    imp = param_importances(rows, values, "min")
+    assert set(imp) == {"lr", "noise"}  # constant params (opt, batch) excluded
+    assert next(iter(imp)) == "lr" and imp["lr"] > imp["noise"] and sum(imp.values()) == pytest.approx(1)
+    assert param_importances(rows, values, "max") == imp  # direction does not change importances
+    cat = param_importances([{"act": a, "k": "3"} for a in "abcab"], [1.0, 2.0, 3.0, 1.0, 2.0], "max")
+    assert list(cat) == ["act"]
+    assert param_importances([{"k": "3"}, {"k": "3"}], [1.0, 2.0], "min") == {}
+    assert describe_values(["1e-3", "0.01"]) == "0.001 .. 0.01" and describe_values(["b", "a", "b"]) == "a, b"

@@ -45,9 +45,11 @@ class Task:
         return sample_fd(fake, self._real_stats, self._extractor)
 
     # ---- bookkeeping ----------------------------------------------------------------------
-    def param_counts(self) -> dict[str, float]:
+    def static_metrics(self) -> dict[str, float]:
+        """Logged once at step 0: model sizes and the data sizes every number is measured on."""
         counts = {f"n_params_{k}": float(count_params(m)) for k, m in self.models.items()}
-        return {"n_params": float(sum(counts.values())), **counts}
+        return {"n_params": float(sum(counts.values())), **counts,
+                "n_train_images": float(len(self.train)), "n_test_images": float(len(self.test))}
 
     def state_dict(self) -> dict:
         return {

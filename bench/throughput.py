@@ -1,0 +1,220 @@
+"""In-trial training throughput: the product's trainable step vs a bare PyTorch loop.
+
+Run (from the repository root)::
+
+    .venv/bin/python bench/throughput.py --data /work/shared/data/cifar10-jpeg.tar.gz --repeats 5
+    .venv/bin/python bench/throughput.py                       # synthetic data, quick smoke run
+    .venv/bin/python bench/throughput.py --json out.json --models vae --device cuda
+
+What it measures, per model family (VAE, DCGAN):
+
+* trainable: ``task.train_epoch(epoch)`` of a ``VAETask`` / ``DCGANTask`` built exactly as
+  ``common.loop.run_trial`` builds it (``*Config.from_dict``, ``load_dataset``,
+  ``configure_threads``, ``seed_everything``, ``TASKS[family](cfg, data, device, generator)``).
+* bare: the minimal loop a person would write for the same ``common.models`` nets, batch
+  size, optimizer settings and thread count, over the same uint8 train subset already in
+  memory: index a random permutation, convert to float [-1, 1], forward, loss, backward,
+  step. It runs with torch's default ``use_deterministic_algorithms(False)`` (the product
+  turns it on in ``seed_everything``), so any cost of that switch shows up in the ratio.
+
+Both run in one process, interleaved (trainable, bare, trainable, bare ...) for ``--repeats``
+epochs after one warm-up epoch of each. Reported: median images/s with min-max, and the
+ratio trainable/bare (median of the per-repeat ratios; 1.0 = no overhead). Separately, the
+per-epoch trial time the loop adds outside ``train_epoch``: ``task.evaluate(probe=False)``
+(first call, which also builds the real-feature stats once per trial, and a steady-state
+call) and ``torch.save(task.state_dict())`` (size, time), each as a fraction of one measured
+training epoch and of an epoch at the config's default ``train_subset``. Other processes on
+the machine distort the numbers: compare the min-max spread, and rerun if it is wide.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from common.config import DCGANConfig, VAEConfig  # noqa: E402
+from common.data import load_dataset, subset_indices  # noqa: E402
+from common.device import configure_threads, pick_device, seed_everything  # noqa: E402
+from common.models import ConvVAE, Discriminator, Generator  # noqa: E402
+from common.tasks import TASKS  # noqa: E402
+
+CONFIGS = {"vae": VAEConfig, "dcgan": DCGANConfig}
+
+
+def machine(threads: int, device: torch.device) -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or cpu
+    gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    return (f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {threads} threads, "
+            f"python {platform.python_version()}, load avg {os.getloadavg()[0]:.2f} at start")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Bare:
+    """The minimal training loop: same nets, optimizer settings and data, nothing else."""
+
+    def __init__(self, cfg, x_uint8: torch.Tensor, device: torch.device):
+        self.cfg, self.x, self.device = cfg, x_uint8.to(device), device
+        if cfg.family == "vae":
+            self.vae = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device)
+            self.opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.lr)
+        else:
+            self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device)
+            self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device)
+            betas = (cfg.beta1, cfg.beta2)
+            self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
+            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+
+    def train_epoch(self) -> None:
+        bs, n = self.cfg.batch_size, len(self.x)
+        perm = torch.randperm(n).to(self.device)
+        for i in range(0, n - bs + 1, bs):  # drop_last, like the product
+            x = self.x[perm[i:i + bs]].float() / 127.5 - 1.0
+            if self.cfg.family == "vae":
+                x_hat, mu, logvar = self.vae(x)
+                kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+                loss = ((x_hat - x).pow(2).flatten(1).sum(1) + self.cfg.beta * kl).mean()
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+            else:
+                fake = self.g(torch.randn(bs, self.cfg.latent_dim, device=self.device))
+                real_logits, fake_logits = self.d(x), self.d(fake.detach())
+                d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                          + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+                self.opt_d.zero_grad()
+                d_loss.backward()
+                self.opt_d.step()
+                fake_logits = self.d(fake)
+                g_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+                self.opt_g.zero_grad()
+                g_loss.backward()
+                self.opt_g.step()
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def bench_model(family: str, data, args, device: torch.device) -> dict:
+    cfg = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset,
+                                     "batch_size": args.batch_size, "device": args.device})
+    configure_threads(args.threads)
+    generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
+    task = TASKS[family](cfg, data, device, generator)
+    bare = Bare(cfg, data.train_x[subset_indices(len(data.train_x), cfg.train_subset, cfg.seed)], device)
+    n_img = (len(task.train) // cfg.batch_size) * cfg.batch_size  # images one epoch trains on
+
+    def run_bare():
+        torch.use_deterministic_algorithms(False)  # what a bare script has
+        try:
+            bare.train_epoch()
+        finally:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    timed(lambda: task.train_epoch(0), device)  # warm-up (allocator, kernels, Adam state)
+    timed(run_bare, device)
+    t_task, t_bare = [], []
+    for r in range(args.repeats):
+        t_task.append(timed(lambda: task.train_epoch(r + 1), device))
+        t_bare.append(timed(run_bare, device))
+        print(f"  {family} repeat {r + 1}/{args.repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
+              f"bare {n_img / t_bare[-1]:7.1f} img/s", flush=True)
+
+    # Trial time outside train_epoch (loop.run_trial): evaluate + checkpoint state each epoch.
+    epoch_s = statistics.median(t_task)
+    eval_first = timed(lambda: task.evaluate(probe=False), device)
+    eval_next = timed(lambda: task.evaluate(probe=False), device)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "state.pt"
+        ckpt_s = timed(lambda: torch.save(task.state_dict(), path), device)
+        ckpt_mb = path.stat().st_size / 1e6
+    default_epoch_s = epoch_s * type(cfg)().train_subset / n_img  # same rate, the config's default subset
+    ips = lambda ts: [n_img / t for t in ts]  # noqa: E731
+    return {
+        "family": family, "images_per_epoch": n_img, "batch_size": cfg.batch_size,
+        "trainable_ips": ips(t_task), "bare_ips": ips(t_bare),
+        "ratio_median": statistics.median(b / a for a, b in zip(t_task, t_bare)),
+        "epoch_train_s": epoch_s, "default_train_subset": type(cfg)().train_subset,
+        "eval_first_s": eval_first, "eval_s": eval_next, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb,
+        "overhead_frac": (eval_next + ckpt_s) / epoch_s,
+        "overhead_frac_default_subset": (eval_next + ckpt_s) / default_epoch_s,
+    }
+
+
+def fmt(v: list[float]) -> str:
+    return f"{statistics.median(v):8.1f} ({min(v):.0f}-{max(v):.0f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="synthetic", help="synthetic | path (e.g. /work/shared/data/cifar10-jpeg.tar.gz)")
+    p.add_argument("--train-subset", type=int, default=2048, help="train images per epoch (default 2048)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads for both loops")
+    p.add_argument("--repeats", type=int, default=5, help="timed epochs per loop after one warm-up")
+    p.add_argument("--models", default="vae,dcgan", help="comma-separated: vae,dcgan")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    families = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not families or set(families) - set(CONFIGS):
+        p.error(f"--models must name some of {', '.join(CONFIGS)}")
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+
+    device = pick_device(args.device)
+    configure_threads(args.threads)
+    print(f"machine: {machine(args.threads, device)}")
+    t0 = time.perf_counter()
+    data = load_dataset(args.data)
+    print(f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
+          f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
+          f"batch {args.batch_size}, {args.repeats} repeats", flush=True)
+    results = [bench_model(f, data, args, device) for f in families]
+
+    print(f"\ntraining throughput, images/s: median (min-max) over {args.repeats} interleaved repeats")
+    print(f"{'model':6} {'trainable train_epoch':>24} {'bare loop':>24} {'ratio':>6}")
+    for r in results:
+        print(f"{r['family']:6} {fmt(r['trainable_ips']):>24} {fmt(r['bare_ips']):>24} {r['ratio_median']:6.3f}")
+    print("\ntrial time per epoch outside train_epoch (common/loop.py), vs one training epoch")
+    print(f"{'model':6} {'epoch train':>11} {'evaluate 1st':>12} {'evaluate':>9} {'ckpt save':>15} "
+          f"{'overhead':>9} {'at default subset':>18}")
+    for r in results:
+        print(f"{r['family']:6} {r['epoch_train_s']:10.2f}s {r['eval_first_s']:11.2f}s {r['eval_s']:8.2f}s "
+              f"{r['ckpt_s']:6.3f}s {r['ckpt_mb']:5.1f}MB {100 * r['overhead_frac']:8.1f}% "
+              f"{100 * r['overhead_frac_default_subset']:9.1f}% ({r['default_train_subset']})")
+    print("(overhead = (evaluate + checkpoint save) / training epoch; 'evaluate 1st' also builds the "
+          "real-feature stats, once per trial; figures, best.pt and MLflow logging are not counted)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(args.threads, device), "args": vars(args),
+                                               "results": results}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""VAEConfig / DCGANConfig: seed defaults, ``--set`` string coercion, range checks, round trips."""
+import math
+
+import pytest
+
+from common.config import FAMILIES, ConfigError, DCGANConfig, VAEConfig, config_class
+
+
+# ---- defaults ---------------------------------------------------------------------------------
+def test_vae_defaults_match_the_seed():
+    c = VAEConfig()
+    assert c.family == "vae"
+    assert c.seed == 42
+    assert c.latent_dim == 64
+    assert c.max_epochs == 20
+    assert c.lr == pytest.approx(1e-3)
+    assert c.beta == 1.0 and c.beta_schedule == "constant"
+
+
+def test_dcgan_defaults_match_the_seed():
+    c = DCGANConfig()
+    assert c.family == "dcgan"
+    assert c.seed == 42
+    assert c.latent_dim == 100
+    assert c.max_epochs == 40
+    assert c.lr_g == pytest.approx(2e-4)
+    assert c.lr_ratio == 1.0
+    assert c.beta1 == 0.5
+    assert c.lr_d == c.lr_g
+
+
+@pytest.mark.parametrize("lr_g, lr_ratio", [(2e-4, 1.0), (1e-4, 4.0), (5e-5, 8.0)])
+def test_dcgan_lr_d_is_lr_g_times_ratio(lr_g, lr_ratio):
+    c = DCGANConfig(lr_g=lr_g, lr_ratio=lr_ratio)
+    assert c.lr_d == pytest.approx(lr_g * lr_ratio)
+
+
+def test_config_class_and_families():
+    assert config_class("vae") is VAEConfig
+    assert config_class("dcgan") is DCGANConfig
+    assert set(FAMILIES) == {"vae", "dcgan"}
+
+
+def test_config_class_unknown_family():
+    with pytest.raises(ConfigError, match="bogus") as e:
+        config_class("bogus")
+    assert "vae" in str(e.value) and "dcgan" in str(e.value)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+# ---- from_dict: coercion of --set strings -------------------------------------------------------
+@pytest.mark.parametrize(
+    "cls, key, raw, expected, typ",
+    [
+        (VAEConfig, "beta", "4", 4.0, float),
+        (VAEConfig, "lr", "1e-3", 1e-3, float),
+        (VAEConfig, "latent_dim", "16", 16, int),
+        (VAEConfig, "beta_schedule", "cyclical", "cyclical", str),
+        (VAEConfig, "beta", 2, 2.0, float),  # an int from a space file is a valid float
+        (VAEConfig, "latent_dim", 32.0, 32, int),  # optuna may hand back an integral float
+        (DCGANConfig, "lr_ratio", "4", 4.0, float),
+        (DCGANConfig, "seed", "7", 7, int),
+        (DCGANConfig, "device", "cpu", "cpu", str),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else None,
+)
+def test_from_dict_coerces(cls, key, raw, expected, typ):
+    c = cls.from_dict({key: raw})
+    value = getattr(c, key)
+    assert value == expected
+    assert type(value) is typ
+
+
+def test_from_dict_empty_is_defaults():
+    assert VAEConfig.from_dict({}) == VAEConfig()
+    assert DCGANConfig.from_dict({}) == DCGANConfig()
+
+
+# ---- from_dict: rejected input --------------------------------------------------------------------
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        VAEConfig.from_dict({"latnet_dim": "16"})
+    msg = str(e.value)
+    assert "latnet_dim" in msg
+    assert "valid keys" in msg
+    for key in ("latent_dim", "beta", "lr", "seed"):
+        assert key in msg
+
+
+def test_unknown_key_for_the_other_family():
+    # lr_ratio is a DCGAN field: a VAE must reject it (and vice versa for beta).
+    with pytest.raises(ConfigError, match="lr_ratio"):
+        VAEConfig.from_dict({"lr_ratio": 2})
+    with pytest.raises(ConfigError, match="beta"):
+        DCGANConfig.from_dict({"beta": 2})
+
+
+@pytest.mark.parametrize(
+    "cls, key, raw",
+    [
+        (VAEConfig, "lr", "abc"),
+        (VAEConfig, "latent_dim", "abc"),
+        (VAEConfig, "latent_dim", "16.5"),
+        (VAEConfig, "latent_dim", 16.5),
+        (VAEConfig, "latent_dim", True),  # a bool is not an int here
+        (VAEConfig, "beta", True),
+        (VAEConfig, "beta", None),
+        (VAEConfig, "beta_schedule", 3),
+        (DCGANConfig, "lr_g", ""),
+        (DCGANConfig, "lr_ratio", [4]),
+    ],
+)
+def test_wrong_type_raises(cls, key, raw):
+    with pytest.raises(ConfigError, match=key):
+        cls.from_dict({key: raw})
+
+
+@pytest.mark.parametrize(
+    "cls, key, raw",
+    [
+        (VAEConfig, "lr", "-1e-3"),
+        (VAEConfig, "lr", "0"),
+        (VAEConfig, "lr", 2.0),
+        (VAEConfig, "latent_dim", "0"),
+        (VAEConfig, "latent_dim", 4097),
+        (VAEConfig, "beta", "-1"),
+        (VAEConfig, "beta_schedule", "bogus"),
+        (VAEConfig, "seed", -1),
+        (VAEConfig, "batch_size", 0),
+        (VAEConfig, "max_epochs", "0"),
+        (VAEConfig, "eval_samples", 8),
+        (VAEConfig, "device", "tpu"),
+        (DCGANConfig, "lr_g", "-1"),
+        (DCGANConfig, "lr_g", 0.0),
+        (DCGANConfig, "lr_ratio", "0"),
+        (DCGANConfig, "lr_ratio", -2.0),
+        (DCGANConfig, "beta1", 1.0),
+        (DCGANConfig, "latent_dim", 0),
+    ],
+)
+def test_out_of_range_raises(cls, key, raw):
+    with pytest.raises(ConfigError, match=key):
+        cls.from_dict({key: raw})
+
+
+@pytest.mark.parametrize("raw", ["nan", "NaN", "inf", "-inf", math.nan, math.inf])
+@pytest.mark.parametrize("cls, key", [(VAEConfig, "lr"), (VAEConfig, "beta"), (DCGANConfig, "lr_ratio")])
+def test_non_finite_raises(cls, key, raw):
+    with pytest.raises(ConfigError, match=key):
+        cls.from_dict({key: raw})
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf"])
+def test_non_finite_for_an_int_field_raises(raw):
+    with pytest.raises(ConfigError, match="latent_dim"):
+        VAEConfig.from_dict({"latent_dim": raw})
+
+
+def test_constructor_validates_too():
+    # __post_init__ runs the same range checks: no invalid config object can exist.
+    with pytest.raises(ConfigError, match="lr"):
+        VAEConfig(lr=-1.0)
+    with pytest.raises(ConfigError, match="lr_ratio"):
+        DCGANConfig(lr_ratio=0.0)
+
+
+def test_config_is_frozen():
+    c = VAEConfig()
+    with pytest.raises(Exception):
+        c.lr = 0.5  # type: ignore[misc]
+
+
+# ---- to_dict ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        VAEConfig(),
+        VAEConfig(latent_dim=16, beta=0.25, beta_schedule="cyclical", cycles=2, seed=3),
+        DCGANConfig(),
+        DCGANConfig(lr_g=1e-4, lr_ratio=4.0, beta1=0.0, data="synthetic"),
+    ],
+    ids=["vae", "vae-custom", "dcgan", "dcgan-custom"],
+)
+def test_to_dict_round_trips(cfg):
+    d = cfg.to_dict()
+    assert d["family"] == cfg.family
+    assert set(d) == {"family", *type(cfg).fields()}
+    back = type(cfg).from_dict({k: v for k, v in d.items() if k != "family"})
+    assert back == cfg
+
+
+def test_to_dict_round_trips_through_strings():
+    # What MLflow gives back: every param as a string.
+    cfg = DCGANConfig(lr_g=1e-4, lr_ratio=4.0, latent_dim=64)
+    d = {k: str(v) for k, v in cfg.to_dict().items() if k != "family"}
+    assert DCGANConfig.from_dict(d) == cfg

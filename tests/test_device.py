@@ -1,0 +1,127 @@
+"""Device choice (CUDA -> MPS -> CPU), thread count and seeding, with the backends faked."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from common.device import configure_threads, pick_device, seed_everything
+
+
+@pytest.fixture
+def backends(monkeypatch):
+    """Fake what torch reports: ``backends(cuda=..., mps=...)``."""
+
+    def fake(cuda: bool, mps: bool):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+
+    return fake
+
+
+@pytest.fixture
+def restore_torch_state(monkeypatch):
+    """seed_everything flips process-wide switches: put them back for the other tests."""
+    threads = torch.get_num_threads()
+    det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det, warn_only=warn_only)
+    torch.backends.cudnn.benchmark = benchmark
+
+
+# ---- pick_device ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "requested, cuda, mps, expected",
+    [
+        ("auto", True, False, torch.device("cuda", 0)),
+        ("auto", True, True, torch.device("cuda", 0)),  # CUDA first
+        ("auto", False, True, torch.device("mps")),
+        ("auto", False, False, torch.device("cpu")),
+        ("cuda", True, False, torch.device("cuda", 0)),
+        ("mps", True, True, torch.device("mps")),
+        ("cpu", True, True, torch.device("cpu")),  # an explicit cpu wins over any accelerator
+        ("cpu", False, False, torch.device("cpu")),
+    ],
+    ids=["auto-cuda", "auto-cuda-and-mps", "auto-mps", "auto-cpu", "cuda", "mps", "cpu-with-gpu", "cpu"],
+)
+def test_pick_device(backends, requested, cuda, mps, expected):
+    backends(cuda=cuda, mps=mps)
+    assert pick_device(requested) == expected
+
+
+def test_pick_device_default_is_auto(backends):
+    backends(cuda=False, mps=False)
+    assert pick_device() == torch.device("cpu")
+
+
+@pytest.mark.parametrize("requested", ["cuda", "mps"])
+def test_explicit_device_without_it_raises(backends, requested):
+    backends(cuda=False, mps=False)
+    with pytest.raises(RuntimeError, match=f"device={requested}"):
+        pick_device(requested)
+
+
+# ---- configure_threads -------------------------------------------------------------------------------
+@pytest.mark.parametrize("num_cpus, expected", [(1, 1), (2, 2), (2.0, 2), (1.5, 1), (0.5, 1)])
+def test_configure_threads(restore_torch_state, num_cpus, expected):
+    assert configure_threads(num_cpus) == expected
+    assert torch.get_num_threads() == expected
+
+
+@pytest.mark.parametrize("num_cpus", [None, 0])
+def test_configure_threads_falls_back_to_cpu_count(restore_torch_state, num_cpus):
+    n = configure_threads(num_cpus)
+    assert n == max(1, os.cpu_count() or 1)
+    assert torch.get_num_threads() == n
+
+
+# ---- seed_everything ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_seed_everything_reproducible(restore_torch_state, deterministic):
+    g1 = seed_everything(123, deterministic=deterministic)
+    a = (torch.randn(4), np.random.rand(3), random.random(), torch.randn(4, generator=g1))
+    g2 = seed_everything(123, deterministic=deterministic)
+    b = (torch.randn(4), np.random.rand(3), random.random(), torch.randn(4, generator=g2))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2] and torch.equal(a[3], b[3])
+    seed_everything(124, deterministic=deterministic)
+    assert not torch.equal(a[0], torch.randn(4))
+
+
+def test_seed_everything_returns_a_seeded_cpu_generator(restore_torch_state):
+    g = seed_everything(7, deterministic=False)
+    assert isinstance(g, torch.Generator)
+    assert g.device == torch.device("cpu")
+    assert g.initial_seed() == 7
+    assert torch.equal(torch.randperm(10, generator=g), torch.randperm(10, generator=torch.Generator().manual_seed(7)))
+
+
+def test_seed_everything_deterministic_switches(restore_torch_state):
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.benchmark is False
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_seed_everything_large_seed(restore_torch_state):
+    seed_everything(2**40, deterministic=False)  # numpy only takes 32 bits: reduced, not an error
+
+
+# ---- the real accelerator ---------------------------------------------------------------------------------
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_forward_on_picked_gpu():
+    from common.models import ConvVAE
+
+    device = pick_device()
+    assert device.type == "cuda"
+    torch.manual_seed(0)
+    vae = ConvVAE(latent_dim=8, base_channels=4, hidden_dim=16).to(device)
+    x = torch.rand(2, 3, 32, 32, device=device) * 2 - 1
+    x_hat, mu, logvar = vae(x)
+    assert x_hat.device.type == "cuda" and x_hat.shape == x.shape
+    assert mu.shape == logvar.shape == (2, 8)
+    assert torch.isfinite(x_hat).all()

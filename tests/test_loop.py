@@ -1,0 +1,103 @@
+"""The trial loop without Ray: reproducibility, checkpoint restore, MLflow contents."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from common.config import DCGANConfig, VAEConfig
+from common.loop import LocalSession, SweepContext, TrialDiverged, run_trial
+from common.tracking import get_or_create_experiment, prepare_store
+
+TIMING = {"epoch_time_s", "train_time_s", "mlflow_run_id"}
+
+
+def _ctx(uri: str, metric: str) -> SweepContext:
+    prepare_store(uri)
+    exp = get_or_create_experiment(MlflowClient(uri), "loop-tests", None)
+    return SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min")
+
+
+def _deterministic(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
+@pytest.mark.parametrize("cfg,metric", [
+    (VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=1), "test_elbo"),
+    (DCGANConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, g_channels=32, d_channels=16,
+                 g_hidden=0, d_hidden=0), "sample_fd"),
+], ids=["vae", "dcgan"])
+def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, workdir):
+    ctx = _ctx(tracking_uri, metric)
+    a = LocalSession(workdir / "a")
+    b = LocalSession(workdir / "b")
+    run_trial(cfg, ctx, a)
+    run_trial(cfg, ctx, b)
+    assert [_deterministic(r) for r in a.results] == [_deterministic(r) for r in b.results]
+    other = LocalSession(workdir / "c")
+    run_trial(VAEConfig.from_dict({**cfg.to_dict(), "seed": 7}) if cfg.family == "vae"
+              else DCGANConfig.from_dict({**cfg.to_dict(), "seed": 7}), ctx, other)
+    assert other.results[-1][metric] != a.results[-1][metric]
+
+
+class ResumingSession(LocalSession):
+    """A LocalSession that starts from a given checkpoint, as Tune does after a crash."""
+
+    def __init__(self, out_dir, ckpt_dir):
+        super().__init__(out_dir)
+        self.ckpt_dir = str(ckpt_dir)
+
+    def get_checkpoint_dir(self):
+        return self.ckpt_dir
+
+
+def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir):
+    cfg = VAEConfig(data="synthetic", max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
+    ctx = _ctx(tracking_uri, "test_elbo")
+    full = LocalSession(workdir / "full")
+    run_trial(cfg, ctx, full)
+
+    first = LocalSession(workdir / "first")
+    run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": 2}), ctx, first)
+    # Continue the 2-epoch checkpoint to epoch 3 with the original config.
+    resumed = ResumingSession(workdir / "resumed", workdir / "first" / "checkpoint")
+    run_trial(cfg, ctx, resumed)
+
+    assert [r["epoch"] for r in resumed.results] == [3]
+    assert _deterministic(resumed.results[-1]) == _deterministic(full.results[-1])
+    run_id = first.results[0]["mlflow_run_id"]
+    assert resumed.results[-1]["mlflow_run_id"] == run_id
+    steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "test_elbo")]
+    assert steps == [1, 2, 3]  # no duplicate or missing epochs
+
+
+def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, workdir):
+    cfg = VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=2)
+    session = LocalSession(workdir / "t")
+    run_trial(cfg, _ctx(tracking_uri, "test_elbo"), session)
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(session.results[0]["mlflow_run_id"])
+    assert run.data.params["latent_dim"] == "64" and run.data.params["family"] == "vae"
+    assert run.data.tags["device"] == "cpu" and run.data.tags["trial_status"] == "completed"
+    assert run.data.metrics["n_train_images"] == 512 and run.data.metrics["n_test_images"] == 256
+    for name in ("test_elbo", "test_recon", "test_kl", "active_units", "sample_fd", "beta"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
+    assert math.isclose(run.data.metrics["test_elbo"], run.data.metrics["test_recon"] + run.data.metrics["test_kl"],
+                        rel_tol=1e-6)
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "probe_acc")] == [2]
+    figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples", "curves")}
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
+
+
+def test_nan_stops_the_trial_as_diverged(tracking_uri, workdir, monkeypatch):
+    from common.tasks.vae import VAETask
+
+    monkeypatch.setattr(VAETask, "evaluate", lambda self, probe: {"test_elbo": float("nan")})
+    session = LocalSession(workdir / "nan")
+    with pytest.raises(TrialDiverged, match="epoch 1"):
+        run_trial(VAEConfig(data="synthetic", max_epochs=2, batch_size=64), _ctx(tracking_uri, "test_elbo"), session)
+    run = MlflowClient(tracking_uri).search_runs([MlflowClient(tracking_uri).get_experiment_by_name("loop-tests")
+                                                  .experiment_id])[0]
+    assert run.data.tags["trial_status"] == "diverged" and run.data.tags["diverged_epoch"] == "1"

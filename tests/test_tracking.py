@@ -1,0 +1,43 @@
+"""MLflow plumbing: concurrent writers on the embedded sqlite store lose nothing."""
+from __future__ import annotations
+
+import multiprocessing as mp
+
+from mlflow.tracking import MlflowClient
+
+from common.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
+
+POINTS = 30
+
+
+def _writer(uri: str, run_id: str) -> None:
+    run = TrialRun(MlflowClient(uri), run_id)
+    for step in range(1, POINTS + 1):
+        run.log_metrics({"a": step, "b": -step}, step=step)
+    run.set_tags({"done": "yes"})
+
+
+def test_eight_processes_logging_at_once_lose_no_points(tracking_uri):
+    prepare_store(tracking_uri)
+    exp = get_or_create_experiment(MlflowClient(tracking_uri), "concurrency", None)
+    run_ids = [TrialRun.create(tracking_uri, exp, f"w{i}", {}).run_id for i in range(8)]
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tracking_uri, r)) for r in run_ids]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0] * 8
+    client = MlflowClient(tracking_uri)
+    for r in run_ids:
+        assert [m.step for m in client.get_metric_history(r, "a")] == list(range(1, POINTS + 1))
+        assert len(client.get_metric_history(r, "b")) == POINTS
+        assert client.get_run(r).data.tags["done"] == "yes"
+
+
+def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_tracking_uri(None) == f"sqlite:///{workdir / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"
+    assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
