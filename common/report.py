@@ -154,9 +154,10 @@ def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> t
                           f"run a sweep into it first or pass parent_run_id")
     used, families = [], {}
     for parent in candidates:  # newest first: each family comes from the latest sweep that ran it
-        if len(families) < len(FAMILY_LABEL) and (
-                found := _families(client, parent, [n for n in FAMILY_LABEL if n not in families])):
+        if found := _families(client, parent, [n for n in FAMILY_LABEL if n not in families]):
             used, families = used + [parent], {**families, **found}
+        if len(families) == len(FAMILY_LABEL):
+            break
     return used or candidates[:1], {n: families[n] for n in FAMILY_LABEL if n in families}
 
 
