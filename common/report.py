@@ -237,9 +237,10 @@ def _header(experiment: str, parents: list[Run], families: dict[str, Family]) ->
     rows = [["Experiment", experiment],
             ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")]]
     for fam in families.values():
-        statuses = Counter(t.tags.get("trial_status", "unknown") for t in fam.trials)
-        rows.append([f"{FAMILY_LABEL[fam.name]} trials", f"{len(fam.trials)} ("
-                     f"{', '.join(f'{n} {s}' for s, n in sorted(statuses.items()))}), parent run {fam.parent.info.run_id}"])
+        statuses = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t.tags.get("trial_status", "unknown")
+                                                                    for t in fam.trials).items()))
+        rows.append([f"{FAMILY_LABEL[fam.name]} trials",
+                     f"{len(fam.trials)} ({statuses}), parent run {fam.parent.info.run_id}"])
     if not families:
         rows.append(["Trials", "none logged under the parent run(s) below"])
     started = lambda p: dt.datetime.fromtimestamp(p.info.start_time / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
