@@ -24,7 +24,7 @@ venv: $(STAMP)
 sweep: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/vae_beta.py --experiment $(EXPERIMENT) --no-report $(ARGS)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --experiment $(EXPERIMENT) --no-report $(ARGS)
-	$(PY) run_sweep.py --report $(EXPERIMENT)
+	$(PY) run_sweep.py --report $(EXPERIMENT) $(ARGS)
 
 smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
