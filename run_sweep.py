@@ -64,7 +64,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from common.tracking import check_tracking_uri, resolve_tracking_uri
 
         uri = resolve_tracking_uri(args.tracking_uri)
-        check_tracking_uri(uri)
+        check_tracking_uri(uri, must_exist=True)
         print(f"report: {build_report(args.report_only, args.out, uri)}")
         return 0
     if not args.space:

@@ -14,6 +14,8 @@ def pick_device(requested: str = "auto") -> torch.device:
     Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned the trial, so ``cuda`` here is
     always the trial's own GPU (index 0 of what it can see); a fractional GPU shares it.
     """
+    if requested not in ("auto", "cuda", "mps", "cpu"):
+        raise ValueError(f"device={requested!r} must be one of auto, cuda, mps, cpu")
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("device=cuda was requested but no CUDA GPU is visible to this trial")

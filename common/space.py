@@ -80,6 +80,22 @@ def load_space(path: str | Path) -> Space:
     if search is not None and not callable(search) and not _is_distribution_dict(search):
         raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
                          "optuna.distributions (e.g. FloatDistribution(1.0, 8.0))")
+    def need(name: str, ok: bool, what: str) -> None:
+        if name in ns and not ok:
+            raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
+
+    need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
+    need("runs", isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
+         "a list of dicts, each with a 'family'")
+    need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu"}
+         and all(_number(v) and v >= 0 for v in ns.get("resources", {}).values()),
+         "a dict like {'cpu': 1, 'gpu': 0.5} with non-negative numbers")
+    need("scheduler", ns.get("scheduler") is None or (
+        isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
+        and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
+        "None or a dict like {'grace_period': 1, 'reduction_factor': 3} (values >= 1)")
+    need("max_concurrent", ns.get("max_concurrent") is None or (
+        isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
     space = Space(
         path=path, name=path.stem, family=ns.get("family"), metric=ns.get("metric"), mode=mode,
         search=search, defaults=dict(ns.get("defaults") or {}),
@@ -91,8 +107,6 @@ def load_space(path: str | Path) -> Space:
         description=str(ns.get("description", "")),
     )
     for run in space.runs:
-        if "family" not in run:
-            raise SpaceError(f"space file {path}: every entry of 'runs' needs a 'family'")
         config_class(run["family"])
     if space.family:
         config_class(space.family)
@@ -103,13 +117,14 @@ def sample_params(space: Space, seed: int) -> dict[str, Any]:
     """Draw one point of the search space (what ``--single-trial`` and validation use)."""
     if space.search is None:
         return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" chatter on stderr
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     if callable(space.search):
         trial = study.ask()
         try:
             consts = space.search(trial) or {}
-        except (ValueError, TypeError) as exc:  # e.g. suggest_float(low > high)
-            raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
+        except Exception as exc:  # e.g. suggest_float(low > high), or a bug in space()
+            raise SpaceError(f"space file {space.path}: space(trial) failed: {type(exc).__name__}: {exc}") from None
         return {**trial.params, **consts}
     try:
         return dict(study.ask(dict(space.search)).params)
@@ -149,6 +164,10 @@ def _positive_int(value: Any, name: str, path: Path) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise SpaceError(f"space file {path}: {name}={value!r} must be a positive integer")
     return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_distribution_dict(value: Any) -> bool:

@@ -25,7 +25,9 @@ from common.space import Space, check_configs, load_space, sample_params
 from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
                              git_commit, prepare_store, resolve_tracking_uri)
 
-SWEEP_FILE = "sweep.json"  # in the Tune experiment folder: what --resume needs
+SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
+ROOT = Path(__file__).resolve().parents[1]
+SHIP_EXCLUDES = [".git", ".venv", "ray_results", "mlartifacts", "mlflow.db", "report", "single_trial", "*.pt"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     fixed = fixed_values(space, opts)
     if space.max_epochs is not None:
         fixed.setdefault("max_epochs", space.max_epochs)
-    configs = check_configs(space, fixed, seed=int(fixed.get("seed", 42)))
+    seed = config_class("vae").from_dict({"seed": fixed["seed"]}).seed if "seed" in fixed else 42
+    configs = check_configs(space, fixed, seed=seed)
     return space, configs, fixed
 
 
@@ -85,11 +88,13 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         return _single_trial(space, configs[0], uri, experiment)
 
     storage = Path(opts.storage).resolve()
-    previous = _latest_sweep(storage, experiment) if opts.resume else None
+    prefix = f"{experiment}_{space.name}"  # one folder per sweep: <experiment>_<space>_<time>
+    previous = _latest_sweep(storage, prefix) if opts.resume else None
     if opts.resume and previous is None:
         from common.space import SpaceError
 
-        raise SpaceError(f"--resume: no earlier sweep of experiment {experiment!r} under {storage}; run without --resume")
+        raise SpaceError(f"--resume: no earlier sweep of {space.path} in experiment {experiment!r} under {storage}; "
+                         "run without --resume")
 
     import ray
 
@@ -113,14 +118,15 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
     if not ray.is_initialized():
-        if opts.address:
-            ray.init(address=opts.address, include_dashboard=False, log_to_driver=True)
+        if opts.address:  # ship this checkout's code to the cluster's workers
+            ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
         else:
             ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False)
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id, metric="",
-                       mode=space.mode, git_commit=commit, cpus_per_trial=cpus)
+                       mode=space.mode, git_commit=commit, cpus_per_trial=cpus,
+                       data_cache_dir=os.environ.get("VAEGAN_CACHE"))
     summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}}
-    sweep_dir = previous or storage / f"{experiment}_{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = previous or storage / f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir.mkdir(parents=True, exist_ok=True)
     (sweep_dir / SWEEP_FILE).write_text(json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
     try:
@@ -151,8 +157,8 @@ def _num_samples(space: Space, opts: SweepOptions) -> int:
     return opts.num_samples or (1 if space.runs else space.num_samples)
 
 
-def _latest_sweep(storage: Path, experiment: str) -> Path | None:
-    found = sorted(storage.glob(f"{experiment}_*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
+def _latest_sweep(storage: Path, prefix: str) -> Path | None:
+    found = sorted(storage.glob(f"{prefix}_*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
     return found[-1].parent if found else None
 
 

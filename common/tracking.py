@@ -42,8 +42,11 @@ def default_artifact_location(uri: str, workdir: str | os.PathLike = ".") -> str
     return None
 
 
-def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, before Ray starts, on a malformed or unreachable backend."""
+def check_tracking_uri(uri: str, timeout_s: float = 5.0, must_exist: bool = False) -> None:
+    """Fail fast, before Ray starts, on a malformed or unreachable backend.
+
+    ``must_exist``: reading only (the report): a missing sqlite file is an error, not created.
+    """
     parsed = urlparse(uri)
     scheme = parsed.scheme.split("+")[0]
     if scheme not in _SCHEMES:
@@ -56,6 +59,8 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0) -> None:
         if db is None or not str(db):
             raise TrackingError(f"tracking URI {uri!r} is malformed; use sqlite:///path/to/mlflow.db")
         parent = db.resolve().parent
+        if must_exist and not db.is_file():
+            raise TrackingError(f"no MLflow database at {db}; run a sweep first or pass --tracking-uri")
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise TrackingError(f"cannot write the MLflow database {db}: folder {parent} is missing or not writable")
     elif scheme in ("http", "https"):
