@@ -23,8 +23,12 @@ ratio trainable/bare (median of the per-repeat ratios; 1.0 = no overhead). Separ
 per-epoch trial time the loop adds outside ``train_epoch``: ``task.evaluate(probe=False)``
 (first call, which also builds the real-feature stats once per trial, and a steady-state
 call) and ``torch.save(task.state_dict())`` (size, time), each as a fraction of one measured
-training epoch and of an epoch at the config's default ``train_subset``. Other processes on
-the machine distort the numbers: compare the min-max spread, and rerun if it is wide.
+training epoch and of an epoch at the config's default ``train_subset``.
+
+Other processes distort CPU numbers badly: with as many torch threads as cores, one busy
+core elsewhere can cut throughput by 2-20x. Each repeat therefore also records the CPU that
+other processes used meanwhile (from /proc/stat, in cores; "other load" in the table) and
+the run warns above 0.25 cores: rerun on a quiet machine.
 """
 from __future__ import annotations
 
@@ -55,7 +59,8 @@ CONFIGS = {"vae": VAEConfig, "dcgan": DCGANConfig}
 def machine(threads: int, device: torch.device) -> str:
     cpu = "unknown CPU"
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or cpu
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
@@ -110,12 +115,27 @@ class Bare:
                 self.opt_g.step()
 
 
+def busy_cpu_s() -> float:
+    """CPU-seconds all processes have spent busy since boot (/proc/stat; 0 where unreadable)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError):
+        return 0.0
+
+
+OTHER: list[float] = []  # per timed call: cores' worth of CPU other processes used meanwhile
+
+
 def timed(fn, device: torch.device) -> float:
     sync(device)
-    t0 = time.perf_counter()
+    busy0, own0, t0 = busy_cpu_s(), sum(os.times()[:2]), time.perf_counter()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    OTHER.append(max(0.0, busy_cpu_s() - busy0 - (sum(os.times()[:2]) - own0)) / wall)
+    return wall
 
 
 def bench_model(family: str, data, args, device: torch.device) -> dict:
@@ -136,12 +156,15 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
 
     timed(lambda: task.train_epoch(0), device)  # warm-up (allocator, kernels, Adam state)
     timed(run_bare, device)
-    t_task, t_bare = [], []
+    t_task, t_bare, other = [], [], []
     for r in range(args.repeats):
         t_task.append(timed(lambda: task.train_epoch(r + 1), device))
+        other_task = OTHER[-1]
         t_bare.append(timed(run_bare, device))
+        other.append(max(other_task, OTHER[-1]))
         print(f"  {family} repeat {r + 1}/{args.repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
-              f"bare {n_img / t_bare[-1]:7.1f} img/s", flush=True)
+              f"bare {n_img / t_bare[-1]:7.1f} img/s (other processes: {other_task:.2f}, {OTHER[-1]:.2f} "
+              "cores)", flush=True)
 
     # Trial time outside train_epoch (loop.run_trial): evaluate + checkpoint state each epoch.
     epoch_s = statistics.median(t_task)
@@ -157,6 +180,7 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
         "family": family, "images_per_epoch": n_img, "batch_size": cfg.batch_size,
         "trainable_ips": ips(t_task), "bare_ips": ips(t_bare),
         "ratio_median": statistics.median(b / a for a, b in zip(t_task, t_bare)),
+        "other_cores_max": max(other),
         "epoch_train_s": epoch_s, "default_train_subset": type(cfg)().train_subset,
         "eval_first_s": eval_first, "eval_s": eval_next, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb,
         "overhead_frac": (eval_next + ckpt_s) / epoch_s,
@@ -197,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     results = [bench_model(f, data, args, device) for f in families]
 
     print(f"\ntraining throughput, images/s: median (min-max) over {args.repeats} interleaved repeats")
-    print(f"{'model':6} {'trainable train_epoch':>24} {'bare loop':>24} {'ratio':>6}")
+    print(f"{'model':6} {'trainable train_epoch':>24} {'bare loop':>24} {'ratio':>6} {'other load':>10}")
     for r in results:
-        print(f"{r['family']:6} {fmt(r['trainable_ips']):>24} {fmt(r['bare_ips']):>24} {r['ratio_median']:6.3f}")
+        print(f"{r['family']:6} {fmt(r['trainable_ips']):>24} {fmt(r['bare_ips']):>24} {r['ratio_median']:6.3f} "
+              f"{r['other_cores_max']:5.2f} cores")
+    if max(r["other_cores_max"] for r in results) > 0.25:
+        print("WARNING: other processes used CPU during the timed epochs (other load = the most, in cores, "
+              "during any repeat); the numbers are contended: rerun on a quiet machine")
     print("\ntrial time per epoch outside train_epoch (common/loop.py), vs one training epoch")
     print(f"{'model':6} {'epoch train':>11} {'evaluate 1st':>12} {'evaluate':>9} {'ckpt save':>15} "
           f"{'overhead':>9} {'at default subset':>18}")
