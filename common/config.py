@@ -26,6 +26,7 @@ class TrialConfig:
     """Fields every family shares: data, budget, seed, device."""
 
     family: ClassVar[str] = ""
+    default_metric: ClassVar[str] = ""  # the objective when a space file names none (fixed runs)
     seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
     data: str = _f("cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz")
     train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the seed used 10k)")
@@ -73,6 +74,7 @@ class VAEConfig(TrialConfig):
     """Conv-VAE (seed: latent 64, 20 epochs, L = MSE + beta*KL)."""
 
     family: ClassVar[str] = "vae"
+    default_metric: ClassVar[str] = "test_elbo"
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1.0)
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
@@ -88,6 +90,7 @@ class DCGANConfig(TrialConfig):
     """DCGAN (seed: z = 100, 40 epochs, non-saturating BCE, Adam beta1 = 0.5)."""
 
     family: ClassVar[str] = "dcgan"
+    default_metric: ClassVar[str] = "sample_fd"
     max_epochs: int = _f(40, lo=1, hi=10_000)
     latent_dim: int = _f(100, lo=1, hi=4096)
     lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1.0)

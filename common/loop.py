@@ -28,8 +28,7 @@ STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 
 
-class TrialDiverged(FloatingPointError):
-    """A metric went NaN/Inf: the trial stops and says at which epoch and why."""
+DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Session(Protocol):
 
     def get_checkpoint_dir(self) -> str | None: ...
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None: ...
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
 
 
 class LocalSession:
@@ -66,11 +65,12 @@ class LocalSession:
     def get_checkpoint_dir(self) -> str | None:
         return None
 
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str) -> None:
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.results.append(metrics)
-        dest = self.out_dir / "checkpoint"
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(checkpoint_dir, dest)
+        if checkpoint_dir:
+            dest = self.out_dir / "checkpoint"
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(checkpoint_dir, dest)
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
         print(f"[trial {self.trial_id}] {shown}", flush=True)
 
@@ -102,9 +102,20 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
             train_time += epoch_train_s
             last = epoch + 1 == cfg.max_epochs
             probe = last or (cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0)
-            metrics.update(task.evaluate(probe=probe))
+            reason = _non_finite(metrics, epoch + 1)
+            if not reason:
+                try:
+                    metrics.update(task.evaluate(probe=probe))
+                except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
+                    reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {str(exc)[:200]}"
+                reason = reason or _non_finite(metrics, epoch + 1)
+            if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
+                run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
+                penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
+                session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id},
+                               None)
+                return {**metrics, "diverged": 1.0}
             metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
-            _check_finite(metrics, epoch + 1, run)
             for k, v in metrics.items():
                 history.setdefault(k, []).append((epoch + 1, v))
             run.log_metrics(metrics, step=epoch + 1)
@@ -162,12 +173,9 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_
     return run
 
 
-def _check_finite(metrics: dict[str, float], epoch: int, run: TrialRun) -> None:
+def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
     bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    if bad:
-        reason = f"non-finite {', '.join(bad)} at epoch {epoch}"
-        run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch, "diverged_reason": reason})
-        raise TrialDiverged(f"trial diverged: {reason}; lower the learning rate or change the loss settings")
+    return f"non-finite {', '.join(bad)} at epoch {epoch}" if bad else None
 
 
 def _log_figures(task, history: dict, folder: Path, run: TrialRun) -> None:

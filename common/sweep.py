@@ -20,7 +20,7 @@ from ray.tune import Callback
 
 from common.config import config_class, for_family
 from common.data import load_dataset
-from common.loop import LocalSession, SweepContext, run_trial
+from common.loop import LocalSession, SweepContext, is_better, run_trial
 from common.space import Space, check_configs, load_space, sample_params
 from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
                              git_commit, prepare_store, resolve_tracking_uri)
@@ -132,13 +132,16 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     try:
         for i, cfg in enumerate(configs):
             family = cfg["family"]
-            metric = space.metric or ("test_elbo" if family == "vae" else "sample_fd")
+            metric = space.metric or config_class(family).default_metric
             run_fixed = {**(space.runs[i] if space.runs else space.defaults), **for_family(fixed, family)}
-            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir,
+            name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
+            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir / name,
                               {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts))
-            if best:
+            old = summary["best"].get(family)
+            if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
-                _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"])
+        for family, best in summary["best"].items():
+            _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"])
         parent.set_tags({"sweep.status": "completed"})
         parent.finish("FINISHED")
     except KeyboardInterrupt:
@@ -169,7 +172,7 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) 
     prepare_store(uri)
     exp_id = get_or_create_experiment(MlflowClient(uri), experiment, default_artifact_location(uri))
     family = cfg["family"]
-    metric = space.metric or ("test_elbo" if family == "vae" else "sample_fd")
+    metric = space.metric or config_class(family).default_metric
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=None, metric=metric,
                        mode=space.mode, git_commit=git_commit(), cpus_per_trial=torch.get_num_threads())
     out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
@@ -211,8 +214,8 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
 
 
 def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], opts: SweepOptions,
-               sweep_dir: Path, resources: dict[str, float], num_samples: int) -> dict[str, Any] | None:
-    """One Tune experiment for ``family`` (restored if its folder exists); return its best result."""
+               path: Path, resources: dict[str, float], num_samples: int) -> dict[str, Any] | None:
+    """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its best result."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -224,7 +227,6 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     fn = {"vae": train_vae, "dcgan": train_dcgan}[family]
     trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), resources)
     max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
-    path = sweep_dir / family
     if path.exists() and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
@@ -243,7 +245,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
             tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
                                         num_samples=num_samples),
             run_config=tune.RunConfig(
-                name=family, storage_path=str(sweep_dir), verbose=1,
+                name=path.name, storage_path=str(path.parent), verbose=1,
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=ctx.metric,
                                                         checkpoint_score_order=ctx.mode),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),

@@ -86,3 +86,22 @@ def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, work
     assert by_family["dcgan"]["g_channels"] == "32" and by_family["vae"]["base_channels"] == "16"
     md = (workdir / "report" / "report.md").read_text()
     assert "200.82" in md and "3.866" in md  # the seed's published values beside ours
+
+
+def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_session, workdir, tracking_uri):
+    space = workdir / "diverge.py"
+    space.write_text(
+        "runs = [\n"
+        "    {'family': 'vae', 'lr': 1.0, 'max_epochs': 3},   # diverges (NaN/Inf)\n"
+        "    {'family': 'vae', 'lr': 1e-3, 'max_epochs': 2},\n"
+        "]\nscheduler = None\n")
+    summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, report=False,
+                               storage=str(workdir / "ray_results"),
+                               overrides=(("eval_samples", "64"), ("batch_size", "64"))))
+    client, parents, children = _runs(tracking_uri, "diverge")
+    assert parents[0].data.tags["sweep.status"] == "completed" if "sweep.status" in parents[0].data.tags else True
+    status = {c.data.params["lr"]: c.data.tags for c in children}
+    assert status["1.0"]["trial_status"] == "diverged" and "non-finite" in status["1.0"]["diverged_reason"]
+    assert int(status["1.0"]["diverged_epoch"]) >= 1
+    assert status["0.001"]["trial_status"] == "completed"
+    assert summary["best"]["vae"]["value"] < 1e9  # the diverged penalty never wins

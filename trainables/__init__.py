@@ -16,5 +16,5 @@ class TuneSession:
         self._ckpt_ctx = ckpt.as_directory() if ckpt else None
         return self._ckpt_ctx.__enter__() if self._ckpt_ctx else None
 
-    def report(self, metrics, checkpoint_dir: str) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir))
+    def report(self, metrics, checkpoint_dir: str | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None)
