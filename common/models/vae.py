@@ -31,6 +31,9 @@ import torch
 from torch import nn
 
 
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
 def _block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
@@ -81,9 +84,14 @@ class ConvVAE(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B,3,32,32) -> (mu (B,D), logvar (B,D))."""
+        """x (B,3,32,32) -> (mu (B,D), logvar (B,D)), logvar clamped to [-30, 20].
+
+        The clamp is a numerical guard, not a modelling choice: while beta = 0 (the first
+        epoch of a cyclical schedule) nothing penalises logvar, it can pass 88 where exp()
+        overflows float32, and 0 * inf makes the loss NaN. Real posteriors stay far inside it.
+        """
         h = self.enc_fc(self.encoder(x))
-        return self.fc_mu(h), self.fc_logvar(h)
+        return self.fc_mu(h), self.fc_logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B,D) -> x_hat (B,3,32,32) in [-1, 1]."""
