@@ -53,6 +53,14 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"] if "best_vae_run_id" in parent.data.tags \
         else client.get_run(parent.info.run_id).data.tags["best_vae_run_id"] == best["mlflow_run_id"]
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
+    import mlflow  # the sweep's best model is a logged (and loadable) MLflow model on the parent
+
+    mlflow.set_tracking_uri(tracking_uri)
+    exp_id = client.get_experiment_by_name("vae_beta").experiment_id
+    models = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
+    assert [(m.name, m.source_run_id) for m in models] == [("best_vae", parent.info.run_id)]
+    vae = mlflow.pytorch.load_model(models[0].model_uri)
+    assert vae.decode(__import__("torch").zeros(2, vae.latent_dim)).shape == (2, 3, 32, 32)
 
 
 def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
