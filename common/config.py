@@ -75,7 +75,7 @@ class VAEConfig(TrialConfig):
 
     family: ClassVar[str] = "vae"
     default_metric: ClassVar[str] = "test_elbo"
-    lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1.0)
+    lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
@@ -83,6 +83,17 @@ class VAEConfig(TrialConfig):
     beta_schedule: str = _f("constant", choices=("constant", "linear", "cyclical"))
     warmup_epochs: int = _f(10, lo=1, doc="linear schedule: epochs to ramp beta from 0")
     cycles: int = _f(4, lo=1, doc="cyclical schedule: number of cycles over max_epochs")
+    ramp_fraction: float = _f(0.5, lo=0.0, lo_open=True, hi=1.0,
+                              doc="cyclical schedule: fraction of each cycle spent ramping beta from 0 (seed: 0.5)")
+    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default.
+    free_bits: float = _f(0.0, lo=0.0, doc="free bits (Kingma et al. 2016): training KL is "
+                          "sum_d max(free_bits, batch-mean KL_d), nats per latent dim; 0 = off. Logged KL/ELBO stay true")
+    perceptual_weight: float = _f(0.0, lo=0.0, doc="lambda in L = MSE + lambda*L_perc + beta*KL; 0 = off. "
+                                  "L_perc is a per-image mean over features, MSE a sum over 3072 pixels")
+    perceptual_net: str = _f("randconv", choices=("randconv", "vgg16"),
+                             doc="perceptual-loss backbone (common/perceptual.py); randconv = sample_fd's features")
+    perceptual_weights: str = _f("", doc="vgg16 only: local path to torchvision's vgg16-397923af.pth; "
+                                 "empty = the torch hub cache (never downloads)")
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ class DCGANConfig(TrialConfig):
     default_metric: ClassVar[str] = "sample_fd"
     max_epochs: int = _f(40, lo=1, hi=10_000)
     latent_dim: int = _f(100, lo=1, hi=4096)
-    lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1.0)
+    lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1e4, doc="generator Adam lr; > 1 diverges")
     lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")
     beta1: float = _f(0.5, lo=0.0, hi=0.999)
     beta2: float = _f(0.999, lo=0.0, hi=0.9999)
@@ -101,13 +112,97 @@ class DCGANConfig(TrialConfig):
     g_hidden: int = _f(384, lo=0, doc="generator hidden FC before the 4x4 map; 0 = none")
     d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (seed: 64-128-256)")
     d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none")
+    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default,
+    # and off leaves the seed's computation bit-identical. TTUR is lr_ratio above.
+    gan_loss: str = _f("bce", choices=("bce", "hinge", "wgan-gp"),
+                       doc="bce = D: BCE, G: non-saturating (seed); hinge (Miyato et al. 2018); "
+                           "wgan-gp = Wasserstein critic + gradient penalty (Gulrajani et al. 2017)")
+    gp_weight: float = _f(10.0, lo=0.0, doc="wgan-gp only: lambda of the gradient penalty (ignored otherwise)")
+    n_critic: int = _f(1, lo=1, hi=100, doc="D steps per G step (one train batch per D step); "
+                                            "an epoch then makes len/batch_size/n_critic G steps")
+    label_smoothing: float = _f(0.0, lo=0.0, hi=0.5, doc="one-sided label smoothing (Salimans et al. 2016): "
+                                "real target 1 - s in D's BCE loss; 0 = off; bce only; must be < 0.5")
+    spectral_norm: bool = _f(False, doc="spectral normalisation (Miyato et al. 2018) on every conv and "
+                                        "linear layer of D")
+    d_norm: str = _f("auto", choices=("auto", "batch", "none"),
+                     doc="BatchNorm in D's 2nd/3rd conv: batch | none; auto = none with gan_loss=wgan-gp "
+                         "(the penalty is per sample), batch otherwise (seed; spectral_norm keeps it)")
+    minibatch_disc: int = _f(0, lo=0, hi=1024, doc="minibatch discrimination (Salimans et al. 2016): number "
+                                                   "of kernels B before D's logit; 0 = off")
+    minibatch_dim: int = _f(8, lo=1, hi=1024, doc="minibatch discrimination: kernel dimension C")
 
     @property
     def lr_d(self) -> float:
         return self.lr_g * self.lr_ratio
 
+    @property
+    def d_batchnorm(self) -> bool:
+        """Whether D has BatchNorm (``d_norm`` with ``auto`` resolved)."""
+        if self.d_norm == "auto":
+            return self.gan_loss != "wgan-gp"
+        return self.d_norm == "batch"
 
-FAMILIES: dict[str, type[TrialConfig]] = {"vae": VAEConfig, "dcgan": DCGANConfig}
+    def _validate(self) -> None:
+        super()._validate()
+        if self.label_smoothing >= 0.5:
+            raise ConfigError(f"dcgan config key label_smoothing={self.label_smoothing} is out of range: "
+                              "it must be < 0.5 (a real target of 0.5 or less tells D nothing)")
+        if self.label_smoothing > 0 and self.gan_loss != "bce":
+            raise ConfigError(f"label_smoothing={self.label_smoothing} applies only to gan_loss=bce "
+                              f"(got gan_loss={self.gan_loss!r}); set label_smoothing=0")
+
+
+@dataclass(frozen=True)
+class VAEGANConfig(TrialConfig):
+    """VAE-GAN (Larsen et al. 2016): the Conv-VAE's decoder is the generator and a DCGAN
+    discriminator D both judges real images, reconstructions and prior samples and provides
+    the reconstruction metric (squared error between D's layer-``feature_layer`` activations
+    of x and x_tilde, the paper's Dis_l likelihood). Per batch (common/tasks/vaegan.py)::
+
+        recon    = recon_weight * ||D_l(x_tilde) - D_l(x)||^2 + pixel_weight * ||x_tilde - x||^2
+        encoder: beta * KL + recon
+        decoder: gamma * recon + BCE(D(x_tilde), 1) + BCE(D(x_p), 1)     (non-saturating)
+        D:       BCE(D(x), 1) + BCE(D(x_tilde), 0) + BCE(D(x_p), 0)
+
+    recon and KL are per-image sums (nats/image, as in the VAE); the BCE terms are batch means.
+    """
+
+    family: ClassVar[str] = "vaegan"
+    default_metric: ClassVar[str] = "sample_fd"
+    latent_dim: int = _f(64, lo=1, hi=4096)
+    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c; the decoder mirrors them (as vae)")
+    hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none (as vae)")
+    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (as dcgan)")
+    d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none (as dcgan)")
+    lr: float = _f(3e-4, lo=0.0, lo_open=True, hi=1.0, doc="Adam learning rate of the encoder and the decoder")
+    lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr")
+    beta1: float = _f(0.5, lo=0.0, hi=0.999, doc="Adam beta1 of all three optimizers")
+    beta2: float = _f(0.999, lo=0.0, hi=0.9999, doc="Adam beta2 of all three optimizers")
+    beta: float = _f(1.0, lo=0.0, doc="KL weight in the encoder loss (constant)")
+    feature_layer: int = _f(2, lo=0, hi=3, doc="index into Discriminator.features for the reconstruction "
+                            "metric: 0 = (c,16,16), 1 = (2c,8,8), 2 = (4c,4,4), 3 = the hidden FC (needs d_hidden > 0)")
+    recon_weight: float = _f(1.0, lo=0.0, doc="weight of the feature-matching term (squared error summed over "
+                             "D_l's elements per image: a unit-variance Gaussian Dis_l likelihood up to 1/2)")
+    pixel_weight: float = _f(0.0, lo=0.0, doc="weight of the pixel squared error summed over 3x32x32 (the VAE's "
+                             "recon) added to the reconstruction term; 0 = feature matching only (the paper)")
+    gamma: float = _f(1e-2, lo=0.0, doc="Larsen's gamma: weight of the reconstruction term in the decoder loss "
+                      "against the GAN term (weight 1); small = the decoder is mostly a GAN generator")
+
+    @property
+    def lr_d(self) -> float:
+        return self.lr * self.lr_ratio
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.feature_layer == 3 and self.d_hidden == 0:
+            raise ConfigError("vaegan config key feature_layer=3 names D's hidden FC, but d_hidden=0 removes it; "
+                              "set feature_layer to 0, 1 or 2, or d_hidden > 0")
+        if self.recon_weight == 0 and self.pixel_weight == 0:
+            raise ConfigError("vaegan config keys recon_weight=0 and pixel_weight=0 leave no reconstruction term "
+                              "(the encoder would learn only the KL); set one of them > 0")
+
+
+FAMILIES: dict[str, type[TrialConfig]] = {"vae": VAEConfig, "dcgan": DCGANConfig, "vaegan": VAEGANConfig}
 
 
 def config_class(family: str) -> type[TrialConfig]:

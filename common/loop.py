@@ -29,6 +29,9 @@ BEST_FILE = "best.pt"
 
 
 DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
+# A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
+# and BCE-with-logits keep huge learning rates from ever producing NaN, only astronomic values.
+BLOWUP = 1e12
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
+    tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
     run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags)
     run.log_params(cfg.to_dict())
     run.log_metrics(task.static_metrics(), step=0)
@@ -174,8 +178,12 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_
 
 
 def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
+    """Why this epoch counts as diverged, or None: NaN/Inf, or a loss blown up past BLOWUP."""
     bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
-    return f"non-finite {', '.join(bad)} at epoch {epoch}" if bad else None
+    if bad:
+        return f"non-finite {', '.join(bad)} at epoch {epoch}"
+    big = sorted(k for k, v in metrics.items() if k.endswith("loss") and abs(v) > BLOWUP)
+    return f"{', '.join(big)} above {BLOWUP:.0e} (blown up) at epoch {epoch}" if big else None
 
 
 def _log_figures(task, history: dict, folder: Path, run: TrialRun) -> None:

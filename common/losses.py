@@ -5,6 +5,8 @@ the scalar training objectives are batch means.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -36,17 +38,45 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return _kl_elementwise(mu, logvar).mean(dim=0)
 
 
+def kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Free-bits KL objective (Kingma et al. 2016, IAF paper, one group per latent dim): scalar.
+
+    sum_d max(free_bits, mean_batch KL_d), in nats per image. This is the standard batch-mean
+    variant: the floor applies to each dim's KL averaged over the batch, not per image, so a
+    dim is free only while its average use is below ``free_bits``. Dims under the floor get no
+    KL gradient (the encoder may spend up to ``free_bits`` nats on each without penalty).
+    With free_bits = 0 it equals ``gaussian_kl(mu, logvar).mean()`` (KL_d >= 0). It is a
+    training objective only: the logged KL and ELBO must use ``gaussian_kl``.
+    """
+    if free_bits < 0:
+        raise ValueError(f"free_bits must be >= 0, got {free_bits}")
+    return kl_per_dim(mu, logvar).clamp(min=free_bits).sum()
+
+
 def vae_loss(
-    x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float
+    x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float,
+    *, free_bits: float = 0.0, perceptual: torch.Tensor | None = None, perceptual_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L = mean_batch(recon + beta * KL) (seed: 'MSE + beta*KL').
 
+    Options (off by default; off leaves the seed's computation bit-identical):
+    * ``free_bits`` > 0: the KL term is ``kl_free_bits`` (batch-mean floor per dim).
+    * ``perceptual`` (B,) with ``perceptual_weight`` (lambda) > 0 adds lambda * mean(perceptual)
+      (seed slides: L = MSE + lambda*L_VGG + beta*KL; see common.perceptual).
+
     Args: x_hat, x (B,C,H,W); mu, logvar (B,D); beta >= 0.
-    Returns: (loss scalar, recon (B,), kl (B,)); recon and kl keep their graph.
+    Returns: (loss scalar, recon (B,), kl (B,)); recon and kl keep their graph and kl is
+    always the true KL, whatever ``free_bits`` is.
     """
     recon = recon_mse(x_hat, x)
     kl = gaussian_kl(mu, logvar)
-    return (recon + beta * kl).mean(), recon, kl
+    if free_bits > 0:
+        loss = recon.mean() + beta * kl_free_bits(mu, logvar, free_bits)
+    else:
+        loss = (recon + beta * kl).mean()
+    if perceptual is not None and perceptual_weight > 0:
+        loss = loss + perceptual_weight * perceptual.mean()
+    return loss, recon, kl
 
 
 def beta_at(
@@ -57,6 +87,7 @@ def beta_at(
     max_epochs: int,
     warmup_epochs: int = 10,
     cycles: int = 4,
+    ramp_fraction: float = 0.5,
 ) -> float:
     """KL weight for 0-based ``epoch``.
 
@@ -66,8 +97,10 @@ def beta_at(
       and the full beta is reached at epoch ``warmup_epochs - 1``, i.e. after
       ``warmup_epochs`` epochs of ramp.
     * ``cyclical``: the seed's schedule (Fu et al. 2019 style), ``cycle_len = max_epochs //
-      cycles``, ``pos = (epoch % cycle_len) / cycle_len``, beta * min(1, 2 * pos): each cycle
-      ramps from 0 over its first half and holds beta over the second. ``cycle_len`` is
+      cycles``, ``pos = (epoch % cycle_len) / cycle_len``, beta * min(1, pos / ramp_fraction):
+      each cycle ramps from 0 over its first ``ramp_fraction`` and holds beta over the rest.
+      ``ramp_fraction`` in (0, 1]; the seed's ``min(1, 2 * pos)`` is 0.5 (the default; x/0.5 and
+      2*x are the same float, so the seed's values are reproduced exactly). ``cycle_len`` is
       clamped to >= 1 so cycles > max_epochs does not divide by zero (then beta is 0 every
       epoch, as the seed's formula implies for a one-epoch cycle).
     """
@@ -77,19 +110,28 @@ def beta_at(
         return float(beta) * min(1.0, (epoch + 1) / max(1, warmup_epochs))
     if schedule == "cyclical":
         cycle_len = max(1, max_epochs // max(1, cycles))
+        if not 0.0 < ramp_fraction <= 1.0:
+            raise ValueError(f"ramp_fraction must be in (0, 1], got {ramp_fraction}")
         pos = (epoch % cycle_len) / cycle_len
-        return float(beta) * min(1.0, 2.0 * pos)
+        return float(beta) * min(1.0, pos / ramp_fraction)
     raise ValueError(f"unknown beta schedule {schedule!r}; choose one of {', '.join(BETA_SCHEDULES)}")
 
 
 # ---- GAN ----------------------------------------------------------------------------------
-def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Discriminator BCE: mean BCE(D(x), 1) + mean BCE(D(G(z)), 0) -> scalar.
+def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Discriminator BCE: mean BCE(D(x), 1 - s) + mean BCE(D(G(z)), 0) -> scalar.
 
     The two halves are summed, not averaged, as in the DCGAN reference training loop, so
     d_loss at chance (all logits 0) is 2 ln 2. Logits: any shape, e.g. (B,).
+    ``label_smoothing`` s in [0, 0.5) is one-sided (Salimans et al. 2016): only the real
+    target becomes 1 - s, the fake target stays 0 (smoothing it too would reward G's samples
+    where the data has no mass). s = 0 is the plain loss, bit for bit.
     """
-    loss_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    real_target = torch.ones_like(real_logits) if label_smoothing == 0 else torch.full_like(
+        real_logits, 1.0 - label_smoothing)
+    loss_real = F.binary_cross_entropy_with_logits(real_logits, real_target)
     loss_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return loss_real + loss_fake
 
@@ -101,3 +143,55 @@ def g_loss_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:
     when D confidently rejects the fakes early in training (Goodfellow et al. 2014).
     """
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def d_loss_hinge(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge discriminator loss (Lim & Ye 2017; Miyato et al. 2018) -> scalar.
+
+    mean relu(1 - D(x)) + mean relu(1 + D(G(z))): zero once real scores are >= 1 and fake
+    scores <= -1, so a D that already separates with margin gets no gradient (and d_loss can
+    legitimately be 0). Scores: raw D outputs, any shape.
+    """
+    return F.relu(1.0 - real_scores).mean() + F.relu(1.0 + fake_scores).mean()
+
+
+def g_loss_hinge(fake_scores: torch.Tensor) -> torch.Tensor:
+    """Hinge generator loss: -mean D(G(z)) -> scalar (the same as the WGAN one)."""
+    return -fake_scores.mean()
+
+
+def d_loss_wgan(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """WGAN critic loss: mean D(G(z)) - mean D(x) -> scalar, the negative of the critic's
+    Wasserstein-1 estimate. Add ``gp_weight * gradient_penalty(...)`` for WGAN-GP."""
+    return fake_scores.mean() - real_scores.mean()
+
+
+def g_loss_wgan(fake_scores: torch.Tensor) -> torch.Tensor:
+    """WGAN generator loss: -mean D(G(z)) -> scalar."""
+    return -fake_scores.mean()
+
+
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor],
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP two-sided penalty (Gulrajani et al. 2017): mean_i (||grad_x D(x_i^)||_2 - 1)^2 -> scalar.
+
+    x^ = e * real + (1 - e) * fake with one e ~ U(0, 1) per sample (drawn from ``generator``,
+    else the global RNG, on ``real``'s device). real, fake (B, ...) are detached here: the
+    penalty trains only the critic. The gradient is per sample only if the critic treats samples
+    independently: BatchNorm or minibatch discrimination in D couple the batch, which is why
+    ``d_norm=auto`` drops D's BatchNorm for wgan-gp. The result keeps its graph
+    (``create_graph``) so it can be added to the critic loss and back-propagated.
+    """
+    real, fake = real.detach(), fake.detach()
+    if real.shape != fake.shape:
+        raise ValueError(f"gradient_penalty: real {tuple(real.shape)} and fake {tuple(fake.shape)} differ")
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    eps = torch.rand(shape, generator=generator, device=real.device, dtype=real.dtype)
+    x_hat = (eps * real + (1.0 - eps) * fake).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

@@ -23,6 +23,7 @@ from unittest import mock
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
+from common.config import FAMILIES
 from common.figures import save_curves
 from common.importances import describe_values, param_importances
 
@@ -45,12 +46,15 @@ SEED_ROWS = [
 ]
 # (label, family, metric key, published value), same source.
 MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcgan", "n_params_g", "1.24M"),
-              ("DCGAN discriminator", "dcgan", "n_params_d", "2.76M")]
+              ("DCGAN discriminator", "dcgan", "n_params_d", "2.76M"),
+              ("VAE-GAN encoder+decoder", "vaegan", "n_params_vae", "—"),
+              ("VAE-GAN discriminator", "vaegan", "n_params_d", "—")]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
-FALLBACK_OBJECTIVE = {"vae": ("test_elbo", "min"), "dcgan": ("sample_fd", "min")}  # sweep metric not logged
+FALLBACK_OBJECTIVE = {f: (cls.default_metric, "min") for f, cls in FAMILIES.items()}  # sweep metric not logged
 CURVE_METRICS = {"vae": ["test_elbo", "test_recon", "test_kl", "train_loss", "probe_acc", "sample_fd"],
-                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "sample_fd"]}
-FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN"}
+                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "sample_fd"],
+                 "vaegan": ["test_elbo", "test_kl", "g_loss", "d_loss", "probe_acc", "sample_fd"]}
+FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN", "vaegan": "VAE-GAN"}
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
 TOP_K = 10

@@ -2,9 +2,10 @@
 
 Names a space file may define (lower case, nanoGPT-style)::
 
-    family       "vae" | "dcgan"                      required unless ``runs`` is given
-    metric       objective reported by the trials     required unless ``runs`` is given
-    mode         "min" | "max"                        required unless ``runs`` is given
+    family       "vae" | "dcgan" | "vaegan"              required unless ``runs`` is given
+    metric       objective reported by the trials     required unless ``runs`` is given;
+                 a list makes the search multi-objective (Optuna; no ASHA, the first is primary)
+    mode         "min" | "max" (a list with a list)   required unless ``runs`` is given
     space        def space(trial) -> dict | None      Optuna define-by-run, or a dict of
                  optuna.distributions                 (omit for no search)
     defaults     {config_field: value}                fixed values (not searched)
@@ -51,6 +52,8 @@ class Space:
     max_concurrent: int | None
     runs: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); >1 = multi-objective
+    # ``metric`` / ``mode`` are the primary objective: checkpoints, ASHA and "best" use it.
 
 
 def load_space(path: str | Path) -> Space:
@@ -73,9 +76,16 @@ def load_space(path: str | Path) -> Space:
         missing = [k for k in ("family", "metric", "mode") if k not in ns]
         if missing:
             raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
-    mode = ns.get("mode", "min")
-    if mode not in ("min", "max"):
-        raise SpaceError(f"space file {path}: mode={mode!r} must be 'min' or 'max'")
+    metrics, modes = ns.get("metric"), ns.get("mode", "min")
+    if isinstance(metrics, (list, tuple)) or isinstance(modes, (list, tuple)):  # multi-objective
+        if not (isinstance(metrics, (list, tuple)) and isinstance(modes, (list, tuple))
+                and len(metrics) == len(modes) >= 2 and all(isinstance(m, str) for m in metrics)):
+            raise SpaceError(f"space file {path}: a multi-objective space needs metric and mode lists of the "
+                             "same length (>= 2), e.g. metric = ['probe_acc', 'sample_fd'], mode = ['max', 'min']")
+    else:
+        metrics, modes = ([metrics] if metrics else []), [modes]
+    if any(m not in ("min", "max") for m in modes):
+        raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
     search = ns.get("space")
     if search is not None and not callable(search) and not _is_distribution_dict(search):
         raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
@@ -97,7 +107,8 @@ def load_space(path: str | Path) -> Space:
     need("max_concurrent", ns.get("max_concurrent") is None or (
         isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
     space = Space(
-        path=path, name=path.stem, family=ns.get("family"), metric=ns.get("metric"), mode=mode,
+        path=path, name=path.stem, family=ns.get("family"), metric=metrics[0] if metrics else None, mode=modes[0],
+        objectives=list(zip(metrics, modes)),
         search=search, defaults=dict(ns.get("defaults") or {}),
         num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
         max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),

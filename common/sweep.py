@@ -20,6 +20,7 @@ from ray.tune import Callback
 
 from common.config import config_class, for_family
 from common.data import load_dataset
+from common.perceptual import check_perceptual
 from common.loop import LocalSession, SweepContext, is_better, run_trial
 from common.space import Space, check_configs, load_space, sample_params
 from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
@@ -74,6 +75,8 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
         fixed.setdefault("max_epochs", space.max_epochs)
     seed = config_class("vae").from_dict({"seed": fixed["seed"]}).seed if "seed" in fixed else 42
     configs = check_configs(space, fixed, seed=seed)
+    for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
+        check_perceptual(cfg)
     return space, configs, fixed
 
 
@@ -111,8 +114,9 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             "sweep.role": "parent", "sweep.space": str(space.path), "git_commit": commit,
             "data": data.source, "data_hash": data.content_hash})
         parent.log_params({
-            "space": str(space.path), "num_samples": _num_samples(space, opts), "metric": space.metric or "per family",
-            "mode": space.mode, "seed": fixed.get("seed", 42), "data": configs[0]["data"],
+            "space": str(space.path), "num_samples": _num_samples(space, opts),
+            "metric": ",".join(m for m, _ in space.objectives) or "per family",
+            "mode": ",".join(m for _, m in space.objectives) or space.mode, "seed": fixed.get("seed", 42), "data": configs[0]["data"],
             "train_subset": configs[0]["train_subset"], "max_epochs": fixed.get("max_epochs", "per family")})
 
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
@@ -197,7 +201,7 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
                                                tracking_uri=uri)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     cfg = config_class(family).from_dict(ckpt["config"])
-    if family == "vae":  # the decoder side is the generative model: z (B, latent) -> images
+    if family in ("vae", "vaegan"):  # ConvVAE (a VAE-GAN's decoder is its generator); the decoder side is the generative model: z (B, latent) -> images
         model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
         model.load_state_dict(ckpt["model"]["vae"])
         shape = (-1, 3, 32, 32)
@@ -223,8 +227,9 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
 
     from trainables.dcgan import train_dcgan
     from trainables.vae import train_vae
+    from trainables.vaegan import train_vaegan
 
-    fn = {"vae": train_vae, "dcgan": train_dcgan}[family]
+    fn = {"vae": train_vae, "dcgan": train_dcgan, "vaegan": train_vaegan}[family]
     trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), resources)
     max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
     if path.exists() and tune.Tuner.can_restore(str(path)):
@@ -233,10 +238,13 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
         searcher = None
         if space.search is not None and not space.runs:
             seed = int(fixed.get("seed", 42))
-            searcher = OptunaSearch(space=space.search, metric=ctx.metric, mode=ctx.mode, seed=seed)
+            multi = len(space.objectives) > 1
+            searcher = OptunaSearch(space=space.search, seed=seed,
+                                    metric=[m for m, _ in space.objectives] if multi else ctx.metric,
+                                    mode=[m for _, m in space.objectives] if multi else ctx.mode)
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
         scheduler = None
-        if space.scheduler and num_samples > 1 and max_epochs > 1:
+        if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
                                       grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
                                       reduction_factor=space.scheduler.get("reduction_factor", 3))

@@ -1,7 +1,8 @@
 """Conv-VAE: latent size and beta schedule (Higgins et al. 2017; Fu et al. 2019).
 
 Searches latent_dim in {16, 32, 64, 128, 256}, the schedule kind (constant, linear warm-up,
-cyclical) and its parameters, and the final beta.
+cyclical) and its parameters, the final beta, and free bits (a KL floor per latent dimension,
+Kingma et al. 2016; 0 = off).
 Objective: ``test_elbo`` — the true negative ELBO (beta = 1) in nats per image on all 10,000
 test images. It is what a VAE optimises, comparable across every beta a trial trained with,
 and measured every epoch, so ASHA can stop weak trials early. The linear-probe accuracy (the
@@ -18,6 +19,8 @@ def space(trial):
         trial.suggest_int("warmup_epochs", 1, 10)
     elif kind == "cyclical":
         trial.suggest_int("cycles", 1, 4)
+        trial.suggest_float("ramp_fraction", 0.25, 1.0)
+    trial.suggest_categorical("free_bits", [0.0, 0.05, 0.1, 0.25])
 
 
 family = "vae"

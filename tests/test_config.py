@@ -38,7 +38,7 @@ def test_dcgan_lr_d_is_lr_g_times_ratio(lr_g, lr_ratio):
 def test_config_class_and_families():
     assert config_class("vae") is VAEConfig
     assert config_class("dcgan") is DCGANConfig
-    assert set(FAMILIES) == {"vae", "dcgan"}
+    assert set(FAMILIES) == {"vae", "dcgan", "vaegan"}
 
 
 def test_config_class_unknown_family():
@@ -123,7 +123,7 @@ def test_wrong_type_raises(cls, key, raw):
     [
         (VAEConfig, "lr", "-1e-3"),
         (VAEConfig, "lr", "0"),
-        (VAEConfig, "lr", 2.0),
+        (VAEConfig, "lr", 2e4),
         (VAEConfig, "latent_dim", "0"),
         (VAEConfig, "latent_dim", 4097),
         (VAEConfig, "beta", "-1"),

@@ -5,7 +5,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from common.config import ConfigError
+from common.config import FAMILIES, ConfigError
 from common.space import Space, SpaceError, check_configs, load_space, sample_params
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
@@ -51,7 +51,7 @@ def test_shipped_space_loads_and_resolves(name):
     assert space.name == name
     assert space.mode in ("min", "max")
     configs = check_configs(space, {}, seed=42)
-    assert configs and all(c["family"] in ("vae", "dcgan") for c in configs)
+    assert configs and all(c["family"] in FAMILIES for c in configs)
 
 
 def test_gan_ttur():
@@ -100,7 +100,8 @@ def test_sample_params_respects_ranges():
     space = load_space(SWEEPS / "gan_ttur.py")
     for s in range(30):
         p = sample_params(space, s)
-        assert set(p) == {"lr_g", "lr_ratio", "beta1"}
+        assert set(p) == {"lr_g", "lr_ratio", "beta1", "spectral_norm", "gan_loss"}
+        assert p["gan_loss"] in ("bce", "hinge") and p["spectral_norm"] in (False, True)
         assert 5e-5 <= p["lr_g"] <= 5e-4
         assert 1.0 <= p["lr_ratio"] <= 8.0
         assert 0.0 <= p["beta1"] <= 0.9

@@ -25,11 +25,30 @@ What the slides left open, and what was chosen:
   the DCGAN reference code, neither does D's first conv; the Linear layers keep theirs.
 * Initialisation: ``dcgan_init`` (N(0, 0.02) weights, BN scale N(1, 0.02), zero biases) is
   applied by both constructors.
+
+Failure-mode options of D (all off by default; off builds exactly the seed's D, same modules,
+same initial weights from the same RNG draws):
+
+* ``spectral_norm``: every Conv2d and Linear of D (the logit layer included) is wrapped with
+  ``torch.nn.utils.parametrizations.spectral_norm`` (Miyato et al. 2018): W / sigma(W), with
+  sigma estimated by one power iteration per training forward (u, v are buffers). For a conv,
+  sigma is that of the weight reshaped to (out, in*k*k), as in the paper, which bounds but is
+  not the conv operator's norm. BatchNorm is kept unless ``batchnorm=False``: SN alone
+  changes one thing against the seed's D. SN-GAN as in the paper is ``batchnorm=False``
+  (``d_norm=none``), since BN's division by the batch std is not Lipschitz-bounded.
+* ``batchnorm=False``: the 2nd/3rd convs get no BatchNorm and carry a bias instead. Used for
+  WGAN-GP (``d_norm=auto``), whose gradient penalty assumes D scores each sample on its own.
+* ``minibatch_disc`` = B > 0 kernels of dimension ``minibatch_dim`` = C: a
+  ``MinibatchDiscrimination`` layer between the last feature vector (hidden FC, else the flat
+  4x4 map) and the logit. It is not spectrally normalised (its exp(-L1) is not a linear map).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -95,26 +114,76 @@ class Generator(nn.Module):
         return self(z)
 
 
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination (Salimans et al. 2016): x (N,A) -> (N, A + B).
+
+    M_i = x_i T reshaped to (B, C); for each kernel b,
+    o(x_i)_b = 1/(N-1) * sum_{j != i} exp(-||M_i,b - M_j,b||_L1), concatenated to x_i. A batch
+    of near-identical samples reads o ~ 1, a diverse one o ~ 0, so D can reject a collapsed
+    generator's batch and G is pushed to spread its samples. Two choices against the paper's
+    plain sum over j: the self term exp(0) = 1 is left out, and the sum is divided by N - 1
+    so the feature lies in [0, 1] whatever the batch size (the next linear layer absorbs any
+    scale); N = 1 gives o = 0. The layer couples the samples of a batch in train and eval
+    mode alike: call D on real and fake batches separately (the task does).
+
+    Args:
+        in_features: A, size of each input vector.
+        num_kernels: B, number of kernels (output features added).
+        kernel_dim: C, dimension of each kernel's projection.
+    """
+
+    def __init__(self, in_features: int, num_kernels: int, kernel_dim: int = 8):
+        super().__init__()
+        if min(in_features, num_kernels, kernel_dim) < 1:
+            raise ValueError(f"MinibatchDiscrimination needs positive sizes, got in_features={in_features}, "
+                             f"num_kernels={num_kernels}, kernel_dim={kernel_dim}")
+        self.in_features, self.num_kernels, self.kernel_dim = in_features, num_kernels, kernel_dim
+        self.out_features = in_features + num_kernels
+        # 1/sqrt(A) keeps the projections on the scale of the inputs, so initial L1 distances
+        # over C dims are O(C * |x|) and exp(-dist) neither saturates at 1 nor underflows.
+        self.T = nn.Parameter(torch.randn(in_features, num_kernels * kernel_dim) / math.sqrt(in_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, in_features) -> (N, in_features + num_kernels)."""
+        n = x.shape[0]
+        m = (x @ self.T).view(n, self.num_kernels, self.kernel_dim).transpose(0, 1)  # (B, N, C)
+        closeness = torch.exp(-torch.cdist(m, m, p=1))  # (B, N, N)
+        others = ~torch.eye(n, dtype=torch.bool, device=x.device)
+        o = (closeness * others).sum(dim=2).transpose(0, 1) / max(n - 1, 1)  # (N, B)
+        return torch.cat([x, o], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, num_kernels={self.num_kernels}, kernel_dim={self.kernel_dim}"
+
+
 class Discriminator(nn.Module):
     """images (B,3,32,32) -> real/fake logits (B,) (pre-sigmoid).
 
     Args:
         d_channels: conv widths c, 2c, 4c.
         d_hidden: width of the hidden FC before the logit; 0 = none.
+        spectral_norm: wrap every Conv2d/Linear with spectral normalisation.
+        batchnorm: BatchNorm after the 2nd and 3rd conv (seed); False = none (convs get a bias).
+        minibatch_disc: number of minibatch-discrimination kernels before the logit; 0 = none.
+        minibatch_dim: their dimension.
     """
 
-    def __init__(self, d_channels: int = 64, d_hidden: int = 512):
+    def __init__(self, d_channels: int = 64, d_hidden: int = 512, spectral_norm: bool = False,
+                 batchnorm: bool = True, minibatch_disc: int = 0, minibatch_dim: int = 8):
         super().__init__()
         c = d_channels
         self.d_channels = c
+
+        def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+            if batchnorm:
+                return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
+                                     nn.LeakyReLU(0.2, inplace=True))
+            return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
+
         self.blocks = nn.ModuleList([
             nn.Sequential(nn.Conv2d(3, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)),
-            nn.Sequential(
-                nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, inplace=True)
-            ),
-            nn.Sequential(
-                nn.Conv2d(2 * c, 4 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * c), nn.LeakyReLU(0.2, inplace=True)
-            ),
+            conv_block(c, 2 * c),
+            conv_block(2 * c, 4 * c),
         ])
         flat = 4 * 4 * 4 * c
         if d_hidden > 0:
@@ -123,8 +192,17 @@ class Discriminator(nn.Module):
         else:
             self.hidden = None
             out_in = flat
+        if minibatch_disc > 0:
+            self.minibatch = MinibatchDiscrimination(out_in, minibatch_disc, minibatch_dim)
+            out_in = self.minibatch.out_features
+        else:
+            self.minibatch = None
         self.out = nn.Linear(out_in, 1)
         self.apply(dcgan_init)
+        if spectral_norm:
+            for module in list(self.modules()):
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    _spectral_norm(module)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer activations, input to logit.
@@ -143,4 +221,7 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,32,32) -> logits (B,)."""
-        return self.out(self.features(x)[-1].flatten(1)).squeeze(1)
+        h = self.features(x)[-1].flatten(1)
+        if self.minibatch is not None:
+            h = self.minibatch(h)
+        return self.out(h).squeeze(1)

@@ -6,7 +6,9 @@ from torch import nn
 
 from common.config import ConfigError, TrialConfig
 from common.data import Dataset, DeviceData, subset_indices, to_unit_range
-from common.metrics import RandomConvFeatures, extract_features, feature_stats, sample_fd
+from common.diagnostics import (DIVERSITY_REF_IMAGES, diversity_ratio, mean_pairwise_distance,
+                                mode_collapse_flag, reference_indices)
+from common.metrics import RandomConvFeatures, extract_features, feature_stats, frechet_distance, sample_fd
 from common.models import count_params
 
 
@@ -43,6 +45,35 @@ class Task:
             real = to_unit_range(self.test.x)
             self._real_stats = feature_stats(extract_features(self._extractor, real))
         return sample_fd(fake, self._real_stats, self._extractor)
+
+    # ---- sample diversity (mode-collapse detector; common.diagnostics) --------------------
+    _real_diversity: float | None = None  # mean pairwise feature distance of real test images
+
+    def sample_scores(self, fake: torch.Tensor) -> dict[str, float]:
+        """``sample_fd``, ``diversity`` and ``mode_collapse`` of ``fake`` (N>=2,3,32,32) in [-1,1],
+        from one feature extraction.
+
+        ``sample_fd`` is exactly ``sample_quality(fake)``. ``diversity`` = mean pairwise L2
+        distance between the features of ``fake`` / the same for real test images (a fixed,
+        evenly spaced subset of ``DIVERSITY_REF_IMAGES``, extracted once per trial): ~1
+        healthy, << 1 collapsed. ``mode_collapse`` = 1.0 if diversity < 0.5 else 0.0. The extra
+        cost over ``sample_quality`` is the N x N distance matrix (milliseconds for N = 1000).
+        """
+        if self._extractor is None:  # as in sample_quality
+            self._extractor = RandomConvFeatures().to(self.device)
+            self._real_stats = feature_stats(extract_features(self._extractor, to_unit_range(self.test.x)))
+        if self._real_diversity is None:
+            idx = reference_indices(len(self.test), DIVERSITY_REF_IMAGES).to(self.test.device)
+            self._real_diversity = mean_pairwise_distance(
+                extract_features(self._extractor, to_unit_range(self.test.x[idx])))
+        feats = extract_features(self._extractor, fake)
+        diversity = diversity_ratio(feats, self._real_diversity)
+        return {"sample_fd": frechet_distance(*feature_stats(feats), *self._real_stats),
+                "diversity": diversity, "mode_collapse": mode_collapse_flag(diversity)}
+
+    def tags(self) -> dict[str, str]:
+        """Extra MLflow tags for this trial's run (families override)."""
+        return {}
 
     # ---- bookkeeping ----------------------------------------------------------------------
     def static_metrics(self) -> dict[str, float]:

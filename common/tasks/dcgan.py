@@ -1,13 +1,22 @@
-"""DCGAN task: non-saturating BCE, Adam(beta1), TTUR via ``lr_ratio = lr_D / lr_G``."""
+"""DCGAN task: non-saturating BCE, Adam(beta1), TTUR via ``lr_ratio = lr_D / lr_G``.
+
+Failure-mode options (DCGANConfig, all off by default; off is the seed's computation, bit for
+bit): ``gan_loss`` bce | hinge | wgan-gp (+ ``gp_weight``), ``n_critic`` D steps per G step,
+one-sided ``label_smoothing``, ``spectral_norm`` / ``d_norm`` / ``minibatch_disc`` in D
+(common.models.dcgan). Detectors logged every epoch (common.diagnostics): ``grad_norm_d``,
+``grad_norm_g``, ``loss_ratio`` (bce only), ``diversity``, ``mode_collapse``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from common.config import DCGANConfig
+from common.config import ConfigError, DCGANConfig
+from common.diagnostics import grad_total_norm
 from common.figures import save_image_grid
-from common.losses import d_loss_bce, g_loss_nonsaturating
+from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating, g_loss_wgan,
+                           gradient_penalty)
 from common.models import Discriminator, Generator
 from common.tasks.base import Task
 
@@ -18,51 +27,100 @@ class DCGANTask(Task):
     def __init__(self, cfg: DCGANConfig, data, device, generator):
         super().__init__(cfg, data, device, generator)
         self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device)
-        self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device)
+        self.d = Discriminator(cfg.d_channels, cfg.d_hidden, spectral_norm=cfg.spectral_norm,
+                               batchnorm=cfg.d_batchnorm, minibatch_disc=cfg.minibatch_disc,
+                               minibatch_dim=cfg.minibatch_dim).to(device)
+        if self.train.num_batches(cfg.batch_size) < cfg.n_critic:
+            raise ConfigError(f"n_critic={cfg.n_critic} is more than the {self.train.num_batches(cfg.batch_size)} "
+                              "batches of an epoch, so G would never train; lower n_critic or batch_size")
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
         self.models = {"g": self.g, "d": self.d}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
 
+    def d_objective(self, real: torch.Tensor, fake: torch.Tensor, real_logits: torch.Tensor,
+                    fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's loss for ``gan_loss`` -> (loss, unweighted gradient penalty or None)."""
+        cfg = self.cfg
+        if cfg.gan_loss == "bce":
+            return d_loss_bce(real_logits, fake_logits, label_smoothing=cfg.label_smoothing), None
+        if cfg.gan_loss == "hinge":
+            return d_loss_hinge(real_logits, fake_logits), None
+        gp = gradient_penalty(self.d, real, fake)
+        return d_loss_wgan(real_logits, fake_logits) + cfg.gp_weight * gp, gp
+
+    def g_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        """G's loss for ``gan_loss``: non-saturating BCE, or -mean D(G(z)) for hinge and WGAN."""
+        if self.cfg.gan_loss == "bce":
+            return g_loss_nonsaturating(fake_logits)
+        return g_loss_hinge(fake_logits) if self.cfg.gan_loss == "hinge" else g_loss_wgan(fake_logits)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the train subset: a D step then a G step per batch; epoch means."""
+        """One pass over the train subset: a D step per batch, a G step after every ``n_critic``-th
+        (n_critic = 1: D then G on each batch, the seed). Epoch means, one host sync per epoch.
+
+        Metrics: ``d_loss`` (incl. the weighted penalty for wgan-gp), ``d_real`` / ``d_fake`` =
+        mean sigmoid(D(.)) (for hinge/WGAN critics only a monotone read of the score), ``g_loss``,
+        ``grad_norm_d`` / ``grad_norm_g`` (total L2 gradient norm after backward, before the
+        step, mean over the net's steps), ``loss_ratio`` = g_loss / d_loss for bce only (a hinge
+        d_loss is legitimately 0 and a WGAN one signed, so the ratio means nothing there), and
+        for wgan-gp ``grad_penalty`` (unweighted) and ``wasserstein`` = mean D(x) - mean D(G(z)).
+        """
+        cfg = self.cfg
         self.g.train()
         self.d.train()
-        total = torch.zeros(4, device=self.device)  # d_loss, g_loss, D(x), D(G(z)); one sync per epoch
-        steps = 0
-        for real in self.train.batches(self.cfg.batch_size, self.generator):
-            z = torch.randn(len(real), self.cfg.latent_dim, device=self.device)
-            fake = self.g(z)
+        d_total = torch.zeros(6, device=self.device)  # d_loss, D(x), D(G(z)), |grad D|, gp, raw gap
+        g_total = torch.zeros(2, device=self.device)  # g_loss, |grad G|
+        d_steps = g_steps = 0
+        zero = torch.zeros((), device=self.device)  # the gp slot when there is no penalty
+        for step, real in enumerate(self.train.batches(cfg.batch_size, self.generator)):
+            g_turn = (step + 1) % cfg.n_critic == 0
+            z = torch.randn(len(real), cfg.latent_dim, device=self.device)
+            with torch.set_grad_enabled(g_turn):  # D-only steps need no graph through G
+                fake = self.g(z)
             real_logits = self.d(real)
             fake_logits = self.d(fake.detach())
-            d_loss = d_loss_bce(real_logits, fake_logits)
+            d_loss, gp = self.d_objective(real, fake, real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
+            grad_d = grad_total_norm(self.d.parameters())
             self.opt_d.step()
-
-            g_loss = g_loss_nonsaturating(self.d(fake))
+            real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
+            d_total += torch.stack([d_loss.detach(), torch.sigmoid(real_logits).mean(),
+                                    torch.sigmoid(fake_logits).mean(), grad_d.to(self.device),
+                                    zero if gp is None else gp.detach(), real_logits.mean() - fake_logits.mean()])
+            d_steps += 1
+            if not g_turn:
+                continue
+            g_loss = self.g_objective(self.d(fake))
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
+            grad_g = grad_total_norm(self.g.parameters())
             self.opt_g.step()
-
-            total += torch.stack([d_loss.detach(), g_loss.detach(),
-                                  torch.sigmoid(real_logits.detach()).mean(),
-                                  torch.sigmoid(fake_logits.detach()).mean()])
-            steps += 1
-        d_loss, g_loss, d_real, d_fake = (total / max(steps, 1)).tolist()
-        return {"d_loss": d_loss, "g_loss": g_loss, "loss_ratio": g_loss / d_loss if d_loss else float("inf"),
-                "d_real": d_real, "d_fake": d_fake}
+            g_total += torch.stack([g_loss.detach(), grad_g.to(self.device)])
+            g_steps += 1
+        d_loss, d_real, d_fake, grad_norm_d, gp, gap = (d_total / max(d_steps, 1)).tolist()
+        g_loss, grad_norm_g = (g_total / max(g_steps, 1)).tolist()
+        out = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
+               "grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+        if cfg.gan_loss == "bce":
+            out["loss_ratio"] = g_loss / d_loss if d_loss else float("inf")
+        if cfg.gan_loss == "wgan-gp":
+            out.update(grad_penalty=gp, wasserstein=gap)
+        return out
 
     @torch.no_grad()
     def evaluate(self, probe: bool) -> dict[str, float]:
-        """Sample quality of ``eval_samples`` generated images vs the test split.
+        """Sample quality and diversity of ``eval_samples`` generated images vs the test split:
+        ``sample_fd``, ``diversity`` (~1 healthy, << 1 collapsed) and ``mode_collapse`` (1.0 if
+        diversity < 0.5), all from one feature extraction (``Task.sample_scores``).
 
         The GAN linear probe (on D features) arrives with the evaluation suite; ``probe``
         is accepted so both tasks share the loop.
         """
         self.g.eval()
-        return {"sample_fd": self.sample_quality(self.g.sample(self.cfg.eval_samples, self.device))}
+        return self.sample_scores(self.g.sample(self.cfg.eval_samples, self.device))
 
     @torch.no_grad()
     def figures(self, folder: Path) -> list[Path]:

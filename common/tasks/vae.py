@@ -1,4 +1,8 @@
-"""Conv-VAE task: L = MSE (summed over pixels, mean over batch) + beta(epoch) * KL."""
+"""Conv-VAE task: L = MSE (summed over pixels, mean over batch) + beta(epoch) * KL.
+
+Optional mitigations (VAEConfig, off by default): free bits on the training KL, a perceptual
+term lambda * L_perc (common.perceptual); evaluation adds a posterior-collapse flag.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +15,12 @@ from common.figures import save_image_grid
 from common.losses import beta_at, gaussian_kl, recon_mse, vae_loss
 from common.metrics import active_units, linear_probe
 from common.models import ConvVAE
+from common.perceptual import build_perceptual, perceptual_distance
 from common.tasks.base import Task
 
 EVAL_BATCH = 1000
+COLLAPSE_KL = 1.0  # nats/image: a test KL below this means the latent carries ~nothing
+COLLAPSE_ACTIVE = 0.1  # fraction of latent dims: fewer active units than this = collapsed
 
 
 class VAETask(Task):
@@ -24,28 +31,59 @@ class VAETask(Task):
         self.model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
+        # Built (and its weights checked: ConfigError) before any training; frozen, not in models.
+        self.perceptual = (build_perceptual(cfg.perceptual_net, cfg.perceptual_weights).to(device)
+                           if cfg.perceptual_weight > 0 else None)
 
     def beta(self, epoch: int) -> float:
         c = self.cfg
         return beta_at(epoch, schedule=c.beta_schedule, beta=c.beta, max_epochs=c.max_epochs,
-                       warmup_epochs=c.warmup_epochs, cycles=c.cycles)
+                       warmup_epochs=c.warmup_epochs, cycles=c.cycles, ramp_fraction=c.ramp_fraction)
+
+    def tags(self) -> dict[str, str]:
+        """Run tags describing the loss (for MLflow/the report); empty when no perceptual term."""
+        if self.perceptual is None:
+            return {}
+        out = {"perceptual_net": self.perceptual.name}
+        if getattr(self.perceptual, "shares_eval_features", False):
+            out["metric_bias"] = ("sample_fd uses the same randconv features as the perceptual loss: "
+                                  "its sample_fd is biased in its favour")
+        return out
+
+    def perceptual_term(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """(B,) perceptual distance of x_hat to x (gradient to x_hat only); None when off."""
+        if self.perceptual is None:
+            return None
+        with torch.no_grad():
+            target = self.perceptual(x)
+        return perceptual_distance(self.perceptual(x_hat), target)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the train subset; returns epoch means (per image)."""
         beta = self.beta(epoch)
         self.model.train()
-        total = torch.zeros(3, device=self.device)  # loss, recon, kl sums; one sync per epoch
+        c = self.cfg
+        # loss, recon, kl (, perceptual) sums; one sync per epoch
+        total = torch.zeros(3 + (self.perceptual is not None), device=self.device)
         n = 0
         for x in self.train.batches(self.cfg.batch_size, self.generator):
             x_hat, mu, logvar = self.model(x)
-            loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta)
+            perc = self.perceptual_term(x_hat, x)
+            loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta, free_bits=c.free_bits,
+                                       perceptual=perc, perceptual_weight=c.perceptual_weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            total += torch.stack([loss.detach() * len(x), recon.detach().sum(), kl.detach().sum()])
+            parts = [loss.detach() * len(x), recon.detach().sum(), kl.detach().sum()]
+            if perc is not None:
+                parts.append(perc.detach().sum())
+            total += torch.stack(parts)
             n += len(x)
-        loss, recon, kl = (total / max(n, 1)).tolist()
-        return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": beta}
+        means = (total / max(n, 1)).tolist()
+        out = {"train_loss": means[0], "train_recon": means[1], "train_kl": means[2], "beta": beta}
+        if self.perceptual is not None:
+            out["train_perceptual"] = means[3]  # unweighted L_perc per image
+        return out
 
     @torch.no_grad()
     def encode_mu(self, images: torch.Tensor) -> torch.Tensor:
@@ -70,11 +108,13 @@ class VAETask(Task):
             kl_sum += gaussian_kl(mu, logvar).sum().item()
             mus.append(mu.cpu())
         n = len(self.test.x)
+        units = active_units(torch.cat(mus))
         out = {
             "test_recon": recon_sum / n,
             "test_kl": kl_sum / n,
             "test_elbo": (recon_sum + kl_sum) / n,
-            "active_units": float(active_units(torch.cat(mus))),
+            "active_units": float(units),
+            "posterior_collapse": collapse_flag(kl_sum / n, units, self.cfg.latent_dim),
             "sample_fd": self.sample_quality(self.model.sample(self.cfg.eval_samples, self.device)),
         }
         if probe:
@@ -107,3 +147,9 @@ class VAETask(Task):
 
     def export_model(self) -> torch.nn.Module:
         return self.model
+
+
+def collapse_flag(test_kl: float, active: int, latent_dim: int) -> float:
+    """Posterior-collapse detector: 1.0 if the true test KL < COLLAPSE_KL nats/image or fewer
+    than COLLAPSE_ACTIVE * latent_dim units are active (Var_x E_q[z] > 0.01), else 0.0."""
+    return float(test_kl < COLLAPSE_KL or active < COLLAPSE_ACTIVE * latent_dim)

@@ -1,0 +1,30 @@
+"""DCGAN: failure-mode mitigations from the study slides ('Failure Modes & Mitigations').
+
+Searches the loss (non-saturating BCE, hinge, WGAN-GP), spectral normalisation on D,
+minibatch discrimination, one-sided label smoothing (BCE only), D steps per G step (WGAN-GP
+only, where the critic is meant to be trained closer to optimality) and the TTUR ratio.
+Objective: ``sample_fd`` (random-conv Fréchet distance, not Inception FID; see
+common/metrics.py); every trial also logs the detectors ``grad_norm_d``, ``grad_norm_g``,
+``diversity`` and ``mode_collapse`` (common/diagnostics.py). Lower is better.
+"""
+
+
+def space(trial):
+    gan_loss = trial.suggest_categorical("gan_loss", ["bce", "hinge", "wgan-gp"])
+    trial.suggest_categorical("spectral_norm", [False, True])
+    trial.suggest_categorical("minibatch_disc", [0, 32])
+    trial.suggest_float("lr_ratio", 1.0, 4.0)
+    if gan_loss == "bce":
+        trial.suggest_float("label_smoothing", 0.0, 0.2)
+    if gan_loss == "wgan-gp":
+        trial.suggest_categorical("n_critic", [1, 5])
+
+
+family = "dcgan"
+metric = "sample_fd"
+mode = "min"
+num_samples = 12
+max_epochs = 10
+defaults = {"latent_dim": 100}
+scheduler = {"grace_period": 2, "reduction_factor": 3}
+resources = {"cpu": 1, "gpu": 0}
