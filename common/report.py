@@ -26,6 +26,8 @@ from mlflow.entities import Run
 from common.config import FAMILIES
 from common.figures import save_curves
 from common.importances import describe_values, param_importances
+from common.mitigations import fmt_value as _fmt
+from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section, trial_flags
 
 
 class ReportError(ValueError):
@@ -73,6 +75,11 @@ class Trial:
     def __post_init__(self):
         self.run_id, self.params, self.tags = self.run.info.run_id, self.run.data.params, self.run.data.tags
         self.trial_id = self.tags.get("trial_id") or self.run.info.run_name or self.run_id[:8]
+        self.flags = trial_flags(self.run.data.metrics, self.tags)  # diverged@E, stopped, collapse, ...
+
+    def as_dict(self) -> dict:  # what common/mitigations.py reads
+        return {"id": self.run_id, "trial_id": self.trial_id, "params": self.params,
+                "metrics": self.run.data.metrics, "tags": self.tags}
 
     def metric(self, key: str) -> float | None:
         # run.data.metrics holds the latest value, i.e. the one at the highest step = final epoch.
@@ -110,7 +117,8 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     blocks = _header(experiment, parents, families) + _seed_table(client, families)
-    blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _importances(families)
+    blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _pareto(families, out_dir)
+    blocks += _importances(families) + _mitigations(client, experiment, parents[0].info.experiment_id)
     (out_dir / "report.md").write_text(_to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(_to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
@@ -168,7 +176,9 @@ def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> t
 def _families(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, Family]:
     """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
     children = _search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    sweep_metric, sweep_mode = parent.data.params.get("metric"), parent.data.params.get("mode", "min")
+    # A multi-objective sweep ("probe_acc,sample_fd") ranks by its first objective, as Tune does.
+    sweep_metric, sweep_mode = [(v or "").split(",")[0] for v in (parent.data.params.get("metric"),
+                                                                 parent.data.params.get("mode", "min"))]
     families: dict[str, Family] = {}
     for name in names:
         trials = [Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name]
@@ -194,46 +204,9 @@ def _epochs(client: MlflowClient, trial: Trial) -> int | None:
     return trial.epochs
 
 
-# ---- number formatting and "measured on" context --------------------------------------------
-def _fmt(key: str, value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "—" if value is None else str(value)
-    if key == "probe_acc":  # logged as a fraction; a value > 1 is already a percentage
-        return f"{value * 100 if value <= 1 else value:.2f}%"
-    if key == "train_time_s":
-        return f"{value / 60:.1f} min"
-    if key.startswith("n_params"):
-        return f"{value / 1e6:.2f}M ({int(value):,})"
-    return f"{value:.3f}" if key in ("g_loss", "d_loss") else f"{value:.2f}"
-
-
-def _count(value: float | str | None) -> str | None:
-    """10000.0 or '10000' -> '10,000'; None when not logged or not a number."""
-    try:
-        return f"{int(float(value)):,}"
-    except (TypeError, ValueError):
-        return None
-
-
+# ---- "measured on" context ------------------------------------------------------------------
 def _measured_on(client: MlflowClient, key: str, trial: Trial) -> str:
-    """Data, split and sample count behind ``key``: the trial's data param and step-0 size metrics."""
-    data = trial.params.get("data") or trial.tags.get("data", "?")
-    n_train, n_test = _count(trial.metric("n_train_images")), _count(trial.metric("n_test_images"))
-    size = lambda n: f"{n} images" if n else "size not logged"
-    test = f"{n_test} test images" if n_test else "test images (size not logged)"
-    if key.startswith("test_"):
-        return f"{data}, test split, {size(n_test)}"
-    if key == "probe_acc":
-        return f"{data}, fit on train subset ({size(n_train)}), scored on {test}"
-    if key in ("g_loss", "d_loss", "d_real", "d_fake", "loss_ratio"):
-        what = "ratio of final-epoch means" if key == "loss_ratio" else "final-epoch mean"
-        return f"{data}, train subset {size(n_train)}, {what} over batches"
-    if key == "train_time_s":
-        return f"cumulative training time, {_epochs(client, trial) or '?'} epochs on {trial.tags.get('device', '?')}"
-    if key == "sample_fd":
-        n_gen = _count(trial.params.get("eval_samples")) or "? (not logged)"
-        return f"{data}, {n_gen} generated (eval_samples param) vs {test}, randconv256 features, not FID"
-    return data
+    return measured_on(key, trial.as_dict(), _epochs(client, trial) if key == "train_time_s" else None)
 
 
 # ---- report sections: lists of blocks, rendered to both Markdown and HTML ---------------------
@@ -342,9 +315,11 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
             blocks.append(("p", f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
                                 f"Varying params: {', '.join(fam.varying) or 'none'}."))
             rows = [[str(i), t.trial_id, t.tags.get("trial_status", "?"), *[t.params.get(k, "—") for k in fam.varying],
-                     _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—")] for i, t in enumerate(top, 1)]
+                     _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—"), ", ".join(t.flags) or "—"]
+                    for i, t in enumerate(top, 1)]
             blocks.append(("table", ["rank", "trial_id", "trial_status", *fam.varying,
-                                     f"final {fam.metric}", "epochs"], rows))
+                                     f"final {fam.metric}", "epochs", "flags"], rows))
+        blocks.append(("p", f"Flagged {FAMILY_LABEL[name]} trials: {flag_summary([t.flags for t in fam.trials])}"))
         if missing := [t for t in fam.trials if t.objective is None]:
             desc = ", ".join(f"{t.trial_id} ({t.tags.get('trial_status', '?')})" for t in missing[:TOP_K])
             blocks.append(("p", f"{len(missing)} trial(s) logged no {fam.metric}: {desc}"
@@ -378,6 +353,31 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
     if not families:
         blocks.append(("p", "No trials."))
     return blocks
+
+
+def _pareto(families: dict[str, Family], out_dir: Path) -> list[tuple]:
+    """Multi-objective sweeps (parent param metric "a,b", mode "max,min"): the non-dominated trials."""
+    blocks: list[tuple] = []
+    for name, fam in families.items():
+        keys, modes = [(fam.parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
+        if len(keys) >= 2 and len(modes) == len(keys):
+            section, fig = pareto_section([t.as_dict() for t in fam.trials], keys, modes, fam.varying,
+                                          f"figures/{name}_pareto.png",
+                                          f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}")
+            blocks += section
+            if fig is not None:
+                fig.savefig(out_dir / "figures" / f"{name}_pareto.png", format="png")
+    return [("h2", "Pareto front (multi-objective sweeps)"), *blocks] if blocks else []
+
+
+def _mitigations(client: MlflowClient, experiment: str, exp_id: str) -> list[tuple]:
+    """Measured gains of each mitigation over every trial of the experiment (common/mitigations.py)."""
+    trials = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))
+              for r in _search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
+    parents = {t.tags.get("mlflow.parentRunId") for t in trials}
+    scope = (f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
+             "parent run(s), not only the sweeps reported above)")
+    return mitigation_blocks(measure([t.as_dict() for t in trials]), scope)
 
 
 # ---- rendering ----------------------------------------------------------------------------

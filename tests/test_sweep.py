@@ -116,3 +116,14 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
     assert int(status["1000.0"]["diverged_epoch"]) >= 1
     assert status["0.001"]["trial_status"] == "completed"
     assert summary["best"]["vae"]["value"] < 1e9  # the diverged penalty never wins
+
+
+def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, tracking_uri):
+    summary = run(_opts(workdir, tracking_uri, "tradeoff.py", smoke_test=True, report=False,
+                        overrides=(("batch_size", "64"),)))
+    _, parents, children = _runs(tracking_uri, "tradeoff")
+    assert parents[0].data.params["metric"] == "probe_acc,sample_fd" and parents[0].data.params["mode"] == "max,min"
+    assert len(children) == 2
+    for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
+        assert {"probe_acc", "sample_fd"} <= set(child.data.metrics)
+    assert summary["best"]["vae"]["metric"] == "probe_acc"  # the primary objective picks "best"
