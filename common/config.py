@@ -35,6 +35,8 @@ class TrialConfig:
     probe_every: int = _f(5, lo=0, doc="run the (costly) linear probe every N epochs and at the end; 0 = end only")
     eval_samples: int = _f(1000, lo=16, doc="generated images per epoch for the sample-quality score")
     device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
+    collapse_patience: int = _f(0, lo=0, doc="stop a trial flagged mode_collapse / posterior_collapse this many "
+                                             "epochs in a row (a pruning signal); 0 = never")
 
     # ---- construction -------------------------------------------------------------------
     @classmethod

@@ -32,6 +32,7 @@ DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (f
 # A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
 # and BCE-with-logits keep huge learning rates from ever producing NaN, only astronomic values.
 BLOWUP = 1e12
+COLLAPSE_FLAGS = ("mode_collapse", "posterior_collapse")  # detector metrics (1.0 = flagged)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
 
     metrics: dict[str, float] = {}
     train_time = state.get("train_time_s", 0.0)
+    collapsed_for = 0  # consecutive epochs flagged by a collapse detector
     with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
         tmp = Path(tmp)
         for epoch in range(start, cfg.max_epochs):
@@ -142,6 +144,12 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
             }, ckpt_dir / STATE_FILE)
             session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, str(ckpt_dir))
             shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
+            flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
+            collapsed_for = collapsed_for + 1 if flagged else 0
+            if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
+                run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1,
+                              "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs"})
+                return metrics  # pruned: the searcher keeps the objective it was just told
     run.set_tags({"trial_status": "completed"})
     return metrics
 

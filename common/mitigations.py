@@ -83,7 +83,7 @@ MITIGATIONS: tuple[Mitigation, ...] = (
     Mitigation("minibatch discrimination", "dcgan", ("minibatch_disc", "minibatch_dim"),
                lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
                "on: minibatch_disc > 0; off: 0",
-               (Target("diversity", "max", "+20–30% diversity, better coverage", ("rel", 20.0, 30.0)),
+               (Target("diversity", "max", "+20–30% diversity", ("rel", 20.0, 30.0)),
                 Target("sample_fd", "min", "better coverage"))),
     Mitigation("spectral norm + TTUR", "dcgan", ("spectral_norm", "lr_ratio"),
                lambda p: _side(_flag(p, "spectral_norm") is True and (_num(p, "lr_ratio") or 0) > 1,
@@ -345,7 +345,7 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
         if not r.pairs:
             why = (f"no completed on and off trials of a matched group logged a final {key}" if r.matched else
                    f"not measured in this experiment (no trials differing only in {', '.join(m.fields)})")
-            rows.append([m.name, key, "0", "—", "—", f"{why}; completed trials: {r.n_on} on, {r.n_off} off",
+            rows.append([m.name, key, f"0 pairs ({r.n_on} on, {r.n_off} off completed)", "—", "—", why,
                          r.target.claim, "—", "—"])
             continue
         s = r.stats()

@@ -295,7 +295,7 @@ class MlflowStatusCallback(Callback):
             return
         run = TrialRun.attach(self.tracking_uri, run_id)
         current = run.client.get_run(run_id).data.tags.get("trial_status")
-        if current == "diverged":
+        if current in ("diverged", "collapsed"):  # the trial's own verdict wins
             status = current
         run.set_tags({"trial_status": status, **tags})
         run.finish(run_status)

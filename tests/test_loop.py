@@ -102,3 +102,17 @@ def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir)
     assert run.data.tags["trial_status"] == "diverged"
     assert run.data.tags["diverged_epoch"] == str(last["epoch"]) and "blown up" in run.data.tags["diverged_reason"]
     assert run.data.metrics.get("test_elbo", 0.0) != DIVERGED_PENALTY  # MLflow never gets the penalty
+
+
+def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monkeypatch):
+    from common.tasks.vae import VAETask
+
+    real = VAETask.evaluate
+    monkeypatch.setattr(VAETask, "evaluate", lambda self, probe: {**real(self, probe), "posterior_collapse": 1.0})
+    session = LocalSession(workdir / "collapse")
+    cfg = VAEConfig(data="synthetic", max_epochs=5, batch_size=64, eval_samples=64, probe_every=0, collapse_patience=2)
+    run_trial(cfg, _ctx(tracking_uri, "test_elbo"), session)
+    assert [r["epoch"] for r in session.results] == [1, 2]  # stopped after 2 flagged epochs, not 5
+    tags = MlflowClient(tracking_uri).get_run(session.results[-1]["mlflow_run_id"]).data.tags
+    assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
+    assert "posterior_collapse" in tags["collapsed_reason"]
