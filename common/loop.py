@@ -33,6 +33,7 @@ DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (f
 # and BCE-with-logits keep huge learning rates from ever producing NaN, only astronomic values.
 BLOWUP = 1e12
 COLLAPSE_FLAGS = ("mode_collapse", "posterior_collapse")  # detector metrics (1.0 = flagged)
+RATIO_WINDOW = 5  # epochs in loss_ratio_window, the windowed D/G loss ratio
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,16 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                                None)
                 return {**metrics, "diverged": 1.0}
             metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
+            if "loss_ratio" in metrics:  # instability shows as a drifting D/G balance, not one epoch
+                recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
+                metrics["loss_ratio_window"] = sum(recent) / len(recent)
             for k, v in metrics.items():
                 history.setdefault(k, []).append((epoch + 1, v))
             run.log_metrics(metrics, step=epoch + 1)
+            raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in COLLAPSE_FLAGS
+                      if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
+            if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
+                run.set_tags(raised)
 
             objective = metrics.get(ctx.metric)
             improved = objective is not None and is_better(objective, best, ctx.mode)

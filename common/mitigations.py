@@ -181,7 +181,7 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
                     used_on = [t for s in (common or on) for t in on[s][1]]
                     r.on += used_on
                     r.off += [t for s in (common or off) for t in off[s][1]]
-                    r.settings[", ".join(f"{k}={v}" for k, v in setting)] += len(pairs)
+                    r.settings[", ".join(f"{k}={v}" for k, v in setting if v is not None)] += len(pairs)
                     if m.biased_if:
                         r.biased += sum(m.biased_if(t["params"], t["tags"]) for t in used_on)
             results.append(r)

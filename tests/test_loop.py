@@ -35,6 +35,9 @@ def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, 
     run_trial(cfg, ctx, a)
     run_trial(cfg, ctx, b)
     assert [_deterministic(r) for r in a.results] == [_deterministic(r) for r in b.results]
+    if cfg.family == "dcgan":  # windowed D/G ratio = mean of the epochs so far (window 5)
+        ratios = [r["loss_ratio"] for r in a.results]
+        assert math.isclose(a.results[1]["loss_ratio_window"], sum(ratios) / 2)
     other = LocalSession(workdir / "c")
     run_trial(VAEConfig.from_dict({**cfg.to_dict(), "seed": 7}) if cfg.family == "vae"
               else DCGANConfig.from_dict({**cfg.to_dict(), "seed": 7}), ctx, other)
@@ -116,3 +119,4 @@ def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monke
     tags = MlflowClient(tracking_uri).get_run(session.results[-1]["mlflow_run_id"]).data.tags
     assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
     assert "posterior_collapse" in tags["collapsed_reason"]
+    assert tags["detector.posterior_collapse"] == "epoch 1"  # raised as a tag when it first fires

@@ -210,11 +210,11 @@ def test_explicit_parent_and_upload_failure_only_warns(sweep, tmp_path, monkeypa
     assert index.is_file() and pid in index.read_text()
 
 
-def _parent(client, exp_id, name, start_time, metric, space):
+def _parent(client, exp_id, name, start_time, metric, space, mode="min"):
     run = client.create_run(exp_id, run_name=name, start_time=start_time, tags={
         "sweep.role": "parent", "sweep.space": f"sweeps/{space}.py", "git_commit": "abc1234",
         "data": "cifar10", "data_hash": "d41d8cd9"})
-    for k, v in dict(space=space, metric=metric, mode="min", data="cifar10").items():
+    for k, v in dict(space=space, metric=metric, mode=mode, data="cifar10").items():
         client.log_param(run.info.run_id, k, v)
     return run.info.run_id
 
@@ -278,3 +278,122 @@ def test_param_importances_ranks_the_deciding_param():
     assert list(cat) == ["act"]
     assert param_importances([{"k": "3"}, {"k": "3"}], [1.0, 2.0], "min") == {}
     assert describe_values(["1e-3", "0.01"]) == "0.001 .. 0.01" and describe_values(["b", "a", "b"]) == "a, b"
+
+
+# ---- failure modes and mitigations, detector flags, Pareto front ----------------------------------
+VAE_BASE = {"lr": 1e-3, "latent_dim": 64, "beta": 1.0, "beta_schedule": "constant", "cycles": 4,
+            "ramp_fraction": 0.5, "free_bits": 0.0, "perceptual_weight": 0.0, "perceptual_net": "randconv"}
+GAN_BASE = {"lr_g": 2e-4, "lr_ratio": 1.0, "spectral_norm": False, "gan_loss": "bce", "minibatch_disc": 0}
+
+
+def _vae_rows(kl, probe, fd, collapse=0.0):
+    return [{"test_elbo": 200.0, "test_kl": kl, "active_units": 40.0, "posterior_collapse": collapse,
+             "probe_acc": probe, "sample_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+
+
+def _gan_rows(fd, diversity, collapse=0.0):
+    return [{"g_loss": 2.0, "d_loss": 0.5, "sample_fd": fd, "diversity": diversity, "mode_collapse": collapse,
+             "grad_norm_d": 1.0, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+
+
+@pytest.fixture(scope="module")
+def mitigations_report(sweep, tmp_path_factory):
+    """Three sweeps in one experiment: an old VAE sweep, a DCGAN sweep and the newest, multi-objective VAE
+    sweep (probe_acc max, sample_fd min). Cyclical vs constant β over seeds 1 and 2, otherwise identical,
+    is split across the two VAE sweeps (the mitigation section reads every parent's children)."""
+    uri, _ = sweep
+    tmp_path = tmp_path_factory.mktemp("mitig")
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("mitigations", artifact_location=(tmp_path / "artifacts").as_uri())
+    log = lambda parent, fam, i, params, rows, status="completed": _log_trial(
+        client, exp_id, parent, fam, i, params, rows, status, tmp_path, figures=False)
+    old = _parent(client, exp_id, "vae_beta", 1_000_000, "test_elbo", "vae_beta")
+    log(old, "vae", 0, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(30.0, 0.40, 48.0))
+    log(old, "vae", 1, {**VAE_BASE, "seed": 1}, _vae_rows(20.0, 0.36, 52.0))
+    log(old, "vae", 2, {**VAE_BASE, "seed": 2, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(34.0, 0.42, 47.0))
+    log(old, "vae", 3, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "lr": 3e-3},  # no control: lr differs
+        _vae_rows(90.0, 0.10, 99.0))
+    rid = log(old, "vae", 4, {**VAE_BASE, "seed": 1, "perceptual_weight": 0.1}, _vae_rows(20.0, 0.36, 41.0))
+    client.set_tag(rid, "metric_bias", "sample_fd uses the same randconv features as the perceptual loss")
+    gan = _parent(client, exp_id, "gan_stability", 2_000_000, "sample_fd", "gan_stability")
+    log(gan, "dcgan", 0, {**GAN_BASE, "minibatch_disc": 32}, _gan_rows(40.0, 0.90))
+    log(gan, "dcgan", 1, GAN_BASE, _gan_rows(45.0, 0.72))
+    rid = log(gan, "dcgan", 2, {**GAN_BASE, "lr_ratio": 8.0}, _gan_rows(39.0, 0.80), "diverged")
+    client.set_tag(rid, "diverged_epoch", "3")
+    log(gan, "dcgan", 3, {**GAN_BASE, "lr_g": 1e-4}, _gan_rows(60.0, 0.30, collapse=1.0))
+    new = _parent(client, exp_id, "tradeoff", 3_000_000, "probe_acc,sample_fd", "tradeoff", mode="max,min")
+    log(new, "vae", 10, {**VAE_BASE, "seed": 2}, _vae_rows(22.0, 0.37, 55.0))  # completes the seed-2 pair
+    for i, (lat, probe, fd, collapse) in enumerate([(16, 0.40, 50.0, 0.0), (32, 0.35, 40.0, 0.0),
+                                                    (128, 0.30, 45.0, 0.0), (256, 0.38, 60.0, 0.0),
+                                                    (8, 0.20, 35.0, 1.0)], 11):
+        log(new, "vae", i, {**VAE_BASE, "seed": 3, "latent_dim": lat}, _vae_rows(5.0, probe, fd, collapse))
+    log(new, "vae", 16, {**VAE_BASE, "seed": 3, "latent_dim": 512}, _vae_rows(5.0, 0.9, 1.0), "stopped")
+    out = tmp_path / "report"
+    md = build_report("mitigations", out, tracking_uri=uri).with_name("report.md").read_text()
+    return out, md, {"old": old, "gan": gan, "new": new}
+
+
+def _section(md, title):
+    return md.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def _row(text, *starts):
+    return next(line for line in text.splitlines() if line.startswith("| " + " | ".join(starts) + " |"))
+
+
+def test_mitigation_gain_measured_over_seeds_and_parents(mitigations_report):
+    _, md, parents = mitigations_report
+    sec = _section(md, "Failure modes and mitigations")
+    assert "all 16 trial runs of experiment 'mitigations' (children of 3 sweep parent run(s)" in sec
+    assert _row(sec, "cyclical β annealing", "vae").count("KL > 10") == 1  # the catalogue row
+    kl = _row(sec, "cyclical β annealing", "test_kl")
+    # seed 1: 30 vs 20, seed 2: 34 vs 22 -> with 32 ± 2.83, without 21 ± 1.41, gain +11 ± 1.41 (+52.4%)
+    assert "| 2 pair(s), 2 seed(s) | 32.00 ± 2.83 | 21.00 ± 1.41 | +11.00 ± 1.41 (+52.4%) | KL > 10 |" in kl
+    assert "better; with-mean > 10" in kl and "cifar10, test split, 10,000 images" in kl
+    probe = _row(sec, "cyclical β annealing", "probe_acc")
+    assert "41.00% ± 1.41%" in probe and "36.50% ± 0.71%" in probe and "+4.50 pp ± 0.71 pp (+12.3%)" in probe
+    assert "meaningful representations" in probe and "scored on 10,000 test images" in probe
+    assert "beta_schedule=cyclical, cycles=2, ramp_fraction=0.5 (2 pair(s))" in sec
+
+
+def test_mitigation_not_measured_bias_and_gan(mitigations_report):
+    _, md, _ = mitigations_report
+    sec = _section(md, "Failure modes and mitigations")
+    free = _row(sec, "free bits", "test_kl")
+    assert "not measured in this experiment (no trials differing only in free_bits)" in free
+    sn = _row(sec, "spectral norm + TTUR", "grad_norm_d")
+    assert "not measured in this experiment (no trials differing only in spectral_norm, lr_ratio)" in sn
+    perc = _row(sec, "perceptual loss", "sample_fd")
+    assert "| 41.00 | 52.00 | −11.00 (-21.2%) | sharper textures, better details | better; BIASED" in perc
+    assert "perceptual loss / sample_fd: BIASED" in sec
+    div = _row(sec, "minibatch discrimination", "diversity")
+    assert "| 0.90 | 0.72 | +0.18 (+25.0%) | +20–30% diversity |" in div and "within the claimed +20–30%" in div
+    assert "2,000 of the 10,000 test images" in div
+    assert "TTUR alone: diverged in matched groups: 1 of 1 on, 0 of 1 off." in sec
+
+
+def test_flags_column_and_counts(mitigations_report):
+    _, md, _ = mitigations_report
+    top = _section(md, "Top trials")
+    head = next(line for line in top.splitlines() if line.startswith("| rank"))
+    assert head.endswith("| flags |") and "final probe_acc" in head  # multi-objective: ranked by the first
+    assert "diverged@3" in _row(top, "3", "dcgan_00002") or "diverged@3" in top
+    assert "mode collapse" in next(line for line in top.splitlines() if "dcgan_00003" in line)
+    assert "posterior collapse" in next(line for line in top.splitlines() if "vae_00015" in line)
+    assert "stopped" in next(line for line in top.splitlines() if "vae_00016" in line)
+    assert "Flagged VAE trials: 2 of 7; posterior collapse: 1; stopped: 1." in top
+    assert "Flagged DCGAN trials: 2 of 4; diverged: 1; mode collapse: 1." in top
+
+
+def test_pareto_front(mitigations_report):
+    out, md, parents = mitigations_report
+    sec = _section(md, "Pareto front (multi-objective sweeps)")
+    assert f"VAE, parent run {parents['new']}: probe_acc (max) and sample_fd (min)" in sec
+    assert "6 completed trials that logged every objective (1 other trial(s) left out); 3 are non-dominated" in sec
+    png = out / "figures" / "vae_pareto.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and "figures/vae_pareto.png" in sec
+    table = sec[sec.index("| trial_id"):]
+    ids = [line.split(" | ")[0][2:] for line in table.splitlines()[2:]]
+    assert ids == ["vae_00011", "vae_00012", "vae_00015"]  # best probe_acc first
+    assert "posterior collapse" in table and "40.00%" in table and "35.00" in table
+    assert "DCGAN, parent" not in sec  # a single-objective sweep has no front

@@ -1,0 +1,165 @@
+"""common/mitigations.py: matched on/off comparisons, detector flags, the Pareto filter (pure, no MLflow)."""
+from __future__ import annotations
+
+import pytest
+
+from common.mitigations import (MITIGATIONS, flag_summary, fmt_value, measure, measured_on, mitigation_blocks,
+                                non_dominated, pareto_section, trial_flags, verdict)
+
+VAE = {"family": "vae", "seed": "1", "data": "cifar10", "lr": "0.001", "latent_dim": "64", "beta": "1.0",
+       "beta_schedule": "constant", "cycles": "4", "ramp_fraction": "0.5", "free_bits": "0.0",
+       "perceptual_weight": "0.0", "perceptual_net": "randconv", "max_epochs": "10", "eval_samples": "1000"}
+DCGAN = {"family": "dcgan", "seed": "42", "data": "cifar10", "lr_g": "0.0002", "lr_ratio": "1.0",
+         "spectral_norm": "False", "gan_loss": "bce", "gp_weight": "10.0", "n_critic": "1", "label_smoothing": "0.0",
+         "minibatch_disc": "0", "minibatch_dim": "8", "max_epochs": "10", "eval_samples": "1000"}
+SIZES = {"n_train_images": 10000.0, "n_test_images": 10000.0}
+
+
+def trial(base, metrics, status="completed", tags=None, **params):
+    tid = f"t{next(_ids)}"
+    return {"id": tid, "trial_id": tid, "params": {**base, **{k: str(v) for k, v in params.items()}},
+            "metrics": {**SIZES, **metrics}, "tags": {"trial_status": status, **(tags or {})}}
+
+
+_ids = iter(range(10**6))
+
+
+def result(results, name, metric):
+    return next(r for r in results if r.mitigation.name == name and r.target.metric == metric)
+
+
+def cyclical_trials():
+    """2 seeds x cyclical / constant, otherwise identical; cycles may differ (the schedule's own field)."""
+    return [trial(VAE, {"test_kl": 30.0, "probe_acc": 0.40}, seed=1, beta_schedule="cyclical", cycles=2),
+            trial(VAE, {"test_kl": 20.0, "probe_acc": 0.36}, seed=1),
+            trial(VAE, {"test_kl": 34.0, "probe_acc": 0.42}, seed=2, beta_schedule="cyclical", cycles=2),
+            trial(VAE, {"test_kl": 22.0, "probe_acc": 0.37}, seed=2)]
+
+
+def test_matched_pairs_over_seeds():
+    results = measure(cyclical_trials())
+    kl = result(results, "cyclical β annealing", "test_kl")
+    assert sorted(kl.pairs) == [("1", 30.0, 20.0), ("2", 34.0, 22.0)] and kl.seeds == 2
+    s = kl.stats()
+    assert s["on"] == 32.0 and s["off"] == 21.0 and s["gain"] == 11.0
+    assert s["gain_sd"] == pytest.approx(2 ** 0.5) and s["rel"] == pytest.approx(11 / 21 * 100)
+    assert verdict(kl) == "better; with-mean > 10"
+    probe = result(results, "cyclical β annealing", "probe_acc")
+    assert probe.stats()["gain"] == pytest.approx(0.045)
+    assert kl.settings == {"beta_schedule=cyclical, cycles=2, ramp_fraction=0.5": 2}
+    assert not result(results, "free bits", "test_kl").pairs  # nothing differs only in free_bits
+
+
+def test_only_the_mitigations_fields_and_seed_may_differ():
+    trials = cyclical_trials() + [
+        trial(VAE, {"test_kl": 99.0}, seed=3, beta_schedule="cyclical", lr=0.002),  # no control with lr=0.002
+        trial(VAE, {"test_kl": 1.0}, seed=3, latent_dim=32),  # a control, but with another latent_dim
+        trial(VAE, {"test_kl": 50.0}, seed=1, beta_schedule="linear"),  # neither on nor off
+        trial(VAE, {"test_kl": 99.0}, "stopped", seed=2, beta_schedule="cyclical"),  # stopped: no final value
+        trial({**VAE, "data": "synthetic"}, {"test_kl": 0.5}, seed=1),  # other data
+    ]
+    kl = result(measure(trials), "cyclical β annealing", "test_kl")
+    assert sorted(kl.pairs) == [("1", 30.0, 20.0), ("2", 34.0, 22.0)]
+    assert (kl.n_on, kl.n_off) == (3, 4)  # completed trials on / off, matched or not
+
+
+def test_unpaired_seeds_duplicates_and_settings():
+    trials = [trial(DCGAN, {"diversity": 0.90, "sample_fd": 40.0}, seed=1, minibatch_disc=32),
+              trial(DCGAN, {"diversity": 0.70, "sample_fd": 46.0}, seed=2),
+              trial(DCGAN, {"diversity": 0.74, "sample_fd": 44.0}, seed=2)]  # same config and seed: averaged
+    div = result(measure(trials), "minibatch discrimination", "diversity")
+    assert div.pairs == [(None, 0.90, pytest.approx(0.72))] and div.seeds == 0  # seeds differ: one unpaired
+    assert div.stats()["rel"] == pytest.approx(25.0)
+    assert "within the claimed +20–30%" in verdict(div)
+    beta = [trial(VAE, {"test_kl": 10.0}, beta=4.0), trial(VAE, {"test_kl": 80.0}, beta=0.5),
+            trial(VAE, {"test_kl": 50.0})]
+    r = result(measure(beta), "β-VAE", "test_kl")
+    assert sorted(p[1] for p in r.pairs) == [10.0, 80.0] and r.settings == {"beta=4.0": 1, "beta=0.5": 1}
+
+
+def test_combined_and_single_gan_mitigations():
+    trials = [trial(DCGAN, {"sample_fd": 30.0, "grad_norm_d": 1.0}, spectral_norm=True, lr_ratio=4.0),
+              trial(DCGAN, {"sample_fd": 36.0, "grad_norm_d": 5.0}),
+              trial(DCGAN, {"sample_fd": 33.0}, spectral_norm=True),
+              trial(DCGAN, {"sample_fd": 39.0}, "diverged", {"diverged_epoch": "2"}, lr_ratio=4.0)]
+    results = measure(trials)
+    both = result(results, "spectral norm + TTUR", "grad_norm_d")
+    assert both.pairs == [("42", 1.0, 5.0)] and verdict(both).startswith("better")
+    assert result(results, "spectral norm alone", "sample_fd").pairs == [("42", 33.0, 36.0)]
+    ttur = result(results, "TTUR alone", "sample_fd")
+    # with spectral norm in both: 30 vs 33; without: the lr_ratio=4 trial diverged, so no value there
+    assert ttur.pairs == [("42", 30.0, 33.0)] and ttur.diverged == (1, 2, 0, 2)
+    lone = result(measure(trials[1:]), "TTUR alone", "sample_fd")
+    assert not lone.pairs and lone.matched and lone.diverged == (1, 1, 0, 1)
+    assert "no completed on and off trials" in mitigation_blocks([lone], "s")[4][2][0][5]
+    hinge = [trial(DCGAN, {"sample_fd": 50.0}, gan_loss="hinge"), trial(DCGAN, {"sample_fd": 40.0})]
+    h = result(measure(hinge), "hinge loss", "sample_fd")
+    assert h.stats()["gain"] == 10.0 and verdict(h).startswith("worse")  # sample_fd: lower is better
+    wgan = [trial(DCGAN, {"sample_fd": 30.0}, gan_loss="wgan-gp", n_critic=5), trial(DCGAN, {"sample_fd": 40.0})]
+    assert result(measure(wgan), "WGAN-GP loss", "sample_fd").pairs == [("42", 30.0, 40.0)]
+
+
+def test_perceptual_bias_and_blocks():
+    trials = [trial(VAE, {"sample_fd": 30.0}, tags={"metric_bias": "same features"}, perceptual_weight=0.1),
+              trial(VAE, {"sample_fd": 40.0})]
+    results = measure(trials)
+    perc = result(results, "perceptual loss", "sample_fd")
+    assert perc.biased == 1
+    blocks = mitigation_blocks(results, "test scope")
+    assert blocks[0] == ("h2", "Failure modes and mitigations") and "test scope" in blocks[1][1]
+    catalogue = blocks[2][2]
+    assert [row[0] for row in catalogue] == [m.name for m in MITIGATIONS]
+    rows = {(row[0], row[1]): row for row in blocks[4][2]}
+    row = rows[("perceptual loss", "sample_fd")]
+    assert row[3:6] == ["30.00", "40.00", "−10.00 (-25.0%)"] and "BIASED" in row[7]
+    assert "sharper textures" in row[6] and "1,000 generated" in row[8] and "10,000 test images" in row[8]
+    assert rows[("free bits", "test_kl")][5] == "not measured in this experiment (no trials differing only in free_bits)"
+    assert any("BIASED" in note and "randconv" in note for note in blocks[5][1])
+
+
+def test_flags_and_summary():
+    assert trial_flags({"posterior_collapse": 1.0}, {"trial_status": "diverged", "diverged_epoch": "3"}) == \
+        ["diverged@3", "posterior collapse"]
+    assert trial_flags({"mode_collapse": 1.0, "posterior_collapse": 0.0}, {"trial_status": "stopped"}) == \
+        ["stopped", "mode collapse"]
+    assert trial_flags({"mode_collapse": 0.0}, {"trial_status": "completed"}) == []
+    assert trial_flags({}, {"trial_status": "completed", "metric_bias": "x"}) == ["sample_fd biased"]
+    assert flag_summary([["diverged@3"], [], ["diverged@1", "mode collapse"]]) == \
+        "2 of 3; diverged: 2; mode collapse: 1."
+
+
+def test_non_dominated_mixed_directions():
+    # (probe_acc max, sample_fd min)
+    points = [(0.40, 50.0), (0.35, 40.0), (0.30, 45.0), (0.38, 60.0), (0.20, 35.0), (0.40, 50.0)]
+    assert non_dominated(points, ["max", "min"]) == [0, 1, 4, 5]  # equal points both stay
+    assert non_dominated(points, ["min", "max"]) == [2, 3, 4]
+    assert non_dominated(points, ["max", "max"]) == [0, 3, 5]
+    assert non_dominated([(1.0, 2.0, 3.0), (1.0, 2.0, 4.0)], ["min"] * 3) == [0]
+    assert non_dominated([], ["max", "min"]) == []
+    with pytest.raises(ValueError, match="'max' or 'min'"):
+        non_dominated(points, ["max", "up"])
+    with pytest.raises(ValueError, match="2 objective values"):
+        non_dominated([(1.0,)], ["max", "min"])
+
+
+def test_pareto_section():
+    trials = [trial(VAE, {"probe_acc": a, "sample_fd": fd}, latent_dim=lat)
+              for a, fd, lat in ((0.40, 50.0, 16), (0.35, 40.0, 32), (0.30, 45.0, 64))]
+    trials.append(trial(VAE, {"probe_acc": 0.9, "sample_fd": 1.0}, "diverged", latent_dim=128))  # left out
+    blocks, fig = pareto_section(trials, ["probe_acc", "sample_fd"], ["max", "min"], ["latent_dim"], "f.png", "VAE")
+    assert fig is not None and "2 are non-dominated" in blocks[1][1] and "1 other trial(s) left out" in blocks[1][1]
+    table = blocks[-1]
+    assert table[1] == ["trial_id", "latent_dim", "probe_acc", "sample_fd", "flags"]
+    assert [row[1:4] for row in table[2]] == [["16", "40.00%", "50.00"], ["32", "35.00%", "40.00"]]
+    none, no_fig = pareto_section(trials[3:], ["probe_acc", "sample_fd"], ["max", "min"], [], "f.png", "VAE")
+    assert no_fig is None and "None of its 1 trials" in none[-1][1]
+
+
+def test_formatting_and_measured_on():
+    t = trial(VAE, {})
+    assert measured_on("test_kl", t) == "cifar10, test split, 10,000 images"
+    assert measured_on("active_units", t) == "cifar10, test split, 10,000 images"
+    assert "2,000 of the 10,000 test images" in measured_on("diversity", t)
+    assert measured_on("train_time_s", {**t, "tags": {"device": "cpu"}}, 7) == \
+        "cumulative training time, 7 epochs on cpu"
+    assert fmt_value("probe_acc", 0.3512) == "35.12%" and fmt_value("g_loss", 3.8661) == "3.866"
