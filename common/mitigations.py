@@ -8,8 +8,10 @@ mitigation's own fields and ``seed``: trials of the family are grouped by every 
 within a group the trials with the mitigation on are compared with those with it off; a pair is
 an on and an off trial with the same seed (values of the same config and seed are averaged), and
 when the two sides share no seed their seed-means form one unpaired comparison. Only
-``trial_status=completed`` trials give values: a stopped or diverged trial has no value at its
-final epoch. ``mitigation_blocks`` renders the report section's blocks (see common/report.py).
+``trial_status=completed`` trials give values: a stopped, diverged or collapsed (pruned) trial has
+no value at its final epoch; how many trials of matched groups diverged or collapsed is counted.
+Within a group, on trials are split by the values of the mitigation's own fields (beta=4 and beta=0.5
+are separate comparisons against beta=1). ``mitigation_blocks`` renders the report section's blocks.
 
 Also here, shared with common/report.py: ``fmt_value`` / ``measured_on`` (how a metric is printed and
 the data, split and sample count behind it), ``trial_flags`` (per-trial detector flags) and
@@ -64,7 +66,8 @@ class Mitigation:
 
 NO_CLAIM = "— (not claimed in the seed)"
 SN_TTUR = "stable convergence, smooth training (spectral norm + TTUR together)"
-KL, PROBE = Target("test_kl", "max", "KL > 10", ("above", 10.0)), Target("probe_acc", "max", "meaningful representations")
+KL, PROBE = Target("test_kl", "max", "KL > 10", ("above", 10.0)), Target("probe_acc", "max",
+                                                                         "meaningful representations")
 FD, FUTURE = Target("sample_fd", "min", NO_CLAIM), "— ({} is only future work in the seed)"
 MITIGATIONS: tuple[Mitigation, ...] = (
     Mitigation("cyclical β annealing", "vae", ("beta_schedule", "cycles", "ramp_fraction"),
@@ -79,7 +82,8 @@ MITIGATIONS: tuple[Mitigation, ...] = (
                lambda p, t: p.get("perceptual_net") == "randconv" or "metric_bias" in t),
     Mitigation("β-VAE", "vae", ("beta",), lambda p: None if (v := _num(p, "beta")) is None else v != 1,
                "on: beta ≠ 1; off: beta = 1",
-               (Target("test_kl", "max", FUTURE.format("β-VAE")), Target("probe_acc", "max", FUTURE.format("β-VAE")))),
+               (Target("test_kl", "max", FUTURE.format("β-VAE")),
+                Target("probe_acc", "max", FUTURE.format("β-VAE")))),
     Mitigation("minibatch discrimination", "dcgan", ("minibatch_disc", "minibatch_dim"),
                lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
                "on: minibatch_disc > 0; off: 0",
@@ -121,7 +125,8 @@ class Result:
     n_on: int = 0  # completed trials of the family with the mitigation on / off (matched or not)
     n_off: int = 0
     matched: bool = False  # some group holds both on and off trials (even if none logged the target)
-    diverged: tuple[int, int, int, int] = (0, 0, 0, 0)  # in matched groups: diverged on, on, diverged off, off
+    sizes: tuple[int, int] = (0, 0)  # trials (any status) on / off in matched groups
+    ended: dict = field(default_factory=dict)  # "diverged" | "collapsed" -> (on, off) counts in matched groups
     biased: int = 0  # on trials in pairs whose target metric is biased in their favour
 
     @property
@@ -159,11 +164,12 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
         n_on = sum(len(done(True, g)) for g in groups.values())
         n_off = sum(len(done(False, g)) for g in groups.values())
         both = [g for g in groups.values() if {s for s, _ in g} == {True, False}]
-        div = lambda side: sum(s is side and t["tags"].get("trial_status") == "diverged" for g in both for s, t in g)
-        count = lambda side: sum(s is side for g in both for s, _ in g)
+        count = lambda side, status=None: sum(s is side and status in (None, t["tags"].get("trial_status"))
+                                              for g in both for s, t in g)
+        ended = {st: (count(True, st), count(False, st)) for st in ("diverged", "collapsed")}
         for target in m.targets:
             r = Result(m, target, n_on=n_on, n_off=n_off, matched=bool(both),
-                       diverged=(div(True), count(True), div(False), count(False)))
+                       sizes=(count(True), count(False)), ended={k: v for k, v in ended.items() if any(v)})
             for g in both:
                 off = _by_seed(done(False, g), target.metric)
                 units: dict[tuple, list[Trial]] = defaultdict(list)  # split on trials by their own-field values
@@ -260,14 +266,21 @@ def measured_on(key: str, trial: Trial, epochs: int | None = None) -> str:
 
 # ---- detector flags and Pareto front -------------------------------------------------------
 def trial_flags(metrics: dict, tags: dict) -> list[str]:
-    """Detector flags of one trial: diverged@epoch, stopped (ASHA), failed, posterior/mode collapse, metric bias."""
+    """Detector flags of one trial: ``diverged@E`` / ``collapsed@E`` (pruned by collapse_patience) at epoch E,
+    ``stopped`` (ASHA), ``failed``; ``posterior collapse`` / ``mode collapse`` when the final metric is 1, or
+    ``transient ... collapse@E`` when only the tag ``detector.<name>`` (first epoch fired) says it did; and
+    ``sample_fd biased`` (tag metric_bias)."""
     status, flags = tags.get("trial_status"), []
-    if status == "diverged":
-        flags.append(f"diverged@{tags.get('diverged_epoch', '?')}")
+    if status in ("diverged", "collapsed"):
+        flags.append(f"{status}@{tags.get(status + '_epoch', '?')}")
     elif status in ("stopped", "failed"):
         flags.append(status)
-    flags += [label for key, label in (("posterior_collapse", "posterior collapse"), ("mode_collapse", "mode collapse"))
-              if metrics.get(key) == 1]
+    for key in ("posterior_collapse", "mode_collapse"):
+        label = key.replace("_", " ")
+        if metrics.get(key) == 1:
+            flags.append(label)
+        elif fired := tags.get(f"detector.{key}"):
+            flags.append(f"transient {label}@{str(fired).removeprefix('epoch ')}")
     return flags + (["sample_fd biased"] if "metric_bias" in tags else [])
 
 
@@ -316,6 +329,7 @@ def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], v
     for i in front:
         ax.annotate(done[i]["trial_id"], points[i][:2], fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set(xlabel=f"{keys[0]} ({modes[0]})", ylabel=f"{keys[1]} ({modes[1]})", title=f"Pareto front: {title}")
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -324,7 +338,8 @@ def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], v
              *[fmt_value(k, v) for k, v in zip(keys, points[i])],
              ", ".join(trial_flags(done[i]["metrics"], done[i]["tags"])) or "—"] for i in order]
     over = f" (front over all {len(keys)} objectives)" if len(keys) > 2 else ""
-    return blocks + [("img", png, f"{title}: {keys[0]} vs {keys[1]} of every completed trial; non-dominated in red{over}"),
+    caption = f"{title}: {keys[0]} vs {keys[1]} of every completed trial; non-dominated in red{over}"
+    return blocks + [("img", png, caption),
                      ("table", ["trial_id", *varying, *keys, "flags"], rows)], fig
 
 
@@ -342,6 +357,9 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
     rows, notes = [], []
     for r in results:
         m, key = r.mitigation, r.target.metric
+        if r.ended and r.target is m.targets[0]:
+            notes.append(f"{m.name}: of the {r.sizes[0]} on and {r.sizes[1]} off trials in matched groups, "
+                         + ", ".join(f"{st} {a} on / {b} off" for st, (a, b) in r.ended.items()) + ".")
         if not r.pairs:
             why = (f"no completed on and off trials of a matched group logged a final {key}" if r.matched else
                    f"not measured in this experiment (no trials differing only in {', '.join(m.fields)})")
@@ -353,19 +371,16 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
         num = (lambda v: f"{v * 100:.2f} pp") if key == "probe_acc" else (lambda v: fmt_value(key, v))
         gain = ("+" if s["gain"] >= 0 else "−") + num(abs(s["gain"]))
         gain += f" ± {num(s['gain_sd'])}" if s["gain_sd"] is not None else ""
-        gain += f" ({s['rel']:+.1f}%)" if s["rel"] is not None else ""
+        gain += f" ({'+' if s['rel'] >= 0 else '−'}{abs(s['rel']):.1f}%)" if s["rel"] is not None else ""
         unpaired = sum(1 for p in r.pairs if p[0] is None)
         n = f"{len(r.pairs)} pair(s), {r.seeds} seed(s)" + (f", {unpaired} unpaired (seeds differ)" if unpaired else "")
         rows.append([m.name, key, n, pm(s["on"], s["on_sd"]), pm(s["off"], s["off_sd"]), gain, r.target.claim,
                      verdict(r) + ("; BIASED (see below)" if r.biased else ""), measured_on(key, r.on[0])])
-        notes.append(f"{m.name} / {key}: on-settings compared: "
+        notes.append(f"{m.name}: on-settings compared: "
                      + "; ".join(f"{k} ({v} pair(s))" for k, v in r.settings.items()) + ".")
         if r.biased:
             notes.append(f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on sample_fd's own randconv "
                          f"features (perceptual_net = randconv, tag metric_bias), so their {key} favours them.")
-        if (r.diverged[0] or r.diverged[2]) and r.target is m.targets[0]:
-            d_on, n_on, d_off, n_off = r.diverged
-            notes.append(f"{m.name}: diverged in matched groups: {d_on} of {n_on} on, {d_off} of {n_off} off.")
     intro = (f"Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
              f"over {scope}. A mitigation is measured only between completed trials whose params are identical except "
              "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
@@ -376,4 +391,4 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
                        "seed's claimed gain"], catalogue),
             ("h3", "Measured gains"),
             ("table", ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "seed's claim",
-                       "verdict", "measured on"], rows)] + ([("ul", notes)] if notes else [])
+                       "verdict", "measured on"], rows)] + ([("ul", list(dict.fromkeys(notes)))] if notes else [])

@@ -5,7 +5,9 @@ runs, so a report can be rebuilt anywhere the tracking store is reachable. An ex
 hold several sweeps (``make sweep``: VAE, then DCGAN); each family comes from the latest parent
 that has trials of it. Every number carries the data, split and sample count it was measured
 on, from the trial's params and step-0 metrics ``n_train_images`` / ``n_test_images``; only
-the seed column (the published slides) is constant.
+the seed column (the published slides) is constant. The top-trials tables carry detector flags, a
+multi-objective sweep gets its Pareto front, and 'Failure modes and mitigations' measures each
+mitigation over every trial of the experiment (all parents); the analysis is in common/mitigations.py.
 """
 from __future__ import annotations
 

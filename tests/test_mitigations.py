@@ -88,9 +88,9 @@ def test_combined_and_single_gan_mitigations():
     assert result(results, "spectral norm alone", "sample_fd").pairs == [("42", 33.0, 36.0)]
     ttur = result(results, "TTUR alone", "sample_fd")
     # with spectral norm in both: 30 vs 33; without: the lr_ratio=4 trial diverged, so no value there
-    assert ttur.pairs == [("42", 30.0, 33.0)] and ttur.diverged == (1, 2, 0, 2)
+    assert ttur.pairs == [("42", 30.0, 33.0)] and ttur.sizes == (2, 2) and ttur.ended == {"diverged": (1, 0)}
     lone = result(measure(trials[1:]), "TTUR alone", "sample_fd")
-    assert not lone.pairs and lone.matched and lone.diverged == (1, 1, 0, 1)
+    assert not lone.pairs and lone.matched and lone.sizes == (1, 1) and lone.ended == {"diverged": (1, 0)}
     assert "no completed on and off trials" in mitigation_blocks([lone], "s")[4][2][0][5]
     hinge = [trial(DCGAN, {"sample_fd": 50.0}, gan_loss="hinge"), trial(DCGAN, {"sample_fd": 40.0})]
     h = result(measure(hinge), "hinge loss", "sample_fd")
@@ -111,9 +111,10 @@ def test_perceptual_bias_and_blocks():
     assert [row[0] for row in catalogue] == [m.name for m in MITIGATIONS]
     rows = {(row[0], row[1]): row for row in blocks[4][2]}
     row = rows[("perceptual loss", "sample_fd")]
-    assert row[3:6] == ["30.00", "40.00", "−10.00 (-25.0%)"] and "BIASED" in row[7]
+    assert row[3:6] == ["30.00", "40.00", "−10.00 (−25.0%)"] and "BIASED" in row[7]
     assert "sharper textures" in row[6] and "1,000 generated" in row[8] and "10,000 test images" in row[8]
-    assert rows[("free bits", "test_kl")][5] == "not measured in this experiment (no trials differing only in free_bits)"
+    assert rows[("free bits", "test_kl")][5] == \
+        "not measured in this experiment (no trials differing only in free_bits)"
     assert any("BIASED" in note and "randconv" in note for note in blocks[5][1])
 
 
@@ -124,6 +125,11 @@ def test_flags_and_summary():
         ["stopped", "mode collapse"]
     assert trial_flags({"mode_collapse": 0.0}, {"trial_status": "completed"}) == []
     assert trial_flags({}, {"trial_status": "completed", "metric_bias": "x"}) == ["sample_fd biased"]
+    collapsed = {"trial_status": "collapsed", "collapsed_epoch": "4", "detector.mode_collapse": "epoch 2"}
+    assert trial_flags({"mode_collapse": 1.0}, collapsed) == ["collapsed@4", "mode collapse"]
+    assert trial_flags({"posterior_collapse": 0.0}, {"trial_status": "completed",
+                                                     "detector.posterior_collapse": "epoch 2"}) == \
+        ["transient posterior collapse@2"]
     assert flag_summary([["diverged@3"], [], ["diverged@1", "mode collapse"]]) == \
         "2 of 3; diverged: 2; mode collapse: 1."
 
