@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -129,10 +130,14 @@ def snapshot(root: Path) -> set:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
+_MKTEMP_LOCK = threading.Lock()
+
+
 def run_case(case_id: str, tmp_path_factory) -> Result:
     """Run ``case_id`` once per session; both tests read the cached result."""
     if case_id not in _RESULTS:
-        base = tmp_path_factory.mktemp(case_id)
+        with _MKTEMP_LOCK:  # pytest's numbered-dir creation is not thread-safe
+            base = tmp_path_factory.mktemp(case_id)
         cwd, inp = base / "cwd", base / "in"
         cwd.mkdir()
         inp.mkdir()
