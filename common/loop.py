@@ -63,12 +63,13 @@ class Session(Protocol):
 class LocalSession:
     """``--single-trial``: no Ray; checkpoints go to ``out_dir``, results print to stdout."""
 
-    def __init__(self, out_dir: str | Path, trial_id: str = "local"):
+    def __init__(self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None):
         self.trial_id, self.out_dir = trial_id, Path(out_dir)
+        self.resume_from = str(resume_from) if resume_from else None  # a checkpoint dir, as Tune hands back
         self.results: list[dict[str, Any]] = []
 
     def get_checkpoint_dir(self) -> str | None:
-        return None
+        return self.resume_from
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.results.append(metrics)

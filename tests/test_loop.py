@@ -44,16 +44,6 @@ def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, 
     assert other.results[-1][metric] != a.results[-1][metric]
 
 
-class ResumingSession(LocalSession):
-    """A LocalSession that starts from a given checkpoint, as Tune does after a crash."""
-
-    def __init__(self, out_dir, ckpt_dir):
-        super().__init__(out_dir)
-        self.ckpt_dir = str(ckpt_dir)
-
-    def get_checkpoint_dir(self):
-        return self.ckpt_dir
-
 
 def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir):
     cfg = VAEConfig(data="synthetic", max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
@@ -64,7 +54,7 @@ def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(track
     first = LocalSession(workdir / "first")
     run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": 2}), ctx, first)
     # Continue the 2-epoch checkpoint to epoch 3 with the original config.
-    resumed = ResumingSession(workdir / "resumed", workdir / "first" / "checkpoint")
+    resumed = LocalSession(workdir / "resumed", resume_from=workdir / "first" / "checkpoint")
     run_trial(cfg, ctx, resumed)
 
     assert [r["epoch"] for r in resumed.results] == [3]

@@ -189,16 +189,6 @@ def _deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMING}
 
 
-class ResumingSession(LocalSession):
-    """Starts from a given checkpoint, as Tune does after a crash."""
-
-    def __init__(self, out_dir, ckpt_dir):
-        super().__init__(out_dir)
-        self.ckpt_dir = str(ckpt_dir)
-
-    def get_checkpoint_dir(self):
-        return self.ckpt_dir
-
 
 def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, workdir):
     cfg = VAEGANConfig(**TINY, max_epochs=2, probe_every=1)
@@ -215,7 +205,7 @@ def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, wo
     first = LocalSession(workdir / "first")
     run_trial(VAEGANConfig.from_dict({**cfg.to_dict(), "max_epochs": 1}), ctx, first)
     assert _deterministic(first.results[0]) == _deterministic(a.results[0])
-    resumed = ResumingSession(workdir / "resumed", workdir / "first" / "checkpoint")
+    resumed = LocalSession(workdir / "resumed", resume_from=workdir / "first" / "checkpoint")
     run_trial(cfg, ctx, resumed)
     assert [r["epoch"] for r in resumed.results] == [2]
     assert _deterministic(resumed.results[-1]) == _deterministic(last)
