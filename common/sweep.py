@@ -197,6 +197,11 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
 
     from common.models import ConvVAE, Generator
 
+    from mlflow.tracking import MlflowClient
+
+    if MlflowClient(uri).get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == child_run_id:
+        return  # already logged (a --resume of a finished sweep): no duplicate model
+
     path = mlflow.artifacts.download_artifacts(run_id=child_run_id, artifact_path="checkpoints/best.pt",
                                                tracking_uri=uri)
     ckpt = torch.load(path, map_location="cpu", weights_only=False)

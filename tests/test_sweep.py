@@ -85,6 +85,11 @@ def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent
     _, parents2, children2 = _runs(tracking_uri, "gan_ttur")
     assert [p.info.run_id for p in parents2] == [parents[0].info.run_id]
     assert len(children2) == 4
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    models = mlflow.search_logged_models(experiment_ids=[parents[0].info.experiment_id], output_format="list")
+    assert [m.name for m in models] == ["best_dcgan"]  # not logged a second time on resume
 
 
 def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):
