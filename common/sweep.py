@@ -193,11 +193,10 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
     import mlflow.artifacts
     import numpy as np
     from mlflow.models import ModelSignature
+    from mlflow.tracking import MlflowClient
     from mlflow.types import Schema, TensorSpec
 
     from common.models import ConvVAE, Generator
-
-    from mlflow.tracking import MlflowClient
 
     if MlflowClient(uri).get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == child_run_id:
         return  # already logged (a --resume of a finished sweep): no duplicate model
