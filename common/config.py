@@ -105,6 +105,8 @@ class DCGANConfig(TrialConfig):
     family: ClassVar[str] = "dcgan"
     default_metric: ClassVar[str] = "sample_fd"
     max_epochs: int = _f(40, lo=1, hi=10_000)
+    probe_every: int = _f(0, lo=0, doc="the D-feature linear probe every N epochs and at the end; 0 = end only "
+                          "(the default: ~30 s per probe on a 2-core CPU, 7,168 features)")
     latent_dim: int = _f(100, lo=1, hi=4096)
     lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1e4, doc="generator Adam lr; > 1 diverges")
     lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")

@@ -1,9 +1,11 @@
-"""Evaluation maths: Fréchet distance, a cheap feature extractor, active units, linear probe.
+"""Evaluation maths: Fréchet distance, KID, IS, precision/recall/density/coverage, a cheap
+feature extractor, active units, linear probe. Pure functions over features; the entry point
+that extracts features and caches the reference is common.evaluation.
 
 Sample quality is scored as the Fréchet distance between Gaussian fits to features of
 generated and real images (Heusel et al. 2017). The feature extractor is pluggable: any
 ``nn.Module`` mapping (B,3,32,32) images in [-1, 1] to (B,F) features, with a ``name``
-attribute, works with ``extract_features`` / ``sample_fd``.
+attribute, works with ``common.evaluation.Evaluator``.
 
 Why the default extractor is ``RandomConvFeatures`` and not Inception-v3: FID resizes every
 image to 299x299 and runs a 24M-parameter network, ~0.15 s per image on a 2-core CPU, so
@@ -12,8 +14,8 @@ distances in the feature space of a fixed, randomly initialised conv net are a k
 proxy that still ranks sample sets by how far their statistics are from the data's
 (cf. Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics", on random embeddings).
 These numbers are NOT comparable to FID values in the literature or the seed's slides; they
-are only comparable with each other (same extractor ``name``). The real FID suite plugs in
-later through the same extractor interface.
+are only comparable with each other (same extractor ``name``). The Inception FID suite
+(FID, KID, IS, precision/recall, density/coverage) is common.evaluation, over the maths here.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 from torch import nn
 
 
@@ -35,40 +36,29 @@ def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians.
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two Gaussians; mu (F,), sigma (F,F).
 
-    mu (F,), sigma (F,F). Follows the reference FID code: if the product is singular the
-    square root (scipy warns, or returns non-finite values) is retried with ``eps * I`` added
-    to both covariances; a numerically tiny imaginary part of the root is dropped, a large
-    one raises ValueError. Returns a Python float (computed in float64).
+    Tr((S1 S2)^(1/2)) = sum of sqrt(eigenvalues of S1^(1/2) S2 S1^(1/2)): that matrix is
+    symmetric PSD and similar to S1 S2, so two symmetric eigendecompositions replace the
+    reference code's ``scipy.linalg.sqrtm(S1 @ S2)``. Same value (tested against
+    torch-fidelity's sqrtm form and closed forms), ~6x faster at F = 2048 (1.6 s vs 9 s on
+    2 CPU cores), and defined for singular covariances without an eps retry: tiny negative
+    eigenvalues from round-off are clipped to 0. Returns a Python float (float64 maths).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
-
+    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all() and np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+        raise ValueError("frechet_distance: non-finite mean or covariance (NaN/Inf features)")
     diff = mu1 - mu2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(sigma1 @ sigma2)
-    singular = any(issubclass(w.category, linalg.LinAlgWarning) for w in caught)
-    for w in caught:
-        if not issubclass(w.category, linalg.LinAlgWarning):
-            warnings.warn(w.message, w.category, stacklevel=2)
-    if singular or not np.isfinite(covmean).all():
-        # Rank-deficient covariances (fewer samples than features, dead features).
-        offset = np.eye(sigma1.shape[0]) * eps
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", linalg.LinAlgWarning)
-            covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"frechet_distance: imaginary component {np.max(np.abs(covmean.imag)):.3g} too large")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    inner = root1 @ sigma2 @ root1
+    trace_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    # A squared distance: round-off can leave it a hair below 0 for (near-)identical inputs.
+    return max(0.0, float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean))
 
 
 # ---- feature extraction -------------------------------------------------------------------
@@ -118,30 +108,6 @@ class RandomConvFeatures(nn.Module):
         return torch.cat(pooled, dim=1)
 
 
-@torch.no_grad()
-def extract_features(extractor: nn.Module, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
-    """images (N,3,32,32) in [-1, 1] -> features (N,F) float64, in batches on the
-    extractor's device."""
-    extractor.eval()
-    try:
-        device = next(iter(extractor.buffers())).device
-    except StopIteration:
-        device = next(extractor.parameters()).device
-    out = [
-        extractor(images[i : i + batch_size].to(device, torch.float32)).double().cpu()
-        for i in range(0, images.shape[0], batch_size)
-    ]
-    return torch.cat(out).numpy()
-
-
-def sample_fd(
-    fake_images: torch.Tensor, real_stats: tuple[np.ndarray, np.ndarray], extractor: nn.Module
-) -> float:
-    """Fréchet distance of fake images (N,3,32,32) vs precomputed real (mu (F,), sigma (F,F))."""
-    mu, sigma = feature_stats(extract_features(extractor, fake_images))
-    return frechet_distance(mu, sigma, real_stats[0], real_stats[1])
-
-
 # ---- representation metrics ---------------------------------------------------------------
 def active_units(mu: np.ndarray | torch.Tensor, threshold: float = 0.01) -> int:
     """Number of latent dims with Var_x(E_q[z|x]) > threshold (Burda et al. 2016).
@@ -181,3 +147,47 @@ def linear_probe(
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(np.asarray(train_feats, np.float64), np.asarray(train_y))
     return float(probe.score(np.asarray(test_feats, np.float64), np.asarray(test_y)))
+
+
+# ---- sample-set metrics over features (the maths behind common.evaluation) ----------------
+def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD^2 with the cubic
+    polynomial kernel k(x, y) = (x.y / F + 1)^3, averaged over ``subsets`` random subsets of
+    ``min(subset_size, N, M)`` rows of each set. real (N,F), fake (M,F) -> (mean, std).
+
+    The maths is torch-fidelity's (``kid_features_to_metric``), fed our features. The estimator
+    is unbiased, so two samples of one distribution give a mean near 0 (it can be negative).
+    """
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    size = min(subset_size, len(real), len(fake))
+    out = kid_features_to_metric(torch.as_tensor(np.asarray(real, np.float64)), torch.as_tensor(np.asarray(fake, np.float64)),
+                                 kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False)
+    return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
+
+
+def inception_score(logits: np.ndarray | torch.Tensor, *, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """exp(E_x KL(p(y|x) || p(y))) over ``splits`` chunks (Salimans et al. 2016); logits (N,C)
+    -> (mean, std). Between 1 (every prediction the same) and C (confident and uniform over
+    classes). Torch-fidelity's ``isc_features_to_metric`` does the maths."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    out = isc_features_to_metric(torch.as_tensor(logits), splits=splits, shuffle=True, rng_seed=seed)
+    return out["inception_score_mean"], out["inception_score_std"]
+
+
+def prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> dict[str, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al.
+    2020) with k-nearest-neighbour balls; real (N,F), fake (M,F) -> {precision, recall,
+    density, coverage}. Precision/coverage in [0, 1]; density can exceed 1. The ``prdc``
+    package (Naeem et al.'s reference code) does the maths, in float32 to halve the memory
+    of its N x M distance matrices."""
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the set sizes
+        out = compute_prdc(np.asarray(real, np.float32), np.asarray(fake, np.float32), nearest_k=k)
+    return {key: float(v) for key, v in out.items()}

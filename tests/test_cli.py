@@ -85,6 +85,8 @@ CASES = {
         lambda i: ["--space", GAN, "--single-trial", "--address", "127.0.0.1:6379"] + SYN, "--address"),
     "single-trial-with-resume": Case(lambda i: ["--space", GAN, "--single-trial", "--resume"] + SYN, "--resume"),
     "resume-without-sweep": Case(lambda i: ["--space", GAN, "--resume"] + SYN, "--resume"),
+    "eval-n-one": Case(lambda i: ["--space", GAN, "--eval-n", "1"] + SYN, "--eval-n"),
+    "fid-weights-missing": Case(lambda i: ["--space", GAN, "--fid-weights", str(i / "nope.pt")] + SYN, "--fid-weights"),
     # ---- --data
     "data-missing-path": Case(lambda i: ["--space", GAN, "--data", str(i / "nope")], "does not exist"),
     "data-empty-folder": Case(lambda i: ["--space", GAN, "--data", folder()(i)], "empty"),

@@ -125,3 +125,15 @@ def test_forward_on_picked_gpu():
     assert x_hat.device.type == "cuda" and x_hat.shape == x.shape
     assert mu.shape == logvar.shape == (2, 8)
     assert torch.isfinite(x_hat).all()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_inception_features_on_gpu_match_cpu():
+    from common.evaluation import InceptionFeatures
+
+    x = (torch.arange(2 * 3 * 32 * 32) % 251).reshape(2, 3, 32, 32).to(torch.uint8)
+    with torch.no_grad():
+        cpu = InceptionFeatures()(x)
+        gpu = InceptionFeatures().cuda()(x.cuda()).cpu()
+    assert gpu.shape == (2, 2048)
+    assert torch.allclose(cpu, gpu, rtol=1e-2, atol=1e-3)  # TF32 / cuDNN kernels differ in rounding only

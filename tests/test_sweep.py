@@ -25,12 +25,13 @@ def _runs(uri: str, experiment: str):
 
 
 def _opts(workdir, tracking_uri, space, **kw) -> SweepOptions:
+    kw.setdefault("eval_n", 0)  # the Inception evaluation is tested once, below, at a tiny n
     return SweepOptions(space=str(ROOT / "sweeps" / space), data="synthetic", tracking_uri=tracking_uri,
                         storage=str(workdir / "ray_results"), out=str(workdir / "report"), **kw)
 
 
 def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(ray_session, workdir, tracking_uri):
-    summary = run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2,
+    summary = run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16,
                         overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
     client, parents, children = _runs(tracking_uri, "vae_beta")
     assert len(parents) == 1 and len(children) == 2
@@ -52,7 +53,15 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert best["mlflow_run_id"] in {c.info.run_id for c in children}
     assert parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"] if "best_vae_run_id" in parent.data.tags \
         else client.get_run(parent.info.run_id).data.tags["best_vae_run_id"] == best["mlflow_run_id"]
+    # The final stage: Inception metrics of the best checkpoint, on its own run, saying how made.
+    final = client.get_run(best["mlflow_run_id"]).data
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is10", "recon_fid", "recon_coverage"):
+        assert key in final.metrics and key in best["final"]
+    assert final.metrics["fid"] > 0 and 0 <= final.metrics["coverage"] <= 1
+    assert {"eval.n": "16", "eval.reference": "test", "eval.extractor": "inception-v3-fid"}.items() <= final.tags.items()
+    assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
+    assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
     import mlflow  # the sweep's best model is a logged (and loadable) MLflow model on the parent
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -112,7 +121,7 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
         "    {'family': 'vae', 'lr': 1e-3, 'max_epochs': 2},\n"
         "]\nscheduler = None\n")
     summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, report=False,
-                               storage=str(workdir / "ray_results"),
+                               storage=str(workdir / "ray_results"), eval_n=0,
                                overrides=(("eval_samples", "64"), ("batch_size", "64"))))
     client, parents, children = _runs(tracking_uri, "diverge")
     assert parents[0].data.tags["sweep.status"] == "completed" if "sweep.status" in parents[0].data.tags else True

@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
@@ -218,6 +219,12 @@ class Discriminator(nn.Module):
         if self.hidden is not None:
             feats.append(self.hidden(h.flatten(1)))
         return feats
+
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,32,32) -> (B, 7c*16) representation for a linear probe, as Radford et al.
+        2016 did: each conv layer's output max-pooled to a 4x4 grid, flattened, concatenated
+        ((c + 2c + 4c) * 16 = 7,168 features at c = 64)."""
+        return torch.cat([F.adaptive_max_pool2d(h, 4).flatten(1) for h in self.features(x)[:3]], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,32,32) -> logits (B,)."""

@@ -1,14 +1,14 @@
-"""What the VAE and DCGAN tasks share: data on the device, real-feature stats, state."""
+"""What the VAE and DCGAN tasks share: data on the device, the per-epoch sample scorer, state."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from common.config import ConfigError, TrialConfig
-from common.data import Dataset, DeviceData, subset_indices, to_unit_range
+from common.data import Dataset, DeviceData, subset_indices
 from common.diagnostics import (DIVERSITY_REF_IMAGES, diversity_ratio, mean_pairwise_distance,
                                 mode_collapse_flag, reference_indices)
-from common.metrics import RandomConvFeatures, extract_features, feature_stats, frechet_distance, sample_fd
+from common.evaluation import Evaluator
 from common.models import count_params
 
 
@@ -30,21 +30,22 @@ class Task:
         if len(self.train) < cfg.batch_size:
             raise ConfigError(f"batch_size={cfg.batch_size} is larger than the train subset ({len(self.train)} "
                               "images); lower --set batch_size or raise --train-subset")
-        self._extractor: RandomConvFeatures | None = None
-        self._real_stats = None
+        self.data = data
+        self._evaluator: Evaluator | None = None
 
-    # ---- sample quality -------------------------------------------------------------------
+    # ---- sample quality (common.evaluation, cheap settings) -------------------------------
+    @property
+    def evaluator(self) -> Evaluator:
+        """The per-epoch scorer: the fixed random conv net (common.metrics), cheap enough to run
+        every epoch on CPU, against the whole test split, held in memory. Not Inception FID."""
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.data, reference="test", n=len(self.data.test_x), extractor="randconv256",
+                                        device=self.device, cache_dir=None, batch_size=500)
+        return self._evaluator
+
     def sample_quality(self, fake: torch.Tensor) -> float:
-        """Fréchet distance of ``fake`` (N,3,32,32) in [-1,1] vs the whole test split.
-
-        The extractor is the project's fixed random conv net (see common.metrics): cheap
-        enough to run every epoch on CPU; not comparable to Inception FID.
-        """
-        if self._extractor is None:
-            self._extractor = RandomConvFeatures().to(self.device)
-            real = to_unit_range(self.test.x)
-            self._real_stats = feature_stats(extract_features(self._extractor, real))
-        return sample_fd(fake, self._real_stats, self._extractor)
+        """``sample_fd``: Fréchet distance of ``fake`` (N,3,32,32) in [-1,1] vs the test split."""
+        return self.evaluator(fake, ["fid"])["fid"]
 
     # ---- sample diversity (mode-collapse detector; common.diagnostics) --------------------
     _real_diversity: float | None = None  # mean pairwise feature distance of real test images
@@ -55,20 +56,16 @@ class Task:
 
         ``sample_fd`` is exactly ``sample_quality(fake)``. ``diversity`` = mean pairwise L2
         distance between the features of ``fake`` / the same for real test images (a fixed,
-        evenly spaced subset of ``DIVERSITY_REF_IMAGES``, extracted once per trial): ~1
-        healthy, << 1 collapsed. ``mode_collapse`` = 1.0 if diversity < 0.5 else 0.0. The extra
-        cost over ``sample_quality`` is the N x N distance matrix (milliseconds for N = 1000).
+        evenly spaced subset of ``DIVERSITY_REF_IMAGES``): ~1 healthy, << 1 collapsed.
+        ``mode_collapse`` = 1.0 if diversity < 0.5 else 0.0. The extra cost over
+        ``sample_quality`` is the N x N distance matrix (milliseconds for N = 1000).
         """
-        if self._extractor is None:  # as in sample_quality
-            self._extractor = RandomConvFeatures().to(self.device)
-            self._real_stats = feature_stats(extract_features(self._extractor, to_unit_range(self.test.x)))
         if self._real_diversity is None:
-            idx = reference_indices(len(self.test), DIVERSITY_REF_IMAGES).to(self.test.device)
-            self._real_diversity = mean_pairwise_distance(
-                extract_features(self._extractor, to_unit_range(self.test.x[idx])))
-        feats = extract_features(self._extractor, fake)
+            idx = reference_indices(len(self.test), DIVERSITY_REF_IMAGES).numpy()
+            self._real_diversity = mean_pairwise_distance(self.evaluator.real_features()[idx])
+        feats = self.evaluator.features(fake)
         diversity = diversity_ratio(feats, self._real_diversity)
-        return {"sample_fd": frechet_distance(*feature_stats(feats), *self._real_stats),
+        return {"sample_fd": self.evaluator.score(feats, ["fid"])["fid"],
                 "diversity": diversity, "mode_collapse": mode_collapse_flag(diversity)}
 
     def tags(self) -> dict[str, str]:

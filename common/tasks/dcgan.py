@@ -10,15 +10,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common.config import ConfigError, DCGANConfig
+from common.data import to_unit_range
 from common.diagnostics import grad_total_norm
 from common.figures import save_image_grid
 from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating, g_loss_wgan,
                            gradient_penalty)
+from common.metrics import linear_probe
 from common.models import Discriminator, Generator
 from common.tasks.base import Task
+
+EVAL_BATCH = 500  # images per no-grad forward pass in evaluation
 
 
 class DCGANTask(Task):
@@ -116,11 +121,22 @@ class DCGANTask(Task):
         ``sample_fd``, ``diversity`` (~1 healthy, << 1 collapsed) and ``mode_collapse`` (1.0 if
         diversity < 0.5), all from one feature extraction (``Task.sample_scores``).
 
-        The GAN linear probe (on D features) arrives with the evaluation suite; ``probe``
-        is accepted so both tasks share the loop.
+        On probe epochs also ``probe_acc``: the VAE's linear-probe protocol (common.metrics.
+        linear_probe: fit on the train subset, scored on the test split) on D's features,
+        pooled from its three conv layers as Radford et al. 2016 did (``probe_features``).
         """
         self.g.eval()
-        return self.sample_scores(self.g.sample(self.cfg.eval_samples, self.device))
+        out = self.sample_scores(self.g.sample(self.cfg.eval_samples, self.device))
+        if probe:
+            self.d.eval()  # BatchNorm running statistics; train_epoch switches back
+            out["probe_acc"] = linear_probe(self.d_features(self.train.x), self.train.y.cpu().numpy(),
+                                            self.d_features(self.test.x), self.test.y.cpu().numpy(), seed=self.cfg.seed)
+        return out
+
+    def d_features(self, images: torch.Tensor) -> np.ndarray:
+        """uint8 (N,3,32,32) on device -> (N, 7c*16) pooled D features on the CPU, float32."""
+        return torch.cat([self.d.probe_features(to_unit_range(images[i:i + EVAL_BATCH])).cpu()
+                          for i in range(0, len(images), EVAL_BATCH)]).numpy()
 
     @torch.no_grad()
     def figures(self, folder: Path) -> list[Path]:

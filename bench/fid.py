@@ -1,0 +1,105 @@
+"""Inception evaluation benchmark: FID of CIFAR-10 train vs test, of trained checkpoints, and
+the seconds it takes (common.evaluation, the product's code path).
+
+    python bench/fid.py --data ../shared/data/cifar10-jpeg.tar.gz --n 10000 \\
+        --ckpt dcgan40=TUNE_TRIAL/checkpoint_000039/state.pt,BEST.pt --ckpt vae=PATH/best.pt
+
+Prints one JSON line per measurement and a Markdown table for BENCHMARKS.md. Checkpoints are a
+trial's best.pt (``config``, ``model``) or a Tune state.pt (``task.models``) followed by a
+comma and that trial's best.pt, for its config. Reference features are computed
+into a fresh temporary cache, so their cost is measured too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.data import load_dataset, subset_indices  # noqa: E402
+from common.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
+from common.models import from_checkpoint  # noqa: E402
+
+
+def load_ckpt(spec: str) -> dict:
+    """PATH (a best.pt) or PATH,CONFIG_PATH (a Tune state.pt + a best.pt of the same trial,
+    whose config it lacks)."""
+    path, _, config_path = spec.partition(",")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "config" in ckpt:
+        return ckpt
+    config = torch.load(config_path, map_location="cpu", weights_only=False)["config"]
+    return {"config": config, "model": ckpt["task"]["models"], "epoch": ckpt["epoch"]}
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="CIFAR-10 source (load_dataset spec)")
+    p.add_argument("--n", type=int, default=10_000, help="images per set (default 10000)")
+    p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH", help="checkpoint to score (repeatable)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-train-vs-test", action="store_true", help="skip the real-vs-real FID")
+    args = p.parse_args()
+
+    data = load_dataset(args.data)
+    device = torch.device(args.device)
+    rows = []
+
+    def emit(name: str, **fields) -> None:
+        rec = {"name": name, "n": args.n, "device": str(device), **fields}
+        print(json.dumps(rec), flush=True)
+        rows.append(rec)
+
+    with tempfile.TemporaryDirectory() as cache:
+        ev, load_s = timed(lambda: Evaluator(data, reference="test", n=args.n, device=device, cache_dir=cache))
+        real, ref_s = timed(ev.real_features)
+        emit("reference features (test split)", seconds=round(ref_s, 1), images_per_s=round(len(real) / ref_s, 1),
+             extractor_load_s=round(load_s, 2))
+        if not args.no_train_vs_test:
+            idx = subset_indices(len(data.train_x), args.n, 0)
+            scores, s = timed(lambda: ev(data.train_x[idx], ("fid", "kid", "precision", "recall", "density", "coverage")))
+            emit(f"CIFAR-10 train ({len(idx)}) vs test ({len(real)})", seconds=round(s, 1), **_round(scores))
+        for item in args.ckpt:
+            name, _, path = item.partition("=")
+            ckpt = load_ckpt(path)
+            model = from_checkpoint(ckpt["config"], ckpt["model"]).to(device)
+            scores, s = timed(lambda: ev(model, METRICS))
+            emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
+            if ckpt["config"]["family"] in ("vae", "vaegan"):
+                idx = subset_indices(len(data.train_x), args.n, 0)
+                scores, s = timed(lambda: ev(reconstructions(model, data.train_x[idx]), METRICS))
+                emit(f"{name} reconstructions", seconds=round(s, 1), **_round(scores))
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, device {device}")
+    print("| measurement | n | FID | KID x1e3 | precision | recall | density | coverage | is10 | seconds |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [r.get(k) for k in ("fid", "kid", "precision", "recall", "density", "coverage", "is10")]
+        if cells[1] is not None:
+            cells[1] = round(cells[1] * 1000, 2)
+        print(f"| {r['name']} | {r['n']} | " + " | ".join("—" if c is None else str(c) for c in cells)
+              + f" | {r['seconds']} |")
+
+
+def _round(scores: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 5) for k, v in scores.items()}
+
+
+if __name__ == "__main__":
+    main()
