@@ -1,0 +1,128 @@
+"""mlflow_server: the launcher starts a real ``mlflow server`` on 127.0.0.1, serves artifacts,
+refuses bad settings with one clear line, and stops its whole process group."""
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlflow_server import MlflowServer, ServerConfig, ServerError, free_port, port_in_use
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(tmp_path, **kw) -> ServerConfig:
+    return ServerConfig(backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                        artifacts_dir=str(tmp_path / "artifacts"), port=free_port(), workers=1, **kw)
+
+
+def _get(url: str, auth: tuple[str, str] | None = None) -> int:
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_server_serves_runs_and_artifacts_and_stops(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    with MlflowServer(_cfg(tmp_path), log_file=tmp_path / "server.log") as server:
+        assert server.healthy() and port_in_use("127.0.0.1", server.cfg.port)
+        client = MlflowClient(server.url)
+        exp = client.create_experiment("e")
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "m", 1.5, step=3)
+        (tmp_path / "fig.png").write_bytes(b"png")
+        client.log_artifact(run.info.run_id, str(tmp_path / "fig.png"), "figures")
+        # Uploaded through the server (mlflow-artifacts:), stored in its artifacts folder.
+        assert client.get_run(run.info.run_id).info.artifact_uri.startswith("mlflow-artifacts:")
+        assert list((tmp_path / "artifacts").rglob("fig.png"))
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "m")] == [1.5]
+        mlflow.set_tracking_uri(server.url)
+        pid = server.proc.pid
+    assert not port_in_use("127.0.0.1", server.cfg.port)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)  # the whole group (workers too) is gone
+
+
+def test_taken_port_is_a_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        cfg = ServerConfig(backend_store_uri=f"sqlite:///{tmp_path / 'x.db'}", port=s.getsockname()[1])
+        with pytest.raises(ServerError, match="already in use"):
+            MlflowServer(cfg).start()
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"host": "0.0.0.0"}, "--expose"),
+    ({"port": 70000}, "--port"),
+    ({"backend_store_uri": "ftp://x"}, "--backend-store-uri"),
+])
+def test_bad_settings(kw, match):
+    with pytest.raises(ServerError, match=match):
+        ServerConfig(**kw)
+
+
+def test_auth_needs_credentials_from_the_environment(tmp_path, monkeypatch):
+    for var in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_USERNAME",
+                "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ServerError, match="MLFLOW_AUTH_ADMIN_USERNAME"):
+        MlflowServer(_cfg(tmp_path, auth=True)).start()
+
+
+def test_basic_auth_rejects_anonymous_and_accepts_the_admin(tmp_path, monkeypatch):
+    user, password = "admin", "s3cret-" + os.urandom(4).hex()
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", password)
+    with MlflowServer(_cfg(tmp_path, auth=True), log_file=tmp_path / "server.log") as server:
+        api = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert _get(api) == 401
+        assert _get(api, (user, "wrong")) == 401
+        assert _get(api, (user, password)) == 200
+    assert password not in (tmp_path / "server.log").read_text(errors="replace")  # no secret in logs
+    assert not any(password in p.read_text(errors="ignore") for p in tmp_path.rglob("*.ini"))
+
+
+def test_cli_prints_the_url_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow_server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'mlflow.db'}", "--artifacts-dir", str(tmp_path / "a"),
+                             "--port", str(port), "--workers", "1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        assert _get(f"http://127.0.0.1:{port}/health") == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.5)
+    assert not port_in_use("127.0.0.1", port)
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mlflow_server", "--host", "0.0.0.0"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "--expose" in lines[0]
+    assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
