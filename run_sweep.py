@@ -5,6 +5,7 @@
     python run_sweep.py --space sweeps/vae_beta.py --num-samples 16 --max-epochs 10 --data PATH
     python run_sweep.py --space sweeps/gan_ttur.py --single-trial --set lr_ratio=4
     python run_sweep.py --report EXPERIMENT
+    python run_sweep.py --sample models:/vae_vs_dcgan-dcgan@best -n 64 --out grid.png
 
 Bad input (space file, --set, data, tracking URI) prints one line and exits with status 2,
 before Ray starts or MLflow is written.
@@ -38,7 +39,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report", metavar="EXPERIMENT", dest="report_only",
                    help="only rebuild the comparison report of EXPERIMENT from MLflow")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
-    p.add_argument("--out", default="report", help="report folder (default: report/)")
+    p.add_argument("--sample", metavar="MODEL_URI", help="only draw images from a logged model, e.g. "
+                   "models:/vae_vs_dcgan-dcgan@best, into the PNG --out (default samples.png)")
+    p.add_argument("-n", "--num-images", type=int, default=64, help="images for --sample (default 64)")
+    p.add_argument("--out", help="report folder (default report/), or the PNG of --sample (default samples.png)")
     p.add_argument("--storage", default="ray_results", help="Ray Tune results and checkpoints folder")
     p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
                    "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
@@ -64,13 +68,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.sample:
+        from common.tracking import check_tracking_uri, resolve_tracking_uri, sample_registered_model
+
+        if args.num_images < 1:
+            fail(f"-n must be >= 1 (got {args.num_images})")
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_tracking_uri(uri, must_exist=True)
+        out = sample_registered_model(args.sample, args.num_images, args.out or "samples.png", uri,
+                                      seed=args.seed or 0)
+        print(f"samples: {out}")
+        return 0
     if args.report_only:
         from common.report import build_report
         from common.tracking import check_tracking_uri, resolve_tracking_uri
 
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri, must_exist=True)
-        print(f"report: {build_report(args.report_only, args.out, uri)}")
+        print(f"report: {build_report(args.report_only, args.out or 'report', uri)}")
         return 0
     if not args.space:
         fail("--space FILE is required (e.g. --space sweeps/gan_ttur.py), or use --report EXPERIMENT")
@@ -100,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         train_subset=args.train_subset, seed=args.seed, overrides=tuple(overrides),
         tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, single_trial=args.single_trial,
-        resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out,
+        resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out or "report",
         storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights)
     summary = run(opts)
     for family, best in summary.get("best", {}).items():

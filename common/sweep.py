@@ -154,7 +154,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         eval_n = eval_samples_default(opts)
         for family, best in summary["best"].items():
             ckpt = _best_checkpoint(uri, best["mlflow_run_id"])
-            _log_best_model(uri, parent.run_id, family, best["mlflow_run_id"], ckpt)
+            _log_best_model(uri, parent.run_id, family, best, ckpt, experiment)
             if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
                 best["final"] = _final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, opts.fid_weights)
         parent.set_tags({"sweep.status": "completed"})
@@ -206,8 +206,15 @@ def _best_checkpoint(uri: str, run_id: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str, ckpt: dict) -> None:
-    """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model)."""
+def registered_name(experiment: str, family: str) -> str:
+    """The model-registry name of an experiment's best ``family`` model, e.g. vae_vs_dcgan-dcgan."""
+    return f"{experiment}-{family}"
+
+
+def _log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> None:
+    """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model),
+    register it as a new version of ``registered_name(experiment, family)`` and point that
+    model's alias ``best`` at it, so ``models:/<name>@best`` is the latest sweep's best."""
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
@@ -216,17 +223,25 @@ def _log_best_model(uri: str, parent_run_id: str, family: str, child_run_id: str
 
     from common.models import from_checkpoint
 
-    if MlflowClient(uri).get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == child_run_id:
+    client = MlflowClient(uri)
+    if client.get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == best["mlflow_run_id"]:
         return  # already logged (a --resume of a finished sweep): no duplicate model
     model = from_checkpoint(ckpt["config"], ckpt["model"])
     # The decoder side is the generative model: a VAE takes images, a generator z (B, latent).
     shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
+    name = registered_name(experiment, family)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=parent_run_id):
         # pickle + the `common` package as code: loads anywhere without this checkout.
-        mlflow.pytorch.log_model(model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
-                                 serialization_format="pickle", code_paths=[str(Path(__file__).parent)])
-        mlflow.set_tags({f"best_{family}_run_id": child_run_id, f"best_{family}_epoch": ckpt["epoch"]})
+        info = mlflow.pytorch.log_model(
+            model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
+            serialization_format="pickle", code_paths=[str(Path(__file__).parent)], registered_model_name=name)
+        mlflow.set_tags({f"best_{family}_run_id": best["mlflow_run_id"], f"best_{family}_epoch": ckpt["epoch"]})
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, "best", version)
+    for key, value in {"metric": best["metric"], "value": best["value"], "trial_run_id": best["mlflow_run_id"],
+                       "sweep_run_id": parent_run_id, "epoch": ckpt["epoch"]}.items():
+        client.set_model_version_tag(name, version, key, str(value))
 
 
 def eval_samples_default(opts: SweepOptions) -> int:

@@ -161,3 +161,29 @@ class TrialRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
+
+
+def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str,
+                            seed: int = 0) -> Path:
+    """Load a logged generative model (e.g. ``models:/vae_vs_dcgan-dcgan@best``), draw ``n``
+    images from its prior with ``seed`` and write them as one PNG grid at ``out``."""
+    import mlflow
+    import torch
+    from mlflow.exceptions import MlflowException
+
+    from common.figures import save_image_grid
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except (MlflowException, OSError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise TrackingError(f"cannot load {model_uri!r} from {tracking_uri}: {first}; list the registered "
+                            "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best") from None
+    if not hasattr(model, "sample"):
+        raise TrackingError(f"{model_uri!r} is a {type(model).__name__}, not one of this project's generative "
+                            "models (they have .sample)")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        images = model.eval().sample(n, torch.device("cpu"))
+    return save_image_grid(images, Path(out), nrow=max(1, int(round(n ** 0.5))))

@@ -70,6 +70,16 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert [(m.name, m.source_run_id) for m in models] == [("best_vae", parent.info.run_id)]
     vae = mlflow.pytorch.load_model(models[0].model_uri)
     assert vae.decode(__import__("torch").zeros(2, vae.latent_dim)).shape == (2, 3, 32, 32)
+    # ... registered, with the alias `best`, tagged with what made it best; --sample draws from it.
+    version = client.get_model_version_by_alias("vae_beta-vae", "best")
+    assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "test_elbo"
+    import run_sweep
+    from PIL import Image
+
+    grid = workdir / "grid.png"
+    assert run_sweep.main(["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid),
+                           "--tracking-uri", tracking_uri]) == 0
+    assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 grid of 32 px + 2 px padding
 
 
 def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
