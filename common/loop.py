@@ -11,6 +11,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +23,7 @@ from common.data import load_dataset
 from common.device import configure_threads, pick_device, seed_everything
 from common.figures import save_curves
 from common.tasks import TASKS
-from common.tracking import TrialRun
+from common.tracking import TrialRun, fail_fast_http
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
@@ -54,6 +55,7 @@ class Session(Protocol):
     """Tune's API surface the loop uses; ``LocalSession`` implements it without Ray."""
 
     trial_id: str
+    trial_dir: str  # a folder that outlives the trial (kept MLflow writes go there)
 
     def get_checkpoint_dir(self) -> str | None: ...
 
@@ -65,6 +67,7 @@ class LocalSession:
 
     def __init__(self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None):
         self.trial_id, self.out_dir = trial_id, Path(out_dir)
+        self.trial_dir = str(self.out_dir)
         self.resume_from = str(resume_from) if resume_from else None  # a checkpoint dir, as Tune hands back
         self.results: list[dict[str, Any]] = []
 
@@ -93,6 +96,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     data = load_dataset(cfg.data, ctx.data_cache_dir)
     task = TASKS[cfg.family](cfg, data, device, generator)
 
+    fail_fast_http()
     state = _restore(session.get_checkpoint_dir(), task, generator)
     run = _open_run(cfg, ctx, session, task, data, device, state.get("run_id"))
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
@@ -100,67 +104,75 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     metrics: dict[str, float] = {}
     train_time = state.get("train_time_s", 0.0)
     collapsed_for = 0  # consecutive epochs flagged by a collapse detector
-    with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
-        tmp = Path(tmp)
-        for epoch in range(start, cfg.max_epochs):
-            t0 = time.perf_counter()
-            metrics = task.train_epoch(epoch)
-            epoch_train_s = time.perf_counter() - t0
-            train_time += epoch_train_s
-            last = epoch + 1 == cfg.max_epochs
-            probe = last or (cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0)
-            reason = _non_finite(metrics, epoch + 1)
-            if not reason:
-                try:
-                    metrics.update(task.evaluate(probe=probe))
-                except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
-                    reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {str(exc)[:200]}"
-                reason = reason or _non_finite(metrics, epoch + 1)
-            if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
-                run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
-                penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
-                session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id},
-                               None)
-                return {**metrics, "diverged": 1.0}
-            metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
-            if "loss_ratio" in metrics:  # instability shows as a drifting D/G balance, not one epoch
-                recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
-                metrics["loss_ratio_window"] = sum(recent) / len(recent)
-            for k, v in metrics.items():
-                history.setdefault(k, []).append((epoch + 1, v))
-            run.log_metrics(metrics, step=epoch + 1)
-            raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in COLLAPSE_FLAGS
-                      if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
-            if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
-                run.set_tags(raised)
+    run.pending = state.get("mlflow_pending", [])  # writes an earlier attempt could not deliver
+    try:
+        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+            tmp = Path(tmp)
+            for epoch in range(start, cfg.max_epochs):
+                t0 = time.perf_counter()
+                metrics = task.train_epoch(epoch)
+                epoch_train_s = time.perf_counter() - t0
+                train_time += epoch_train_s
+                last = epoch + 1 == cfg.max_epochs
+                probe = last or (cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0)
+                reason = _non_finite(metrics, epoch + 1)
+                if not reason:
+                    try:
+                        metrics.update(task.evaluate(probe=probe))
+                    except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
+                        reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {str(exc)[:200]}"
+                    reason = reason or _non_finite(metrics, epoch + 1)
+                if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
+                    run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
+                    penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
+                    session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id},
+                                   None)
+                    return {**metrics, "diverged": 1.0}
+                metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
+                if "loss_ratio" in metrics:  # instability shows as a drifting D/G balance, not one epoch
+                    recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
+                    metrics["loss_ratio_window"] = sum(recent) / len(recent)
+                for k, v in metrics.items():
+                    history.setdefault(k, []).append((epoch + 1, v))
+                run.log_metrics(metrics, step=epoch + 1)
+                raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in COLLAPSE_FLAGS
+                          if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
+                if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
+                    run.set_tags(raised)
 
-            objective = metrics.get(ctx.metric)
-            improved = objective is not None and is_better(objective, best, ctx.mode)
-            if improved:
-                best = objective
-                torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state()}, tmp / BEST_FILE)
-                run.log_artifact(tmp / BEST_FILE, "checkpoints")
-            if improved or last:
-                _log_figures(task, history, tmp / "figures", run)
+                objective = metrics.get(ctx.metric)
+                improved = objective is not None and is_better(objective, best, ctx.mode)
+                if improved:
+                    best = objective
+                    torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state()}, tmp / BEST_FILE)
+                    run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
+                if improved or last:
+                    _log_figures(task, history, tmp / "figures", run, session.trial_dir)
 
-            ckpt_dir = tmp / f"ckpt-{epoch + 1}"
-            ckpt_dir.mkdir()
-            torch.save({
-                "epoch": epoch + 1, "run_id": run.run_id, "best": best, "history": history,
-                "train_time_s": train_time, "task": task.state_dict(),
-                "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-            }, ckpt_dir / STATE_FILE)
-            session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, str(ckpt_dir))
-            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
-            flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
-            collapsed_for = collapsed_for + 1 if flagged else 0
-            if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
-                run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1,
-                              "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs"})
-                return metrics  # pruned: the searcher keeps the objective it was just told
-    run.set_tags({"trial_status": "completed"})
-    return metrics
+                ckpt_dir = tmp / f"ckpt-{epoch + 1}"
+                ckpt_dir.mkdir()
+                torch.save({
+                    "epoch": epoch + 1, "run_id": run.run_id, "best": best, "history": history,
+                    "train_time_s": train_time, "task": task.state_dict(),
+                    "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "mlflow_pending": run.pending,
+                }, ckpt_dir / STATE_FILE)
+                session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, str(ckpt_dir))
+                shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
+                flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
+                collapsed_for = collapsed_for + 1 if flagged else 0
+                if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
+                    run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1,
+                                  "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs"})
+                    return metrics  # pruned: the searcher keeps the objective it was just told
+        run.set_tags({"trial_status": "completed"})
+        return metrics
+    finally:
+        if run.pending:  # the backend never came back: keep what it missed beside the trial
+            kept = run.save_pending(session.trial_dir)
+            warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {ctx.tracking_uri}; "
+                          f"kept in {kept}")
 
 
 def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str, Any]:
@@ -177,7 +189,7 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_id: str | None) -> TrialRun:
     if run_id:  # restored from a checkpoint: continue the same MLflow run
-        run = TrialRun.attach(ctx.tracking_uri, run_id)
+        run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True)
         run.set_tags({"trial_status": "running", "device": str(device), "restored": "true"})
         return run
     tags = {
@@ -188,7 +200,7 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
     tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
-    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags)
+    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
     run.log_params(cfg.to_dict())
     run.log_metrics(task.static_metrics(), step=0)
     return run
@@ -203,10 +215,10 @@ def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
     return f"{', '.join(big)} above {BLOWUP:.0e} (blown up) at epoch {epoch}" if big else None
 
 
-def _log_figures(task, history: dict, folder: Path, run: TrialRun) -> None:
+def _log_figures(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
     folder.mkdir(exist_ok=True)
     paths = task.figures(folder)
     curves = {k: v for k, v in history.items() if k not in ("epoch_time_s", "train_time_s")}
     paths.append(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"))
     for p in paths:
-        run.log_artifact(p, "figures")
+        run.log_artifact(p, "figures", keep_dir=keep_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from common.data import load_dataset
 from common.perceptual import check_perceptual
 from common.loop import LocalSession, SweepContext, is_better, run_trial
 from common.space import Space, check_configs, load_space
-from common.tracking import (TrialRun, check_tracking_uri, default_artifact_location, get_or_create_experiment,
-                             git_commit, prepare_store, resolve_tracking_uri)
+from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
+                             get_or_create_experiment, git_commit, prepare_store, resolve_tracking_uri)
 
 SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,7 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
 def run(opts: SweepOptions) -> dict[str, Any]:
     """Run the sweep (or one local trial); return a summary of the best result per family."""
     space, configs, fixed = plan(opts)
+    fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking_uri(uri)
     data = load_dataset(configs[0]["data"])  # decodes + caches once; bad data fails here
@@ -159,6 +161,13 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
+        try:
+            check_tracking_uri(uri)  # a server that went away mid-sweep: say so, don't crash
+        except TrackingError as e:
+            warnings.warn(f"the sweep finished but MLflow is unreachable ({e}); the best models, their evaluation "
+                          "and the report are skipped: rerun the same command with --resume once it is back")
+            summary["tracking_error"] = str(e)
+            return summary
         eval_n = eval_samples_default(opts)
         for family, best in summary["best"].items():
             ckpt = _best_checkpoint(uri, best["mlflow_run_id"])
@@ -387,6 +396,13 @@ class MlflowStatusCallback(Callback):
         self.tracking_uri, self.max_epochs = tracking_uri, max_epochs
 
     def _close(self, trial, status: str, run_status: str, **tags) -> None:
+        try:
+            check_tracking_uri(self.tracking_uri)  # 5 s; a dead server must not stall the driver
+            self._close_run(trial, status, run_status, **tags)
+        except Exception as e:  # the tracking server is down: the sweep goes on without the status
+            warnings.warn(f"could not record trial {trial.trial_id}'s status {status!r} in MLflow: {e}")
+
+    def _close_run(self, trial, status: str, run_status: str, **tags) -> None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if not run_id:
             return

@@ -90,6 +90,14 @@ def prepare_store(uri: str) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+def fail_fast_http() -> None:
+    """A dead tracking server must cost seconds per call, not MLflow's default minutes of
+    HTTP retries (7 with backoff factor 2); users' own settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
 def retry(fn: Callable[[], Any], what: str, attempts: int = 8, first_delay_s: float = 0.2) -> Any:
     """Call ``fn`` with exponential backoff on transient backend errors (locks, 5xx, resets)."""
     delay = first_delay_s
@@ -124,23 +132,61 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
 
 
 class TrialRun:
-    """One MLflow run (a sweep's parent or a trial's child), written through the client."""
+    """One MLflow run (a sweep's parent or a trial's child), written through the client.
 
-    def __init__(self, client: MlflowClient, run_id: str):
-        self.client, self.run_id = client, run_id
+    ``tolerant`` (trials): when the backend stays down past the retries, a write is kept in
+    ``pending`` instead of raising, so training and checkpointing go on; every later write
+    first re-sends what is pending, in order (buffered and flushed when the backend is back).
+    What is still pending when the trial ends is saved by ``save_pending`` (the loss recorded).
+    """
+
+    RECHECK_S = 30.0  # while the backend is down, try it again at most this often
+
+    def __init__(self, client: MlflowClient, run_id: str, tolerant: bool = False):
+        self.client, self.run_id, self.tolerant = client, run_id, tolerant
+        self.pending: list[dict[str, Any]] = []  # {"kind": metrics|tags|artifact, ...}, oldest first
+        self._failed_at: float | None = None  # monotonic time of the last failed delivery
 
     @classmethod
-    def create(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str]) -> "TrialRun":
+    def create(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str],
+               tolerant: bool = False) -> "TrialRun":
         client = MlflowClient(uri)
         run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run")
-        return cls(client, run.info.run_id)
+        return cls(client, run.info.run_id, tolerant)
 
     @classmethod
-    def attach(cls, uri: str, run_id: str) -> "TrialRun":
+    def attach(cls, uri: str, run_id: str, tolerant: bool = False) -> "TrialRun":
         """Continue an existing run (a trial restored from its checkpoint)."""
         client = MlflowClient(uri)
         retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
-        return cls(client, run_id)
+        return cls(client, run_id, tolerant)
+
+    def _send(self, record: dict[str, Any]) -> None:
+        kind = record["kind"]
+        if kind == "metrics":
+            items = [Metric(k, float(v), record["ts"], record["step"]) for k, v in record["values"].items()]
+            self.client.log_batch(self.run_id, metrics=items)
+        elif kind == "tags":
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in record["values"].items()])
+        else:
+            self.client.log_artifact(self.run_id, record["path"], record["artifact_path"])
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if not self.tolerant:
+            retry(lambda: self._send(record), record["kind"])
+            return
+        self.pending.append(record)
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.RECHECK_S:
+            return  # down a moment ago: don't stall training on it again yet
+        try:
+            while self.pending:
+                retry(lambda: self._send(self.pending[0]), self.pending[0]["kind"], attempts=3)
+                self.pending.pop(0)
+            self._failed_at = None
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            warnings.warn(f"MLflow unreachable ({exc.__class__.__name__}); {len(self.pending)} write(s) of run "
+                          f"{self.run_id} kept for later; training goes on")
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]
@@ -148,16 +194,39 @@ class TrialRun:
             retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step) for k, v in metrics.items()]
-        retry(lambda: self.client.log_batch(self.run_id, metrics=items), "log_metrics")
+        self._write({"kind": "metrics", "values": {k: float(v) for k, v in metrics.items()}, "step": step,
+                     "ts": int(time.time() * 1000)})
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
-        retry(lambda: self.client.log_batch(self.run_id, tags=items), "set_tags")
+        self._write({"kind": "tags", "values": {k: str(v) for k, v in tags.items()}})
 
-    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        retry(lambda: self.client.log_artifact(self.run_id, str(path), artifact_path), "log_artifact")
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None,
+                     keep_dir: str | os.PathLike | None = None) -> None:
+        """``keep_dir``: where a tolerant run copies the file if it cannot upload it now (the
+        original may be a temporary file)."""
+        path = Path(path)
+        if self.tolerant and keep_dir is not None:
+            kept = Path(keep_dir) / "unlogged_artifacts" / (artifact_path or "") / path.name
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            import shutil
+
+            shutil.copy2(path, kept)
+            path = kept
+        self._write({"kind": "artifact", "path": str(path), "artifact_path": artifact_path})
+        if self.tolerant and keep_dir is not None and not any(r.get("path") == str(path) for r in self.pending):
+            path.unlink(missing_ok=True)  # uploaded: the kept copy is not needed
+
+    def save_pending(self, folder: str | os.PathLike) -> Path | None:
+        """Write what never reached MLflow to ``folder/mlflow_unlogged.jsonl``; None if nothing."""
+        if not self.pending:
+            return None
+        import json
+
+        out = Path(folder) / "mlflow_unlogged.jsonl"
+        with open(out, "a") as f:
+            for record in self.pending:
+                f.write(json.dumps({"run_id": self.run_id, **record}) + "\n")
+        return out
 
     def finish(self, status: str = "FINISHED") -> None:
         retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")

@@ -126,3 +126,53 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "--expose" in lines[0]
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
+
+
+def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, tmp_path):
+    """Trials log through the server; killing it mid-sweep does not kill the sweep, and every
+    epoch's metrics are either in MLflow or kept in the trial's mlflow_unlogged.jsonl."""
+    import threading
+
+    from mlflow.tracking import MlflowClient
+
+    from common.sweep import SweepOptions, run
+
+    space = tmp_path / "two.py"
+    space.write_text("from optuna.distributions import CategoricalDistribution\n"
+                     "space = {'lr_ratio': CategoricalDistribution([1.0, 2.0])}\n"
+                     "family = 'dcgan'\nmetric = 'sample_fd'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 4\n"
+                     "scheduler = None\nresources = {'cpu': 1, 'gpu': 0}\n")
+    epochs = 4
+    cfg = _cfg(tmp_path)
+    server = MlflowServer(cfg, log_file=tmp_path / "server.log").start()
+    opts = SweepOptions(space=str(space), data="synthetic", tracking_uri=server.url, eval_n=0, report=False,
+                        storage=str(tmp_path / "ray_results"), experiment="down",
+                        overrides=(("eval_samples", "64"), ("batch_size", "32"), ("g_channels", "64")))
+    out: dict = {}
+    sweep = threading.Thread(target=lambda: out.update(run(opts)))
+    sweep.start()
+    try:
+        client, deadline = MlflowClient(server.url), time.monotonic() + 300
+        while time.monotonic() < deadline:  # both trials have logged an epoch and uploaded best.pt over HTTP
+            exp = client.get_experiment_by_name("down")
+            runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'") if exp else []
+            if len(runs) == 2 and all(client.list_artifacts(r.info.run_id, "checkpoints") for r in runs):
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("trials never logged over HTTP")
+        assert list((tmp_path / "artifacts").rglob("best.pt"))  # stored by the server, not by the workers
+    finally:
+        server.stop()
+    sweep.join(600)
+    assert not sweep.is_alive() and "tracking_error" in out  # finished, said why the end stage was skipped
+    with MlflowServer(cfg) as again:  # same store, back up: count what arrived and what was kept
+        client = MlflowClient(again.url)
+        kept = [json.loads(line) for f in (tmp_path / "ray_results").rglob("mlflow_unlogged.jsonl")
+                for line in f.read_text().splitlines()]
+        assert kept, "the server died before the trials ended, so something must have been kept"
+        for r in runs:
+            logged = {m.step for m in client.get_metric_history(r.info.run_id, "g_loss")}
+            unlogged = {k["step"] for k in kept if k["run_id"] == r.info.run_id and k["kind"] == "metrics"
+                        and "g_loss" in k["values"]}
+            assert logged.isdisjoint(unlogged) and logged | unlogged == set(range(1, epochs + 1)), (logged, unlogged)

@@ -9,6 +9,7 @@ class TuneSession:
 
     def __init__(self):
         self.trial_id = tune.get_context().get_trial_id()
+        self.trial_dir = tune.get_context().get_trial_dir()  # where unlogged MLflow writes are kept
 
     def get_checkpoint_dir(self) -> str | None:
         ckpt = tune.get_checkpoint()
