@@ -8,8 +8,8 @@ generated and real images (Heusel et al. 2017). The feature extractor is pluggab
 attribute, works with ``common.evaluation.Evaluator``.
 
 Why the default extractor is ``RandomConvFeatures`` and not Inception-v3: FID resizes every
-image to 299x299 and runs a 24M-parameter network, ~0.15 s per image on a 2-core CPU, so
-scoring 1000 samples would cost minutes per epoch, more than the epoch itself. Fréchet
+image to 299x299 and runs a 24M-parameter network, ~0.08 s per image on a 2-core CPU
+(BENCHMARKS.md), so scoring 1000 samples would cost 80 s per epoch, more than the epoch itself. Fréchet
 distances in the feature space of a fixed, randomly initialised conv net are a known cheap
 proxy that still ranks sample sets by how far their statistics are from the data's
 (cf. Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics", on random embeddings).

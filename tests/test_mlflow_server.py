@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -176,3 +177,74 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
             unlogged = {k["step"] for k in kept if k["run_id"] == r.info.run_id and k["kind"] == "metrics"
                         and "g_loss" in k["values"]}
             assert logged.isdisjoint(unlogged) and logged | unlogged == set(range(1, epochs + 1)), (logged, unlogged)
+
+
+# ---- PostgreSQL (Debian's package; `make test` installs it) ------------------------------
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A throwaway PostgreSQL on 127.0.0.1 in a temp folder, databases mlflow and optuna -> the
+    server's URI (append /mlflow or /optuna); stopped afterwards.
+    initdb refuses to run as root, so the cluster belongs to the `postgres` user."""
+    import pwd
+    import shutil
+
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (make test installs Debian's postgresql)")
+    data = Path(tempfile.mkdtemp(prefix="pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam("postgres")
+        os.chown(data, pw.pw_uid, pw.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    run = lambda *cmd: subprocess.run(as_user + list(cmd), check=True, capture_output=True, text=True, timeout=120)
+    run(str(bin_dir / "initdb"), "-D", str(data / "db"), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    run(str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "-o",
+        f"-p {port} -h 127.0.0.1 -k {data} -c max_connections=200", "start")
+    try:
+        for db in ("mlflow", "optuna"):  # one database each: both keep an alembic_version table
+            run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", db)
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "-w", "stop"],
+                       capture_output=True, timeout=120)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_server(ray_session, postgres, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from common.sweep import SweepOptions, run
+
+    epochs, trials = 2, 8
+    cfg = ServerConfig(backend_store_uri=f"{postgres}/mlflow", artifacts_dir=str(tmp_path / "artifacts"), port=free_port())
+    with MlflowServer(cfg, log_file=tmp_path / "server.log") as server:
+        opts = SweepOptions(space=str(REPO / "sweeps" / "vae_beta.py"), data="synthetic", tracking_uri=server.url,
+                            num_samples=trials, max_epochs=epochs, cpus_per_trial=0.25, eval_n=0, report=False,
+                            storage=str(tmp_path / "ray_results"), experiment="pg",
+                            optuna_storage=f"{postgres}/optuna",  # the searcher's study: same server
+                            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"),
+                                       ("hidden_dim", "32"), ("probe_every", "0")))
+        run(opts)
+        client = MlflowClient(server.url)
+        exp = client.get_experiment_by_name("pg")
+        children = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'")
+        assert len(children) == trials
+        # ASHA's grace period (2) equals max_epochs here, so every trial runs all its epochs.
+        assert all(c.data.tags["trial_status"] == "completed" for c in children)
+        per_epoch = ["train_loss", "test_elbo", "test_recon", "test_kl", "sample_fd", "epoch_time_s"]
+        expected = trials * epochs * len(per_epoch)
+        stored = sum(len(client.get_metric_history(c.info.run_id, k)) for c in children for k in per_epoch)
+        assert stored == expected  # no point lost, none doubled
+        for c in children:
+            assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "test_elbo")) == [1, 2]
+    import optuna
+
+    (summary,) = optuna.get_all_study_summaries(storage=f"{postgres}/optuna")
+    assert summary.n_trials == trials
