@@ -12,10 +12,12 @@ EXPERIMENT ?= vae_vs_dcgan
 .PHONY: venv sweep test test-slow bench smoke clean
 
 $(STAMP): setup.cfg pyproject.toml
-	# System packages: PostgreSQL for the tracking-server tests (Debian's, as root via apt-get).
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { command -v apt-get >/dev/null && \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } || \
-	  echo "note: PostgreSQL not installed; its tests will skip"
+	# System packages (Debian's, as root via apt-get): PostgreSQL and headless Chromium for the
+	# tracking-server and UI tests.
+	@missing=""; ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  test -x /usr/bin/chromium || missing="$$missing chromium chromium-driver"; \
+	  if [ -n "$$missing" ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing \
+	    || echo "note: could not install$$missing; the tests that need them will skip"; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch/torchvision first, pinned: pip takes these two from the local disk here.

@@ -23,7 +23,7 @@ GAN = str(REPO / "sweeps" / "gan_ttur.py")
 VAE = str(REPO / "sweeps" / "vae_beta.py")
 SEED = str(REPO / "sweeps" / "seed.py")
 HEADER = 'family = "vae"\nmetric = "test_elbo"\nmode = "min"\n'
-FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts")  # what a sweep that got going leaves in cwd
+FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts", "optuna.db")  # what a sweep that got going leaves in cwd
 
 @dataclass
 class Case:

@@ -148,6 +148,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
     server = MlflowServer(cfg, log_file=tmp_path / "server.log").start()
     opts = SweepOptions(space=str(space), data="synthetic", tracking_uri=server.url, eval_n=0, report=False,
                         storage=str(tmp_path / "ray_results"), experiment="down",
+                        optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
                         overrides=(("eval_samples", "64"), ("batch_size", "32"), ("g_channels", "64")))
     out: dict = {}
     sweep = threading.Thread(target=lambda: out.update(run(opts)))

@@ -1,0 +1,88 @@
+"""The MLflow UI and the report, as a user sees them: headless Chromium (Debian's, driven by
+Playwright) against a real tracking server that a tiny sweep logged to. Screenshots go to
+test-output/ui/."""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mlflow_server import MlflowServer, ServerConfig, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]
+SHOTS = REPO / "test-output" / "ui"
+WAIT_MS = 60_000  # the UI is a big single-page app; a busy 2-core machine renders it slowly
+
+
+@pytest.fixture
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+def _loaded_images(page) -> list[tuple[str, int]]:
+    return page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src') || '', e.naturalWidth])")
+
+
+def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray_session, browser, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from common.sweep import SweepOptions, run
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    cfg = ServerConfig(backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=str(tmp_path / "art"),
+                       port=free_port(), workers=1)
+    with MlflowServer(cfg, log_file=tmp_path / "server.log") as server:
+        summary = run(SweepOptions(
+            space=str(REPO / "sweeps" / "vae_beta.py"), data="synthetic", tracking_uri=server.url, num_samples=2,
+            max_epochs=1, eval_n=0, storage=str(tmp_path / "ray_results"), out=str(tmp_path / "report"),
+            experiment="ui", optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"), ("hidden_dim", "32"))))
+        client = MlflowClient(server.url)
+        exp = client.get_experiment_by_name("ui").experiment_id
+        parent = client.get_run(summary["parent_run_id"])
+        children = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
+        best = summary["best"]["vae"]["mlflow_run_id"]
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+        # The experiment's runs: the sweep's parent run, expanded to show its trials.
+        page.goto(f"{server.url}/#/experiments/{exp}/runs", wait_until="load")
+        row = page.get_by_role("row").filter(has_text=parent.info.run_name)
+        row.wait_for(timeout=WAIT_MS)
+        row.get_by_role("button").first.click()  # the expander of a parent run
+        for child in children:
+            page.get_by_text(child.info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "1-experiment-runs.png"))
+
+        # A trial: its metrics, then its figures through the server's artifact store.
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}", wait_until="load")
+        page.get_by_text("test_elbo").first.wait_for(timeout=WAIT_MS)
+        page.get_by_text("sample_fd").first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "2-trial-metrics.png"))
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/artifacts", wait_until="load")
+        page.get_by_text("figures", exact=True).first.wait_for(timeout=WAIT_MS)
+        page.get_by_text("figures", exact=True).first.click()
+        page.get_by_text("samples.png").first.click(timeout=WAIT_MS)
+        page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)",
+                               timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "3-trial-figure.png"))
+
+        # The registered best model, with its alias.
+        page.goto(f"{server.url}/#/models/ui-vae", wait_until="load")
+        page.get_by_text("@ best").or_(page.get_by_text("best", exact=True)).first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "4-registered-model.png"))
+
+    # The report the sweep wrote: every image it references loads.
+    report = tmp_path / "report" / "index.html"
+    page.goto(report.as_uri(), wait_until="load")
+    images = _loaded_images(page)
+    assert len(images) >= 3 and all(width > 0 for _, width in images), images
+    page.screenshot(path=str(SHOTS / "5-report.png"), full_page=True)
+    shutil.copy(tmp_path / "server.log", SHOTS / "server.log")
