@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError")
+USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError",
+               "StorageError", "CheckpointError")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _dispatch(args)
+    except KeyboardInterrupt as exc:  # common.sweep.SweepInterrupted says how to resume
+        print(f"\n{exc or 'interrupted'}", file=sys.stderr)
+        return 130
     except Exception as exc:
         if type(exc).__name__ in USER_ERRORS:
             fail(str(exc))

@@ -54,7 +54,7 @@ class TrialConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(
-                f"unknown {cls.family} config key(s) {', '.join(unknown)}; "
+                f"unknown {cls.family} config key(s) {', '.join(map(repr, unknown))}; "
                 f"valid keys: {', '.join(sorted(known))}"
             )
         return cls(**{k: _coerce(k, v, known[k]) for k, v in values.items()})

@@ -29,9 +29,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def configure_threads(num_cpus: float | int | None) -> int:
-    """Match torch's intra-op threads to the CPUs Ray allotted, so packed trials don't oversubscribe."""
+    """Match torch's intra-op threads and numpy's BLAS threads to the CPUs Ray allotted, so
+    packed trials don't oversubscribe, and a trial computes the same numbers (eigh, lstsq) in a
+    Ray worker as in ``--single-trial``."""
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
     n = max(1, int(num_cpus or os.cpu_count() or 1))
     torch.set_num_threads(n)
+    threadpool_limits(n)
     return n
 
 

@@ -8,7 +8,10 @@ the checkpoint, so a crashed trial continues its own MLflow run where it stopped
 from __future__ import annotations
 
 import math
+import os
+import pickle
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -23,10 +26,12 @@ from common.data import load_dataset
 from common.device import configure_threads, pick_device, seed_everything
 from common.figures import save_curves
 from common.tasks import TASKS
-from common.tracking import TrialRun, fail_fast_http
+from common.tracking import TrialRun, fail_fast_http, redact
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
+RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
+CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folder names (LocalSession uses the same)
 
 
 DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
@@ -56,6 +61,7 @@ class Session(Protocol):
 
     trial_id: str
     trial_dir: str  # a folder that outlives the trial (kept MLflow writes go there)
+    node: str  # where this attempt runs (tagged on the MLflow run)
 
     def get_checkpoint_dir(self) -> str | None: ...
 
@@ -63,13 +69,16 @@ class Session(Protocol):
 
 
 class LocalSession:
-    """``--single-trial``: no Ray; checkpoints go to ``out_dir``, results print to stdout."""
+    """``--single-trial``: no Ray; checkpoints go to ``out_dir/checkpoint_NNNNNN`` (the last
+    ``keep``, like Tune's), results print to stdout."""
 
-    def __init__(self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None):
-        self.trial_id, self.out_dir = trial_id, Path(out_dir)
-        self.trial_dir = str(self.out_dir)
+    def __init__(self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None,
+                 keep: int = 2):
+        self.trial_id, self.out_dir, self.keep = trial_id, Path(out_dir), keep
+        self.trial_dir, self.node = str(self.out_dir), socket.gethostname()
         self.resume_from = str(resume_from) if resume_from else None  # a checkpoint dir, as Tune hands back
         self.results: list[dict[str, Any]] = []
+        self.latest_checkpoint: Path | None = None
 
     def get_checkpoint_dir(self) -> str | None:
         return self.resume_from
@@ -77,9 +86,12 @@ class LocalSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
         self.results.append(metrics)
         if checkpoint_dir:
-            dest = self.out_dir / "checkpoint"
+            dest = self.out_dir / f"{CHECKPOINT_PREFIX}{len(self.results) - 1:06d}"
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(checkpoint_dir, dest)
+            self.latest_checkpoint = dest
+            for old in sorted(self.out_dir.glob(f"{CHECKPOINT_PREFIX}*"))[:-self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
         print(f"[trial {self.trial_id}] {shown}", flush=True)
 
@@ -100,6 +112,9 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     state = _restore(session.get_checkpoint_dir(), task, generator)
     run = _open_run(cfg, ctx, session, task, data, device, state.get("run_id"))
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
+    # A restarted trial replays the epochs between its checkpoint and the crash: the run already
+    # holds them (same values on CPU, same seed), so they are not logged twice.
+    logged_through = run.last_step("epoch_time_s") if run.attached else 0
 
     metrics: dict[str, float] = {}
     train_time = state.get("train_time_s", 0.0)
@@ -134,7 +149,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     metrics["loss_ratio_window"] = sum(recent) / len(recent)
                 for k, v in metrics.items():
                     history.setdefault(k, []).append((epoch + 1, v))
-                run.log_metrics(metrics, step=epoch + 1)
+                if epoch + 1 > logged_through:
+                    run.log_metrics(metrics, step=epoch + 1)
                 raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in COLLAPSE_FLAGS
                           if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
                 if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
@@ -171,36 +187,79 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     finally:
         if run.pending:  # the backend never came back: keep what it missed beside the trial
             kept = run.save_pending(session.trial_dir)
-            warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {ctx.tracking_uri}; "
+            warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
                           f"kept in {kept}")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, truncated, corrupt or not plain tensors."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint (``state.pt`` or ``best.pt``) with ``weights_only=True``: they hold
+    tensors and plain containers only, so a file carrying pickled code is refused, never run."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} is missing") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain containers "
+                              "(refused: weights_only=True); it was not written by this project") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first})") from None
+
+
+def _candidates(ckpt_dir: Path) -> list[Path]:
+    """``ckpt_dir`` first, then the older checkpoints beside it (Tune keeps the last two), newest first."""
+    if not ckpt_dir.name.startswith(CHECKPOINT_PREFIX):
+        return [ckpt_dir]
+    older = [p for p in ckpt_dir.parent.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name < ckpt_dir.name]
+    return [ckpt_dir, *sorted(older, reverse=True)]
+
+
 def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str, Any]:
+    """Load the newest usable checkpoint into ``task`` and the RNGs; {} to start from scratch.
+    A corrupt one is refused with a warning naming it, and the previous one is tried."""
     if not ckpt_dir:
         return {}
-    state = torch.load(Path(ckpt_dir) / STATE_FILE, map_location="cpu", weights_only=False)
-    task.load_state_dict(state["task"])
-    torch.set_rng_state(state["torch_rng"])
-    generator.set_state(state["data_rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state
+    for candidate in _candidates(Path(ckpt_dir)):
+        try:
+            state = load_checkpoint(candidate / STATE_FILE)
+        except CheckpointError as e:
+            warnings.warn(f"{e}; falling back to the previous checkpoint")
+            continue
+        task.load_state_dict(state["task"])
+        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["data_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        return state
+    warnings.warn(f"no usable checkpoint in or before {ckpt_dir}; the trial starts again from epoch 0")
+    return {}
 
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_id: str | None) -> TrialRun:
-    if run_id:  # restored from a checkpoint: continue the same MLflow run
+    where = {"device": str(device), "node": session.node, "pid": str(os.getpid())}
+    id_file = Path(session.trial_dir) / RUN_ID_FILE
+    if not run_id and id_file.is_file():  # restarted before its first checkpoint
+        run_id = id_file.read_text().strip()
+    if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True)
-        run.set_tags({"trial_status": "running", "device": str(device), "restored": "true"})
+        run.set_tags({"trial_status": "running", "restored": "true", **where})
         return run
     tags = {
         "sweep.role": "trial", "family": cfg.family, "trial_id": session.trial_id,
-        "device": str(device), "git_commit": ctx.git_commit, "data": data.source,
-        "data_hash": data.content_hash, "trial_status": "running",
+        "git_commit": ctx.git_commit, "data": data.source,
+        "data_hash": data.content_hash, "trial_status": "running", **where,
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
     tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
     run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
+    id_file.parent.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run.run_id)
     run.log_params(cfg.to_dict())
     run.log_metrics(task.static_metrics(), step=0)
     return run

@@ -30,6 +30,7 @@ from common.figures import save_curves
 from common.importances import describe_values, param_importances, study_importances
 from common.mitigations import fmt_value as _fmt
 from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section, trial_flags
+from common.tracking import redact
 
 
 class ReportError(ValueError):
@@ -147,16 +148,16 @@ def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> t
     try:
         exp = client.get_experiment_by_name(experiment)
     except Exception as e:
-        raise ReportError(f"cannot read MLflow at {client.tracking_uri}: {e}; check the tracking URI") from None
+        raise ReportError(f"cannot read MLflow at {redact(client.tracking_uri)}: {e}; check the tracking URI") from None
     if exp is None:
         names = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
-        raise ReportError(f"MLflow experiment {experiment!r} not found at {client.tracking_uri}; existing experiments: "
+        raise ReportError(f"MLflow experiment {experiment!r} not found at {redact(client.tracking_uri)}; existing experiments: "
                           f"{names} -- pass one of these or check the tracking URI")
     if parent_run_id:
         try:
             run = client.get_run(parent_run_id)
         except Exception:
-            raise ReportError(f"parent run {parent_run_id!r} not found at {client.tracking_uri}; "
+            raise ReportError(f"parent run {parent_run_id!r} not found at {redact(client.tracking_uri)}; "
                               f"omit it to use the latest sweeps in {experiment!r}") from None
         if run.info.experiment_id != exp.experiment_id:
             raise ReportError(f"run {parent_run_id} belongs to experiment id {run.info.experiment_id}, "

@@ -22,14 +22,19 @@ from ray.tune import Callback
 from common.config import config_class, for_family
 from common.data import load_dataset
 from common.perceptual import check_perceptual
-from common.loop import LocalSession, SweepContext, is_better, run_trial
+from common.loop import LocalSession, SweepContext, is_better, load_checkpoint, run_trial
 from common.space import Space, check_configs, load_space
+from common.storage import check_writable
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
-                             get_or_create_experiment, git_commit, prepare_store, resolve_tracking_uri)
+                             get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
 
 SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
 ROOT = Path(__file__).resolve().parents[1]
 SHIP_EXCLUDES = [".git", ".venv", "ray_results", "mlartifacts", "mlflow.db", "report", "single_trial", "*.pt"]
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl+C / SIGINT during a sweep: Tune saved its state; ``--resume`` finishes it."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking_uri(uri)
+    _check_folders(opts, uri)
     data = load_dataset(configs[0]["data"])  # decodes + caches once; bad data fails here
     experiment = opts.experiment or space.name
     if opts.single_trial:
@@ -155,7 +161,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             study = None
             if space.search is not None and not space.runs:
                 study = (storage_url, f"{sweep_dir.name}/{name}")
-                parent.set_tags({"optuna.storage": storage_url, f"optuna.study.{family}": study[1]})
+                parent.set_tags({"optuna.storage": redact(storage_url), f"optuna.study.{family}": study[1]})
             best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts, sweep_dir / name,
                               {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts), study)
             old = summary["best"].get(family)
@@ -168,6 +174,8 @@ def run(opts: SweepOptions) -> dict[str, Any]:
                           "and the report are skipped: rerun the same command with --resume once it is back")
             summary["tracking_error"] = str(e)
             return summary
+        if previous:
+            _close_orphan_runs(client, exp_id, parent.run_id)
         eval_n = eval_samples_default(opts)
         for family, best in summary["best"].items():
             ckpt = _best_checkpoint(uri, best["mlflow_run_id"])
@@ -178,12 +186,29 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         parent.finish("FINISHED")
     except KeyboardInterrupt:
         parent.set_tags({"sweep.status": "interrupted"})
-        raise
+        raise SweepInterrupted(f"interrupted; the sweep's state is saved in {sweep_dir}: rerun the same command "
+                               "with --resume to finish it") from None
     if opts.report:
         from common.report import build_report
 
         summary["report"] = str(build_report(experiment, opts.out, uri, parent.run_id))
     return summary
+
+
+def _check_folders(opts: SweepOptions, uri: str) -> None:
+    """Every folder the sweep will write to takes files and has room (common.storage)."""
+    from urllib.parse import unquote, urlparse
+
+    folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else [
+        (opts.storage, "the Tune results folder", "pass --storage PATH on a disk with room")]
+    if opts.report and not opts.single_trial:
+        folders.append((opts.out, "the report folder", "pass --out PATH"))
+    artifacts = default_artifact_location(uri)
+    if artifacts:
+        folders.append((unquote(urlparse(artifacts).path), "the MLflow artifact folder",
+                        "run from another folder or use a tracking server"))
+    for path, what, fix in folders:
+        check_writable(path, what, fix)
 
 
 def _check_optuna_storage(url: str) -> None:
@@ -195,7 +220,7 @@ def _check_optuna_storage(url: str) -> None:
     except Exception as e:
         from common.tracking import TrackingError
 
-        raise TrackingError(f"--optuna-storage {url!r} is not a usable Optuna RDB storage "
+        raise TrackingError(f"--optuna-storage {redact(url)!r} is not a usable Optuna RDB storage "
                             f"({str(e).splitlines()[0][:160]}); use sqlite:///PATH or postgresql://...") from None
 
 
@@ -225,7 +250,7 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) 
     config = config_class(family).from_dict(cfg)
     print(f"single trial: {family} {config.to_dict()}", flush=True)
     final = run_trial(config, ctx, session)
-    return {"family": family, "metrics": final, "checkpoint": str(out / "checkpoint")}
+    return {"family": family, "metrics": final, "checkpoint": str(session.latest_checkpoint)}
 
 
 def _best_checkpoint(uri: str, run_id: str) -> dict:
@@ -233,7 +258,7 @@ def _best_checkpoint(uri: str, run_id: str) -> dict:
     import mlflow.artifacts
 
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", tracking_uri=uri)
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint(path)
 
 
 def registered_name(experiment: str, family: str) -> str:
@@ -360,19 +385,74 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                                         num_samples=num_samples),
             run_config=tune.RunConfig(
                 name=path.name, storage_path=str(path.parent), verbose=1,
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=ctx.metric,
-                                                        checkpoint_score_order=ctx.mode),
+                # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
+                # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                 callbacks=[MlflowStatusCallback(ctx.tracking_uri, max_epochs)],
             ),
         )
-    results = tuner.fit()
-    ok = [r for r in results if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id")]
+    results = _fit(tuner)
+    if study:
+        _fail_orphans(*study)
+    ok = [r for r in results if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id")
+          and not r.metrics.get("diverged")]  # a diverged trial has no model worth keeping
     if not ok:
         return None
     best = (min if ctx.mode == "min" else max)(ok, key=lambda r: r.metrics[ctx.metric])
     return {"metric": ctx.metric, "value": best.metrics[ctx.metric], "mlflow_run_id": best.metrics["mlflow_run_id"],
             "config": {k: v for k, v in best.config.items()}}
+
+
+def _fit(tuner):
+    """``tuner.fit()``, raising KeyboardInterrupt if Ctrl+C / SIGINT stopped it.
+
+    Tune catches the first SIGINT, saves its state and returns normally, so the sweep cannot
+    tell from the results. Its handler puts back the one it replaced when the signal arrives:
+    finding our marker installed again afterwards means the fit was interrupted.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
+        return tuner.fit()
+
+    def marker(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        results = tuner.fit()
+        interrupted = signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt("Tune was stopped by SIGINT")
+    return results
+
+
+def _fail_orphans(storage_url: str, study_name: str) -> None:
+    """Mark Optuna trials still RUNNING after the fit as FAIL: a driver killed with SIGKILL
+    after asking the searcher but before Tune saved its state leaves them behind, and the
+    resumed searcher has run replacements."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "orphaned", "the driver died before Tune recorded this trial")
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def _close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
+    """Trial runs of this sweep still RUNNING once every family is done were started by a
+    driver killed before Tune recorded them (the resumed sweep ran replacements): end them."""
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                               "and attributes.status = 'RUNNING'")
+    for r in runs:
+        client.set_tag(r.info.run_id, "trial_status", "failed")
+        client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")
+        client.set_terminated(r.info.run_id, status="KILLED")
 
 
 def _slots(resources: dict[str, float]) -> int:

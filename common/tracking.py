@@ -51,13 +51,13 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0, must_exist: bool = Fals
     scheme = parsed.scheme.split("+")[0]
     if scheme not in _SCHEMES:
         raise TrackingError(
-            f"tracking URI {uri!r} is not supported; use sqlite:///path/mlflow.db, "
+            f"tracking URI {redact(uri)!r} is not supported; use sqlite:///path/mlflow.db, "
             "http(s)://host:port of an MLflow server, or a postgresql:// URI"
         )
     if scheme == "sqlite":
         db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
         if db is None or not str(db):
-            raise TrackingError(f"tracking URI {uri!r} is malformed; use sqlite:///path/to/mlflow.db")
+            raise TrackingError(f"tracking URI {redact(uri)!r} is malformed; use sqlite:///path/to/mlflow.db")
         parent = db.resolve().parent
         if must_exist and not db.is_file():
             raise TrackingError(f"no MLflow database at {db}; run a sweep first or pass --tracking-uri")
@@ -65,14 +65,14 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0, must_exist: bool = Fals
             raise TrackingError(f"cannot write the MLflow database {db}: folder {parent} is missing or not writable")
     elif scheme in ("http", "https"):
         if not parsed.hostname:
-            raise TrackingError(f"tracking URI {uri!r} has no host; use http://HOST:PORT")
+            raise TrackingError(f"tracking URI {redact(uri)!r} has no host; use http://HOST:PORT")
         import requests  # mlflow's own dependency
 
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
         except Exception as exc:  # connection refused, DNS, timeout, 5xx
             raise TrackingError(
-                f"MLflow tracking server {uri} is unreachable ({type(exc).__name__}); "
+                f"MLflow tracking server {redact(uri)} is unreachable ({type(exc).__name__}); "
                 "start it (python -m mlflow_server) or pass another --tracking-uri"
             ) from None
 
@@ -145,6 +145,7 @@ class TrialRun:
     def __init__(self, client: MlflowClient, run_id: str, tolerant: bool = False):
         self.client, self.run_id, self.tolerant = client, run_id, tolerant
         self.pending: list[dict[str, Any]] = []  # {"kind": metrics|tags|artifact, ...}, oldest first
+        self.attached = False  # an existing run continued (a restarted trial), not a new one
         self._failed_at: float | None = None  # monotonic time of the last failed delivery
 
     @classmethod
@@ -159,7 +160,16 @@ class TrialRun:
         """Continue an existing run (a trial restored from its checkpoint)."""
         client = MlflowClient(uri)
         retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
-        return cls(client, run_id, tolerant)
+        run = cls(client, run_id, tolerant)
+        run.attached = True
+        return run
+
+    def last_step(self, key: str) -> int:
+        """The highest step of metric ``key`` already in the run; 0 if none or unreachable."""
+        try:
+            return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
+        except Exception:  # backend down: its writes were kept as pending, not logged
+            return 0
 
     def _send(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -234,25 +244,50 @@ class TrialRun:
 
 def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str,
                             seed: int = 0) -> Path:
-    """Load a logged generative model (e.g. ``models:/vae_vs_dcgan-dcgan@best``), draw ``n``
-    images from its prior with ``seed`` and write them as one PNG grid at ``out``."""
-    import mlflow
+    """Draw ``n`` images with ``seed`` from a registered model (``models:/NAME@ALIAS`` or
+    ``models:/NAME/VERSION``, e.g. ``models:/vae_vs_dcgan-dcgan@best``) into one PNG grid.
+
+    The weights come from the version's trial checkpoint (``checkpoints/best.pt``, loaded with
+    ``weights_only=True``), not from the pickled MLflow model, so nothing is unpickled."""
+    import mlflow.artifacts
     import torch
     from mlflow.exceptions import MlflowException
 
     from common.figures import save_image_grid
+    from common.loop import load_checkpoint
+    from common.models import from_checkpoint
 
-    mlflow.set_tracking_uri(tracking_uri)
+    name, sep, ref = model_uri.removeprefix("models:/").partition("@")
+    if not model_uri.startswith("models:/") or not name:
+        raise TrackingError(f"{model_uri!r} is not a registered model URI; use models:/<experiment>-<family>@best")
+    client = MlflowClient(tracking_uri)
     try:
-        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        if sep:
+            version = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = name.rpartition("/")
+            version = client.get_model_version(name, number)
+        run_id = version.tags.get("trial_run_id")
+        if not run_id:
+            raise TrackingError(f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
+                                "tag); sample models:/<experiment>-<family>@best")
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt",
+                                                   tracking_uri=tracking_uri)
     except (MlflowException, OSError) as e:
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise TrackingError(f"cannot load {model_uri!r} from {tracking_uri}: {first}; list the registered "
+        raise TrackingError(f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first}; list the registered "
                             "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best") from None
-    if not hasattr(model, "sample"):
-        raise TrackingError(f"{model_uri!r} is a {type(model).__name__}, not one of this project's generative "
-                            "models (they have .sample)")
+    ckpt = load_checkpoint(path)
+    model = from_checkpoint(ckpt["config"], ckpt["model"])
     torch.manual_seed(seed)
     with torch.no_grad():
         images = model.eval().sample(n, torch.device("cpu"))
     return save_image_grid(images, Path(out), nrow=max(1, int(round(n ** 0.5))))
+
+
+def redact(url: str) -> str:
+    """``url`` with any password masked (``postgresql://me:***@host/db``): safe for logs and tags."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@", 1)

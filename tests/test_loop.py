@@ -54,7 +54,7 @@ def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(track
     first = LocalSession(workdir / "first")
     run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": 2}), ctx, first)
     # Continue the 2-epoch checkpoint to epoch 3 with the original config.
-    resumed = LocalSession(workdir / "resumed", resume_from=workdir / "first" / "checkpoint")
+    resumed = LocalSession(workdir / "resumed", resume_from=first.latest_checkpoint)
     run_trial(cfg, ctx, resumed)
 
     assert [r["epoch"] for r in resumed.results] == [3]

@@ -82,17 +82,27 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 grid of 32 px + 2 px padding
 
 
-def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
-    """>= 4 trials write to the embedded sqlite store at once: no lock errors, no lost points."""
-    opts = _opts(workdir, tracking_uri, "gan_ttur.py", num_samples=4, max_epochs=2, cpus_per_trial=0.5,
+def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
+    """8 trials write to the embedded sqlite store at once: no lock errors, no lost points."""
+    opts = _opts(workdir, tracking_uri, "gan_ttur.py", num_samples=8, max_epochs=2, cpus_per_trial=0.25,
                  report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"), ("g_channels", "32"),
                                           ("d_channels", "16")))
     run(opts)
     client, parents, children = _runs(tracking_uri, "gan_ttur")
-    assert len(parents) == 1 and len(children) == 4
+    assert len(parents) == 1 and len(children) == 8
+    # Every epoch a trial reported to Tune (one line of its result.json) is in MLflow, once.
+    import json
+
+    reported = {}
+    for path in (workdir / "ray_results").rglob("result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        reported[rows[0]["mlflow_run_id"]] = sorted(r["epoch"] for r in rows)
+    assert len(reported) == 8
     for child in children:
-        n_epochs = len(client.get_metric_history(child.info.run_id, "g_loss"))
-        assert n_epochs >= 1
+        assert child.data.tags["trial_status"] in ("completed", "stopped")  # none failed on a lock
+        steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "g_loss"))
+        assert steps == reported[child.info.run_id]
+        n_epochs = len(steps)
         names = ["g_loss", "d_loss", "d_real", "d_fake", "sample_fd", "grad_norm_d", "diversity", "epoch_time_s"]
         if child.data.params["gan_loss"] == "bce":  # a hinge D loss can be 0: no ratio then
             names.append("loss_ratio")
@@ -105,18 +115,18 @@ def test_four_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent
     tags = parents[0].data.tags
     assert tags["optuna.storage"] == tracking_uri.replace("mlflow.db", "optuna.db")
     study = optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"])
-    assert len(study.trials) == 4 and {"lr_g", "lr_ratio", "beta1"} <= set(study.trials[0].params)
+    assert len(study.trials) == 8 and {"lr_g", "lr_ratio", "beta1"} <= set(study.trials[0].params)
     # --resume on a finished sweep: same parent run, no new trials.
     run(SweepOptions(**{**opts.__dict__, "resume": True}))
     _, parents2, children2 = _runs(tracking_uri, "gan_ttur")
     assert [p.info.run_id for p in parents2] == [parents[0].info.run_id]
-    assert len(children2) == 4
+    assert len(children2) == 8
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     models = mlflow.search_logged_models(experiment_ids=[parents[0].info.experiment_id], output_format="list")
     assert [m.name for m in models] == ["best_dcgan"]  # not logged a second time on resume
-    assert len(optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"]).trials) == 4
+    assert len(optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"]).trials) == 8
 
 
 def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):

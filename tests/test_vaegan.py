@@ -205,7 +205,7 @@ def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, wo
     first = LocalSession(workdir / "first")
     run_trial(VAEGANConfig.from_dict({**cfg.to_dict(), "max_epochs": 1}), ctx, first)
     assert _deterministic(first.results[0]) == _deterministic(a.results[0])
-    resumed = LocalSession(workdir / "resumed", resume_from=workdir / "first" / "checkpoint")
+    resumed = LocalSession(workdir / "resumed", resume_from=first.latest_checkpoint)
     run_trial(cfg, ctx, resumed)
     assert [r["epoch"] for r in resumed.results] == [2]
     assert _deterministic(resumed.results[-1]) == _deterministic(last)
@@ -222,7 +222,7 @@ def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, wo
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples", "curves")}
     ckpt_path = client.download_artifacts(run.info.run_id, "checkpoints/best.pt", str(workdir / "dl"))
-    best = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    best = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
     model.load_state_dict(best["model"]["vae"])  # what the sweep's best-model logging reconstructs
     assert best["config"]["family"] == "vaegan"

@@ -10,6 +10,9 @@ class TuneSession:
     def __init__(self):
         self.trial_id = tune.get_context().get_trial_id()
         self.trial_dir = tune.get_context().get_trial_dir()  # where unlogged MLflow writes are kept
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()[:12]  # Ray's node id: unique per node
 
     def get_checkpoint_dir(self) -> str | None:
         ckpt = tune.get_checkpoint()
