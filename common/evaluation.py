@@ -268,7 +268,7 @@ def reconstructions(vae: nn.Module, images: torch.Tensor, batch_size: int = 500)
 
 
 def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[str] = FINAL_METRICS,
-                        **evaluator_kwargs) -> dict[str, float]:
+                        evaluator: "Evaluator | None" = None, **evaluator_kwargs) -> dict[str, float]:
     """The full protocol on one checkpoint (a best.pt dict: ``config``, ``model``).
 
     Samples: n generated images vs n test images. VAE / VAE-GAN also reconstructions
@@ -277,7 +277,7 @@ def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[
     """
     from common.models import from_checkpoint
 
-    ev = Evaluator(data, reference="test", n=n, **evaluator_kwargs)
+    ev = evaluator or Evaluator(data, reference="test", n=n, **evaluator_kwargs)
     model = from_checkpoint(ckpt["config"], ckpt["model"]).to(ev.device)
     out = ev(model, metrics)
     if ckpt["config"]["family"] in ("vae", "vaegan"):

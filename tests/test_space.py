@@ -2,7 +2,6 @@
 import textwrap
 from pathlib import Path
 
-import optuna
 import pytest
 
 from common.config import FAMILIES, ConfigError

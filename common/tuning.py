@@ -1,0 +1,186 @@
+"""Ray Tune and Optuna: one Tune experiment per model family (Optuna TPE in an RDB study,
+ASHA, a concurrency limit, a checkpoint every epoch, FailureConfig restarts), and the driver
+callback that closes each trial's MLflow run with its final status."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from common.config import config_class
+from common.loop import SweepContext
+from common.space import Space
+from common.tracking import TrackingError, TrialRun, check_tracking_uri, redact
+
+
+def check_optuna_storage(url: str) -> None:
+    """Connect once (creating a sqlite file's schema), so a bad URL fails before Ray starts."""
+    import optuna
+
+    try:
+        optuna.storages.RDBStorage(url)
+    except Exception as e:
+        raise TrackingError(f"--optuna-storage {redact(url)!r} is not a usable Optuna RDB storage "
+                            f"({str(e).splitlines()[0][:160]}); use sqlite:///PATH or postgresql://...") from None
+
+
+
+def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
+    """Where the searcher's Optuna studies live: ``--optuna-storage``, else a sqlite file
+    ``optuna.db`` beside a sqlite MLflow store, else ``./optuna.db``. Browse it with
+    ``optuna-dashboard <url>``."""
+    if explicit:
+        return explicit
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):].split('?')[0]).with_name('optuna.db')}"
+    return f"sqlite:///{Path.cwd() / 'optuna.db'}"
+
+
+def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], max_failures: int,
+               path: Path, resources: dict[str, float], num_samples: int,
+               study: tuple[str, str] | None = None) -> dict[str, Any] | None:
+    """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its
+    best result. study: (RDB storage URL, study name) for the Optuna searcher."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables.dcgan import train_dcgan
+    from trainables.vae import train_vae
+    from trainables.vaegan import train_vaegan
+
+    fn = {"vae": train_vae, "dcgan": train_dcgan, "vaegan": train_vaegan}[family]
+    trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), resources)
+    max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
+    if path.exists() and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    else:
+        searcher = None
+        if space.search is not None and not space.runs:
+            seed = int(fixed.get("seed", 42))
+            multi = len(space.objectives) > 1
+            import optuna
+
+            searcher = OptunaSearch(space=space.search, seed=seed,
+                                    metric=[m for m, _ in space.objectives] if multi else ctx.metric,
+                                    mode=[m for _, m in space.objectives] if multi else ctx.mode,
+                                    storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
+        scheduler = None
+        if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+                                      grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
+                                      reduction_factor=space.scheduler.get("reduction_factor", 3))
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
+                                        num_samples=num_samples),
+            run_config=tune.RunConfig(
+                name=path.name, storage_path=str(path.parent), verbose=1,
+                # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
+                # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                callbacks=[MlflowStatusCallback(ctx.tracking_uri, max_epochs)],
+            ),
+        )
+    results = _fit(tuner)
+    if study:
+        _fail_orphans(*study)
+    ok = [r for r in results if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id")
+          and not r.metrics.get("diverged")]  # a diverged trial has no model worth keeping
+    if not ok:
+        return None
+    best = (min if ctx.mode == "min" else max)(ok, key=lambda r: r.metrics[ctx.metric])
+    return {"metric": ctx.metric, "value": best.metrics[ctx.metric], "mlflow_run_id": best.metrics["mlflow_run_id"],
+            "config": {k: v for k, v in best.config.items()}}
+
+
+def _fit(tuner):
+    """``tuner.fit()``, raising KeyboardInterrupt if Ctrl+C / SIGINT stopped it.
+
+    Tune catches the first SIGINT, saves its state and returns normally, so the sweep cannot
+    tell from the results. Its handler puts back the one it replaced when the signal arrives:
+    finding our marker installed again afterwards means the fit was interrupted.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
+        return tuner.fit()
+
+    def marker(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        results = tuner.fit()
+        interrupted = signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt("Tune was stopped by SIGINT")
+    return results
+
+
+def _fail_orphans(storage_url: str, study_name: str) -> None:
+    """Mark Optuna trials still RUNNING after the fit as FAIL: a driver killed with SIGKILL
+    after asking the searcher but before Tune saved its state leaves them behind, and the
+    resumed searcher has run replacements."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        storage.set_trial_user_attr(t._trial_id, "orphaned", "the driver died before Tune recorded this trial")
+        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
+def _slots(resources: dict[str, float]) -> int:
+    """How many trials fit at once on this cluster (the searcher should not run ahead of it)."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpu = int(total.get("CPU", 1) // max(resources["cpu"], 1e-9)) if resources["cpu"] else 10**6
+    gpu = int(total.get("GPU", 0) // resources["gpu"]) if resources["gpu"] else 10**6
+    return max(1, min(cpu, gpu))
+
+
+class MlflowStatusCallback(Callback):
+    """Driver side: close each trial's MLflow run with its final status.
+
+    A trial stopped by ASHA is ended by Tune without running its own code, so the driver,
+    which sees every trial end, writes ``trial_status`` (completed | stopped | failed).
+    """
+
+    def __init__(self, tracking_uri: str, max_epochs: int):
+        self.tracking_uri, self.max_epochs = tracking_uri, max_epochs
+
+    def _close(self, trial, status: str, run_status: str, **tags) -> None:
+        try:
+            check_tracking_uri(self.tracking_uri)  # 5 s; a dead server must not stall the driver
+            self._close_run(trial, status, run_status, **tags)
+        except Exception as e:  # the tracking server is down: the sweep goes on without the status
+            warnings.warn(f"could not record trial {trial.trial_id}'s status {status!r} in MLflow: {e}")
+
+    def _close_run(self, trial, status: str, run_status: str, **tags) -> None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if not run_id:
+            return
+        run = TrialRun.attach(self.tracking_uri, run_id)
+        current = run.client.get_run(run_id).data.tags.get("trial_status")
+        if current in ("diverged", "collapsed"):  # the trial's own verdict wins
+            status = current
+        run.set_tags({"trial_status": status, **tags})
+        run.finish(run_status)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done = (trial.last_result or {}).get("epoch", 0) >= self.max_epochs
+        self._close(trial, "completed" if done else "stopped", "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._close(trial, "failed", "FAILED", error=str(getattr(trial, "error_file", "") or ""))
