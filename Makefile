@@ -45,4 +45,4 @@ bench: $(STAMP)
 	$(PY) bench/throughput.py $(ARGS)
 
 clean:
-	rm -rf report ray_results single_trial mlflow.db mlartifacts
+	rm -rf report ray_results single_trial mlflow.db mlflow.db.lock mlartifacts optuna.db

@@ -83,9 +83,14 @@ def prepare_store(uri: str) -> None:
     Concurrent trials then only append rows: WAL lets readers and one writer proceed
     together, which is what keeps >=4 logging trials free of 'database is locked'.
     """
-    MlflowClient(uri).search_experiments(max_results=1)  # runs migrations on a new file
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):].split("?")[0]
+    if not uri.startswith("sqlite:///"):
+        MlflowClient(uri).search_experiments(max_results=1)
+        return
+    from filelock import FileLock
+
+    path = uri[len("sqlite:///"):].split("?")[0]
+    with FileLock(f"{path}.lock", timeout=120):  # two drivers migrating one new file at once corrupt it
+        MlflowClient(uri).search_experiments(max_results=1)  # runs migrations on a new file
         with sqlite3.connect(path, timeout=30) as con:
             con.execute("PRAGMA journal_mode=WAL")
 
