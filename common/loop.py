@@ -143,7 +143,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id},
                                    None)
                     return {**metrics, "diverged": 1.0}
-                metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time)
+                metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time, **_peak_memory(device))
                 if "loss_ratio" in metrics:  # instability shows as a drifting D/G balance, not one epoch
                     recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
                     metrics["loss_ratio_window"] = sum(recent) / len(recent)
@@ -274,10 +274,24 @@ def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
     return f"{', '.join(big)} above {BLOWUP:.0e} (blown up) at epoch {epoch}" if big else None
 
 
+def _peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory so far, MiB: this process's RSS and, on CUDA, what torch allocated on the
+    GPU. They say how many trials fit on a node (BENCHMARKS.md, bench/overhead.py)."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    out = {"peak_rss_mb": rss}
+    if device.type == "cuda":
+        out["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def _log_figures(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
     folder.mkdir(exist_ok=True)
     paths = task.figures(folder)
-    curves = {k: v for k, v in history.items() if k not in ("epoch_time_s", "train_time_s")}
+    curves = {k: v for k, v in history.items() if k not in ("epoch_time_s", "train_time_s", "peak_rss_mb",
+                                                             "peak_gpu_mem_mb")}
     paths.append(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"))
     for p in paths:
         run.log_artifact(p, "figures", keep_dir=keep_dir)

@@ -20,7 +20,7 @@ from common.loop import CheckpointError, LocalSession, SweepContext, load_checkp
 from common.sweep import SweepOptions, run
 from common.tracking import get_or_create_experiment, prepare_store
 
-TIMING = {"epoch_time_s", "train_time_s", "mlflow_run_id"}
+TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 CFG = dict(data="synthetic", batch_size=64, eval_samples=64, probe_every=0)
 
 

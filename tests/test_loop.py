@@ -10,7 +10,7 @@ from common.config import DCGANConfig, VAEConfig
 from common.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
 from common.tracking import get_or_create_experiment, prepare_store
 
-TIMING = {"epoch_time_s", "train_time_s", "mlflow_run_id"}
+TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 
 
 def _ctx(uri: str, metric: str) -> SweepContext:
@@ -74,8 +74,9 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert run.data.params["latent_dim"] == "64" and run.data.params["family"] == "vae"
     assert run.data.tags["device"] == "cpu" and run.data.tags["trial_status"] == "completed"
     assert run.data.metrics["n_train_images"] == 512 and run.data.metrics["n_test_images"] == 256
-    for name in ("test_elbo", "test_recon", "test_kl", "active_units", "sample_fd", "beta"):
+    for name in ("test_elbo", "test_recon", "test_kl", "active_units", "sample_fd", "beta", "peak_rss_mb"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
+    assert 100 < run.data.metrics["peak_rss_mb"] < 64_000  # MiB of this process, torch included
     assert math.isclose(run.data.metrics["test_elbo"], run.data.metrics["test_recon"] + run.data.metrics["test_kl"],
                         rel_tol=1e-6)
     assert [m.step for m in client.get_metric_history(run.info.run_id, "probe_acc")] == [2]

@@ -41,3 +41,28 @@ def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"
     assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_urls_are_logged_with_their_password_masked():
+    import pytest
+
+    from common.tracking import TrackingError, check_tracking_uri, redact
+
+    assert redact("postgresql://me:s3cret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
+    assert redact("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+    with pytest.raises(TrackingError) as err:  # port 9 refuses at once
+        check_tracking_uri("http://me:s3cret@127.0.0.1:9")
+    assert "s3cret" not in str(err.value) and "me:***@127.0.0.1:9" in str(err.value)
+
+
+def test_two_processes_preparing_one_new_store_at_once_both_succeed(tmp_path):
+    """The schema migration of a new sqlite file runs under a file lock."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=prepare_store, args=(uri,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0] * 3
+    assert MlflowClient(uri).search_experiments()  # a usable store

@@ -16,7 +16,7 @@ from common.tasks import TASKS
 from common.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
 from common.tracking import get_or_create_experiment, prepare_store
 
-TIMING = {"epoch_time_s", "train_time_s", "mlflow_run_id"}
+TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 TRAIN_METRICS = {"g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "d_recon", "train_loss", "train_kl",
                  "train_recon", "train_feature_recon"}
 EVAL_METRICS = {"test_elbo", "test_recon", "test_kl", "active_units", "sample_fd"}
