@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import resource
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -277,9 +279,6 @@ def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
 def _peak_memory(device: torch.device) -> dict[str, float]:
     """Peak memory so far, MiB: this process's RSS and, on CUDA, what torch allocated on the
     GPU. They say how many trials fit on a node (BENCHMARKS.md, bench/overhead.py)."""
-    import resource
-    import sys
-
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
     out = {"peak_rss_mb": rss}
     if device.type == "cuda":
