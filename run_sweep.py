@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--address", help="join an existing Ray cluster (default: start a local one)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractional allowed")
+    p.add_argument("--memory-per-trial", type=float, metavar="MIB",
+                   help="host memory each trial reserves from Ray, MiB (default: the family's measured peak)")
     p.add_argument("--single-trial", action="store_true", help="one trial in this process, no Ray (debugging)")
     p.add_argument("--resume", action="store_true", help="resume the latest interrupted sweep of this experiment")
     p.add_argument("--smoke-test", action="store_true", help="synthetic data, 2 trials, 1 epoch")
@@ -104,7 +106,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             fail(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")
     if args.eval_n is not None and args.eval_n != 0 and args.eval_n < 2:
         fail(f"--eval-n must be 0 (skip) or >= 2 images (got {args.eval_n})")
-    for name in ("cpus_per_trial", "gpus_per_trial"):
+    for name in ("cpus_per_trial", "gpus_per_trial", "memory_per_trial"):
         if getattr(args, name) is not None and getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     overrides = []
@@ -120,7 +122,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs, data=args.data,
         train_subset=args.train_subset, seed=args.seed, overrides=tuple(overrides),
         tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, single_trial=args.single_trial,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        memory_per_trial=args.memory_per_trial, single_trial=args.single_trial,
         resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out or "report",
         storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights,
         optuna_storage=args.optuna_storage)

@@ -54,10 +54,14 @@ def main() -> None:
     p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH", help="checkpoint to score (repeatable)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-train-vs-test", action="store_true", help="skip the real-vs-real FID")
+    p.add_argument("--layouts", type=int, metavar="N", help="instead: Inception images/s on N test images, "
+                   "NCHW vs channels_last, 3 interleaved repeats, and the largest feature difference")
     args = p.parse_args()
 
     data = load_dataset(args.data)
     device = torch.device(args.device)
+    if args.layouts:
+        return compare_layouts(data, args.layouts, device)
     rows = []
 
     def emit(name: str, **fields) -> None:
@@ -95,6 +99,31 @@ def main() -> None:
             cells[1] = round(cells[1] * 1000, 2)
         print(f"| {r['name']} | {r['n']} | " + " | ".join("—" if c is None else str(c) for c in cells)
               + f" | {r['seconds']} |")
+
+
+def compare_layouts(data, n: int, device: torch.device) -> None:
+    import copy
+    import statistics
+
+    from common.data import to_unit_range
+    from common.evaluation import InceptionFeatures
+
+    nets = {"nchw": InceptionFeatures().to(device).eval()}
+    nets["channels_last"] = copy.deepcopy(nets["nchw"]).to(memory_format=torch.channels_last)
+    x = to_unit_range(data.test_x[:n].to(device))
+    run = lambda net: torch.cat([net(x[i:i + 50]) for i in range(0, n, 50)])  # noqa: E731
+    with torch.no_grad():
+        feats = {k: run(net) for k, net in nets.items()}  # warm-up
+        ips = {k: [] for k in nets}
+        for _ in range(3):
+            for k, net in nets.items():
+                ips[k].append(n / timed(lambda: run(net))[1])
+    print(f"Inception on {n} test images, batches of 50, device {device}, threads {torch.get_num_threads()}")
+    for k, v in ips.items():
+        print(f"| {k} | {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f}) img/s | "
+              f"{statistics.median(a / b for a, b in zip(v, ips['nchw'])):.3f} |")
+    print(f"largest feature difference: {(feats['nchw'] - feats['channels_last']).abs().max().item():.2e} "
+          f"(features up to {feats['nchw'].abs().max().item():.2f})")
 
 
 def _round(scores: dict[str, float]) -> dict[str, float]:

@@ -5,20 +5,24 @@ Run (from the repository root)::
     .venv/bin/python bench/overhead.py --data ../shared/data/cifar10-jpeg.tar.gz --repeats 3
     .venv/bin/python bench/overhead.py                     # synthetic data, quick
 
-Each repeat runs two real sweeps of ``--trials`` VAE trials x ``--epochs`` epochs through
-``common.sweep.run`` on one local Ray (``--cpus-per-trial`` 1, so 2 at once on 2 cores), both
-with Optuna, ASHA off, MLflow on the embedded sqlite store, a checkpoint per epoch:
+Each repeat runs VAE sweeps of ``--epochs`` epochs per trial through ``common.sweep.run``, each
+on its own local Ray (``--cpus-per-trial`` 1, so 2 trials at once on 2 cores), all with Optuna,
+ASHA off, MLflow on the embedded sqlite store and a checkpoint per epoch:
 
 * null: every worker's ``TASKS["vae"]`` is swapped (a Ray worker setup hook) for a task that
   builds the real models and optimizers but whose epoch trains and evaluates nothing. Its
-  objective improves every epoch, so each epoch also writes ``best.pt`` and the figures: the
-  worst case of per-epoch bookkeeping. Its wall time is pure overhead.
-* real: the same sweep with the real VAE task on ``--data`` (the default 10k train subset).
+  objective improves every epoch, so each epoch also writes ``best.pt`` and the sample figures:
+  the worst case of per-epoch bookkeeping. Its wall time is pure overhead. It runs twice at
+  each of two sizes (``--trials SMALL LARGE``): with a fresh worker process per trial
+  (the baseline, Tune's default) and with reused workers (``common.tuning.REUSE_ACTORS``, ours).
+  The cost of one trial is the slope, (wall(LARGE) - wall(SMALL)) x slots / (LARGE - SMALL), so
+  per-sweep costs (MLflow store, Tuner set-up, registering the best model) do not count in it.
+* real: SMALL trials of the real VAE task on ``--data`` (default: the 10k train subset); a
+  trial's work is the sum of its ``epoch_time_s`` (train + evaluate), median over trials.
 
-Reported per repeat and as medians: the sweep's wall time, the overhead per trial
-(null wall x concurrent slots / trials: the slot-seconds one trial costs beyond its work), the
-real per-trial cost the same way, and overhead / real. Peak RSS per trial comes from the real
-trials' ``peak_rss_mb`` metric. Ray's own start-up (once per sweep) is reported apart.
+Reported per repeat and as medians (min-max): overhead per trial for both worker policies and
+their ratio, the overhead's share of a real trial, the fixed cost per sweep, Ray's start-up,
+and peak RSS (``peak_rss_mb``, per worker process: with reuse, over all trials it hosted).
 """
 from __future__ import annotations
 
@@ -60,13 +64,16 @@ def swap_in_null_task() -> None:
     common.tasks.TASKS["vae"] = NullTask
 
 
-def one_sweep(kind: str, args, root: Path) -> dict:
+def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> dict:
+    """One sweep of ``trials`` trials in its own Ray; its wall time and what its trials logged."""
     import ray
     from mlflow.tracking import MlflowClient
 
+    import common.tuning
     from common.sweep import SweepOptions, run
 
-    work = root / kind
+    common.tuning.REUSE_ACTORS = reuse  # the Tuner is built in this (driver) process
+    work = root / f"{kind}-{'reuse' if reuse else 'fresh'}-{trials}"
     work.mkdir()
     (work / "space.py").write_text(SPACE)
     t0 = time.perf_counter()
@@ -75,50 +82,73 @@ def one_sweep(kind: str, args, root: Path) -> dict:
     ray_start = time.perf_counter() - t0
     uri = f"sqlite:///{work / 'mlflow.db'}"
     t0 = time.perf_counter()
-    run(SweepOptions(space=str(work / "space.py"), data=args.data, num_samples=args.trials, max_epochs=args.epochs,
-                     tracking_uri=uri, storage=str(work / "rr"), report=False, eval_n=0,
-                     cpus_per_trial=args.cpus_per_trial, overrides=(("probe_every", "0"),)))
+    run(SweepOptions(space=str(work / "space.py"), data=args.data if kind == "real" else "synthetic",
+                     num_samples=trials, max_epochs=args.epochs, tracking_uri=uri, storage=str(work / "rr"),
+                     report=False, eval_n=0, cpus_per_trial=args.cpus_per_trial, overrides=(("probe_every", "0"),)))
     wall = time.perf_counter() - t0
     ray.shutdown()
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id], "tags.`sweep.role` = 'trial'")
-    slots = min(args.trials, int(args.cpus // args.cpus_per_trial))
-    rss = [r.data.metrics["peak_rss_mb"] for r in runs if "peak_rss_mb" in r.data.metrics]
-    return {"kind": kind, "ray_start_s": ray_start, "sweep_wall_s": wall, "trials": len(runs), "slots": slots,
-            "per_trial_s": wall * slots / args.trials, "peak_rss_mb": max(rss) if rss else None}
+    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id], "tags.`sweep.role` = 'trial'",
+                              order_by=["attributes.start_time ASC"])
+    done = [r for r in runs if r.data.tags.get("trial_status") == "completed"]
+    if len(done) != trials:  # a failed trial costs nothing: timing it would flatter the overhead
+        sys.exit(f"{kind} sweep: {len(done)} of {trials} trials completed; see the Tune output above")
+    work_s = [sum(m.value for m in client.get_metric_history(r.info.run_id, "epoch_time_s")) for r in runs]
+    rss = [r.data.metrics["peak_rss_mb"] for r in runs]
+    return {"ray_start_s": ray_start, "wall_s": wall, "work_s": statistics.median(work_s),
+            "rss_first_mb": max(rss[:2]), "rss_last_mb": max(rss[-2:])}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--trials", type=int, default=8)
+    p.add_argument("--data", default="synthetic", help="data of the real trials (the null ones use synthetic)")
+    p.add_argument("--trials", type=int, nargs=2, default=[4, 12], metavar=("SMALL", "LARGE"),
+                   help="the two sweep sizes whose difference gives the cost per trial")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--cpus", type=float, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
+    small, large = args.trials
+    slots = int(args.cpus // args.cpus_per_trial)
+
+    def per_trial(sweeps: dict) -> float:  # slot-seconds each extra trial adds
+        return (sweeps[large]["wall_s"] - sweeps[small]["wall_s"]) * slots / (large - small)
 
     rows = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-            null, real = one_sweep("null", args, Path(tmp)), one_sweep("real", args, Path(tmp))
-        rows.append({"null": null, "real": real, "ratio": null["per_trial_s"] / real["per_trial_s"]})
-        print(f"repeat {i + 1}: overhead {null['per_trial_s']:.2f} s/trial, real {real['per_trial_s']:.2f} s/trial, "
-              f"ratio {rows[-1]['ratio']:.3f}; ray start {null['ray_start_s']:.1f} s; "
-              f"peak RSS {real['peak_rss_mb']} MB", flush=True)
+            sweeps = {(kind, reuse): {n: one_sweep(kind, args, Path(tmp), n, reuse) for n in (small, large)}
+                      for kind, reuse in (("null", False), ("null", True))}
+            real = one_sweep("real", args, Path(tmp), small)
+        fresh, reused = per_trial(sweeps["null", False]), per_trial(sweeps["null", True])
+        null = sweeps["null", True]
+        row = {"fresh_s": fresh, "reused_s": reused, "speedup": fresh / reused, "work_s": real["work_s"],
+               "share": reused / (real["work_s"] + reused),
+               "fixed_s": null[small]["wall_s"] - reused * small / slots, "ray_start_s": null[small]["ray_start_s"],
+               "rss_first_mb": real["rss_first_mb"], "rss_last_mb": null[large]["rss_last_mb"],
+               "null_rss_first_mb": null[large]["rss_first_mb"]}
+        rows.append(row)
+        print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
-    def med(get):
-        vals = [get(r) for r in rows]
+    def med(key: str) -> str:
+        vals = [r[key] for r in rows]
         return f"{statistics.median(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})"
 
-    print(f"\n{args.trials} trials x {args.epochs} epochs, {args.cpus_per_trial} CPU each on {args.cpus} CPUs, "
-          f"data {args.data}, {args.repeats} repeat(s): median (min-max)")
-    print(f"| overhead per trial (null sweep), s | {med(lambda r: r['null']['per_trial_s'])} |")
-    print(f"| real 2-epoch trial, s | {med(lambda r: r['real']['per_trial_s'])} |")
-    print(f"| overhead / real | {med(lambda r: r['ratio'])} |")
-    print(f"| Ray start (once per sweep), s | {med(lambda r: r['null']['ray_start_s'])} |")
-    print(f"| peak RSS per real trial, MB | {med(lambda r: r['real']['peak_rss_mb'] or 0)} |")
+    print(f"\nVAE trials x {args.epochs} epochs, {args.cpus_per_trial} CPU each on {args.cpus} CPUs; cost per trial = "
+          f"slope between {small}- and {large}-trial sweeps; real data {args.data}; {args.repeats} repeat(s): "
+          "median (min-max)")
+    print(f"| overhead per trial, a fresh worker process per trial (baseline), s | {med('fresh_s')} |")
+    print(f"| overhead per trial, reused worker processes (default), s | {med('reused_s')} |")
+    print(f"| baseline / default | {med('speedup')} |")
+    print(f"| work of a real {args.epochs}-epoch trial (train + evaluate), s | {med('work_s')} |")
+    print(f"| overhead share of a real trial, overhead / (work + overhead) | {med('share')} |")
+    print(f"| fixed cost per sweep beyond Ray start (store, Tuner, end stage), s | {med('fixed_s')} |")
+    print(f"| Ray start (once per sweep), s | {med('ray_start_s')} |")
+    print(f"| peak RSS, real trials, MiB | {med('rss_first_mb')} |")
+    print(f"| peak RSS of a reused worker: first trials / last trials (null), MiB | {med('null_rss_first_mb')} / "
+          f"{med('rss_last_mb')} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

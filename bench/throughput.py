@@ -5,6 +5,7 @@ Run (from the repository root)::
     .venv/bin/python bench/throughput.py --data /work/shared/data/cifar10-jpeg.tar.gz --repeats 5
     .venv/bin/python bench/throughput.py                       # synthetic data, quick smoke run
     .venv/bin/python bench/throughput.py --json out.json --models vae --device cuda
+    .venv/bin/python bench/throughput.py --data ... --variants        # candidate speed-ups instead
 
 What it measures, per model family (VAE, DCGAN):
 
@@ -76,25 +77,38 @@ def sync(device: torch.device) -> None:
 class Bare:
     """The minimal training loop: same nets, optimizer settings and data, nothing else."""
 
-    def __init__(self, cfg, x_uint8: torch.Tensor, device: torch.device):
+    def __init__(self, cfg, x_uint8: torch.Tensor, device: torch.device, channels_last: bool = False,
+                 compile: bool = False, fused: bool = False, bf16: bool = False):
+        """The keyword switches are the candidate speed-ups ``--variants`` compares (all off = baseline)."""
         self.cfg, self.x, self.device = cfg, x_uint8.to(device), device
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.bf16 = bf16
+        opt = lambda params, **kw: torch.optim.Adam(params, fused=True, **kw) if fused else torch.optim.Adam(params, **kw)
+        wrap = lambda m: torch.compile(m) if compile else m  # noqa: E731
         if cfg.family == "vae":
-            self.vae = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device)
-            self.opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.lr)
+            self.vae = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device, memory_format=self.fmt)
+            self.opt = opt(self.vae.parameters(), lr=cfg.lr)
+            self.vae = wrap(self.vae)
         else:
-            self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device)
-            self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device)
+            self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device, memory_format=self.fmt)
+            self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device, memory_format=self.fmt)
             betas = (cfg.beta1, cfg.beta2)
-            self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
-            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+            self.opt_g = opt(self.g.parameters(), lr=cfg.lr_g, betas=betas)
+            self.opt_d = opt(self.d.parameters(), lr=cfg.lr_d, betas=betas)
+            self.g, self.d = wrap(self.g), wrap(self.d)
 
     def train_epoch(self) -> None:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            self._train_epoch()
+
+    def _train_epoch(self) -> None:
         bs, n = self.cfg.batch_size, len(self.x)
         perm = torch.randperm(n).to(self.device)
         for i in range(0, n - bs + 1, bs):  # drop_last, like the product
-            x = self.x[perm[i:i + bs]].float() / 127.5 - 1.0
+            x = (self.x[perm[i:i + bs]].float() / 127.5 - 1.0).contiguous(memory_format=self.fmt)
             if self.cfg.family == "vae":
                 x_hat, mu, logvar = self.vae(x)
+                x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
                 kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
                 loss = ((x_hat - x).pow(2).flatten(1).sum(1) + self.cfg.beta * kl).mean()
                 self.opt.zero_grad()
@@ -102,13 +116,13 @@ class Bare:
                 self.opt.step()
             else:
                 fake = self.g(torch.randn(bs, self.cfg.latent_dim, device=self.device))
-                real_logits, fake_logits = self.d(x), self.d(fake.detach())
+                real_logits, fake_logits = self.d(x).float(), self.d(fake.detach()).float()
                 d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
                           + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
                 self.opt_d.zero_grad()
                 d_loss.backward()
                 self.opt_d.step()
-                fake_logits = self.d(fake)
+                fake_logits = self.d(fake).float()
                 g_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
                 self.opt_g.zero_grad()
                 g_loss.backward()
@@ -188,6 +202,41 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
     }
 
 
+VARIANTS = {  # name -> (Bare switches, batch size or None for --batch-size)
+    "baseline": ({}, None),
+    "channels_last": ({"channels_last": True}, None),
+    "fused_adam": ({"fused": True}, None),
+    "bf16_autocast": ({"bf16": True}, None),
+    "torch_compile": ({"compile": True}, None),
+    "batch_256": ({}, 256),
+}
+
+
+def bench_variants(family: str, data, args, device: torch.device, names: list[str]) -> dict:
+    """Candidate speed-ups of the bare loop, each against the plain one, interleaved per repeat."""
+    base = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset,
+                                      "batch_size": args.batch_size, "device": args.device})
+    configure_threads(args.threads)
+    torch.use_deterministic_algorithms(False)
+    x = data.train_x[subset_indices(len(data.train_x), base.train_subset, base.seed)]
+    loops, n_img, warm = {}, {}, {}
+    for name in names:
+        switches, batch = VARIANTS[name]
+        cfg = CONFIGS[family].from_dict({**base.to_dict(), "batch_size": batch or base.batch_size})
+        torch.manual_seed(0)
+        loops[name] = Bare(cfg, x, device, **switches)
+        n_img[name] = (len(x) // cfg.batch_size) * cfg.batch_size
+        warm[name] = timed(loops[name].train_epoch, device)  # compile happens here
+    ips = {name: [] for name in names}
+    for r in range(args.repeats):
+        for name in names:
+            ips[name].append(n_img[name] / timed(loops[name].train_epoch, device))
+        print(f"  {family} repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ips.items()),
+              flush=True)
+    ratio = {k: statistics.median(a / b for a, b in zip(v, ips["baseline"])) for k, v in ips.items()}
+    return {"family": family, "ips": ips, "ratio": ratio, "warmup_s": warm}
+
+
 def fmt(v: list[float]) -> str:
     return f"{statistics.median(v):8.1f} ({min(v):.0f}-{max(v):.0f})"
 
@@ -202,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per loop after one warm-up")
     p.add_argument("--models", default="vae,dcgan", help="comma-separated: vae,dcgan")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--variants", nargs="*", metavar="NAME",
+                   help=f"instead: compare candidate speed-ups of the bare loop with it ({', '.join(VARIANTS)}; "
+                        "no names = all)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     families = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -218,6 +270,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
           f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
           f"batch {args.batch_size}, {args.repeats} repeats", flush=True)
+    if args.variants is not None:
+        names = ["baseline"] + [n for n in (args.variants or VARIANTS) if n != "baseline"]
+        if set(names) - set(VARIANTS):
+            p.error(f"--variants must name some of {', '.join(VARIANTS)}")
+        results = [bench_variants(f, data, args, device, names) for f in families]
+        print(f"\nbare-loop variants, images/s: median (min-max) over {args.repeats} interleaved repeats; "
+              "ratio = median of per-repeat ratios to baseline; first epoch (compile, warm-up) apart")
+        for r in results:
+            for name in names:
+                print(f"{r['family']:6} {name:14} {fmt(r['ips'][name]):>24} {r['ratio'][name]:6.3f} "
+                      f"first epoch {r['warmup_s'][name]:6.1f}s")
+        if max(OTHER) > 0.25:
+            print("WARNING: other processes used CPU during the timed epochs; rerun on a quiet machine")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine(args.threads, device), "args": vars(args),
+                                                   "variants": results}, indent=2))
+        return 0
     results = [bench_model(f, data, args, device) for f in families]
 
     print(f"\ntraining throughput, images/s: median (min-max) over {args.repeats} interleaved repeats")

@@ -21,12 +21,19 @@ def _f(default, *, lo=None, hi=None, lo_open=False, choices=None, doc=""):
     return field(default=default, metadata=dict(lo=lo, hi=hi, lo_open=lo_open, choices=choices, doc=doc))
 
 
+SYNTHETIC_RSS_MB = 1400  # any family on synthetic data (768 images): measured 1,265-1,297
+
+
 @dataclass(frozen=True)
 class TrialConfig:
     """Fields every family shares: data, budget, seed, device."""
 
     family: ClassVar[str] = ""
     default_metric: ClassVar[str] = ""  # the objective when a space file names none (fixed runs)
+    # Peak RSS of one trial process at the defaults on real CIFAR-10 (10k train subset, 10k test,
+    # the end-of-trial probe included), MiB, rounded up: what a trial reserves from Ray's
+    # ``memory`` resource unless told otherwise (BENCHMARKS.md, "Memory per trial").
+    peak_rss_mb: ClassVar[int] = 0
     seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
     data: str = _f("cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz")
     train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the seed used 10k)")
@@ -35,6 +42,8 @@ class TrialConfig:
     probe_every: int = _f(5, lo=0, doc="run the (costly) linear probe every N epochs and at the end; 0 = end only")
     eval_samples: int = _f(1000, lo=16, doc="generated images per epoch for the sample-quality score")
     device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
+    precision: str = _f("fp32", choices=("fp32", "bf16"), doc="training steps' matmuls/convs: bf16 = autocast to "
+                        "bfloat16 (faster on CPU, changes the numbers: bench/precision.py); evaluation is always fp32")
     collapse_patience: int = _f(0, lo=0, doc="stop a trial flagged mode_collapse / posterior_collapse this many "
                                              "epochs in a row (a pruning signal); 0 = never")
 
@@ -70,6 +79,10 @@ class TrialConfig:
     def _validate(self) -> None:
         """Cross-field checks; subclasses extend."""
 
+    def memory_mb(self) -> int:
+        """Host memory one trial of this config needs, MiB (a measured peak, not a model)."""
+        return SYNTHETIC_RSS_MB if self.data == "synthetic" else self.peak_rss_mb
+
 
 @dataclass(frozen=True)
 class VAEConfig(TrialConfig):
@@ -77,6 +90,9 @@ class VAEConfig(TrialConfig):
 
     family: ClassVar[str] = "vae"
     default_metric: ClassVar[str] = "test_elbo"
+    peak_rss_mb: ClassVar[int] = 1600  # measured 1,509
+    precision: str = _f("bf16", choices=("fp32", "bf16"), doc="bf16 by default: 1.3x faster training on CPU with "
+                        "test_elbo within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics")
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
@@ -104,6 +120,7 @@ class DCGANConfig(TrialConfig):
 
     family: ClassVar[str] = "dcgan"
     default_metric: ClassVar[str] = "sample_fd"
+    peak_rss_mb: ClassVar[int] = 3200  # measured 3,107: the D-feature probe's 20k x 7,168 features
     max_epochs: int = _f(40, lo=1, hi=10_000)
     probe_every: int = _f(0, lo=0, doc="the D-feature linear probe every N epochs and at the end; 0 = end only "
                           "(the default: ~30 s per probe on a 2-core CPU, 7,168 features)")
@@ -173,6 +190,7 @@ class VAEGANConfig(TrialConfig):
 
     family: ClassVar[str] = "vaegan"
     default_metric: ClassVar[str] = "sample_fd"
+    peak_rss_mb: ClassVar[int] = 1800  # measured 1,763
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c; the decoder mirrors them (as vae)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none (as vae)")
@@ -204,6 +222,9 @@ class VAEGANConfig(TrialConfig):
         if self.recon_weight == 0 and self.pixel_weight == 0:
             raise ConfigError("vaegan config keys recon_weight=0 and pixel_weight=0 leave no reconstruction term "
                               "(the encoder would learn only the KL); set one of them > 0")
+        if self.precision != "fp32":
+            raise ConfigError(f"vaegan config key precision={self.precision!r} is not supported (vae and dcgan "
+                              "only); use precision=fp32")
 
 
 FAMILIES: dict[str, type[TrialConfig]] = {"vae": VAEConfig, "dcgan": DCGANConfig, "vaegan": VAEGANConfig}

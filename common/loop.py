@@ -165,7 +165,9 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state()}, tmp / BEST_FILE)
                     run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
                 if improved or last:
-                    _log_figures(task, history, tmp / "figures", run, session.trial_dir)
+                    _log_figures(task, tmp / "figures", run, session.trial_dir)
+                if last:
+                    _log_curves(task, history, tmp / "figures", run, session.trial_dir)
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
@@ -181,6 +183,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
                 collapsed_for = collapsed_for + 1 if flagged else 0
                 if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
+                    _log_curves(task, history, tmp / "figures", run, session.trial_dir)
                     run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1,
                                   "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs"})
                     return metrics  # pruned: the searcher keeps the objective it was just told
@@ -243,7 +246,7 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str
 
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_id: str | None) -> TrialRun:
-    where = {"device": str(device), "node": session.node, "pid": str(os.getpid())}
+    where = {"device": str(device), "node": session.node, "pid": str(os.getpid()), "precision_used": task.precision_used}
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
@@ -286,11 +289,17 @@ def _peak_memory(device: torch.device) -> dict[str, float]:
     return out
 
 
-def _log_figures(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
+def _log_figures(task, folder: Path, run: TrialRun, keep_dir: str) -> None:
     folder.mkdir(exist_ok=True)
-    paths = task.figures(folder)
-    curves = {k: v for k, v in history.items() if k not in ("epoch_time_s", "train_time_s", "peak_rss_mb",
-                                                             "peak_gpu_mem_mb")}
-    paths.append(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"))
-    for p in paths:
+    for p in task.figures(folder):
         run.log_artifact(p, "figures", keep_dir=keep_dir)
+
+
+def _log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
+    """Once, when the trial ends: drawing them is ~0.35 s, most of a trial's per-epoch
+    bookkeeping (bench/overhead.py), and the MLflow UI plots the same metrics live."""
+    folder.mkdir(exist_ok=True)
+    skip = ("epoch_time_s", "train_time_s", "peak_rss_mb", "peak_gpu_mem_mb")
+    curves = {k: v for k, v in history.items() if k not in skip}
+    run.log_artifact(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"),
+                     "figures", keep_dir=keep_dir)

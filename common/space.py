@@ -11,7 +11,9 @@ Names a space file may define (lower case, nanoGPT-style)::
     defaults     {config_field: value}                fixed values (not searched)
     num_samples  int (default 8)       max_epochs  int (default: the config's)
     scheduler    {"grace_period": 1, "reduction_factor": 3} or None for no early stopping
-    resources    {"cpu": 1, "gpu": 0}                 per trial; CLI flags override
+    sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
+    resources    {"cpu": 1, "gpu": 0, "memory_mb": N}  per trial; CLI flags override; memory_mb
+                                                      defaults to the family's measured peak
     max_concurrent  int | None                        concurrency limit for the searcher
     runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
 """
@@ -29,7 +31,7 @@ import optuna
 from common.config import config_class, for_family
 
 ALLOWED = {"family", "metric", "mode", "space", "defaults", "num_samples", "max_epochs",
-           "scheduler", "resources", "max_concurrent", "runs", "description"}
+           "scheduler", "sampler", "resources", "max_concurrent", "runs", "description"}
 
 
 class SpaceError(ValueError):
@@ -52,6 +54,7 @@ class Space:
     max_concurrent: int | None
     runs: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    sampler: str = "tpe"
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); >1 = multi-objective
     # ``metric`` / ``mode`` are the primary objective: checkpoints, ASHA and "best" use it.
 
@@ -97,13 +100,14 @@ def load_space(path: str | Path) -> Space:
     need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
     need("runs", isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
          "a list of dicts, each with a 'family'")
-    need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu"}
+    need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
          and all(_number(v) and v >= 0 for v in ns.get("resources", {}).values()),
-         "a dict like {'cpu': 1, 'gpu': 0.5} with non-negative numbers")
+         "a dict like {'cpu': 1, 'gpu': 0.5, 'memory_mb': 2000} with non-negative numbers")
     need("scheduler", ns.get("scheduler") is None or (
         isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
         and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
         "None or a dict like {'grace_period': 1, 'reduction_factor': 3} (values >= 1)")
+    need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
     need("max_concurrent", ns.get("max_concurrent") is None or (
         isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
     space = Space(
@@ -115,7 +119,7 @@ def load_space(path: str | Path) -> Space:
         scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
         resources={"cpu": 1.0, "gpu": 0.0, **(ns.get("resources") or {})},
         max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
-        description=str(ns.get("description", "")),
+        description=str(ns.get("description", "")), sampler=ns.get("sampler", "tpe"),
     )
     for run in space.runs:
         config_class(run["family"])

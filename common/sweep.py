@@ -8,6 +8,7 @@ registered and evaluated (``common.best``), and the report built from what MLflo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -24,7 +25,7 @@ from common.best import best_checkpoint, eval_samples_default, final_evaluation,
 from common.loop import LocalSession, SweepContext, is_better, run_trial
 from common.space import Space, check_configs, load_space
 from common.storage import check_writable
-from common.tuning import check_optuna_storage, fit_family, optuna_storage_url
+from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
                              get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
 
@@ -53,6 +54,7 @@ class SweepOptions:
     address: str | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
+    memory_per_trial: float | None = None  # MiB; None = the space's, else the family's measured peak
     single_trial: bool = False
     resume: bool = False
     smoke_test: bool = False
@@ -117,6 +119,20 @@ def run(opts: SweepOptions) -> dict[str, Any]:
 
     import ray
 
+    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
+    resources = [{"cpu": cpus, "gpu": gpus, "memory_mb": opts.memory_per_trial if opts.memory_per_trial is not None
+                  else space.resources.get("memory_mb", config_class(c["family"]).from_dict(c).memory_mb())}
+                 for c in configs]
+    if not ray.is_initialized():
+        if opts.address:  # ship this checkout's code to the cluster's workers
+            ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
+        else:
+            # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False, logging_level=logging.ERROR)
+            logging.getLogger("ray").setLevel(logging.INFO)
+    for need in resources:
+        check_fits(need)
     prepare_store(uri)
     storage_url = optuna_storage_url(uri, opts.optuna_storage)
     if space.search is not None and not space.runs:
@@ -138,13 +154,6 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             "mode": ",".join(m for _, m in space.objectives) or space.mode, "seed": fixed.get("seed", 42), "data": configs[0]["data"],
             "train_subset": configs[0]["train_subset"], "max_epochs": fixed.get("max_epochs", "per family")})
 
-    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
-    if not ray.is_initialized():
-        if opts.address:  # ship this checkout's code to the cluster's workers
-            ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
-        else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False)
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id, metric="",
                        mode=space.mode, git_commit=commit, cpus_per_trial=cpus,
                        data_cache_dir=os.environ.get("VAEGAN_CACHE"))
@@ -163,7 +172,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
                 study = (storage_url, f"{sweep_dir.name}/{name}")
                 parent.set_tags({"optuna.storage": redact(storage_url), f"optuna.study.{family}": study[1]})
             best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts.max_failures, sweep_dir / name,
-                              {"cpu": cpus, "gpu": gpus}, _num_samples(space, opts), study)
+                              resources[i], _num_samples(space, opts), study)
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best

@@ -10,10 +10,15 @@ from typing import Any
 
 from ray.tune import Callback
 
-from common.config import config_class
+from common.config import ConfigError, config_class
 from common.loop import SweepContext
 from common.space import Space
 from common.tracking import TrackingError, TrialRun, check_tracking_uri, redact
+
+
+# Trials run one after another in the same Ray worker process instead of a fresh one each:
+# a new process spends ~4 s importing torch, MLflow and Ray Tune (bench/overhead.py).
+REUSE_ACTORS = True
 
 
 def check_optuna_storage(url: str) -> None:
@@ -43,7 +48,8 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                path: Path, resources: dict[str, float], num_samples: int,
                study: tuple[str, str] | None = None) -> dict[str, Any] | None:
     """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its
-    best result. study: (RDB storage URL, study name) for the Optuna searcher."""
+    best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
+    study name) for the Optuna searcher."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -54,7 +60,9 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     from trainables.vaegan import train_vaegan
 
     fn = {"vae": train_vae, "dcgan": train_dcgan, "vaegan": train_vaegan}[family]
-    trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), resources)
+    # Ray's "memory" is a reservation, per node: a node runs only the trials whose peaks fit it.
+    ray_resources = {"cpu": resources["cpu"], "gpu": resources["gpu"], "memory": resources["memory_mb"] * 2**20}
+    trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), ray_resources)
     max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
     if path.exists() and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
@@ -65,11 +73,16 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
             multi = len(space.objectives) > 1
             import optuna
 
-            searcher = OptunaSearch(space=space.search, seed=seed,
+            random = space.sampler == "random"
+            searcher = OptunaSearch(space=space.search, seed=None if random else seed,
+                                    sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
                                     metric=[m for m, _ in space.objectives] if multi else ctx.metric,
                                     mode=[m for _, m in space.objectives] if multi else ctx.mode,
                                     storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
+            slots = _slots(resources)
+            print(f"{family}: up to {slots} trial(s) at once ({', '.join(f'{k} {v:g}' for k, v in resources.items())} "
+                  "per trial)", flush=True)
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or slots)
         scheduler = None
         if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
@@ -78,7 +91,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
-                                        num_samples=num_samples),
+                                        num_samples=num_samples, reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(
                 name=path.name, storage_path=str(path.parent), verbose=1,
                 # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
@@ -140,14 +153,32 @@ def _fail_orphans(storage_url: str, study_name: str) -> None:
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 
 
+def check_fits(resources: dict[str, float]) -> None:
+    """ConfigError unless some node of the cluster can hold one trial: Tune would otherwise wait
+    forever for a node that never comes."""
+    import ray
+
+    need = {"CPU": resources["cpu"], "GPU": resources["gpu"], "memory": resources["memory_mb"] * 2**20}
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(all(n.get(k, 0) >= v for k, v in need.items()) for n in nodes):
+        return
+    best = {k: max((n.get(k, 0) for n in nodes), default=0) for k in need}
+    short = [k for k in need if best[k] < need[k]]
+    shown = lambda k, v: f"{v / 2**20:,.0f} MiB" if k == "memory" else f"{v:g}"
+    flag = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial", "memory": "--memory-per-trial"}
+    raise ConfigError("a trial needs " + ", ".join(f"{k} {shown(k, need[k])}" for k in short or need)
+                      + " but no node has that much (largest: " + ", ".join(f"{k} {shown(k, best[k])}" for k in short or need)
+                      + "); lower " + " / ".join(flag[k] for k in short or need) + " or add a bigger node")
+
+
 def _slots(resources: dict[str, float]) -> int:
-    """How many trials fit at once on this cluster (the searcher should not run ahead of it)."""
+    """How many trials fit at once on this cluster (the searcher should not run ahead of it):
+    the scarcest of CPUs, GPUs and memory, each total over the trial's need."""
     import ray
 
     total = ray.cluster_resources()
-    cpu = int(total.get("CPU", 1) // max(resources["cpu"], 1e-9)) if resources["cpu"] else 10**6
-    gpu = int(total.get("GPU", 0) // resources["gpu"]) if resources["gpu"] else 10**6
-    return max(1, min(cpu, gpu))
+    need = {"CPU": resources["cpu"], "GPU": resources["gpu"], "memory": resources.get("memory_mb", 0) * 2**20}
+    return max(1, min((int(total.get(k, 0) // v) for k, v in need.items() if v), default=10**6))
 
 
 class MlflowStatusCallback(Callback):

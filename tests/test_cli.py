@@ -145,6 +145,11 @@ CASES = {
         "test/cat/bad.png", lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40)(i)], "corrupt"),
     "data-truncated-jpeg": Case(lambda i: ["--space", GAN, "--data", image_tree(
         "train/cat/cut.jpg", truncated_jpeg)(i)], "corrupt"),
+    # ---- resources no node has (checked once Ray is up, before MLflow is touched)
+    "memory-per-trial-too-big": Case(lambda i: ["--space", VAE, "--memory-per-trial", "10000000"] + SYN,
+                                     "--memory-per-trial"),
+    "gpus-per-trial-no-gpu": Case(lambda i: ["--space", VAE, "--gpus-per-trial", "64"] + SYN, "--gpus-per-trial"),
+    "memory-per-trial-negative": Case(lambda i: ["--space", VAE, "--memory-per-trial", "-1"] + SYN, ">= 0"),
     # ---- --tracking-uri / --report
     "tracking-unreachable": Case(lambda i: ["--space", GAN, "--tracking-uri", "http://127.0.0.1:9"] + SYN,
                                  "unreachable"),

@@ -85,6 +85,23 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
 
 
+def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):
+    client = MlflowClient(tracking_uri)
+
+    class Watching(LocalSession):  # the run's figures as each epoch reports
+        seen: list[set[str]] = []
+
+        def report(self, metrics, checkpoint_dir):
+            super().report(metrics, checkpoint_dir)
+            self.seen.append({f.path for f in client.list_artifacts(metrics["mlflow_run_id"], "figures")})
+
+    session = Watching(workdir / "w")
+    run_trial(VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=0),
+              _ctx(tracking_uri, "test_elbo"), session)
+    samples = {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples")}
+    assert session.seen == [samples, samples | {"figures/curves.png"}]
+
+
 def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir):
     session = LocalSession(workdir / "nan")
     final = run_trial(VAEConfig(data="synthetic", max_epochs=3, batch_size=64, lr=1e3, eval_samples=64),
@@ -111,3 +128,37 @@ def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monke
     assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
     assert "posterior_collapse" in tags["collapsed_reason"]
     assert tags["detector.posterior_collapse"] == "epoch 1"  # raised as a tag when it first fires
+
+
+@pytest.mark.parametrize("family,precision", [("vae", "bf16"), ("vae", "fp32"), ("dcgan", "bf16"), ("dcgan", "fp32")])
+def test_training_precision_and_cpu_memory_layout(family, precision):
+    """bf16 autocast covers the training forward passes only; CPU models are channels_last
+    (both measured faster: bench/throughput.py --variants, bench/precision.py)."""
+    import torch
+
+    from common.config import config_class
+    from common.data import load_dataset
+    from common.device import seed_everything
+    from common.tasks import TASKS
+
+    cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64})
+    task = TASKS[family](cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
+    assert task.precision_used == precision
+    conv = next(m for net in task.models.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4
+    x = next(task.train.batches(64, torch.Generator().manual_seed(0)))
+    with task.autocast():
+        out = conv(x[:, :conv.in_channels] if conv.in_channels <= 3 else torch.zeros(1))
+    assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+    metrics = task.train_epoch(0)
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert task.evaluate(probe=False)  # evaluation is fp32 whatever the training precision
+
+
+def test_vae_defaults_to_bf16_and_the_others_to_fp32():
+    from common.config import DCGANConfig, VAEConfig, VAEGANConfig
+    from common.config import ConfigError
+
+    assert (VAEConfig().precision, DCGANConfig().precision, VAEGANConfig().precision) == ("bf16", "fp32", "fp32")
+    with pytest.raises(ConfigError, match="precision"):
+        VAEGANConfig(precision="bf16")

@@ -246,6 +246,8 @@ UNCHECKED = {
     "resources-negative": HEADER + 'resources = {"cpu": -1}\n',
     "max-concurrent-negative": HEADER + "max_concurrent = -1\n",
     "scheduler-a-string": HEADER + 'scheduler = "asha"\n',
+    "sampler-unknown": HEADER + 'sampler = "grid"\n',
+    "resources-unknown-key": HEADER + 'resources = {"memory": 2000}\n',
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from common.sweep import SweepOptions, run
@@ -85,7 +86,7 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
 def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
     """8 trials write to the embedded sqlite store at once: no lock errors, no lost points."""
     opts = _opts(workdir, tracking_uri, "gan_ttur.py", num_samples=8, max_epochs=2, cpus_per_trial=0.25,
-                 report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"), ("g_channels", "32"),
+                 memory_per_trial=100, report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"), ("g_channels", "32"),
                                           ("d_channels", "16")))
     run(opts)
     client, parents, children = _runs(tracking_uri, "gan_ttur")
@@ -127,6 +128,59 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
     models = mlflow.search_logged_models(experiment_ids=[parents[0].info.experiment_id], output_format="list")
     assert [m.name for m in models] == ["best_dcgan"]  # not logged a second time on resume
     assert len(optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"]).trials) == 8
+
+
+def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, workdir, tracking_uri):
+    import ray
+
+    from common.config import ConfigError
+    from common.tuning import _slots, check_fits
+
+    mib = ray.cluster_resources()["memory"] / 2**20  # what Ray offers this node (2 CPUs)
+    assert _slots({"cpu": 1, "gpu": 0, "memory_mb": 100}) == 2  # CPU-bound
+    assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib / 3 - 1}) == 3  # memory-bound
+    assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib * 2}) == 1
+    check_fits({"cpu": 2, "gpu": 0, "memory_mb": mib})
+    for need, flag in (({"cpu": 3, "gpu": 0, "memory_mb": 1}, "--cpus-per-trial"),
+                       ({"cpu": 1, "gpu": 1, "memory_mb": 1}, "--gpus-per-trial"),
+                       ({"cpu": 1, "gpu": 0, "memory_mb": mib + 1}, "--memory-per-trial")):
+        with pytest.raises(ConfigError, match=flag):
+            check_fits(need)
+    # A sweep asks Ray for each family's measured peak: with a third of the node's memory per
+    # trial, at most 3 of 4 trials ever run at once, however many CPUs they could share.
+    from common.config import VAEConfig
+
+    assert VAEConfig(data="synthetic").memory_mb() < VAEConfig().memory_mb() == VAEConfig.peak_rss_mb
+    run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=4, max_epochs=1, cpus_per_trial=0.1,
+              memory_per_trial=mib / 3 - 1, report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"))))
+    client, _, children = _runs(tracking_uri, "vae_beta")
+    spans = [(c.info.start_time, c.info.end_time) for c in children]
+    overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+    assert len(children) == 4 and overlap <= 3
+    # Worker processes are reused (common.tuning.REUSE_ACTORS): a trial does not pay ~4 s of imports.
+    assert len({c.data.tags["pid"] for c in children}) < 4
+
+
+@pytest.mark.parametrize("sampler,expected", [("random", "RandomSampler"), ("tpe", "TPESampler")])
+def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir, tracking_uri, monkeypatch):
+    """``sampler = "random"`` is the baseline bench/search.py compares TPE (+ ASHA) with."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    seen = []
+    real_setup = OptunaSearch._setup_study
+
+    def spy(self, *a, **kw):
+        real_setup(self, *a, **kw)
+        seen.append(type(self._ot_study.sampler).__name__)
+        raise KeyboardInterrupt  # stop here: the sampler is all this test is about
+
+    monkeypatch.setattr(OptunaSearch, "_setup_study", spy)
+    space = workdir / "space.py"
+    space.write_text((ROOT / "sweeps" / "vae_beta.py").read_text() + f"\nsampler = {sampler!r}\n")
+    with pytest.raises(KeyboardInterrupt):
+        run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, num_samples=1,
+                         storage=str(workdir / "rr"), report=False, eval_n=0))
+    assert seen == [expected]
 
 
 def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):

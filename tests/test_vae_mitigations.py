@@ -207,7 +207,9 @@ def _seed_train_epoch(task: VAETask, epoch: int) -> dict[str, float]:
     total = torch.zeros(3)
     n = 0
     for x in task.train.batches(task.cfg.batch_size, task.generator):
-        x_hat, mu, logvar = task.model(x)
+        with task.autocast():  # bf16 forward when precision=bf16 (the VAE's default), losses in fp32
+            x_hat, mu, logvar = task.model(x)
+        x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
         recon, kl = recon_mse(x_hat, x), gaussian_kl(mu, logvar)
         loss = (recon + beta * kl).mean()
         task.opt.zero_grad(set_to_none=True)
@@ -219,8 +221,9 @@ def _seed_train_epoch(task: VAETask, epoch: int) -> dict[str, float]:
     return {"train_loss": loss, "train_recon": recon, "train_kl": kl, "beta": beta}
 
 
-def test_default_task_trains_exactly_as_the_seed():
-    a, b = _task(), _task()
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_default_task_trains_exactly_as_the_seed(precision):
+    a, b = _task(precision=precision), _task(precision=precision)
     assert a.perceptual is None and a.tags() == {}
     torch.manual_seed(0)
     new = a.train_epoch(0)

@@ -31,10 +31,10 @@ class DCGANTask(Task):
 
     def __init__(self, cfg: DCGANConfig, data, device, generator):
         super().__init__(cfg, data, device, generator)
-        self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device)
-        self.d = Discriminator(cfg.d_channels, cfg.d_hidden, spectral_norm=cfg.spectral_norm,
-                               batchnorm=cfg.d_batchnorm, minibatch_disc=cfg.minibatch_disc,
-                               minibatch_dim=cfg.minibatch_dim).to(device)
+        self.g = self.place(Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden))
+        self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden, spectral_norm=cfg.spectral_norm,
+                                          batchnorm=cfg.d_batchnorm, minibatch_disc=cfg.minibatch_disc,
+                                          minibatch_dim=cfg.minibatch_dim))
         if self.train.num_batches(cfg.batch_size) < cfg.n_critic:
             raise ConfigError(f"n_critic={cfg.n_critic} is more than the {self.train.num_batches(cfg.batch_size)} "
                               "batches of an epoch, so G would never train; lower n_critic or batch_size")
@@ -82,10 +82,10 @@ class DCGANTask(Task):
         for step, real in enumerate(self.train.batches(cfg.batch_size, self.generator)):
             g_turn = (step + 1) % cfg.n_critic == 0
             z = torch.randn(len(real), cfg.latent_dim, device=self.device)
-            with torch.set_grad_enabled(g_turn):  # D-only steps need no graph through G
+            with torch.set_grad_enabled(g_turn), self.autocast():  # D-only steps need no graph through G
                 fake = self.g(z)
-            real_logits = self.d(real)
-            fake_logits = self.d(fake.detach())
+            with self.autocast():
+                real_logits, fake_logits = self.d(real).float(), self.d(fake.detach()).float()
             d_loss, gp = self.d_objective(real, fake, real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
@@ -98,7 +98,9 @@ class DCGANTask(Task):
             d_steps += 1
             if not g_turn:
                 continue
-            g_loss = self.g_objective(self.d(fake))
+            with self.autocast():
+                g_logits = self.d(fake).float()
+            g_loss = self.g_objective(g_logits)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             grad_g = grad_total_norm(self.g.parameters())

@@ -28,7 +28,7 @@ class VAETask(Task):
 
     def __init__(self, cfg: VAEConfig, data, device, generator):
         super().__init__(cfg, data, device, generator)
-        self.model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device)
+        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
         # Built (and its weights checked: ConfigError) before any training; frozen, not in models.
@@ -67,7 +67,9 @@ class VAETask(Task):
         total = torch.zeros(3 + (self.perceptual is not None), device=self.device)
         n = 0
         for x in self.train.batches(self.cfg.batch_size, self.generator):
-            x_hat, mu, logvar = self.model(x)
+            with self.autocast():
+                x_hat, mu, logvar = self.model(x)
+            x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
             perc = self.perceptual_term(x_hat, x)
             loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta, free_bits=c.free_bits,
                                        perceptual=perc, perceptual_weight=c.perceptual_weight)

@@ -94,8 +94,8 @@ class VAEGANTask(VAETask):
 
     def __init__(self, cfg: VAEGANConfig, data, device, generator):
         Task.__init__(self, cfg, data, device, generator)  # not VAETask's: other nets/optimizers
-        self.model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device)
-        self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device)
+        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim))
+        self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden))
         self.perceptual = None  # VAETask's optional perceptual term: not part of this family
         self.enc_params, self.dec_params = split_vae_params(self.model)
         betas = (cfg.beta1, cfg.beta2)
