@@ -112,7 +112,9 @@ def get_extractor(extractor: str | nn.Module = "inception", weights: str | Path 
             raise EvaluationError("a custom extractor needs a `name` attribute (it keys the feature cache)")
         return extractor.to(device).eval()
     if extractor == "inception":
-        return InceptionFeatures(weights).to(device).eval()
+        net = InceptionFeatures(weights).to(device).eval()
+        # channels_last: 1.18x on CPU, features equal to 1e-5 (bench/fid.py --layouts).
+        return net.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else net
     if extractor == "randconv256":
         return RandomConvFeatures().to(device).eval()
     raise EvaluationError(f"unknown extractor {extractor!r}; use 'inception', 'randconv256' or an nn.Module")

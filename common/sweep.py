@@ -75,6 +75,8 @@ def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
             fixed[key] = getattr(opts, key)
     if opts.smoke_test:
         fixed.update(data="synthetic", max_epochs=1, eval_samples=64)
+    if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
+        fixed["data"] = str(Path(str(fixed["data"])).expanduser().absolute())
     return fixed
 
 

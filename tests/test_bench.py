@@ -17,7 +17,11 @@ import throughput  # noqa: E402
 
 from common.data import load_dataset  # noqa: E402
 
-MIN_RATIO = 0.75  # trainable / bare images per second; the full bench measures 0.96-0.99 on a quiet machine
+# trainable / bare images per second. The trainable is faster than the plain loop because it
+# uses what measured faster (channels_last on CPU; bf16 autocast for the VAE): this test's
+# settings measured 1.59 (VAE) and 1.08 (DCGAN) on a quiet 2-core machine; without bf16 the VAE
+# falls to ~1.16, without channels_last the DCGAN to ~1.0.
+MIN_RATIO = {"vae": 1.3, "dcgan": 1.0}
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
@@ -31,6 +35,7 @@ def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeyp
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
     assert result["images_per_epoch"] == 512
-    assert result["ratio_median"] >= MIN_RATIO, (
+    assert result["ratio_median"] >= MIN_RATIO[family], (
         f"{family}: the trainable epoch runs at {result['ratio_median']:.2f}x a bare loop's speed "
-        f"(trainable {result['trainable_ips']}, bare {result['bare_ips']} img/s); something added per-batch cost")
+        f"(trainable {result['trainable_ips']}, bare {result['bare_ips']} img/s); a speed-up was lost or "
+        "something added per-batch cost")

@@ -310,6 +310,19 @@ def test_fixed_values_cli_flags_and_smoke_test(sweep):
     assert smoke["data"] == "synthetic" and smoke["max_epochs"] == 1
 
 
+def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
+    """Tune runs each trial in its own folder: a path relative to where the user typed it
+    would not be found there (a real failure: every trial errored with 'does not exist')."""
+    monkeypatch.chdir(tmp_path)
+    space = load_space(SWEEPS / "gan_ttur.py")
+    for given in ("data/cifar.tar.gz", "./data/cifar.tar.gz"):
+        assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data=given))["data"] == \
+            str(tmp_path / "data" / "cifar.tar.gz")
+    fixed = sweep.fixed_values(space, sweep.SweepOptions(space="x", overrides=(("data", "d.tar.gz"),)))
+    assert fixed["data"] == str(tmp_path / "d.tar.gz")
+    assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data="cifar10"))["data"] == "cifar10"
+
+
 def test_plan_uses_space_max_epochs_unless_given(sweep):
     path = str(SWEEPS / "gan_ttur.py")
     _, (cfg,), fixed = sweep.plan(sweep.SweepOptions(space=path, data="synthetic"))
