@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override a config field for every trial (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: the space file's name)")
-    p.add_argument("--address", help="join an existing Ray cluster (default: start a local one)")
+    p.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT (default: start a local one)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractional allowed")
     p.add_argument("--memory-per-trial", type=float, metavar="MIB",
@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "models:/vae_vs_dcgan-dcgan@best, into the PNG --out (default samples.png)")
     p.add_argument("-n", "--num-images", type=int, default=64, help="images for --sample (default 64)")
     p.add_argument("--out", help="report folder (default report/), or the PNG of --sample (default samples.png)")
-    p.add_argument("--storage", default="ray_results", help="Ray Tune results and checkpoints folder")
+    p.add_argument("--storage", default="ray_results", help="Ray Tune state and checkpoints: a folder (default ray_results) or a URI every node reaches, "
+                        "e.g. s3://bucket/prefix")
     p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
                    "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
                    "GPU, 2000 on CPU; 0 = skip")

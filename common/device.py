@@ -3,29 +3,55 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Mapping
 
 import numpy as np
 import torch
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """CUDA if Ray (or the user) gave this process a GPU, else MPS, else CPU.
+def device_kind(requested: str = "auto", allotted: Mapping[str, float] | None = None) -> str:
+    """Which device a trial uses: "cuda", "mps" or "cpu".
+
+    allotted: what the cluster gave this trial, ``{"GPU": share, "mps": n}`` (``mps`` = the
+    custom resource an Apple node declares: ``ray start --resources '{"mps": 1}'``). A Ray trial
+    passes it; ``--single-trial`` passes None and the local hardware decides. Under Ray a trial
+    uses CUDA only with a GPU share (a trial without one, on a GPU node, must not take the GPU
+    from those that have one) and MPS only on a node that declares it.
+    """
+    if requested not in ("auto", "cuda", "mps", "cpu"):
+        raise ValueError(f"device={requested!r} must be one of auto, cuda, mps, cpu")
+    if requested != "auto":
+        return requested
+    if allotted is not None:
+        return "cuda" if allotted.get("GPU", 0) > 0 else "mps" if allotted.get("mps", 0) > 0 else "cpu"
+    return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+
+
+def torch_device(kind: str) -> torch.device:
+    """The torch device for ``kind``; a clear error where this process has no such device.
 
     Ray sets CUDA_VISIBLE_DEVICES to the GPUs it assigned the trial, so ``cuda`` here is
     always the trial's own GPU (index 0 of what it can see); a fractional GPU shares it.
     """
-    if requested not in ("auto", "cuda", "mps", "cpu"):
-        raise ValueError(f"device={requested!r} must be one of auto, cuda, mps, cpu")
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("device=cuda was requested but no CUDA GPU is visible to this trial")
         return torch.device("cuda", 0)
-    mps = getattr(torch.backends, "mps", None)
-    if requested == "mps" or (requested == "auto" and mps is not None and mps.is_available()):
-        if mps is None or not mps.is_available():
+    if kind == "mps":
+        if not _mps_available():
             raise RuntimeError("device=mps was requested but MPS is not available on this node")
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def pick_device(requested: str = "auto", allotted: Mapping[str, float] | None = None) -> torch.device:
+    """CUDA if this process was given a GPU, else MPS, else CPU (``device_kind`` decides)."""
+    return torch_device(device_kind(requested, allotted))
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def configure_threads(num_cpus: float | int | None) -> int:

@@ -25,7 +25,7 @@ import torch
 
 from common.config import TrialConfig
 from common.data import load_dataset
-from common.device import configure_threads, pick_device, seed_everything
+from common.device import configure_threads, device_kind, seed_everything, torch_device
 from common.figures import save_curves
 from common.tasks import TASKS
 from common.tracking import TrialRun, fail_fast_http, redact
@@ -63,7 +63,9 @@ class Session(Protocol):
 
     trial_id: str
     trial_dir: str  # a folder that outlives the trial (kept MLflow writes go there)
-    node: str  # where this attempt runs (tagged on the MLflow run)
+    node: str  # where this attempt runs (tagged on the MLflow run, with node_ip)
+    node_ip: str
+    resources: dict[str, float] | None  # {"GPU": share, "mps": n} the cluster gave it; None = local
 
     def get_checkpoint_dir(self) -> str | None: ...
 
@@ -78,6 +80,7 @@ class LocalSession:
                  keep: int = 2):
         self.trial_id, self.out_dir, self.keep = trial_id, Path(out_dir), keep
         self.trial_dir, self.node = str(self.out_dir), socket.gethostname()
+        self.node_ip, self.resources = "127.0.0.1", None  # no cluster: the local hardware decides
         self.resume_from = str(resume_from) if resume_from else None  # a checkpoint dir, as Tune hands back
         self.results: list[dict[str, Any]] = []
         self.latest_checkpoint: Path | None = None
@@ -104,7 +107,8 @@ def is_better(value: float, best: float | None, mode: str) -> bool:
 
 def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str, float]:
     """Train ``cfg`` to ``cfg.max_epochs`` (or until the session stops it); return the last metrics."""
-    device = pick_device(cfg.device)
+    kind = device_kind(cfg.device, session.resources)  # what the node gave this trial
+    device = torch_device(kind)
     configure_threads(ctx.cpus_per_trial)
     generator = seed_everything(cfg.seed)
     data = load_dataset(cfg.data, ctx.data_cache_dir)
@@ -112,7 +116,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
 
     fail_fast_http()
     state = _restore(session.get_checkpoint_dir(), task, generator)
-    run = _open_run(cfg, ctx, session, task, data, device, state.get("run_id"))
+    run = _open_run(cfg, ctx, session, task, data, kind, state.get("run_id"))
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
     # A restarted trial replays the epochs between its checkpoint and the crash: the run already
     # holds them (same values on CPU, same seed), so they are not logged twice.
@@ -245,8 +249,8 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str
     return {}
 
 
-def _open_run(cfg, ctx: SweepContext, session: Session, task, data, device, run_id: str | None) -> TrialRun:
-    where = {"device": str(device), "node": session.node, "pid": str(os.getpid()), "precision_used": task.precision_used}
+def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
+    where = {"device": kind, "node": session.node, "node_ip": session.node_ip, "pid": str(os.getpid()), "precision_used": task.precision_used}
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()

@@ -39,3 +39,80 @@ def check_writable(path: str | os.PathLike, what: str, fix: str, min_free_mb: in
     if free_mb < min_free_mb:
         raise StorageError(f"only {free_mb:.0f} MiB free for {what} {target}; a sweep needs >= {min_free_mb} MiB "
                            f"(set VAEGAN_MIN_FREE_MB to change): free some space or {fix}")
+
+
+class SweepStorage:
+    """Where Tune keeps a sweep's state and checkpoints: a local folder, or a URI that every
+    node can reach (``s3://bucket/prefix``, ``gs://...``: anything ``pyarrow.fs`` opens; an
+    S3-compatible server such as MinIO through ``$AWS_ENDPOINT_URL``). One API for both, so a
+    trial restarted on another node finds its checkpoints and ``--resume`` finds the sweep.
+
+    Paths given to the methods are relative to the root (``"<sweep>/<family>"``).
+    """
+
+    def __init__(self, spec: str):
+        import pyarrow.fs as pafs
+
+        self.remote = "://" in spec and not spec.startswith("file://")
+        if self.remote:
+            try:
+                self.fs, self.root = pafs.FileSystem.from_uri(spec)
+            except Exception as e:  # unknown scheme, missing credentials config
+                raise StorageError(f"--storage {spec!r} cannot be opened ({_first_line(e)}); use a local folder or "
+                                   "a URI like s3://bucket/prefix (S3-compatible servers: set AWS_ENDPOINT_URL)") from None
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), str(Path(spec.removeprefix("file://")).expanduser().resolve())
+        self.spec = spec
+        self._pafs = pafs
+
+    @property
+    def tune_filesystem(self):
+        """``storage_filesystem`` for Tune: None for a local folder (Tune's own default)."""
+        return self.fs if self.remote else None
+
+    def path(self, rel: str = "") -> str:
+        return f"{self.root.rstrip('/')}/{rel}" if rel else self.root
+
+    def show(self, rel: str = "") -> str:
+        """``rel`` as the user would write it (a URI for remote storage)."""
+        return f"{self.spec.rstrip('/')}/{rel}" if rel else self.spec
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type != self._pafs.FileType.NotFound
+
+    def makedirs(self, rel: str) -> None:
+        self.fs.create_dir(self.path(rel), recursive=True)
+
+    def write_text(self, rel: str, text: str) -> None:
+        with self.fs.open_output_stream(self.path(rel)) as f:
+            f.write(text.encode())
+
+    def read_text(self, rel: str) -> str:
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read().decode()
+
+    def latest(self, prefix: str, marker: str) -> str | None:
+        """The newest folder directly under the root named ``prefix_*`` that holds ``marker``."""
+        found = self.fs.get_file_info(self._pafs.FileSelector(self.root, allow_not_found=True))
+        names = sorted(i.base_name for i in found if i.type == self._pafs.FileType.Directory
+                       and i.base_name.startswith(f"{prefix}_") and self.exists(f"{i.base_name}/{marker}"))
+        return names[-1] if names else None  # names end in a %Y%m%d-%H%M%S stamp: sorted = by time
+
+    def check(self) -> None:
+        """A local folder: ``check_writable``. Remote: write and delete a probe object, so bad
+        credentials, a missing bucket or an unreachable endpoint fail before anything starts."""
+        if not self.remote:
+            return check_writable(self.root, "the Tune results folder", "pass --storage PATH on a disk with room")
+        probe = ".vaegan-probe"
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            self.write_text(probe, "probe")
+            self.fs.delete_file(self.path(probe))
+        except Exception as e:
+            raise StorageError(f"cannot write to --storage {self.spec} ({_first_line(e)}); check the bucket, the "
+                               "credentials (AWS_ACCESS_KEY_ID, ...) and AWS_ENDPOINT_URL") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__

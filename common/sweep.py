@@ -24,7 +24,7 @@ from common.perceptual import check_perceptual
 from common.best import best_checkpoint, eval_samples_default, final_evaluation, log_best_model
 from common.loop import LocalSession, SweepContext, is_better, run_trial
 from common.space import Space, check_configs, load_space
-from common.storage import check_writable
+from common.storage import SweepStorage, check_writable
 from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
                              get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
@@ -110,14 +110,14 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     if opts.single_trial:
         return _single_trial(space, configs[0], uri, experiment)
 
-    storage = Path(opts.storage).resolve()
+    storage = SweepStorage(opts.storage)
     prefix = f"{experiment}_{space.name}"  # one folder per sweep: <experiment>_<space>_<time>
-    previous = _latest_sweep(storage, prefix) if opts.resume else None
+    previous = storage.latest(prefix, SWEEP_FILE) if opts.resume else None
     if opts.resume and previous is None:
         from common.space import SpaceError
 
-        raise SpaceError(f"--resume: no earlier sweep of {space.path} in experiment {experiment!r} under {storage}; "
-                         "run without --resume")
+        raise SpaceError(f"--resume: no earlier sweep of {space.path} in experiment {experiment!r} under "
+                         f"{storage.show()}; run without --resume")
 
     import ray
 
@@ -145,7 +145,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     exp_id = get_or_create_experiment(client, experiment, default_artifact_location(uri))
     commit = git_commit()
     if previous:
-        parent = TrialRun.attach(uri, json.loads((previous / SWEEP_FILE).read_text())["parent_run_id"])
+        parent = TrialRun.attach(uri, json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"])
     else:
         parent = TrialRun.create(uri, exp_id, f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}", {
             "sweep.role": "parent", "sweep.space": str(space.path), "git_commit": commit,
@@ -160,9 +160,10 @@ def run(opts: SweepOptions) -> dict[str, Any]:
                        mode=space.mode, git_commit=commit, cpus_per_trial=cpus,
                        data_cache_dir=os.environ.get("VAEGAN_CACHE"))
     summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}}
-    sweep_dir = previous or storage / f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / SWEEP_FILE).write_text(json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
+    sweep_dir = previous or f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
+    storage.makedirs(sweep_dir)
+    storage.write_text(f"{sweep_dir}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id,
+                                                                "space": str(space.path)}))
     try:
         for i, cfg in enumerate(configs):
             family = cfg["family"]
@@ -171,10 +172,10 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
             study = None
             if space.search is not None and not space.runs:
-                study = (storage_url, f"{sweep_dir.name}/{name}")
+                study = (storage_url, f"{sweep_dir}/{name}")
                 parent.set_tags({"optuna.storage": redact(storage_url), f"optuna.study.{family}": study[1]})
-            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts.max_failures, sweep_dir / name,
-                              resources[i], _num_samples(space, opts), study)
+            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts.max_failures, storage,
+                              f"{sweep_dir}/{name}", resources[i], _num_samples(space, opts), study)
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
@@ -197,7 +198,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         parent.finish("FINISHED")
     except KeyboardInterrupt:
         parent.set_tags({"sweep.status": "interrupted"})
-        raise SweepInterrupted(f"interrupted; the sweep's state is saved in {sweep_dir}: rerun the same command "
+        raise SweepInterrupted(f"interrupted; the sweep's state is saved in {storage.show(sweep_dir)}: rerun the same command "
                                "with --resume to finish it") from None
     if opts.report:
         from common.report import build_report
@@ -210,8 +211,9 @@ def _check_folders(opts: SweepOptions, uri: str) -> None:
     """Every folder the sweep will write to takes files and has room (common.storage)."""
     from urllib.parse import unquote, urlparse
 
-    folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else [
-        (opts.storage, "the Tune results folder", "pass --storage PATH on a disk with room")]
+    if not opts.single_trial:
+        SweepStorage(opts.storage).check()  # a folder, or a bucket every node can reach
+    folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else []
     if opts.report and not opts.single_trial:
         folders.append((opts.out, "the report folder", "pass --out PATH"))
     artifacts = default_artifact_location(uri)
@@ -237,11 +239,6 @@ def _num_samples(space: Space, opts: SweepOptions) -> int:
     if opts.smoke_test:
         return 1 if space.runs else 2
     return opts.num_samples or (1 if space.runs else space.num_samples)
-
-
-def _latest_sweep(storage: Path, prefix: str) -> Path | None:
-    found = sorted(storage.glob(f"{prefix}_*/{SWEEP_FILE}"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
 
 
 def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from ray.tune import Callback
 from common.config import ConfigError, config_class
 from common.loop import SweepContext
 from common.space import Space
+from common.storage import SweepStorage
 from common.tracking import TrackingError, TrialRun, check_tracking_uri, redact
 
 
@@ -45,10 +46,10 @@ def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
 
 
 def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], max_failures: int,
-               path: Path, resources: dict[str, float], num_samples: int,
+               storage: SweepStorage, path: str, resources: dict[str, float], num_samples: int,
                study: tuple[str, str] | None = None) -> dict[str, Any] | None:
-    """One Tune experiment for ``family`` in folder ``path`` (restored if it exists); return its
-    best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
+    """One Tune experiment for ``family`` in ``path`` ("<sweep>/<family>" under ``storage``;
+    restored if it exists); return its best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
     study name) for the Optuna searcher."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -64,8 +65,9 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     ray_resources = {"cpu": resources["cpu"], "gpu": resources["gpu"], "memory": resources["memory_mb"] * 2**20}
     trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), ray_resources)
     max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
-    if path.exists() and tune.Tuner.can_restore(str(path)):
-        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+    fs = storage.tune_filesystem  # None: a local folder
+    if storage.exists(path) and tune.Tuner.can_restore(storage.path(path), storage_filesystem=fs):
+        tuner = tune.Tuner.restore(storage.path(path), trainable=trainable, resume_errored=True, storage_filesystem=fs)
     else:
         searcher = None
         if space.search is not None and not space.runs:
@@ -93,7 +95,8 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
             tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
                                         num_samples=num_samples, reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(
-                name=path.name, storage_path=str(path.parent), verbose=1,
+                name=path.rsplit("/", 1)[-1], storage_path=storage.path(path.rsplit("/", 1)[0]),
+                storage_filesystem=fs, verbose=1,
                 # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
                 # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

@@ -29,6 +29,7 @@ FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts", "optuna.db")  # what a s
 class Case:
     args: Callable[[Path], list[str]]  # inputs folder -> argv after run_sweep.py
     expect: str = ""  # a substring of the error line
+    env: dict | None = None  # extra environment variables
 
 
 def space_file(body: str) -> Callable[[Path], str]:
@@ -150,6 +151,12 @@ CASES = {
                                      "--memory-per-trial"),
     "gpus-per-trial-no-gpu": Case(lambda i: ["--space", VAE, "--gpus-per-trial", "64"] + SYN, "--gpus-per-trial"),
     "memory-per-trial-negative": Case(lambda i: ["--space", VAE, "--memory-per-trial", "-1"] + SYN, ">= 0"),
+    # ---- --storage on object storage nobody answers for
+    "storage-s3-unreachable": Case(lambda i: ["--space", VAE, "--storage", "s3://sweeps/x"] + SYN, "--storage",
+                                   env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
+                                        "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
+                                        "AWS_EC2_METADATA_DISABLED": "true"}),
+    "storage-unknown-scheme": Case(lambda i: ["--space", VAE, "--storage", "nosuch://bucket/x"] + SYN, "--storage"),
     # ---- --tracking-uri / --report
     "tracking-unreachable": Case(lambda i: ["--space", GAN, "--tracking-uri", "http://127.0.0.1:9"] + SYN,
                                  "unreachable"),
@@ -207,7 +214,7 @@ def run_case(case_id: str, tmp_path_factory) -> Result:
         inp.mkdir()
         argv = [sys.executable, str(SCRIPT), *CASES[case_id].args(inp)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
-        env.update(PYTHONPATH=str(REPO), VAEGAN_CACHE=str(base / "cache"))
+        env.update(PYTHONPATH=str(REPO), VAEGAN_CACHE=str(base / "cache"), **(CASES[case_id].env or {}))
         before = snapshot(cwd)
         t0 = time.monotonic()
         proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.device import configure_threads, pick_device, seed_everything
+from common.device import configure_threads, device_kind, pick_device, seed_everything
 
 
 @pytest.fixture
@@ -63,6 +63,29 @@ def test_explicit_device_without_it_raises(backends, requested):
     backends(cuda=False, mps=False)
     with pytest.raises(RuntimeError, match=f"device={requested}"):
         pick_device(requested)
+
+
+@pytest.mark.parametrize("allotted, expected", [
+    ({"GPU": 1, "mps": 0}, "cuda"),
+    ({"GPU": 0.25, "mps": 0}, "cuda"),  # a fractional share is still the GPU
+    ({"GPU": 0, "mps": 1}, "mps"),  # an Apple node declares the custom resource
+    ({"GPU": 0, "mps": 0}, "cpu"),
+], ids=["gpu-share", "fractional-gpu", "apple-node", "cpu-node"])
+def test_under_ray_the_allotment_decides_not_the_hardware(backends, allotted, expected):
+    backends(cuda=True, mps=True)  # a node with every accelerator: only what the trial was given counts
+    assert device_kind("auto", allotted) == expected
+
+
+def test_an_explicit_device_wins_over_the_allotment():
+    assert device_kind("cpu", {"GPU": 1}) == "cpu"
+    with pytest.raises(ValueError, match="device='tpu'"):
+        device_kind("tpu", None)
+
+
+def test_a_gpu_share_on_a_node_without_cuda_is_a_clear_error(backends):
+    backends(cuda=False, mps=False)
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        pick_device("auto", {"GPU": 1})
 
 
 # ---- configure_threads -------------------------------------------------------------------------------

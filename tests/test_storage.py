@@ -102,3 +102,30 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
     assert not list(tmp_path.iterdir())  # probed in the nearest existing folder, removed again
     with pytest.raises(StorageError, match="MiB free"):
         check_writable(tmp_path, "a folder", "fix it", min_free_mb=10**9)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_sweep_storage_reads_writes_and_finds_the_latest_sweep(where, tmp_path, request):
+    """The same API over a local folder and a real S3-compatible server (moto on 127.0.0.1)."""
+    from common.storage import SweepStorage
+
+    spec = str(tmp_path / "rr") if where == "local" else (request.getfixturevalue("s3") and "s3://sweeps/unit")
+    store = SweepStorage(spec)
+    assert store.remote == (where == "s3") and (store.tune_filesystem is None) == (where == "local")
+    store.check()
+    assert store.latest("exp_space", "sweep.json") is None
+    for name in ("exp_space_20260101-000000", "exp_space_20260102-000000", "other_space_20260103-000000"):
+        store.makedirs(name)
+        store.write_text(f"{name}/sweep.json", f'{{"parent_run_id": "{name}"}}')
+    store.makedirs("exp_space_20260104-000000")  # no sweep.json: not a sweep
+    assert store.latest("exp_space", "sweep.json") == "exp_space_20260102-000000"
+    assert store.read_text("exp_space_20260102-000000/sweep.json") == '{"parent_run_id": "exp_space_20260102-000000"}'
+    assert store.exists("exp_space_20260101-000000") and not store.exists("nothing_here")
+    assert store.show("a/b") == f"{spec}/a/b"
+
+
+def test_unwritable_object_storage_is_one_clear_error(s3):
+    from common.storage import StorageError, SweepStorage
+
+    with pytest.raises(StorageError, match="cannot write to --storage s3://no-such-bucket"):
+        SweepStorage("s3://no-such-bucket/x").check()

@@ -8,11 +8,18 @@ class TuneSession:
     """The loop's Session protocol over Ray Tune's function API."""
 
     def __init__(self):
-        self.trial_id = tune.get_context().get_trial_id()
-        self.trial_dir = tune.get_context().get_trial_dir()  # where unlogged MLflow writes are kept
         import ray
 
-        self.node = ray.get_runtime_context().get_node_id()[:12]  # Ray's node id: unique per node
+        context = tune.get_context()
+        self.trial_id = context.get_trial_id()
+        self.trial_dir = context.get_trial_dir()  # where unlogged MLflow writes are kept
+        node = ray.get_runtime_context().get_node_id()
+        self.node, self.node_ip = node[:12], ray.util.get_node_ip_address()  # the id is unique per node
+        # What decides the device (common.device.device_kind): this trial's GPU share, and
+        # whether its node declares the custom resource "mps" (an Apple node).
+        declared = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node), {})
+        self.resources = {"GPU": context.get_trial_resources().required_resources.get("GPU", 0.0),
+                          "mps": declared.get("mps", 0.0)}
 
     def get_checkpoint_dir(self) -> str | None:
         ckpt = tune.get_checkpoint()

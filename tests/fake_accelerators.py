@@ -1,0 +1,15 @@
+"""Ray worker setup hook for the simulated-cluster tests (tests/test_cluster.py).
+
+This machine has neither CUDA nor MPS. The cluster's nodes declare them anyway (a fake GPU,
+the custom resource ``mps``), so a trial's *choice* of device (``common.device.device_kind``,
+from what its node gave it) is real and is what its MLflow tag records; only the tensors stay
+on the CPU: ``torch_device`` is swapped before the trial code is imported.
+"""
+
+
+def install() -> None:
+    import torch
+
+    import common.device
+
+    common.device.torch_device = lambda kind: torch.device("cpu")
