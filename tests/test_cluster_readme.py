@@ -43,22 +43,26 @@ def test_the_readme_cluster_section_runs_as_written(s3, tmp_path):
     for name in ("sweeps", "run_sweep.py", "mlflow_server"):
         (tmp_path / name).symlink_to(ROOT / name)
     env = {**os.environ, **s3, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_AUTH_MODE", None)
     s3_port = s3["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]
-    server = None
+    server, token = None, ""
     try:
         for block in runnable:
             script = block.replace("HEAD_IP", "127.0.0.1").replace("127.0.0.1:9000", f"127.0.0.1:{s3_port}")
+            script = script.replace("=TOKEN", f"={token}")  # what the head's get-auth-token printed
             if "run_sweep.py" in script:
                 script = script.strip() + " --smoke-test\n"
-            if script.rstrip().endswith("&"):  # the tracking server: keep its process to stop it later
-                lines = script.strip().splitlines()
-                for line in lines[:-1]:
-                    if line.startswith("export "):
-                        key, _, value = line[len("export "):].split("#")[0].strip().partition("=")
-                        env[key] = value
-                server = subprocess.Popen(["bash", "-c", "exec " + lines[-1].rstrip(" &")], cwd=tmp_path, env=env,
-                                          start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                          text=True)
+            commands = []
+            for line in script.strip().splitlines():  # `export`s carry over, as in one shell per machine
+                if line.startswith("export "):
+                    key, _, value = line[len("export "):].split("#")[0].strip().partition("=")
+                    env[key] = value
+                else:
+                    commands.append(line)
+            if commands[-1].rstrip().endswith("&"):  # the tracking server: keep its process to stop it
+                server = subprocess.Popen(["bash", "-c", "exec " + commands[-1].rstrip(" &")], cwd=tmp_path,
+                                          env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL)
                 for _ in range(120):
                     try:
                         requests.get("http://127.0.0.1:5000/health", timeout=1).raise_for_status()
@@ -66,9 +70,11 @@ def test_the_readme_cluster_section_runs_as_written(s3, tmp_path):
                     except Exception:
                         time.sleep(0.5)
                 continue
-            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(commands)], cwd=tmp_path, env=env,
                                   capture_output=True, text=True, timeout=600)
             assert proc.returncode == 0, f"{script}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            if "get-auth-token" in script:  # it prints the token with no newline: read where it keeps it
+                token = (Path.home() / ".ray" / "auth_token").read_text().strip()
     finally:
         subprocess.run([str(tmp_path / ".venv" / "bin" / "ray"), "stop", "--force"], capture_output=True)
         if server is not None:
