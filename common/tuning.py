@@ -156,12 +156,17 @@ def _fail_orphans(storage_url: str, study_name: str) -> None:
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
 
 
+def _ray_units(resources: dict[str, float]) -> dict[str, float]:
+    """A trial's {"cpu", "gpu", "memory_mb"} in the names and units of Ray's node resources."""
+    return {"CPU": resources["cpu"], "GPU": resources["gpu"], "memory": resources.get("memory_mb", 0) * 2**20}
+
+
 def check_fits(resources: dict[str, float]) -> None:
     """ConfigError unless some node of the cluster can hold one trial: Tune would otherwise wait
     forever for a node that never comes."""
     import ray
 
-    need = {"CPU": resources["cpu"], "GPU": resources["gpu"], "memory": resources["memory_mb"] * 2**20}
+    need = _ray_units(resources)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if any(all(n.get(k, 0) >= v for k, v in need.items()) for n in nodes):
         return
@@ -180,7 +185,7 @@ def _slots(resources: dict[str, float]) -> int:
     import ray
 
     total = ray.cluster_resources()
-    need = {"CPU": resources["cpu"], "GPU": resources["gpu"], "memory": resources.get("memory_mb", 0) * 2**20}
+    need = _ray_units(resources)
     return max(1, min((int(total.get(k, 0) // v) for k, v in need.items() if v), default=10**6))
 
 
