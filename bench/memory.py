@@ -37,7 +37,8 @@ with tempfile.TemporaryDirectory() as tmp:
     uri = f"sqlite:///{{tmp}}/mlflow.db"
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "memory", None)
-    cfg = config_class(family).from_dict({{"data": data, "max_epochs": epochs, "probe_every": 0, "device": device}})
+    extra = {{"val_size": 128}} if data == "synthetic" else {{}}
+    cfg = config_class(family).from_dict({{"data": data, "max_epochs": epochs, "probe_every": 0, "device": device, **extra}})
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=cfg.default_metric,
                        mode="min", cpus_per_trial=1)
     with contextlib.redirect_stdout(io.StringIO()):

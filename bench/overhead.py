@@ -41,7 +41,7 @@ def space(trial):
     trial.suggest_categorical("latent_dim", [16, 32, 64])
     trial.suggest_float("beta", 0.5, 2.0)
 
-family, metric, mode = "vae", "test_elbo", "min"
+family, metric, mode = "vae", "val_mse_kl", "min"
 scheduler = None
 """
 
@@ -58,8 +58,8 @@ def swap_in_null_task() -> None:
             self._epoch = epoch + 1
             return {"train_loss": 1.0, "train_recon": 1.0, "train_kl": 0.0, "beta": 1.0}
 
-        def evaluate(self, probe: bool = False) -> dict[str, float]:
-            return {"test_elbo": 100.0 - self._epoch, "sample_fd": 1.0}  # improves: best.pt + figures
+        def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
+            return {f"{split}_mse_kl": 100.0 - self._epoch, f"{split}_classifier_fd": 1.0}  # improves: best.pt + figures
 
     common.tasks.TASKS["vae"] = NullTask
 
@@ -84,7 +84,9 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
     t0 = time.perf_counter()
     run(SweepOptions(space=str(work / "space.py"), data=args.data if kind == "real" else "synthetic",
                      num_samples=trials, max_epochs=args.epochs, tracking_uri=uri, storage=str(work / "rr"),
-                     report=False, eval_n=0, cpus_per_trial=args.cpus_per_trial, overrides=(("probe_every", "0"),)))
+                     report=False, eval_n=0, cpus_per_trial=args.cpus_per_trial,
+                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if kind != "real" or args.data == "synthetic"
+                                                          else ())))
     wall = time.perf_counter() - t0
     ray.shutdown()
     client = MlflowClient(uri)

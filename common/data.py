@@ -77,6 +77,33 @@ def subset_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n_total, generator=g)[:n].sort().values
 
 
+def split_indices(n_total: int, train_subset: int, val_size: int, seed: int, val_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train (T,), validation (V,)) sorted int64 indices into a train split of ``n_total`` images.
+
+    train = ``subset_indices(n_total, train_subset, seed)`` (the slides' seeded subset), and the
+    validation set is a ``val_seed``-seeded draw of ``val_size`` images from the train images
+    *outside* it, so the subset is the same with or without a validation set. When the subset
+    takes the whole split, the validation set is held out of it first (train = the rest). The two
+    never overlap, and nothing trains on the validation images. DataError when they do not fit.
+    """
+    if train_subset >= n_total:  # the whole split: hold the validation images out of it
+        if n_total - val_size < 1:
+            raise DataError(f"val_size={val_size} leaves no training images: the train split has {n_total}; "
+                            f"lower --set val_size (e.g. {max(16, n_total // 5)})")
+        val = subset_indices(n_total, val_size, val_seed)
+        keep = torch.ones(n_total, dtype=torch.bool)
+        keep[val] = False
+        return keep.nonzero().squeeze(1), val
+    train = subset_indices(n_total, train_subset, seed)
+    rest = torch.ones(n_total, dtype=torch.bool)
+    rest[train] = False
+    rest = rest.nonzero().squeeze(1)
+    if len(rest) < val_size:
+        raise DataError(f"val_size={val_size} does not fit: the train split has {n_total} images and train_subset="
+                        f"{train_subset} leaves {len(rest)} outside the subset; lower --set val_size or train_subset")
+    return train, rest[subset_indices(len(rest), val_size, val_seed)]
+
+
 def to_unit_range(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, 32, 32) in [0, 255] -> float32 (B, 3, 32, 32) in [-1, 1]."""
     if x_uint8.dtype != torch.uint8:

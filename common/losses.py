@@ -5,6 +5,7 @@ the scalar training objectives are batch means.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -21,6 +22,55 @@ def recon_mse(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     as the KL, so beta keeps its beta-VAE meaning.
     """
     return (x_hat - x).pow(2).flatten(1).sum(dim=1)
+
+
+# Decoder likelihoods on 8-bit images mapped to [-1, 1]: 256 levels 2/255 apart, each pixel's
+# probability is the mass of its bin (the extreme bins take the tails), so log-likelihoods are
+# of the discrete data and bits/dim compare with the literature (constants included).
+BIN_HALF = 1.0 / 255.0
+MSE_LOG_SCALE = 0.5 * math.log(0.5)  # log sigma of the Gaussian that MSE-sum implies on [-1, 1]: sigma^2 = 1/2
+
+
+def _log_diff_exp(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """log(exp(a) - exp(b)) for a >= b, elementwise, stable."""
+    return a + torch.log(-torch.expm1((b - a).clamp(max=-1e-12)))
+
+
+def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor | float) -> torch.Tensor:
+    """-log P(x) in nats per image under N(mean, exp(log_scale)^2) discretised to the 256-level grid:
+    x (on the grid), mean (B,C,H,W); log_scale broadcastable (e.g. (C,1,1) or a float) -> (B,)."""
+    log_scale = torch.as_tensor(log_scale, dtype=mean.dtype, device=mean.device)
+    inv = torch.exp(-log_scale)
+    upper, lower = inv * (x - mean + BIN_HALF), inv * (x - mean - BIN_HALF)
+    # Mass of [lower, upper] under N(0,1), taken on the side of 0 where the CDF is not ~1.
+    right = lower > 0
+    hi = torch.where(right, torch.special.log_ndtr(-lower), torch.special.log_ndtr(upper))
+    lo = torch.where(right, torch.special.log_ndtr(-upper), torch.special.log_ndtr(lower))
+    mid = _log_diff_exp(hi, lo)
+    logp = torch.where(x < -1 + BIN_HALF, torch.special.log_ndtr(upper),
+                       torch.where(x > 1 - BIN_HALF, torch.special.log_ndtr(-lower), mid))
+    return -logp.flatten(1).sum(dim=1)
+
+
+def discretized_logistic_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """-log P(x) in nats per image under a logistic(mean, exp(log_scale)) discretised to the 256-level
+    grid (Salimans et al. 2017, PixelCNN++): x (on the grid), mean (B,C,H,W), log_scale broadcastable -> (B,)."""
+    inv = torch.exp(-log_scale)
+    centered = x - mean
+    plus, minus = inv * (centered + BIN_HALF), inv * (centered - BIN_HALF)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus): the lowest bin
+    log_one_minus_cdf_min = -F.softplus(minus)  # log(1 - sigmoid(minus)): the highest bin
+    delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    mid = inv * centered
+    log_pdf_mid = mid - log_scale - 2.0 * F.softplus(mid) + math.log(2 * BIN_HALF)  # tiny bins: density x width
+    inner = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_pdf_mid)
+    logp = torch.where(x < -1 + BIN_HALF, log_cdf_plus, torch.where(x > 1 - BIN_HALF, log_one_minus_cdf_min, inner))
+    return -logp.flatten(1).sum(dim=1)
+
+
+def bits_per_dim(nll: torch.Tensor, kl: torch.Tensor, dims: int = 3 * 32 * 32) -> torch.Tensor:
+    """Negative ELBO in bits per dimension: (nll + kl) / (dims * ln 2); nll, kl in nats (B,) -> (B,)."""
+    return (nll + kl) / (dims * math.log(2.0))
 
 
 def _kl_elementwise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -55,11 +105,14 @@ def kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
 
 def vae_loss(
     x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float,
-    *, free_bits: float = 0.0, perceptual: torch.Tensor | None = None, perceptual_weight: float = 0.0,
+    *, free_bits: float = 0.0, recon: torch.Tensor | None = None, perceptual: torch.Tensor | None = None,
+    perceptual_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L = mean_batch(recon + beta * KL) (seed: 'MSE + beta*KL').
 
     Options (off by default; off leaves the seed's computation bit-identical):
+    * ``recon`` (B,): a reconstruction term to use instead of ``recon_mse`` (e.g. a decoder
+      likelihood's -log p(x|z), ``discretized_logistic_nll``).
     * ``free_bits`` > 0: the KL term is ``kl_free_bits`` (batch-mean floor per dim).
     * ``perceptual`` (B,) with ``perceptual_weight`` (lambda) > 0 adds lambda * mean(perceptual)
       (seed slides: L = MSE + lambda*L_VGG + beta*KL; see common.perceptual).
@@ -68,7 +121,7 @@ def vae_loss(
     Returns: (loss scalar, recon (B,), kl (B,)); recon and kl keep their graph and kl is
     always the true KL, whatever ``free_bits`` is.
     """
-    recon = recon_mse(x_hat, x)
+    recon = recon_mse(x_hat, x) if recon is None else recon
     kl = gaussian_kl(mu, logvar)
     if free_bits > 0:
         loss = recon.mean() + beta * kl_free_bits(mu, logvar, free_bits)
@@ -115,6 +168,24 @@ def beta_at(
         pos = (epoch % cycle_len) / cycle_len
         return float(beta) * min(1.0, pos / ramp_fraction)
     raise ValueError(f"unknown beta schedule {schedule!r}; choose one of {', '.join(BETA_SCHEDULES)}")
+
+
+def beta_settled_epoch(*, schedule: str, max_epochs: int, warmup_epochs: int = 10, cycles: int = 4,
+                       ramp_fraction: float = 0.5, **_) -> int:
+    """The 1-based epoch from which ``beta_at`` stays at its final value to the end of training.
+
+    Objectives measured before it are inflated by a KL weighted below its final value, so ASHA
+    must not compare a trial on them (``common.tuning.ScheduleAwareASHA``). constant: 1; linear:
+    ``warmup_epochs``; cyclical: where the last cycle's ramp ends (so cycles reaching their peak
+    earlier do not count: each new cycle restarts at 0).
+    """
+    kw = dict(schedule=schedule, beta=1.0, max_epochs=max_epochs, warmup_epochs=warmup_epochs, cycles=cycles,
+              ramp_fraction=ramp_fraction)
+    final = beta_at(max_epochs - 1, **kw)
+    epoch = max_epochs
+    while epoch > 1 and beta_at(epoch - 2, **kw) == final:
+        epoch -= 1
+    return epoch
 
 
 # ---- GAN ----------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from common.diagnostics import DIVERSITY_REF_IMAGES
 from common.importances import parse_value
+from common.intervals import direction, fmt_interval, t_interval
 
 Trial = dict[str, Any]
 
@@ -66,40 +66,42 @@ class Mitigation:
 
 NO_CLAIM = "— (not claimed in the seed)"
 SN_TTUR = "stable convergence, smooth training (spectral norm + TTUR together)"
-KL, PROBE = Target("test_kl", "max", "KL > 10", ("above", 10.0)), Target("probe_acc", "max",
+KL, PROBE = Target("test_kl", "max", "KL > 10", ("above", 10.0)), Target("test_probe_acc", "max",
                                                                          "meaningful representations")
-FD, FUTURE = Target("sample_fd", "min", NO_CLAIM), "— ({} is only future work in the seed)"
+FD, FUTURE = Target("test_classifier_fd", "min", NO_CLAIM), "— ({} is only future work in the seed)"
 MITIGATIONS: tuple[Mitigation, ...] = (
     Mitigation("cyclical β annealing", "vae", ("beta_schedule", "cycles", "ramp_fraction"),
                lambda p: _side(p.get("beta_schedule") == "cyclical", p.get("beta_schedule") == "constant"),
                'on: beta_schedule = "cyclical"; off: "constant"', (KL, PROBE)),
     Mitigation("free bits", "vae", ("free_bits",),
                lambda p: None if (v := _num(p, "free_bits")) is None else v > 0, "on: free_bits > 0; off: 0",
-               (Target("test_kl", "max", NO_CLAIM), Target("active_units", "max", NO_CLAIM))),
+               (Target("test_kl", "max", NO_CLAIM), Target("test_active_units", "max", NO_CLAIM))),
     Mitigation("perceptual loss", "vae", ("perceptual_weight", "perceptual_net", "perceptual_weights"),
                lambda p: None if (v := _num(p, "perceptual_weight")) is None else v > 0,
-               "on: perceptual_weight > 0; off: 0", (Target("sample_fd", "min", "sharper textures, better details"),),
+               "on: perceptual_weight > 0; off: 0",
+               (Target("test_classifier_fd", "min", "sharper textures, better details"),
+                Target("test_randconv_fd", "min", "sharper textures, better details")),
                lambda p, t: p.get("perceptual_net") == "randconv" or "metric_bias" in t),
     Mitigation("β-VAE", "vae", ("beta",), lambda p: None if (v := _num(p, "beta")) is None else v != 1,
                "on: beta ≠ 1; off: beta = 1",
                (Target("test_kl", "max", FUTURE.format("β-VAE")),
-                Target("probe_acc", "max", FUTURE.format("β-VAE")))),
+                Target("test_probe_acc", "max", FUTURE.format("β-VAE")))),
     Mitigation("minibatch discrimination", "dcgan", ("minibatch_disc", "minibatch_dim"),
                lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
                "on: minibatch_disc > 0; off: 0",
-               (Target("diversity", "max", "+20–30% diversity", ("rel", 20.0, 30.0)),
-                Target("sample_fd", "min", "better coverage"))),
+               (Target("test_class_kl", "min", "+20–30% diversity"),
+                Target("test_classifier_fd", "min", "better coverage"))),
     Mitigation("spectral norm + TTUR", "dcgan", ("spectral_norm", "lr_ratio"),
                lambda p: _side(_flag(p, "spectral_norm") is True and (_num(p, "lr_ratio") or 0) > 1,
                                _flag(p, "spectral_norm") is False and _num(p, "lr_ratio") == 1),
                "on: spectral_norm = true and lr_ratio > 1; off: spectral_norm = false and lr_ratio = 1",
-               (Target("sample_fd", "min", SN_TTUR), Target("grad_norm_d", "min", SN_TTUR))),
+               (Target("test_classifier_fd", "min", SN_TTUR), Target("grad_norm_d", "min", SN_TTUR))),
     Mitigation("spectral norm alone", "dcgan", ("spectral_norm",), lambda p: _flag(p, "spectral_norm"),
-               "on: spectral_norm = true; off: false", (Target("sample_fd", "min", "— (claimed only with TTUR)"),)),
+               "on: spectral_norm = true; off: false", (Target("test_classifier_fd", "min", "— (claimed only with TTUR)"),)),
     Mitigation("TTUR alone", "dcgan", ("lr_ratio",),
                lambda p: None if (v := _num(p, "lr_ratio")) is None else _side(v > 1, v == 1),
                "on: lr_ratio > 1; off: lr_ratio = 1",
-               (Target("sample_fd", "min", "— (claimed only with spectral norm)"),)),
+               (Target("test_classifier_fd", "min", "— (claimed only with spectral norm)"),)),
     Mitigation("label smoothing", "dcgan", ("label_smoothing",),
                lambda p: None if (v := _num(p, "label_smoothing")) is None else v > 0,
                "on: label_smoothing > 0; off: 0", (FD,)),
@@ -108,7 +110,7 @@ MITIGATIONS: tuple[Mitigation, ...] = (
                'on: gan_loss = "hinge"; off: "bce"', (FD,)),
     Mitigation("WGAN-GP loss", "dcgan", ("gan_loss", "gp_weight", "n_critic"),
                lambda p: _side(p.get("gan_loss") == "wgan-gp", p.get("gan_loss") == "bce"),
-               'on: gan_loss = "wgan-gp"; off: "bce"', (Target("sample_fd", "min", FUTURE.format("WGAN-GP")),)),
+               'on: gan_loss = "wgan-gp"; off: "bce"', (Target("test_classifier_fd", "min", FUTURE.format("WGAN-GP")),)),
 )
 
 
@@ -138,8 +140,10 @@ class Result:
         diffs = [a - b for a, b in zip(on, off)]
         sd = lambda xs: statistics.stdev(xs) if len(xs) >= 2 else None
         m_on, m_off = statistics.fmean(on), statistics.fmean(off)
+        _, gain_sd, lo, hi = t_interval(diffs)  # over pairs (seeds): the gain's uncertainty
         return {"on": m_on, "off": m_off, "on_sd": sd(on), "off_sd": sd(off), "gain": m_on - m_off,
-                "gain_sd": sd(diffs), "rel": (m_on - m_off) / abs(m_off) * 100 if m_off else None}
+                "gain_sd": gain_sd, "gain_lo": lo, "gain_hi": hi,
+                "rel": (m_on - m_off) / abs(m_off) * 100 if m_off else None}
 
 
 def _family(t: Trial) -> str | None:
@@ -188,7 +192,7 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
                     r.on += used_on
                     r.off += [t for s in (common or off) for t in off[s][1]]
                     r.settings[", ".join(f"{k}={v}" for k, v in setting if v is not None)] += len(pairs)
-                    if m.biased_if:
+                    if m.biased_if and target.metric.endswith("randconv_fd"):
                         r.biased += sum(m.biased_if(t["params"], t["tags"]) for t in used_on)
             results.append(r)
     return results
@@ -204,10 +208,10 @@ def _by_seed(trials: list[Trial], key: str) -> dict[Any, tuple[float, list[Trial
 
 
 def verdict(r: Result) -> str:
-    """Does the measured gain bear out the seed's claim? Direction first, then any numeric check."""
+    """Does the measured gain bear out the seed's claim? 'better' / 'worse' only when the 95% t-interval
+    of the per-pair gains excludes 0 (so never with one pair), else 'inconclusive'; then any numeric check."""
     s = r.stats()
-    better = s["gain"] > 0 if r.target.mode == "max" else s["gain"] < 0
-    text = "no change" if s["gain"] == 0 else "better" if better else "worse"
+    text = direction(s["gain_lo"], s["gain_hi"], r.target.mode)
     if r.target.check[:1] == ("above",):
         text += f"; with-mean {'>' if s['on'] > r.target.check[1] else '≤'} {r.target.check[1]:g}"
     elif r.target.check[:1] == ("rel",) and s["rel"] is not None:
@@ -222,13 +226,13 @@ def fmt_value(key: str, value: float | None) -> str:
     """A metric value as the report prints it: probe_acc as %, train time in min, sizes in M."""
     if value is None or not math.isfinite(value):
         return "—" if value is None else str(value)
-    if key == "probe_acc":  # logged as a fraction; a value > 1 is already a percentage
+    if key.endswith("probe_acc") or key.startswith("test_probe_acc"):  # a fraction; > 1 is already a percentage
         return f"{value * 100 if value <= 1 else value:.2f}%"
     if key == "train_time_s":
         return f"{value / 60:.1f} min"
     if key.startswith("n_params"):
         return f"{value / 1e6:.2f}M ({int(value):,})"
-    return f"{value:.3f}" if key in ("g_loss", "d_loss") else f"{value:.2f}"
+    return f"{value:.3f}" if key in ("g_loss", "d_loss") or key.endswith("bpd") else f"{value:.2f}"
 
 
 def fmt_count(value: float | str | None) -> str | None:
@@ -244,23 +248,28 @@ def measured_on(key: str, trial: Trial, epochs: int | None = None) -> str:
     (``epochs``: how many the trial ran, for train_time_s)."""
     params, tags = trial["params"], trial["tags"]
     data = params.get("data") or tags.get("data", "?")
-    n_train, n_test = (fmt_count(trial["metrics"].get(f"n_{split}_images")) for split in ("train", "test"))
+    n_train, n_val, n_test = (fmt_count(trial["metrics"].get(f"n_{split}_images")) for split in ("train", "val", "test"))
     size = lambda n: f"{n} images" if n else "size not logged"
-    test = f"{n_test} test images" if n_test else "test images (size not logged)"
-    if key.startswith("test_") or key == "active_units":
-        return f"{data}, test split, {size(n_test)}"
-    if key == "probe_acc":
-        return f"{data}, fit on train subset ({size(n_train)}), scored on {test}"
+    val = f"validation: {size(n_val)} of the train split outside the train subset"
+    test = f"test split, {size(n_test)}"
+    where = val if key.startswith("val_") else test if key.startswith("test_") else None
+    best = "best epoch (on validation)" if key.startswith("test_") else "final epoch"
+    if key.endswith("probe_acc") or key.startswith("test_probe_acc"):
+        scored = "validation images" if key.startswith("val_") else f"the {test}"
+        base = {"test_probe_acc_pixels": "raw pixels; ", "test_probe_acc_random_init": "randomly initialised net; "}
+        return (f"{data}, {base.get(key, '')}logistic regression fit on the train subset ({size(n_train)}), C chosen "
+                f"on the {val}, scored on {scored}")
+    if key.endswith(("_classifier_fd", "_randconv_fd", "_class_coverage", "_class_kl", "_classifier_is")):
+        n_gen = fmt_count(params.get("eval_samples")) or "? (not logged)"
+        feats = "randconv256 features" if "randconv" in key else "domain-classifier features"
+        return f"{data}, {n_gen} fixed-z generated images vs {where}, {feats} (not Inception FID), {best}"
+    if where:
+        return f"{data}, {where}, {best}"
     if key in ("g_loss", "d_loss", "d_real", "d_fake", "loss_ratio", "grad_norm_d", "grad_norm_g"):
         what = "ratio of final-epoch means" if key == "loss_ratio" else "final-epoch mean"
         return f"{data}, train subset {size(n_train)}, {what} over batches"
     if key == "train_time_s":
         return f"cumulative training time, {epochs or '?'} epochs on {tags.get('device', '?')}"
-    if key in ("sample_fd", "diversity"):
-        n_gen = fmt_count(params.get("eval_samples")) or "? (not logged)"
-        vs = (f"{DIVERSITY_REF_IMAGES:,} of the {test}, ratio of mean pairwise randconv256 distances"
-              if key == "diversity" else f"{test}, randconv256 features, not FID")
-        return f"{data}, {n_gen} generated (eval_samples param) vs {vs}"
     return data
 
 
@@ -269,7 +278,7 @@ def trial_flags(metrics: dict, tags: dict) -> list[str]:
     """Detector flags of one trial: ``diverged@E`` / ``collapsed@E`` (pruned by collapse_patience) at epoch E,
     ``stopped`` (ASHA), ``failed``; ``posterior collapse`` / ``mode collapse`` when the final metric is 1, or
     ``transient ... collapse@E`` when only the tag ``detector.<name>`` (first epoch fired) says it did; and
-    ``sample_fd biased`` (tag metric_bias)."""
+    ``randconv_fd biased`` (tag metric_bias)."""
     status, flags = tags.get("trial_status"), []
     if status in ("diverged", "collapsed"):
         flags.append(f"{status}@{tags.get(status + '_epoch', '?')}")
@@ -281,7 +290,7 @@ def trial_flags(metrics: dict, tags: dict) -> list[str]:
             flags.append(label)
         elif fired := tags.get(f"detector.{key}"):
             flags.append(f"transient {label}@{str(fired).removeprefix('epoch ')}")
-    return flags + (["sample_fd biased"] if "metric_bias" in tags else [])
+    return flags + (["randconv_fd biased"] if "metric_bias" in tags else [])
 
 
 def non_dominated(points: Sequence[Sequence[float]], modes: Sequence[str]) -> list[int]:
@@ -368,10 +377,11 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
             continue
         s = r.stats()
         pm = lambda v, sd: fmt_value(key, v) + (f" ± {fmt_value(key, sd)}" if sd is not None else "")
-        num = (lambda v: f"{v * 100:.2f} pp") if key == "probe_acc" else (lambda v: fmt_value(key, v))
-        gain = ("+" if s["gain"] >= 0 else "−") + num(abs(s["gain"]))
-        gain += f" ± {num(s['gain_sd'])}" if s["gain_sd"] is not None else ""
+        num = (lambda v: f"{v * 100:.2f} pp") if key.endswith("probe_acc") else (lambda v: fmt_value(key, v))
+        signed = lambda v: ("+" if v >= 0 else "−") + num(abs(v))
+        gain = signed(s["gain"])
         gain += f" ({'+' if s['rel'] >= 0 else '−'}{abs(s['rel']):.1f}%)" if s["rel"] is not None else ""
+        gain += f", {fmt_interval(s['gain_lo'], s['gain_hi'], signed)}" if s["gain_lo"] is not None else ", no interval (1 pair)"
         unpaired = sum(1 for p in r.pairs if p[0] is None)
         n = f"{len(r.pairs)} pair(s), {r.seeds} seed(s)" + (f", {unpaired} unpaired (seeds differ)" if unpaired else "")
         rows.append([m.name, key, n, pm(s["on"], s["on_sd"]), pm(s["off"], s["off_sd"]), gain, r.target.claim,
@@ -379,13 +389,15 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
         notes.append(f"{m.name}: on-settings compared: "
                      + "; ".join(f"{k} ({v} pair(s))" for k, v in r.settings.items()) + ".")
         if r.biased:
-            notes.append(f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on sample_fd's own randconv "
+            notes.append(f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on randconv_fd's own randconv "
                          f"features (perceptual_net = randconv, tag metric_bias), so their {key} favours them.")
     intro = (f"Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
              f"over {scope}. A mitigation is measured only between completed trials whose params are identical except "
              "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
-             "form one unpaired comparison where the seeds differ). Values are final-epoch; with/without = mean over "
-             "pairs ± sample std over pairs (≥ 2); gain = with − without (relative to without).")
+             "form one unpaired comparison where the seeds differ). test_* values are each trial's best epoch (chosen on "
+             "validation) scored on the test split, others final-epoch; with/without = mean over pairs ± sample std over "
+             "pairs (≥ 2); gain = with − without (relative to without) with the 95% Student-t interval of the per-pair "
+             "gains. A verdict says better or worse only when that interval excludes 0; otherwise it is inconclusive.")
     return [("h2", "Failure modes and mitigations"), ("p", intro),
             ("table", ["mitigation", "family", "on / off (params)", "own fields (may differ)", "target metric",
                        "seed's claimed gain"], catalogue),

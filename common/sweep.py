@@ -21,8 +21,9 @@ import torch
 from common.config import config_class, for_family
 from common.data import load_dataset
 from common.perceptual import check_perceptual
-from common.best import best_checkpoint, eval_samples_default, final_evaluation, log_best_model
-from common.loop import LocalSession, SweepContext, is_better, run_trial
+from common.best import end_stage, eval_samples_default
+from common.classifier import chance_warning, check_labels, get_classifier
+from common.loop import LocalSession, SweepContext, check_objective, is_better, run_trial
 from common.space import Space, check_configs, load_space
 from common.storage import SweepStorage, check_writable
 from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url
@@ -74,7 +75,7 @@ def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
         if getattr(opts, key) is not None:
             fixed[key] = getattr(opts, key)
     if opts.smoke_test:
-        fixed.update(data="synthetic", max_epochs=1, eval_samples=64)
+        fixed.update(data="synthetic", max_epochs=1, eval_samples=64, val_size=128)
     if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
         fixed["data"] = str(Path(str(fixed["data"])).expanduser().absolute())
     return fixed
@@ -90,6 +91,9 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     configs = check_configs(space, fixed, seed=seed)
     for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
         check_perceptual(cfg)
+        check_objective(space.metric or config_class(cfg["family"]).default_metric)
+    for metric, _ in space.objectives:
+        check_objective(metric)
     if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
         from common.evaluation import EvaluationError
 
@@ -106,9 +110,12 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     check_tracking_uri(uri)
     _check_folders(opts, uri)
     data = load_dataset(configs[0]["data"])  # decodes + caches once; bad data fails here
+    for c in configs:  # the train subset and the validation images fit in this data's train split
+        config_class(c["family"]).from_dict(c).split(len(data.train_x))
+    check_labels(data)  # the domain classifier (trained below, once Ray is up) can learn from it
     experiment = opts.experiment or space.name
     if opts.single_trial:
-        return _single_trial(space, configs[0], uri, experiment)
+        return _single_trial(space, configs[0], uri, experiment, _classifier(data)[0])
 
     storage = SweepStorage(opts.storage)
     prefix = f"{experiment}_{space.name}"  # one folder per sweep: <experiment>_<space>_<time>
@@ -135,6 +142,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             logging.getLogger("ray").setLevel(logging.INFO)
     for need in resources:
         check_fits(need)
+    classifier, classifier_info = _classifier(data)  # before MLflow is written: DataError if it cannot be trained
     prepare_store(uri)
     storage_url = optuna_storage_url(uri, opts.optuna_storage)
     if space.search is not None and not space.runs:
@@ -149,7 +157,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     else:
         parent = TrialRun.create(uri, exp_id, f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}", {
             "sweep.role": "parent", "sweep.space": str(space.path), "git_commit": commit,
-            "data": data.source, "data_hash": data.content_hash})
+            "data": data.source, "data_hash": data.content_hash, **_classifier_tags(classifier, classifier_info)})
         parent.log_params({
             "space": str(space.path), "num_samples": _num_samples(space, opts),
             "metric": ",".join(m for m, _ in space.objectives) or "per family",
@@ -158,7 +166,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id, metric="",
                        mode=space.mode, git_commit=commit, cpus_per_trial=cpus,
-                       data_cache_dir=os.environ.get("VAEGAN_CACHE"))
+                       data_cache_dir=os.environ.get("VAEGAN_CACHE"), classifier=classifier)
     summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}}
     sweep_dir = previous or f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
     storage.makedirs(sweep_dir)
@@ -179,6 +187,8 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best
+            if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
+                summary.setdefault("runs", []).append(best)
         try:
             check_tracking_uri(uri)  # a server that went away mid-sweep: say so, don't crash
         except TrackingError as e:
@@ -188,12 +198,8 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             return summary
         if previous:
             _close_orphan_runs(client, exp_id, parent.run_id)
-        eval_n = eval_samples_default(opts.eval_n, opts.smoke_test)
-        for family, best in summary["best"].items():
-            ckpt = best_checkpoint(uri, best["mlflow_run_id"])
-            log_best_model(uri, parent.run_id, family, best, ckpt, experiment)
-            if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
-                best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, opts.fid_weights)
+        end_stage(uri, parent.run_id, experiment, summary, data, eval_samples_default(opts.eval_n, opts.smoke_test),
+                  opts.fid_weights, classifier)
         parent.set_tags({"sweep.status": "completed"})
         parent.finish("FINISHED")
     except KeyboardInterrupt:
@@ -241,7 +247,22 @@ def _num_samples(space: Space, opts: SweepOptions) -> int:
     return opts.num_samples or (1 if space.runs else space.num_samples)
 
 
-def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) -> dict[str, Any]:
+def _classifier(data) -> tuple[dict, dict]:
+    """The domain classifier of ``data`` (trained once per dataset, then cached), warning if it is weak."""
+    state, info = get_classifier(data)
+    if warning := chance_warning(info, len(data.classes)):
+        warnings.warn(warning)
+    return state, info
+
+
+def _classifier_tags(state: dict, info: dict) -> dict[str, str]:
+    """Parent-run tags that say which domain classifier scored the trials, and how good it is."""
+    return {"classifier.name": state["name"], "classifier.test_acc": f"{info['test_acc']:.4f}",
+            "classifier.n_test": str(info["n_test"]), "classifier.n_train": str(info["n_train"]),
+            "classifier.train_seconds": f"{info['train_seconds']:.0f}"}
+
+
+def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict) -> dict[str, Any]:
     """One trial in this process, no Ray: breakpoints and profilers work."""
     from mlflow.tracking import MlflowClient
 
@@ -250,7 +271,8 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str) 
     family = cfg["family"]
     metric = space.metric or config_class(family).default_metric
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=None, metric=metric,
-                       mode=space.mode, git_commit=git_commit(), cpus_per_trial=torch.get_num_threads())
+                       mode=space.mode, git_commit=git_commit(), cpus_per_trial=torch.get_num_threads(),
+                       classifier=classifier)
     out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
     session = LocalSession(out)
     config = config_class(family).from_dict(cfg)

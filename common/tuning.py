@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
 
 from common.config import ConfigError, config_class
 from common.loop import SweepContext
@@ -52,9 +54,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     restored if it exists); return its best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
     study name) for the Optuna searcher."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     from trainables.dcgan import train_dcgan
     from trainables.vae import train_vae
@@ -76,18 +76,19 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
             import optuna
 
             random = space.sampler == "random"
-            searcher = OptunaSearch(space=space.search, seed=None if random else seed,
-                                    sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
-                                    metric=[m for m, _ in space.objectives] if multi else ctx.metric,
-                                    mode=[m for _, m in space.objectives] if multi else ctx.mode,
-                                    storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
+            searcher = PrunedAwareOptunaSearch(
+                max_epochs, space=space.search, seed=None if random else seed,
+                sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
+                metric=[m for m, _ in space.objectives] if multi else ctx.metric,
+                mode=[m for _, m in space.objectives] if multi else ctx.mode,
+                storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
             slots = _slots(resources)
             print(f"{family}: up to {slots} trial(s) at once ({', '.join(f'{k} {v:g}' for k, v in resources.items())} "
                   "per trial)", flush=True)
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or slots)
         scheduler = None
         if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_epochs,
+            scheduler = ScheduleAwareASHA(time_attr="training_iteration", max_t=max_epochs,
                                       grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
                                       reduction_factor=space.scheduler.get("reduction_factor", 3))
         tuner = tune.Tuner(
@@ -111,9 +112,18 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
           and not r.metrics.get("diverged")]  # a diverged trial has no model worth keeping
     if not ok:
         return None
-    best = (min if ctx.mode == "min" else max)(ok, key=lambda r: r.metrics[ctx.metric])
-    return {"metric": ctx.metric, "value": best.metrics[ctx.metric], "mlflow_run_id": best.metrics["mlflow_run_id"],
+    # Each trial at its best epoch (the one its checkpoints/best.pt holds), on the validation objective.
+    value = {id(r): best_value(r, ctx.metric, ctx.mode) for r in ok}
+    best = (min if ctx.mode == "min" else max)(ok, key=lambda r: value[id(r)])
+    return {"metric": ctx.metric, "value": value[id(best)], "mlflow_run_id": best.metrics["mlflow_run_id"],
             "config": {k: v for k, v in best.config.items()}}
+
+
+def best_value(result, metric: str, mode: str) -> float:
+    """A trial's best reported ``metric`` over its epochs (the epoch its best.pt holds)."""
+    df = result.metrics_dataframe
+    values = df[metric].dropna().tolist() if df is not None and metric in df else []
+    return (min if mode == "min" else max)(values) if values else result.metrics[metric]
 
 
 def _fit(tuner):
@@ -187,6 +197,46 @@ def _slots(resources: dict[str, float]) -> int:
     total = ray.cluster_resources()
     need = _ray_units(resources)
     return max(1, min((int(total.get(k, 0) // v) for k, v in need.items() if v), default=10**6))
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, except that a trial that ended before ``max_epochs`` (stopped by ASHA or
+    pruned by ``collapse_patience``) reaches the Optuna study as PRUNED, not COMPLETE with its early
+    value: TPE then ranks it by its intermediate values (reported every epoch) behind every trial
+    that completed. A diverged trial stays COMPLETE with its finite penalty (the region is bad)."""
+
+    def __init__(self, max_epochs: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        early = (result and not error and trial_id not in self._completed_trials and not result.get("diverged")
+                 and result.get("epoch", self._max_epochs) < self._max_epochs)
+        if not early:
+            return super().on_trial_complete(trial_id, result, error)
+        import optuna
+
+        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+class ScheduleAwareASHA(ASHAScheduler):
+    """ASHA that never compares a trial on an epoch before its beta schedule has settled (the
+    trial reports ``beta_settled``; ``common.losses.beta_settled_epoch``): a warm-up or cyclical
+    schedule's early objectives are inflated by a KL weighted below its final value, and plain ASHA
+    would stop such trials for it. A trial settling after a rung is compared at the highest rung it
+    has passed, with its settled value. Trials without the key (DCGAN, VAE-GAN) are plain ASHA."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if not result.get("beta_settled", 1.0):
+            return self.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if not result.get("beta_settled", 1.0):  # ended before settling (collapse, failure): no rung value
+            self._trial_info.pop(trial.trial_id, None)
+            return
+        super().on_trial_complete(tune_controller, trial, result)
 
 
 class MlflowStatusCallback(Callback):

@@ -3,9 +3,11 @@
 Searches the generator learning rate, the ratio lr_D / lr_G in [1, 8], Adam's beta1, spectral
 normalisation of D on/off and the loss (non-saturating BCE or hinge; WGAN-GP is in
 sweeps/gan_stability.py, which crosses all the seed's GAN mitigations).
-Objective: ``sample_fd``, the Fréchet distance of 1,000 generated images to the 10,000 test
-images in a fixed random conv feature space (cheap enough to score every epoch on a CPU;
-not Inception FID — see common/metrics.py). Lower is better.
+Objective: ``val_classifier_fd``, the Fréchet distance of 1,000 generated images (the same z every
+epoch) to the 5,000 validation images in the feature space of the domain classifier
+(common/classifier.py): cheap enough to score every epoch on a CPU, and the per-epoch score that
+ranks checkpoints most like Inception FID in the rank study (bench/proxy.py, BENCHMARKS.md).
+Lower is better.
 """
 
 
@@ -18,7 +20,7 @@ def space(trial):
 
 
 family = "dcgan"
-metric = "sample_fd"
+metric = "val_classifier_fd"
 mode = "min"
 num_samples = 8
 max_epochs = 10

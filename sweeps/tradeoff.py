@@ -1,8 +1,9 @@
 """Representation vs sample quality: a multi-objective VAE sweep (Optuna NSGA-free TPE).
 
-Two objectives, searched jointly: ``probe_acc`` (linear probe on mu, fit on the train subset,
-scored on the test split; higher is better) and ``sample_fd`` (1,000 prior samples vs the test
-split, randconv256 features; lower is better). Optuna keeps the Pareto front; the report draws
+Two objectives, searched jointly, both on the validation images: ``val_probe_acc`` (linear probe
+on mu, fit on the train subset, C and accuracy on the validation images; higher is better) and
+``val_classifier_fd`` (1,000 fixed-z prior samples vs the validation images in the domain
+classifier's features; lower is better). Optuna keeps the Pareto front; the report draws
 it. ASHA is off: early stopping needs a single objective. The probe runs every epoch here,
 since both objectives must be reported each epoch.
 """
@@ -15,7 +16,7 @@ def space(trial):
 
 
 family = "vae"
-metric = ["probe_acc", "sample_fd"]
+metric = ["val_probe_acc", "val_classifier_fd"]
 mode = ["max", "min"]
 num_samples = 8
 max_epochs = 10

@@ -4,11 +4,11 @@ measured in a discriminator layer.
 Searches gamma (the decoder's reconstruction-vs-GAN weight, log scale), the encoder/decoder
 learning rate, the TTUR ratio lr_D / lr, the KL weight beta, the D layer used for feature
 matching and the latent size.
-Objective: ``sample_fd``, the Fréchet distance of 1,000 prior samples to the 10,000 test images
-in a fixed random conv feature space (not Inception FID; see common/metrics.py). Lower is better.
-Sample quality is what the GAN half is for; the pixel ``test_elbo`` (same definition as the VAE
-family's) is logged every epoch and shown in the report, but the feature-space reconstruction
-deliberately gives up pixel likelihood, so it is not the objective.
+Objective: ``val_classifier_fd``, the Fréchet distance of 1,000 prior samples (fixed z) to the
+5,000 validation images in the domain classifier's features (see sweeps/gan_ttur.py). Lower is
+better. Sample quality is what the GAN half is for; the pixel ``val_bpd`` / ``val_mse_kl`` (same
+definitions as the VAE family's) are logged every epoch and shown in the report, but the
+feature-space reconstruction deliberately gives up pixel likelihood, so they are not the objective.
 """
 
 
@@ -22,7 +22,7 @@ def space(trial):
 
 
 family = "vaegan"
-metric = "sample_fd"
+metric = "val_classifier_fd"
 mode = "min"
 num_samples = 8
 max_epochs = 10

@@ -32,12 +32,21 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory):
+    """One domain-classifier cache for the session: it is keyed by the data's content hash, so
+    tests share the synthetic data's classifier instead of each training it again."""
+    return tmp_path_factory.mktemp("classifier-cache")
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
+def workdir(tmp_path, monkeypatch, classifier_cache):
     """Run in a fresh folder: mlflow.db, mlartifacts/, ray_results/ and report/ land here."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "classifier").symlink_to(classifier_cache, target_is_directory=True)
     return tmp_path
 
 

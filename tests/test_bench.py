@@ -28,14 +28,63 @@ MIN_RATIO = {"vae": 1.3, "dcgan": 1.0}
 def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeypatch):
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path))
     threads = torch.get_num_threads()
-    args = Namespace(data="synthetic", train_subset=512, batch_size=64, device="cpu", threads=1, repeats=5)
+    args = Namespace(data="synthetic", train_subset=384, val_size=128, batch_size=64, device="cpu", threads=1, repeats=5)
     try:
         result = throughput.bench_model(family, load_dataset("synthetic"), args, torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
-    assert result["images_per_epoch"] == 512
+    assert result["images_per_epoch"] == 384
     assert result["ratio_median"] >= MIN_RATIO[family], (
         f"{family}: the trainable epoch runs at {result['ratio_median']:.2f}x a bare loop's speed "
         f"(trainable {result['trainable_ips']}, bare {result['bare_ips']} img/s); a speed-up was lost or "
         "something added per-batch cost")
+
+
+# ---- the rank study (bench/proxy.py), fast: synthetic checkpoints, 32 samples each ---------------
+import proxy  # noqa: E402
+
+
+def test_rank_agreement_matches_scipy_and_brackets_its_estimate():
+    import numpy as np
+    from scipy.stats import kendalltau, spearmanr
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(30)
+    y = x + 0.5 * rng.standard_normal(30)
+    out = proxy.rank_agreement(x, y, boot=300)
+    assert out["rho"] == pytest.approx(spearmanr(x, y).statistic) and out["tau"] == pytest.approx(kendalltau(x, y).statistic)
+    assert out["rho_ci"][0] < out["rho"] < out["rho_ci"][1] and out["n"] == 30
+    assert proxy.rank_agreement(x, x, boot=50)["rho"] == pytest.approx(1.0)
+    assert proxy.rank_agreement(x, -x, boot=50)["rho_ci"] == [pytest.approx(-1.0), pytest.approx(-1.0)]
+
+
+def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monkeypatch, classifier_cache):
+    """Real training, real Inception FID/KID against every test image, every candidate, the table."""
+    from common.evaluation import Evaluator
+
+    monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "classifier").symlink_to(classifier_cache, target_is_directory=True)
+    data = load_dataset("synthetic")
+    base = {"data": "synthetic", "val_size": 128, "eval_samples": 32}
+    proxy.train_runs(data, proxy.QUICK_RUNS, tmp_path, base)
+    paths = sorted(tmp_path.glob("*.pt"))
+    assert len(paths) == 6
+    inception = Evaluator(data, reference="test", cache_dir=None)
+    rows = [proxy.score_checkpoint(p, data, inception, 32) for p in paths]
+    assert all(r["n"] == 32 and r["fid"] > 0 and "val_classifier_fd" in r and "randconv_fd_fresh" in r for r in rows)
+    table = proxy.analyse(rows)
+    assert set(table) == set(proxy.CANDIDATES)
+    for label, (key, sign) in proxy.CANDIDATES.items():
+        import numpy as np
+        from scipy.stats import spearmanr
+
+        want = spearmanr(sign * np.array([r[key] for r in rows]), [r["fid"] for r in rows]).statistic
+        got = table[label]["all checkpoints"]["fid"]["rho"]
+        assert got == pytest.approx(want, nan_ok=True) and table[label]["cost"]["seconds"] >= 0
+    md = proxy.markdown(table, rows, {"picked": proxy.pick(table)})
+    per_checkpoint = [line.split(" | ") for line in md.splitlines() if line.startswith("| dcgan") or line.startswith("| vae")]
+    assert "ρ vs FID: all checkpoints (n=6)" in md and sum(cells[1] == "dcgan" for cells in per_checkpoint) == 4
+    check = proxy.collapse_check(rows)
+    assert check["low_recall"] + check["other"] == 6

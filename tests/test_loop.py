@@ -24,9 +24,9 @@ def _deterministic(metrics: dict) -> dict:
 
 
 @pytest.mark.parametrize("cfg,metric", [
-    (VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=1), "test_elbo"),
-    (DCGANConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, g_channels=32, d_channels=16,
-                 g_hidden=0, d_hidden=0), "sample_fd"),
+    (VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=1), "val_mse_kl"),
+    (DCGANConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, g_channels=32, d_channels=16,
+                 g_hidden=0, d_hidden=0), "val_classifier_fd"),
 ], ids=["vae", "dcgan"])
 def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, workdir):
     ctx = _ctx(tracking_uri, metric)
@@ -46,8 +46,8 @@ def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, 
 
 
 def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir):
-    cfg = VAEConfig(data="synthetic", max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
-    ctx = _ctx(tracking_uri, "test_elbo")
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
+    ctx = _ctx(tracking_uri, "val_mse_kl")
     full = LocalSession(workdir / "full")
     run_trial(cfg, ctx, full)
 
@@ -61,28 +61,36 @@ def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(track
     assert _deterministic(resumed.results[-1]) == _deterministic(full.results[-1])
     run_id = first.results[0]["mlflow_run_id"]
     assert resumed.results[-1]["mlflow_run_id"] == run_id
-    steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "test_elbo")]
+    steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "val_mse_kl")]
     assert steps == [1, 2, 3]  # no duplicate or missing epochs
 
 
 def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, workdir):
-    cfg = VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=2)
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=2)
     session = LocalSession(workdir / "t")
-    run_trial(cfg, _ctx(tracking_uri, "test_elbo"), session)
+    run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)
     client = MlflowClient(tracking_uri)
     run = client.get_run(session.results[0]["mlflow_run_id"])
     assert run.data.params["latent_dim"] == "64" and run.data.params["family"] == "vae"
     assert run.data.tags["device"] == "cpu" and run.data.tags["trial_status"] == "completed"
-    assert run.data.metrics["n_train_images"] == 512 and run.data.metrics["n_test_images"] == 256
-    for name in ("test_elbo", "test_recon", "test_kl", "active_units", "sample_fd", "beta", "peak_rss_mb"):
+    # the validation images are held out of the (whole) synthetic train split
+    assert (run.data.metrics["n_train_images"], run.data.metrics["n_val_images"], run.data.metrics["n_test_images"]) \
+        == (384, 128, 256)
+    for name in ("val_mse_kl", "val_recon", "val_kl", "val_active_units", "val_classifier_fd", "beta", "peak_rss_mb"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
     assert 100 < run.data.metrics["peak_rss_mb"] < 64_000  # MiB of this process, torch included
-    assert math.isclose(run.data.metrics["test_elbo"], run.data.metrics["test_recon"] + run.data.metrics["test_kl"],
+    assert math.isclose(run.data.metrics["val_mse_kl"], run.data.metrics["val_recon"] + run.data.metrics["val_kl"],
                         rel_tol=1e-6)
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "probe_acc")] == [2]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_probe_acc")] == [2]
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples", "curves")}
     assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
+    # The test split is scored once, on the best epoch's weights, after training; Tune never sees it.
+    best_epoch = min(session.results, key=lambda r: r["val_mse_kl"])["epoch"]
+    assert run.data.tags["test.epoch"] == str(best_epoch)
+    for name in ("test_mse_kl", "test_bpd", "test_kl", "test_probe_acc", "test_classifier_fd"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [best_epoch]
+    assert not any(k.startswith("test_") for r in session.results for k in r)
 
 
 def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):
@@ -96,33 +104,34 @@ def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(
             self.seen.append({f.path for f in client.list_artifacts(metrics["mlflow_run_id"], "figures")})
 
     session = Watching(workdir / "w")
-    run_trial(VAEConfig(data="synthetic", max_epochs=2, batch_size=64, eval_samples=64, probe_every=0),
-              _ctx(tracking_uri, "test_elbo"), session)
+    run_trial(VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0),
+              _ctx(tracking_uri, "val_mse_kl"), session)
     samples = {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples")}
     assert session.seen == [samples, samples | {"figures/curves.png"}]
 
 
 def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir):
     session = LocalSession(workdir / "nan")
-    final = run_trial(VAEConfig(data="synthetic", max_epochs=3, batch_size=64, lr=1e3, eval_samples=64),
-                      _ctx(tracking_uri, "test_elbo"), session)
+    final = run_trial(VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, lr=1e3, eval_samples=64),
+                      _ctx(tracking_uri, "val_mse_kl"), session)
     assert final["diverged"] == 1.0
     last = session.results[-1]
-    assert last["diverged"] == 1 and last["test_elbo"] == DIVERGED_PENALTY  # the searcher sees a finite, bad value
+    assert last["diverged"] == 1 and last["val_mse_kl"] == DIVERGED_PENALTY  # the searcher sees a finite, bad value
     run = MlflowClient(tracking_uri).get_run(last["mlflow_run_id"])
     assert run.data.tags["trial_status"] == "diverged"
     assert run.data.tags["diverged_epoch"] == str(last["epoch"]) and "blown up" in run.data.tags["diverged_reason"]
-    assert run.data.metrics.get("test_elbo", 0.0) != DIVERGED_PENALTY  # MLflow never gets the penalty
+    assert run.data.metrics.get("val_mse_kl", 0.0) != DIVERGED_PENALTY  # MLflow never gets the penalty
 
 
 def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monkeypatch):
     from common.tasks.vae import VAETask
 
     real = VAETask.evaluate
-    monkeypatch.setattr(VAETask, "evaluate", lambda self, probe: {**real(self, probe), "posterior_collapse": 1.0})
+    monkeypatch.setattr(VAETask, "evaluate", lambda self, split="val", probe=False: {
+        **real(self, split, probe), "posterior_collapse": 1.0})
     session = LocalSession(workdir / "collapse")
-    cfg = VAEConfig(data="synthetic", max_epochs=5, batch_size=64, eval_samples=64, probe_every=0, collapse_patience=2)
-    run_trial(cfg, _ctx(tracking_uri, "test_elbo"), session)
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=5, batch_size=64, eval_samples=64, probe_every=0, collapse_patience=2)
+    run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)
     assert [r["epoch"] for r in session.results] == [1, 2]  # stopped after 2 flagged epochs, not 5
     tags = MlflowClient(tracking_uri).get_run(session.results[-1]["mlflow_run_id"]).data.tags
     assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
@@ -141,7 +150,7 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     from common.device import seed_everything
     from common.tasks import TASKS
 
-    cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64})
+    cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128})
     task = TASKS[family](cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
     assert task.precision_used == precision
     conv = next(m for net in task.models.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d))
@@ -152,7 +161,8 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
     metrics = task.train_epoch(0)
     assert all(math.isfinite(v) for v in metrics.values())
-    assert task.evaluate(probe=False)  # evaluation is fp32 whatever the training precision
+    task.evaluate(probe=False)  # evaluation runs in fp32 whatever the training precision:
+    assert task.samples().dtype == torch.float32 and not torch.is_autocast_cpu_enabled()
 
 
 def test_vae_defaults_to_bf16_and_the_others_to_fp32():

@@ -6,7 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from common.losses import (
+    MSE_LOG_SCALE,
     beta_at,
+    beta_settled_epoch,
+    bits_per_dim,
+    discretized_gaussian_nll,
+    discretized_logistic_nll,
     d_loss_bce,
     g_loss_nonsaturating,
     gaussian_kl,
@@ -97,3 +102,55 @@ def test_gan_losses_closed_form():
     ref_d = -F.logsigmoid(real).mean() - F.logsigmoid(-fake).mean()
     assert torch.allclose(d_loss_bce(real, fake), ref_d, atol=1e-6)
     assert torch.allclose(g_loss_nonsaturating(fake), -F.logsigmoid(fake).mean(), atol=1e-6)
+
+
+# ---- decoder likelihoods on the 8-bit grid --------------------------------------------------
+LEVELS = (torch.arange(256, dtype=torch.float64) / 127.5 - 1).view(256, 1, 1, 1)
+
+
+@pytest.mark.parametrize("nll", [discretized_gaussian_nll, discretized_logistic_nll])
+@pytest.mark.parametrize("mean", [-1.3, -1.0, -0.2, 0.0, 0.51, 1.0])
+@pytest.mark.parametrize("log_scale", [MSE_LOG_SCALE, -2.5, -5.0])
+def test_discretized_likelihoods_are_distributions_over_the_256_levels(nll, mean, log_scale):
+    """The probabilities of all 256 values of a pixel sum to 1 (the edge bins take the tails)."""
+    m = torch.full_like(LEVELS, mean)
+    total = torch.exp(-nll(LEVELS, m, torch.tensor(log_scale, dtype=torch.float64))).sum().item()
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+def test_discretized_gaussian_matches_the_normal_cdf_and_sums_over_pixels():
+    x = torch.tensor([[[[-1.0, 2 / 255 - 1], [1 / 127.5 * 100 - 1, 1.0]]]], dtype=torch.float64)  # (1,1,2,2)
+    mean = torch.tensor([[[[-0.9, 0.2], [-0.3, 0.7]]]], dtype=torch.float64)
+    s = math.exp(MSE_LOG_SCALE)
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))
+    expected = -(math.log(phi((-1 + 1 / 255 + 0.9) / s))
+                 + math.log(phi((2 / 255 - 1 + 1 / 255 - 0.2) / s) - phi((2 / 255 - 1 - 1 / 255 - 0.2) / s))
+                 + math.log(phi((100 / 127.5 - 1 + 1 / 255 + 0.3) / s) - phi((100 / 127.5 - 1 - 1 / 255 + 0.3) / s))
+                 + math.log(1 - phi((1 - 1 / 255 - 0.7) / s)))
+    assert discretized_gaussian_nll(x, mean, MSE_LOG_SCALE).item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_sharp_likelihood_at_the_right_value_costs_nothing():
+    x = LEVELS.view(1, 1, 16, 16)
+    assert discretized_logistic_nll(x, x, torch.tensor(-9.0, dtype=torch.float64)).item() < 1e-3
+    assert discretized_gaussian_nll(x, x, -9.0).item() < 1e-3
+
+
+def test_bits_per_dim():
+    nll, kl = torch.tensor([3072 * math.log(2) * 4.0]), torch.tensor([3072 * math.log(2) * 0.5])
+    assert bits_per_dim(nll, kl).item() == pytest.approx(4.5)
+
+
+@pytest.mark.parametrize("schedule, kw, expected", [
+    ("constant", {}, 1),
+    ("linear", {"warmup_epochs": 4}, 4),
+    ("cyclical", {"cycles": 4, "ramp_fraction": 0.5}, 19),  # cycle length 5: the last ramp ends at epoch 19 (1-based)
+    ("cyclical", {"cycles": 1, "ramp_fraction": 1.0}, 20),
+])
+def test_beta_settled_epoch(schedule, kw, expected):
+    assert beta_settled_epoch(schedule=schedule, max_epochs=20, **kw) == expected
+    full = dict(schedule=schedule, beta=2.0, max_epochs=20, **kw)
+    final = beta_at(19, **full)
+    assert all(beta_at(e, **full) == final for e in range(expected - 1, 20))
+    if expected > 1:
+        assert beta_at(expected - 2, **full) != final

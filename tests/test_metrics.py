@@ -1,12 +1,14 @@
-"""Fréchet distance, the random-conv extractor, active units and the linear probe."""
+"""Fréchet distance, the random-conv extractor, active units, the linear probe and class balance."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from common.metrics import (
+    PROBE_CS,
     RandomConvFeatures,
     active_units,
+    class_balance,
     feature_stats,
     frechet_distance,
     linear_probe,
@@ -98,12 +100,47 @@ def test_active_units():
 def test_linear_probe_separable_and_random():
     rng = np.random.default_rng(0)
     centers = rng.standard_normal((3, 10)) * 5
-    y = rng.integers(0, 3, 600)
-    feats = centers[y] + rng.standard_normal((600, 10))
-    acc = linear_probe(feats[:400], y[:400], feats[400:], y[400:])
-    assert acc > 0.97
-    assert acc == linear_probe(feats[:400], y[:400], feats[400:], y[400:])  # deterministic
-    noise = rng.standard_normal((2000, 10))
-    labels = rng.integers(0, 4, 2000)
-    chance = linear_probe(noise[:1000], labels[:1000], noise[1000:], labels[1000:])
-    assert 0.18 < chance < 0.32
+    y = rng.integers(0, 3, 900)
+    feats = centers[y] + rng.standard_normal((900, 10))
+    out = linear_probe(feats[:400], y[:400], feats[400:600], y[400:600], feats[600:], y[600:])
+    assert out["test_acc"] > 0.97 and out["val_acc"] > 0.97 and out["converged"] == 1.0 and out["C"] in PROBE_CS
+    assert out == linear_probe(feats[:400], y[:400], feats[400:600], y[400:600], feats[600:], y[600:])  # deterministic
+    assert "test_acc" not in linear_probe(feats[:400], y[:400], feats[400:600], y[400:600])
+    noise = rng.standard_normal((3000, 10))
+    labels = rng.integers(0, 4, 3000)
+    chance = linear_probe(noise[:1000], labels[:1000], noise[1000:2000], labels[1000:2000], noise[2000:], labels[2000:])
+    assert 0.18 < chance["test_acc"] < 0.32
+
+
+def test_linear_probe_chooses_c_on_validation_only():
+    """Regularisation strength comes from the validation split; the test split never influences it."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 1500)
+    feats = np.c_[y + 0.8 * rng.standard_normal(1500), rng.standard_normal((1500, 40))]
+    base = linear_probe(feats[:200], y[:200], feats[200:700], y[200:700], feats[700:], y[700:])
+    shuffled = linear_probe(feats[:200], y[:200], feats[200:700], y[200:700], feats[700:], rng.permutation(y[700:]))
+    assert shuffled["C"] == base["C"] and shuffled["val_acc"] == base["val_acc"]  # test labels changed nothing
+    assert base["test_acc"] != shuffled["test_acc"]
+    flipped = linear_probe(feats[:200], y[:200], feats[200:700], 1 - y[200:700], feats[700:], y[700:])
+    assert flipped["C"] != base["C"]  # but the validation labels do decide it
+
+
+def test_linear_probe_reports_non_convergence_without_silencing_it():
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((300, 50)), rng.integers(0, 3, 300)
+    with pytest.warns(ConvergenceWarning):
+        out = linear_probe(x[:200], y[:200], x[200:], y[200:], max_iter=2)
+    assert out["converged"] == 0.0
+
+
+def test_class_balance():
+    assert class_balance(np.arange(100) % 10, 10) == (1.0, pytest.approx(0.0, abs=1e-12))
+    cov, kl = class_balance(np.zeros(100, int), 10)
+    assert cov == pytest.approx(0.1) and kl == pytest.approx(np.log(10))
+    # 9 classes at their fair share, one below a tenth of it: 0.9 coverage
+    labels = np.r_[np.repeat(np.arange(9), 111), [9]]
+    assert class_balance(labels, 10)[0] == pytest.approx(0.9)
+    with pytest.raises(ValueError):
+        class_balance(np.array([], int), 10)

@@ -141,7 +141,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
     space = tmp_path / "two.py"
     space.write_text("from optuna.distributions import CategoricalDistribution\n"
                      "space = {'lr_ratio': CategoricalDistribution([1.0, 2.0])}\n"
-                     "family = 'dcgan'\nmetric = 'sample_fd'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 4\n"
+                     "family = 'dcgan'\nmetric = 'val_classifier_fd'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 4\n"
                      "scheduler = None\nresources = {'cpu': 1, 'gpu': 0}\n")
     epochs = 4
     cfg = _cfg(tmp_path)
@@ -239,12 +239,12 @@ def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_serve
         assert len(children) == trials
         # ASHA's grace period (2) equals max_epochs here, so every trial runs all its epochs.
         assert all(c.data.tags["trial_status"] == "completed" for c in children)
-        per_epoch = ["train_loss", "test_elbo", "test_recon", "test_kl", "sample_fd", "epoch_time_s"]
+        per_epoch = ["train_loss", "val_mse_kl", "val_recon", "val_kl", "val_classifier_fd", "epoch_time_s"]
         expected = trials * epochs * len(per_epoch)
         stored = sum(len(client.get_metric_history(c.info.run_id, k)) for c in children for k in per_epoch)
         assert stored == expected  # no point lost, none doubled
         for c in children:
-            assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "test_elbo")) == [1, 2]
+            assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "val_mse_kl")) == [1, 2]
     import optuna
 
     (summary,) = optuna.get_all_study_summaries(storage=f"{postgres}/optuna")

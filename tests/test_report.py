@@ -21,7 +21,7 @@ def _tiny_png(path, shade: float) -> None:
     save_image_grid(torch.full((1, 3, 4, 4), shade), path, nrow=1)
 
 
-SIZES = {"n_train_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.loop does
+SIZES = {"n_train_images": 5000, "n_val_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.loop does
 NETS = {"vae": ["vae"], "dcgan": ["g", "d"]}
 
 
@@ -64,23 +64,27 @@ def sweep(tmp_path_factory):
         "sweep.role": "parent", "sweep.space": "sweeps/gan_ttur.py", "git_commit": "abc1234",
         "data": "cifar10", "data_hash": "d41d8cd9"})
     pid = parent.info.run_id
-    for k, v in dict(space="gan_ttur", num_samples=6, max_epochs=3, metric="test_elbo", mode="min",
+    for k, v in dict(space="gan_ttur", num_samples=6, max_epochs=3, metric="val_mse_kl", mode="min",
                      seed=42, data="cifar10", train_subset=5000).items():
         client.log_param(pid, k, v)
     vae_elbo = [210.0, 205.4321, 230.0]  # trial 1 (index) is best: final 205.4321 -> "205.43"
     for i, (lat, final) in enumerate(zip([32, 64, 128], vae_elbo)):
-        rows = [{"train_loss": final + 30 - 10 * e, "beta": 1.0, "test_elbo": final + 20 - 10 * e,
-                 "test_recon": final - 61 + 5 - 2.5 * e, "test_kl": 61.0 - 0.5 * e + i, "active_units": 40.0,
-                 "epoch_time_s": 60.0, "train_time_s": 60.0 * (e + 1), "sample_fd": 50.0 - e}
+        rows = [{"train_loss": final + 30 - 10 * e, "beta": 1.0, "val_mse_kl": final + 22 - 10 * e,
+                 "val_recon": final - 61 + 5 - 2.5 * e, "val_kl": 61.0 - 0.5 * e + i, "val_active_units": 40.0,
+                 "epoch_time_s": 60.0, "train_time_s": 60.0 * (e + 1), "val_classifier_fd": 50.0 - e}
                 for e in range(3)]
-        rows[-1]["probe_acc"] = 0.3512 + 0.01 * i
+        rows[-1]["val_probe_acc"] = 0.3612 + 0.01 * i
+        # the best epoch (the last) scored on the test split, as common.loop does after training
+        rows[-1].update(test_mse_kl=final, test_recon=final - 61, test_kl=61.0 + i, test_probe_acc=0.3512 + 0.01 * i,
+                        test_bpd=4.4321 + i, test_probe_acc_pixels=0.3999, test_probe_acc_random_init=0.2888)
         _log_trial(client, exp_id, pid, "vae", i, {"lr": 1e-3 * (i + 1), "latent_dim": lat, "beta": 1.0,
                                                    "beta_schedule": "constant"}, rows, "completed", tmp_path)
-    dcgan_fd = [41.0, 44.0, 38.7654]  # trial 2 is best by sample_fd (the sweep metric test_elbo is VAE-only)
+    dcgan_fd = [41.0, 44.0, 38.7654]  # trial 2 is best by val_classifier_fd (the sweep metric is VAE-only)
     for i, (ratio, final) in enumerate(zip([0.5, 1.0, 4.0], dcgan_fd)):
         rows = [{"g_loss": 2.0 + e + 0.1 * i, "d_loss": 0.5 - 0.1 * e, "loss_ratio": (2.0 + e) / (0.5 - 0.1 * e),
                  "d_real": 0.8, "d_fake": 0.2, "epoch_time_s": 90.0, "train_time_s": 90.0 * (e + 1),
-                 "sample_fd": final + 2 * (2 - e)} for e in range(3)]
+                 "val_classifier_fd": final + 2 * (2 - e)} for e in range(3)]
+        rows[-1]["test_classifier_fd"] = final + 0.5
         _log_trial(client, exp_id, pid, "dcgan", i, {"lr_g": 2e-4, "lr_ratio": ratio, "latent_dim": 100},
                    rows, "completed" if i < 2 else "stopped", tmp_path)
     return uri, pid
@@ -112,12 +116,15 @@ def test_seed_table_values(report):
     seed_rows = md.split("## Seed comparison")[1].split("## Figures")[0]
     for published in ("200.82", "139.56", "61.25", "37.69%", "3.866", "0.159", "24.4", "22 min", "45 min"):
         assert published in seed_rows
-    elbo_row = next(line for line in seed_rows.splitlines() if line.startswith("| ELBO"))
-    assert "205.43" in elbo_row  # best VAE trial's final test_elbo
+    elbo_row = next(line for line in seed_rows.splitlines() if line.startswith("| Negative ELBO, the slides"))
+    assert "205.43" in elbo_row  # best VAE trial's test_mse_kl (its best epoch on the test split)
     probe_row = next(line for line in seed_rows.splitlines() if line.startswith("| Linear probe"))
-    assert "36.12%" in probe_row  # probe_acc of that same trial (index 1), as a percentage
-    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample quality"))
-    assert "38.77" in fd_row  # best DCGAN trial's final sample_fd
+    assert "36.12%" in probe_row  # test_probe_acc of that same trial (index 1), as a percentage
+    assert "39.99%" in _row(seed_rows, "Probe baseline: raw pixels, same protocol")
+    assert "28.88%" in _row(seed_rows, "Probe baseline: the same net randomly initialised, same protocol")
+    assert "5.432" in next(line for line in seed_rows.splitlines() if "bits/dim" in line)
+    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample score"))
+    assert "39.27" in fd_row  # best DCGAN trial's test_classifier_fd
     g_row = next(line for line in seed_rows.splitlines() if line.startswith("| G loss"))
     assert "4.200" in g_row and "—" in g_row  # DCGAN trial 2 final g_loss; VAE has none
     time_row = next(line for line in seed_rows.splitlines() if line.startswith("| Train time"))
@@ -129,11 +136,19 @@ def test_seed_table_values(report):
 def test_measured_on_comes_from_size_metrics(report):
     _, _, md, _ = report
     rows = md.split("## Seed comparison")[1].split("## Figures")[0]
-    assert "cifar10, test split, 10,000 images" in rows
-    assert "fit on train subset (5,000 images), scored on 10,000 test images" in rows
+    assert "cifar10, test split, 10,000 images, best epoch (on validation)" in rows
+    assert ("fit on the train subset (5,000 images), C chosen on the validation: 5,000 images of the train split "
+            "outside the train subset, scored on the test split, 10,000 images") in rows
     assert "train subset 5,000 images, final-epoch mean over batches" in rows
-    assert "512 generated (eval_samples param) vs 10,000 test images, randconv256 features, not FID" in rows
+    assert "512 fixed-z generated images vs test split, 10,000 images, domain-classifier features" in rows
     assert "size not logged" not in rows
+
+
+def test_the_report_says_which_split_selects(report):
+    _, _, md, _ = report
+    header = md.split("## Seed comparison")[0]
+    assert "every selection (ASHA, the searcher, each trial's best epoch, the best trial" in header
+    assert "chosen by its best val_mse_kl (min, validation)" in md
 
 
 def test_model_sizes(report):
@@ -163,7 +178,7 @@ def test_top_trials_and_importances(report):
         assert f"vae_{i:05d}" in top and f"dcgan_{i:05d}" in top
     assert "latent_dim" in top and "lr_ratio" in top  # varying params detected
     assert "stopped" in top
-    # ranked best first: vae_00001 (205.43) before vae_00000 (210.00) before vae_00002 (230.00)
+    # ranked best first by the best validation value: vae_00001 before vae_00000 before vae_00002
     assert top.index("vae_00001") < top.index("vae_00000") < top.index("vae_00002")
     imp = md.split("## Parameter importances")[1]
     assert re.search(r"VAE: .*replayed .* of 3 completed trials", imp) and "noisy" in imp
@@ -220,7 +235,8 @@ def _parent(client, exp_id, name, start_time, metric, space, mode="min"):
 
 
 def _dcgan_rows(fd):
-    return [{"g_loss": 2.0, "d_loss": 0.5, "sample_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+    return [{"g_loss": 2.0, "d_loss": 0.5, "val_classifier_fd": fd, "test_classifier_fd": fd,
+             "epoch_time_s": 1.0, "train_time_s": 1.0}]
 
 
 def test_each_family_from_its_latest_sweep(sweep, tmp_path):
@@ -229,29 +245,30 @@ def test_each_family_from_its_latest_sweep(sweep, tmp_path):
     uri, _ = sweep
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("vae_vs_dcgan", artifact_location=(tmp_path / "artifacts").as_uri())
-    old = _parent(client, exp_id, "old_gan", 1_000_000, "sample_fd", "gan_ttur")
+    old = _parent(client, exp_id, "old_gan", 1_000_000, "val_classifier_fd", "gan_ttur")
     _log_trial(client, exp_id, old, "dcgan", 7, {"lr_ratio": 1.0}, _dcgan_rows(11.11), "completed", tmp_path,
                figures=False)
-    vae = _parent(client, exp_id, "vae_sweep", 2_000_000, "test_elbo", "vae_beta")
+    vae = _parent(client, exp_id, "vae_sweep", 2_000_000, "val_mse_kl", "vae_beta")
     for i, elbo in enumerate([250.0, 222.22]):
         _log_trial(client, exp_id, vae, "vae", i, {"latent_dim": 32 * (i + 1)},
-                   [{"test_elbo": elbo, "epoch_time_s": 1.0, "train_time_s": 1.0}], "completed", tmp_path,
+                   [{"val_mse_kl": elbo, "test_mse_kl": elbo, "epoch_time_s": 1.0, "train_time_s": 1.0}],
+                   "completed", tmp_path,
                    sizes={}, figures=False)  # sizes not logged (a run from before they were)
-    new = _parent(client, exp_id, "new_gan", 3_000_000, "sample_fd", "gan_ttur")
+    new = _parent(client, exp_id, "new_gan", 3_000_000, "val_classifier_fd", "gan_ttur")
     for i, fd in enumerate([35.0, 33.33]):
         _log_trial(client, exp_id, new, "dcgan", i, {"lr_ratio": 2.0 * (i + 1)}, _dcgan_rows(fd), "completed",
                    tmp_path, sizes={"n_train_images": 1000, "n_test_images": 2000}, figures=False)
-    empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "sample_fd", "gan_ttur")
+    empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "val_classifier_fd", "gan_ttur")
 
     md = build_report("vae_vs_dcgan", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
     header, rest = md.split("## Seed comparison")
     assert vae in header and new in header and old not in header and empty not in header
     assert "| sweep param space | gan_ttur | vae_beta |" in header  # newest parent first
-    assert "| sweep param metric | sample_fd | test_elbo |" in header
+    assert "| sweep param metric | val_classifier_fd | val_mse_kl |" in header
     seed_rows = rest.split("## Figures")[0]
-    assert "222.22" in next(line for line in seed_rows.splitlines() if line.startswith("| ELBO"))
-    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample quality"))
-    assert "33.33" in fd_row and "11.11" not in fd_row and "vs 2,000 test images" in fd_row
+    assert "222.22" in next(line for line in seed_rows.splitlines() if line.startswith("| Negative ELBO, the slides"))
+    fd_row = next(line for line in seed_rows.splitlines() if line.startswith("| Sample score"))
+    assert "33.33" in fd_row and "11.11" not in fd_row and "vs test split, 2,000 images" in fd_row
     assert "cifar10, test split, size not logged" in seed_rows  # the VAE sweep logged no sizes
     assert "train subset 1,000 images" in seed_rows
     top = md.split("## Top trials")[1]
@@ -287,13 +304,15 @@ GAN_BASE = {"lr_g": 2e-4, "lr_ratio": 1.0, "spectral_norm": False, "gan_loss": "
 
 
 def _vae_rows(kl, probe, fd, collapse=0.0):
-    return [{"test_elbo": 200.0, "test_kl": kl, "active_units": 40.0, "posterior_collapse": collapse,
-             "probe_acc": probe, "sample_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+    return [{"val_mse_kl": 200.0, "val_kl": kl, "val_active_units": 40.0, "posterior_collapse": collapse,
+             "val_probe_acc": probe, "val_classifier_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0,
+             "test_kl": kl, "test_probe_acc": probe, "test_classifier_fd": fd, "test_randconv_fd": fd}]
 
 
-def _gan_rows(fd, diversity, collapse=0.0):
-    return [{"g_loss": 2.0, "d_loss": 0.5, "sample_fd": fd, "diversity": diversity, "mode_collapse": collapse,
-             "grad_norm_d": 1.0, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+def _gan_rows(fd, class_kl, collapse=0.0):
+    return [{"g_loss": 2.0, "d_loss": 0.5, "val_classifier_fd": fd, "val_class_kl": class_kl, "mode_collapse": collapse,
+             "grad_norm_d": 1.0, "epoch_time_s": 1.0, "train_time_s": 1.0, "test_classifier_fd": fd,
+             "test_class_kl": class_kl}]
 
 
 @pytest.fixture(scope="module")
@@ -307,23 +326,23 @@ def mitigations_report(sweep, tmp_path_factory):
     exp_id = client.create_experiment("mitigations", artifact_location=(tmp_path / "artifacts").as_uri())
     log = lambda parent, fam, i, params, rows, status="completed": _log_trial(
         client, exp_id, parent, fam, i, params, rows, status, tmp_path, figures=False)
-    old = _parent(client, exp_id, "vae_beta", 1_000_000, "test_elbo", "vae_beta")
+    old = _parent(client, exp_id, "vae_beta", 1_000_000, "val_mse_kl", "vae_beta")
     log(old, "vae", 0, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(30.0, 0.40, 48.0))
     log(old, "vae", 1, {**VAE_BASE, "seed": 1}, _vae_rows(20.0, 0.36, 52.0))
     log(old, "vae", 2, {**VAE_BASE, "seed": 2, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(34.0, 0.42, 47.0))
     log(old, "vae", 3, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "lr": 3e-3},  # no control: lr differs
         _vae_rows(90.0, 0.10, 99.0))
     rid = log(old, "vae", 4, {**VAE_BASE, "seed": 1, "perceptual_weight": 0.1}, _vae_rows(20.0, 0.36, 41.0))
-    client.set_tag(rid, "metric_bias", "sample_fd uses the same randconv features as the perceptual loss")
-    gan = _parent(client, exp_id, "gan_stability", 2_000_000, "sample_fd", "gan_stability")
-    log(gan, "dcgan", 0, {**GAN_BASE, "minibatch_disc": 32}, _gan_rows(40.0, 0.90))
-    log(gan, "dcgan", 1, GAN_BASE, _gan_rows(45.0, 0.72))
+    client.set_tag(rid, "metric_bias", "val_randconv_fd uses the same randconv features as the perceptual loss")
+    gan = _parent(client, exp_id, "gan_stability", 2_000_000, "val_classifier_fd", "gan_stability")
+    log(gan, "dcgan", 0, {**GAN_BASE, "minibatch_disc": 32}, _gan_rows(40.0, 0.20))
+    log(gan, "dcgan", 1, GAN_BASE, _gan_rows(45.0, 0.50))
     rid = log(gan, "dcgan", 2, {**GAN_BASE, "lr_ratio": 8.0}, _gan_rows(39.0, 0.80), "diverged")
     client.set_tag(rid, "diverged_epoch", "3")
     rid = log(gan, "dcgan", 3, {**GAN_BASE, "lr_g": 1e-4}, _gan_rows(60.0, 0.30, collapse=1.0), "collapsed")
     for k, v in {"collapsed_epoch": "2", "detector.mode_collapse": "epoch 1"}.items():
         client.set_tag(rid, k, v)
-    new = _parent(client, exp_id, "tradeoff", 3_000_000, "probe_acc,sample_fd", "tradeoff", mode="max,min")
+    new = _parent(client, exp_id, "tradeoff", 3_000_000, "val_probe_acc,val_classifier_fd", "tradeoff", mode="max,min")
     log(new, "vae", 10, {**VAE_BASE, "seed": 2}, _vae_rows(22.0, 0.37, 55.0))  # completes the seed-2 pair
     for i, (lat, probe, fd, collapse) in enumerate([(16, 0.40, 50.0, 0.0), (32, 0.35, 40.0, 0.0),
                                                     (128, 0.30, 45.0, 0.0), (256, 0.38, 60.0, 0.0),
@@ -349,12 +368,15 @@ def test_mitigation_gain_measured_over_seeds_and_parents(mitigations_report):
     assert "all 16 trial runs of experiment 'mitigations' (children of 3 sweep parent run(s)" in sec
     assert _row(sec, "cyclical β annealing", "vae").count("KL > 10") == 1  # the catalogue row
     kl = _row(sec, "cyclical β annealing", "test_kl")
-    # seed 1: 30 vs 20, seed 2: 34 vs 22 -> with 32 ± 2.83, without 21 ± 1.41, gain +11 ± 1.41 (+52.4%)
-    assert "| 2 pair(s), 2 seed(s) | 32.00 ± 2.83 | 21.00 ± 1.41 | +11.00 ± 1.41 (+52.4%) | KL > 10 |" in kl
-    assert "better; with-mean > 10" in kl and "cifar10, test split, 10,000 images" in kl
-    probe = _row(sec, "cyclical β annealing", "probe_acc")
-    assert "41.00% ± 1.41%" in probe and "36.50% ± 0.71%" in probe and "+4.50 pp ± 0.71 pp (+12.3%)" in probe
-    assert "meaningful representations" in probe and "scored on 10,000 test images" in probe
+    # seed 1: 30 vs 20, seed 2: 34 vs 22 -> with 32 ± 2.83, without 21 ± 1.41, gain +11 (+52.4%); two seeds give a
+    # 95% t-interval of 11 ± 12.71, which includes 0: inconclusive, whatever the mean says
+    assert ("| 2 pair(s), 2 seed(s) | 32.00 ± 2.83 | 21.00 ± 1.41 | +11.00 (+52.4%), 95% CI [−1.71, +23.71] | "
+            "KL > 10 |") in kl
+    assert "inconclusive; with-mean > 10" in kl and "cifar10, test split, 10,000 images, best epoch" in kl
+    probe = _row(sec, "cyclical β annealing", "test_probe_acc")
+    assert "41.00% ± 1.41%" in probe and "36.50% ± 0.71%" in probe
+    assert "+4.50 pp (+12.3%), 95% CI [−1.85 pp, +10.85 pp]" in probe
+    assert "meaningful representations" in probe and "scored on the test split, 10,000 images" in probe
     assert sec.count("cyclical β annealing: on-settings compared: beta_schedule=cyclical, cycles=2, "
                      "ramp_fraction=0.5 (2 pair(s)).") == 1  # one note for both targets
 
@@ -366,12 +388,14 @@ def test_mitigation_not_measured_bias_and_gan(mitigations_report):
     assert "not measured in this experiment (no trials differing only in free_bits)" in free
     sn = _row(sec, "spectral norm + TTUR", "grad_norm_d")
     assert "not measured in this experiment (no trials differing only in spectral_norm, lr_ratio)" in sn
-    perc = _row(sec, "perceptual loss", "sample_fd")
-    assert "| 41.00 | 52.00 | −11.00 (−21.2%) | sharper textures, better details | better; BIASED" in perc
-    assert "perceptual loss / sample_fd: BIASED" in sec
-    div = _row(sec, "minibatch discrimination", "diversity")
-    assert "| 0.90 | 0.72 | +0.18 (+25.0%) | +20–30% diversity |" in div and "within the claimed +20–30%" in div
-    assert "2,000 of the 10,000 test images" in div
+    perc = _row(sec, "perceptual loss", "test_randconv_fd")
+    assert ("| 41.00 | 52.00 | −11.00 (−21.2%), no interval (1 pair) | sharper textures, better details | "
+            "inconclusive; BIASED") in perc
+    assert "perceptual loss / test_randconv_fd: BIASED" in sec
+    assert "BIASED" not in _row(sec, "perceptual loss", "test_classifier_fd")
+    div = _row(sec, "minibatch discrimination", "test_class_kl")
+    assert "| 0.20 | 0.50 | −0.30 (−60.0%), no interval (1 pair) | +20–30% diversity | inconclusive |" in div
+    assert "512 fixed-z generated images vs test split" in div
     assert "TTUR alone: of the 1 on and 1 off trials in matched groups, diverged 1 on / 0 off." in sec
 
 
@@ -379,7 +403,7 @@ def test_flags_column_and_counts(mitigations_report):
     _, md, _ = mitigations_report
     top = _section(md, "Top trials")
     head = next(line for line in top.splitlines() if line.startswith("| rank"))
-    assert head.endswith("| flags |") and "final probe_acc" in head  # multi-objective: ranked by the first
+    assert head.endswith("| flags |") and "best val_probe_acc" in head  # multi-objective: ranked by the first
     assert "diverged@3" in next(line for line in top.splitlines() if "dcgan_00002" in line)
     assert "collapsed@2, mode collapse" in next(line for line in top.splitlines() if "dcgan_00003" in line)
     assert "posterior collapse" in next(line for line in top.splitlines() if "vae_00015" in line)
@@ -391,7 +415,7 @@ def test_flags_column_and_counts(mitigations_report):
 def test_pareto_front(mitigations_report):
     out, md, parents = mitigations_report
     sec = _section(md, "Pareto front (multi-objective sweeps)")
-    assert f"VAE, parent run {parents['new']}: probe_acc (max) and sample_fd (min)" in sec
+    assert f"VAE, parent run {parents['new']}: val_probe_acc (max) and val_classifier_fd (min)" in sec
     assert "6 completed trials that logged every objective (1 other trial(s) left out); 3 are non-dominated" in sec
     png = out / "figures" / "vae_pareto.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and "figures/vae_pareto.png" in sec
@@ -415,3 +439,23 @@ def test_study_importances_read_the_sweeps_own_rdb_study(tmp_path):
     assert n == 12 and set(imp) == {"x", "y"} and imp["x"] > 0.9 and abs(sum(imp.values()) - 1) < 1e-9
     with pytest.raises(RuntimeError, match="cannot read Optuna study 'nope'"):
         study_importances(storage, "nope")
+
+
+def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
+    """The seed preset at three seeds: mean ± std and the 95% t-interval of each reported number."""
+    uri, _ = sweep
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("seeds", artifact_location=(tmp_path / "artifacts").as_uri())
+    pid = _parent(client, exp_id, "seed", 1_000_000, "val_mse_kl", "seed")
+    for i, (seed, kl) in enumerate(((1, 40.0), (2, 42.0), (3, 44.0))):
+        rows = [{"val_mse_kl": 220.0, "test_mse_kl": 218.0 + i, "test_kl": kl, "epoch_time_s": 1.0, "train_time_s": 1.0}]
+        _log_trial(client, exp_id, pid, "vae", i, {**VAE_BASE, "seed": seed}, rows, "completed", tmp_path, figures=False)
+    _log_trial(client, exp_id, pid, "vae", 9, {**VAE_BASE, "seed": 4, "latent_dim": 16},  # another config: not a seed
+               [{"val_mse_kl": 1.0, "test_kl": 99.0, "epoch_time_s": 1.0, "train_time_s": 1.0}], "completed",
+               tmp_path, figures=False)
+    md = build_report("seeds", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
+    sec = md.split("### Seed-to-seed spread")[1].split("\n## ")[0].split("\n### ")[0]
+    kl = _row(sec, "VAE", "test_kl")
+    # mean 42, std 2, half-width t(0.975, 2) * 2 / sqrt(3) = 4.303 * 1.155 = 4.97
+    assert "| 3 (1, 2, 3) | 42.00 ± 2.00 | 95% CI [37.03, 46.97] |" in kl and "99.00" not in sec
+    assert "| 3 (1, 2, 3) | 219.00 ± 1.00 |" in _row(sec, "VAE", "test_mse_kl")

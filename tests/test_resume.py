@@ -53,7 +53,7 @@ def _completed(db: Path) -> int:
 
 
 def _history(client: MlflowClient, run_id: str) -> list[tuple[int, int, float]]:
-    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, "test_elbo"))
+    return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, "val_mse_kl"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])

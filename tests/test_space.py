@@ -10,7 +10,7 @@ from common.space import Space, SpaceError, check_configs, load_space, sample_pa
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 SHIPPED = sorted(p.stem for p in SWEEPS.glob("*.py") if p.stem != "__init__")
 
-HEADER = 'family = "vae"\nmetric = "test_elbo"\nmode = "min"\n'
+HEADER = 'family = "vae"\nmetric = "val_mse_kl"\nmode = "min"\n'
 
 
 def write(tmp_path, *parts: str, name: str = "space.py") -> Path:
@@ -55,7 +55,7 @@ def test_shipped_space_loads_and_resolves(name):
 
 def test_gan_ttur():
     space = load_space(SWEEPS / "gan_ttur.py")
-    assert (space.family, space.metric, space.mode) == ("dcgan", "sample_fd", "min")
+    assert (space.family, space.metric, space.mode) == ("dcgan", "val_classifier_fd", "min")
     assert callable(space.search) and not space.runs
     trial = RecordingTrial()
     space.search(trial)
@@ -68,7 +68,7 @@ def test_gan_ttur():
 
 def test_vae_beta():
     space = load_space(SWEEPS / "vae_beta.py")
-    assert (space.family, space.metric, space.mode) == ("vae", "test_elbo", "min")
+    assert (space.family, space.metric, space.mode) == ("vae", "val_bpd", "min")
     trial = RecordingTrial()
     space.search(trial)
     assert trial.calls["latent_dim"] == ("categorical", (16, 32, 64, 128, 256))
@@ -141,10 +141,10 @@ def test_no_search_samples_nothing(tmp_path):
 BAD = {
     "syntax-error": "family = 'vae'\nmetric = (\n",
     "missing-required": "num_samples = 3\n",
-    "missing-mode": 'family = "vae"\nmetric = "test_elbo"\n',
+    "missing-mode": 'family = "vae"\nmetric = "val_mse_kl"\n',
     "unknown-name": HEADER + "lr = 1e-3\n",
     "unknown-helper-function": HEADER + "def helper():\n    return 1\n",
-    "mode-maximize": 'family = "vae"\nmetric = "test_elbo"\nmode = "maximize"\n',
+    "mode-maximize": 'family = "vae"\nmetric = "val_mse_kl"\nmode = "maximize"\n',
     "space-a-list": HEADER + "space = [1, 2]\n",
     "space-dict-of-lists": HEADER + 'space = {"beta": [0.5, 2.0]}\n',
     "distribution-low-gt-high": HEADER + (

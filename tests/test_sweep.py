@@ -27,6 +27,7 @@ def _runs(uri: str, experiment: str):
 
 def _opts(workdir, tracking_uri, space, **kw) -> SweepOptions:
     kw.setdefault("eval_n", 0)  # the Inception evaluation is tested once, below, at a tiny n
+    kw["overrides"] = (("val_size", "128"),) + tuple(kw.get("overrides", ()))  # the synthetic split is 512 images
     return SweepOptions(space=str(ROOT / "sweeps" / space), data="synthetic", tracking_uri=tracking_uri,
                         storage=str(workdir / "ray_results"), out=str(workdir / "report"), **kw)
 
@@ -37,14 +38,14 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     client, parents, children = _runs(tracking_uri, "vae_beta")
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
-    assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "test_elbo"
+    assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "val_bpd"
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["family"] == "vae" and child.data.tags["device"] == "cpu"
         assert child.data.tags["trial_status"] in ("completed", "stopped")
         assert {"git_commit", "data_hash", "trial_id"} <= set(child.data.tags)
         assert child.data.params["data"] == "synthetic" and child.data.params["max_epochs"] == "2"
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "test_elbo")]
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_bpd")]
         assert steps == list(range(1, len(steps) + 1)) and steps
         arts = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
         assert {"figures/samples.png", "figures/reconstructions.png", "figures/interpolations.png",
@@ -59,7 +60,12 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is10", "recon_fid", "recon_coverage"):
         assert key in final.metrics and key in best["final"]
     assert final.metrics["fid"] > 0 and 0 <= final.metrics["coverage"] <= 1
-    assert {"eval.n": "16", "eval.reference": "test", "eval.extractor": "inception-v3-fid"}.items() <= final.tags.items()
+    assert {"eval.n": "16", "eval.reference": "test", "eval.reference_n": "256",  # every test image
+            "eval.extractor": "inception-v3-fid-helper"}.items() <= final.tags.items()
+    # ... and the probe's baselines beside its test accuracy (same protocol: raw pixels, random init)
+    assert {"test_probe_acc", "test_probe_acc_pixels", "test_probe_acc_random_init"} <= set(final.metrics)
+    assert parent.data.tags["classifier.name"].startswith("classifier-") and \
+        0.5 < float(parent.data.tags["classifier.test_acc"]) <= 1.0  # the per-epoch scores' classifier, and how good
     assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
     assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
@@ -73,7 +79,7 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert vae.decode(__import__("torch").zeros(2, vae.latent_dim)).shape == (2, 3, 32, 32)
     # ... registered, with the alias `best`, tagged with what made it best; --sample draws from it.
     version = client.get_model_version_by_alias("vae_beta-vae", "best")
-    assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "test_elbo"
+    assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "val_bpd"
     import run_sweep
     from PIL import Image
 
@@ -104,7 +110,7 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "g_loss"))
         assert steps == reported[child.info.run_id]
         n_epochs = len(steps)
-        names = ["g_loss", "d_loss", "d_real", "d_fake", "sample_fd", "grad_norm_d", "diversity", "epoch_time_s"]
+        names = ["g_loss", "d_loss", "d_real", "d_fake", "val_classifier_fd", "grad_norm_d", "val_class_coverage", "epoch_time_s"]
         if child.data.params["gan_loss"] == "bce":  # a hinge D loss can be 0: no ratio then
             names.append("loss_ratio")
         for name in names:
@@ -179,7 +185,7 @@ def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir
     space.write_text((ROOT / "sweeps" / "vae_beta.py").read_text() + f"\nsampler = {sampler!r}\n")
     with pytest.raises(KeyboardInterrupt):
         run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, num_samples=1,
-                         storage=str(workdir / "rr"), report=False, eval_n=0))
+                         storage=str(workdir / "rr"), report=False, eval_n=0, overrides=(("val_size", "128"),)))
     assert seen == [expected]
 
 
@@ -204,7 +210,7 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
         "]\nscheduler = None\n")
     summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, report=False,
                                storage=str(workdir / "ray_results"), eval_n=0,
-                               overrides=(("eval_samples", "64"), ("batch_size", "64"))))
+                               overrides=(("eval_samples", "64"), ("batch_size", "64"), ("val_size", "128"))))
     client, parents, children = _runs(tracking_uri, "diverge")
     assert parents[0].data.tags["sweep.status"] == "completed" if "sweep.status" in parents[0].data.tags else True
     status = {c.data.params["lr"]: c.data.tags for c in children}
@@ -218,8 +224,8 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     summary = run(_opts(workdir, tracking_uri, "tradeoff.py", smoke_test=True, report=False,
                         overrides=(("batch_size", "64"),)))
     _, parents, children = _runs(tracking_uri, "tradeoff")
-    assert parents[0].data.params["metric"] == "probe_acc,sample_fd" and parents[0].data.params["mode"] == "max,min"
+    assert parents[0].data.params["metric"] == "val_probe_acc,val_classifier_fd" and parents[0].data.params["mode"] == "max,min"
     assert len(children) == 2
     for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
-        assert {"probe_acc", "sample_fd"} <= set(child.data.metrics)
-    assert summary["best"]["vae"]["metric"] == "probe_acc"  # the primary objective picks "best"
+        assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
+    assert summary["best"]["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"

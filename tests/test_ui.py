@@ -63,8 +63,8 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
 
         # A trial: its metrics, then its figures through the server's artifact store.
         page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}", wait_until="load")
-        page.get_by_text("test_elbo").first.wait_for(timeout=WAIT_MS)
-        page.get_by_text("sample_fd").first.wait_for(timeout=WAIT_MS)
+        page.get_by_text("val_mse_kl").first.wait_for(timeout=WAIT_MS)
+        page.get_by_text("val_classifier_fd").first.wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(SHOTS / "2-trial-metrics.png"))
         page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/artifacts", wait_until="load")
         page.get_by_text("figures", exact=True).first.wait_for(timeout=WAIT_MS)

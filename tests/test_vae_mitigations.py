@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from common.config import ConfigError, DCGANConfig, VAEConfig
-from common.data import load_dataset
+from common.data import load_dataset, to_unit_range
 from common.losses import beta_at, gaussian_kl, kl_free_bits, kl_per_dim, recon_mse, vae_loss
 from common.perceptual import (
     PERCEPTUAL_NETS,
@@ -18,7 +18,7 @@ from common.perceptual import (
 )
 from common.tasks.vae import COLLAPSE_KL, VAETask, collapse_flag
 
-TINY = dict(data="synthetic", latent_dim=8, base_channels=8, hidden_dim=0, batch_size=64, eval_samples=32,
+TINY = dict(data="synthetic", val_size=128, latent_dim=8, base_channels=8, hidden_dim=0, batch_size=64, eval_samples=32,
             max_epochs=2)
 
 
@@ -134,7 +134,7 @@ def test_randconv_perceptual_zero_for_identical_positive_otherwise_and_different
     assert x_hat.grad is not None and x_hat.grad.abs().sum() > 0
 
 
-def test_randconv_uses_the_sample_fd_extractor_weights():
+def test_randconv_uses_the_randconv_fd_extractor_weights():
     from common.metrics import RandomConvFeatures
 
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -235,7 +235,7 @@ def test_default_task_trains_exactly_as_the_seed(precision):
 def test_task_with_mitigations_trains_and_tags_the_metric_bias():
     t = _task(free_bits=0.5, perceptual_weight=10.0)
     tags = t.tags()
-    assert tags["perceptual_net"] == "randconv" and "sample_fd" in tags["metric_bias"]
+    assert tags["perceptual_net"] == "randconv" and "randconv_fd" in tags["metric_bias"]
     out = t.train_epoch(0)
     assert out["train_perceptual"] > 0 and all(math.isfinite(v) for v in out.values())
     assert not any(p.requires_grad for p in t.perceptual.parameters())
@@ -263,7 +263,7 @@ def test_evaluate_flags_a_collapsed_posterior(monkeypatch):
     d = t.cfg.latent_dim
     monkeypatch.setattr(t.model, "encode", lambda x: (torch.zeros(len(x), d), torch.zeros(len(x), d)))
     out = t.evaluate(probe=False)
-    assert out["test_kl"] == 0.0 and out["active_units"] == 0.0 and out["posterior_collapse"] == 1.0
+    assert out["val_kl"] == 0.0 and out["val_active_units"] == 0.0 and out["posterior_collapse"] == 1.0
 
 
 def test_evaluate_does_not_flag_a_used_latent(monkeypatch):
@@ -275,7 +275,7 @@ def test_evaluate_does_not_flag_a_used_latent(monkeypatch):
 
     monkeypatch.setattr(t.model, "encode", encode)
     out = t.evaluate(probe=False)
-    assert out["test_kl"] > COLLAPSE_KL and out["active_units"] == d and out["posterior_collapse"] == 0.0
+    assert out["val_kl"] > COLLAPSE_KL and out["val_active_units"] == d and out["posterior_collapse"] == 0.0
 
 
 # ---- cyclical ramp fraction -----------------------------------------------------------------------
@@ -308,3 +308,32 @@ def test_ramp_fraction_quarter_ramps_faster():
 def test_ramp_fraction_out_of_range(bad):
     with pytest.raises(ValueError, match="ramp_fraction"):
         beta_at(1, schedule="cyclical", beta=1.0, max_epochs=20, ramp_fraction=bad)
+
+
+# ---- decoder likelihood ---------------------------------------------------------------------
+def test_logistic_likelihood_learns_its_scale_and_reports_bits_per_dim():
+    from common.losses import discretized_logistic_nll
+
+    t = _task(likelihood="logistic", lr=3e-3)
+    assert "log_scale" in dict(t.model.named_parameters())
+    start = t.model.log_scale.detach().clone()
+    first = t.train_epoch(0)
+    for e in range(1, 4):
+        last = t.train_epoch(e)
+    assert last["train_recon"] < first["train_recon"]  # the trained term is -log p(x|z) of the logistic
+    assert (t.model.log_scale.detach() < start).all()  # the scale is learned: it sharpens from MSE's sigma^2 = 1/2
+    out = t.evaluate(probe=False)
+    assert out["val_bpd"] == pytest.approx((out["val_nll"] + out["val_kl"]) / (3072 * math.log(2)), rel=1e-6)
+    assert math.isfinite(out["val_bpd"]) and out["val_bpd"] > 0
+    x = to_unit_range(t.val.x[:8])
+    with torch.no_grad():
+        x_hat = t.model.decode(t.model.encode(x)[0])
+    assert torch.allclose(t.recon_nll(x_hat, x), discretized_logistic_nll(x, x_hat, t.model.log_scale.clamp(min=-7.0)))
+
+
+def test_the_default_likelihood_is_the_slides_mse_with_no_extra_parameter():
+    t = _task()
+    assert t.cfg.likelihood == "mse" and "log_scale" not in dict(t.model.named_parameters())
+    out = t.evaluate(probe=False)
+    assert out["val_mse_kl"] == pytest.approx(out["val_recon"] + out["val_kl"])
+    assert out["val_bpd"] > 7.0  # sigma^2 = 1/2 on [-1, 1] is a very loose density: honest, not flattering

@@ -19,9 +19,9 @@ from common.tracking import get_or_create_experiment, prepare_store
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 TRAIN_METRICS = {"g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "d_recon", "train_loss", "train_kl",
                  "train_recon", "train_feature_recon"}
-EVAL_METRICS = {"test_elbo", "test_recon", "test_kl", "active_units", "sample_fd"}
+EVAL_METRICS = {"val_mse_kl", "val_bpd", "val_recon", "val_kl", "val_active_units", "val_classifier_fd"}
 # Tiny widths: the whole file runs in well under a minute on 2 CPU cores.
-TINY = dict(data="synthetic", batch_size=64, eval_samples=64, latent_dim=8, base_channels=8, hidden_dim=16,
+TINY = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, latent_dim=8, base_channels=8, hidden_dim=16,
             d_channels=8, d_hidden=16)
 
 
@@ -33,7 +33,7 @@ def test_defaults_and_registration():
                                                                                                     64, 512)
     assert c.lr == pytest.approx(3e-4) and c.lr_ratio == 1.0 and c.beta1 == 0.5 and c.beta2 == 0.999
     assert c.beta == 1.0 and c.feature_layer == 2 and c.recon_weight == 1.0 and c.pixel_weight == 0.0
-    assert c.gamma == pytest.approx(1e-2) and c.default_metric == "sample_fd"
+    assert c.gamma == pytest.approx(1e-2) and c.default_metric == "val_classifier_fd"
     assert VAEGANConfig(lr=1e-4, lr_ratio=4).lr_d == pytest.approx(4e-4)
     assert TASKS["vaegan"] is VAEGANTask
 
@@ -174,15 +174,15 @@ def test_training_moves_the_losses_and_evaluation_has_the_vae_metrics(workdir):
     assert out["loss_ratio"] == pytest.approx(out["g_loss"] / out["d_loss"])
     ev = task.evaluate(probe=False)  # the probe is covered by the trial test below
     assert EVAL_METRICS <= set(ev) and all(math.isfinite(v) for v in ev.values())
-    assert ev["test_elbo"] == pytest.approx(ev["test_recon"] + ev["test_kl"])
-    assert 0 <= ev["active_units"] <= task.cfg.latent_dim
+    assert ev["val_mse_kl"] == pytest.approx(ev["val_recon"] + ev["val_kl"])
+    assert 0 <= ev["val_active_units"] <= task.cfg.latent_dim
 
 
 # ---- the trial loop -------------------------------------------------------------------------
 def _ctx(uri: str) -> SweepContext:
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "vaegan-tests", None)
-    return SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric="sample_fd", mode="min")
+    return SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric="val_classifier_fd", mode="min")
 
 
 def _deterministic(metrics: dict) -> dict:
@@ -196,7 +196,7 @@ def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, wo
     a = LocalSession(workdir / "a")
     run_trial(cfg, ctx, a)
     last = a.results[-1]
-    assert TRAIN_METRICS | EVAL_METRICS | {"probe_acc", "epoch"} <= set(last)
+    assert TRAIN_METRICS | EVAL_METRICS | {"val_probe_acc", "epoch"} <= set(last)
     assert all(math.isfinite(v) for k, v in last.items() if k != "mlflow_run_id")
 
     # Same config + seed => identical metrics: a second trial (stopped after epoch 1) repeats
@@ -212,7 +212,7 @@ def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, wo
 
     other = LocalSession(workdir / "c")
     run_trial(VAEGANConfig.from_dict({**cfg.to_dict(), "seed": 7, "max_epochs": 1}), ctx, other)
-    assert other.results[0]["sample_fd"] != a.results[0]["sample_fd"]
+    assert other.results[0]["val_classifier_fd"] != a.results[0]["val_classifier_fd"]
 
     client = MlflowClient(tracking_uri)
     run = client.get_run(last["mlflow_run_id"])

@@ -27,7 +27,8 @@ def from_checkpoint(config: dict, models: dict) -> nn.Module:
 
     cfg = config_class(config["family"]).from_dict(config)
     if cfg.family in ("vae", "vaegan"):
-        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim)
+        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
+                        learned_scale=getattr(cfg, "likelihood", "mse") == "logistic")
         model.load_state_dict(models["vae"])
     else:
         model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)

@@ -27,6 +27,8 @@ What the slides left open, and what was chosen:
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -45,9 +47,12 @@ class ConvVAE(nn.Module):
         latent_dim: size D of z.
         base_channels: encoder widths c, 2c, 4c (decoder mirrors them).
         hidden_dim: width of the hidden FC on each side of the latent; 0 = none.
+        learned_scale: add ``log_scale`` (3,1,1), the decoder likelihood's per-channel log scale
+            (``likelihood = "logistic"``); off, the module is the slides' VAE exactly.
     """
 
-    def __init__(self, latent_dim: int = 64, base_channels: int = 32, hidden_dim: int = 256):
+    def __init__(self, latent_dim: int = 64, base_channels: int = 32, hidden_dim: int = 256,
+                 learned_scale: bool = False):
         super().__init__()
         c = base_channels
         self.latent_dim = latent_dim
@@ -82,6 +87,9 @@ class ConvVAE(nn.Module):
             nn.ConvTranspose2d(c, 3, 4, 2, 1),
             nn.Tanh(),
         )
+        if learned_scale:  # starts at the scale MSE implies (sigma^2 = 1/2); registered last: the
+            # other parameters are drawn exactly as without it
+            self.log_scale = nn.Parameter(torch.full((3, 1, 1), 0.5 * math.log(0.5)))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B,3,32,32) -> (mu (B,D), logvar (B,D)), logvar clamped to [-30, 20].

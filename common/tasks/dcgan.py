@@ -4,7 +4,7 @@ Failure-mode options (DCGANConfig, all off by default; off is the seed's computa
 bit): ``gan_loss`` bce | hinge | wgan-gp (+ ``gp_weight``), ``n_critic`` D steps per G step,
 one-sided ``label_smoothing``, ``spectral_norm`` / ``d_norm`` / ``minibatch_disc`` in D
 (common.models.dcgan). Detectors logged every epoch (common.diagnostics): ``grad_norm_d``,
-``grad_norm_g``, ``loss_ratio`` (bce only), ``diversity``, ``mode_collapse``.
+``grad_norm_g``, ``loss_ratio`` (bce only), ``val_class_coverage``, ``mode_collapse``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from common.diagnostics import grad_total_norm
 from common.figures import save_image_grid
 from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating, g_loss_wgan,
                            gradient_penalty)
-from common.metrics import linear_probe
 from common.models import Discriminator, Generator
 from common.tasks.base import Task
 
@@ -29,8 +28,8 @@ EVAL_BATCH = 500  # images per no-grad forward pass in evaluation
 class DCGANTask(Task):
     cfg: DCGANConfig
 
-    def __init__(self, cfg: DCGANConfig, data, device, generator):
-        super().__init__(cfg, data, device, generator)
+    def __init__(self, cfg: DCGANConfig, data, device, generator, classifier: dict | None = None):
+        super().__init__(cfg, data, device, generator, classifier)
         self.g = self.place(Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden))
         self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden, spectral_norm=cfg.spectral_norm,
                                           batchnorm=cfg.d_batchnorm, minibatch_disc=cfg.minibatch_disc,
@@ -117,27 +116,35 @@ class DCGANTask(Task):
             out.update(grad_penalty=gp, wasserstein=gap)
         return out
 
-    @torch.no_grad()
-    def evaluate(self, probe: bool) -> dict[str, float]:
-        """Sample quality and diversity of ``eval_samples`` generated images vs the test split:
-        ``sample_fd``, ``diversity`` (~1 healthy, << 1 collapsed) and ``mode_collapse`` (1.0 if
-        diversity < 0.5), all from one feature extraction (``Task.sample_scores``).
-
-        On probe epochs also ``probe_acc``: the VAE's linear-probe protocol (common.metrics.
-        linear_probe: fit on the train subset, scored on the test split) on D's features,
-        pooled from its three conv layers as Radford et al. 2016 did (``probe_features``).
-        """
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, latent_dim) -> G(z) (N,3,32,32) in [-1, 1], G in eval mode."""
         self.g.eval()
-        out = self.sample_scores(self.g.sample(self.cfg.eval_samples, self.device))
+        return self.g(z)
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
+        """Sample scores of the fixed-z ``eval_samples`` images against the ``split``'s real images
+        (``Task.sample_scores``: ``<split>_classifier_fd``, ``_randconv_fd``, ``_class_coverage``,
+        ``_class_kl``, ``_classifier_is``); on val also the detector ``mode_collapse``.
+
+        With ``probe`` also ``<split>_probe_acc``: the VAE's linear-probe protocol (``Task.probe``:
+        fit on the train subset, C chosen on the validation images) on D's features, pooled from its
+        three conv layers as Radford et al. 2016 did (``probe_features``).
+        """
+        out = self.sample_scores(self.samples(), split)
+        if split == "val":
+            out.update(self.collapse_flags(out))
         if probe:
-            self.d.eval()  # BatchNorm running statistics; train_epoch switches back
-            out["probe_acc"] = linear_probe(self.d_features(self.train.x), self.train.y.cpu().numpy(),
-                                            self.d_features(self.test.x), self.test.y.cpu().numpy(), seed=self.cfg.seed)
+            out.update({k: v for k, v in self.probe(split).items() if split == "test" or not k.startswith("test_")})
         return out
 
-    def d_features(self, images: torch.Tensor) -> np.ndarray:
-        """uint8 (N,3,32,32) on device -> (N, 7c*16) pooled D features on the CPU, float32."""
-        return torch.cat([self.d.probe_features(to_unit_range(images[i:i + EVAL_BATCH])).cpu()
+    @torch.no_grad()
+    def probe_features(self, images: torch.Tensor, net: torch.nn.Module | None = None) -> np.ndarray:
+        """uint8 (N,3,32,32) on device -> (N, 7c*16) pooled D features on the CPU, float32. D (``net``,
+        default the trial's) runs with BatchNorm statistics of the real train subset (``Task.real_bn``):
+        its own running statistics were updated by fake batches too."""
+        d = self.real_bn(net or self.d, lambda m, x: m(x))
+        return torch.cat([d.probe_features(to_unit_range(images[i:i + EVAL_BATCH])).cpu()
                           for i in range(0, len(images), EVAL_BATCH)]).numpy()
 
     @torch.no_grad()

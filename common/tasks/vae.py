@@ -1,19 +1,25 @@
 """Conv-VAE task: L = MSE (summed over pixels, mean over batch) + beta(epoch) * KL.
 
 Optional mitigations (VAEConfig, off by default): free bits on the training KL, a perceptual
-term lambda * L_perc (common.perceptual); evaluation adds a posterior-collapse flag.
+term lambda * L_perc (common.perceptual), and ``likelihood = "logistic"`` (the reconstruction
+term becomes a discretised logistic's -log p(x|z), so beta = 1 trains a true ELBO). Evaluation
+(``evaluate``) reports both the slides' MSE + KL and the negative ELBO in bits/dim, and adds a
+posterior-collapse flag.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from common.config import VAEConfig
 from common.data import to_unit_range
 from common.figures import save_image_grid
-from common.losses import beta_at, gaussian_kl, recon_mse, vae_loss
-from common.metrics import active_units, linear_probe
+from common.losses import (MSE_LOG_SCALE, beta_at, beta_settled_epoch, bits_per_dim, discretized_gaussian_nll, discretized_logistic_nll,
+                           gaussian_kl, recon_mse, vae_loss)
+from common.metrics import active_units
 from common.models import ConvVAE
 from common.perceptual import build_perceptual, perceptual_distance
 from common.tasks.base import Task
@@ -21,14 +27,16 @@ from common.tasks.base import Task
 EVAL_BATCH = 1000
 COLLAPSE_KL = 1.0  # nats/image: a test KL below this means the latent carries ~nothing
 COLLAPSE_ACTIVE = 0.1  # fraction of latent dims: fewer active units than this = collapsed
+LOG_SCALE_MIN = -7.0  # floor of the learned logistic log-scale: a bin is 2/255 wide, exp(-7) ~ 1/8 of it
 
 
 class VAETask(Task):
     cfg: VAEConfig
 
-    def __init__(self, cfg: VAEConfig, data, device, generator):
-        super().__init__(cfg, data, device, generator)
-        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim))
+    def __init__(self, cfg: VAEConfig, data, device, generator, classifier: dict | None = None):
+        super().__init__(cfg, data, device, generator, classifier)
+        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
+                                        learned_scale=cfg.likelihood == "logistic"))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
         # Built (and its weights checked: ConfigError) before any training; frozen, not in models.
@@ -40,14 +48,20 @@ class VAETask(Task):
         return beta_at(epoch, schedule=c.beta_schedule, beta=c.beta, max_epochs=c.max_epochs,
                        warmup_epochs=c.warmup_epochs, cycles=c.cycles, ramp_fraction=c.ramp_fraction)
 
+    def settled(self, epoch: int) -> bool:
+        c = self.cfg
+        return epoch + 1 >= beta_settled_epoch(schedule=c.beta_schedule, max_epochs=c.max_epochs,
+                                               warmup_epochs=c.warmup_epochs, cycles=c.cycles,
+                                               ramp_fraction=c.ramp_fraction)
+
     def tags(self) -> dict[str, str]:
         """Run tags describing the loss (for MLflow/the report); empty when no perceptual term."""
         if self.perceptual is None:
             return {}
         out = {"perceptual_net": self.perceptual.name}
         if getattr(self.perceptual, "shares_eval_features", False):
-            out["metric_bias"] = ("sample_fd uses the same randconv features as the perceptual loss: "
-                                  "its sample_fd is biased in its favour")
+            out["metric_bias"] = ("val_randconv_fd uses the same randconv features as the perceptual loss: "
+                                  "its randconv_fd is biased in its favour (val_classifier_fd is not)")
         return out
 
     def perceptual_term(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
@@ -71,7 +85,8 @@ class VAETask(Task):
                 x_hat, mu, logvar = self.model(x)
             x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
             perc = self.perceptual_term(x_hat, x)
-            loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta, free_bits=c.free_bits,
+            nll = self.recon_nll(x_hat, x) if c.likelihood != "mse" else None  # mse: the slides' loss exactly
+            loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta, free_bits=c.free_bits, recon=nll,
                                        perceptual=perc, perceptual_weight=c.perceptual_weight)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -87,50 +102,72 @@ class VAETask(Task):
             out["train_perceptual"] = means[3]  # unweighted L_perc per image
         return out
 
-    @torch.no_grad()
-    def encode_mu(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (N,3,32,32) on device -> mu (N,D) on CPU, in eval batches."""
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """z (N, latent_dim) -> decoded prior samples (N,3,32,32) in [-1, 1]."""
         self.model.eval()
-        return torch.cat([self.model.encode(to_unit_range(images[i:i + EVAL_BATCH]))[0].cpu()
-                          for i in range(0, len(images), EVAL_BATCH)])
+        return self.model.decode(z)
 
     @torch.no_grad()
-    def evaluate(self, probe: bool) -> dict[str, float]:
-        """Test split, all images: the true ELBO (beta = 1), its parts, active units, samples."""
+    def probe_features(self, images: torch.Tensor, net: nn.Module | None = None) -> np.ndarray:
+        """uint8 (N,3,32,32) on device -> mu (N,D), float32 numpy: the encoder (``net``, default the
+        trial's) with BatchNorm statistics of the real train subset (``Task.real_bn``)."""
+        enc = self.real_bn(net or self.model, lambda m, x: m.encode(x))
+        return torch.cat([enc.encode(to_unit_range(images[i:i + EVAL_BATCH]))[0].cpu()
+                          for i in range(0, len(images), EVAL_BATCH)]).numpy()
+
+    def recon_nll(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z) in nats per image (B,) under the decoder likelihood (``likelihood``): the
+        discretised Gaussian that MSE-sum implies (sigma^2 = 1/2), or the learned discretised logistic."""
+        if getattr(self.cfg, "likelihood", "mse") == "logistic":
+            return discretized_logistic_nll(x, x_hat, self.model.log_scale.clamp(min=LOG_SCALE_MIN))
+        return discretized_gaussian_nll(x, x_hat, MSE_LOG_SCALE)
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
+        """All images of ``split`` ("val" per epoch; "test" only for the best checkpoint at the end),
+        with beta = 1 whatever the training beta, in nats per image (prefix ``<split>_``):
+
+        ``recon`` (squared error summed over the 3,072 pixel values, the slides' reconstruction),
+        ``kl``, ``mse_kl`` = recon + kl (what the slides call the ELBO: a negative ELBO only up to
+        the constants of a Gaussian decoder with sigma^2 = 1/2), ``nll`` (-log p(x|z) under the
+        decoder likelihood, discretised to the 8-bit data, constants included) and ``bpd`` =
+        (nll + kl) / (3072 ln 2), a true negative ELBO in bits per dimension; ``active_units``; the
+        sample scores of the fixed-z prior samples (``Task.sample_scores``); ``probe_acc`` when
+        ``probe``. On val also the detectors ``posterior_collapse`` and ``mode_collapse``.
+        """
         self.model.eval()
-        recon_sum = kl_sum = 0.0
+        data = self.split(split)
+        g = torch.Generator().manual_seed(self.cfg.seed)  # the same posterior noise every evaluation
+        sums = torch.zeros(3, dtype=torch.float64)
         mus = []
-        for i in range(0, len(self.test.x), EVAL_BATCH):
-            x = to_unit_range(self.test.x[i:i + EVAL_BATCH])
+        for i in range(0, len(data), EVAL_BATCH):
+            x = to_unit_range(data.x[i:i + EVAL_BATCH])
             mu, logvar = self.model.encode(x)
-            # Reconstruct from the posterior mean: a deterministic, lower-variance estimate
-            # would understate the loss, so sample z as in training (seeded global RNG).
-            z = self.model.reparameterize(mu, logvar)
-            recon_sum += recon_mse(self.model.decode(z), x).sum().item()
-            kl_sum += gaussian_kl(mu, logvar).sum().item()
+            # A posterior sample, as in training, not the mean: the mean would understate the loss.
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g).to(mu.device)
+            x_hat = self.model.decode(z)
+            sums += torch.stack([recon_mse(x_hat, x).sum(), gaussian_kl(mu, logvar).sum(),
+                                 self.recon_nll(x_hat, x).sum()]).double().cpu()
             mus.append(mu.cpu())
-        n = len(self.test.x)
+        recon, kl, nll = (sums / len(data)).tolist()
         units = active_units(torch.cat(mus))
-        out = {
-            "test_recon": recon_sum / n,
-            "test_kl": kl_sum / n,
-            "test_elbo": (recon_sum + kl_sum) / n,
-            "active_units": float(units),
-            "posterior_collapse": collapse_flag(kl_sum / n, units, self.cfg.latent_dim),
-            "sample_fd": self.sample_quality(self.model.sample(self.cfg.eval_samples, self.device)),
-        }
+        p = f"{split}_"
+        out = {p + "recon": recon, p + "kl": kl, p + "mse_kl": recon + kl, p + "nll": nll,
+               p + "bpd": bits_per_dim(torch.tensor(nll), torch.tensor(kl)).item(), p + "active_units": float(units),
+               **self.sample_scores(self.samples(), split)}
+        if split == "val":
+            out["posterior_collapse"] = collapse_flag(kl, units, self.cfg.latent_dim)
+            out.update(self.collapse_flags(out))
         if probe:
-            out["probe_acc"] = linear_probe(
-                self.encode_mu(self.train.x).numpy(), self.train.y.cpu().numpy(),
-                torch.cat(mus).numpy(), self.test.y.cpu().numpy(), seed=self.cfg.seed)
+            out.update({k: v for k, v in self.probe(split).items() if split == "test" or not k.startswith("test_")})
         return out
 
     @torch.no_grad()
     def figures(self, folder: Path) -> list[Path]:
         self.model.eval()
         g = torch.Generator(device="cpu").manual_seed(0)  # same images/noise in every figure set
-        pick = torch.randperm(len(self.test.x), generator=g)[:16].to(self.device)
-        x = to_unit_range(self.test.x[pick])
+        pick = torch.randperm(len(self.val.x), generator=g)[:16].to(self.device)
+        x = to_unit_range(self.val.x[pick])
         mu, _ = self.model.encode(x)
         recon = self.model.decode(mu)
         pairs = torch.stack([x, recon], 1).flatten(0, 1)  # original, reconstruction, ...

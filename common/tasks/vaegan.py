@@ -22,8 +22,8 @@ Choices the paper leaves open, and what was chosen:
   compares x_tilde with x and not each with its own batch. The target D_l(x) is detached.
 * The GAN term is non-saturating (the DCGAN family's loss) rather than the paper's
   log(1 - D(.)); D sees reals, reconstructions and samples in separate passes, as DCGANTask.
-* Evaluation is VAETask's (pixel test_elbo / test_recon / test_kl with beta = 1, active units,
-  sample_fd, linear probe on mu), so the numbers compare with the VAE family's directly.
+* Evaluation is VAETask's (pixel recon / kl / mse_kl / bpd with beta = 1, active units, the sample
+  scores, linear probe on mu), so the numbers compare with the VAE family's directly.
 """
 from __future__ import annotations
 
@@ -86,14 +86,14 @@ def split_vae_params(model: ConvVAE) -> tuple[list[nn.Parameter], list[nn.Parame
 class VAEGANTask(VAETask):
     """Trains like Larsen et al.; evaluates, draws figures and exports like VAETask.
 
-    ``self.model`` is the ConvVAE (so VAETask's evaluate/figures/encode_mu apply unchanged),
+    ``self.model`` is the ConvVAE (so VAETask's evaluate/figures/probe_features apply unchanged),
     ``self.d`` the discriminator; three Adam optimizers: ``enc``, ``dec``, ``d``.
     """
 
     cfg: VAEGANConfig
 
-    def __init__(self, cfg: VAEGANConfig, data, device, generator):
-        Task.__init__(self, cfg, data, device, generator)  # not VAETask's: other nets/optimizers
+    def __init__(self, cfg: VAEGANConfig, data, device, generator, classifier: dict | None = None):
+        Task.__init__(self, cfg, data, device, generator, classifier)  # not VAETask's: other nets/optimizers
         self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim))
         self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden))
         self.perceptual = None  # VAETask's optional perceptual term: not part of this family
@@ -107,6 +107,8 @@ class VAEGANTask(VAETask):
 
     def tags(self) -> dict[str, str]:
         return {}
+
+    settled = Task.settled  # a constant beta: every epoch is comparable
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the train subset: a D step, then an encoder and a decoder step per batch.
@@ -164,7 +166,7 @@ class VAEGANTask(VAETask):
                 "d_real": d_real, "d_fake": d_fake, "d_recon": d_recon, "train_loss": loss,
                 "train_kl": kl, "train_recon": pixel, "train_feature_recon": feat}
 
-    # evaluate, encode_mu, figures (reconstructions, interpolations, samples) and export_model
+    # evaluate, generate, probe_features, figures (reconstructions, interpolations, samples) and export_model
     # are VAETask's: they use only self.model and the shared config fields.
 
     def export_state(self) -> dict:
