@@ -210,16 +210,19 @@ def pick(table: dict, max_share: float = 0.10) -> str | None:
 
 def markdown(table: dict, rows: list[dict], meta: dict) -> str:
     groups = [g for g in next(iter(table.values())) if g != "cost"]
-    fmt = lambda d: (f"{d['rho']:+.2f} [{d['rho_ci'][0]:+.2f}, {d['rho_ci'][1]:+.2f}]" if d["rho_ci"] else f"{d['rho']:+.2f}")
-    fmt_t = lambda d: (f"{d['tau']:+.2f} [{d['tau_ci'][0]:+.2f}, {d['tau_ci'][1]:+.2f}]" if d["tau_ci"] else f"{d['tau']:+.2f}")
-    head = ["candidate"] + [f"ρ vs FID: {g} (n={table[next(iter(table))][g]['fid']['n']})" for g in groups] + \
-           ["τ vs FID: all", "ρ vs KID: all", "cost per evaluation", "share of an epoch"]
+    fmt = lambda d, k: (f"{d[k]:+.2f} [{d[k + '_ci'][0]:+.2f}, {d[k + '_ci'][1]:+.2f}]" if d[k + "_ci"] else f"{d[k]:+.2f}")
+    n = {g: table[next(iter(table))][g]["fid"]["n"] for g in groups}
+    head = ["candidate", "vs"] + [f"ρ: {g} (n={n[g]})" for g in groups] + ["τ: all", "cost per evaluation",
+                                                                            "share of an epoch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, v in table.items():
         shares = ", ".join(f"{k.removeprefix('share_of_').removesuffix('_epoch')} {100 * s:.1f}%"
                            for k, s in v["cost"].items() if k.startswith("share_of"))
-        lines.append("| " + " | ".join([label, *[fmt(v[g]["fid"]) for g in groups], fmt_t(v["all checkpoints"]["fid"]),
-                                        fmt(v["all checkpoints"]["kid"]), f"{v['cost']['seconds']:.2f} s", shares]) + " |")
+        for ref in ("fid", "kid"):
+            cost = [f"{v['cost']['seconds']:.2f} s", shares] if ref == "fid" else ["", ""]
+            lines.append("| " + " | ".join([label if ref == "fid" else "", "Inception " + ref.upper(),
+                                            *[fmt(v[g][ref], "rho") for g in groups],
+                                            fmt(v["all checkpoints"][ref], "tau"), *cost]) + " |")
     lines += ["", f"Picked (highest worst-family ρ at ≤ 10% of every family's epoch): **{meta['picked']}**", "",
               "| checkpoint | family | epoch | Inception FID | KID×10³ | recall | coverage | classifier FD | randconv FD "
               "(fixed z) | class coverage | class KL | mode_collapse |", "|" + "---|" * 12]

@@ -2,9 +2,10 @@
 
 One epoch = train on the seeded train subset, evaluate on the validation images, log to MLflow
 with ``step = epoch``, checkpoint, report to the session (Tune or local). After the last epoch
-the best epoch's weights are scored once on the test split (``test_*`` metrics, MLflow only). Everything a restarted
-trial needs (models, optimizers, RNG states, its MLflow run id, the best value so far) is in
-the checkpoint, so a crashed trial continues its own MLflow run where it stopped.
+the best epoch's weights are scored once on the test split (``test_*`` metrics, MLflow only).
+Everything a restarted trial needs (models, optimizers, RNG states, its MLflow run id, the best
+value and weights so far) is in the checkpoint, so a crashed trial continues its own MLflow run
+where it stopped.
 """
 from __future__ import annotations
 
@@ -177,8 +178,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     _log_figures(task, tmp / "figures", run, session.trial_dir)
                 if last:
                     _log_curves(task, history, tmp / "figures", run, session.trial_dir)
-                    if best_model:  # before the last report: Tune may end the trial at that report
-                        _log_test(task, best_model, run)
+                    if best_model and epoch + 1 > logged_through:  # before the last report: Tune may end
+                        _log_test(task, best_model, run)  # the trial there; a replayed epoch logged it already
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()

@@ -1,21 +1,19 @@
-"""Evaluation maths: Fréchet distance, KID, IS, precision/recall/density/coverage, a cheap
-feature extractor, active units, linear probe. Pure functions over features; the entry point
-that extracts features and caches the reference is common.evaluation.
+"""Evaluation maths: Fréchet distance, KID, IS, precision/recall/density/coverage, a cheap random
+feature extractor, active units, the linear probe, class balance. Pure functions over features;
+the entry point that extracts features and caches the reference is common.evaluation.
 
 Sample quality is scored as the Fréchet distance between Gaussian fits to features of
 generated and real images (Heusel et al. 2017). The feature extractor is pluggable: any
 ``nn.Module`` mapping (B,3,32,32) images in [-1, 1] to (B,F) features, with a ``name``
 attribute, works with ``common.evaluation.Evaluator``.
 
-Why the default extractor is ``RandomConvFeatures`` and not Inception-v3: FID resizes every
-image to 299x299 and runs a 24M-parameter network, ~0.08 s per image on a 2-core CPU
-(BENCHMARKS.md), so scoring 1000 samples would cost 80 s per epoch, more than the epoch itself. Fréchet
-distances in the feature space of a fixed, randomly initialised conv net are a known cheap
-proxy that still ranks sample sets by how far their statistics are from the data's
-(cf. Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics", on random embeddings).
-These numbers are NOT comparable to FID values in the literature or the seed's slides; they
-are only comparable with each other (same extractor ``name``). The Inception FID suite
-(FID, KID, IS, precision/recall, density/coverage) is common.evaluation, over the maths here.
+Inception-v3 is the standard extractor, but it resizes every image to 299x299 and runs a
+24M-parameter network, ~0.07 s per image on a 2-core CPU (BENCHMARKS.md): scoring 1,000 samples
+every epoch would cost more than the epoch. Trials therefore score every epoch in the features of
+the domain classifier (common.classifier) and of ``RandomConvFeatures`` (a fixed, randomly
+initialised conv net; cf. Naeem et al. 2020 on random embeddings); bench/proxy.py measures how well
+each ranks checkpoints like Inception FID. Their numbers are NOT comparable with FID values in the
+literature or the slides, only with each other (same extractor ``name``).
 """
 from __future__ import annotations
 

@@ -12,30 +12,25 @@ mitigation over every trial of the experiment (all parents); the analysis is in 
 from __future__ import annotations
 
 import datetime as dt
-import html
-import math
 import os
 import tempfile
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from common.config import FAMILIES
 from common.figures import save_curves
 from common.importances import describe_values, param_importances, study_importances
 from common.intervals import fmt_interval, t_interval
 from common.mitigations import fmt_value as _fmt
-from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section, trial_flags
-from common.tracking import redact
+from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section
+from common.render import to_html, to_markdown
+from common.report_data import FAMILY_LABEL, Family, ReportError, Trial, epochs_run, load, search_all
 
-
-class ReportError(ValueError):
-    """The experiment or parent run to report on does not exist; the message says how to fix it."""
+__all__ = ["ReportError", "build_report"]
 
 
 # (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md. test_* keys
@@ -60,53 +55,13 @@ MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcga
               ("VAE-GAN encoder+decoder", "vaegan", "n_params_vae", "—"),
               ("VAE-GAN discriminator", "vaegan", "n_params_d", "—")]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
-FALLBACK_OBJECTIVE = {f: (cls.default_metric, "min") for f, cls in FAMILIES.items()}  # sweep metric not logged
 CURVE_METRICS = {"vae": ["val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"],
                  "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"],
                  "vaegan": ["val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"]}
-FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN", "vaegan": "VAE-GAN"}
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
 TOP_K = 10
 MIN_IMPORTANCE_TRIALS = 3
-
-
-@dataclass
-class Trial:
-    """One child run plus what the report derives from it."""
-
-    run: Run
-    family: str
-    objective: float | None = None  # best value over epochs of the family's (validation) objective
-    epochs: int | None = None  # filled lazily by _epochs (needs a metric-history call)
-
-    def __post_init__(self):
-        self.run_id, self.params, self.tags = self.run.info.run_id, self.run.data.params, self.run.data.tags
-        self.trial_id = self.tags.get("trial_id") or self.run.info.run_name or self.run_id[:8]
-        self.flags = trial_flags(self.run.data.metrics, self.tags)  # diverged@E, stopped, collapse, ...
-
-    def as_dict(self) -> dict:  # what common/mitigations.py reads
-        return {"id": self.run_id, "trial_id": self.trial_id, "params": self.params,
-                "metrics": self.run.data.metrics, "tags": self.tags}
-
-    def metric(self, key: str) -> float | None:
-        # run.data.metrics holds the latest value, i.e. the one at the highest step = final epoch.
-        return self.run.data.metrics.get(key)
-
-
-@dataclass
-class Family:
-    name: str
-    parent: Run  # the sweep parent run these trials are children of
-    metric: str  # the objective used to rank this family's trials
-    mode: str  # "min" | "max"
-    trials: list[Trial]
-    ranked: list[Trial] = field(default_factory=list)  # trials with a finite objective, best first
-    varying: list[str] = field(default_factory=list)  # params whose value differs across trials
-
-    @property
-    def best(self) -> Trial | None:
-        return self.ranked[0] if self.ranked else None
 
 
 # ---- entry point --------------------------------------------------------------------------
@@ -121,15 +76,15 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     ``report/`` to every parent run used (a failed upload only warns).
     """
     client = MlflowClient(tracking_uri=tracking_uri)
-    parents, families = _load(client, experiment, parent_run_id)
+    parents, families = load(client, experiment, parent_run_id)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     blocks = _header(experiment, parents, families) + _seed_table(client, families) + _quality(families)
     blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _pareto(families, out_dir)
     blocks += _importances(families) + _mitigations(client, experiment, parents[0].info.experiment_id)
-    (out_dir / "report.md").write_text(_to_markdown(blocks), encoding="utf-8")
+    (out_dir / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
-    index.write_text(_to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
+    index.write_text(to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
     for parent in parents:
         try:
             client.log_artifacts(parent.info.run_id, str(out_dir), "report")
@@ -138,84 +93,9 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     return index
 
 
-# ---- reading MLflow -----------------------------------------------------------------------
-def _search_all(client: MlflowClient, exp_id: str, query: str, order_by: list[str] | None = None) -> list[Run]:
-    runs, token = [], None
-    while True:  # page through: a big sweep can exceed one page of runs
-        page = client.search_runs([exp_id], query, max_results=1000, order_by=order_by, page_token=token)
-        runs += list(page)
-        if not (token := page.token):
-            return runs
-
-
-def _load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tuple[list[Run], dict[str, Family]]:
-    """(parent runs used, newest first; family name -> Family), families in FAMILY_LABEL order."""
-    try:
-        exp = client.get_experiment_by_name(experiment)
-    except Exception as e:
-        raise ReportError(f"cannot read MLflow at {redact(client.tracking_uri)}: {e}; check the tracking URI") from None
-    if exp is None:
-        names = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
-        raise ReportError(f"MLflow experiment {experiment!r} not found at {redact(client.tracking_uri)}; existing experiments: "
-                          f"{names} -- pass one of these or check the tracking URI")
-    if parent_run_id:
-        try:
-            run = client.get_run(parent_run_id)
-        except Exception:
-            raise ReportError(f"parent run {parent_run_id!r} not found at {redact(client.tracking_uri)}; "
-                              f"omit it to use the latest sweeps in {experiment!r}") from None
-        if run.info.experiment_id != exp.experiment_id:
-            raise ReportError(f"run {parent_run_id} belongs to experiment id {run.info.experiment_id}, "
-                              f"not {experiment!r} (id {exp.experiment_id})")
-        return [run], _families(client, run, list(FAMILY_LABEL))
-    candidates = _search_all(client, exp.experiment_id, "tags.`sweep.role` = 'parent'", ["attributes.start_time DESC"])
-    if not candidates:
-        raise ReportError(f"experiment {experiment!r} has no sweep parent run (tag sweep.role=parent); "
-                          f"run a sweep into it first or pass parent_run_id")
-    used, families = [], {}
-    for parent in candidates:  # newest first: each family comes from the latest sweep that ran it
-        if found := _families(client, parent, [n for n in FAMILY_LABEL if n not in families]):
-            used, families = used + [parent], {**families, **found}
-        if len(families) == len(FAMILY_LABEL):
-            break
-    return used or candidates[:1], {n: families[n] for n in FAMILY_LABEL if n in families}
-
-
-def _families(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, Family]:
-    """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
-    children = _search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    # A multi-objective sweep ("val_probe_acc,val_classifier_fd") ranks by its first objective, as Tune does.
-    sweep_metric, sweep_mode = [(v or "").split(",")[0] for v in (parent.data.params.get("metric"),
-                                                                 parent.data.params.get("mode", "min"))]
-    families: dict[str, Family] = {}
-    for name in names:
-        trials = [Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name]
-        if not trials:
-            continue
-        use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
-        fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else FALLBACK_OBJECTIVE[name]), trials)
-        for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
-            values = [m.value for m in client.get_metric_history(t.run_id, fam.metric) if math.isfinite(m.value)]
-            t.objective = (min if fam.mode == "min" else max)(values) if values else None
-        fam.ranked = sorted((t for t in trials if t.objective is not None),
-                            key=lambda t: t.objective, reverse=(fam.mode == "max"))
-        keys = sorted({k for t in trials for k in t.params} - {"family"})
-        fam.varying = [k for k in keys if len({t.params.get(k) for t in trials}) > 1]
-        families[name] = fam
-    return families
-
-
-def _epochs(client: MlflowClient, trial: Trial) -> int | None:
-    """Epochs run = highest step of a per-epoch metric (step = epoch, 1-based)."""
-    for key in ("epoch_time_s", "train_time_s"):
-        if trial.epochs is None and (steps := [m.step for m in client.get_metric_history(trial.run_id, key)]):
-            trial.epochs = max(steps)
-    return trial.epochs
-
-
 # ---- "measured on" context ------------------------------------------------------------------
 def _measured_on(client: MlflowClient, key: str, trial: Trial) -> str:
-    return measured_on(key, trial.as_dict(), _epochs(client, trial) if key == "train_time_s" else None)
+    return measured_on(key, trial.as_dict(), epochs_run(client, trial) if key == "train_time_s" else None)
 
 
 # ---- report sections: lists of blocks, rendered to both Markdown and HTML ---------------------
@@ -278,7 +158,7 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
         notes.append(f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
                      f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
                      "logged it; "
-                     f"{_epochs(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
+                     f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
                      f"status {t.tags.get('trial_status', '?')}.")
     models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
                best[n].trial_id if n in best else "none"] for label, n, key, seed in MODEL_ROWS]
@@ -430,7 +310,7 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
             blocks.append(("p", f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
                                 f"Varying params: {', '.join(fam.varying) or 'none'}."))
             rows = [[str(i), t.trial_id, t.tags.get("trial_status", "?"), *[t.params.get(k, "—") for k in fam.varying],
-                     _fmt(fam.metric, t.objective), str(_epochs(client, t) or "—"), ", ".join(t.flags) or "—"]
+                     _fmt(fam.metric, t.objective), str(epochs_run(client, t) or "—"), ", ".join(t.flags) or "—"]
                     for i, t in enumerate(top, 1)]
             blocks.append(("table", ["rank", "trial_id", "trial_status", *fam.varying,
                                      f"best {fam.metric}", "epochs", "flags"], rows))
@@ -504,38 +384,10 @@ def _pareto(families: dict[str, Family], out_dir: Path) -> list[tuple]:
 def _mitigations(client: MlflowClient, experiment: str, exp_id: str) -> list[tuple]:
     """Measured gains of each mitigation over every trial of the experiment (common/mitigations.py)."""
     trials = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))
-              for r in _search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
+              for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
     parents = {t.tags.get("mlflow.parentRunId") for t in trials}
     scope = (f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
              "parent run(s), not only the sweeps reported above)")
     return mitigation_blocks(measure([t.as_dict() for t in trials]), scope)
 
 
-# ---- rendering ----------------------------------------------------------------------------
-CSS = ("body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1150px;margin:2em auto;"
-       "padding:0 1em;color:#222}h2{border-bottom:1px solid #ddd;margin-top:1.8em}table{border-collapse:collapse;"
-       "margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
-       "th{background:#f3f3f3}tr:nth-child(even) td{background:#fafafa}img{max-width:100%;border:1px solid #ddd}"
-       "figcaption{font-size:.85em;color:#555}ul{font-size:.9em}")
-
-
-def _to_markdown(blocks: list[tuple]) -> str:
-    row = lambda cells: "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
-    render = {"h1": lambda t: f"# {t}", "h2": lambda t: f"## {t}", "h3": lambda t: f"### {t}", "p": str,
-              "ul": lambda items: "\n".join(f"- {item}" for item in items),
-              "table": lambda head, rows: "\n".join([row(head), "|" + "---|" * len(head), *map(row, rows)]),
-              "img": lambda src, caption: f"![{Path(src).stem}]({src})\n\n*{caption}*"}
-    return "\n\n".join(render[kind](*body) for kind, *body in blocks) + "\n"
-
-
-def _to_html(blocks: list[tuple], title: str) -> str:
-    e = lambda s: html.escape(str(s))
-    row = lambda cells, tag="td": "<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>"
-    render = {**{h: (lambda t, h=h: f"<{h}>{e(t)}</{h}>") for h in ("h1", "h2", "h3")},
-              "p": lambda t: f"<p>{e(t)}</p>", "ul": lambda its: f"<ul>{''.join(f'<li>{e(i)}</li>' for i in its)}</ul>",
-              "table": lambda head, rows: f"<table>{row(head, 'th')}{''.join(map(row, rows))}</table>",
-              "img": lambda src, caption: f"<figure><img src='{e(src)}' alt='{e(Path(src).stem)}'>"
-                                          f"<figcaption>{e(caption)}</figcaption></figure>"}
-    return "\n".join([f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-                      f"<style>{CSS}</style></head><body>", *(render[kind](*body) for kind, *body in blocks),
-                      "</body></html>"])

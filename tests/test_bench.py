@@ -22,6 +22,7 @@ from common.data import load_dataset  # noqa: E402
 # settings measured 1.59 (VAE) and 1.08 (DCGAN) on a quiet 2-core machine; without bf16 the VAE
 # falls to ~1.16, without channels_last the DCGAN to ~1.0.
 MIN_RATIO = {"vae": 1.3, "dcgan": 1.0}
+MIN_RATIO_NO_BF16 = {"vae": 1.05, "dcgan": 1.0}  # a CPU without native bf16 (AVX2 only) trains the VAE in fp32
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
@@ -35,7 +36,10 @@ def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeyp
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
     assert result["images_per_epoch"] == 384
-    assert result["ratio_median"] >= MIN_RATIO[family], (
+    from common.tasks.base import bf16_native
+
+    floor = (MIN_RATIO if bf16_native(torch.device("cpu")) else MIN_RATIO_NO_BF16)[family]
+    assert result["ratio_median"] >= floor, (
         f"{family}: the trainable epoch runs at {result['ratio_median']:.2f}x a bare loop's speed "
         f"(trainable {result['trainable_ips']}, bare {result['bare_ips']} img/s); a speed-up was lost or "
         "something added per-batch cost")
@@ -85,6 +89,6 @@ def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monke
         assert got == pytest.approx(want, nan_ok=True) and table[label]["cost"]["seconds"] >= 0
     md = proxy.markdown(table, rows, {"picked": proxy.pick(table)})
     per_checkpoint = [line.split(" | ") for line in md.splitlines() if line.startswith("| dcgan") or line.startswith("| vae")]
-    assert "ρ vs FID: all checkpoints (n=6)" in md and sum(cells[1] == "dcgan" for cells in per_checkpoint) == 4
+    assert "ρ: all checkpoints (n=6)" in md and sum(cells[1] == "dcgan" for cells in per_checkpoint) == 4
     check = proxy.collapse_check(rows)
     assert check["low_recall"] + check["other"] == 6

@@ -22,7 +22,7 @@ from common.sweep import SweepOptions, run
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 VAE = str(ROOT / "sweeps" / "vae_beta.py")
-SMALL = (("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "0"))
+SMALL = (("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "0"), ("val_size", "128"))
 
 
 @pytest.fixture(scope="module")

@@ -149,7 +149,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
     opts = SweepOptions(space=str(space), data="synthetic", tracking_uri=server.url, eval_n=0, report=False,
                         storage=str(tmp_path / "ray_results"), experiment="down",
                         optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-                        overrides=(("eval_samples", "64"), ("batch_size", "32"), ("g_channels", "64")))
+                        overrides=(("eval_samples", "64"), ("batch_size", "32"), ("g_channels", "64"), ("val_size", "128")))
     out: dict = {}
     sweep = threading.Thread(target=lambda: out.update(run(opts)))
     sweep.start()
@@ -230,7 +230,7 @@ def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_serve
                             num_samples=trials, max_epochs=epochs, cpus_per_trial=0.25, eval_n=0, report=False,
                             storage=str(tmp_path / "ray_results"), experiment="pg",
                             optuna_storage=f"{postgres}/optuna",  # the searcher's study: same server
-                            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"),
+                            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"), ("val_size", "128"),
                                        ("hidden_dim", "32"), ("probe_every", "0")))
         run(opts)
         client = MlflowClient(server.url)

@@ -24,7 +24,7 @@ NUM_SAMPLES = 4
 ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", str(REPO / "sweeps" / "vae_beta.py"),
         "--data", "synthetic", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "2", "--eval-n", "0",
         "--no-report", "--cpus-per-trial", "1", "--set", "batch_size=64", "--set", "eval_samples=64",
-        "--set", "probe_every=0", "--set", "base_channels=8"]
+        "--set", "probe_every=0", "--set", "base_channels=8", "--set", "val_size=128"]
 
 
 def _env(tmp: Path) -> dict:

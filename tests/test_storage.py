@@ -16,7 +16,7 @@ from common.storage import StorageError, check_writable
 
 REPO = Path(__file__).resolve().parents[1]
 ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", str(REPO / "sweeps" / "gan_ttur.py"),
-        "--data", "synthetic"]
+        "--data", "synthetic", "--set", "val_size=128"]
 
 
 def _cli(cwd: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -44,7 +44,8 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
             space=str(REPO / "sweeps" / "vae_beta.py"), data="synthetic", tracking_uri=server.url, num_samples=2,
             max_epochs=1, eval_n=0, storage=str(tmp_path / "ray_results"), out=str(tmp_path / "report"),
             experiment="ui", optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"), ("hidden_dim", "32"))))
+            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"), ("hidden_dim", "32"),
+                       ("val_size", "128"))))
         client = MlflowClient(server.url)
         exp = client.get_experiment_by_name("ui").experiment_id
         parent = client.get_run(summary["parent_run_id"])

@@ -26,6 +26,20 @@ SPLITS = ("val", "test")  # what evaluate() scores on
 SCORE_BATCH = 500  # images per no-grad forward pass when scoring
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 autocast runs natively: CUDA from Ampere on; a CPU with oneDNN bf16 kernels
+    (AVX-512 BF16 / AMX). Elsewhere it is emulated: on an AVX2-only CPU a bf16 VAE epoch measured
+    about 20x slower than fp32 (BENCHMARKS.md), so such trials train in fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # no such check in this torch: do not guess
+            return False
+    return False
+
+
 class Task:
     """Holds the trial's data on its device (moved once) and the metric plumbing.
 
@@ -57,12 +71,11 @@ class Task:
         # the training RNG stream alone.
         self.fixed_z = torch.randn(cfg.eval_samples, cfg.latent_dim, generator=torch.Generator().manual_seed(cfg.seed))
         self._reference: dict[str, dict] = {}
-        # bf16 autocast where it is supported (CPU, CUDA from Ampere on); elsewhere (MPS, older
-        # GPUs) fp32 with a warning. The run's tag ``precision_used`` says which one trained.
+        # bf16 autocast where it runs natively (bf16_native); elsewhere (MPS, older GPUs, CPUs
+        # without bf16 kernels) fp32 with a warning. The run's tag ``precision_used`` says which.
         self.precision_used = cfg.precision
-        if cfg.precision == "bf16" and not (device.type == "cpu" or (
-                device.type == "cuda" and torch.cuda.is_bf16_supported())):
-            warnings.warn(f"precision=bf16 is not supported on {device}; this trial trains in fp32")
+        if cfg.precision == "bf16" and not bf16_native(device):
+            warnings.warn(f"precision=bf16 has no native support on {device}; this trial trains in fp32")
             self.precision_used = "fp32"
 
     def split(self, name: str) -> DeviceData:
