@@ -36,7 +36,7 @@ smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not cluster" -q $(ARGS)
+	$(PY) -m pytest -m "not slow and not cluster" -q --durations=30 $(ARGS)
 
 # Simulated multi-node cluster (ray.cluster_utils) and the README's cluster commands: their own
 # pytest process, because they start and stop whole Ray clusters (.ci/run runs it after make test).

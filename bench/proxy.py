@@ -123,6 +123,16 @@ def score_checkpoint(path: Path, data, inception: Evaluator, n: int) -> dict:
     return out
 
 
+def _interleaved(paths: list[Path]) -> list[Path]:
+    """Every run's first checkpoint, then every run's last, then its second, its second-to-last, ...:
+    a stage stopped early has scored all families and runs, early and late epochs alike."""
+    runs: dict[str, list[Path]] = {}
+    for p in paths:
+        runs.setdefault(p.stem.rsplit("_e", 1)[0], []).append(p)
+    ends = [[ps[j] for i in range(len(ps)) for j in [i // 2 if i % 2 == 0 else -1 - i // 2]] for ps in runs.values()]
+    return [ps[i] for i in range(max(map(len, ends), default=0)) for ps in ends if i < len(ps)]
+
+
 # ---- costs, measured alone on a quiet machine --------------------------------------------------
 def measure_costs(data, runs, base: dict, n: int, repeats: int = 3) -> dict:
     """Median seconds of one training epoch per family (the first run of each) and of one evaluation
@@ -247,7 +257,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--stage", choices=("all", "train", "score", "cost", "table"), default="all",
                    help="cost: time an epoch per family and each candidate alone (run on a quiet machine); "
-                        "table: redo the table from results.json and cost.json")
+                        "table: the table of the checkpoints scored so far (scores/) and cost.json")
     p.add_argument("--n", type=int, default=1000, help="samples per checkpoint (>= 5000 on a GPU)")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny nets, 32 samples")
     p.add_argument("--threads", type=int, default=2)
@@ -266,17 +276,23 @@ def main() -> None:
         costs = measure_costs(data, QUICK_RUNS if args.quick else RUNS, base, n)
         (out / "cost.json").write_text(json.dumps(costs, indent=1))
         return
-    if args.stage == "table":
-        saved = json.loads((out / "results.json").read_text())
-        rows, ref_s = saved["rows"], saved["meta"]["reference_s"]
+    if args.stage == "table":  # every checkpoint scored so far at this n
+        rows = [json.loads(f.read_text()) for f in sorted((out / "scores").glob(f"*-n{n}.json"))]
+        ref_s = None
     else:
         inception = Evaluator(data, reference="test")
         t0 = time.perf_counter()
         inception.real_features()
         ref_s = time.perf_counter() - t0
-        rows = []
-        for path in sorted((out / "ckpt").glob("*.pt")):
+        rows, done = [], out / "scores"  # one file per checkpoint: an interrupted stage resumes
+        done.mkdir(exist_ok=True)
+        for path in _interleaved(sorted((out / "ckpt").glob("*.pt"))):
+            saved = done / f"{path.stem}-n{n}.json"
+            if saved.exists():
+                rows.append(json.loads(saved.read_text()))
+                continue
             rows.append(score_checkpoint(path, data, inception, n))
+            saved.write_text(json.dumps(rows[-1], default=lambda o: o.item()))
             r = rows[-1]
             print(f"{r['name']}: FID {r['fid']:.1f}, classifier FD {r['val_classifier_fd']:.2f}, "
                   f"recall {r['recall']:.3f} ({r['inception_s']:.0f} s)", flush=True)
@@ -287,7 +303,7 @@ def main() -> None:
             "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
             "costs": "cost.json (measured alone)" if costs else "timed while scoring",
             "picked": pick(table), "collapse": collapse_check(rows)}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "table": table, "rows": rows}, indent=1))
+    (out / "results.json").write_text(json.dumps({"meta": meta, "table": table, "rows": rows}, indent=1, default=lambda o: o.item()))
     (out / "table.md").write_text(markdown(table, rows, meta))
     print(markdown(table, rows, meta))
     print(json.dumps(meta, indent=1))

@@ -32,11 +32,25 @@ def ray_session():
     ray.shutdown()
 
 
+SHARED = ("classifier", "features")  # keyed by content hash (and config): safe to share between tests
+
+
 @pytest.fixture(scope="session")
 def classifier_cache(tmp_path_factory):
-    """One domain-classifier cache for the session: it is keyed by the data's content hash, so
-    tests share the synthetic data's classifier instead of each training it again."""
-    return tmp_path_factory.mktemp("classifier-cache")
+    """One cache of domain classifiers and reference features for the session. Both are keyed by
+    the data's content hash, so tests share the synthetic data's instead of each computing them."""
+    root = tmp_path_factory.mktemp("shared-cache")
+    for name in SHARED:
+        (root / name).mkdir()
+    return root
+
+
+def link_shared_cache(cache: Path, shared: Path) -> Path:
+    """Make ``cache`` (a VAEGAN_CACHE folder) use the session's classifier and feature caches."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        (cache / name).symlink_to(shared / name, target_is_directory=True)
+    return cache
 
 
 @pytest.fixture
@@ -44,9 +58,7 @@ def workdir(tmp_path, monkeypatch, classifier_cache):
     """Run in a fresh folder: mlflow.db, mlartifacts/, ray_results/ and report/ land here."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "classifier").symlink_to(classifier_cache, target_is_directory=True)
+    monkeypatch.setenv("VAEGAN_CACHE", str(link_shared_cache(tmp_path / "cache", classifier_cache)))
     return tmp_path
 
 

@@ -16,13 +16,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
 
 from common.data import load_dataset  # noqa: E402
+from conftest import link_shared_cache  # noqa: E402
 
 # trainable / bare images per second. The trainable is faster than the plain loop because it
 # uses what measured faster (channels_last on CPU; bf16 autocast for the VAE): this test's
 # settings measured 1.59 (VAE) and 1.08 (DCGAN) on a quiet 2-core machine; without bf16 the VAE
 # falls to ~1.16, without channels_last the DCGAN to ~1.0.
 MIN_RATIO = {"vae": 1.3, "dcgan": 1.0}
-MIN_RATIO_NO_BF16 = {"vae": 1.05, "dcgan": 1.0}  # a CPU without native bf16 (AVX2 only) trains the VAE in fp32
+MIN_RATIO_NO_BF16 = {"vae": 1.0, "dcgan": 1.0}  # a CPU without native bf16 (AVX2 only) trains the VAE in fp32: no gain to ask for
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
@@ -64,18 +65,16 @@ def test_rank_agreement_matches_scipy_and_brackets_its_estimate():
 
 
 def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monkeypatch, classifier_cache):
-    """Real training, real Inception FID/KID against every test image, every candidate, the table."""
+    """Real training, real Inception FID/KID (64 test images here), every candidate, the table."""
     from common.evaluation import Evaluator
 
-    monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path / "cache"))
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "classifier").symlink_to(classifier_cache, target_is_directory=True)
+    monkeypatch.setenv("VAEGAN_CACHE", str(link_shared_cache(tmp_path / "cache", classifier_cache)))
     data = load_dataset("synthetic")
     base = {"data": "synthetic", "val_size": 128, "eval_samples": 32}
     proxy.train_runs(data, proxy.QUICK_RUNS, tmp_path, base)
     paths = sorted(tmp_path.glob("*.pt"))
     assert len(paths) == 6
-    inception = Evaluator(data, reference="test", cache_dir=None)
+    inception = Evaluator(data, reference="test", indices=torch.arange(64), cache_dir=None)  # 64 keeps it fast
     rows = [proxy.score_checkpoint(p, data, inception, 32) for p in paths]
     assert all(r["n"] == 32 and r["fid"] > 0 and "val_classifier_fd" in r and "randconv_fd_fresh" in r for r in rows)
     table = proxy.analyse(rows)
