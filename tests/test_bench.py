@@ -90,4 +90,16 @@ def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monke
     per_checkpoint = [line.split(" | ") for line in md.splitlines() if line.startswith("| dcgan") or line.startswith("| vae")]
     assert "ρ: all checkpoints (n=6)" in md and sum(cells[1] == "dcgan" for cells in per_checkpoint) == 4
     check = proxy.collapse_check(rows)
+    assert check["class_coverage_vs_inception_coverage"]["n"] == 6
     assert check["low_recall"] + check["other"] == 6
+
+
+def test_pick_takes_the_best_worst_gan_family_rho_among_affordable_candidates():
+    """The VAE selects on val_bpd, so its rho does not decide; a candidate over 10% of an epoch is out."""
+    row = lambda dcgan, vaegan, vae, share: {"dcgan": {"fid": {"rho": dcgan}}, "vaegan": {"fid": {"rho": vaegan}},
+                                             "vae": {"fid": {"rho": vae}}, "all checkpoints": {"fid": {"rho": 0.0}},
+                                             "cost": {"seconds": 1.0, "share_of_dcgan_epoch": share}}
+    table = {"a": row(0.9, 0.5, 0.9, 0.01), "b": row(0.7, 0.6, -0.5, 0.01), "c": row(1.0, 1.0, 1.0, 0.2)}
+    assert proxy.pick(table) == "b"
+    table["d"] = row(0.8, 0.6, 0.0, 0.01)  # the same worst family, a higher mean
+    assert proxy.pick(table) == "d"

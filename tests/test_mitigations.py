@@ -154,7 +154,7 @@ def test_flags_and_summary():
 
 
 def test_non_dominated_mixed_directions():
-    # (probe_acc max, sample_fd min)
+    # (val_probe_acc max, val_classifier_fd min)
     points = [(0.40, 50.0), (0.35, 40.0), (0.30, 45.0), (0.38, 60.0), (0.20, 35.0), (0.40, 50.0)]
     assert non_dominated(points, ["max", "min"]) == [0, 1, 4, 5]  # equal points both stay
     assert non_dominated(points, ["min", "max"]) == [2, 3, 4]

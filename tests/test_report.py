@@ -318,7 +318,7 @@ def _gan_rows(fd, class_kl, collapse=0.0):
 @pytest.fixture(scope="module")
 def mitigations_report(sweep, tmp_path_factory):
     """Three sweeps in one experiment: an old VAE sweep, a DCGAN sweep and the newest, multi-objective VAE
-    sweep (probe_acc max, sample_fd min). Cyclical vs constant β over seeds 1 and 2, otherwise identical,
+    sweep (val_probe_acc max, val_classifier_fd min). Cyclical vs constant β over seeds 1 and 2, otherwise identical,
     is split across the two VAE sweeps (the mitigation section reads every parent's children)."""
     uri, _ = sweep
     tmp_path = tmp_path_factory.mktemp("mitig")
