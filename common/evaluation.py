@@ -310,5 +310,7 @@ def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[
     out = ev(model, metrics, n)
     if ckpt["config"]["family"] in ("vae", "vaegan"):
         _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
-        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[val[:n]]), metrics).items()})
+        # A seeded draw, not val[:n]: an image-folder tree stores its images class by class.
+        pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(ev.seed))[:n]]
+        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[pick]), metrics).items()})
     return out
