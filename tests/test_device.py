@@ -132,6 +132,9 @@ def test_seed_everything_deterministic_switches(restore_torch_state):
 
 def test_seed_everything_large_seed(restore_torch_state):
     seed_everything(2**40, deterministic=False)  # numpy only takes 32 bits: reduced, not an error
+    first = (torch.rand(3), np.random.rand(3))
+    seed_everything(2**40, deterministic=False)
+    assert torch.equal(first[0], torch.rand(3)) and np.array_equal(first[1], np.random.rand(3))
 
 
 # ---- the real accelerator ---------------------------------------------------------------------------------

@@ -62,9 +62,10 @@ def test_default_param_counts_match_seed():
 
 def test_config_field_names_are_constructor_kwargs():
     # The trainables build models straight from config fields.
-    ConvVAE(latent_dim=8, base_channels=4, hidden_dim=0)
-    Generator(latent_dim=8, g_channels=8, g_hidden=0)
-    Discriminator(d_channels=4, d_hidden=0)
+    vae = ConvVAE(latent_dim=8, base_channels=4, hidden_dim=0)
+    g = Generator(latent_dim=8, g_channels=8, g_hidden=0)
+    d = Discriminator(d_channels=4, d_hidden=0)
+    assert (vae.latent_dim, g.latent_dim) == (8, 8) and count_params(d) > 0
 
 
 def test_widths_and_latent_change_counts():
