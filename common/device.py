@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import random
+import traceback
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -81,3 +83,21 @@ def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     return torch.Generator().manual_seed(seed)
+
+
+class DeviceError(RuntimeError):
+    """A trial's op failed on its accelerator (an op or dtype the device lacks, its memory)."""
+
+
+def device_failure(exc: BaseException, kind: str, epoch: int) -> DeviceError | None:
+    """The one-line ``DeviceError`` for ``exc`` raised at ``epoch`` on a trial's ``kind`` device,
+    naming the device and the line of this project that ran the op; None on the CPU, or for an
+    error that is not the device's (a ``ValueError`` from bad numbers, say)."""
+    if kind == "cpu" or not isinstance(exc, (TypeError, RuntimeError)) or isinstance(exc, DeviceError):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    ours = [f for f in traceback.extract_tb(exc.__traceback__)
+            if any(Path(f.filename).resolve().is_relative_to(root / d) for d in ("common", "trainables"))]
+    where = f" in {Path(ours[-1].filename).resolve().relative_to(root)}:{ours[-1].lineno} `{ours[-1].line}`" if ours else ""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return DeviceError(f"trial failed on {kind} at epoch {epoch}{where}: {type(exc).__name__}: {first}")

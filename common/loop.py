@@ -27,7 +27,7 @@ import torch
 
 from common.config import ConfigError, TrialConfig
 from common.data import load_dataset
-from common.device import configure_threads, device_kind, seed_everything, torch_device
+from common.device import configure_threads, device_failure, device_kind, seed_everything, torch_device
 from common.figures import save_curves
 from common.tasks import TASKS
 from common.tracking import TrialRun, fail_fast_http, redact
@@ -131,6 +131,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     train_time = state.get("train_time_s", 0.0)
     collapsed_for = 0  # consecutive epochs flagged by a collapse detector
     run.pending = state.get("mlflow_pending", [])  # writes an earlier attempt could not deliver
+    epoch = start
     try:
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
             tmp = Path(tmp)
@@ -147,6 +148,9 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     try:
                         metrics.update(task.evaluate(split="val", probe=probe))
                     except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
+                        if device_failure(exc, kind, epoch + 1) and (isinstance(exc, NotImplementedError)
+                                                                     or kind.upper() in str(exc).upper()):
+                            raise  # the device's own failure (an op it lacks, its memory), not divergence
                         reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {str(exc)[:200]}"
                     reason = reason or _non_finite(metrics, epoch + 1)
                 if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
@@ -204,6 +208,13 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     return metrics  # pruned: the searcher keeps the objective it was just told
         run.set_tags({"trial_status": "completed"})
         return metrics
+    except (TypeError, RuntimeError) as exc:
+        failure = device_failure(exc, kind, epoch + 1)
+        if failure is None:
+            raise
+        run.set_tags({"trial_status": "failed", "failed_reason": str(failure)})
+        run.finish("FAILED")
+        raise failure from exc
     finally:
         if run.pending:  # the backend never came back: keep what it missed beside the trial
             kept = run.save_pending(session.trial_dir)

@@ -147,7 +147,7 @@ class VAETask(Task):
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g).to(mu.device)
             x_hat = self.model.decode(z)
             sums += torch.stack([recon_mse(x_hat, x).sum(), gaussian_kl(mu, logvar).sum(),
-                                 self.recon_nll(x_hat, x).sum()]).double().cpu()
+                                 self.recon_nll(x_hat, x).sum()]).cpu().double()
             mus.append(mu.cpu())
         recon, kl, nll = (sums / len(data)).tolist()
         units = active_units(torch.cat(mus))
