@@ -19,6 +19,16 @@ USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "Repor
                "StorageError", "CheckpointError")
 
 
+def _gpus(value: str) -> float | str:
+    """--gpus-per-trial: "auto" or a number."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", help="space file, e.g. sweeps/gan_ttur.py")
@@ -33,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--experiment", help="MLflow experiment name (default: the space file's name)")
     p.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT (default: start a local one)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractional allowed")
+    p.add_argument("--gpus-per-trial", type=_gpus, metavar="N|auto",
+                   help="GPUs per trial, fractional allowed; auto (the spaces' default): a share sized to the GPU's "
+                        "memory where the cluster has GPUs, else none; 0 forces the CPU")
     p.add_argument("--memory-per-trial", type=float, metavar="MIB",
                    help="host memory each trial reserves from Ray, MiB (default: the family's measured peak)")
     p.add_argument("--single-trial", action="store_true", help="one trial in this process, no Ray (debugging)")
@@ -108,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.eval_n is not None and args.eval_n != 0 and args.eval_n < 2:
         fail(f"--eval-n must be 0 (skip) or >= 2 images (got {args.eval_n})")
     for name in ("cpus_per_trial", "gpus_per_trial", "memory_per_trial"):
-        if getattr(args, name) is not None and getattr(args, name) < 0:
+        if getattr(args, name) not in (None, "auto") and getattr(args, name) < 0:
             fail(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)})")
     overrides = []
     for item in args.overrides:

@@ -24,6 +24,7 @@ def _f(default, *, lo=None, hi=None, lo_open=False, choices=None, doc=""):
     return field(default=default, metadata=dict(lo=lo, hi=hi, lo_open=lo_open, choices=choices, doc=doc))
 
 
+CUDA_CONTEXT_MB = 600  # what a CUDA process holds before its first tensor (context, cuBLAS/cuDNN handles)
 SYNTHETIC_RSS_MB = 1600  # any family on synthetic data (768 images): measured 1,164-1,326
 
 
@@ -50,6 +51,9 @@ class TrialConfig:
     eval_samples: int = _f(1000, lo=16, doc="generated images per epoch for the sample scores, from a fixed z "
                            "(the same every epoch, so epochs and trials differ only by the model)")
     device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
+    deterministic: str = _f("auto", choices=("auto", "on", "off"), doc="deterministic kernels: auto = on for CPU and "
+                            "MPS, off on CUDA (cuDNN autotuning instead); on = reproducible on a GPU too, where "
+                            "torch has deterministic kernels (common.device.is_deterministic)")
     precision: str = _f("fp32", choices=("fp32", "bf16"), doc="training steps' matmuls/convs: bf16 = autocast to "
                         "bfloat16 (faster on CPU, changes the numbers: bench/precision.py); evaluation is always fp32")
     collapse_patience: int = _f(0, lo=0, doc="stop a trial flagged mode_collapse / posterior_collapse this many "
@@ -96,6 +100,13 @@ class TrialConfig:
     def memory_mb(self) -> int:
         """Host memory one trial of this config needs, MiB (a measured peak, not a model)."""
         return SYNTHETIC_RSS_MB if self.data == "synthetic" else self.peak_rss_mb
+
+    def gpu_memory_mb(self) -> int:
+        """GPU memory one trial needs, MiB, for packing trials on a GPU (``common.tuning.gpu_plan``).
+        Not yet measured on a GPU (BENCHMARKS.md): until ``bench/memory.py --device cuda`` is, the
+        host peak plus a CUDA context stands in, an overestimate, since the host peak also holds
+        the Python runtime, torch's CPU libraries and the decoded dataset."""
+        return self.memory_mb() + CUDA_CONTEXT_MB
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Where a trial runs: device choice, thread count, seeding and determinism."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import traceback
@@ -26,7 +27,7 @@ def device_kind(requested: str = "auto", allotted: Mapping[str, float] | None = 
         return requested
     if allotted is not None:
         return "cuda" if allotted.get("GPU", 0) > 0 else "mps" if allotted.get("mps", 0) > 0 else "cpu"
-    return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    return "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
 
 
 def torch_device(kind: str) -> torch.device:
@@ -40,7 +41,7 @@ def torch_device(kind: str) -> torch.device:
             raise RuntimeError("device=cuda was requested but no CUDA GPU is visible to this trial")
         return torch.device("cuda", 0)
     if kind == "mps":
-        if not _mps_available():
+        if not mps_available():
             raise RuntimeError("device=mps was requested but MPS is not available on this node")
         return torch.device("mps")
     return torch.device("cpu")
@@ -51,7 +52,21 @@ def pick_device(requested: str = "auto", allotted: Mapping[str, float] | None = 
     return torch_device(device_kind(requested, allotted))
 
 
-def _mps_available() -> bool:
+def gpu_memory_mb() -> float | None:
+    """Total memory of this process's first CUDA GPU, MiB; None without one."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_device_properties(0).total_memory / 2**20
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a trial's ``peak_gpu_mem_mb`` from zero: Ray reuses a worker for trial after trial,
+    and CUDA's peak counter is per process."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def mps_available() -> bool:
     mps = getattr(torch.backends, "mps", None)
     return mps is not None and mps.is_available()
 
@@ -71,18 +86,38 @@ def configure_threads(num_cpus: float | int | None) -> int:
 def seed_everything(seed: int, deterministic: bool = True) -> torch.Generator:
     """Seed python, numpy and torch; return a CPU generator for data order.
 
-    Determinism: on CPU the ops used here are deterministic given the seed and thread count;
-    on CUDA we ask for deterministic kernels where they exist (warn_only, since a missing
-    deterministic kernel should not kill a trial).
+    deterministic (``is_deterministic``): deterministic kernels where torch has them (warn_only:
+    a missing one should not kill a trial); on CPU the ops used here are deterministic anyway,
+    given the seed and thread count. Otherwise cuDNN autotunes its convolutions
+    (``cudnn.benchmark``). Both switches are set either way: Ray reuses a worker across trials.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
     return torch.Generator().manual_seed(seed)
+
+
+def is_deterministic(setting: str, kind: str) -> bool:
+    """The config field ``deterministic`` ("auto" | "on" | "off") on a ``kind`` device: auto is
+    on, except on CUDA, where cuDNN's autotuned kernels are the fast ones (not yet measured
+    here: BENCHMARKS.md)."""
+    return setting == "on" or (setting == "auto" and kind != "cuda")
+
+
+@contextlib.contextmanager
+def no_tf32():
+    """fp32 matmuls and convolutions at full precision inside (TF32 off, the flags restored after):
+    every evaluation runs in it, so an Ampere+ GPU's numbers match the CPU's to fp32 round-off."""
+    matmul, conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, conv
 
 
 class DeviceError(RuntimeError):

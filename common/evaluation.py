@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from common.data import Dataset, to_unit_range
+from common.device import gpu_memory_mb, no_tf32
 from common.metrics import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is10")
@@ -137,6 +138,14 @@ def get_extractor(extractor: str | nn.Module = "inception", weights: str | Path 
     raise EvaluationError(f"unknown extractor {extractor!r}; use 'inception', 'randconv256' or an nn.Module")
 
 
+def inception_batch(device: torch.device) -> int:
+    """Images per extractor call: 50 on CPU and MPS; on CUDA about one per 64 MiB of the GPU's
+    memory (Inception's no-grad activations at 299x299 take a few MiB an image), 200..2000."""
+    if device.type != "cuda":
+        return 50
+    return int(min(2000, max(200, gpu_memory_mb() // 64)))
+
+
 # ---- the evaluator ------------------------------------------------------------------------
 class Evaluator:
     """Holds one extractor and the reference features; scores sets of images against them.
@@ -160,7 +169,7 @@ class Evaluator:
             raise EvaluationError(f"the reference needs at least 2 images, got {self.n}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.extractor = get_extractor(extractor, weights, self.device)
-        self.batch_size = batch_size or (200 if self.device.type == "cuda" else 50)
+        self.batch_size = batch_size or inception_batch(self.device)
         if cache_dir == "default":
             cache_dir = Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser() / "features"
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -177,12 +186,14 @@ class Evaluator:
     def features(self, images: torch.Tensor) -> np.ndarray:
         """images (N,3,32,32), float in [-1, 1] or uint8 -> features (N,F) float64 on the CPU.
 
-        The float64 cast happens on the CPU: some devices (MPS) have no float64."""
+        The float64 cast happens on the CPU: some devices (MPS) have no float64. TF32 is off: the
+        features are fp32 on every device (the cache key says so)."""
         out = []
-        for i in range(0, len(images), self.batch_size):
-            x = images[i:i + self.batch_size].to(self.device)
-            x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
-            out.append(self.extractor(x).float().cpu())
+        with no_tf32():
+            for i in range(0, len(images), self.batch_size):
+                x = images[i:i + self.batch_size].to(self.device)
+                x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
+                out.append(self.extractor(x).float().cpu())
         return torch.cat(out).double().numpy()
 
     def real_features(self) -> np.ndarray:
@@ -195,8 +206,9 @@ class Evaluator:
         if self.cache_dir is None:
             return compute()
         picked = "all" if self.indices is None else hashlib.sha1(self.indices.numpy().tobytes()).hexdigest()[:16]
+        # Features from another device or precision differ by more than round-off: never mixed.
         key = {"data_hash": self.data.content_hash, "split": self.reference, "indices": picked, "n": self.n,
-               "extractor": self.extractor.name}
+               "extractor": self.extractor.name, "device": self.device.type, "precision": "fp32"}
         stem = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = self.cache_dir / f"{stem}.npy"
         if path.exists():

@@ -27,7 +27,8 @@ import torch
 
 from common.config import ConfigError, TrialConfig
 from common.data import load_dataset
-from common.device import configure_threads, device_failure, device_kind, seed_everything, torch_device
+from common.device import (configure_threads, device_failure, device_kind, is_deterministic, no_tf32,
+                           reset_peak_memory, seed_everything, torch_device)
 from common.figures import save_curves
 from common.tasks import TASKS
 from common.tracking import TrialRun, fail_fast_http, redact
@@ -59,6 +60,7 @@ class SweepContext:
     data_cache_dir: str | None = None
     cpus_per_trial: float = 1.0
     classifier: dict | None = None  # the domain classifier's state (common.classifier), trained once by the driver
+    placement: str = ""  # what the sweep chose for the family (common.tuning.placement); a run tag
 
 
 class Session(Protocol):
@@ -113,7 +115,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     kind = device_kind(cfg.device, session.resources)  # what the node gave this trial
     device = torch_device(kind)
     configure_threads(ctx.cpus_per_trial)
-    generator = seed_everything(cfg.seed)
+    generator = seed_everything(cfg.seed, is_deterministic(cfg.deterministic, kind))
+    reset_peak_memory(device)
     data = load_dataset(cfg.data, ctx.data_cache_dir)
     check_objective(ctx.metric)
     task = TASKS[cfg.family](cfg, data, device, generator, classifier=ctx.classifier)
@@ -146,7 +149,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 reason = _non_finite(metrics, epoch + 1)
                 if not reason:
                     try:
-                        metrics.update(task.evaluate(split="val", probe=probe))
+                        with no_tf32():
+                            metrics.update(task.evaluate(split="val", probe=probe))
                     except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
                         if device_failure(exc, kind, epoch + 1) and (isinstance(exc, NotImplementedError)
                                                                      or kind.upper() in str(exc).upper()):
@@ -232,7 +236,8 @@ def check_objective(metric: str) -> None:
 def _log_test(task, best_model: dict, run: TrialRun) -> None:
     """The best epoch's weights scored on the test split (``test_*``, step = that epoch): the
     numbers the report shows. Logged to MLflow only; nothing that selects reads them."""
-    metrics = task.evaluate_exported(best_model["model"], "test")
+    with no_tf32():
+        metrics = task.evaluate_exported(best_model["model"], "test")
     run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
     run.set_tags({"test.epoch": str(best_model["epoch"])})
 
@@ -287,7 +292,8 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str
 
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
-    where = {"device": kind, "node": session.node, "node_ip": session.node_ip, "pid": str(os.getpid()), "precision_used": task.precision_used}
+    where = {"device": kind, "node": session.node, "node_ip": session.node_ip, "pid": str(os.getpid()), "precision_used": task.precision_used,
+             "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off"}
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
@@ -302,6 +308,8 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
+    if ctx.placement:
+        tags["placement"] = ctx.placement
     tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
     run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
     id_file.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ Names a space file may define (lower case, nanoGPT-style)::
     num_samples  int (default 8)       max_epochs  int (default: the config's)
     scheduler    {"grace_period": 1, "reduction_factor": 3} or None for no early stopping
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
-    resources    {"cpu": 1, "gpu": 0, "memory_mb": N}  per trial; CLI flags override; memory_mb
+    resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
+                 (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
+                 else none (common.tuning.gpu_plan); memory_mb
                                                       defaults to the family's measured peak
     max_concurrent  int | None                        concurrency limit for the searcher
     runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
@@ -101,8 +103,8 @@ def load_space(path: str | Path) -> Space:
     need("runs", isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
          "a list of dicts, each with a 'family'")
     need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
-         and all(_number(v) and v >= 0 for v in ns.get("resources", {}).values()),
-         "a dict like {'cpu': 1, 'gpu': 0.5, 'memory_mb': 2000} with non-negative numbers")
+         and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
+         "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)")
     need("scheduler", ns.get("scheduler") is None or (
         isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
         and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
@@ -117,7 +119,7 @@ def load_space(path: str | Path) -> Space:
         num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
         max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
         scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
-        resources={"cpu": 1.0, "gpu": 0.0, **(ns.get("resources") or {})},
+        resources={"cpu": 1.0, "gpu": "auto", **(ns.get("resources") or {})},
         max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
         description=str(ns.get("description", "")), sampler=ns.get("sampler", "tpe"),
     )

@@ -20,13 +20,14 @@ import torch
 
 from common.config import config_class, for_family
 from common.data import load_dataset
+from common.device import mps_available
 from common.perceptual import check_perceptual
 from common.best import end_stage, eval_samples_default
 from common.classifier import chance_warning, check_labels, get_classifier
 from common.loop import LocalSession, SweepContext, check_objective, is_better, run_trial
 from common.space import Space, check_configs, load_space
 from common.storage import SweepStorage, check_writable
-from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url
+from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url, placement, resolve_gpus
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
                              get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
 
@@ -54,7 +55,7 @@ class SweepOptions:
     experiment: str | None = None
     address: str | None = None
     cpus_per_trial: float | None = None
-    gpus_per_trial: float | None = None
+    gpus_per_trial: float | str | None = None  # "auto" = common.tuning.resolve_gpus
     memory_per_trial: float | None = None  # MiB; None = the space's, else the family's measured peak
     single_trial: bool = False
     resume: bool = False
@@ -138,8 +139,11 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
         else:
             # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
-            ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False, logging_level=logging.ERROR)
+            # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.device).
+            ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False, logging_level=logging.ERROR,
+                     resources={"mps": 1} if mps_available() else None)
             logging.getLogger("ray").setLevel(logging.INFO)
+    resources = [resolve_gpus(r, config_class(c["family"]).from_dict(c).gpu_memory_mb()) for r, c in zip(resources, configs)]
     for need in resources:
         check_fits(need)
     classifier, classifier_info = _classifier(data)  # before MLflow is written: DataError if it cannot be trained
@@ -182,7 +186,9 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             if space.search is not None and not space.runs:
                 study = (storage_url, f"{sweep_dir}/{name}")
                 parent.set_tags({"optuna.storage": redact(storage_url), f"optuna.study.{family}": study[1]})
-            best = fit_family(space, family, replace(ctx, metric=metric), run_fixed, opts.max_failures, storage,
+            where = placement(resources[i])
+            print(f"{name}: {where}", flush=True)
+            best = fit_family(space, family, replace(ctx, metric=metric, placement=where), run_fixed, opts.max_failures, storage,
                               f"{sweep_dir}/{name}", resources[i], _num_samples(space, opts), study)
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):

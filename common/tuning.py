@@ -3,6 +3,7 @@ ASHA, a concurrency limit, a checkpoint every epoch, FailureConfig restarts), an
 callback that closes each trial's MLflow run with its final status."""
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -82,10 +83,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                 metric=[m for m, _ in space.objectives] if multi else ctx.metric,
                 mode=[m for _, m in space.objectives] if multi else ctx.mode,
                 storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
-            slots = _slots(resources)
-            print(f"{family}: up to {slots} trial(s) at once ({', '.join(f'{k} {v:g}' for k, v in resources.items())} "
-                  "per trial)", flush=True)
-            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or slots)
+            searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
         scheduler = None
         if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
             scheduler = ScheduleAwareASHA(time_attr="training_iteration", max_t=max_epochs,
@@ -164,6 +162,69 @@ def _fail_orphans(storage_url: str, study_name: str) -> None:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_user_attr(t._trial_id, "orphaned", "the driver died before Tune recorded this trial")
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+
+
+MAX_PACK = 16  # trials per GPU at most: the largest count bench/packing.py measures
+GPU_MEMORY_USE = 0.9  # of a GPU's memory that packed trials may plan on: the rest is fragmentation headroom
+
+
+def gpu_plan(gpu_memory_mb: float | None, need_mb: float, cpus_per_gpu: float, cpus_per_trial: float) -> int:
+    """How many trials share one GPU: as many as ``GPU_MEMORY_USE`` of its memory holds at
+    ``need_mb`` each and its node's CPUs per GPU can feed, at most ``MAX_PACK``, at least 1;
+    1 when the GPU's memory is unknown."""
+    if not gpu_memory_mb:
+        return 1
+    by_memory = int(GPU_MEMORY_USE * gpu_memory_mb // max(need_mb, 1))
+    by_cpus = int(cpus_per_gpu // cpus_per_trial) if cpus_per_trial else MAX_PACK
+    return max(1, min(by_memory, by_cpus, MAX_PACK))
+
+
+def resolve_gpus(resources: dict, need_mb: float) -> dict[str, float]:
+    """``resources`` with ``gpu="auto"`` replaced by a share: none on a cluster without GPUs (a
+    trial on an Apple node, declared ``mps``, still uses MPS), else ``1/gpu_plan(...)`` of a GPU,
+    sized by the smallest GPU node's CPUs per GPU and a probe of its GPU memory."""
+    if resources["gpu"] != "auto":
+        return resources
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive") and n["Resources"].get("GPU")]
+    if not nodes:
+        return {**resources, "gpu": 0.0}
+    per_gpu = min(n.get("CPU", 0) / n["GPU"] for n in nodes)
+    k = gpu_plan(_probe_gpu_memory_mb(), need_mb, per_gpu, resources["cpu"])
+    return {**resources, "gpu": math.floor(1e4 / k) / 1e4}  # Ray counts GPU shares in 1e-4 steps
+
+
+def _probe_gpu_memory_mb() -> float | None:
+    """A GPU node's GPU memory, MiB, from a tiny task placed there (the driver may have no GPU)."""
+    import ray
+
+    @ray.remote(num_gpus=1e-4, num_cpus=0)
+    def probe():
+        from common.device import gpu_memory_mb
+
+        return gpu_memory_mb()
+
+    try:
+        return ray.get(probe.remote(), timeout=120)
+    except Exception as e:  # noqa: BLE001 - no answer: one trial per GPU, and say so
+        warnings.warn(f"could not read the GPU's memory ({type(e).__name__}); packing 1 trial per GPU")
+        return None
+
+
+def placement(resources: dict[str, float]) -> str:
+    """What the sweep chose, for the console and each run's ``placement`` tag, e.g.
+    ``8 trials at once, 1/8 GPU each (cuda)``."""
+    import ray
+
+    slots = _slots(resources)
+    at_once = f"{slots} trial{'s' if slots > 1 else ''} at once"
+    gpu = resources["gpu"]
+    if gpu:
+        share = f"1/{round(1 / gpu)}" if gpu < 1 and abs(1 / gpu - round(1 / gpu)) < 0.01 else f"{gpu:g}"
+        return f"{at_once}, {share} GPU each (cuda)"
+    where = "cpu, mps on Apple nodes" if ray.cluster_resources().get("mps") else "cpu"
+    return f"{at_once}, {resources['cpu']:g} CPU each ({where})"
 
 
 def _ray_units(resources: dict[str, float]) -> dict[str, float]:

@@ -11,5 +11,5 @@ runs = [
     {"family": "vae", "seed": 2, "max_epochs": 20, "beta_schedule": "constant"},
     {"family": "vae", "seed": 2, "max_epochs": 20, "beta_schedule": "cyclical", "cycles": 4},
 ]
-resources = {"cpu": 2, "gpu": 0}
+resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None

@@ -11,5 +11,5 @@ runs = [
     {"family": "dcgan", "seed": 2, "max_epochs": 10, "spectral_norm": False, "lr_ratio": 1.0},
     {"family": "dcgan", "seed": 2, "max_epochs": 10, "spectral_norm": True, "lr_ratio": 4.0},
 ]
-resources = {"cpu": 2, "gpu": 0}
+resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None

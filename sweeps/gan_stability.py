@@ -32,4 +32,4 @@ num_samples = 12
 max_epochs = 10
 defaults = {"latent_dim": 100}
 scheduler = {"grace_period": 2, "reduction_factor": 3}
-resources = {"cpu": 1, "gpu": 0}
+resources = {"cpu": 1, "gpu": "auto"}

@@ -11,5 +11,5 @@ _DCGAN = {"family": "dcgan", "max_epochs": 40, "latent_dim": 100, "lr_g": 2e-4, 
 
 runs = [{**_VAE, "seed": 42}, {**_VAE, "seed": 43}, {**_VAE, "seed": 44},
         {**_DCGAN, "seed": 42}, {**_DCGAN, "seed": 43}, {**_DCGAN, "seed": 44}]
-resources = {"cpu": 2, "gpu": 0}
+resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None

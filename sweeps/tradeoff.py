@@ -22,4 +22,4 @@ num_samples = 8
 max_epochs = 10
 defaults = {"probe_every": 1}
 scheduler = None
-resources = {"cpu": 1, "gpu": 0}
+resources = {"cpu": 1, "gpu": "auto"}

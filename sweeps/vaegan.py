@@ -28,4 +28,4 @@ num_samples = 8
 max_epochs = 10
 defaults = {"probe_every": 5}
 scheduler = {"grace_period": 2, "reduction_factor": 3}
-resources = {"cpu": 1, "gpu": 0}
+resources = {"cpu": 1, "gpu": "auto"}

@@ -53,21 +53,23 @@ def trial_runs(uri: str, experiment: str):
 def test_trials_spread_over_the_nodes_and_pin_to_what_each_node_has(cluster, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # "Anywhere": trials ask for a CPU only. On the GPU node they get no GPU share, so they use
-    # its CPU (the GPU is for trials that reserved it); on the Apple node they use MPS.
+    # "Anywhere" (--gpus-per-trial 0): trials ask for a CPU only. On the GPU node they get no GPU
+    # share, so they use its CPU (the GPU is for trials that reserved it); on the Apple node MPS.
     run(SweepOptions(space=VAE, data="synthetic", num_samples=4, max_epochs=1, tracking_uri=uri, experiment="anywhere",
-                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=1, memory_per_trial=100,
-                     overrides=SMALL))
+                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=1, gpus_per_trial=0,
+                     memory_per_trial=100, overrides=SMALL))
     _, runs = trial_runs(uri, "anywhere")
     seen = {(r.data.tags["node"], r.data.tags["device"]) for r in runs}
     assert len(runs) == 4 and seen == {(cluster.gpu, "cpu"), (cluster.mac, "mps")}
     assert all(r.data.tags["trial_status"] == "completed" and r.data.tags["node_ip"] for r in runs)
-    # "GPU trials only": a GPU share per trial, so only the GPU node can take them.
-    run(SweepOptions(space=VAE, data="synthetic", num_samples=2, max_epochs=1, tracking_uri=uri, experiment="gpu_only",
-                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=1, gpus_per_trial=1,
+    # The default, gpu="auto", on a cluster with a GPU: a share per trial, sized by the GPU's
+    # memory (80 GB here) and its node's CPUs (1 GPU node CPU / 0.25 per trial = 4 trials a GPU).
+    run(SweepOptions(space=VAE, data="synthetic", num_samples=4, max_epochs=1, tracking_uri=uri, experiment="gpu_auto",
+                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=0.25,
                      memory_per_trial=100, overrides=SMALL))
-    _, runs = trial_runs(uri, "gpu_only")
+    _, runs = trial_runs(uri, "gpu_auto")
     assert {(r.data.tags["node"], r.data.tags["device"]) for r in runs} == {(cluster.gpu, "cuda")}
+    assert {r.data.tags["placement"] for r in runs} == {"4 trials at once, 1/4 GPU each (cuda)"}
 
 
 def test_a_node_removed_mid_sweep_its_trial_continues_elsewhere_from_s3(cluster, s3, tmp_path, monkeypatch):
@@ -101,7 +103,7 @@ def test_a_node_removed_mid_sweep_its_trial_continues_elsewhere_from_s3(cluster,
     watcher = threading.Thread(target=remove_when_a_trial_there_has_a_checkpoint, daemon=True)
     watcher.start()
     run(SweepOptions(space=str(space), data="synthetic", num_samples=3, max_epochs=epochs, tracking_uri=uri,
-                     experiment="moved", storage="s3://sweeps/moved", report=False, eval_n=0, cpus_per_trial=1,
+                     experiment="moved", storage="s3://sweeps/moved", report=False, eval_n=0, cpus_per_trial=1, gpus_per_trial=0,
                      memory_per_trial=100, max_failures=2, overrides=SMALL))
     watcher.join()
     assert removed.is_set(), "no trial ran on the node to remove"

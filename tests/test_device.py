@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from common.device import configure_threads, device_kind, pick_device, seed_everything
+from common.device import (configure_threads, device_kind, is_deterministic, no_tf32, pick_device,
+                           reset_peak_memory, seed_everything)
 
 
 @pytest.fixture
@@ -128,6 +129,50 @@ def test_seed_everything_deterministic_switches(restore_torch_state):
     assert torch.is_deterministic_algorithms_warn_only_enabled()
     assert torch.backends.cudnn.benchmark is False
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+
+
+def test_a_reused_worker_switches_determinism_both_ways(restore_torch_state):
+    seed_everything(0, deterministic=False)  # a CUDA trial with deterministic=auto
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark is True
+    seed_everything(0, deterministic=True)  # the next trial in the same Ray worker, on CPU
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark is False
+
+
+@pytest.mark.parametrize("setting, kind, expected", [
+    ("auto", "cpu", True), ("auto", "mps", True), ("auto", "cuda", False),
+    ("on", "cuda", True), ("off", "cpu", False),
+])
+def test_deterministic_auto_is_on_except_on_cuda(setting, kind, expected):
+    assert is_deterministic(setting, kind) is expected
+
+
+def test_no_tf32_turns_it_off_inside_and_restores_it():
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with no_tf32():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_bf16_is_native_on_cuda_only_from_ampere(monkeypatch, capability, expected):
+    from common.tasks.base import bf16_native
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # true on a T4 too (emulated)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert bf16_native(torch.device("cuda", 0)) is expected
+
+
+def test_each_trial_starts_its_gpu_memory_peak_from_zero(monkeypatch):
+    reset = []
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: reset.append(device))
+    reset_peak_memory(torch.device("cpu"))
+    assert reset == []
+    reset_peak_memory(torch.device("cuda", 0))
+    assert reset == [torch.device("cuda", 0)]
 
 
 def test_seed_everything_large_seed(restore_torch_state):

@@ -1,4 +1,5 @@
-"""No float64 on a device that lacks it: every training and evaluation path under a simulated MPS.
+"""Evaluation and training on an accelerator, checked on this CPU: no float64 on a device that
+lacks it, one clear error when a device op fails, features cached per device, TF32 off.
 
 Apple's MPS backend has no float64; a ``.double()`` on the device raises ``TypeError`` at the
 first evaluation. CI has no Mac, so ``fake_mps.FakeMPS`` tags the tensors that would live on the
@@ -6,6 +7,8 @@ device and refuses float64 on them. The trial runs end to end (train, validation
 the test-split scores of its best epoch, figures), then the final stage's Inception evaluation.
 """
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -32,7 +35,7 @@ CONFIGS = {
 
 @pytest.fixture
 def fake_mps(monkeypatch):
-    monkeypatch.setattr(common.device, "_mps_available", lambda: True)
+    monkeypatch.setattr(common.device, "mps_available", lambda: True)
     with FakeMPS():
         yield
 
@@ -90,3 +93,38 @@ def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_
     (run,) = client.search_runs([exp])
     assert run.info.status == "FAILED" and run.data.tags["trial_status"] == "failed"
     assert run.data.tags["failed_reason"] == message
+
+
+def test_reference_features_are_cached_per_device_never_mixed(tmp_path, monkeypatch):
+    from common.evaluation import Evaluator
+
+    data = load_dataset("synthetic")
+    cpu = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="cpu", cache_dir=tmp_path)
+    cpu.real_features()
+    monkeypatch.setattr(common.device, "mps_available", lambda: True)
+    with FakeMPS():
+        mps = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="mps", cache_dir=tmp_path)
+        mps.real_features()
+    keys = sorted(json.loads(p.read_text())["device"] for p in tmp_path.glob("*.json"))
+    assert keys == ["cpu", "mps"]  # two files: the MPS run did not read the CPU's features
+
+
+def test_every_evaluation_runs_with_tf32_off():
+    from common.evaluation import Evaluator
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        name = "tf32-probe"
+
+        def forward(self, x):
+            seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+            return x.flatten(1)[:, :4]
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as a user may set it
+    try:
+        Evaluator(load_dataset("synthetic"), extractor=Probe(), indices=torch.arange(4), cache_dir=None).real_features()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+    assert seen and set(seen) == {(False, False)}

@@ -6,6 +6,8 @@ lands in MLflow and in the report folder.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -32,10 +34,15 @@ def _opts(workdir, tracking_uri, space, **kw) -> SweepOptions:
                         storage=str(workdir / "ray_results"), out=str(workdir / "report"), **kw)
 
 
-def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(ray_session, workdir, tracking_uri):
+def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(ray_session, workdir, tracking_uri,
+                                                                                capsys):
     summary = run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16,
                         overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
+    # gpu="auto" (the space's default) on a machine without GPUs: CPU trials, and it says so.
+    chosen = re.search(r"^vae: (\d+ trials? at once, 1 CPU each \(cpu\))$", capsys.readouterr().out, re.M)
+    assert chosen, "the sweep prints what it chose per family"
     client, parents, children = _runs(tracking_uri, "vae_beta")
+    assert all(c.data.tags["placement"] == chosen.group(1) for c in children)
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "val_bpd"
@@ -229,3 +236,23 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
         assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
     assert summary["best"]["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
+
+
+@pytest.mark.parametrize("apple", [True, False])
+def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workdir, tracking_uri, monkeypatch):
+    import ray
+
+    import common.sweep
+
+    seen = {}
+
+    def init(**kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt  # stop here: only the local Ray's resources are under test
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(common.sweep, "mps_available", lambda: apple)
+    with pytest.raises(KeyboardInterrupt):
+        run(_opts(workdir, tracking_uri, "seed.py"))
+    assert seen["resources"] == ({"mps": 1} if apple else None)

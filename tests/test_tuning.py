@@ -1,12 +1,14 @@
 """common/tuning.py's two changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
-and the Optuna searcher is told that an early-stopped trial was PRUNED (no Ray cluster needed)."""
+and the Optuna searcher is told that an early-stopped trial was PRUNED; and what ``gpu="auto"``
+decides from a cluster's nodes (no Ray cluster needed: the nodes are given)."""
 from __future__ import annotations
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from common.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA
+import common.tuning
+from common.tuning import MAX_PACK, PrunedAwareOptunaSearch, ScheduleAwareASHA, gpu_plan, resolve_gpus
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -63,3 +65,47 @@ def test_early_stopped_trials_reach_optuna_as_pruned(result, state, tmp_path):
     (trial,) = optuna.load_study(study_name="s", storage=storage).trials
     assert trial.state.name == state
     assert trial.intermediate_values == {result["epoch"]: result["val_bpd"]}  # TPE still sees how far it got
+
+
+# ---- gpu="auto" ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("memory,need,cpus_per_gpu,cpus,expected", [
+    (81_559, 2_200, 16, 1, MAX_PACK),  # an 80 GB GPU and 16 CPUs: memory holds 33, the cap is 16
+    (81_559, 2_200, 8, 1, 8),  # CPU-bound: 8 CPUs feed 8 one-CPU trials
+    (81_559, 2_200, 8, 2, 4),
+    (16_000, 4_100, 32, 1, 3),  # memory-bound: 0.9 * 16,000 / 4,100 = 3.5
+    (3_000, 4_100, 32, 1, 1),  # a trial bigger than the GPU still gets all of it
+    (None, 2_200, 16, 1, 1),  # memory unknown: one trial per GPU
+])
+def test_gpu_plan_packs_as_many_trials_as_memory_and_cpus_allow(memory, need, cpus_per_gpu, cpus, expected):
+    assert gpu_plan(memory, need, cpus_per_gpu, cpus) == expected
+
+
+def _nodes(monkeypatch, nodes, gpu_memory_mb=81_559.0):
+    import ray
+
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
+    monkeypatch.setattr(common.tuning, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
+
+
+def test_auto_on_a_cpu_only_cluster_is_no_gpu_exactly_as_before(monkeypatch):
+    _nodes(monkeypatch, [{"CPU": 2.0}, {"CPU": 8.0, "mps": 1.0}])
+    asked = {"cpu": 1, "gpu": "auto", "memory_mb": 1800}
+    assert resolve_gpus(asked, 2400) == {"cpu": 1, "gpu": 0.0, "memory_mb": 1800}
+
+
+def test_auto_on_gpu_nodes_gives_each_trial_a_share_sized_by_the_smallest_node(monkeypatch):
+    _nodes(monkeypatch, [{"CPU": 2.0}, {"CPU": 16.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 2.0}])
+    got = resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1800}, 2400)
+    assert got["gpu"] == 0.125  # the 2-GPU node has 8 CPUs per GPU: 8 trials a GPU
+    got = resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1800}, 30_000)
+    assert got["gpu"] == 0.5  # 0.9 * 81,559 / 30,000 = 2.4: two a GPU
+    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
+    assert resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1}, 2400)["gpu"] == 0.0625  # 1/16, MAX_PACK
+    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
+    assert resolve_gpus({"cpu": 3, "gpu": "auto", "memory_mb": 1}, 2400)["gpu"] == 0.2  # 16 // 3 = 5
+
+
+def test_an_explicit_gpu_count_is_kept_and_zero_forces_the_cpu(monkeypatch):
+    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
+    for asked in (0.0, 0.25, 1.0):
+        assert resolve_gpus({"cpu": 1, "gpu": asked, "memory_mb": 1}, 2400)["gpu"] == asked

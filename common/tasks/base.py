@@ -30,8 +30,8 @@ def bf16_native(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively: CUDA from Ampere on; a CPU with oneDNN bf16 kernels
     (AVX-512 BF16 / AMX). Elsewhere it is emulated: on an AVX2-only CPU a bf16 VAE epoch measured
     about 20x slower than fp32 (BENCHMARKS.md), so such trials train in fp32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # is_bf16_supported() is also true before Ampere, where bf16 is emulated
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         try:
             return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -157,7 +157,8 @@ class Task:
         tr, va = embed(self.train.x), embed(self.val.x)
         te = embed(self.test.x) if split == "test" else None
         out = linear_probe(tr, self.train.y.cpu().numpy(), va, self.val.y.cpu().numpy(), te,
-                           self.test.y.cpu().numpy() if te is not None else None, seed=self.cfg.seed)
+                           self.test.y.cpu().numpy() if te is not None else None, seed=self.cfg.seed,
+                           device=self.device)
         res = {"val_probe_acc": out["val_acc"], "probe_c": out["C"], "probe_converged": out["converged"]}
         if te is not None:
             res["test_probe_acc"] = out["test_acc"]
