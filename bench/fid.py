@@ -92,7 +92,9 @@ def main() -> None:
             emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
             if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
                 _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
-                recon = reconstructions(model, data.train_x[val[:args.n]])
+                # A seeded draw, as the final stage: an image-folder tree is stored class by class.
+                pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:args.n]]
+                recon = reconstructions(model, data.train_x[pick])
                 scores, s = timed(lambda: ev(recon, METRICS))
                 emit(f"{name} reconstructions ({len(recon)} validation images)", seconds=round(s, 1), **_round(scores))
 
