@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from common.loop import load_checkpoint
-from common.tracking import TrialRun
+from common.tracking import TrialRun, fluent_run
 
 
 def best_checkpoint(uri: str, run_id: str) -> dict:
@@ -45,7 +45,7 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
     shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
     name = registered_name(experiment, family)
     mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=parent_run_id):
+    with fluent_run(uri, parent_run_id):
         # pickle + the `common` package as code: loads anywhere without this checkout.
         info = mlflow.pytorch.log_model(
             model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),

@@ -298,7 +298,7 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
     if run_id:  # continue the same MLflow run
-        run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True)
+        run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
         run.set_tags({"trial_status": "running", "restored": "true", **where})
         return run
     tags = {

@@ -157,7 +157,8 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     exp_id = get_or_create_experiment(client, experiment, default_artifact_location(uri))
     commit = git_commit()
     if previous:
-        parent = TrialRun.attach(uri, json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"])
+        parent = TrialRun.attach(uri, json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"],
+                                 reopen=True)
     else:
         parent = TrialRun.create(uri, exp_id, f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}", {
             "sweep.role": "parent", "sweep.space": str(space.path), "git_commit": commit,
@@ -210,6 +211,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         parent.finish("FINISHED")
     except KeyboardInterrupt:
         parent.set_tags({"sweep.status": "interrupted"})
+        _close_interrupted_runs(client, exp_id, parent.run_id)
         raise SweepInterrupted(f"interrupted; the sweep's state is saved in {storage.show(sweep_dir)}: rerun the same command "
                                "with --resume to finish it") from None
     if opts.report:
@@ -236,11 +238,24 @@ def _check_folders(opts: SweepOptions, uri: str) -> None:
         check_writable(path, what, fix)
 
 
-def _close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
-    """Trial runs of this sweep still RUNNING once every family is done were started by a
-    driver killed before Tune recorded them (the resumed sweep ran replacements): end them."""
+def _close_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> None:
+    """Ctrl+C: nothing runs any more, so no run says RUNNING (KILLED, ``trial_status=interrupted``);
+    ``--resume`` reopens the parent and every trial it continues."""
     runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' "
                                                "and attributes.status = 'RUNNING'")
+    for r in runs:
+        client.set_tag(r.info.run_id, "trial_status", "interrupted")
+        client.set_terminated(r.info.run_id, status="KILLED")
+    client.set_terminated(parent_run_id, status="KILLED")
+
+
+def _close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
+    """Trial runs of this sweep still RUNNING (or still ``interrupted``: not continued) once every
+    family is done were started by a driver stopped before Tune recorded them (the resumed sweep
+    ran replacements): end them."""
+    mine = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    runs = [*client.search_runs([experiment_id], f"{mine} and attributes.status = 'RUNNING'"),
+            *client.search_runs([experiment_id], f"{mine} and tags.trial_status = 'interrupted'")]
     for r in runs:
         client.set_tag(r.info.run_id, "trial_status", "failed")
         client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")

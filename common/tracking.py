@@ -6,6 +6,7 @@ a sqlite file plus a local artifact folder in the working directory: no server n
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -136,6 +137,21 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+@contextlib.contextmanager
+def fluent_run(uri: str, run_id: str):
+    """``mlflow.start_run(run_id=...)`` for the fluent APIs that need an active run (log_model),
+    ending with the status the run had before: start_run reopens a run, and its context would
+    otherwise close it FINISHED (a killed parent) or leave a finished one reopened."""
+    import mlflow
+
+    before = MlflowClient(uri).get_run(run_id).info.status
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status=before)
+
+
 class TrialRun:
     """One MLflow run (a sweep's parent or a trial's child), written through the client.
 
@@ -161,10 +177,14 @@ class TrialRun:
         return cls(client, run.info.run_id, tolerant)
 
     @classmethod
-    def attach(cls, uri: str, run_id: str, tolerant: bool = False) -> "TrialRun":
-        """Continue an existing run (a trial restored from its checkpoint)."""
+    def attach(cls, uri: str, run_id: str, tolerant: bool = False, reopen: bool = False) -> "TrialRun":
+        """A handle on an existing run. Writing to it leaves its status alone: a finished run
+        stays finished (the end stage logs to finished trial runs). ``reopen``: mark it RUNNING
+        again, for a run that is really running again (a trial restored from its checkpoint, a
+        resumed sweep's parent); whoever reopens it closes it."""
         client = MlflowClient(uri)
-        retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
+        if reopen:
+            retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
         run = cls(client, run_id, tolerant)
         run.attached = True
         return run

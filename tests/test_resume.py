@@ -91,6 +91,9 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     parent_tags = [r for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
                    if r.data.tags.get("sweep.role") == "parent"][0].data.tags
     assert "sweep.status" not in parent_tags or parent_tags["sweep.status"] == "interrupted"
+    if sig == signal.SIGINT:  # Ctrl+C: nothing runs any more, so no run says RUNNING
+        exp = client.get_experiment_by_name("vae_beta").experiment_id
+        assert not [r.info.run_id for r in client.search_runs([exp]) if r.info.status == "RUNNING"]
     storage, study_name = parent_tags["optuna.storage"], parent_tags["optuna.study.vae"]
     study_before = {t.number: t.params for t in optuna.load_study(study_name=study_name, storage=storage).trials
                     if t.state == optuna.trial.TrialState.COMPLETE}
@@ -105,6 +108,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     assert len(parents) == 1 and parents[0].data.tags["sweep.status"] == "completed"  # reused, not duplicated
     live = [r for r in runs if r.data.tags.get("sweep.role") == "trial" and r.data.tags["trial_status"] != "failed"]
     assert len(live) == NUM_SAMPLES
+    assert not [(r.info.run_id, r.data.tags.get("trial_status")) for r in runs if r.info.status == "RUNNING"]
+    assert all(r.info.status == "FINISHED" for r in live + parents)
     for r in live:
         assert [s for s, _, _ in _history(client, r.info.run_id)] == [1, 2], r.info.run_id  # none twice, none missing
     for run_id, history in before.items():  # finished trials were not re-run: their points are untouched

@@ -27,6 +27,20 @@ def _runs(uri: str, experiment: str):
     return client, parents, children
 
 
+FINAL = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FINISHED", "collapsed": "FINISHED",
+         "failed": "FAILED", "interrupted": "KILLED"}  # trial_status -> the MLflow status it must end in
+
+
+def assert_all_runs_final(uri: str, experiment: str) -> None:
+    """No run of the experiment says RUNNING once nothing runs, and each status agrees with its
+    ``trial_status`` (the end stage logs to finished runs; it must not reopen them)."""
+    _, parents, children = _runs(uri, experiment)
+    assert parents and all(p.info.status == "FINISHED" for p in parents)
+    wrong = {c.info.run_id: (c.data.tags.get("trial_status"), c.info.status) for c in children
+             if FINAL.get(c.data.tags.get("trial_status")) != c.info.status}
+    assert not wrong, f"runs whose MLflow status disagrees with trial_status: {wrong}"
+
+
 def _opts(workdir, tracking_uri, space, **kw) -> SweepOptions:
     kw.setdefault("eval_n", 0)  # the Inception evaluation is tested once, below, at a tiny n
     kw["overrides"] = (("val_size", "128"),) + tuple(kw.get("overrides", ()))  # the synthetic split is 512 images
@@ -74,6 +88,7 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert parent.data.tags["classifier.name"].startswith("classifier-") and \
         0.5 < float(parent.data.tags["classifier.test_acc"]) <= 1.0  # the per-epoch scores' classifier, and how good
     assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
+    assert_all_runs_final(tracking_uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
     assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
     import mlflow  # the sweep's best model is a logged (and loadable) MLflow model on the parent
@@ -94,6 +109,13 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert run_sweep.main(["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid),
                            "--tracking-uri", tracking_uri]) == 0
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 grid of 32 px + 2 px padding
+    # After --sample, --report and --resume of the finished sweep, still nothing says RUNNING.
+    assert_all_runs_final(tracking_uri, "vae_beta")
+    assert run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", tracking_uri]) == 0
+    assert_all_runs_final(tracking_uri, "vae_beta")
+    run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, resume=True, report=False,
+              overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
+    assert_all_runs_final(tracking_uri, "vae_beta")
 
 
 def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
