@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
+from common.augment import parse_policy
+
 if TYPE_CHECKING:
     import torch
 
@@ -119,6 +121,14 @@ class VAEConfig(TrialConfig):
     precision: str = _f("bf16", choices=("fp32", "bf16"), doc="bf16 by default: 1.3x faster training on CPU with "
                         "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics")
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
+    # Levers beyond the slides (issue 16); the defaults are the slides' (Adam's own betas, a constant lr).
+    beta1: float = _f(0.9, lo=0.0, hi=0.999, doc="Adam beta1")
+    beta2: float = _f(0.999, lo=0.0, hi=0.9999, doc="Adam beta2")
+    lr_schedule: str = _f("constant", choices=("constant", "cosine"),
+                          doc="per step: cosine = decay to 0 over the trial's steps (common.losses.lr_factor), "
+                              "a large lr early and a fine one at the end within a fixed epoch budget")
+    lr_warmup_epochs: float = _f(0.0, lo=0.0, doc="linear lr warm-up from 0 over this many epochs (fractions "
+                                 "allowed): Adam's first steps, with poor moment estimates, stay small; 0 = off")
     latent_dim: int = _f(64, lo=1, hi=4096)
     base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
@@ -180,6 +190,15 @@ class DCGANConfig(TrialConfig):
     minibatch_disc: int = _f(0, lo=0, hi=1024, doc="minibatch discrimination (Salimans et al. 2016): number "
                                                    "of kernels B before D's logit; 0 = off")
     minibatch_dim: int = _f(8, lo=1, hi=1024, doc="minibatch discrimination: kernel dimension C")
+    # Levers beyond the slides (issue 16); all off by default, off leaves the computation as it was.
+    ema_decay: float = _f(0.0, lo=0.0, hi=0.9999, doc="EMA of G's weights (Yazici et al. 2019) for every sample, "
+                          "score, figure and the exported model: an average of G's recent iterates is smoother "
+                          "than the last one; 0 = off, e.g. 0.999")
+    diffaug: str = _f("", doc="DiffAugment (Zhao et al. 2020) on real and fake images before D, comma-separated "
+                      "transforms color, translation, cutout (common.augment): D cannot memorise a small train "
+                      "set; empty = off")
+    r1_weight: float = _f(0.0, lo=0.0, doc="gamma of the R1 penalty (Mescheder et al. 2018), gamma/2 * "
+                          "E|grad D(x_real)|^2 added to D's loss: damps D's slope at the data; 0 = off; bce, hinge")
 
     @property
     def lr_d(self) -> float:
@@ -201,6 +220,13 @@ class DCGANConfig(TrialConfig):
             raise ConfigError(f"minibatch_disc={self.minibatch_disc} with gan_loss='wgan-gp': minibatch discrimination "
                               "couples the samples of a batch, so the gradient penalty is no longer per sample; "
                               "set minibatch_disc=0 or use another gan_loss")
+        try:
+            parse_policy(self.diffaug)
+        except ValueError as e:
+            raise ConfigError(f"dcgan config key diffaug={self.diffaug!r}: {e}") from None
+        if self.r1_weight > 0 and self.gan_loss == "wgan-gp":
+            raise ConfigError(f"r1_weight={self.r1_weight} with gan_loss='wgan-gp', which has its own gradient "
+                              "penalty (gp_weight); set r1_weight=0 or use bce or hinge")
         if self.label_smoothing > 0 and self.gan_loss != "bce":
             raise ConfigError(f"label_smoothing={self.label_smoothing} applies only to gan_loss=bce "
                               f"(got gan_loss={self.gan_loss!r}); set label_smoothing=0")

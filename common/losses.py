@@ -132,6 +132,19 @@ def vae_loss(
     return loss, recon, kl
 
 
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
+    """The lr multiplier at 0-based optimiser ``step`` of ``total_steps``: a linear warm-up to 1
+    over ``warmup_steps``, then 1 (constant) or a half cosine from 1 to 0 at ``total_steps``."""
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr schedule must be constant or cosine, got {schedule!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 def beta_at(
     epoch: int,
     *,
@@ -266,3 +279,13 @@ def gradient_penalty(
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+
+
+def r1_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): mean_i ||grad_x D(x_i)||^2 at the real images -> scalar; D's
+    loss adds ``gamma / 2`` times it. Penalising D's slope on the data keeps it from growing
+    sharp around the real images, the instability this regulariser was shown to damp.
+    real (B, ...) is detached here; the result keeps its graph (``create_graph``)."""
+    x = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).float().sum(), x, create_graph=True)
+    return grad.flatten(1).square().sum(1).mean()

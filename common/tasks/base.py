@@ -43,7 +43,8 @@ def bf16_native(device: torch.device) -> bool:
 class Task:
     """Holds the trial's data on its device (moved once) and the metric plumbing.
 
-    Subclasses set ``self.models`` / ``self.optimizers`` (name -> module / optimizer) and
+    Subclasses set ``self.models`` / ``self.optimizers`` (name -> module / optimizer or lr scheduler:
+    anything with a checkpointed ``state_dict``) and
     implement ``train_epoch``, ``evaluate``, ``generate``, ``probe_features``, ``figures`` and
     ``export_state``. ``classifier``: the domain classifier's state (``common.classifier``), as the
     sweep's driver hands it to trials; None = load it from (or train it into) the disk cache.
@@ -214,11 +215,17 @@ class Task:
     def evaluate_exported(self, exported: dict, split: str = "test") -> dict[str, float]:
         """``evaluate(split, probe=True)`` with the weights of ``exported`` (an ``export_state``, as in
         best.pt), then the trial's own weights back: the best epoch scored on the test split."""
-        current = {k: copy.deepcopy(m.state_dict()) for k, m in self.models.items()}
+        modules = self.exported_modules()
+        current = {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
         try:
             for k, weights in exported.items():
-                self.models[k].load_state_dict(weights)
+                modules[k].load_state_dict(weights)
             return self.evaluate(split=split, probe=True)
         finally:
             for k, weights in current.items():
-                self.models[k].load_state_dict(weights)
+                modules[k].load_state_dict(weights)
+
+    def exported_modules(self) -> dict[str, nn.Module]:
+        """The modules ``export_state`` saves, by its keys (families with a separate sampling copy
+        of a net override it)."""
+        return self.models

@@ -3,7 +3,9 @@
 Failure-mode options (DCGANConfig, all off by default; off is the seed's computation, bit for
 bit): ``gan_loss`` bce | hinge | wgan-gp (+ ``gp_weight``), ``n_critic`` D steps per G step,
 one-sided ``label_smoothing``, ``spectral_norm`` / ``d_norm`` / ``minibatch_disc`` in D
-(common.models.dcgan). Detectors logged every epoch (common.diagnostics): ``grad_norm_d``,
+(common.models.dcgan). Levers beyond the slides, also off by default: ``ema_decay`` (G's EMA
+samples, is scored and is exported), ``diffaug`` (DiffAugment before every D call, real and
+fake, common.augment), ``r1_weight`` (R1 on the real images). Detectors logged every epoch (common.diagnostics): ``grad_norm_d``,
 ``grad_norm_g``, ``loss_ratio`` (bce only), ``val_class_coverage``, ``mode_collapse``.
 """
 from __future__ import annotations
@@ -12,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from common.config import ConfigError, DCGANConfig
 from common.data import to_unit_range
 from common.diagnostics import grad_total_norm
 from common.figures import save_image_grid
+from common.augment import diff_augment, parse_policy
 from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating, g_loss_wgan,
-                           gradient_penalty)
+                           gradient_penalty, r1_penalty)
 from common.models import Discriminator, Generator
 from common.tasks.base import Task
 
@@ -42,17 +46,33 @@ class DCGANTask(Task):
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
         self.models = {"g": self.g, "d": self.d}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
+        # EMA of G: torch's AveragedModel (BatchNorm buffers averaged too); its first update copies G.
+        self.g_ema = (AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                      if cfg.ema_decay else None)
+        self.policy = parse_policy(cfg.diffaug)
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The G that samples, is scored and is exported: the EMA copy when ``ema_decay`` > 0."""
+        return self.g_ema.module if self.g_ema is not None else self.g
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment before D (``diffaug``); off, the images themselves (no RNG drawn)."""
+        return diff_augment(x, self.policy) if self.policy else x
 
     def d_objective(self, real: torch.Tensor, fake: torch.Tensor, real_logits: torch.Tensor,
                     fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """D's loss for ``gan_loss`` -> (loss, unweighted gradient penalty or None)."""
+        """D's loss for ``gan_loss`` (+ the R1 term when ``r1_weight``) -> (loss, unweighted gradient
+        penalty or None)."""
         cfg = self.cfg
+        if cfg.gan_loss == "wgan-gp":
+            gp = gradient_penalty(self.d, real, fake)
+            return d_loss_wgan(real_logits, fake_logits) + cfg.gp_weight * gp, gp
         if cfg.gan_loss == "bce":
-            return d_loss_bce(real_logits, fake_logits, label_smoothing=cfg.label_smoothing), None
-        if cfg.gan_loss == "hinge":
-            return d_loss_hinge(real_logits, fake_logits), None
-        gp = gradient_penalty(self.d, real, fake)
-        return d_loss_wgan(real_logits, fake_logits) + cfg.gp_weight * gp, gp
+            loss = d_loss_bce(real_logits, fake_logits, label_smoothing=cfg.label_smoothing)
+        else:
+            loss = d_loss_hinge(real_logits, fake_logits)
+        return (loss + cfg.r1_weight / 2 * r1_penalty(self.d, real) if cfg.r1_weight else loss), None
 
     def g_objective(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """G's loss for ``gan_loss``: non-saturating BCE, or -mean D(G(z)) for hinge and WGAN."""
@@ -83,9 +103,10 @@ class DCGANTask(Task):
             z = torch.randn(len(real), cfg.latent_dim, device=self.device)
             with torch.set_grad_enabled(g_turn), self.autocast():  # D-only steps need no graph through G
                 fake = self.g(z)
+            real_in, fake_in = self.augment(real), self.augment(fake.detach())
             with self.autocast():
-                real_logits, fake_logits = self.d(real).float(), self.d(fake.detach()).float()
-            d_loss, gp = self.d_objective(real, fake, real_logits, fake_logits)
+                real_logits, fake_logits = self.d(real_in).float(), self.d(fake_in).float()
+            d_loss, gp = self.d_objective(real_in, fake_in, real_logits, fake_logits)
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             grad_d = grad_total_norm(self.d.parameters())
@@ -98,12 +119,14 @@ class DCGANTask(Task):
             if not g_turn:
                 continue
             with self.autocast():
-                g_logits = self.d(fake).float()
+                g_logits = self.d(self.augment(fake)).float()
             g_loss = self.g_objective(g_logits)
             self.opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             grad_g = grad_total_norm(self.g.parameters())
             self.opt_g.step()
+            if self.g_ema is not None:
+                self.g_ema.update_parameters(self.g)
             g_total += torch.stack([g_loss.detach(), grad_g.to(self.device)])
             g_steps += 1
         d_loss, d_real, d_fake, grad_norm_d, gp, gap = (d_total / max(d_steps, 1)).tolist()
@@ -117,9 +140,9 @@ class DCGANTask(Task):
         return out
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        """z (N, latent_dim) -> G(z) (N,3,32,32) in [-1, 1], G in eval mode."""
-        self.g.eval()
-        return self.g(z)
+        """z (N, latent_dim) -> G(z) (N,3,32,32) in [-1, 1], the sampling G (``sampler``) in eval mode."""
+        self.sampler.eval()
+        return self.sampler(z)
 
     @torch.no_grad()
     def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
@@ -149,13 +172,26 @@ class DCGANTask(Task):
 
     @torch.no_grad()
     def figures(self, folder: Path) -> list[Path]:
-        self.g.eval()
         g = torch.Generator(device="cpu").manual_seed(0)  # fixed z: figures comparable across epochs
         z = torch.randn(64, self.cfg.latent_dim, generator=g).to(self.device)
-        return [save_image_grid(self.g(z), folder / "samples.png", nrow=8)]
+        return [save_image_grid(self.generate(z), folder / "samples.png", nrow=8)]
 
     def export_state(self) -> dict:
-        return {"g": self.g.state_dict(), "d": self.d.state_dict()}
+        return {"g": self.sampler.state_dict(), "d": self.d.state_dict()}
+
+    def exported_modules(self) -> dict[str, torch.nn.Module]:
+        return {"g": self.sampler, "d": self.d}
 
     def export_model(self) -> torch.nn.Module:
-        return self.g
+        return self.sampler
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.g_ema is not None:  # a restored trial continues the same average
+            state["g_ema"] = self.g_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.g_ema is not None:
+            self.g_ema.load_state_dict(state["g_ema"])

@@ -17,8 +17,8 @@ from torch import nn
 from common.config import VAEConfig
 from common.data import to_unit_range
 from common.figures import save_image_grid
-from common.losses import (MSE_LOG_SCALE, beta_at, beta_settled_epoch, bits_per_dim, discretized_gaussian_nll, discretized_logistic_nll,
-                           gaussian_kl, recon_mse, vae_loss)
+from common.losses import (MSE_LOG_SCALE, beta_at, beta_settled_epoch, bits_per_dim, discretized_gaussian_nll,
+                           discretized_logistic_nll, gaussian_kl, lr_factor, recon_mse, vae_loss)
 from common.metrics import active_units
 from common.models import ConvVAE
 from common.perceptual import build_perceptual, perceptual_distance
@@ -37,8 +37,14 @@ class VAETask(Task):
         super().__init__(cfg, data, device, generator, classifier)
         self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
                                         learned_scale=cfg.likelihood == "logistic"))
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
+        self.lr_steps = None  # a per-step lr schedule (lr_schedule, lr_warmup_epochs); none = the slides' constant
+        if cfg.lr_schedule != "constant" or cfg.lr_warmup_epochs:
+            per_epoch = self.train.num_batches(cfg.batch_size)
+            self.lr_steps = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(
+                step, cfg.max_epochs * per_epoch, round(cfg.lr_warmup_epochs * per_epoch), cfg.lr_schedule))
+            self.optimizers["lr_schedule"] = self.lr_steps  # checkpointed with the optimizer: a restore continues it
         # Built (and its weights checked: ConfigError) before any training; frozen, not in models.
         self.perceptual = (build_perceptual(cfg.perceptual_net, cfg.perceptual_weights).to(device)
                            if cfg.perceptual_weight > 0 else None)
@@ -91,6 +97,8 @@ class VAETask(Task):
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
+            if self.lr_steps is not None:
+                self.lr_steps.step()
             parts = [loss.detach() * len(x), recon.detach().sum(), kl.detach().sum()]
             if perc is not None:
                 parts.append(perc.detach().sum())
