@@ -5,6 +5,7 @@
     python run_sweep.py --space sweeps/vae_beta.py --num-samples 16 --max-epochs 10 --data PATH
     python run_sweep.py --space sweeps/gan_ttur.py --single-trial --set lr_ratio=4
     python run_sweep.py --report EXPERIMENT
+    python run_sweep.py --check EXPERIMENT          # audit a sweep: exit 0 when every invariant holds
     python run_sweep.py --sample models:/vae_vs_dcgan-dcgan@best -n 64 --out grid.png
 
 Bad input (space file, --set, data, tracking URI) prints one line and exits with status 2,
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report", metavar="EXPERIMENT", dest="report_only",
                    help="only rebuild the comparison report of EXPERIMENT from MLflow")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
+    p.add_argument("--check", metavar="EXPERIMENT", help="only audit EXPERIMENT end to end (MLflow, Tune's state in "
+                   "--storage, the Optuna studies): one table; exit 0 when every invariant holds, 1 otherwise")
     p.add_argument("--sample", metavar="MODEL_URI", help="only draw images from a logged model, e.g. "
                    "models:/vae_vs_dcgan-dcgan@best, into the PNG --out (default samples.png)")
     p.add_argument("-n", "--num-images", type=int, default=64, help="images for --sample (default 64)")
@@ -62,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "e.g. s3://bucket/prefix")
     p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
                    "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
-                   "GPU, 2000 on CPU; 0 = skip")
+                   "GPU, 1000 on CPU; 0 = skip")
     p.add_argument("--optuna-storage", help="Optuna RDB storage URL for the searcher's studies (default: "
                    "optuna.db beside a sqlite MLflow store, else ./optuna.db); browse with optuna-dashboard URL")
     p.add_argument("--fid-weights", help="TorchScript Inception feature extractor to use instead of "
@@ -100,6 +103,15 @@ def _dispatch(args: argparse.Namespace) -> int:
                                       seed=args.seed or 0)
         print(f"samples: {out}")
         return 0
+    if args.check:
+        from common.audit import audit, render
+        from common.tracking import check_tracking_uri, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_tracking_uri(uri, must_exist=True)
+        checks = audit(args.check, uri, args.storage)
+        print(render(checks))
+        return 0 if all(c.ok for c in checks) else 1
     if args.report_only:
         from common.report import build_report
         from common.tracking import check_tracking_uri, resolve_tracking_uri

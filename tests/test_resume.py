@@ -109,6 +109,9 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     live = [r for r in runs if r.data.tags.get("sweep.role") == "trial" and r.data.tags["trial_status"] != "failed"]
     assert len(live) == NUM_SAMPLES
     assert not [(r.info.run_id, r.data.tags.get("trial_status")) for r in runs if r.info.status == "RUNNING"]
+    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]  # every invariant of the resumed sweep
     assert all(r.info.status == "FINISHED" for r in live + parents)
     for r in live:
         assert [s for s, _, _ in _history(client, r.info.run_id)] == [1, 2], r.info.run_id  # none twice, none missing

@@ -116,6 +116,19 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, resume=True, report=False,
               overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
     assert_all_runs_final(tracking_uri, "vae_beta")
+    # --check audits the whole sweep: it passes, then fails on a tampered copy of it.
+    check = ["--check", "vae_beta", "--tracking-uri", tracking_uri, "--storage", str(workdir / "ray_results")]
+    assert run_sweep.main(check) == 0
+    done = next(c for c in children if c.data.tags["trial_status"] == "completed")
+    from urllib.parse import urlparse
+
+    Path(urlparse(done.info.artifact_uri).path, "checkpoints", "best.pt").unlink()  # a deleted best.pt
+    client.log_metric(children[0].info.run_id, "epoch_time_s", 1.0, step=1)  # a duplicated epoch
+    capsys.readouterr()
+    assert run_sweep.main(check) == 1
+    table = capsys.readouterr().out
+    assert f"run {done.info.run_id}: no checkpoints/best.pt" in table
+    assert f"run {children[0].info.run_id}: epochs [1, 1, 2], not 1..3 once each" in table
 
 
 def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
