@@ -186,6 +186,9 @@ CASES = {
     "report-missing-store": Case(
         lambda i: ["--report", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"],
         "no MLflow database"),  # reported, never created
+    "check-missing-store": Case(
+        lambda i: ["--check", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"],
+        "no MLflow database"),  # audited, never created
     "sample-missing-store": Case(
         lambda i: ["--sample", "models:/x@best", "--tracking-uri", f"sqlite:///{i}/other.db"], "no MLflow database"),
     "sample-zero-images": Case(lambda i: ["--sample", "models:/x@best", "-n", "0"], "-n"),
