@@ -176,11 +176,11 @@ class DCGANTask(Task):
         z = torch.randn(64, self.cfg.latent_dim, generator=g).to(self.device)
         return [save_image_grid(self.generate(z), folder / "samples.png", nrow=8)]
 
-    def export_state(self) -> dict:
-        return {"g": self.sampler.state_dict(), "d": self.d.state_dict()}
-
     def exported_modules(self) -> dict[str, torch.nn.Module]:
         return {"g": self.sampler, "d": self.d}
+
+    def export_state(self) -> dict:
+        return {k: m.state_dict() for k, m in self.exported_modules().items()}
 
     def export_model(self) -> torch.nn.Module:
         return self.sampler
