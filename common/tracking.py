@@ -29,10 +29,17 @@ class TrackingError(ValueError):
 
 
 def resolve_tracking_uri(uri: str | None, workdir: str | os.PathLike = ".") -> str:
-    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``."""
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``.
+
+    A relative sqlite path is made absolute against ``workdir``: Ray runs each trial in its own
+    folder, where ``sqlite:///mlflow.db`` would name a different, empty database.
+    """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri = f"sqlite:///{Path(workdir).resolve() / DEFAULT_DB}"
+    elif uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri[len("sqlite:///"):].split("?")[0]:
+        path, sep, query = uri[len("sqlite:///"):].partition("?")
+        uri = f"sqlite:///{Path(workdir).resolve() / path}{sep}{query}"
     return uri
 
 

@@ -40,7 +40,9 @@ def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
     assert resolve_tracking_uri(None) == f"sqlite:///{workdir / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert resolve_tracking_uri(None) == "http://127.0.0.1:5000"
-    assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert resolve_tracking_uri("sqlite:///x.db") == f"sqlite:///{workdir / 'x.db'}"  # trials run elsewhere
+    assert resolve_tracking_uri("sqlite:///a/x.db?timeout=9") == f"sqlite:///{workdir / 'a' / 'x.db'}?timeout=9"
+    assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
 
 
 def test_urls_are_logged_with_their_password_masked():
