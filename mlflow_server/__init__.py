@@ -3,11 +3,14 @@
     python -m mlflow_server                                  # sqlite ./mlflow.db, artifacts ./mlartifacts
     python -m mlflow_server --backend-store-uri postgresql://mlflow@127.0.0.1:5432/mlflow
     MLFLOW_AUTH_ADMIN_USERNAME=admin MLFLOW_AUTH_ADMIN_PASSWORD=... python -m mlflow_server --auth
-    python -m mlflow_server --host 0.0.0.0 --expose          # reachable from other machines
+    python -m mlflow_server --host 0.0.0.0 --expose --auth   # reachable from other machines
 
 The server serves artifacts itself (``--serve-artifacts``), so Ray workers on other nodes log
 figures and checkpoints over HTTP and need no shared disk. It binds to 127.0.0.1 unless
-``--expose`` is given. ``MlflowServer`` is the same launcher as a context manager, for tests
+``--expose`` is given, and an exposed server needs ``--auth`` (or ``--no-auth``, to mean an open
+one). MLflow's own guards stay on when exposed: Host headers are checked against
+``--allowed-hosts`` (default: loopback, private networks and this machine's names: DNS
+rebinding) and cross-origin writes are refused unless ``--cors-allowed-origins`` lists them. ``MlflowServer`` is the same launcher as a context manager, for tests
 and scripts: it refuses a taken port, waits for ``/health`` and stops the whole process group.
 """
 from __future__ import annotations
@@ -40,12 +43,24 @@ class ServerConfig:
     port: int = 5000
     expose: bool = False  # required to bind anything but loopback
     auth: bool = False  # MLflow's basic-auth app; admin credentials from the environment
+    no_auth: bool = False  # the explicit "yes, an open server" that --expose without --auth needs
+    allowed_hosts: str = ""  # comma-separated Host patterns; "" = default_allowed_hosts()
+    cors_allowed_origins: str = ""  # comma-separated origins allowed to write; "" = localhost only
     workers: int = 2
 
     def __post_init__(self):
         if self.host not in LOOPBACK and not self.expose:
             raise ServerError(f"--host {self.host} would expose the server beyond this machine; "
-                              "add --expose to mean it (and consider --auth)")
+                              "add --expose --auth to mean it")
+        if self.auth and self.no_auth:
+            raise ServerError("--auth and --no-auth contradict each other; keep one")
+        if self.expose and not (self.auth or self.no_auth):
+            raise ServerError("--expose without --auth lets anyone who reaches the port read, change and "
+                              "delete every run and model; add --auth (admin from MLFLOW_AUTH_ADMIN_USERNAME/"
+                              "PASSWORD), or --no-auth if an open server on a trusted network is what you mean")
+        if "*" in self.allowed_hosts.replace(" ", "").split(","):
+            raise ServerError("--allowed-hosts '*' turns off MLflow's DNS-rebinding guard; list the names "
+                              "clients use instead, e.g. --allowed-hosts mlflow.example.org,10.0.0.5")
         if not 0 < self.port < 65536:
             raise ServerError(f"--port must be in 1..65535 (got {self.port})")
         scheme = self.store_uri.split(":", 1)[0]
@@ -61,6 +76,15 @@ class ServerConfig:
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}"
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """MLflow's own default Host patterns (loopback and private networks) plus the bind address and
+    this machine's names, each with and without a port: what cluster nodes put in the Host header."""
+    from mlflow.server.security_utils import get_default_allowed_hosts
+
+    names = {socket.gethostname(), socket.getfqdn()} | ({host} if host not in ("0.0.0.0", "::") else set())
+    return get_default_allowed_hosts() + [p for n in sorted(names) if n for p in (n, f"{n}:*")]
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -108,8 +132,10 @@ class MlflowServer:
         cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.store_uri,
                "--serve-artifacts", "--artifacts-destination", str(Path(cfg.artifacts_dir).resolve()),
                "--host", cfg.host, "--port", str(cfg.port), "--workers", str(cfg.workers)]
-        if cfg.host not in LOOPBACK:  # MLflow's DNS-rebinding guard only trusts localhost by default
-            cmd += ["--allowed-hosts", "*"]
+        if cfg.allowed_hosts or cfg.host not in LOOPBACK:  # keep the DNS-rebinding guard, widened
+            cmd += ["--allowed-hosts", cfg.allowed_hosts or ",".join(default_allowed_hosts(cfg.host))]
+        if cfg.cors_allowed_origins:
+            cmd += ["--cors-allowed-origins", cfg.cors_allowed_origins]
         if cfg.auth:
             cmd += ["--app-name", "basic-auth"]
         return cmd

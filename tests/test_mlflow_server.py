@@ -24,8 +24,8 @@ def _cfg(tmp_path, **kw) -> ServerConfig:
                         artifacts_dir=str(tmp_path / "artifacts"), port=free_port(), workers=1, **kw)
 
 
-def _get(url: str, auth: tuple[str, str] | None = None) -> int:
-    req = urllib.request.Request(url)
+def _get(url: str, auth: tuple[str, str] | None = None, headers: dict | None = None, data: bytes | None = None) -> int:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
     try:
@@ -72,12 +72,34 @@ def test_taken_port_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("kw, match", [
     ({"host": "0.0.0.0"}, "--expose"),
+    ({"host": "0.0.0.0", "expose": True}, "--expose without --auth .* --no-auth"),
+    ({"auth": True, "no_auth": True}, "contradict"),
+    ({"host": "0.0.0.0", "expose": True, "no_auth": True, "allowed_hosts": "a.org, *"}, "DNS-rebinding"),
     ({"port": 70000}, "--port"),
     ({"backend_store_uri": "ftp://x"}, "--backend-store-uri"),
 ])
 def test_bad_settings(kw, match):
     with pytest.raises(ServerError, match=match):
         ServerConfig(**kw)
+
+
+def test_an_exposed_server_keeps_mlflows_host_and_cors_guards(tmp_path):
+    """Exposed (127.0.0.2 is loopback on Linux but not in LOOPBACK, so it takes the exposed path):
+    a foreign Host header is refused (DNS rebinding), the bind address is accepted, and a write from a
+    foreign browser origin is refused unless --cors-allowed-origins lists it."""
+    cfg = _cfg(tmp_path, host="127.0.0.2", expose=True, no_auth=True, cors_allowed_origins="http://ok.example")
+    with MlflowServer(cfg, log_file=tmp_path / "server.log") as server:
+        api = f"{server.url}/api/2.0/mlflow/experiments/search?max_results=5"
+        assert _get(api) == 200
+        assert _get(api, headers={"Host": "evil.example.com"}) == 403
+        assert _get(api, headers={"Host": "evil.example.com:80"}) == 403
+        create = f"{server.url}/api/2.0/mlflow/experiments/create"
+
+        def post(origin, name):
+            return _get(create, headers={"Origin": origin, "Content-Type": "application/json"},
+                        data=json.dumps({"name": name}).encode())
+        assert post("http://evil.example", "e1") == 403
+        assert post("http://ok.example", "e2") == 200
 
 
 def test_auth_needs_credentials_from_the_environment(tmp_path, monkeypatch):
@@ -120,12 +142,14 @@ def test_cli_prints_the_url_and_stops_on_sigterm(tmp_path):
     assert not port_in_use("127.0.0.1", port)
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mlflow_server", "--host", "0.0.0.0"], cwd=tmp_path,
+@pytest.mark.parametrize("args, says", [(["--host", "0.0.0.0"], "--expose"),
+                                         (["--host", "0.0.0.0", "--expose"], "--no-auth")])
+def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, says):
+    proc = subprocess.run([sys.executable, "-m", "mlflow_server", *args], cwd=tmp_path,
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:") and "--expose" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0]
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
 
 
