@@ -39,23 +39,33 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
 
     client = MlflowClient(uri)
     if client.get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == best["mlflow_run_id"]:
-        return  # already logged (a --resume of a finished sweep): no duplicate model
-    model = from_checkpoint(ckpt["config"], ckpt["model"])
-    # The decoder side is the generative model: a VAE takes images, a generator z (B, latent).
-    shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
+        return  # done (this tag is written last): a --resume of a finished sweep adds nothing
     name = registered_name(experiment, family)
-    mlflow.set_tracking_uri(uri)
-    with fluent_run(uri, parent_run_id):
-        # pickle + the `common` package as code: loads anywhere without this checkout.
-        info = mlflow.pytorch.log_model(
-            model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
-            serialization_format="pickle", code_paths=[str(Path(__file__).parent)], registered_model_name=name)
-        mlflow.set_tags({f"best_{family}_run_id": best["mlflow_run_id"], f"best_{family}_epoch": ckpt["epoch"]})
-    version = str(info.registered_model_version)
+    # 1. --resume of a sweep whose driver died in here: reuse the version this sweep registered
+    #    (its source run is the parent), so each sweep registers one version per family.
+    mine = [v for v in client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
+            if v.tags.get("trial_run_id", best["mlflow_run_id"]) == best["mlflow_run_id"]]
+    if mine:
+        version = str(max(int(v.version) for v in mine))
+    else:
+        # 2. Log and register it. The decoder side is the generative model: a VAE takes images
+        #    (B, 3, 32, 32), a generator z (B, latent). Pickle + the `common` package as code:
+        #    it loads anywhere without this checkout.
+        model = from_checkpoint(ckpt["config"], ckpt["model"])
+        shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
+        mlflow.set_tracking_uri(uri)
+        with fluent_run(uri, parent_run_id):
+            info = mlflow.pytorch.log_model(
+                model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
+                serialization_format="pickle", code_paths=[str(Path(__file__).parent)], registered_model_name=name)
+        version = str(info.registered_model_version)
+    # 3. Point the alias and say where it came from (each step idempotent), the parent's tag last.
     client.set_registered_model_alias(name, "best", version)
     for key, value in {"metric": best["metric"], "value": best["value"], "trial_run_id": best["mlflow_run_id"],
                        "sweep_run_id": parent_run_id, "epoch": ckpt["epoch"]}.items():
         client.set_model_version_tag(name, version, key, str(value))
+    client.set_tag(parent_run_id, f"best_{family}_epoch", str(ckpt["epoch"]))
+    client.set_tag(parent_run_id, f"best_{family}_run_id", best["mlflow_run_id"])
 
 
 def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
@@ -106,9 +116,11 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
             "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
     if "recon_fid" in metrics:
         tags["eval.recon_source"] = "validation images (never trained on)"
-    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
+    # Tags first, metrics (one batch) last: "eval.n + fid" then means done, so a driver killed
+    # in between makes --resume redo the evaluation, never log its metrics twice.
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
+    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
     return metrics
 
 
@@ -155,5 +167,7 @@ def _pixel_probe(task, data) -> float:
         return json.loads(path.read_text())["test_probe_acc"]
     acc = task.probe("test", embed=lambda x: to_unit_range(x).flatten(1).cpu().numpy())["test_probe_acc"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"test_probe_acc": acc}))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"test_probe_acc": acc}))
+    os.replace(tmp, path)  # atomic: a process killed mid-write leaves no half file to read back
     return acc
