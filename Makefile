@@ -9,7 +9,7 @@ ARGS   ?=
 # then the comparison report (report/index.html). Add e.g. ARGS="--data PATH" to use local data.
 EXPERIMENT ?= vae_vs_dcgan
 
-.PHONY: venv sweep test test-cluster test-slow bench smoke clean
+.PHONY: venv sweep test test-cluster test-faults test-slow bench smoke clean
 
 $(STAMP): setup.cfg pyproject.toml
 	# System packages (Debian's, as root via apt-get): PostgreSQL and headless Chromium for the
@@ -36,12 +36,17 @@ smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow and not cluster" -q --durations=30 $(ARGS)
+	$(PY) -m pytest -m "not slow and not cluster and not faults" -q --durations=30 $(ARGS)
 
 # Simulated multi-node cluster (ray.cluster_utils) and the README's cluster commands: their own
 # pytest process, because they start and stop whole Ray clusters (.ci/run runs it after make test).
 test-cluster: $(STAMP)
 	$(PY) -m pytest -m cluster -q $(ARGS)
+
+# Whole sweeps with faults injected (the driver killed in the end stage, PostgreSQL restarted,
+# chaos): minutes each, so outside make test's budget; .ci/run runs them.
+test-faults: $(STAMP)
+	$(PY) -m pytest -m faults -q --durations=10 $(ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q $(ARGS)

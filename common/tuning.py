@@ -3,12 +3,15 @@ ASHA, a concurrency limit, a checkpoint every epoch, FailureConfig restarts), an
 callback that closes each trial's MLflow run with its final status."""
 from __future__ import annotations
 
+import functools
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
+from optuna.storages import BaseStorage, RDBStorage
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -35,6 +38,46 @@ def check_optuna_storage(url: str) -> None:
         raise TrackingError(f"--optuna-storage {redact(url)!r} is not a usable Optuna RDB storage "
                             f"({str(e).splitlines()[0][:160]}); use sqlite:///PATH or postgresql://...") from None
 
+
+
+DB_OUTAGE_S = 120.0  # how long a study call waits out a dropped database connection (a restart)
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    """A dropped or refused database connection (SQLAlchemy's OperationalError/InterfaceError,
+    e.g. PostgreSQL restarting), possibly wrapped in Optuna's StorageInternalError; not bad data."""
+    import sqlalchemy.exc
+
+    while exc is not None:
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or \
+                getattr(exc, "connection_invalidated", False):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _retrying(method):
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        deadline = time.monotonic() + DB_OUTAGE_S
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:
+                if not _is_connection_loss(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)  # pool_pre_ping then replaces the dead connections
+    return call
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's RDBStorage whose calls wait out a database restart (up to ``DB_OUTAGE_S``)
+    instead of failing the sweep: the searcher asks and tells through it from the driver."""
+
+
+for _name in dir(BaseStorage):  # every storage call, but the two that raise on purpose or touch no database
+    if not _name.startswith("_") and _name not in ("check_trial_is_updatable", "remove_session"):
+        setattr(ResilientRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
 
 
 def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
@@ -82,7 +125,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                 sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
                 metric=[m for m, _ in space.objectives] if multi else ctx.metric,
                 mode=[m for _, m in space.objectives] if multi else ctx.mode,
-                storage=optuna.storages.RDBStorage(study[0]), study_name=study[1])
+                storage=ResilientRDBStorage(study[0]), study_name=study[1])
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
         scheduler = None
         if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
@@ -157,7 +200,7 @@ def _fail_orphans(storage_url: str, study_name: str) -> None:
     resumed searcher has run replacements."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(storage_url)
+    storage = ResilientRDBStorage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=storage)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_user_attr(t._trial_id, "orphaned", "the driver died before Tune recorded this trial")

@@ -109,3 +109,33 @@ def test_an_explicit_gpu_count_is_kept_and_zero_forces_the_cpu(monkeypatch):
     _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
     for asked in (0.0, 0.25, 1.0):
         assert resolve_gpus({"cpu": 1, "gpu": asked, "memory_mb": 1}, 2400)["gpu"] == asked
+
+
+def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_data(monkeypatch, tmp_path):
+    """A PostgreSQL restart surfaces as Optuna's StorageInternalError caused by SQLAlchemy's
+    OperationalError: retried (tests/test_mlflow_server.py restarts a real one under a sweep).
+    Any other error is raised at once."""
+    import optuna
+    import sqlalchemy.exc
+
+    from common import tuning
+
+    monkeypatch.setattr(tuning.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky(self):
+        calls.append(1)
+        if len(calls) < 3:
+            try:
+                raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("terminating connection"))
+            except sqlalchemy.exc.OperationalError as e:
+                raise optuna.exceptions.StorageInternalError("commit failed") from e
+        return "studies"
+
+    monkeypatch.setattr(tuning.ResilientRDBStorage, "get_all_studies", tuning._retrying(flaky))
+    storage = tuning.ResilientRDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    assert storage.get_all_studies() == "studies" and len(calls) == 3
+    with pytest.raises(KeyError):  # not a connection loss: no retry
+        tuning._retrying(lambda self: {}["x"])(storage)
+    assert all(hasattr(getattr(tuning.ResilientRDBStorage, n), "__wrapped__")
+               for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials"))
