@@ -152,6 +152,9 @@ class MlflowServer:
                 raise ServerError(f"--auth needs MLFLOW_AUTH_ADMIN_{role} (or MLFLOW_TRACKING_{role}) in the "
                                   "environment: the admin credentials are never stored in code or files")
             env[f"MLFLOW_AUTH_ADMIN_{role}"] = value
+        if len(env["MLFLOW_AUTH_ADMIN_PASSWORD"]) < 12:  # MLflow's own rule; it would only exit 1
+            raise ServerError("--auth: the admin password (MLFLOW_AUTH_ADMIN_PASSWORD or MLFLOW_TRACKING_PASSWORD) "
+                              "must have at least 12 characters")
         # CSRF key of the auth app: random per start unless the user pins one (needed only when
         # several servers sit behind one load balancer).
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))

@@ -109,6 +109,10 @@ def test_auth_needs_credentials_from_the_environment(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ServerError, match="MLFLOW_AUTH_ADMIN_USERNAME"):
         MlflowServer(_cfg(tmp_path, auth=True)).start()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "short")
+    with pytest.raises(ServerError, match="at least 12 characters"):
+        MlflowServer(_cfg(tmp_path, auth=True)).start()
 
 
 def test_basic_auth_rejects_anonymous_and_accepts_the_admin(tmp_path, monkeypatch):
