@@ -184,3 +184,82 @@ def test_a_driver_killed_in_the_end_stage_resumes_to_one_version_and_one_evaluat
     audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
+
+
+# ---- chaos: trial workers and then the driver SIGKILLed in one sweep ------------------------
+CHAOS_SPACE = ("runs = [{'family': 'vae', 'max_epochs': 3, 'seed': s} for s in (1, 2, 3, 4)]\n"
+               "scheduler = None\n")
+CHAOS_ARGV = ["--space", "chaos.py", "--data", "synthetic", "--eval-n", "0", "--no-report", "--cpus-per-trial", "1",
+              "--set", "batch_size=16", "--set", "eval_samples=64", "--set", "probe_every=0", "--set", "val_size=128",
+              "--set", "base_channels=8"]
+_TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb"}  # measured, not computed
+
+
+def _running_pids_with_an_epoch(db: Path) -> list[int]:
+    """Worker pids of RUNNING trial runs that have logged an epoch (so a checkpoint exists)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return [int(p) for (p,) in con.execute(
+                "select distinct t.value from tags t join runs r on r.run_uuid = t.run_uuid where t.key = 'pid' "
+                "and r.status = 'RUNNING' and exists (select 1 from metrics m where m.run_uuid = r.run_uuid "
+                "and m.key = 'val_mse_kl')")]
+    except sqlite3.Error:
+        return []
+
+
+def _final_metrics(tmp: Path) -> dict[str, dict[str, float]]:
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    return {r.data.params["seed"]: {k: v for k, v in r.data.metrics.items() if k not in _TIMING}
+            for r in _trials_of(client, "chaos") if r.data.tags["trial_status"] == "completed"}
+
+
+def _trials_of(client: MlflowClient, experiment: str) -> list:
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.`sweep.role` = 'trial'")
+
+
+@pytest.mark.faults
+def test_chaos_worker_and_driver_kills_then_resume_give_an_undisturbed_runs_metrics_bit_for_bit(tmp_path):
+    import random
+
+    calm, chaos = tmp_path / "calm", tmp_path / "chaos"
+    for d in (calm, chaos):
+        d.mkdir()
+        (d / "chaos.py").write_text(CHAOS_SPACE)
+    argv = [sys.executable, str(REPO / "run_sweep.py"), *CHAOS_ARGV]
+    undisturbed = subprocess.run(argv, cwd=calm, env=_env(calm), capture_output=True, text=True, timeout=600,
+                                 start_new_session=True)
+    assert undisturbed.returncode == 0, undisturbed.stderr[-3000:]
+
+    rng, killed = random.Random(0), []
+    proc = subprocess.Popen(argv, cwd=chaos, env=_env(chaos), stdout=open(chaos / "first.log", "w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None and len(killed) < 2:  # 1. two workers
+            pids = [p for p in _running_pids_with_an_epoch(chaos / "mlflow.db") if p not in killed]
+            if pids:
+                time.sleep(rng.uniform(0.0, 1.0))  # somewhere in a later epoch
+                killed.append(rng.choice(pids))
+                try:
+                    os.kill(killed[-1], signal.SIGKILL)
+                except ProcessLookupError:
+                    killed.pop()  # it had just finished: pick again
+            time.sleep(0.05)
+        while time.monotonic() < deadline and proc.poll() is None and _completed(chaos / "mlflow.db") < 2:
+            time.sleep(0.1)
+        assert proc.poll() is None and len(killed) == 2, (killed, (chaos / "first.log").read_text()[-3000:])
+        os.kill(proc.pid, signal.SIGKILL)  # 2. then the driver
+        proc.wait(timeout=60)
+    finally:
+        _reap(proc)
+    resumed = subprocess.run(argv + ["--resume"], cwd=chaos, env=_env(chaos), capture_output=True, text=True,
+                             timeout=600, start_new_session=True)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+
+    expected, got = _final_metrics(calm), _final_metrics(chaos)
+    assert sorted(got) == ["1", "2", "3", "4"] and got == expected  # every value, bit for bit
+    client = MlflowClient(f"sqlite:///{chaos / 'mlflow.db'}")
+    assert any(r.data.tags.get("restored") == "true" for r in _trials_of(client, "chaos"))  # from a checkpoint
+    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "chaos", "--tracking-uri",
+                            f"sqlite:///{chaos / 'mlflow.db'}"], cwd=chaos, capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
