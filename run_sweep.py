@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _dispatch(args)
-    except KeyboardInterrupt as exc:  # common.sweep.SweepInterrupted says how to resume
+    except KeyboardInterrupt as exc:  # common.sweep.SweepInterrupted (or DiskFull) says how to resume
         print(f"\n{exc or 'interrupted'}", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except Exception as exc:
         if type(exc).__name__ in USER_ERRORS:
             fail(str(exc))

@@ -14,6 +14,30 @@ class StorageError(ValueError):
     """A folder the sweep must write to is unusable (CLI: one line, exit 2)."""
 
 
+NO_SPACE = ("No space left on device", "[Errno 28]", "database or disk is full")  # OSError, pyarrow, sqlite
+_disk_full: list[str] = []  # the driver's record: the first trial error that said the disk is full
+
+
+def stop_if_disk_full(error_file: str | None) -> None:
+    """Driver side (a Tune callback calls it on each trial error): a trial that failed for want
+    of space fails the same way on every retry and so will every other trial, so stop the whole
+    sweep the way Ctrl+C does (Tune saves its state; ``--resume`` continues). Once."""
+    import signal
+
+    if _disk_full or not error_file or not os.path.isfile(error_file):
+        return
+    lines = [ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines()
+             if any(k in ln for k in NO_SPACE)]
+    if lines:
+        _disk_full.append(lines[-1][:200])
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def disk_full() -> str | None:
+    """The line of the trial error that stopped the sweep for want of space, if one did."""
+    return _disk_full[0] if _disk_full else None
+
+
 def check_writable(path: str | os.PathLike, what: str, fix: str, min_free_mb: int = MIN_FREE_MB) -> None:
     """Fail unless files can be created at ``path`` (existing or not: its nearest existing
     ancestor is probed) with at least ``min_free_mb`` MiB free. ``what`` names the folder,

@@ -26,7 +26,7 @@ from common.best import end_stage, eval_samples_default
 from common.classifier import chance_warning, check_labels, get_classifier
 from common.loop import LocalSession, SweepContext, check_objective, is_better, run_trial
 from common.space import Space, check_configs, load_space
-from common.storage import SweepStorage, check_writable
+from common.storage import SweepStorage, check_writable, disk_full
 from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url, placement, resolve_gpus
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
                              get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
@@ -38,6 +38,12 @@ SHIP_EXCLUDES = [".git", ".venv", "ray_results", "mlartifacts", "mlflow.db", "re
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl+C / SIGINT during a sweep: Tune saved its state; ``--resume`` finishes it."""
+    exit_code = 130
+
+
+class DiskFull(SweepInterrupted):
+    """The disk filled mid-sweep (common.storage.stop_if_disk_full stopped it like Ctrl+C)."""
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -210,8 +216,15 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         parent.set_tags({"sweep.status": "completed"})
         parent.finish("FINISHED")
     except KeyboardInterrupt:
-        parent.set_tags({"sweep.status": "interrupted"})
-        _close_interrupted_runs(client, exp_id, parent.run_id)
+        try:
+            parent.set_tags({"sweep.status": "interrupted"})
+            _close_interrupted_runs(client, exp_id, parent.run_id)
+        except Exception as e:  # the store itself is on the full disk: --resume closes them instead
+            warnings.warn(f"could not mark the sweep's runs interrupted in MLflow ({str(e)[:160]})")
+        if full := disk_full():
+            raise DiskFull(f"error: no space left on the device ({full}); free some space where the sweep writes "
+                           f"({storage.show(sweep_dir)}, the MLflow store), then rerun the same command with --resume "
+                           "to finish it") from None
         raise SweepInterrupted(f"interrupted; the sweep's state is saved in {storage.show(sweep_dir)}: rerun the same command "
                                "with --resume to finish it") from None
     if opts.report:

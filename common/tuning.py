@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from common.config import ConfigError, config_class
 from common.loop import SweepContext
 from common.space import Space
-from common.storage import SweepStorage
+from common.storage import SweepStorage, disk_full, stop_if_disk_full
 from common.tracking import TrackingError, TrialRun, check_tracking_uri, redact
 
 
@@ -187,6 +187,10 @@ def _fit(tuner):
     try:
         results = tuner.fit()
         interrupted = signal.getsignal(signal.SIGINT) is marker
+    except Exception:
+        if not disk_full():
+            raise
+        interrupted = True  # stopped for a full disk: Tune's half-written error files don't read back
     finally:
         signal.signal(signal.SIGINT, previous)
     if interrupted:
@@ -375,5 +379,11 @@ class MlflowStatusCallback(Callback):
         done = (trial.last_result or {}).get("epoch", 0) >= self.max_epochs
         self._close(trial, "completed" if done else "stopped", "FINISHED")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        stop_if_disk_full(trial.error_file)
+
     def on_trial_error(self, iteration, trials, trial, **info):
+        stop_if_disk_full(trial.error_file)
+        if disk_full():  # stopped for want of space, not failed: --resume continues it
+            return
         self._close(trial, "failed", "FAILED", error=str(getattr(trial, "error_file", "") or ""))

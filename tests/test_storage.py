@@ -129,3 +129,63 @@ def test_unwritable_object_storage_is_one_clear_error(s3):
 
     with pytest.raises(StorageError, match="cannot write to --storage s3://no-such-bucket"):
         SweepStorage("s3://no-such-bucket/x").check()
+
+
+# ---- the disk fills mid-sweep (after the start-time check passed) -------------------------
+FILL_SPACE = "runs = [{'family': 'vae', 'max_epochs': 4, 'seed': s} for s in (1, 2)]\nscheduler = None\n"
+FILL_ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", "fill.py", "--data", "synthetic", "--eval-n", "0",
+             "--no-report", "--cpus-per-trial", "1", "--set", "batch_size=16", "--set", "eval_samples=64",
+             "--set", "probe_every=0", "--set", "val_size=128", "--set", "base_channels=8"]
+
+
+@pytest.mark.faults
+def test_a_disk_filling_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(tmpfs, tmp_path):
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    disk = tmpfs("120m")  # the store, the artifacts and Tune's checkpoints all live here
+    (disk / "fill.py").write_text(FILL_SPACE)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(PYTHONPATH=str(REPO), VAEGAN_CACHE=str(tmp_path / "cache"), VAEGAN_MIN_FREE_MB="1")
+    proc = subprocess.Popen(FILL_ARGV, cwd=disk, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not list(disk.glob("ray_results/*/*/*/checkpoint_*")):
+        time.sleep(0.2)
+    assert proc.poll() is None, "the sweep ended before the disk could be filled"
+    _fill(disk)  # 1. the disk fills during epoch 2
+    _, err = proc.communicate(timeout=300)
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert proc.returncode == 1 and last.startswith("error: no space left on the device") and "--resume" in last, err[-3000:]
+
+    (disk / "ballast").unlink()  # 2. space is freed, and the same command with --resume finishes
+    resumed = subprocess.run([*FILL_ARGV, "--resume"], cwd=disk, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
+    trials = client.search_runs([client.get_experiment_by_name("fill").experiment_id], "tags.`sweep.role` = 'trial'")
+    live = [t for t in trials if t.data.tags["trial_status"] != "failed"]  # failed: a run whose trial restarted
+    assert sorted(t.data.tags["trial_status"] for t in live) == ["completed", "completed"], \
+        [(t.data.tags["trial_status"], t.data.tags.get("error")) for t in trials]  # from scratch (no checkpoint yet)
+    for t in live:
+        assert sorted(m.step for m in client.get_metric_history(t.info.run_id, "val_mse_kl")) == [1, 2, 3, 4]
+    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "fill"], cwd=disk, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
+
+
+def test_a_trial_error_saying_the_disk_is_full_stops_the_sweep_once(tmp_path, monkeypatch):
+    import signal
+
+    from common import storage
+
+    monkeypatch.setattr(storage, "_disk_full", [])
+    sent = []
+    monkeypatch.setattr(storage.os, "kill", lambda pid, sig: sent.append(sig))
+    (tmp_path / "other.txt").write_text("Failure # 1\nValueError: boom\n")
+    storage.stop_if_disk_full(str(tmp_path / "other.txt"))
+    storage.stop_if_disk_full(None)
+    assert not sent and storage.disk_full() is None  # any other error: Tune's retries as before
+    (tmp_path / "full.txt").write_text("Failure # 1\nsqlite3.OperationalError: database or disk is full\n")
+    storage.stop_if_disk_full(str(tmp_path / "full.txt"))
+    storage.stop_if_disk_full(str(tmp_path / "full.txt"))
+    assert sent == [signal.SIGINT] and "disk is full" in storage.disk_full()  # stopped like Ctrl+C, once
