@@ -179,3 +179,6 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
     study = optuna.load_study(study_name=parent.data.tags["optuna.study.vae"], storage=parent.data.tags["optuna.storage"])
     assert [(t.state, t.value) for t in study.trials] == [(optuna.trial.TrialState.COMPLETE, DIVERGED_PENALTY)] * 2
     assert (workdir / "report" / "index.html").is_file()
+    import run_sweep  # the whole sweep's audit holds: diverged trials are final, penalised, unregistered
+
+    assert run_sweep.main(["--check", "blowup", "--tracking-uri", tracking_uri, "--storage", str(workdir / "rr")]) == 0

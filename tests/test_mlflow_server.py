@@ -158,7 +158,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, says):
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
 
 
-def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, tmp_path):
+def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, tmp_path, capsys):
     """Trials log through the server; killing it mid-sweep does not kill the sweep, and every
     epoch's metrics are either in MLflow or kept in the trial's mlflow_unlogged.jsonl."""
     import threading
@@ -207,6 +207,12 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
             unlogged = {k["step"] for k in kept if k["run_id"] == r.info.run_id and k["kind"] == "metrics"
                         and "g_loss" in k["values"]}
             assert logged.isdisjoint(unlogged) and logged | unlogged == set(range(1, epochs + 1)), (logged, unlogged)
+        import run_sweep  # the audit says what is still waiting to be logged
+
+        assert run_sweep.main(["--check", "down", "--tracking-uri", again.url, "--storage",
+                               str(tmp_path / "ray_results")]) == 1
+        row = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("nothing waits in mlflow_unlogged"))
+        assert not row.rstrip().endswith(" ok"), row
 
 
 # ---- PostgreSQL (Debian's package; `make test` installs it) ------------------------------
