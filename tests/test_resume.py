@@ -32,8 +32,8 @@ def _env(tmp: Path) -> dict:
     return {**env, "PYTHONPATH": str(REPO), "VAEGAN_CACHE": str(tmp / "cache")}
 
 
-def _trials(client: MlflowClient) -> list:
-    exp = client.get_experiment_by_name("vae_beta")
+def _trials(client: MlflowClient, experiment: str = "vae_beta") -> list:
+    exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
     return client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'")
@@ -210,11 +210,7 @@ def _running_pids_with_an_epoch(db: Path) -> list[int]:
 def _final_metrics(tmp: Path) -> dict[str, dict[str, float]]:
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
     return {r.data.params["seed"]: {k: v for k, v in r.data.metrics.items() if k not in _TIMING}
-            for r in _trials_of(client, "chaos") if r.data.tags["trial_status"] == "completed"}
-
-
-def _trials_of(client: MlflowClient, experiment: str) -> list:
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], "tags.`sweep.role` = 'trial'")
+            for r in _trials(client, "chaos") if r.data.tags["trial_status"] == "completed"}
 
 
 @pytest.mark.faults
@@ -259,7 +255,7 @@ def test_chaos_worker_and_driver_kills_then_resume_give_an_undisturbed_runs_metr
     expected, got = _final_metrics(calm), _final_metrics(chaos)
     assert sorted(got) == ["1", "2", "3", "4"] and got == expected  # every value, bit for bit
     client = MlflowClient(f"sqlite:///{chaos / 'mlflow.db'}")
-    assert any(r.data.tags.get("restored") == "true" for r in _trials_of(client, "chaos"))  # from a checkpoint
+    assert any(r.data.tags.get("restored") == "true" for r in _trials(client, "chaos"))  # from a checkpoint
     audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "chaos", "--tracking-uri",
                             f"sqlite:///{chaos / 'mlflow.db'}"], cwd=chaos, capture_output=True, text=True, timeout=300)
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
