@@ -11,7 +11,8 @@ The invariants (one row each):
    and that run is the family's best on the selection metric;
 6. each Optuna study holds as many trials as Tune ran, in states that match the runs
    (COMPLETE, PRUNED, FAIL);
-7. nothing waits in a trial's ``mlflow_unlogged.jsonl``.
+7. nothing waits in a trial's ``mlflow_unlogged.jsonl`` (an orphaned run's excepted: its trial was
+   run again from scratch).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from common.storage import SweepStorage
-from common.tracking import TrackingError
+from common.tracking import UNLOGGED_FILE, TrackingError
 
 # trial_status -> the MLflow statuses a finished run may have
 FINAL = {"completed": {"FINISHED"}, "stopped": {"FINISHED"}, "diverged": {"FINISHED"}, "collapsed": {"FINISHED"},
@@ -57,7 +58,7 @@ def audit(experiment: str, uri: str, storage: str) -> list[Check]:
     tune = _tune_trials(SweepStorage(storage), {p.info.run_id for p in parents})
     return [_one_run_per_trial(tune, trials), _epochs_once(client, trials), _statuses(parents, trials),
             _best_checkpoints(client, trials), _registered(client, experiment, parents, trials),
-            _optuna(parents, trials, tune), _unlogged(tune)]
+            _optuna(parents, trials, tune), _unlogged(tune, trials)]
 
 
 def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]:
@@ -65,6 +66,8 @@ def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]
     reported, "unlogged": lines waiting in its mlflow_unlogged.jsonl}, over every sweep folder whose
     sweep.json names one of ``parent_ids``."""
     from pyarrow.fs import FileSelector, FileType
+
+    from common.loop import RUN_ID_FILE
 
     out: dict[str, dict] = {}
     for top in storage.fs.get_file_info(FileSelector(storage.root, allow_not_found=True)):
@@ -74,13 +77,13 @@ def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]
             continue
         for f in storage.fs.get_file_info(FileSelector(storage.path(top.base_name), recursive=True)):
             parts = f.path[len(storage.root):].strip("/").split("/")
-            if len(parts) != 4 or parts[-1] not in ("result.json", "mlflow_run_id", "mlflow_unlogged.jsonl"):
+            if len(parts) != 4 or parts[-1] not in ("result.json", RUN_ID_FILE, UNLOGGED_FILE):
                 continue
             trial = out.setdefault("/".join(parts[:3]), {"family": parts[1], "runs": set(), "unlogged": 0})
             text = storage.read_text("/".join(parts))
             if parts[-1] == "result.json":
                 trial["runs"] |= {json.loads(line)["mlflow_run_id"] for line in text.splitlines() if line.strip()}
-            elif parts[-1] == "mlflow_run_id":
+            elif parts[-1] == RUN_ID_FILE:
                 trial["runs"].add(text.strip())
             else:
                 trial["unlogged"] += sum(1 for line in text.splitlines() if line.strip())
@@ -191,8 +194,12 @@ def _optuna(parents: list, trials: list, tune: dict) -> Check:
     return Check("the Optuna studies' trials match Tune's, in states that match the runs", problems)
 
 
-def _unlogged(tune: dict) -> Check:
-    problems = [f"{t}: {v['unlogged']} write(s) never reached MLflow" for t, v in tune.items() if v["unlogged"]]
+def _unlogged(tune: dict, trials: list) -> Check:
+    """A trial folder's kept writes, unless its run was orphaned: a resume that could not restore
+    the trial ran a replacement from scratch, so nothing waits for that run's writes."""
+    orphans = {r.info.run_id for r in trials if _orphan(r)}
+    problems = [f"{t}: {v['unlogged']} write(s) never reached MLflow" for t, v in tune.items()
+                if v["unlogged"] and not (v["runs"] and v["runs"] <= orphans)]
     return Check("nothing waits in mlflow_unlogged.jsonl", problems)
 
 

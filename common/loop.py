@@ -31,7 +31,7 @@ from common.device import (configure_threads, device_failure, device_kind, is_de
                            reset_peak_memory, seed_everything, torch_device)
 from common.figures import save_curves
 from common.tasks import TASKS
-from common.tracking import TrialRun, fail_fast_http, redact
+from common.tracking import TrialRun, fail_fast_http, redact, supersede_unlogged
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
@@ -133,7 +133,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     metrics: dict[str, float] = {}
     train_time = state.get("train_time_s", 0.0)
     collapsed_for = 0  # consecutive epochs flagged by a collapse detector
-    run.pending = state.get("mlflow_pending", [])  # writes an earlier attempt could not deliver
+    run.pending = _still_pending(state.get("mlflow_pending", []))
+    supersede_unlogged(session.trial_dir)
     epoch = start
     try:
         with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
@@ -224,6 +225,13 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
             kept = run.save_pending(session.trial_dir)
             warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
                           f"kept in {kept}")
+
+
+def _still_pending(records: list[dict]) -> list[dict]:
+    """The writes a checkpoint says an earlier attempt could not deliver, less the artifacts
+    uploaded after it: a kept copy is deleted once uploaded (a later epoch's file of the same
+    name replaces it). Metrics sent twice are harmless: MLflow keeps one of identical points."""
+    return [r for r in records if r["kind"] != "artifact" or Path(r["path"]).is_file()]
 
 
 def check_objective(metric: str) -> None:

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
+UNLOGGED_FILE = "mlflow_unlogged.jsonl"  # in a trial's folder: the writes MLflow never received
 _SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
 
 
@@ -264,7 +265,7 @@ class TrialRun:
             return None
         import json
 
-        out = Path(folder) / "mlflow_unlogged.jsonl"
+        out = Path(folder) / UNLOGGED_FILE
         with open(out, "a") as f:
             for record in self.pending:
                 f.write(json.dumps({"run_id": self.run_id, **record}) + "\n")
@@ -272,6 +273,16 @@ class TrialRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
+
+
+def supersede_unlogged(folder: str | os.PathLike) -> None:
+    """A trial's new attempt re-does what an earlier attempt could not deliver: the writes before
+    its checkpoint come back with it (``mlflow_pending``), those after it with the replayed
+    epochs. So the earlier attempt's ``UNLOGGED_FILE`` waits no more: it is renamed out of
+    ``--check``'s way, and kept for reading."""
+    path = Path(folder) / UNLOGGED_FILE
+    if path.is_file():
+        os.replace(path, path.with_name("mlflow_unlogged.superseded.jsonl"))
 
 
 def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str,

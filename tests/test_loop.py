@@ -1,6 +1,7 @@
 """The trial loop without Ray: reproducibility, checkpoint restore, MLflow contents."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -63,6 +64,77 @@ def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(track
     assert resumed.results[-1]["mlflow_run_id"] == run_id
     steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "val_mse_kl")]
     assert steps == [1, 2, 3]  # no duplicate or missing epochs
+
+
+class _Backend:
+    """MLflow going away and coming back, under the trial's tolerant TrialRun."""
+
+    def __init__(self, monkeypatch):
+        from common.tracking import TrialRun
+
+        self.down, send = False, TrialRun._send
+        monkeypatch.setattr(TrialRun, "RECHECK_S", 0.0)  # retry the backend at every write
+
+        def flaky(run, record):
+            if self.down:
+                raise ConnectionError("backend down")
+            return send(run, record)
+        monkeypatch.setattr(TrialRun, "_send", flaky)
+
+
+class _Dying(LocalSession):
+    """Dies (an OSError, as when the disk fills) in ``die_at``'s report; ``backend`` follows
+    ``down_after``: epoch -> whether MLflow is down once that epoch has reported."""
+
+    def __init__(self, out_dir, backend, die_at, down_after):
+        super().__init__(out_dir)
+        self.backend, self.die_at, self.down_after = backend, die_at, down_after
+
+    def report(self, metrics, checkpoint_dir):
+        if metrics["epoch"] == self.die_at:
+            raise OSError(28, "No space left on device")
+        super().report(metrics, checkpoint_dir)
+        self.backend.down = self.down_after.get(metrics["epoch"], self.backend.down)
+
+
+def _steps(uri: str, run_id: str) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, "val_mse_kl"))
+
+
+def test_an_attempt_that_died_with_writes_undelivered_is_redone_once_and_its_unlogged_file_superseded(
+        tracking_uri, workdir, monkeypatch):
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
+    ctx, backend = _ctx(tracking_uri, "val_mse_kl"), _Backend(monkeypatch)
+    first = _Dying(workdir / "t", backend, die_at=2, down_after={1: True})  # epoch 2 never reaches MLflow
+    with pytest.raises(OSError):
+        run_trial(cfg, ctx, first)
+    kept = workdir / "t" / "mlflow_unlogged.jsonl"
+    assert {json.loads(line)["step"] for line in kept.read_text().splitlines() if '"metrics"' in line} == {2}
+
+    backend.down = False  # the same trial folder, restored from epoch 1's checkpoint, as Tune does
+    run_trial(cfg, ctx, LocalSession(workdir / "t", resume_from=first.latest_checkpoint))
+    assert not kept.exists() and (workdir / "t" / "mlflow_unlogged.superseded.jsonl").is_file()
+    assert _steps(tracking_uri, first.results[0]["mlflow_run_id"]) == [1, 2, 3]
+
+
+def test_a_checkpoints_pending_writes_that_arrived_later_are_not_sent_again(tracking_uri, workdir, monkeypatch):
+    import warnings
+
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
+    ctx, backend = _ctx(tracking_uri, "val_mse_kl"), _Backend(monkeypatch)
+    backend.down = True  # epoch 1's writes wait in its checkpoint; epoch 2's first write delivers them
+    first = _Dying(workdir / "t", backend, die_at=3, down_after={1: False})
+    with pytest.raises(OSError):
+        run_trial(cfg, ctx, first)
+    run_id = first.results[0]["mlflow_run_id"]
+    assert _steps(tracking_uri, run_id) == [1, 2, 3]  # epoch 3 logged, then the attempt died in its report
+    # Restored from epoch 1's checkpoint (the later one lost): its pending epoch 1 is in MLflow already.
+    epoch1 = sorted((workdir / "t").glob("checkpoint_*"))[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_trial(cfg, ctx, LocalSession(workdir / "t", resume_from=epoch1))
+    assert _steps(tracking_uri, run_id) == [1, 2, 3]
+    assert not [w for w in caught if "MLflow artifact failed" in str(w.message)]  # its uploaded figures: not re-sent
 
 
 def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, workdir):
