@@ -5,13 +5,16 @@ runs, so a report can be rebuilt anywhere the tracking store is reachable. An ex
 hold several sweeps (``make sweep``: VAE, then DCGAN); each family comes from the latest parent
 that has trials of it. Every number carries the data, split and sample count it was measured
 on, from the trial's params and step-0 metrics ``n_train_images`` / ``n_test_images``; only
-the seed column (the published slides) is constant. The top-trials tables carry detector flags, a
+the seed column (the published slides) is constant. 'Best within the slides' budget' sets the seed
+preset and the best other config, each over its seeds, beside the slides and issue 16's goals
+(common/seeds.py, over every trial of the experiment). The top-trials tables carry detector flags, a
 multi-objective sweep gets its Pareto front, and 'Failure modes and mitigations' measures each
 mitigation over every trial of the experiment (all parents); the analysis is in common/mitigations.py.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import tempfile
 import warnings
@@ -24,11 +27,12 @@ from mlflow.entities import Run
 
 from common.figures import save_curves
 from common.importances import describe_values, param_importances, study_importances
-from common.intervals import fmt_interval, t_interval
 from common.mitigations import fmt_value as _fmt
 from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section
 from common.render import to_html, to_markdown
-from common.report_data import FAMILY_LABEL, Family, ReportError, Trial, epochs_run, load, search_all
+from common.report_data import (FALLBACK_OBJECTIVE, FAMILY_LABEL, Family, ReportError, Trial, epochs_run, load,
+                                search_all)
+from common.seeds import budget_blocks, spread_blocks
 
 __all__ = ["ReportError", "build_report"]
 
@@ -79,9 +83,12 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     parents, families = load(client, experiment, parent_run_id)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    blocks = _header(experiment, parents, families) + _seed_table(client, families) + _quality(families)
-    blocks += _figures(client, families, out_dir) + _top_trials(client, families) + _pareto(families, out_dir)
-    blocks += _importances(families) + _mitigations(client, experiment, parents[0].info.experiment_id)
+    exp_id = parents[0].info.experiment_id
+    every = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))  # all parents' trials
+             for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
+    blocks = _header(experiment, parents, families) + _seed_table(client, families) + _budget(client, every)
+    blocks += _quality(families) + _figures(client, families, out_dir) + _top_trials(client, families)
+    blocks += _pareto(families, out_dir) + _importances(families) + _mitigations(experiment, every)
     (out_dir / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
@@ -163,43 +170,9 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
     models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
                best[n].trial_id if n in best else "none"] for label, n, key, seed in MODEL_ROWS]
     return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
-            ("ul", notes), *_spread(families), ("h3", "Model sizes (parameters)"),
+            ("ul", notes), *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
+            ("h3", "Model sizes (parameters)"),
             ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models)]
-
-
-SPREAD_KEYS = ["test_mse_kl", "test_kl", "test_bpd", "test_probe_acc", "test_probe_acc_pixels", "fid", "kid",
-               "test_classifier_fd"]
-
-
-def _spread(families: dict[str, Family]) -> list[tuple]:
-    """Mean, std and 95% t-interval over seeds, for each group of completed trials of a family whose
-    params differ only in ``seed`` (e.g. the seed preset run at three seeds)."""
-    rows = []
-    for name, fam in families.items():
-        groups: dict[tuple, list[Trial]] = {}
-        for t in fam.trials:
-            if t.tags.get("trial_status") == "completed":
-                groups.setdefault(tuple(sorted((k, v) for k, v in t.params.items() if k != "seed")), []).append(t)
-        for trials in groups.values():
-            if len({t.params.get("seed") for t in trials}) < 2:
-                continue
-            seeds = ", ".join(sorted({str(t.params.get("seed")) for t in trials}))
-            for key in SPREAD_KEYS:
-                values = [t.metric(key) for t in trials if t.metric(key) is not None]
-                if len(values) < 2:
-                    continue
-                mean, sd, lo, hi = t_interval(values)
-                f = (lambda v: f"{1000 * v:.2f}") if key == "kid" else (lambda v, k=key: _fmt(k, v))
-                on = (f"{trials[0].tags.get('eval.n', '?')} generated vs all test images, Inception"
-                      if key in ("fid", "kid") else measured_on(key, trials[0].as_dict()))
-                rows.append([FAMILY_LABEL[name], key + (" x 1000" if key == "kid" else ""), f"{len(values)} ({seeds})",
-                             f"{f(mean)} ± {f(sd)}", fmt_interval(lo, hi, f), on])
-    if not rows:
-        return []
-    return [("h3", "Seed-to-seed spread"),
-            ("p", "Trials that differ only in their seed: mean ± sample std over seeds, and the 95% Student-t "
-                  "interval of the mean. A difference from the slides within this spread is not a difference."),
-            ("table", ["family", "metric", "seeds", "mean ± std", "interval", "measured on"], rows)]
 
 
 QUALITY_ROWS = [("FID (Inception, lower is better)", "fid"), ("KID x 1000 (± std over subsets)", "kid"),
@@ -381,10 +354,17 @@ def _pareto(families: dict[str, Family], out_dir: Path) -> list[tuple]:
     return [("h2", "Pareto front (multi-objective sweeps)"), *blocks] if blocks else []
 
 
-def _mitigations(client: MlflowClient, experiment: str, exp_id: str) -> list[tuple]:
+def _budget(client: MlflowClient, trials: list[Trial]) -> list[tuple]:
+    """'Best within the slides' budget' over every trial of the experiment (common/seeds.py)."""
+    def objective(t: dict) -> float | None:  # the best epoch's validation value: what selected it
+        key = FALLBACK_OBJECTIVE[t["params"]["family"]][0]
+        values = [m.value for m in client.get_metric_history(t["id"], key) if math.isfinite(m.value)]
+        return min(values) if values else None
+    return budget_blocks([t.as_dict() for t in trials], objective)
+
+
+def _mitigations(experiment: str, trials: list[Trial]) -> list[tuple]:
     """Measured gains of each mitigation over every trial of the experiment (common/mitigations.py)."""
-    trials = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))
-              for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
     parents = {t.tags.get("mlflow.parentRunId") for t in trials}
     scope = (f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
              "parent run(s), not only the sweeps reported above)")
