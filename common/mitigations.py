@@ -312,10 +312,11 @@ def flag_summary(flags: Sequence[list[str]]) -> str:
 
 
 def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], varying: list[str], png: str,
-                   title: str) -> tuple[list[tuple], Any]:
+                   title: str, anchors: Sequence[tuple[str, Sequence[float]]] = ()) -> tuple[list[tuple], Any]:
     """Report blocks for one multi-objective sweep and its scatter (a matplotlib Figure with an Agg canvas,
     not saved: the caller writes it to ``png``; None when no trial qualifies). Trial dicts also hold
-    ``trial_id``. Only completed trials with finite final values of every objective take part."""
+    ``trial_id``. Only completed trials with finite final values of every objective take part.
+    ``anchors``: (label, values of ``keys``) drawn as stars beside the front, e.g. the slides' models."""
     done = [t for t in trials
             if t["tags"].get("trial_status") == "completed" and all(_value(t, k) is not None for k in keys)]
     points = [[_value(t, k) for k in keys] for t in done]
@@ -337,6 +338,13 @@ def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], v
     ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=40, c="C3", label="non-dominated")
     for i in front:
         ax.annotate(done[i]["trial_id"], points[i][:2], fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for label, values in anchors:
+        ax.scatter([values[0]], [values[1]], s=140, marker="*", c="black")
+        ax.annotate(label, tuple(values[:2]), fontsize=7, xytext=(4, -9), textcoords="offset points")
+    if anchors:
+        blocks.append(("p", "Placed on it (black stars, not part of the front): " + "; ".join(
+            f"{label}: " + ", ".join(f"{k} {fmt_value(k, v)}" for k, v in zip(keys, values)) for label, values in anchors)
+            + "."))
     ax.set(xlabel=f"{keys[0]} ({modes[0]})", ylabel=f"{keys[1]} ({modes[1]})", title=f"Pareto front: {title}")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)

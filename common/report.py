@@ -32,7 +32,7 @@ from common.mitigations import flag_summary, measure, measured_on, mitigation_bl
 from common.render import to_html, to_markdown
 from common.report_data import (FALLBACK_OBJECTIVE, FAMILY_LABEL, Family, ReportError, Trial, epochs_run, load,
                                 search_all)
-from common.seeds import budget_blocks, spread_blocks
+from common.seeds import budget_blocks, preset_means, spread_blocks
 
 __all__ = ["ReportError", "build_report"]
 
@@ -88,7 +88,7 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
              for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
     blocks = _header(experiment, parents, families) + _seed_table(client, families) + _budget(client, every)
     blocks += _quality(families) + _figures(client, families, out_dir) + _top_trials(client, families)
-    blocks += _pareto(families, out_dir) + _importances(families) + _mitigations(experiment, every)
+    blocks += _pareto(families, every, out_dir) + _importances(families) + _mitigations(experiment, every)
     (out_dir / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
@@ -339,19 +339,33 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
     return blocks
 
 
-def _pareto(families: dict[str, Family], out_dir: Path) -> list[tuple]:
-    """Multi-objective sweeps (parent param metric "a,b", mode "max,min"): the non-dominated trials."""
+def _pareto(families: dict[str, Family], every: list[Trial], out_dir: Path) -> list[tuple]:
+    """Multi-objective sweeps (parent param metric "a,b", mode "max,min"): the non-dominated trials of
+    each family, then of all the families one parent searched (e.g. sweeps/tradeoff3.py), with the
+    slides' models (the experiment's seed-preset trials, mean over seeds) placed on that front."""
     blocks: list[tuple] = []
+    shared: dict[str, list[Family]] = {}
     for name, fam in families.items():
         keys, modes = [(fam.parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
         if len(keys) >= 2 and len(modes) == len(keys):
-            section, fig = pareto_section([t.as_dict() for t in fam.trials], keys, modes, fam.varying,
-                                          f"figures/{name}_pareto.png",
-                                          f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}")
-            blocks += section
-            if fig is not None:
-                fig.savefig(out_dir / "figures" / f"{name}_pareto.png", format="png")
+            shared.setdefault(fam.parent.info.run_id, []).append(fam)
+            blocks += _front(out_dir, f"{name}_pareto.png", [t.as_dict() for t in fam.trials], keys, modes,
+                             fam.varying, f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}")
+    for parent_id, fams in shared.items():
+        if len(fams) >= 2:
+            keys, modes = [(fams[0].parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
+            trials = [{**t.as_dict(), "trial_id": f"{FAMILY_LABEL[f.name]} {t.trial_id}"} for f in fams for t in f.trials]
+            anchors = preset_means([t.as_dict() for t in every], keys)
+            blocks += _front(out_dir, f"{parent_id[:8]}_pareto_families.png", trials, keys, modes, [],
+                             f"{', '.join(FAMILY_LABEL[f.name] for f in fams)} together, parent run {parent_id}", anchors)
     return [("h2", "Pareto front (multi-objective sweeps)"), *blocks] if blocks else []
+
+
+def _front(out_dir: Path, png: str, trials: list[dict], keys, modes, varying, title, anchors=()) -> list[tuple]:
+    section, fig = pareto_section(trials, keys, modes, varying, f"figures/{png}", title, anchors)
+    if fig is not None:
+        fig.savefig(out_dir / "figures" / png, format="png")
+    return section
 
 
 def _budget(client: MlflowClient, trials: list[Trial]) -> list[tuple]:

@@ -116,6 +116,23 @@ def outside_budget(t: Trial) -> str | None:
     return None
 
 
+def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str, list[float]]]:
+    """The slides' models, as a Pareto front places them: (label, the mean final value of each of
+    ``keys``) over the completed trials that ran ``sweeps/seed.py``'s config, any seed."""
+    preset, runs = preset_params(), {}
+    for t in trials:
+        family = t["params"].get("family")
+        if t["tags"].get("trial_status") == "completed" and family in preset and \
+                {k: v for k, v in t["params"].items() if k not in WHERE} == preset[family]:
+            runs.setdefault(family, []).append(t)
+    out = []
+    for family, ts in runs.items():
+        values = [[t["metrics"][k] for t in ts if k in t["metrics"]] for k in keys]
+        if all(values):
+            out.append((f"the slides' {LABEL[family]} (seed preset, {len(ts)} seed(s))", [sum(v) / len(v) for v in values]))
+    return out
+
+
 def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> list[tuple]:
     """'Best within the slides' budget' over every trial of the experiment; ``objective``: a
     trial's best validation value of its family's default metric (lower is better)."""

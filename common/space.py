@@ -2,13 +2,16 @@
 
 Names a space file may define (lower case, nanoGPT-style)::
 
-    family       "vae" | "dcgan" | "vaegan"              required unless ``runs`` is given
+    family       "vae" | "dcgan" | "vaegan"              required unless ``runs`` is given; a list
+                 searches each family in turn on the same objectives (``space`` then a dict
+                 family -> its space, or one space for all), e.g. one trade-off over three
     metric       objective reported by the trials     required unless ``runs`` is given;
                  a list makes the search multi-objective (Optuna; no ASHA, the first is primary)
     mode         "min" | "max" (a list with a list)   required unless ``runs`` is given
     space        def space(trial) -> dict | None      Optuna define-by-run, or a dict of
                  optuna.distributions                 (omit for no search)
-    defaults     {config_field: value}                fixed values (not searched)
+    defaults     {config_field: value}                fixed values (not searched); ``family.field``
+                                                      applies to one family only
     num_samples  int (default 8)       max_epochs  int (default: the config's)
     scheduler    {"grace_period": 1, "reduction_factor": 3} or None for no early stopping
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
@@ -44,7 +47,7 @@ class SpaceError(ValueError):
 class Space:
     path: Path
     name: str
-    family: str | None
+    family: str | None  # the first of ``families``
     metric: str | None
     mode: str
     search: Callable | Mapping[str, Any] | None
@@ -58,6 +61,11 @@ class Space:
     description: str = ""
     sampler: str = "tpe"
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); >1 = multi-objective
+    families: list[str] = field(default_factory=list)  # searched in turn; [family] for one
+    searches: dict[str, Any] = field(default_factory=dict)  # family -> its space, when they differ
+
+    def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
+        return self.searches.get(family, self.search)
     # ``metric`` / ``mode`` are the primary objective: checkpoints, ASHA and "best" use it.
 
 
@@ -91,10 +99,18 @@ def load_space(path: str | Path) -> Space:
         metrics, modes = ([metrics] if metrics else []), [modes]
     if any(m not in ("min", "max") for m in modes):
         raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
-    search = ns.get("space")
-    if search is not None and not callable(search) and not _is_distribution_dict(search):
-        raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
-                         "optuna.distributions (e.g. FloatDistribution(1.0, 8.0))")
+    families = ns.get("family") if isinstance(ns.get("family"), list) else [ns["family"]] if "family" in ns else []
+    if not all(isinstance(f, str) for f in families) or len(set(families)) < len(families):
+        raise SpaceError(f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
+                         "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']")
+    search, searches = ns.get("space"), {}
+    if len(families) > 1 and isinstance(search, dict) and set(search) == set(families):
+        searches, search = dict(search), search[families[0]]
+    for one in [search, *searches.values()]:
+        if one is not None and not callable(one) and not _is_distribution_dict(one):
+            raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
+                             "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
+                             "also a dict family -> one of those, naming every family")
     def need(name: str, ok: bool, what: str) -> None:
         if name in ns and not ok:
             raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
@@ -113,8 +129,8 @@ def load_space(path: str | Path) -> Space:
     need("max_concurrent", ns.get("max_concurrent") is None or (
         isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
     space = Space(
-        path=path, name=path.stem, family=ns.get("family"), metric=metrics[0] if metrics else None, mode=modes[0],
-        objectives=list(zip(metrics, modes)),
+        path=path, name=path.stem, family=families[0] if families else None, metric=metrics[0] if metrics else None,
+        mode=modes[0], objectives=list(zip(metrics, modes)), families=families, searches=searches,
         search=search, defaults=dict(ns.get("defaults") or {}),
         num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
         max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
@@ -123,28 +139,27 @@ def load_space(path: str | Path) -> Space:
         max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
         description=str(ns.get("description", "")), sampler=ns.get("sampler", "tpe"),
     )
-    for run in space.runs:
-        config_class(run["family"])
-    if space.family:
-        config_class(space.family)
+    for family in [r["family"] for r in space.runs] + space.families:
+        config_class(family)
     return space
 
 
-def sample_params(space: Space, seed: int) -> dict[str, Any]:
-    """Draw one point of the search space (what ``--single-trial`` and validation use)."""
-    if space.search is None:
+def sample_params(space: Space, seed: int, family: str | None = None) -> dict[str, Any]:
+    """Draw one point of ``family``'s search space (what ``--single-trial`` and validation use)."""
+    search = space.search_for(family or space.family)
+    if search is None:
         return {}
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" chatter on stderr
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    if callable(space.search):
+    if callable(search):
         trial = study.ask()
         try:
-            consts = space.search(trial) or {}
+            consts = search(trial) or {}
         except Exception as exc:  # e.g. suggest_float(low > high), or a bug in space()
             raise SpaceError(f"space file {space.path}: space(trial) failed: {type(exc).__name__}: {exc}") from None
         return {**trial.params, **consts}
     try:
-        return dict(study.ask(dict(space.search)).params)
+        return dict(study.ask(dict(search)).params)
     except (ValueError, TypeError) as exc:
         raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
 
@@ -154,9 +169,8 @@ def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list
     if space.runs:
         return [config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
                 for r in space.runs]
-    sampled = sample_params(space, seed)
-    return [config_class(space.family).from_dict(
-        {**space.defaults, **sampled, **for_family(overrides, space.family)}).to_dict()]
+    return [config_class(f).from_dict({**for_family(space.defaults, f), **sample_params(space, seed, f),
+                                       **for_family(overrides, f)}).to_dict() for f in space.families]
 
 
 def _import(path: Path) -> dict[str, Any]:

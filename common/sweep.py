@@ -187,7 +187,8 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         for i, cfg in enumerate(configs):
             family = cfg["family"]
             metric = space.metric or config_class(family).default_metric
-            run_fixed = {**(space.runs[i] if space.runs else space.defaults), **for_family(fixed, family)}
+            run_fixed = {**(space.runs[i] if space.runs else for_family(space.defaults, family)),
+                         **for_family(fixed, family)}
             name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
             study = None
             if space.search is not None and not space.runs:

@@ -121,7 +121,7 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
 
             random = space.sampler == "random"
             searcher = PrunedAwareOptunaSearch(
-                max_epochs, space=space.search, seed=None if random else seed,
+                max_epochs, space=space.search_for(family), seed=None if random else seed,
                 sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
                 metric=[m for m, _ in space.objectives] if multi else ctx.metric,
                 mode=[m for _, m in space.objectives] if multi else ctx.mode,

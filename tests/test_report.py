@@ -463,3 +463,32 @@ def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
     budget = _section(md, "Best within the slides' budget")
     assert "| VAE: KL (nats/image) (`test_kl`) | 61.25 | not run | not run | > 10.00 | not measured" in budget
     assert "VAE: a group of 3 seeds left out, outside the budget: train_subset 5000 is not 10,000." in budget
+
+
+def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_it(sweep, tmp_path):
+    """sweeps/tradeoff3.py: one parent, a multi-objective search per family; the seed preset's runs
+    (another, older parent of the experiment) are placed on the families' joint front."""
+    from common.seeds import preset_params
+
+    uri, _ = sweep
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("tradeoff3", artifact_location=(tmp_path / "artifacts").as_uri())
+    log = lambda parent, fam, i, params, rows: _log_trial(client, exp_id, parent, fam, i, params, rows, "completed",
+                                                          tmp_path, figures=False)
+    seeds = _parent(client, exp_id, "seed_spread", 1_000_000, "val_bpd", "seed_spread")
+    for i, (seed, probe) in enumerate(((42, 0.37), (43, 0.39))):
+        log(seeds, "vae", i, {**preset_params()["vae"], "seed": seed}, _vae_rows(40.0, probe, 30.0))
+    new = _parent(client, exp_id, "tradeoff3", 2_000_000, "val_probe_acc,val_classifier_fd", "tradeoff3", mode="max,min")
+    log(new, "vae", 10, VAE_BASE, _vae_rows(40.0, 0.40, 50.0))
+    log(new, "vae", 11, {**VAE_BASE, "beta": 2.0}, _vae_rows(40.0, 0.30, 60.0))  # dominated by vae_00010
+    log(new, "dcgan", 12, GAN_BASE, [{**_gan_rows(20.0, 0.1)[0], "val_probe_acc": 0.25}])
+    out = tmp_path / "report"
+    md = build_report("tradeoff3", out, tracking_uri=uri).with_name("report.md").read_text()
+    sec = _section(md, "Pareto front (multi-objective sweeps)")
+    joint = sec[sec.index(f"### VAE, DCGAN together, parent run {new}"):]
+    assert "3 completed trials that logged every objective (0 other trial(s) left out); 2 are non-dominated" in joint
+    assert ("Placed on it (black stars, not part of the front): the slides' VAE (seed preset, 2 seed(s)): "
+            "val_probe_acc 38.00%, val_classifier_fd 30.00.") in joint
+    ids = [line.split(" | ")[0][2:] for line in joint[joint.index("| trial_id"):].splitlines()[2:]]
+    assert ids == ["VAE vae_00010", "DCGAN dcgan_00012"]
+    assert (out / "figures" / f"{new[:8]}_pareto_families.png").read_bytes()[:8] == PNG_MAGIC

@@ -86,3 +86,14 @@ def test_the_preset_is_sweeps_seed_py(family):
     default = config_class(family)().to_dict()
     assert params["max_epochs"] == str({"vae": 20, "dcgan": 40}[family]) and "seed" not in params
     assert set(params) == set(default) - {"seed", "data", "device", "deterministic"}
+
+
+def test_the_slides_models_are_placed_at_the_preset_runs_mean_of_each_objective():
+    from common.seeds import preset_means
+
+    keys = ["val_probe_acc", "val_classifier_fd"]
+    runs = [_trial("vae", 42, val_probe_acc=0.36, val_classifier_fd=30.0),  # one seed is enough to place it
+            _trial("vae", 43, val_probe_acc=0.38, val_classifier_fd=34.0),
+            _trial("vae", 44, {"lr": "0.002"}, val_probe_acc=0.9, val_classifier_fd=1.0),  # not the preset
+            _trial("dcgan", 42, val_classifier_fd=20.0)]  # no probe logged: cannot be placed
+    assert preset_means(runs, keys) == [("the slides' VAE (seed preset, 2 seed(s))", [pytest.approx(0.37), 32.0])]

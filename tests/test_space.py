@@ -87,6 +87,31 @@ def test_seed_preset():
     assert all(c["seed"] == 42 for c in configs)
 
 
+def test_tradeoff3_searches_each_family_with_its_own_space_on_shared_objectives():
+    space = load_space(SWEEPS / "tradeoff3.py")
+    assert space.families == ["vae", "vaegan", "dcgan"] and space.family == "vae"
+    assert space.objectives == [("val_probe_acc", "max"), ("val_classifier_fd", "min")]
+    configs = check_configs(space, {"dcgan.g_channels": 32}, seed=42)
+    assert [(c["family"], c["max_epochs"], c["probe_every"]) for c in configs] == [
+        ("vae", 20, 1), ("vaegan", 20, 1), ("dcgan", 40, 1)]  # the slides' budget: each family's default
+    assert configs[2]["g_channels"] == 32 and "ema_decay" in sample_params(space, 0, "dcgan")
+    for family in space.families:
+        trial = RecordingTrial()
+        space.search_for(family)(trial)
+        assert set(trial.calls) <= set(next(c for c in configs if c["family"] == family))
+    assert "gamma" in sample_params(space, 0, "vaegan") and "gamma" not in sample_params(space, 0, "vae")
+
+
+def test_a_family_list_shares_one_space_and_family_scoped_defaults(tmp_path):
+    path = write(tmp_path, 'family = ["vae", "vaegan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
+                 'defaults = {"vaegan.gamma": 0.5, "batch_size": 64}\n'
+                 'def space(trial):\n    trial.suggest_float("lr", 1e-4, 1e-3, log=True)\n')
+    space = load_space(path)
+    vae, vaegan = check_configs(space, {}, seed=1)
+    assert vaegan["gamma"] == 0.5 and "gamma" not in vae and vae["batch_size"] == vaegan["batch_size"] == 64
+    assert space.search_for("vae") is space.search_for("vaegan")
+
+
 # ---- sample_params -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["gan_ttur", "vae_beta"])
 def test_sample_params_is_deterministic(name):
@@ -155,6 +180,10 @@ BAD = {
     "max-epochs-negative": HEADER + "max_epochs = -1\n",
     "runs-entry-without-family": 'runs = [{"max_epochs": 2}]\n',
     "import-time-error": HEADER + "x = 1 / 0\n",
+    "family-list-repeated": 'family = ["vae", "vae"]\nmetric = "val_mse_kl"\nmode = "min"\n',
+    "family-list-of-numbers": 'family = [1, 2]\nmetric = "val_mse_kl"\nmode = "min"\n',
+    "per-family-space-not-a-space": ('family = ["vae", "dcgan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
+                                     'space = {"vae": 1, "dcgan": 2}\n'),
 }
 
 

@@ -274,6 +274,24 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     assert summary["best"]["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
 
 
+def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(ray_session, workdir, tracking_uri):
+    """sweeps/tradeoff3.py: the VAE, the VAE-GAN and the DCGAN in turn, on the same two objectives."""
+    summary = run(_opts(workdir, tracking_uri, "tradeoff3.py", smoke_test=True, report=False,
+                        overrides=(("batch_size", "64"), ("dcgan.g_channels", "32"), ("dcgan.d_channels", "16"))))
+    _, parents, children = _runs(tracking_uri, "tradeoff3")
+    assert len(parents) == 1 and sorted(summary["best"]) == ["dcgan", "vae", "vaegan"]
+    by_family = {}
+    for child in children:
+        by_family.setdefault(child.data.tags["family"], []).append(child)
+        assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
+    assert {f: len(c) for f, c in by_family.items()} == {"vae": 2, "vaegan": 2, "dcgan": 2}
+    assert all("gamma" in c.data.params for c in by_family["vaegan"])  # each family's own space was searched
+    assert len({c.data.params["ema_decay"] + c.data.params["diffaug"] + c.data.params["lr_ratio"]
+                for c in by_family["dcgan"]}) == 2
+    tags = parents[0].data.tags
+    assert {f"optuna.study.{f}" for f in by_family} <= set(tags)  # one Optuna study per family
+
+
 @pytest.mark.parametrize("apple", [True, False])
 def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workdir, tracking_uri, monkeypatch):
     import ray
