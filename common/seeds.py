@@ -17,11 +17,11 @@ from typing import Callable, Sequence
 
 from common.intervals import fmt_interval, t_interval
 from common.mitigations import fmt_count, fmt_value, measured_on
+from common.report_data import FAMILY_LABEL as LABEL
 
 Trial = dict
 PRESET = Path(__file__).resolve().parents[1] / "sweeps" / "seed.py"
 WHERE = {"seed", "data", "device", "deterministic"}  # which seed and where it ran, not what it computed
-LABEL = {"vae": "VAE", "dcgan": "DCGAN", "vaegan": "VAE-GAN"}
 SPREAD_KEYS = ["test_mse_kl", "test_kl", "test_bpd", "test_probe_acc", "test_probe_acc_pixels", "fid", "kid",
                "test_classifier_fd"]
 PIXEL_GAIN = "probe_minus_pixels"  # derived per trial: test_probe_acc - test_probe_acc_pixels
@@ -43,12 +43,17 @@ BUDGET = {"vae": (20, {"n_params_vae": 1.38e6}), "dcgan": (40, {"n_params_g": 1.
 TRAIN_SUBSET, PARAMS_TOLERANCE = 10_000, 0.10
 
 
+def _what(t: Trial) -> dict[str, str]:
+    """A trial's params less ``WHERE``: what it computed."""
+    return {k: v for k, v in t["params"].items() if k not in WHERE}
+
+
 def seed_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
     """Completed trials grouped by everything but ``WHERE``; only groups of >= 2 distinct seeds."""
     groups: dict[tuple, list[Trial]] = {}
     for t in trials:
         if t["tags"].get("trial_status") == "completed":
-            groups.setdefault(tuple(sorted((k, v) for k, v in t["params"].items() if k not in WHERE)), []).append(t)
+            groups.setdefault(tuple(sorted(_what(t).items())), []).append(t)
     return [g for g in groups.values() if len({t["params"].get("seed") for t in g}) >= 2]
 
 
@@ -123,7 +128,7 @@ def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str
     for t in trials:
         family = t["params"].get("family")
         if t["tags"].get("trial_status") == "completed" and family in preset and \
-                {k: v for k, v in t["params"].items() if k not in WHERE} == preset[family]:
+                _what(t) == preset[family]:
             runs.setdefault(family, []).append(t)
     out = []
     for family, ts in runs.items():
@@ -139,7 +144,7 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
     preset, columns, notes = preset_params(), {}, []
     for family in dict.fromkeys(f for f, *_ in BUDGET_ROWS):
         groups = seed_groups([t for t in trials if t["params"].get("family") == family])
-        ours = [g for g in groups if {k: v for k, v in g[0]["params"].items() if k not in WHERE} == preset[family]]
+        ours = [g for g in groups if _what(g[0]) == preset[family]]
         outside = [(g, why) for g in groups if g not in ours and (why := outside_budget(g[0]))]
         others = [(sum(vs) / len(vs), g) for g in groups if g not in ours and not outside_budget(g[0])
                   if (vs := [v for t in g if (v := objective(t)) is not None])]
@@ -194,6 +199,6 @@ def _verdict(group: list[Trial] | None, key: str, goal: tuple[str, float]) -> st
 
 
 def _config_note(family: str, group: list[Trial], preset: dict[str, str]) -> str:
-    params = {k: v for k, v in group[0]["params"].items() if k not in WHERE}
+    params = _what(group[0])
     diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if preset.get(k) != v) or "none"
     return f"{LABEL[family]} winners: the seed preset's config but {diff}."
