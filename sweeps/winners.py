@@ -17,6 +17,6 @@ _VAE = {"family": "vae", "max_epochs": 20, "latent_dim": 64, "beta": 1.0, "batch
         "lr_schedule": "constant", "lr_warmup_epochs": 1.0, "beta1": 0.9, "beta2": 0.99,
         "beta_schedule": "linear", "warmup_epochs": 2, "free_bits": 0.1}
 
-runs = [{**_VAE, "seed": 42}, {**_VAE, "seed": 43}, {**_VAE, "seed": 44}]
+runs = [{**_VAE, "seed": seed} for seed in (42, 43, 44)]
 resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None
