@@ -36,6 +36,7 @@ from common.tracking import TrialRun, fail_fast_http, redact, supersede_unlogged
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
+TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folder names (LocalSession uses the same)
 
 
@@ -187,8 +188,10 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     _log_figures(task, tmp / "figures", run, session.trial_dir)
                 if last:
                     _log_curves(task, history, tmp / "figures", run, session.trial_dir)
-                    if best_model and epoch + 1 > logged_through:  # before the last report: Tune may end
-                        _log_test(task, best_model, run)  # the trial there; a replayed epoch logged it already
+                    # Before the last report (Tune may end the trial there). A replayed last epoch
+                    # asks the run: an attempt can die between the epoch's metrics and these.
+                    if best_model and not (run.attached and run.tag(TEST_EPOCH_TAG)):
+                        _log_test(task, best_model, run)
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
@@ -247,7 +250,7 @@ def _log_test(task, best_model: dict, run: TrialRun) -> None:
     with no_tf32():
         metrics = task.evaluate_exported(best_model["model"], "test")
     run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
-    run.set_tags({"test.epoch": str(best_model["epoch"])})
+    run.set_tags({TEST_EPOCH_TAG: str(best_model["epoch"])})  # last: it marks the test metrics as logged
 
 
 class CheckpointError(ValueError):

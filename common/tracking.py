@@ -204,6 +204,13 @@ class TrialRun:
         except Exception:  # backend down: its writes were kept as pending, not logged
             return 0
 
+    def tag(self, key: str) -> str | None:
+        """The run's tag ``key``; None if unset or the backend is unreachable."""
+        try:
+            return self.client.get_run(self.run_id).data.tags.get(key)
+        except Exception:  # backend down: treat as unset, so the write is made (again)
+            return None
+
     def _send(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
         if kind == "metrics":

@@ -137,6 +137,29 @@ def test_a_checkpoints_pending_writes_that_arrived_later_are_not_sent_again(trac
     assert not [w for w in caught if "MLflow artifact failed" in str(w.message)]  # its uploaded figures: not re-sent
 
 
+def test_an_attempt_that_died_between_the_last_epochs_metrics_and_its_test_scores_logs_them_on_replay(
+        tracking_uri, workdir, monkeypatch):
+    import common.loop
+
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0)
+    ctx, log_test = _ctx(tracking_uri, "val_mse_kl"), common.loop._log_test
+
+    def killed(*args):  # as a SIGKILL would: epoch 2's metrics are in MLflow, its test scores not
+        raise OSError("killed")
+    monkeypatch.setattr(common.loop, "_log_test", killed)
+    first = LocalSession(workdir / "t")
+    with pytest.raises(OSError):
+        run_trial(cfg, ctx, first)
+    run_id = first.results[0]["mlflow_run_id"]
+    assert _steps(tracking_uri, run_id) == [1, 2]
+
+    monkeypatch.setattr(common.loop, "_log_test", log_test)  # Tune restores epoch 1's checkpoint
+    run_trial(cfg, ctx, LocalSession(workdir / "t", resume_from=first.latest_checkpoint))
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    assert "test_mse_kl" in run.data.metrics and run.data.tags["test.epoch"] in ("1", "2")
+    assert _steps(tracking_uri, run_id) == [1, 2]
+
+
 def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, workdir):
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=2)
     session = LocalSession(workdir / "t")
