@@ -159,6 +159,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best["final"].items()))
     if "report" in summary:
         print(f"report: {summary['report']}")
+    if "mlflow_ui" in summary:
+        print(f"MLflow: {summary['mlflow_ui']}")
     return 0
 
 

@@ -20,6 +20,18 @@ def best_checkpoint(uri: str, run_id: str) -> dict:
     return load_checkpoint(path)
 
 
+class Sampler(torch.nn.Module):
+    """A family's generative side as one forward: z (B, latent) -> images (B, 3, 32, 32) in
+    [-1, 1] (a VAE's decoder, a DCGAN's generator); torch.export traces ``forward`` only."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z) if hasattr(self.model, "decode") else self.model(z)
+
+
 def registered_name(experiment: str, family: str) -> str:
     """The model-registry name of an experiment's best ``family`` model, e.g. vae_vs_dcgan-dcgan."""
     return f"{experiment}-{family}"
@@ -48,16 +60,16 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
     if mine:
         version = str(max(int(v.version) for v in mine))
     else:
-        # 2. Log and register it. The decoder side is the generative model: a VAE takes images
-        #    (B, 3, 32, 32), a generator z (B, latent). Pickle + the `common` package as code:
-        #    it loads anywhere without this checkout.
-        model = from_checkpoint(ckpt["config"], ckpt["model"])
-        shape = (-1, 3, 32, 32) if family in ("vae", "vaegan") else (-1, ckpt["config"]["latent_dim"])
+        # 2. Log and register it: the sampler z (B, latent) -> images (B, 3, 32, 32) in [-1, 1],
+        #    for every family, as MLflow's pt2 (torch.export): a graph and weights, so loading
+        #    it runs no pickled code, and it needs neither this checkout nor its classes.
+        sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
         mlflow.set_tracking_uri(uri)
         with fluent_run(uri, parent_run_id):
             info = mlflow.pytorch.log_model(
-                model, name=f"best_{family}", signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), shape)])),
-                serialization_format="pickle", code_paths=[str(Path(__file__).parent)], registered_model_name=name)
+                sampler, name=f"best_{family}", serialization_format="pt2",
+                signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
+                input_example=np.zeros((2, latent), np.float32), registered_model_name=name)
         version = str(info.registered_model_version)
     # 3. Point the alias and say where it came from (each step idempotent), the parent's tag last.
     client.set_registered_model_alias(name, "best", version)

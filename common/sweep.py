@@ -29,7 +29,8 @@ from common.space import Space, check_configs, load_space
 from common.storage import SweepStorage, check_writable, disk_full
 from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url, placement, resolve_gpus
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
-                             get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri)
+                             get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri,
+                             ui_link)
 
 SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,7 +179,9 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     ctx = SweepContext(tracking_uri=uri, experiment_id=exp_id, parent_run_id=parent.run_id, metric="",
                        mode=space.mode, git_commit=commit, cpus_per_trial=cpus,
                        data_cache_dir=os.environ.get("VAEGAN_CACHE"), classifier=classifier)
-    summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}}
+    summary: dict[str, Any] = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {},
+                               "mlflow_ui": ui_link(uri, exp_id)}
+    print(f"MLflow: {summary['mlflow_ui']}", flush=True)
     sweep_dir = previous or f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
     storage.makedirs(sweep_dir)
     storage.write_text(f"{sweep_dir}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id,

@@ -130,10 +130,23 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
+    try:  # the tag opens it in the UI's model-training view (MLflow 3's default is GenAI's traces)
+        return client.create_experiment(name, artifact_location=artifact_location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
     except Exception:  # another driver created it first
         return client.get_experiment_by_name(name).experiment_id
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where to watch an experiment in the MLflow UI, in its model-training view (MLflow 3's UI
+    opens GenAI's traces unless told ``workflowType``; it ignores the experiment's kind tag)."""
+    page = f"/#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return redact(uri).rstrip("/") + page
+    return f"{MLFLOW_UI_URL}{page} (start the UI: .venv/bin/python -m mlflow_server --backend-store-uri {redact(uri)})"
+
+
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # python -m mlflow_server's default address
 
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
@@ -211,6 +224,10 @@ class TrialRun:
         except Exception:  # backend down: treat as unset, so the write is made (again)
             return None
 
+    def log_datasets(self, datasets: list) -> None:
+        """``datasets``: MLflow DatasetInputs (``dataset_inputs``), the runs table's Dataset column."""
+        retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "log_inputs")
+
     def _send(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
         if kind == "metrics":
@@ -280,6 +297,41 @@ class TrialRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
+
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}  # MLflow's dataset context tag
+
+
+def dataset_inputs(spec: str, content_hash: str, rows: Mapping[str, Any]) -> list:
+    """One MLflow DatasetInput per split (``rows``: split -> its row indices, or None for all of
+    it), named '<data>:<split>' with context training / validation / test. The digest covers the
+    data's content hash and the rows, so two runs on the same images show the same digest.
+    Metadata only (MLflow's MetaDataset): the images stay where they are."""
+    import hashlib
+
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    if spec == "cifar10":  # torchvision's download
+        source = HTTPDatasetSource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    elif spec == "synthetic":
+        source = CodeDatasetSource({"mlflow.source.name": "common.data (synthetic)"})
+    else:
+        with warnings.catch_warnings():  # MLflow registers its local source for both "" and
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")  # "file:"
+            source = resolve_dataset_source(str(Path(spec).expanduser().resolve()))
+    out = []
+    for split, idx in rows.items():
+        h = hashlib.sha256(content_hash.encode() + split.encode())
+        if idx is not None:
+            h.update(np.asarray(idx, dtype=np.int64).tobytes())
+        ds = MetaDataset(source, name=f"{Path(spec).name}:{split}", digest=h.hexdigest()[:16])
+        out.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", CONTEXTS[split])]))
+    return out
 
 
 def supersede_unlogged(folder: str | os.PathLike) -> None:

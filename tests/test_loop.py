@@ -186,6 +186,23 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     for name in ("test_mse_kl", "test_bpd", "test_kl", "test_probe_acc", "test_classifier_fd"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [best_epoch]
     assert not any(k.startswith("test_") for r in session.results for k in r)
+    # The three splits as MLflow dataset inputs (the runs table's Dataset column), the validation
+    # rows' digest differing from the train rows'.
+    inputs = {i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
+              for i in run.inputs.dataset_inputs}
+    assert {n: c for n, (_, c) in inputs.items()} == {"synthetic:train": "training", "synthetic:val": "validation",
+                                                      "synthetic:test": "test"}
+    assert len({d for d, _ in inputs.values()}) == 3
+
+
+def test_dataset_digests_follow_the_images_and_the_rows():
+    from common.tracking import dataset_inputs
+
+    def digests(content_hash, val_rows):
+        return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
+    assert digests("a", [2, 3]) == digests("a", [2, 3])
+    assert digests("a", [2, 3])[1] != digests("a", [2, 4])[1] and digests("a", [2, 3])[0] == digests("a", [2, 4])[0]
+    assert digests("a", [2, 3])[0] != digests("b", [2, 3])[0]
 
 
 def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):

@@ -97,8 +97,18 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
     models = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
     assert [(m.name, m.source_run_id) for m in models] == [("best_vae", parent.info.run_id)]
-    vae = mlflow.pytorch.load_model(models[0].model_uri)
-    assert vae.decode(__import__("torch").zeros(2, vae.latent_dim)).shape == (2, 3, 32, 32)
+    import torch
+
+    from common.best import best_checkpoint
+    from common.models import from_checkpoint
+
+    # ... as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
+    local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
+    assert [p.name for p in (local / "data").iterdir()] == ["model.pt2"]
+    sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(tracking_uri, best["mlflow_run_id"])
+    z = torch.randn(3, ckpt["config"]["latent_dim"])
+    with torch.no_grad():
+        assert torch.allclose(sampler(z), from_checkpoint(ckpt["config"], ckpt["model"]).decode(z), atol=1e-5)
     # ... registered, with the alias `best`, tagged with what made it best; --sample draws from it.
     version = client.get_model_version_by_alias("vae_beta-vae", "best")
     assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "val_bpd"

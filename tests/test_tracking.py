@@ -57,6 +57,16 @@ def test_urls_are_logged_with_their_password_masked():
     assert "s3cret" not in str(err.value) and "me:***@127.0.0.1:9" in str(err.value)
 
 
+def test_the_ui_link_opens_the_model_training_view_without_leaking_a_password():
+    from common.tracking import ui_link
+
+    assert ui_link("http://me:s3cret@host:5000/", "7") == \
+        "http://me:***@host:5000/#/experiments/7?workflowType=machine_learning"
+    local = ui_link("sqlite:///mlflow.db", "1")
+    assert local.startswith("http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
+    assert "mlflow_server --backend-store-uri sqlite:///mlflow.db" in local
+
+
 def test_two_processes_preparing_one_new_store_at_once_both_succeed(tmp_path):
     """The schema migration of a new sqlite file runs under a file lock."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -53,13 +53,18 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         best = summary["best"]["vae"]["mlflow_run_id"]
         page = browser.new_page(viewport={"width": 1400, "height": 900})
 
-        # The experiment's runs: the sweep's parent run, expanded to show its trials.
-        page.goto(f"{server.url}/#/experiments/{exp}/runs", wait_until="load")
+        # The link the sweep prints opens the model-training view on its runs (MLflow 3's UI
+        # otherwise opens GenAI's traces): the parent run, expanded to its trials and their datasets.
+        assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
+        assert summary["mlflow_ui"] == f"{server.url}/#/experiments/{exp}?workflowType=machine_learning"
+        page.goto(summary["mlflow_ui"], wait_until="load")
         row = page.get_by_role("row").filter(has_text=parent.info.run_name)
         row.wait_for(timeout=WAIT_MS)
+        assert page.get_by_text("Traces", exact=True).count() <= 1  # the side nav's link, not GenAI's Overview
         row.get_by_role("button").first.click()  # the expander of a parent run
         for child in children:
             page.get_by_text(child.info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+        page.get_by_text("synthetic:train").first.wait_for(timeout=WAIT_MS)  # the Dataset column
         page.screenshot(path=str(SHOTS / "1-experiment-runs.png"))
 
         # A trial: its metrics, then its figures through the server's artifact store.
