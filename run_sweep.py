@@ -17,7 +17,7 @@ import argparse
 import sys
 
 USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError",
-               "StorageError", "CheckpointError")
+               "StorageError", "CheckpointError", "ClusterError")
 
 
 def _gpus(value: str) -> float | str:

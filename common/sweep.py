@@ -28,6 +28,7 @@ from common.loop import LocalSession, SweepContext, check_objective, is_better, 
 from common.space import Space, check_configs, load_space
 from common.storage import SweepStorage, check_writable, disk_full
 from common.tuning import check_fits, check_optuna_storage, fit_family, optuna_storage_url, placement, resolve_gpus
+from common.cluster import check_address
 from common.tracking import (TrackingError, TrialRun, check_tracking_uri, default_artifact_location, fail_fast_http,
                              get_or_create_experiment, git_commit, prepare_store, redact, resolve_tracking_uri,
                              ui_link)
@@ -143,6 +144,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
                  for c in configs]
     if not ray.is_initialized():
         if opts.address:  # ship this checkout's code to the cluster's workers
+            check_address(opts.address)  # one ClusterError line instead of ~20 s of retries
             ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
         else:
             # Quiet start (its banner and token notice are noise here), Ray's usual logging after.

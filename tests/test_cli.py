@@ -144,6 +144,9 @@ CASES = {
     "gpus-per-trial-negative": Case(lambda i: ["--space", GAN, "--gpus-per-trial", "-1"] + SYN, "--gpus-per-trial"),
     "single-trial-with-address": Case(
         lambda i: ["--space", GAN, "--single-trial", "--address", "127.0.0.1:6379"] + SYN, "--address"),
+    "address-nothing-listening": Case(lambda i: ["--space", GAN, "--address", "127.0.0.1:9"] + SYN,
+                                      "no Ray head answers at 127.0.0.1:9"),
+    "address-not-host-port": Case(lambda i: ["--space", GAN, "--address", "head-node"] + SYN, "not HOST:PORT"),
     "single-trial-with-resume": Case(lambda i: ["--space", GAN, "--single-trial", "--resume"] + SYN, "--resume"),
     "resume-without-sweep": Case(lambda i: ["--space", GAN, "--resume"] + SYN, "--resume"),
     "eval-n-one": Case(lambda i: ["--space", GAN, "--eval-n", "1"] + SYN, "--eval-n"),
@@ -204,7 +207,7 @@ class Result:
 
 
 _RESULTS: dict[str, Result] = {}
-SOLO = {"tracking-unreachable", "tracking-unroutable"}  # timed: run alone, after the others, so the machine is idle
+SOLO = {"tracking-unreachable", "tracking-unroutable", "address-nothing-listening"}  # timed: run alone, after the others, so the machine is idle
 
 
 @pytest.fixture(scope="module", autouse=True)

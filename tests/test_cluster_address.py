@@ -1,0 +1,106 @@
+"""``--address`` checked before ``ray.init`` (common/cluster.py): a head that is not there, that
+wants a token, or that runs other versions is one ``error:`` line and exit 2 within 10 s.
+(Nothing listening and a malformed address are in tests/test_cli.py's table.)"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from common.cluster import ClusterError, check_address, resolve_address
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
+    import common.cluster
+
+    server = socket.create_server(("127.0.0.1", 0))  # something listens; the probe is replaced
+    port = server.getsockname()[1]
+    monkeypatch.setattr(common.cluster, "_cluster_metadata",
+                        lambda addr: {"ray_version": "2.9.3", "python_version": "3.10.4"})
+    try:
+        with pytest.raises(ClusterError, match=r"runs Ray 2\.9\.3 on Python 3\.10\.4, this driver Ray \d"):
+            check_address(f"127.0.0.1:{port}")
+        from ray._private.utils import compute_version_info
+
+        ray_version, python_version = compute_version_info()
+        monkeypatch.setattr(common.cluster, "_cluster_metadata",
+                            lambda addr: {"ray_version": ray_version, "python_version": python_version})
+        check_address(f"127.0.0.1:{port}")  # the same versions pass
+    finally:
+        server.close()
+
+
+def test_auto_reads_ray_address_then_the_last_local_cluster(monkeypatch, tmp_path):
+    import common.cluster
+
+    monkeypatch.setattr(common.cluster, "CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ClusterError, match="ray start --head"):
+        resolve_address("auto")
+    (tmp_path / "ray_current_cluster").write_text("10.0.0.5:6379\n")
+    assert resolve_address("auto") == "10.0.0.5:6379"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.6:6379")
+    assert resolve_address("auto") == "10.0.0.6:6379" and resolve_address("h:1") == "h:1"
+
+
+def test_a_port_that_is_no_ray_head_is_refused_within_the_probe_timeout():
+    server = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks gRPC
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ClusterError, match="is not a Ray head"):
+            check_address(f"127.0.0.1:{server.getsockname()[1]}")
+    finally:
+        server.close()
+    assert time.monotonic() - t0 < 10
+
+
+@pytest.mark.cluster  # starts a real Ray head (its own process group, stopped after: other Rays live on)
+def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_path):
+    import signal
+
+    ray = str(Path(sys.executable).parent / "ray")
+    head_home, driver_home, cwd = tmp_path / "head", tmp_path / "driver", tmp_path / "cwd"
+    for d in (head_home, driver_home, cwd):
+        d.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head_env = {**os.environ, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
+    subprocess.run([ray, "get-auth-token", "--generate"], env=head_env, capture_output=True, check=True)
+    head = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                             "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up once its GCS answers the head's own token
+            probe = subprocess.run([sys.executable, "-c", f"from common.cluster import check_address; "
+                                    f"check_address('127.0.0.1:{port}')"], cwd=ROOT, env=head_env, capture_output=True)
+            if probe.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+        argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "vae_beta.py"),
+                "--data", "synthetic", "--set", "val_size=128", "--address", f"127.0.0.1:{port}"]
+        t0 = time.monotonic()
+        res = subprocess.run(argv, cwd=cwd, env={**env, "HOME": str(driver_home)}, capture_output=True, text=True,
+                             timeout=120)
+        elapsed = time.monotonic() - t0
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(head.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(3)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-3000:]
+    assert "RAY_AUTH_MODE=token" in lines[0] and "ray get-auth-token" in lines[0]
+    assert elapsed < 10 and not list(cwd.iterdir()), (elapsed, list(cwd.iterdir()))
