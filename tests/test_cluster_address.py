@@ -74,6 +74,8 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
         port = s.getsockname()[1]
     head_env = {**os.environ, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=head_env, capture_output=True, check=True)
+    from common.cluster import CURRENT_CLUSTER  # `ray start` points it at its head: put it back after,
+    before = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.is_file() else None  # or local ray.init()s join it
     head = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
                              "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -99,6 +101,10 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
             except ProcessLookupError:
                 break
             time.sleep(3)
+        if before is None:
+            CURRENT_CLUSTER.unlink(missing_ok=True)
+        else:
+            CURRENT_CLUSTER.write_text(before)
     assert probe.returncode == 0, probe.stderr[-2000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-3000:]
