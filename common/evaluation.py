@@ -155,15 +155,16 @@ class Evaluator:
     indices: only these images of it (e.g. the validation images of the train split), else all.
     cache_dir: where reference features persist (None = in memory only). batch_size: images
     per extractor call (None: 200 on GPU, 50 on CPU). seed: KID subsets, sampling, IS splits.
+    progress: a label to show feature extraction under (common.progress.bar); None = silent.
     """
 
     def __init__(self, data: Dataset, *, reference: str = "test", indices: torch.Tensor | None = None,
                  extractor: str | nn.Module = "inception", weights: str | Path | None = None,
                  device: torch.device | str | None = None, cache_dir: str | Path | None = "default",
-                 batch_size: int | None = None, seed: int = 0):
+                 batch_size: int | None = None, seed: int = 0, progress: str | None = None):
         if reference not in ("test", "train"):
             raise EvaluationError(f"reference must be 'test' or 'train', got {reference!r}")
-        self.data, self.reference, self.seed = data, reference, seed
+        self.data, self.reference, self.seed, self.progress = data, reference, seed, progress
         self.indices = indices
         self.n = len(indices) if indices is not None else len(self._split()[0])
         if self.n < 2:
@@ -189,9 +190,14 @@ class Evaluator:
 
         The float64 cast happens on the CPU: some devices (MPS) have no float64. TF32 is off: the
         features are fp32 on every device (the cache key says so)."""
-        out = []
+        out, starts = [], range(0, len(images), self.batch_size)
+        if self.progress:
+            from common.progress import bar
+
+            starts = bar(starts, f"{self.progress}: {self.extractor.name} features of {len(images):,} images",
+                         total=len(starts))
         with no_tf32():
-            for i in range(0, len(images), self.batch_size):
+            for i in starts:
                 x = images[i:i + self.batch_size].to(self.device)
                 x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
                 out.append(self.extractor(x).float().cpu())

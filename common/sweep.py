@@ -62,6 +62,7 @@ class SweepOptions:
     tracking_uri: str | None = None
     experiment: str | None = None
     address: str | None = None
+    verbose: bool = False  # Ray's tables, its workers' output and MLflow's INFO logs, instead of the status line
     cpus_per_trial: float | None = None
     gpus_per_trial: float | str | None = None  # "auto" = common.tuning.resolve_gpus
     memory_per_trial: float | None = None  # MiB; None = the space's, else the family's measured peak
@@ -114,6 +115,10 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
 def run(opts: SweepOptions) -> dict[str, Any]:
     """Run the sweep (or one local trial); return a summary of the best result per family."""
     space, configs, fixed = plan(opts)
+    if not opts.verbose:  # the status line and stage bars say what runs (common.progress)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's new output prints its tables even at verbose=0
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking_uri(uri)
@@ -145,13 +150,14 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     if not ray.is_initialized():
         if opts.address:  # ship this checkout's code to the cluster's workers
             check_address(opts.address)  # one ClusterError line instead of ~20 s of retries
-            ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES})
+            ray.init(address=opts.address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES},
+                     log_to_driver=opts.verbose)
         else:
             # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
             # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.device).
             ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus)), include_dashboard=False, logging_level=logging.ERROR,
-                     resources={"mps": 1} if mps_available() else None)
-            logging.getLogger("ray").setLevel(logging.INFO)
+                     resources={"mps": 1} if mps_available() else None, log_to_driver=opts.verbose)
+        logging.getLogger("ray").setLevel(logging.INFO if opts.verbose else logging.WARNING)
     resources = [resolve_gpus(r, config_class(c["family"]).from_dict(c).gpu_memory_mb()) for r, c in zip(resources, configs)]
     for need in resources:
         check_fits(need)
@@ -202,7 +208,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
             where = placement(resources[i])
             print(f"{name}: {where}", flush=True)
             best = fit_family(space, family, replace(ctx, metric=metric, placement=where), run_fixed, opts.max_failures, storage,
-                              f"{sweep_dir}/{name}", resources[i], _num_samples(space, opts), study)
+                              f"{sweep_dir}/{name}", resources[i], _num_samples(space, opts), study, verbose=opts.verbose)
             old = summary["best"].get(family)
             if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
                 summary["best"][family] = best

@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from common.config import ConfigError, config_class
 from common.loop import SweepContext
+from common.progress import SweepProgress
 from common.space import Space
 from common.storage import SweepStorage, disk_full, stop_if_disk_full
 from common.tracking import TrackingError, TrialRun, check_tracking_uri, redact
@@ -93,10 +94,10 @@ def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
 
 def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], max_failures: int,
                storage: SweepStorage, path: str, resources: dict[str, float], num_samples: int,
-               study: tuple[str, str] | None = None) -> dict[str, Any] | None:
+               study: tuple[str, str] | None = None, *, verbose: bool = False) -> dict[str, Any] | None:
     """One Tune experiment for ``family`` in ``path`` ("<sweep>/<family>" under ``storage``;
     restored if it exists); return its best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
-    study name) for the Optuna searcher."""
+    study name) for the Optuna searcher. verbose: Ray's own tables, else one status line (common.progress)."""
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -110,7 +111,11 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), ray_resources)
     max_epochs = int(fixed.get("max_epochs") or config_class(family)().max_epochs)
     fs = storage.tune_filesystem  # None: a local folder
+    callbacks = [MlflowStatusCallback(ctx.tracking_uri, max_epochs)]
+    if not verbose:
+        callbacks.append(ProgressCallback(family, ctx.metric, ctx.mode, num_samples, max_epochs))
     if storage.exists(path) and tune.Tuner.can_restore(storage.path(path), storage_filesystem=fs):
+        # (A restored Tuner keeps the callbacks and verbosity it was started with.)
         tuner = tune.Tuner.restore(storage.path(path), trainable=trainable, resume_errored=True, storage_filesystem=fs)
     else:
         searcher = None
@@ -138,12 +143,12 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                                         num_samples=num_samples, reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(
                 name=path.rsplit("/", 1)[-1], storage_path=storage.path(path.rsplit("/", 1)[0]),
-                storage_filesystem=fs, verbose=1,
+                storage_filesystem=fs, verbose=int(verbose),
                 # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
                 # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[MlflowStatusCallback(ctx.tracking_uri, max_epochs)],
+                callbacks=callbacks,
             ),
         )
     results = _fit(tuner)
@@ -345,6 +350,10 @@ class ScheduleAwareASHA(ASHAScheduler):
             self._trial_info.pop(trial.trial_id, None)
             return
         super().on_trial_complete(tune_controller, trial, result)
+
+
+class ProgressCallback(SweepProgress, Callback):
+    """common.progress's status line as a Tune callback."""
 
 
 class MlflowStatusCallback(Callback):

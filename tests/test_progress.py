@@ -1,0 +1,44 @@
+"""common/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from common.progress import SweepProgress
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trials(*statuses):
+    return [SimpleNamespace(trial_id=f"t{i}", status=s) for i, s in enumerate(statuses)]
+
+
+def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epochs():
+    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=4, max_epochs=10)
+    trials = _trials("RUNNING", "RUNNING", "PENDING", "PENDING")
+    p.t0 -= 100  # 100 s in
+    p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 9.0, "epoch": 5})
+    p.on_trial_result(0, trials, trials[1], {"val_classifier_fd": 7.5, "epoch": 5})
+    p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 8.0, "epoch": 6})  # better for t0, not the best
+    p.on_trial_result(0, trials, trials[1], {"val_classifier_fd": 1.0, "epoch": 6, "diverged": 1})  # a penalty
+    line = p.line(running=2)
+    assert line.startswith("dcgan: 0/4 done, 2 running, 2 pending | best val_classifier_fd 7.5 (trial t1, epoch 5)")
+    # 12 of 40 epochs in 100 s -> 233 s to go
+    assert "1m40s elapsed, ETA 3m53s" in line
+    p.on_trial_complete(0, trials, trials[0])  # ASHA stopped it: it counts as finished
+    assert p.line(running=1).startswith("dcgan: 1/4 done, 1 running, 2 pending")
+
+
+def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
+    argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "gan_ttur.py"),
+            "--smoke-test", "--data", "synthetic", "--set", "val_size=128"]
+    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert not re.search(r"\w+Warning: ", out), out[-3000:]
+    assert not any(s in out for s in ("Trial status", "╭", "│", "Configuration for experiment", "pid=")), out[-3000:]
+    assert "dcgan: 2/2 done, 0 running, 0 pending | best val_classifier_fd" in out
+    assert "registering the best dcgan model: done in" in out and "MLflow: http://127.0.0.1:5000/#/experiments/" in out
