@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.figures import save_curves
+from common.glance import glance_blocks
 from common.importances import describe_values, param_importances, study_importances
 from common.mitigations import fmt_value as _fmt
 from common.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section
@@ -62,6 +63,9 @@ SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 P
 CURVE_METRICS = {"vae": ["val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"],
                  "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"],
                  "vaegan": ["val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"]}
+SPLITS = ("Splits: every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best model, the "
+          "Pareto front) reads val_* metrics: validation images drawn from the train split outside the train subset. "
+          "test_* numbers are each trial's best epoch scored once on the test split.")
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
 TOP_K = 10
@@ -86,9 +90,11 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     exp_id = parents[0].info.experiment_id
     every = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))  # all parents' trials
              for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
-    blocks = _header(experiment, parents, families) + _seed_table(client, families) + _budget(client, every)
-    blocks += _quality(families) + _figures(client, families, out_dir) + _top_trials(client, families)
-    blocks += _pareto(families, every, out_dir) + _importances(families) + _mitigations(experiment, every)
+    figures = _figures(client, families, out_dir)  # first: 'At a glance' shows the samples it copies
+    blocks = [("h1", f"VAE vs DCGAN sweep report: {experiment}"), ("p", SPLITS), *glance_blocks(families, every, out_dir)]
+    blocks += _seed_table(client, families) + _budget(client, every) + _quality(families) + figures
+    blocks += _top_trials(client, families) + _pareto(families, every, out_dir) + _importances(families)
+    blocks += _mitigations(experiment, every) + _header(experiment, parents, families)
     (out_dir / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
     index.write_text(to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
@@ -116,9 +122,7 @@ def _header(experiment: str, parents: list[Run], families: dict[str, Family]) ->
                      f"{len(fam.trials)} ({statuses}), parent run {fam.parent.info.run_id}"])
     if not families:
         rows.append(["Trials", "none logged under the parent run(s) below"])
-    rows.append(["Splits", "every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best "
-                 "model, the Pareto front) reads val_* metrics: validation images drawn from the train split outside "
-                 "the train subset. test_* numbers are each trial's best epoch scored once on the test split."])
+    rows.append(["Splits", SPLITS])
     for p in parents[:1]:
         if acc := p.data.tags.get("classifier.test_acc"):
             rows.append(["Domain classifier (per-epoch sample scores)",
@@ -134,7 +138,7 @@ def _header(experiment: str, parents: list[Run], families: dict[str, Family]) ->
                   ("space file (tag sweep.space)", "sweep.space"), ("git commit", "git_commit"),
                   ("data source (tag data)", "data"), ("data hash (tag data_hash)", "data_hash"))],
               *[[f"sweep param {k}", *[p.data.params.get(k, "—") for p in parents]] for k in SWEEP_PARAMS]]
-    return [("h1", f"VAE vs DCGAN sweep report: {experiment}"), ("table", ["Field", "Value"], rows),
+    return [("h2", "Appendix: run metadata"), ("table", ["Field", "Value"], rows),
             ("h3", "Sweeps (parent runs) used"),
             ("table", ["Field", *[f"parent {i}" for i in range(1, len(parents) + 1)]], sweeps)]
 

@@ -261,7 +261,7 @@ def test_each_family_from_its_latest_sweep(sweep, tmp_path):
     empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "val_classifier_fd", "gan_ttur")
 
     md = build_report("vae_vs_dcgan", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
-    header, rest = md.split("## Seed comparison")
+    rest, header = md.split("## Seed comparison")[1].split("## Appendix: run metadata")  # the metadata: last
     assert vae in header and new in header and old not in header and empty not in header
     assert "| sweep param space | gan_ttur | vae_beta |" in header  # newest parent first
     assert "| sweep param metric | val_classifier_fd | val_mse_kl |" in header

@@ -85,10 +85,16 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.get_by_text("@ best").or_(page.get_by_text("best", exact=True)).first.wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(SHOTS / "4-registered-model.png"))
 
-    # The report the sweep wrote: every image it references loads.
+    # The report the sweep wrote opens with 'At a glance' and its trade-off scatter; every image loads.
     report = tmp_path / "report" / "index.html"
     page.goto(report.as_uri(), wait_until="load")
+    headings = page.eval_on_selector_all("h2", "els => els.map(e => e.textContent)")
+    assert headings[0] == "At a glance" and headings[-1] == "Appendix: run metadata", headings
+    scatter = page.locator("img[alt='glance_tradeoff']")
+    assert scatter.evaluate("e => e.naturalWidth") > 300
+    scatter.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "5-report-at-a-glance.png"))
     images = _loaded_images(page)
     assert len(images) >= 3 and all(width > 0 for _, width in images), images
-    page.screenshot(path=str(SHOTS / "5-report.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "6-report.png"), full_page=True)
     shutil.copy(tmp_path / "server.log", SHOTS / "server.log")
