@@ -31,7 +31,8 @@ from common.device import (configure_threads, device_failure, device_kind, is_de
                            reset_peak_memory, seed_everything, torch_device)
 from common.figures import save_curves
 from common.tasks import TASKS
-from common.tracking import TrialRun, dataset_inputs, fail_fast_http, redact, supersede_unlogged
+from common.tracking import (TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact,
+                             supersede_unlogged)
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
@@ -123,13 +124,17 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     task = TASKS[cfg.family](cfg, data, device, generator, classifier=ctx.classifier)
 
     fail_fast_http()
-    state = _restore(session.get_checkpoint_dir(), task, generator)
-    run = _open_run(cfg, ctx, session, task, data, kind, state.get("run_id"))
+    state = _restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
+    cloned = state.get("cloned_from")  # PBT: this trial goes on from another trial's checkpoint
+    run = _open_run(cfg, ctx, session, task, data, kind, None if cloned else state.get("run_id"))
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
     best_model = state.get("best_model")  # export_state() of the best epoch so far
     # A restarted trial replays the epochs between its checkpoint and the crash: the run already
     # holds them (same values on CPU, same seed), so they are not logged twice.
     logged_through = run.last_step("epoch_time_s") if run.attached else 0
+    if cloned:  # the epochs from here are the donor's line: logged again, and the switch said
+        logged_through, best, best_model = start, None, None
+        _tag_lineage(run, cloned, start, cfg)
 
     metrics: dict[str, float] = {}
     train_time = state.get("train_time_s", 0.0)
@@ -196,7 +201,8 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
                 torch.save({
-                    "epoch": epoch + 1, "run_id": run.run_id, "best": best, "history": history,
+                    "epoch": epoch + 1, "run_id": run.run_id, "trial_id": session.trial_id, "best": best,
+                    "history": history,
                     "train_time_s": train_time, "task": task.state_dict(),
                     "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
@@ -228,6 +234,19 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
             kept = run.save_pending(session.trial_dir)
             warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
                           f"kept in {kept}")
+
+
+def _tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
+    """PBT lineage on the trial's run: ``pbt.clones`` (how many times) and ``pbt.clone.<n>`` =
+    'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
+    config only; MLflow params cannot change)."""
+    n = int(run.tag("pbt.clones") or 0) + 1
+    now = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items()
+                    if k in PBT_KEYS)
+    run.set_tags({f"pbt.clone.{n}": f"from trial {donor} at epoch {epoch}; config now {now}", "pbt.clones": str(n)})
+
+
+PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports
 
 
 def _still_pending(records: list[dict]) -> list[dict]:
@@ -281,9 +300,11 @@ def _candidates(ckpt_dir: Path) -> list[Path]:
     return [ckpt_dir, *sorted(older, reverse=True)]
 
 
-def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str, Any]:
+def _restore(ckpt_dir: str | None, task, generator: torch.Generator, trial_id: str) -> dict[str, Any]:
     """Load the newest usable checkpoint into ``task`` and the RNGs; {} to start from scratch.
-    A corrupt one is refused with a warning naming it, and the previous one is tried."""
+    A corrupt one is refused with a warning naming it, and the previous one is tried. Another
+    trial's checkpoint (PBT's exploit) keeps this trial's lr and betas: the state says
+    ``cloned_from`` = that trial's id."""
     if not ckpt_dir:
         return {}
     for candidate in _candidates(Path(ckpt_dir)):
@@ -292,7 +313,11 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator) -> dict[str
         except CheckpointError as e:
             warnings.warn(f"{e}; falling back to the previous checkpoint")
             continue
-        task.load_state_dict(state["task"])
+        donor = state.get("trial_id")
+        cloned = donor is not None and donor != trial_id
+        task.load_state_dict(state["task"], keep_hyperparams=cloned)
+        if cloned:
+            state = {**state, "cloned_from": donor}
         torch.set_rng_state(state["torch_rng"])
         generator.set_state(state["data_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -308,6 +333,8 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
+    if not run_id and session.trial_id != "local":  # a PBT clone, in a fresh folder: ask MLflow
+        run_id = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, session.trial_id)
     if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
         run.set_tags({"trial_status": "running", "restored": "true", **where})

@@ -13,7 +13,10 @@ Names a space file may define (lower case, nanoGPT-style)::
     defaults     {config_field: value}                fixed values (not searched); ``family.field``
                                                       applies to one family only
     num_samples  int (default 8)       max_epochs  int (default: the config's)
-    scheduler    {"grace_period": 1, "reduction_factor": 3} or None for no early stopping
+    scheduler    {"grace_period": 1, "reduction_factor": 3} (ASHA) or None for no early stopping, or
+                 {"kind": "pbt", "perturbation_interval": 5, "quantile_fraction": 0.25, "mutations":
+                 {field: [choices] | ("uniform" | "log", low, high)}}: Population Based Training
+                 (no searcher: the first configs are drawn from the mutations)
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
     resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
                  (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
@@ -121,10 +124,11 @@ def load_space(path: str | Path) -> Space:
     need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
          and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
          "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)")
-    need("scheduler", ns.get("scheduler") is None or (
+    need("scheduler", ns.get("scheduler") is None or _pbt(ns["scheduler"]) or (
         isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
         and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
-        "None or a dict like {'grace_period': 1, 'reduction_factor': 3} (values >= 1)")
+        "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
+        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}")
     need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
     need("max_concurrent", ns.get("max_concurrent") is None or (
         isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
@@ -141,7 +145,28 @@ def load_space(path: str | Path) -> Space:
     )
     for family in [r["family"] for r in space.runs] + space.families:
         config_class(family)
+    if _pbt(space.scheduler):
+        import dataclasses
+
+        for family in space.families:
+            if unknown := sorted(set(space.scheduler["mutations"]) - {f.name for f in dataclasses.fields(config_class(family))}):
+                raise SpaceError(f"space file {path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
+                                 "mutate e.g. lr_g, lr_ratio, beta1")
     return space
+
+
+def _pbt(scheduler: Any) -> bool:
+    """A valid PBT scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction <= 0.5,
+    and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high for log."""
+    if not isinstance(scheduler, dict) or scheduler.get("kind") != "pbt" or \
+            not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}:
+        return False
+    muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
+    ok = lambda v: (isinstance(v, list) and len(v) >= 1) or (
+        isinstance(v, tuple) and len(v) == 3 and v[0] in ("uniform", "log") and _number(v[1]) and _number(v[2])
+        and v[1] < v[2] and (v[0] == "uniform" or v[1] > 0))
+    return (isinstance(scheduler.get("perturbation_interval"), int) and scheduler["perturbation_interval"] >= 1
+            and _number(q) and 0 < q <= 0.5 and isinstance(muts, dict) and bool(muts) and all(map(ok, muts.values())))
 
 
 def sample_params(space: Space, seed: int, family: str | None = None) -> dict[str, Any]:

@@ -126,6 +126,18 @@ def retry(fn: Callable[[], Any], what: str, attempts: int = 8, first_delay_s: fl
             delay = min(delay * 2, 10.0)
 
 
+def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, trial_id: str) -> str | None:
+    """The run an earlier attempt of Tune trial ``trial_id`` created under ``parent_run_id``; None
+    if none (or no parent: a local trial). A PBT clone restarts in a fresh trial folder, so the
+    folder's ``mlflow_run_id`` file alone cannot say."""
+    if not parent_run_id:
+        return None
+    runs = retry(lambda: MlflowClient(uri).search_runs(
+        [experiment_id], f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"], max_results=1), "search_runs")
+    return runs[0].info.run_id if runs else None
+
+
 def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:

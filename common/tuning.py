@@ -132,13 +132,15 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
                 mode=[m for _, m in space.objectives] if multi else ctx.mode,
                 storage=ResilientRDBStorage(study[0]), study_name=study[1])
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
-        scheduler = None
-        if space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
+        scheduler, param_space = None, None
+        if space.scheduler and space.scheduler.get("kind") == "pbt":  # no searcher: PBT draws and mutates
+            scheduler, param_space = population_based(space.scheduler)
+        elif space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
             scheduler = ScheduleAwareASHA(time_attr="training_iteration", max_t=max_epochs,
                                       grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
                                       reduction_factor=space.scheduler.get("reduction_factor", 3))
         tuner = tune.Tuner(
-            trainable,
+            trainable, param_space=param_space,
             tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
                                         num_samples=num_samples, reuse_actors=REUSE_ACTORS),
             run_config=tune.RunConfig(
@@ -163,6 +165,22 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     best = (min if ctx.mode == "min" else max)(ok, key=lambda r: value[id(r)])
     return {"metric": ctx.metric, "value": value[id(best)], "mlflow_run_id": best.metrics["mlflow_run_id"],
             "config": {k: v for k, v in best.config.items()}}
+
+
+def population_based(scheduler: dict) -> tuple[Any, dict]:
+    """``scheduler = {"kind": "pbt", ...}`` -> (Tune's PopulationBasedTraining, the param space it
+    draws the first configs from and mutates). ``mutations``: field -> a list of choices, or
+    ("uniform" | "log", low, high). Every ``perturbation_interval`` epochs the bottom
+    ``quantile_fraction`` of the trials clone a top trial's checkpoint and mutate its config."""
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    draw = {"uniform": tune.uniform, "log": tune.loguniform}
+    space = {k: tune.choice(list(v)) if isinstance(v, list) else draw[v[0]](v[1], v[2])
+             for k, v in scheduler["mutations"].items()}
+    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=scheduler["perturbation_interval"],
+                                  quantile_fraction=scheduler.get("quantile_fraction", 0.25), hyperparam_mutations=space)
+    return pbt, space
 
 
 def best_value(result, metric: str, mode: str) -> float:

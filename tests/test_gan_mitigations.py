@@ -281,3 +281,15 @@ def test_evaluate_reports_the_sample_scores_and_the_detector(data):
     m = task.evaluate(probe=False)
     assert set(m) == {"val_classifier_fd", "val_randconv_fd", "val_class_coverage", "val_class_kl",
                       "val_classifier_is", "mode_collapse"}
+
+
+def test_a_pbt_clone_takes_the_donors_weights_and_moments_but_keeps_its_own_lr_and_betas(data):
+    donor, clone = _task(data, lr_g=2e-4, beta1=0.5), _task(data, lr_g=4e-4, lr_ratio=2.0, beta1=0.0, seed=7)
+    donor.train_epoch(0)
+    clone.load_state_dict(donor.state_dict(), keep_hyperparams=True)
+    assert all(torch.equal(a, b) for a, b in zip(donor.g.state_dict().values(), clone.g.state_dict().values()))
+    assert clone.opt_g.state_dict()["state"][0]["exp_avg"].equal(donor.opt_g.state_dict()["state"][0]["exp_avg"])
+    assert [(g["lr"], g["betas"][0]) for g in clone.opt_g.param_groups] == [(4e-4, 0.0)]
+    assert [g["lr"] for g in clone.opt_d.param_groups] == [pytest.approx(8e-4)]
+    clone.load_state_dict(donor.state_dict())  # a trial's own restore takes everything, as before
+    assert [(g["lr"], g["betas"][0]) for g in clone.opt_g.param_groups] == [(2e-4, 0.5)]

@@ -320,3 +320,37 @@ def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workd
     with pytest.raises(KeyboardInterrupt):
         run(_opts(workdir, tracking_uri, "seed.py"))
     assert seen["resources"] == ({"mps": 1} if apple else None)
+
+
+PBT_SPACE = """
+family = "dcgan"
+metric = "val_classifier_fd"
+mode = "min"
+num_samples = 4
+max_epochs = 4
+defaults = {"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "eval_samples": 64,
+            "probe_every": 0}
+scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
+             "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]}}
+resources = {"cpu": 1}
+"""
+
+
+def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(ray_session, workdir, tracking_uri):
+    (workdir / "pbt.py").write_text(PBT_SPACE)
+    summary = run(SweepOptions(space=str(workdir / "pbt.py"), data="synthetic", tracking_uri=tracking_uri,
+                               storage=str(workdir / "ray_results"), report=False, eval_n=0,
+                               overrides=(("val_size", "128"),)))
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("pbt").experiment_id
+    trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
+    assert len(trials) == 4 and summary["best"]["dcgan"]["mlflow_run_id"] in {t.info.run_id for t in trials}
+    clones = [(t, v) for t in trials for k, v in t.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]
+    assert clones, "with 4 trials, quantile 0.5 and a perturbation every epoch, some trial must be cloned"
+    ids = {t.data.tags["trial_id"] for t in trials}
+    for t, lineage in clones:
+        donor = re.fullmatch(r"from trial (\S+) at epoch (\d); config now (.*)", lineage)
+        assert donor and donor[1] in ids - {t.data.tags["trial_id"]} and "lr_g=" in donor[3], lineage
+        steps = {m.step for m in client.get_metric_history(t.info.run_id, "val_classifier_fd")}
+        assert steps == {1, 2, 3, 4}  # its own run goes on to the last epoch; no second run for the clone
+    assert all(t.data.tags["trial_status"] == "completed" for t in trials)

@@ -206,11 +206,19 @@ class Task:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, keep_hyperparams: bool = False) -> None:
+        """``keep_hyperparams``: the optimizers keep this config's lr and betas, taking only the
+        state's weights and moments (a PBT clone: the donor's training, this trial's mutation)."""
+        mine = {k: [{h: g[h] for h in ("lr", "betas") if h in g} for g in o.param_groups]
+                for k, o in self.optimizers.items() if isinstance(o, torch.optim.Optimizer)}
         for k, m in self.models.items():
             m.load_state_dict(state["models"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
+        if keep_hyperparams:
+            for k, groups in mine.items():
+                for group, own in zip(self.optimizers[k].param_groups, groups):
+                    group.update(own)
 
     def evaluate_exported(self, exported: dict, split: str = "test") -> dict[str, float]:
         """``evaluate(split, probe=True)`` with the weights of ``exported`` (an ``export_state``, as in

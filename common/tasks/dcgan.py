@@ -191,7 +191,7 @@ class DCGANTask(Task):
             state["g_ema"] = self.g_ema.state_dict()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: dict, keep_hyperparams: bool = False) -> None:
+        super().load_state_dict(state, keep_hyperparams)
         if self.g_ema is not None:
             self.g_ema.load_state_dict(state["g_ema"])
