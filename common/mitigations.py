@@ -371,15 +371,17 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
             catalogue.append([m.name, m.family, m.on_off, ", ".join(m.fields),
                               "; ".join(f"{t.metric} ({'higher' if t.mode == 'max' else 'lower'} is better)"
                                         for t in m.targets), "; ".join(dict.fromkeys(t.claim for t in m.targets))])
-    rows, notes = [], []
+    rows, notes, unmeasured = [], [], []
     for r in results:
         m, key = r.mitigation, r.target.metric
+        if not r.pairs and not r.matched:  # collapsed into one line below, with the command that measures it
+            unmeasured.append(m.name)
+            continue
         if r.ended and r.target is m.targets[0]:
             notes.append(f"{m.name}: of the {r.sizes[0]} on and {r.sizes[1]} off trials in matched groups, "
                          + ", ".join(f"{st} {a} on / {b} off" for st, (a, b) in r.ended.items()) + ".")
         if not r.pairs:
-            why = (f"no completed on and off trials of a matched group logged a final {key}" if r.matched else
-                   f"not measured in this experiment (no trials differing only in {', '.join(m.fields)})")
+            why = f"no completed on and off trials of a matched group logged a final {key}"
             rows.append([m.name, key, f"0 pairs ({r.n_on} on, {r.n_off} off completed)", "—", "—", why,
                          r.target.claim, "—", "—"])
             continue
@@ -406,9 +408,15 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
              "validation) scored on the test split, others final-epoch; with/without = mean over pairs ± sample std over "
              "pairs (≥ 2); gain = with − without (relative to without) with the 95% Student-t interval of the per-pair "
              "gains. A verdict says better or worse only when that interval excludes 0; otherwise it is inconclusive.")
-    return [("h2", "Failure modes and mitigations"), ("p", intro),
-            ("table", ["mitigation", "family", "on / off (params)", "own fields (may differ)", "target metric",
-                       "seed's claimed gain"], catalogue),
-            ("h3", "Measured gains"),
-            ("table", ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "seed's claim",
-                       "verdict", "measured on"], rows)] + ([("ul", list(dict.fromkeys(notes)))] if notes else [])
+    blocks = [("h2", "Failure modes and mitigations"), ("p", intro),
+              ("table", ["mitigation", "family", "on / off (params)", "own fields (may differ)", "target metric",
+                         "seed's claimed gain"], catalogue), ("h3", "Measured gains")]
+    if rows:
+        blocks.append(("table", ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "seed's claim",
+                                 "verdict", "measured on"], rows))
+    if unmeasured:
+        blocks.append(("p", f"Not measured in this experiment (no trials differing only in the mitigation's fields): "
+                            f"{', '.join(dict.fromkeys(unmeasured))}. Measure them with "
+                            "`python run_sweep.py --space sweeps/ablate_cyclical.py` and `sweeps/ablate_sn_ttur.py` "
+                            "(each mitigation on and off at 2 seeds) into this experiment (`--experiment NAME`)."))
+    return blocks + ([("ul", list(dict.fromkeys(notes)))] if notes else [])

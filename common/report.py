@@ -265,7 +265,11 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
         for key in CURVE_METRICS[name]:
             if points := [(m.step, m.value) for m in client.get_metric_history(t.run_id, key)]:
                 history[f"{name}: {key}"] = points
-    if history:
+    if history and all(len(points) == 1 for points in history.values()):  # 1 epoch: a row, not panels
+        blocks += [("h3", "Training curves (report)"), ("p", "One epoch per best trial: its values, not curves."),
+                   ("table", ["family: metric", "epoch", "value"],
+                    [[k, points[0][0], _fmt(k.split(": ", 1)[1], points[0][1])] for k, points in history.items()])]
+    elif history:
         save_curves(history, out_dir / "figures" / "training_curves.png",
                     title="Best trial per family: per-epoch metrics from MLflow")
         blocks += [("h3", "Training curves (report)"), ("img", "figures/training_curves.png",

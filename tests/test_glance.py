@@ -43,3 +43,6 @@ def test_the_report_opens_with_the_answer_per_axis_the_samples_and_the_tradeoff(
     assert "1 trial on the Pareto front" in glance  # the DCGAN at 6.2 / 60% dominates the other three
     for png in ("glance_tradeoff.png", "glance_samples.png"):
         assert f"figures/{png}" in glance and Image.open(tmp_path / "r" / "figures" / png).size[0] > 300
+    # One epoch per trial: the training curves are a table of values, not single-point panels.
+    assert "One epoch per best trial: its values, not curves." in md
+    assert not (tmp_path / "r" / "figures" / "training_curves.png").exists()
