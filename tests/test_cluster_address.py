@@ -87,7 +87,8 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
             if probe.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+        env = {k: v for k, v in os.environ.items()  # MLFLOW_TRACKING_URI: earlier tests export theirs
+               if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
         argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "vae_beta.py"),
                 "--data", "synthetic", "--set", "val_size=128", "--address", f"127.0.0.1:{port}"]
         t0 = time.monotonic()

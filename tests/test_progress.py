@@ -1,6 +1,7 @@
 """common/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -35,7 +36,9 @@ def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epoch
 def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
     argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "gan_ttur.py"),
             "--smoke-test", "--data", "synthetic", "--set", "val_size=128"]
-    res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    # mlflow.set_tracking_uri (earlier tests, this process) exports MLFLOW_TRACKING_URI: not for this run
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert not re.search(r"\w+Warning: ", out), out[-3000:]
