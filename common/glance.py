@@ -21,12 +21,7 @@ COLOURS = {"vae": "C0", "dcgan": "C3", "vaegan": "C2"}
 
 
 def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.2f}%"
-
-
-def _epoch_s(t: Trial) -> float | None:
-    """The trial's last epoch, wall seconds (training and validation scoring)."""
-    return t.run.data.metrics.get("epoch_time_s")
+    return fmt_value("test_probe_acc", v)
 
 
 def _row(fam: Family) -> list[str]:
@@ -42,12 +37,12 @@ def _row(fam: Family) -> list[str]:
         quality = ("no Inception FID (the final stage did not score it); domain-classifier FD "
                    f"{fmt_value('test_classifier_fd', t.metric('test_classifier_fd'))} (1,000 fixed-z samples)")
     bad = [tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in trial_flags(tr.run.data.metrics, tr.tags))]
-    cost = _epoch_s(t)
+    cost = t.metric("epoch_time_s")  # its last epoch, validation scoring included
     return [f"{FAMILY_LABEL[fam.name]} ({t.trial_id})", rep, quality, f"{len(bad)} of {len(fam.trials)} trials diverged or collapsed",
             "—" if cost is None else f"{cost:.1f} s per epoch (its last, validation included) on {t.tags.get('device', '?')}"]
 
 
-def _verdicts(families: dict[str, Family]) -> list[str]:
+def _verdicts(families: dict[str, Family], rows: dict[str, list[str]]) -> list[str]:
     fams = [f for f in families.values() if f.best is not None]
     out = []
     probes = [(f.best.metric("test_probe_acc"), f) for f in fams if f.best.metric("test_probe_acc") is not None]
@@ -68,7 +63,7 @@ def _verdicts(families: dict[str, Family]) -> list[str]:
                    f"domain-classifier FD {lo:.2f} vs {FAMILY_LABEL[b.name]}'s {hi:.2f} (1,000 fixed-z samples vs the "
                    "test images).")
     if len(fams) >= 2:
-        out.append("Stability: " + "; ".join(f"{FAMILY_LABEL[f.name]} {_row(f)[3]}" for f in fams) + ".")
+        out.append("Stability: " + "; ".join(f"{FAMILY_LABEL[f.name]} {rows[f.name][3]}" for f in fams) + ".")
     if out:
         out.append("Each number is one trial, the best of its family on the validation objective: one seed, so no "
                    "interval; 'Seed-to-seed spread' below gives intervals where the experiment ran seeds.")
@@ -144,7 +139,8 @@ def glance_blocks(families: dict[str, Family], every: Sequence[Trial], out_dir: 
     fams = [f for f in families.values() if f.best is not None]
     if not fams:
         return [("h2", "At a glance"), ("p", "No completed trial yet: run `make sweep`.")]
+    rows = {f.name: _row(f) for f in fams}
     table = ("table", ["family (best trial)", "representation: probe on test (raw-pixel baseline)",
-                       "sample quality", "stability (all trials)", "cost (train time)"], [_row(f) for f in fams])
-    return [("h2", "At a glance"), table, ("ul", _verdicts(families)), *_samples(families, out_dir),
+                       "sample quality", "stability (all trials)", "cost (train time)"], list(rows.values()))
+    return [("h2", "At a glance"), table, ("ul", _verdicts(families, rows)), *_samples(families, out_dir),
             *_scatter(every, out_dir)]

@@ -126,7 +126,10 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     fail_fast_http()
     state = _restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
     cloned = state.get("cloned_from")  # PBT: this trial goes on from another trial's checkpoint
-    run = _open_run(cfg, ctx, session, task, data, kind, None if cloned else state.get("run_id"))
+    # A clone's checkpoint names the donor's run; its own is in MLflow (Tune restarts it in a fresh folder).
+    run_id = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, session.trial_id) if cloned \
+        else state.get("run_id")
+    run = _open_run(cfg, ctx, session, task, data, kind, run_id)
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
     best_model = state.get("best_model")  # export_state() of the best epoch so far
     # A restarted trial replays the epochs between its checkpoint and the crash: the run already
@@ -333,8 +336,6 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
-    if not run_id and session.trial_id != "local":  # a PBT clone, in a fresh folder: ask MLflow
-        run_id = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, session.trial_id)
     if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
         run.set_tags({"trial_status": "running", "restored": "true", **where})
