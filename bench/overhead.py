@@ -5,7 +5,7 @@ Run (from the repository root)::
     .venv/bin/python bench/overhead.py --data ../shared/data/cifar10-jpeg.tar.gz --repeats 3
     .venv/bin/python bench/overhead.py                     # synthetic data, quick
 
-Each repeat runs VAE sweeps of ``--epochs`` epochs per trial through ``common.sweep.run``, each
+Each repeat runs VAE sweeps of ``--epochs`` epochs per trial through ``common.sweep.driver.run``, each
 on its own local Ray (``--cpus-per-trial`` 1, so 2 trials at once on 2 cores), all with Optuna,
 ASHA off, MLflow on the embedded sqlite store and a checkpoint per epoch:
 
@@ -14,7 +14,7 @@ ASHA off, MLflow on the embedded sqlite store and a checkpoint per epoch:
   objective improves every epoch, so each epoch also writes ``best.pt`` and the sample figures:
   the worst case of per-epoch bookkeeping. Its wall time is pure overhead. It runs twice at
   each of two sizes (``--trials SMALL LARGE``): with a fresh worker process per trial
-  (the baseline, Tune's default) and with reused workers (``common.tuning.REUSE_ACTORS``, ours).
+  (the baseline, Tune's default) and with reused workers (``common.sweep.tuning.REUSE_ACTORS``, ours).
   The cost of one trial is the slope, (wall(LARGE) - wall(SMALL)) x slots / (LARGE - SMALL), so
   per-sweep costs (MLflow store, Tuner set-up, registering the best model) do not count in it.
 * real: SMALL trials of the real VAE task on ``--data`` (default: the 10k train subset); a
@@ -48,8 +48,8 @@ scheduler = None
 
 def swap_in_null_task() -> None:
     """Ray worker setup hook: the VAE task keeps its models and checkpoint state but does no work."""
-    import common.tasks
-    from common.tasks.vae import VAETask
+    import common.trial.tasks
+    from common.trial.tasks.vae import VAETask
 
     class NullTask(VAETask):
         _epoch = 0
@@ -61,7 +61,7 @@ def swap_in_null_task() -> None:
         def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
             return {f"{split}_mse_kl": 100.0 - self._epoch, f"{split}_classifier_fd": 1.0}  # improves: best.pt + figures
 
-    common.tasks.TASKS["vae"] = NullTask
+    common.trial.tasks.TASKS["vae"] = NullTask
 
 
 def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> dict:
@@ -69,10 +69,10 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
     import ray
     from mlflow.tracking import MlflowClient
 
-    import common.tuning
-    from common.sweep import SweepOptions, run
+    import common.sweep.tuning
+    from common.sweep.driver import SweepOptions, run
 
-    common.tuning.REUSE_ACTORS = reuse  # the Tuner is built in this (driver) process
+    common.sweep.tuning.REUSE_ACTORS = reuse  # the Tuner is built in this (driver) process
     work = root / f"{kind}-{'reuse' if reuse else 'fresh'}-{trials}"
     work.mkdir()
     (work / "space.py").write_text(SPACE)

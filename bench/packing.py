@@ -6,7 +6,7 @@ Run (from the repository root)::
     .venv/bin/python bench/packing.py --n 1 2 4                                                # CPU, synthetic
 
 For each N, one sweep of N DCGAN trials (default config, only the seed drawn, ``--epochs``
-epochs, ASHA off) through ``common.sweep.run`` on a local Ray, all N at
+epochs, ASHA off) through ``common.sweep.driver.run`` on a local Ray, all N at
 once: on a GPU each trial reserves ``1/N`` of it (``--gpus-per-trial``), on CPU each reserves
 ``cpus/N`` CPUs (threads = max(1, its share)). Aggregate throughput = images trained by all
 trials / wall time from the first trial's start to the last one's end (MLflow run times), so
@@ -37,7 +37,7 @@ scheduler = None
 def packed(n: int, args, root: Path, gpu: bool) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     work = root / f"n{n}"
     work.mkdir()

@@ -6,7 +6,7 @@ Run (from the repository root)::
     .venv/bin/python bench/precision.py                     # synthetic data, quick
 
 For each family (VAE, DCGAN) and seed, one trial per ``precision`` runs in this process through
-``common.loop.run_trial`` with a ``LocalSession`` (as ``--single-trial`` does), one after the
+``common.trial.loop.run_trial`` with a ``LocalSession`` (as ``--single-trial`` does), one after the
 other, everything else at the family's defaults (10k train subset, batch 128, channels_last on
 CPU). Evaluation is fp32 in both. Reported per family: training images/s (``train_time_s``),
 and the final epoch's validation metrics (``val_mse_kl`` for the VAE, ``val_classifier_fd`` for the
@@ -31,9 +31,9 @@ METRIC = {"vae": "val_mse_kl", "dcgan": "val_classifier_fd"}
 def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from common.config import config_class
-    from common.loop import LocalSession, SweepContext, run_trial
-    from common.tracking import get_or_create_experiment, prepare_store
+    from common.trial.config import config_class
+    from common.trial.loop import LocalSession, SweepContext, run_trial
+    from common.sweep.tracking import get_or_create_experiment, prepare_store
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     prepare_store(uri)

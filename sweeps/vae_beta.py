@@ -7,7 +7,7 @@ Objective: ``val_bpd`` — the negative ELBO (beta = 1) in bits per dimension on
 validation images (never trained on, never the test split), under the decoder's likelihood
 discretised to the 8-bit data. It is what a VAE optimises, comparable across every beta a trial
 trained with, and measured every epoch, so ASHA can stop weak trials early; ASHA compares a trial
-only from the epoch its beta schedule has settled (``common.tuning.ScheduleAwareASHA``), so
+only from the epoch its beta schedule has settled (``common.sweep.tuning.ScheduleAwareASHA``), so
 warm-up and cyclical trials are not stopped for the KL their low early beta lets through. The
 linear-probe accuracy (the representation metric) is logged every ``probe_every`` epochs and
 shown in the report, but it is too costly to compute every epoch, so it is not the objective.

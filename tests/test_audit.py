@@ -1,10 +1,10 @@
-"""common/audit.py's invariants as pure functions over Tune's trial folders and MLflow runs
+"""common/sweep/audit.py's invariants as pure functions over Tune's trial folders and MLflow runs
 (the whole ``--check`` over real sweeps: tests/test_sweep.py, test_resume.py, test_storage.py)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
-from common.audit import _unlogged
+from common.sweep.audit import _unlogged
 
 
 def _run(run_id: str, **tags) -> SimpleNamespace:

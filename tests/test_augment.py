@@ -1,16 +1,16 @@
-"""DiffAugment (common/augment.py): differentiable, per-image, shape-preserving, and applied by the
+"""DiffAugment (common/trial/augment.py): differentiable, per-image, shape-preserving, and applied by the
 DCGAN task to the real and the fake images before every D call."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import common.tasks.dcgan
-from common.augment import POLICIES, cutout, diff_augment, parse_policy, translation
-from common.config import ConfigError, DCGANConfig
-from common.data import load_dataset
-from common.device import seed_everything
-from common.tasks.dcgan import DCGANTask
+import common.trial.tasks.dcgan
+from common.trial.augment import POLICIES, cutout, diff_augment, parse_policy, translation
+from common.trial.config import ConfigError, DCGANConfig
+from common.trial.data import load_dataset
+from common.trial.device import seed_everything
+from common.trial.tasks.dcgan import DCGANTask
 
 
 def _images(n=8, seed=0):
@@ -63,7 +63,7 @@ def test_the_dcgan_augments_real_and_fake_before_every_d_call(monkeypatch):
         seen.append((x.requires_grad, policy))
         return diff_augment(x, policy)
 
-    monkeypatch.setattr(common.tasks.dcgan, "diff_augment", recording)
+    monkeypatch.setattr(common.trial.tasks.dcgan, "diff_augment", recording)
     task.train_epoch(0)
     batches = task.train.num_batches(cfg.batch_size)
     # Per batch: D's real and detached fake, then G's fake (with its graph, so G learns through it).

@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
 
-from common.data import load_dataset  # noqa: E402
+from common.trial.data import load_dataset  # noqa: E402
 from conftest import link_shared_cache  # noqa: E402
 
 # trainable / bare images per second. The trainable is faster than the plain loop because it
@@ -37,7 +37,7 @@ def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeyp
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
     assert result["images_per_epoch"] == 384
-    from common.tasks.base import bf16_native
+    from common.trial.tasks.base import bf16_native
 
     floor = (MIN_RATIO if bf16_native(torch.device("cpu")) else MIN_RATIO_NO_BF16)[family]
     assert result["ratio_median"] >= floor, (
@@ -66,7 +66,7 @@ def test_rank_agreement_matches_scipy_and_brackets_its_estimate():
 
 def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monkeypatch, classifier_cache):
     """Real training, real Inception FID/KID (64 test images here), every candidate, the table."""
-    from common.evaluation import Evaluator
+    from common.metrics.evaluation import Evaluator
 
     monkeypatch.setenv("VAEGAN_CACHE", str(link_shared_cache(tmp_path / "cache", classifier_cache)))
     data = load_dataset("synthetic")

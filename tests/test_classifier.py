@@ -1,4 +1,4 @@
-"""common/classifier.py: the domain classifier is seeded, cached by data and config, refuses data it
+"""common/metrics/classifier.py: the domain classifier is seeded, cached by data and config, refuses data it
 cannot learn from, and leaves the caller's RNG alone."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from common.classifier import (MIN_PER_CLASS, ClassifierConfig, cache_path, chance_warning, get_classifier,
+from common.metrics.classifier import (MIN_PER_CLASS, ClassifierConfig, cache_path, chance_warning, get_classifier,
                                load_classifier, train_classifier)
-from common.data import DataError, Dataset, load_dataset
+from common.trial.data import DataError, Dataset, load_dataset
 
 FAST = ClassifierConfig(epochs=1, min_steps=20)
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.sweep import SweepOptions, run
+from common.sweep.driver import SweepOptions, run
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""``--address`` checked before ``ray.init`` (common/cluster.py): a head that is not there, that
+"""``--address`` checked before ``ray.init`` (common/sweep/cluster.py): a head that is not there, that
 wants a token, or that runs other versions is one ``error:`` line and exit 2 within 10 s.
 (Nothing listening and a malformed address are in tests/test_cli.py's table.)"""
 from __future__ import annotations
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from common.cluster import ClusterError, check_address, resolve_address
+from common.sweep.cluster import ClusterError, check_address, resolve_address
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
-    import common.cluster
+    import common.sweep.cluster
 
     server = socket.create_server(("127.0.0.1", 0))  # something listens; the probe is replaced
     port = server.getsockname()[1]
-    monkeypatch.setattr(common.cluster, "_cluster_metadata",
+    monkeypatch.setattr(common.sweep.cluster, "_cluster_metadata",
                         lambda addr: {"ray_version": "2.9.3", "python_version": "3.10.4"})
     try:
         with pytest.raises(ClusterError, match=r"runs Ray 2\.9\.3 on Python 3\.10\.4, this driver Ray \d"):
@@ -30,7 +30,7 @@ def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
         from ray._private.utils import compute_version_info
 
         ray_version, python_version = compute_version_info()
-        monkeypatch.setattr(common.cluster, "_cluster_metadata",
+        monkeypatch.setattr(common.sweep.cluster, "_cluster_metadata",
                             lambda addr: {"ray_version": ray_version, "python_version": python_version})
         check_address(f"127.0.0.1:{port}")  # the same versions pass
     finally:
@@ -38,9 +38,9 @@ def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
 
 
 def test_auto_reads_ray_address_then_the_last_local_cluster(monkeypatch, tmp_path):
-    import common.cluster
+    import common.sweep.cluster
 
-    monkeypatch.setattr(common.cluster, "CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
+    monkeypatch.setattr(common.sweep.cluster, "CURRENT_CLUSTER", tmp_path / "ray_current_cluster")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ClusterError, match="ray start --head"):
         resolve_address("auto")
@@ -74,7 +74,7 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
         port = s.getsockname()[1]
     head_env = {**os.environ, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=head_env, capture_output=True, check=True)
-    from common.cluster import CURRENT_CLUSTER  # `ray start` points it at its head: put it back after,
+    from common.sweep.cluster import CURRENT_CLUSTER  # `ray start` points it at its head: put it back after,
     before = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.is_file() else None  # or local ray.init()s join it
     head = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
                              "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
@@ -82,7 +82,7 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
     try:
         deadline = time.monotonic() + 120
         while True:  # up once its GCS answers the head's own token
-            probe = subprocess.run([sys.executable, "-c", f"from common.cluster import check_address; "
+            probe = subprocess.run([sys.executable, "-c", f"from common.sweep.cluster import check_address; "
                                     f"check_address('127.0.0.1:{port}')"], cwd=ROOT, env=head_env, capture_output=True)
             if probe.returncode == 0 or time.monotonic() > deadline:
                 break

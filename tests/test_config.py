@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from common.config import FAMILIES, ConfigError, DCGANConfig, VAEConfig, config_class
+from common.trial.config import FAMILIES, ConfigError, DCGANConfig, VAEConfig, config_class
 
 
 # ---- defaults ---------------------------------------------------------------------------------

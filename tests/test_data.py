@@ -1,4 +1,4 @@
-"""common/data.py: sources, validation, cache, tensor helpers, DeviceData."""
+"""common/trial/data.py: sources, validation, cache, tensor helpers, DeviceData."""
 from __future__ import annotations
 
 import io
@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from common import data
-from common.data import DataError, DeviceData, load_dataset, split_indices, subset_indices, to_uint8, to_unit_range
+from common.trial import data
+from common.trial.data import DataError, DeviceData, load_dataset, split_indices, subset_indices, to_uint8, to_unit_range
 
 REAL_TARBALL = Path("/work/shared/data/cifar10-jpeg.tar.gz")
 CLASSES = ("cat", "dog", "frog")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.device import (configure_threads, device_kind, is_deterministic, no_tf32, pick_device,
+from common.trial.device import (configure_threads, device_kind, is_deterministic, no_tf32, pick_device,
                            reset_peak_memory, seed_everything)
 
 
@@ -159,7 +159,7 @@ def test_no_tf32_turns_it_off_inside_and_restores_it():
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
 def test_bf16_is_native_on_cuda_only_from_ampere(monkeypatch, capability, expected):
-    from common.tasks.base import bf16_native
+    from common.trial.tasks.base import bf16_native
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # true on a T4 too (emulated)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
@@ -185,7 +185,7 @@ def test_seed_everything_large_seed(restore_torch_state):
 # ---- the real accelerator ---------------------------------------------------------------------------------
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_forward_on_picked_gpu():
-    from common.models import ConvVAE
+    from common.trial.models import ConvVAE
 
     device = pick_device()
     assert device.type == "cuda"
@@ -200,7 +200,7 @@ def test_forward_on_picked_gpu():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 def test_inception_features_on_gpu_match_cpu():
-    from common.evaluation import InceptionFeatures
+    from common.metrics.evaluation import InceptionFeatures
 
     x = (torch.arange(2 * 3 * 32 * 32) % 251).reshape(2, 3, 32, 32).to(torch.uint8)
     with torch.no_grad():

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.data import load_dataset, to_unit_range
-from common.evaluation import METRICS, EvaluationError, Evaluator, InceptionFeatures, evaluate, get_extractor
-from common.metrics import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
-from common.models import Discriminator, Generator
+from common.trial.data import load_dataset, to_unit_range
+from common.metrics.evaluation import METRICS, EvaluationError, Evaluator, InceptionFeatures, evaluate, get_extractor
+from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
+from common.trial.models import Discriminator, Generator
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -375,9 +375,9 @@ def test_discriminator_probe_features():
 
 
 def test_dcgan_task_probe_accuracy(data):
-    from common.config import DCGANConfig
-    from common.device import seed_everything
-    from common.tasks.dcgan import DCGANTask
+    from common.trial.config import DCGANConfig
+    from common.trial.device import seed_everything
+    from common.trial.tasks.dcgan import DCGANTask
 
     cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
                       d_hidden=16, latent_dim=8, val_size=128)
@@ -394,9 +394,9 @@ def test_dcgan_task_probe_accuracy(data):
 def test_probe_features_use_real_data_batchnorm_statistics(data):
     """D's running statistics were updated by fake batches too; the probe recomputes them on real
     train images, so corrupting them changes nothing (and a random-init D gets the same treatment)."""
-    from common.config import DCGANConfig
-    from common.device import seed_everything
-    from common.tasks.dcgan import DCGANTask
+    from common.trial.config import DCGANConfig
+    from common.trial.device import seed_everything
+    from common.trial.tasks.dcgan import DCGANTask
 
     cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
                       d_hidden=16, latent_dim=8, val_size=128)

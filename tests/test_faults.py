@@ -15,10 +15,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.config import VAEConfig
-from common.loop import CheckpointError, LocalSession, SweepContext, load_checkpoint, run_trial
-from common.sweep import SweepOptions, run
-from common.tracking import get_or_create_experiment, prepare_store
+from common.trial.config import VAEConfig
+from common.trial.loop import CheckpointError, LocalSession, SweepContext, load_checkpoint, run_trial
+from common.sweep.driver import SweepOptions, run
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe_every=0)
@@ -158,7 +158,7 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
     and Optuna gets a finite, worst-possible value it can rank (not NaN, not a failed trial)."""
     import optuna
 
-    from common.loop import DIVERGED_PENALTY
+    from common.trial.loop import DIVERGED_PENALTY
 
     space = workdir / "blowup.py"
     space.write_text("def space(trial):\n    trial.suggest_float('lr', 500.0, 1000.0)\n\n"

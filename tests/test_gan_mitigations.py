@@ -9,15 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.config import ConfigError, DCGANConfig
-from common.data import load_dataset, to_unit_range
-from common.device import seed_everything
-from common.diagnostics import grad_total_norm, mode_collapse_flag
-from common.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating,
+from common.trial.config import ConfigError, DCGANConfig
+from common.trial.data import load_dataset, to_unit_range
+from common.trial.device import seed_everything
+from common.trial.diagnostics import grad_total_norm, mode_collapse_flag
+from common.trial.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating,
                            g_loss_wgan, gradient_penalty)
-from common.models import Discriminator
-from common.models.dcgan import MinibatchDiscrimination
-from common.tasks.dcgan import DCGANTask
+from common.trial.models import Discriminator
+from common.trial.models.dcgan import MinibatchDiscrimination
+from common.trial.tasks.dcgan import DCGANTask
 
 TINY = dict(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
             d_hidden=16, latent_dim=8, val_size=128)

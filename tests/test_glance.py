@@ -1,11 +1,11 @@
-"""common/glance.py: the report's 'At a glance', first, over a VAE and a DCGAN sweep."""
+"""common/report/glance.py: the report's 'At a glance', first, over a VAE and a DCGAN sweep."""
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from test_report import _log_trial
 
-from common.report import build_report
+from common.report.build import build_report
 
 
 def _experiment(tmp_path):

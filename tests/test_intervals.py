@@ -1,7 +1,7 @@
-"""common/intervals.py: Student-t intervals over seeds and the verdict they allow."""
+"""common/report/intervals.py: Student-t intervals over seeds and the verdict they allow."""
 import pytest
 
-from common.intervals import direction, fmt_interval, t_interval
+from common.report.intervals import direction, fmt_interval, t_interval
 
 
 def test_t_interval_known_values():

@@ -15,8 +15,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from common.data import load_dataset
-from common.sweep import SweepOptions, run
+from common.trial.data import load_dataset
+from common.sweep.driver import SweepOptions, run
 
 SPACE = '''
 def space(trial):

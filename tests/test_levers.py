@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from common.config import ConfigError, DCGANConfig, VAEConfig
-from common.data import load_dataset, to_unit_range
-from common.device import seed_everything
-from common.losses import lr_factor, r1_penalty, vae_loss
-from common.tasks.dcgan import DCGANTask
-from common.tasks.vae import VAETask
+from common.trial.config import ConfigError, DCGANConfig, VAEConfig
+from common.trial.data import load_dataset, to_unit_range
+from common.trial.device import seed_everything
+from common.trial.losses import lr_factor, r1_penalty, vae_loss
+from common.trial.tasks.dcgan import DCGANTask
+from common.trial.tasks.vae import VAETask
 
 GAN = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
            d_hidden=16, latent_dim=8)

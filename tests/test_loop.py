@@ -7,9 +7,9 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.config import DCGANConfig, VAEConfig
-from common.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
-from common.tracking import get_or_create_experiment, prepare_store
+from common.trial.config import DCGANConfig, VAEConfig
+from common.trial.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 
@@ -70,7 +70,7 @@ class _Backend:
     """MLflow going away and coming back, under the trial's tolerant TrialRun."""
 
     def __init__(self, monkeypatch):
-        from common.tracking import TrialRun
+        from common.sweep.tracking import TrialRun
 
         self.down, send = False, TrialRun._send
         monkeypatch.setattr(TrialRun, "RECHECK_S", 0.0)  # retry the backend at every write
@@ -139,21 +139,21 @@ def test_a_checkpoints_pending_writes_that_arrived_later_are_not_sent_again(trac
 
 def test_an_attempt_that_died_between_the_last_epochs_metrics_and_its_test_scores_logs_them_on_replay(
         tracking_uri, workdir, monkeypatch):
-    import common.loop
+    import common.trial.loop
 
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0)
-    ctx, log_test = _ctx(tracking_uri, "val_mse_kl"), common.loop._log_test
+    ctx, log_test = _ctx(tracking_uri, "val_mse_kl"), common.trial.loop._log_test
 
     def killed(*args):  # as a SIGKILL would: epoch 2's metrics are in MLflow, its test scores not
         raise OSError("killed")
-    monkeypatch.setattr(common.loop, "_log_test", killed)
+    monkeypatch.setattr(common.trial.loop, "_log_test", killed)
     first = LocalSession(workdir / "t")
     with pytest.raises(OSError):
         run_trial(cfg, ctx, first)
     run_id = first.results[0]["mlflow_run_id"]
     assert _steps(tracking_uri, run_id) == [1, 2]
 
-    monkeypatch.setattr(common.loop, "_log_test", log_test)  # Tune restores epoch 1's checkpoint
+    monkeypatch.setattr(common.trial.loop, "_log_test", log_test)  # Tune restores epoch 1's checkpoint
     run_trial(cfg, ctx, LocalSession(workdir / "t", resume_from=first.latest_checkpoint))
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert "test_mse_kl" in run.data.metrics and run.data.tags["test.epoch"] in ("1", "2")
@@ -196,7 +196,7 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
 
 
 def test_dataset_digests_follow_the_images_and_the_rows():
-    from common.tracking import dataset_inputs
+    from common.sweep.tracking import dataset_inputs
 
     def digests(content_hash, val_rows):
         return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
@@ -236,7 +236,7 @@ def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir)
 
 
 def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monkeypatch):
-    from common.tasks.vae import VAETask
+    from common.trial.tasks.vae import VAETask
 
     real = VAETask.evaluate
     monkeypatch.setattr(VAETask, "evaluate", lambda self, split="val", probe=False: {
@@ -257,12 +257,12 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     (both measured faster: bench/throughput.py --variants, bench/precision.py)."""
     import torch
 
-    from common.config import config_class
-    from common.data import load_dataset
-    from common.device import seed_everything
-    from common.tasks import TASKS
+    from common.trial.config import config_class
+    from common.trial.data import load_dataset
+    from common.trial.device import seed_everything
+    from common.trial.tasks import TASKS
 
-    from common.tasks.base import bf16_native
+    from common.trial.tasks.base import bf16_native
 
     cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128})
     if precision == "bf16" and not bf16_native(torch.device("cpu")):  # emulated bf16 is ~20x slower: not used
@@ -285,8 +285,8 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
 
 
 def test_vae_defaults_to_bf16_and_the_others_to_fp32():
-    from common.config import DCGANConfig, VAEConfig, VAEGANConfig
-    from common.config import ConfigError
+    from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
+    from common.trial.config import ConfigError
 
     assert (VAEConfig().precision, DCGANConfig().precision, VAEGANConfig().precision) == ("bf16", "fp32", "fp32")
     with pytest.raises(ConfigError, match="precision"):

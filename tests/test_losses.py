@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.losses import (
+from common.trial.losses import (
     MSE_LOG_SCALE,
     beta_at,
     beta_settled_epoch,

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.metrics import (
+from common.metrics.maths import (
     PROBE_CS,
     RandomConvFeatures,
     active_units,

@@ -1,9 +1,9 @@
-"""common/mitigations.py: matched on/off comparisons, detector flags, the Pareto filter (pure, no MLflow)."""
+"""common/report/mitigations.py: matched on/off comparisons, detector flags, the Pareto filter (pure, no MLflow)."""
 from __future__ import annotations
 
 import pytest
 
-from common.mitigations import (MITIGATIONS, flag_summary, fmt_value, measure, measured_on, mitigation_blocks,
+from common.report.mitigations import (MITIGATIONS, flag_summary, fmt_value, measure, measured_on, mitigation_blocks,
                                 non_dominated, pareto_section, trial_flags, verdict)
 
 VAE = {"family": "vae", "seed": "1", "data": "cifar10", "lr": "0.001", "latent_dim": "64", "beta": "1.0",

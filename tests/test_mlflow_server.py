@@ -165,7 +165,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
 
     from mlflow.tracking import MlflowClient
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     space = tmp_path / "two.py"
     space.write_text("from optuna.distributions import CategoricalDistribution\n"
@@ -263,7 +263,7 @@ def postgres(tmp_path):
 def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_server(ray_session, postgres, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     epochs, trials = 2, 8
     cfg = ServerConfig(backend_store_uri=f"{postgres}/mlflow", artifacts_dir=str(tmp_path / "artifacts"), port=free_port())
@@ -304,7 +304,7 @@ def test_a_postgresql_restart_under_a_sweep_loses_nothing(ray_session, postgres,
     from mlflow.tracking import MlflowClient
 
     import run_sweep
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     epochs, trials = 2, 4  # ASHA's grace period is 2: every trial runs both epochs
     cfg = ServerConfig(backend_store_uri=f"{postgres}/mlflow", artifacts_dir=str(tmp_path / "artifacts"), port=free_port())

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from common.models import ConvVAE, Discriminator, Generator, count_params, dcgan_init
+from common.trial.models import ConvVAE, Discriminator, Generator, count_params, dcgan_init
 
 SEED_COUNTS = {"vae": 1.38e6, "g": 1.24e6, "d": 2.76e6}
 

@@ -14,14 +14,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-import common.device
-from common.device import DeviceError
-import common.evaluation
-from common.config import DCGANConfig, VAEConfig, VAEGANConfig
-from common.data import load_dataset
-from common.evaluation import evaluate_checkpoint
-from common.loop import BEST_FILE, LocalSession, SweepContext, load_checkpoint, run_trial
-from common.tracking import get_or_create_experiment, prepare_store
+import common.trial.device
+from common.trial.device import DeviceError
+import common.metrics.evaluation
+from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
+from common.trial.data import load_dataset
+from common.metrics.evaluation import evaluate_checkpoint
+from common.trial.loop import BEST_FILE, LocalSession, SweepContext, load_checkpoint, run_trial
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 from fake_mps import FakeMPS, opaque
 
 SMALL = dict(data="synthetic", val_size=64, max_epochs=1, batch_size=32, eval_samples=32, device="mps")
@@ -35,7 +35,7 @@ CONFIGS = {
 
 @pytest.fixture
 def fake_mps(monkeypatch):
-    monkeypatch.setattr(common.device, "mps_available", lambda: True)
+    monkeypatch.setattr(common.trial.device, "mps_available", lambda: True)
     with FakeMPS():
         yield
 
@@ -59,8 +59,8 @@ def test_a_trial_on_mps_does_no_float64_work_on_the_device(family, fake_mps, tra
 
 
 def test_the_final_stage_on_mps_does_no_float64_work_on_the_device(fake_mps, tracking_uri, workdir, monkeypatch):
-    resample, input_range = common.evaluation._fid_helper()  # TorchScript: outside the mode
-    monkeypatch.setattr(common.evaluation, "_fid_helper", lambda: (opaque(resample), input_range))
+    resample, input_range = common.metrics.evaluation._fid_helper()  # TorchScript: outside the mode
+    monkeypatch.setattr(common.metrics.evaluation, "_fid_helper", lambda: (opaque(resample), input_range))
     cfg, metric = CONFIGS["vae"]
     prepare_store(tracking_uri)
     exp = get_or_create_experiment(MlflowClient(tracking_uri), "mps", None)
@@ -76,10 +76,10 @@ def test_the_final_stage_on_mps_does_no_float64_work_on_the_device(fake_mps, tra
 
 def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_mps, tracking_uri, workdir,
                                                                              monkeypatch):
-    import common.tasks.vae
+    import common.trial.tasks.vae
 
-    real = common.tasks.vae.recon_mse
-    monkeypatch.setattr(common.tasks.vae, "recon_mse", lambda x_hat, x: real(x_hat, x).double())  # a float64 bug
+    real = common.trial.tasks.vae.recon_mse
+    monkeypatch.setattr(common.trial.tasks.vae, "recon_mse", lambda x_hat, x: real(x_hat, x).double())  # a float64 bug
     cfg, metric = CONFIGS["vae"]
     prepare_store(tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -88,7 +88,7 @@ def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_
         run_trial(cfg, SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric,
                                     mode="min"), LocalSession(workdir / "bad"))
     message = str(err.value)
-    assert "\n" not in message and message.startswith("trial failed on mps at epoch 1 in common/tasks/")
+    assert "\n" not in message and message.startswith("trial failed on mps at epoch 1 in common/trial/tasks/")
     assert "float64" in message
     (run,) = client.search_runs([exp])
     assert run.info.status == "FAILED" and run.data.tags["trial_status"] == "failed"
@@ -96,12 +96,12 @@ def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_
 
 
 def test_reference_features_are_cached_per_device_never_mixed(tmp_path, monkeypatch):
-    from common.evaluation import Evaluator
+    from common.metrics.evaluation import Evaluator
 
     data = load_dataset("synthetic")
     cpu = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="cpu", cache_dir=tmp_path)
     cpu.real_features()
-    monkeypatch.setattr(common.device, "mps_available", lambda: True)
+    monkeypatch.setattr(common.trial.device, "mps_available", lambda: True)
     with FakeMPS():
         mps = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="mps", cache_dir=tmp_path)
         mps.real_features()
@@ -110,7 +110,7 @@ def test_reference_features_are_cached_per_device_never_mixed(tmp_path, monkeypa
 
 
 def test_every_evaluation_runs_with_tf32_off():
-    from common.evaluation import Evaluator
+    from common.metrics.evaluation import Evaluator
 
     seen = []
 

@@ -1,4 +1,4 @@
-"""common/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
+"""common/sweep/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
 from __future__ import annotations
 
 import os
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from common.progress import SweepProgress
+from common.sweep.progress import SweepProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from common.figures import save_curves, save_image_grid
-from common.importances import describe_values, param_importances
-from common.report import ReportError, build_report
+from common.report.importances import describe_values, param_importances
+from common.report.build import ReportError, build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPERIMENT = "gan_ttur"
@@ -21,7 +21,7 @@ def _tiny_png(path, shade: float) -> None:
     save_image_grid(torch.full((1, 3, 4, 4), shade), path, nrow=1)
 
 
-SIZES = {"n_train_images": 5000, "n_val_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.loop does
+SIZES = {"n_train_images": 5000, "n_val_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.trial.loop does
 NETS = {"vae": ["vae"], "dcgan": ["g", "d"]}
 
 
@@ -74,7 +74,7 @@ def sweep(tmp_path_factory):
                  "epoch_time_s": 60.0, "train_time_s": 60.0 * (e + 1), "val_classifier_fd": 50.0 - e}
                 for e in range(3)]
         rows[-1]["val_probe_acc"] = 0.3612 + 0.01 * i
-        # the best epoch (the last) scored on the test split, as common.loop does after training
+        # the best epoch (the last) scored on the test split, as common.trial.loop does after training
         rows[-1].update(test_mse_kl=final, test_recon=final - 61, test_kl=61.0 + i, test_probe_acc=0.3512 + 0.01 * i,
                         test_bpd=4.4321 + i, test_probe_acc_pixels=0.3999, test_probe_acc_random_init=0.2888)
         _log_trial(client, exp_id, pid, "vae", i, {"lr": 1e-3 * (i + 1), "latent_dim": lat, "beta": 1.0,
@@ -429,7 +429,7 @@ def test_pareto_front(mitigations_report):
 def test_study_importances_read_the_sweeps_own_rdb_study(tmp_path):
     import optuna
 
-    from common.importances import study_importances
+    from common.report.importances import study_importances
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -468,7 +468,7 @@ def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
 def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_it(sweep, tmp_path):
     """sweeps/tradeoff3.py: one parent, a multi-objective search per family; the seed preset's runs
     (another, older parent of the experiment) are placed on the families' joint front."""
-    from common.seeds import preset_params
+    from common.report.seeds import preset_params
 
     uri, _ = sweep
     client = MlflowClient(tracking_uri=uri)

@@ -1,9 +1,9 @@
-"""common/seeds.py: seed groups, and the 'Best within the slides' budget' table as pure functions."""
+"""common/report/seeds.py: seed groups, and the 'Best within the slides' budget' table as pure functions."""
 from __future__ import annotations
 
 import pytest
 
-from common.seeds import budget_blocks, preset_params, seed_groups
+from common.report.seeds import budget_blocks, preset_params, seed_groups
 
 SIZES = {"n_train_images": 10_000, "n_val_images": 5_000, "n_test_images": 10_000,
          "n_params_vae": 1.43e6, "n_params_g": 1.22e6, "n_params_d": 2.76e6}  # ours vs the slides' 1.38M / 1.24M / 2.76M
@@ -70,7 +70,7 @@ def test_no_seed_groups_no_table():
 
 
 def test_a_net_more_than_10_percent_off_the_slides_size_is_outside_the_budget():
-    from common.seeds import outside_budget
+    from common.report.seeds import outside_budget
 
     assert outside_budget(_trial("dcgan", 1)) is None
     big = _trial("dcgan", 1)
@@ -80,7 +80,7 @@ def test_a_net_more_than_10_percent_off_the_slides_size_is_outside_the_budget():
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
 def test_the_preset_is_sweeps_seed_py(family):
-    from common.config import config_class
+    from common.trial.config import config_class
 
     params = preset_params()[family]
     default = config_class(family)().to_dict()
@@ -89,7 +89,7 @@ def test_the_preset_is_sweeps_seed_py(family):
 
 
 def test_the_slides_models_are_placed_at_the_preset_runs_mean_of_each_objective():
-    from common.seeds import preset_means
+    from common.report.seeds import preset_means
 
     keys = ["val_probe_acc", "val_classifier_fd"]
     runs = [_trial("vae", 42, val_probe_acc=0.36, val_classifier_fd=30.0),  # one seed is enough to place it

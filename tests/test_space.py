@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import FAMILIES, ConfigError
-from common.space import Space, SpaceError, check_configs, load_space, sample_params
+from common.trial.config import FAMILIES, ConfigError
+from common.sweep.space import Space, SpaceError, check_configs, load_space, sample_params
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 SHIPPED = sorted(p.stem for p in SWEEPS.glob("*.py") if p.stem != "__init__")
@@ -323,12 +323,12 @@ def test_bad_override_raises_config_error():
         check_configs(space, {"bogus": "1"}, seed=0)
 
 
-# ---- common.sweep.plan / fixed_values (validation only: nothing starts) ------------------------------------
+# ---- common.sweep.driver.plan / fixed_values (validation only: nothing starts) ------------------------------------
 @pytest.fixture(scope="module")
 def sweep():
-    import common.sweep  # imports ray/mlflow: only the tests below pay for it
+    import common.sweep.driver  # imports ray/mlflow: only the tests below pay for it
 
-    return common.sweep
+    return common.sweep.driver
 
 
 def test_fixed_values_cli_flags_and_smoke_test(sweep):

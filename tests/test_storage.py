@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from common.storage import StorageError, check_writable
+from common.sweep.storage import StorageError, check_writable
 
 REPO = Path(__file__).resolve().parents[1]
 ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", str(REPO / "sweeps" / "gan_ttur.py"),
@@ -107,7 +107,7 @@ def test_check_writable_leaves_nothing_behind(tmp_path):
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_sweep_storage_reads_writes_and_finds_the_latest_sweep(where, tmp_path, request):
     """The same API over a local folder and a real S3-compatible server (moto on 127.0.0.1)."""
-    from common.storage import SweepStorage
+    from common.sweep.storage import SweepStorage
 
     spec = str(tmp_path / "rr") if where == "local" else (request.getfixturevalue("s3") and "s3://sweeps/unit")
     store = SweepStorage(spec)
@@ -125,7 +125,7 @@ def test_sweep_storage_reads_writes_and_finds_the_latest_sweep(where, tmp_path, 
 
 
 def test_unwritable_object_storage_is_one_clear_error(s3):
-    from common.storage import StorageError, SweepStorage
+    from common.sweep.storage import StorageError, SweepStorage
 
     with pytest.raises(StorageError, match="cannot write to --storage s3://no-such-bucket"):
         SweepStorage("s3://no-such-bucket/x").check()
@@ -176,7 +176,7 @@ def test_a_disk_filling_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(
 def test_a_trial_error_saying_the_disk_is_full_stops_the_sweep_once(tmp_path, monkeypatch):
     import signal
 
-    from common import storage
+    from common.sweep import storage
 
     monkeypatch.setattr(storage, "_disk_full", [])
     sent = []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.sweep import SweepOptions, run
+from common.sweep.driver import SweepOptions, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,8 +99,8 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert [(m.name, m.source_run_id) for m in models] == [("best_vae", parent.info.run_id)]
     import torch
 
-    from common.best import best_checkpoint
-    from common.models import from_checkpoint
+    from common.sweep.best import best_checkpoint
+    from common.trial.models import from_checkpoint
 
     # ... as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
     local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
@@ -191,8 +191,8 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
 def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, workdir, tracking_uri):
     import ray
 
-    from common.config import ConfigError
-    from common.tuning import _slots, check_fits
+    from common.trial.config import ConfigError
+    from common.sweep.tuning import _slots, check_fits
 
     mib = ray.cluster_resources()["memory"] / 2**20  # what Ray offers this node (2 CPUs)
     assert _slots({"cpu": 1, "gpu": 0, "memory_mb": 100}) == 2  # CPU-bound
@@ -206,7 +206,7 @@ def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, wor
             check_fits(need)
     # A sweep asks Ray for each family's measured peak: with a third of the node's memory per
     # trial, at most 3 of 4 trials ever run at once, however many CPUs they could share.
-    from common.config import VAEConfig
+    from common.trial.config import VAEConfig
 
     assert VAEConfig(data="synthetic").memory_mb() < VAEConfig().memory_mb() == VAEConfig.peak_rss_mb
     run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=4, max_epochs=1, cpus_per_trial=0.1,
@@ -215,7 +215,7 @@ def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, wor
     spans = [(c.info.start_time, c.info.end_time) for c in children]
     overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
     assert len(children) == 4 and overlap <= 3
-    # Worker processes are reused (common.tuning.REUSE_ACTORS): a trial does not pay ~4 s of imports.
+    # Worker processes are reused (common.sweep.tuning.REUSE_ACTORS): a trial does not pay ~4 s of imports.
     assert len({c.data.tags["pid"] for c in children}) < 4
 
 
@@ -306,7 +306,7 @@ def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(
 def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workdir, tracking_uri, monkeypatch):
     import ray
 
-    import common.sweep
+    import common.sweep.driver
 
     seen = {}
 
@@ -316,7 +316,7 @@ def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workd
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
-    monkeypatch.setattr(common.sweep, "mps_available", lambda: apple)
+    monkeypatch.setattr(common.sweep.driver, "mps_available", lambda: apple)
     with pytest.raises(KeyboardInterrupt):
         run(_opts(workdir, tracking_uri, "seed.py"))
     assert seen["resources"] == ({"mps": 1} if apple else None)

@@ -5,7 +5,7 @@ import multiprocessing as mp
 
 from mlflow.tracking import MlflowClient
 
-from common.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
+from common.sweep.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
 
 POINTS = 30
 
@@ -48,7 +48,7 @@ def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
 def test_urls_are_logged_with_their_password_masked():
     import pytest
 
-    from common.tracking import TrackingError, check_tracking_uri, redact
+    from common.sweep.tracking import TrackingError, check_tracking_uri, redact
 
     assert redact("postgresql://me:s3cret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert redact("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
@@ -58,7 +58,7 @@ def test_urls_are_logged_with_their_password_masked():
 
 
 def test_the_ui_link_opens_the_model_training_view_without_leaking_a_password():
-    from common.tracking import ui_link
+    from common.sweep.tracking import ui_link
 
     assert ui_link("http://me:s3cret@host:5000/", "7") == \
         "http://me:***@host:5000/#/experiments/7?workflowType=machine_learning"

@@ -1,4 +1,4 @@
-"""common/tuning.py's two changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
+"""common/sweep/tuning.py's two changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
 and the Optuna searcher is told that an early-stopped trial was PRUNED; and what ``gpu="auto"``
 decides from a cluster's nodes (no Ray cluster needed: the nodes are given)."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-import common.tuning
-from common.tuning import MAX_PACK, PrunedAwareOptunaSearch, ScheduleAwareASHA, gpu_plan, resolve_gpus
+import common.sweep.tuning
+from common.sweep.tuning import MAX_PACK, PrunedAwareOptunaSearch, ScheduleAwareASHA, gpu_plan, resolve_gpus
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -84,7 +84,7 @@ def _nodes(monkeypatch, nodes, gpu_memory_mb=81_559.0):
     import ray
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
-    monkeypatch.setattr(common.tuning, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
+    monkeypatch.setattr(common.sweep.tuning, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
 
 
 def test_auto_on_a_cpu_only_cluster_is_no_gpu_exactly_as_before(monkeypatch):
@@ -118,7 +118,7 @@ def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_d
     import optuna
     import sqlalchemy.exc
 
-    from common import tuning
+    from common.sweep import tuning
 
     monkeypatch.setattr(tuning.time, "sleep", lambda s: None)
     calls = []

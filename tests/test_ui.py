@@ -34,7 +34,7 @@ def _loaded_images(page) -> list[tuple[str, int]]:
 def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray_session, browser, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from common.sweep import SweepOptions, run
+    from common.sweep.driver import SweepOptions, run
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     cfg = ServerConfig(backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=str(tmp_path / "art"),

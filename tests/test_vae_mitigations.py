@@ -6,17 +6,17 @@ import math
 import pytest
 import torch
 
-from common.config import ConfigError, DCGANConfig, VAEConfig
-from common.data import load_dataset, to_unit_range
-from common.losses import beta_at, gaussian_kl, kl_free_bits, kl_per_dim, recon_mse, vae_loss
-from common.perceptual import (
+from common.trial.config import ConfigError, DCGANConfig, VAEConfig
+from common.trial.data import load_dataset, to_unit_range
+from common.trial.losses import beta_at, gaussian_kl, kl_free_bits, kl_per_dim, recon_mse, vae_loss
+from common.trial.perceptual import (
     PERCEPTUAL_NETS,
     build_perceptual,
     check_perceptual,
     perceptual_distance,
     vgg16_weights_file,
 )
-from common.tasks.vae import COLLAPSE_KL, VAETask, collapse_flag
+from common.trial.tasks.vae import COLLAPSE_KL, VAETask, collapse_flag
 
 TINY = dict(data="synthetic", val_size=128, latent_dim=8, base_channels=8, hidden_dim=0, batch_size=64, eval_samples=32,
             max_epochs=2)
@@ -135,7 +135,7 @@ def test_randconv_perceptual_zero_for_identical_positive_otherwise_and_different
 
 
 def test_randconv_uses_the_randconv_fd_extractor_weights():
-    from common.metrics import RandomConvFeatures
+    from common.metrics.maths import RandomConvFeatures
 
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     pooled = torch.cat([f.mean(dim=(2, 3)) for f in build_perceptual("randconv")(x)], dim=1)
@@ -148,7 +148,7 @@ def test_missing_vgg_weights_raise_a_config_error_with_the_fix(no_hub_weights):
     with pytest.raises(ConfigError, match="perceptual_weights"):
         check_perceptual(VAEConfig(perceptual_net="vgg16"))  # checked whatever lambda is
     with pytest.raises(ConfigError, match="perceptual_weights"):
-        check_perceptual(VAEConfig(perceptual_net="vgg16").to_dict())  # what common.space.check_configs returns
+        check_perceptual(VAEConfig(perceptual_net="vgg16").to_dict())  # what common.sweep.space.check_configs returns
     with pytest.raises(ConfigError, match="no such file"):
         vgg16_weights_file("/nonexistent/vgg16.pth")
     with pytest.raises(ConfigError, match="perceptual_weights"):  # and before any training
@@ -312,7 +312,7 @@ def test_ramp_fraction_out_of_range(bad):
 
 # ---- decoder likelihood ---------------------------------------------------------------------
 def test_logistic_likelihood_learns_its_scale_and_reports_bits_per_dim():
-    from common.losses import discretized_logistic_nll
+    from common.trial.losses import discretized_logistic_nll
 
     t = _task(likelihood="logistic", lr=3e-3)
     assert "log_scale" in dict(t.model.named_parameters())

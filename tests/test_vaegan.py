@@ -7,14 +7,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.config import FAMILIES, ConfigError, VAEGANConfig, config_class, for_family
-from common.data import load_dataset
-from common.device import seed_everything
-from common.loop import LocalSession, SweepContext, run_trial
-from common.models import ConvVAE, Discriminator
-from common.tasks import TASKS
-from common.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
-from common.tracking import get_or_create_experiment, prepare_store
+from common.trial.config import FAMILIES, ConfigError, VAEGANConfig, config_class, for_family
+from common.trial.data import load_dataset
+from common.trial.device import seed_everything
+from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.models import ConvVAE, Discriminator
+from common.trial.tasks import TASKS
+from common.trial.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 TRAIN_METRICS = {"g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "d_recon", "train_loss", "train_kl",
@@ -152,7 +152,7 @@ def test_each_optimizer_updates_only_its_own_parameters(workdir, own):
 
 def test_the_gan_term_never_reaches_the_encoder(workdir, monkeypatch):
     """Decoder and D frozen: scaling the decoder's GAN term must leave the encoder's update unchanged."""
-    import common.tasks.vaegan as mod
+    import common.trial.tasks.vaegan as mod
 
     def encoder_after_one_epoch():
         task = _task(workdir)

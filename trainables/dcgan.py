@@ -1,6 +1,6 @@
 """Tune trainable for the DCGAN: ``tune.with_parameters(train_dcgan, ctx=..., fixed=...)``."""
-from common.config import DCGANConfig
-from common.loop import SweepContext, run_trial
+from common.trial.config import DCGANConfig
+from common.trial.loop import SweepContext, run_trial
 from trainables import TuneSession
 
 

@@ -1,6 +1,6 @@
 """Tune trainable for the Conv-VAE: ``tune.with_parameters(train_vae, ctx=..., fixed=...)``."""
-from common.config import VAEConfig
-from common.loop import SweepContext, run_trial
+from common.trial.config import VAEConfig
+from common.trial.loop import SweepContext, run_trial
 from trainables import TuneSession
 
 

@@ -1,6 +1,6 @@
 """Tune trainable for the VAE-GAN: ``tune.with_parameters(train_vaegan, ctx=..., fixed=...)``."""
-from common.config import VAEGANConfig
-from common.loop import SweepContext, run_trial
+from common.trial.config import VAEGANConfig
+from common.trial.loop import SweepContext, run_trial
 from trainables import TuneSession
 
 

@@ -1,0 +1,1 @@
+"""Scoring: Fréchet distance and friends over features, the domain classifier, the Inception protocol."""

@@ -1,0 +1,1 @@
+"""MLflow -> the comparison report: what it reads, the analyses, the blocks and their rendering."""

@@ -1,0 +1,1 @@
+"""Many trials: space files, Ray Tune + Optuna, MLflow tracking, the cluster, the final stage."""

@@ -1,0 +1,214 @@
+"""``run_sweep.py --check EXPERIMENT``: audit a sweep end to end, from what MLflow, Tune's state
+and the Optuna study hold, and print one table (exit 0 when every invariant holds, 1 otherwise).
+
+The invariants (one row each):
+1. every Tune trial has exactly one MLflow run, and every trial run has a Tune trial (runs a
+   killed driver started before Tune recorded them are tagged orphaned and exempt);
+2. each run's per-epoch metrics appear exactly once for epochs 1..last (``epoch_time_s``);
+3. every run's status is final and agrees with its ``trial_status``;
+4. every completed trial has ``checkpoints/best.pt``, and it loads with ``weights_only=True``;
+5. each family's ``@best`` registered version points at an existing trial run and checkpoint,
+   and that run is the family's best on the selection metric;
+6. each Optuna study holds as many trials as Tune ran, in states that match the runs
+   (COMPLETE, PRUNED, FAIL);
+7. nothing waits in a trial's ``mlflow_unlogged.jsonl`` (an orphaned run's excepted: its trial was
+   run again from scratch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+
+from common.sweep.storage import SweepStorage
+from common.sweep.tracking import UNLOGGED_FILE, TrackingError
+
+# trial_status -> the MLflow statuses a finished run may have
+FINAL = {"completed": {"FINISHED"}, "stopped": {"FINISHED"}, "diverged": {"FINISHED"}, "collapsed": {"FINISHED"},
+         "failed": {"FAILED", "KILLED"}, "interrupted": {"KILLED"}}
+# trial_status -> the Optuna state its trial must have (a diverged trial is COMPLETE with its penalty)
+OPTUNA_STATE = {"completed": "COMPLETE", "diverged": "COMPLETE", "stopped": "PRUNED", "collapsed": "PRUNED",
+                "failed": "FAIL"}
+
+
+@dataclass
+class Check:
+    name: str
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def audit(experiment: str, uri: str, storage: str) -> list[Check]:
+    """The seven invariants of ``experiment`` (tracked at ``uri``, Tune state under ``storage``)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise TrackingError(f"--check: no experiment {experiment!r} at this tracking URI; pass --tracking-uri, "
+                            "or the experiment's name (the space file's stem unless --experiment was given)")
+    runs = client.search_runs([exp.experiment_id], max_results=50_000)
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    trials = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
+    tune = _tune_trials(SweepStorage(storage), {p.info.run_id for p in parents})
+    return [_one_run_per_trial(tune, trials), _epochs_once(client, trials), _statuses(parents, trials),
+            _best_checkpoints(client, trials), _registered(client, experiment, parents, trials),
+            _optuna(parents, trials, tune), _unlogged(tune, trials)]
+
+
+def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]:
+    """Tune trial folder -> {"family": its Tune experiment's folder, "runs": the MLflow run ids it
+    reported, "unlogged": lines waiting in its mlflow_unlogged.jsonl}, over every sweep folder whose
+    sweep.json names one of ``parent_ids``."""
+    from pyarrow.fs import FileSelector, FileType
+
+    from common.trial.loop import RUN_ID_FILE
+
+    out: dict[str, dict] = {}
+    for top in storage.fs.get_file_info(FileSelector(storage.root, allow_not_found=True)):
+        if top.type != FileType.Directory or not storage.exists(f"{top.base_name}/sweep.json"):
+            continue
+        if json.loads(storage.read_text(f"{top.base_name}/sweep.json"))["parent_run_id"] not in parent_ids:
+            continue
+        for f in storage.fs.get_file_info(FileSelector(storage.path(top.base_name), recursive=True)):
+            parts = f.path[len(storage.root):].strip("/").split("/")
+            if len(parts) != 4 or parts[-1] not in ("result.json", RUN_ID_FILE, UNLOGGED_FILE):
+                continue
+            trial = out.setdefault("/".join(parts[:3]), {"family": parts[1], "runs": set(), "unlogged": 0})
+            text = storage.read_text("/".join(parts))
+            if parts[-1] == "result.json":
+                trial["runs"] |= {json.loads(line)["mlflow_run_id"] for line in text.splitlines() if line.strip()}
+            elif parts[-1] == RUN_ID_FILE:
+                trial["runs"].add(text.strip())
+            else:
+                trial["unlogged"] += sum(1 for line in text.splitlines() if line.strip())
+    return out
+
+
+def _orphan(run) -> bool:
+    return run.data.tags.get("error", "").startswith("orphaned")
+
+
+def _one_run_per_trial(tune: dict, trials: list) -> Check:
+    problems = [f"Tune trial {t} has {len(v['runs'])} MLflow runs" for t, v in tune.items() if len(v["runs"]) != 1]
+    known = set().union(*(v["runs"] for v in tune.values())) if tune else set()
+    problems += [f"run {r.info.run_id} has no Tune trial" for r in trials if r.info.run_id not in known and not _orphan(r)]
+    return Check(f"every Tune trial ({len(tune)}) has exactly one MLflow run and every run a trial", problems)
+
+
+def _epochs_once(client, trials: list) -> Check:
+    problems = []
+    for r in trials:
+        steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "epoch_time_s"))
+        if steps != list(range(1, len(steps) + 1)):
+            problems.append(f"run {r.info.run_id}: epochs {steps}, not 1..{len(steps)} once each")
+    return Check("per-epoch metrics appear exactly once for epochs 1..last", problems)
+
+
+def _statuses(parents: list, trials: list) -> Check:
+    problems = [f"parent {p.info.run_id} is {p.info.status}" for p in parents if p.info.status == "RUNNING"]
+    for r in trials:
+        status = r.data.tags.get("trial_status")
+        if r.info.status not in FINAL.get(status, ()):
+            problems.append(f"run {r.info.run_id}: MLflow status {r.info.status} with trial_status={status}")
+    return Check("every run's status is final and agrees with trial_status", problems)
+
+
+def _best_checkpoints(client, trials: list) -> Check:
+    from common.trial.loop import CheckpointError, load_checkpoint
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise here
+    problems = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in trials:
+            if r.data.tags.get("trial_status") != "completed":
+                continue
+            try:
+                load_checkpoint(client.download_artifacts(r.info.run_id, "checkpoints/best.pt", tmp))
+            except CheckpointError as e:
+                problems.append(f"run {r.info.run_id}: {e}")
+            except Exception as e:  # noqa: BLE001 - the artifact is missing
+                problems.append(f"run {r.info.run_id}: no checkpoints/best.pt ({type(e).__name__})")
+    return Check("every completed trial has a best.pt that loads with weights_only=True", problems)
+
+
+def _registered(client, experiment: str, parents: list, trials: list) -> Check:
+    from common.sweep.best import registered_name
+
+    by_id = {r.info.run_id: r for r in trials}
+    problems = []
+    families = sorted({k[len("best_"):-len("_run_id")] for p in parents for k in p.data.tags
+                       if k.startswith("best_") and k.endswith("_run_id")})
+    for family in families:
+        try:
+            version = client.get_model_version_by_alias(registered_name(experiment, family), "best")
+        except Exception:  # noqa: BLE001 - no such model or alias
+            problems.append(f"{family}: no registered version with the alias best")
+            continue
+        run_id, metric = version.tags.get("trial_run_id"), version.tags.get("metric")
+        mode = next((p.data.params.get("mode", "min").split(",")[0] for p in parents
+                     if p.data.tags.get(f"best_{family}_run_id")), "min")
+        if run_id not in by_id:
+            problems.append(f"{family}@best (version {version.version}) points at run {run_id}, not a trial run")
+            continue
+        if "checkpoints/best.pt" not in {a.path for a in client.list_artifacts(run_id, "checkpoints")}:
+            problems.append(f"{family}@best points at run {run_id}, which has no checkpoints/best.pt")
+        candidates = [r for r in trials if r.data.tags.get("family") == family and metric in r.data.metrics
+                      and r.data.tags.get("trial_status") in ("completed", "stopped")]
+        best = {r.info.run_id: _best_of(client, r.info.run_id, metric, mode) for r in candidates}
+        winner = (min if mode == "min" else max)(best, key=best.get) if best else None
+        if winner != run_id and best.get(winner) != best.get(run_id):
+            problems.append(f"{family}@best is run {run_id} ({metric} {best.get(run_id)}), but run {winner} "
+                            f"has {best[winner]}")
+    return Check(f"each @best version ({len(families)}) points at its family's best trial run", problems)
+
+
+def _best_of(client, run_id: str, metric: str, mode: str) -> float:
+    values = [m.value for m in client.get_metric_history(run_id, metric)]
+    return (min if mode == "min" else max)(values)
+
+
+def _optuna(parents: list, trials: list, tune: dict) -> Check:
+    import optuna
+
+    problems = []
+    runs_of = {r.info.run_id: r for r in trials}
+    for p in parents:
+        storage = p.data.tags.get("optuna.storage")
+        for key, name in p.data.tags.items():
+            if not key.startswith("optuna.study.") or not storage:
+                continue
+            study = optuna.load_study(study_name=name, storage=storage)
+            states = Counter(t.state.name for t in study.trials if "orphaned" not in t.user_attrs)
+            family_dir = name.rsplit("/", 1)[-1]
+            ids = [next(iter(v["runs"])) for v in tune.values() if v["family"] == family_dir and len(v["runs"]) == 1]
+            statuses = [runs_of[i].data.tags.get("trial_status") for i in ids if i in runs_of and not _orphan(runs_of[i])]
+            expected = Counter(OPTUNA_STATE.get(s, s) for s in statuses)
+            if states != expected:
+                problems.append(f"study {name}: {dict(states)}, but the runs say {dict(expected)}")
+    return Check("the Optuna studies' trials match Tune's, in states that match the runs", problems)
+
+
+def _unlogged(tune: dict, trials: list) -> Check:
+    """A trial folder's kept writes, unless its run was orphaned: a resume that could not restore
+    the trial ran a replacement from scratch, so nothing waits for that run's writes."""
+    orphans = {r.info.run_id for r in trials if _orphan(r)}
+    problems = [f"{t}: {v['unlogged']} write(s) never reached MLflow" for t, v in tune.items()
+                if v["unlogged"] and not (v["runs"] and v["runs"] <= orphans)]
+    return Check("nothing waits in mlflow_unlogged.jsonl", problems)
+
+
+def render(checks: list[Check]) -> str:
+    """The audit as a plain-text table: one row per invariant, then each problem under it."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'invariant':<{width}}  result", f"{'-' * width}  ------"]
+    for c in checks:
+        lines.append(f"{c.name:<{width}}  {'ok' if c.ok else 'FAIL'}")
+        lines += [f"    - {p}" for p in c.problems[:20]] + ([f"    ... {len(c.problems) - 20} more"]
+                                                            if len(c.problems) > 20 else [])
+    return "\n".join(lines)

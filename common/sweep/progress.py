@@ -1,0 +1,106 @@
+"""What the console shows while a sweep runs: one status line per family instead of Ray's
+tables, and a progress bar for each slow stage (decoding, Inception features, the probes).
+
+On a terminal the status line is redrawn in place and the bars are tqdm's; otherwise (a log
+file, CI) each event is one line: a trial started or ended, a new best, a stage begun and done.
+``--verbose`` brings Ray's own tables and its workers' output back (common.sweep.driver).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
+
+
+class SweepProgress:
+    """Tune callback hooks (common.sweep.tuning mixes in Ray's Callback, so this module needs no Ray): '<family>: D/N done, R running, P pending | best <metric> V (trial T, epoch E)
+    | elapsed, ETA'. The ETA extrapolates the epochs done so far over every trial's max_epochs
+    (trials ASHA stops early count as finished), so it shrinks as ASHA prunes."""
+
+    def __init__(self, family: str, metric: str, mode: str, total: int, max_epochs: int):
+        self.family, self.metric, self.mode, self.total, self.max_epochs = family, metric, mode, total, max_epochs
+        self.t0, self.best, self.epochs, self.done = time.monotonic(), None, {}, set()
+
+    def line(self, running: int) -> str:
+        pending = max(0, self.total - len(self.done) - running)
+        out = f"{self.family}: {len(self.done)}/{self.total} done, {running} running, {pending} pending"
+        if self.best:
+            value, trial, epoch = self.best
+            out += f" | best {self.metric} {value:.4g} (trial {trial}, epoch {epoch})"
+        elapsed = time.monotonic() - self.t0
+        share = (len(self.done) + sum(e / self.max_epochs for t, e in self.epochs.items() if t not in self.done))
+        share /= max(self.total, 1)
+        eta = f", ETA {_clock(elapsed * (1 - share) / share)}" if 0 < share < 1 else ""
+        return f"{out} | {_clock(elapsed)} elapsed{eta}"
+
+    def _show(self, trials, event: str | None = None) -> None:
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.done for t in trials)
+        if _tty():
+            print(f"\r\033[K{self.line(running)}", end="", flush=True)
+        elif event:
+            print(f"{event} | {self.line(running)}", flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._show(trials, f"trial {trial.trial_id} started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.epochs[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
+        value, event = result.get(self.metric), None
+        if value is not None and not result.get("diverged") and (
+                self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0])):
+            self.best, event = (value, trial.trial_id, self.epochs[trial.trial_id]), f"new best in trial {trial.trial_id}"
+        self._show(trials, event)
+
+    def _ended(self, trials, trial, how: str) -> None:
+        self.done.add(trial.trial_id)
+        self._show(trials, f"trial {trial.trial_id} {how}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trials, trial, f"ended at epoch {self.epochs.get(trial.trial_id, 0)}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trials, trial, f"failed (error file: {getattr(trial, 'error_file', None) or 'see --verbose'})")
+
+    def on_experiment_end(self, trials, **info):
+        if _tty():
+            print(flush=True)  # keep the last status line
+
+
+@contextmanager
+def stage(what: str, capture: bool = False) -> Iterator[None]:
+    """A slow step without an item count: '<what> ...' then '<what>: done in T'. ``capture``: hold
+    what the step prints (MLflow's registry prints its own lines) and show it only if it fails."""
+    import contextlib
+    import io
+
+    t0, held = time.monotonic(), io.StringIO()
+    print(f"{what} ...", flush=True)
+    try:
+        with contextlib.redirect_stdout(held) if capture else contextlib.nullcontext(), \
+                contextlib.redirect_stderr(held) if capture else contextlib.nullcontext():
+            yield
+    except BaseException:
+        sys.stderr.write(held.getvalue())
+        raise
+    print(f"{what}: done in {_clock(time.monotonic() - t0)}", flush=True)
+
+
+def bar(items: Iterable, what: str, total: int, unit: str = "batch") -> Iterator:
+    """``items`` with a tqdm bar on a terminal; elsewhere a start and a done line."""
+    if _tty():
+        from tqdm import tqdm
+
+        yield from tqdm(items, desc=what, total=total, unit=unit, leave=False, dynamic_ncols=True)
+        return
+    with stage(what):
+        yield from items

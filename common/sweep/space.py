@@ -1,0 +1,240 @@
+"""Load and validate a space file (``sweeps/*.py``): a module that declares, and computes nothing.
+
+Names a space file may define (lower case, nanoGPT-style)::
+
+    family       "vae" | "dcgan" | "vaegan"              required unless ``runs`` is given; a list
+                 searches each family in turn on the same objectives (``space`` then a dict
+                 family -> its space, or one space for all), e.g. one trade-off over three
+    metric       objective reported by the trials     required unless ``runs`` is given;
+                 a list makes the search multi-objective (Optuna; no ASHA, the first is primary)
+    mode         "min" | "max" (a list with a list)   required unless ``runs`` is given
+    space        def space(trial) -> dict | None      Optuna define-by-run, or a dict of
+                 optuna.distributions                 (omit for no search)
+    defaults     {config_field: value}                fixed values (not searched); ``family.field``
+                                                      applies to one family only
+    num_samples  int (default 8)       max_epochs  int (default: the config's)
+    scheduler    {"grace_period": 1, "reduction_factor": 3} (ASHA) or None for no early stopping, or
+                 {"kind": "pbt", "perturbation_interval": 5, "quantile_fraction": 0.25, "mutations":
+                 {field: [choices] | ("uniform" | "log", low, high)}}: Population Based Training
+                 (no searcher: the first configs are drawn from the mutations)
+    sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
+    resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
+                 (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
+                 else none (common.sweep.tuning.gpu_plan); memory_mb
+                                                      defaults to the family's measured peak
+    max_concurrent  int | None                        concurrency limit for the searcher
+    runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import optuna
+
+from common.errors import UserError
+from common.trial.config import config_class, for_family
+
+ALLOWED = {"family", "metric", "mode", "space", "defaults", "num_samples", "max_epochs",
+           "scheduler", "sampler", "resources", "max_concurrent", "runs", "description"}
+
+
+class SpaceError(UserError):
+    """A space file that is missing or malformed (CLI: one line, exit 2)."""
+
+
+@dataclass
+class Space:
+    path: Path
+    name: str
+    family: str | None  # the first of ``families``
+    metric: str | None
+    mode: str
+    search: Callable | Mapping[str, Any] | None
+    defaults: dict[str, Any]
+    num_samples: int
+    max_epochs: int | None
+    scheduler: dict[str, Any] | None
+    resources: dict[str, float]
+    max_concurrent: int | None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+    sampler: str = "tpe"
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); >1 = multi-objective
+    families: list[str] = field(default_factory=list)  # searched in turn; [family] for one
+    searches: dict[str, Any] = field(default_factory=dict)  # family -> its space, when they differ
+
+    def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
+        return self.searches.get(family, self.search)
+    # ``metric`` / ``mode`` are the primary objective: checkpoints, ASHA and "best" use it.
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"space file {path} does not exist; pass --space sweeps/<name>.py (see sweeps/)")
+    try:
+        ns = _import(path)
+    except SyntaxError as exc:
+        raise SpaceError(f"space file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # e.g. FloatDistribution(low > high) raises at import time
+        raise SpaceError(f"space file {path} failed to load: {type(exc).__name__}: {exc}") from None
+    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k], ns["__name__"])}
+    unknown = sorted(names - ALLOWED)
+    if unknown:
+        raise SpaceError(f"space file {path} defines unknown name(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(sorted(ALLOWED))}")
+    runs = ns.get("runs") or []
+    if not runs:
+        missing = [k for k in ("family", "metric", "mode") if k not in ns]
+        if missing:
+            raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
+    metrics, modes = ns.get("metric"), ns.get("mode", "min")
+    if isinstance(metrics, (list, tuple)) or isinstance(modes, (list, tuple)):  # multi-objective
+        if not (isinstance(metrics, (list, tuple)) and isinstance(modes, (list, tuple))
+                and len(metrics) == len(modes) >= 2 and all(isinstance(m, str) for m in metrics)):
+            raise SpaceError(f"space file {path}: a multi-objective space needs metric and mode lists of the "
+                             "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']")
+    else:
+        metrics, modes = ([metrics] if metrics else []), [modes]
+    if any(m not in ("min", "max") for m in modes):
+        raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
+    families = ns.get("family") if isinstance(ns.get("family"), list) else [ns["family"]] if "family" in ns else []
+    if not all(isinstance(f, str) for f in families) or len(set(families)) < len(families):
+        raise SpaceError(f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
+                         "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']")
+    search, searches = ns.get("space"), {}
+    if len(families) > 1 and isinstance(search, dict) and set(search) == set(families):
+        searches, search = dict(search), search[families[0]]
+    for one in [search, *searches.values()]:
+        if one is not None and not callable(one) and not _is_distribution_dict(one):
+            raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
+                             "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
+                             "also a dict family -> one of those, naming every family")
+    def need(name: str, ok: bool, what: str) -> None:
+        if name in ns and not ok:
+            raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
+
+    need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
+    need("runs", isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
+         "a list of dicts, each with a 'family'")
+    need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
+         and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
+         "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)")
+    need("scheduler", ns.get("scheduler") is None or _pbt(ns["scheduler"]) or (
+        isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
+        and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
+        "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
+        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}")
+    need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
+    need("max_concurrent", ns.get("max_concurrent") is None or (
+        isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
+    space = Space(
+        path=path, name=path.stem, family=families[0] if families else None, metric=metrics[0] if metrics else None,
+        mode=modes[0], objectives=list(zip(metrics, modes)), families=families, searches=searches,
+        search=search, defaults=dict(ns.get("defaults") or {}),
+        num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
+        max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
+        scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
+        resources={"cpu": 1.0, "gpu": "auto", **(ns.get("resources") or {})},
+        max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
+        description=str(ns.get("description", "")), sampler=ns.get("sampler", "tpe"),
+    )
+    for family in [r["family"] for r in space.runs] + space.families:
+        config_class(family)
+    if _pbt(space.scheduler):
+        import dataclasses
+
+        for family in space.families:
+            if unknown := sorted(set(space.scheduler["mutations"]) - {f.name for f in dataclasses.fields(config_class(family))}):
+                raise SpaceError(f"space file {path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
+                                 "mutate e.g. lr_g, lr_ratio, beta1")
+    return space
+
+
+def _pbt(scheduler: Any) -> bool:
+    """A valid PBT scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction <= 0.5,
+    and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high for log."""
+    if not isinstance(scheduler, dict) or scheduler.get("kind") != "pbt" or \
+            not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}:
+        return False
+    muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
+    ok = lambda v: (isinstance(v, list) and len(v) >= 1) or (
+        isinstance(v, tuple) and len(v) == 3 and v[0] in ("uniform", "log") and _number(v[1]) and _number(v[2])
+        and v[1] < v[2] and (v[0] == "uniform" or v[1] > 0))
+    return (isinstance(scheduler.get("perturbation_interval"), int) and scheduler["perturbation_interval"] >= 1
+            and _number(q) and 0 < q <= 0.5 and isinstance(muts, dict) and bool(muts) and all(map(ok, muts.values())))
+
+
+def sample_params(space: Space, seed: int, family: str | None = None) -> dict[str, Any]:
+    """Draw one point of ``family``'s search space (what ``--single-trial`` and validation use)."""
+    search = space.search_for(family or space.family)
+    if search is None:
+        return {}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" chatter on stderr
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    if callable(search):
+        trial = study.ask()
+        try:
+            consts = search(trial) or {}
+        except Exception as exc:  # e.g. suggest_float(low > high), or a bug in space()
+            raise SpaceError(f"space file {space.path}: space(trial) failed: {type(exc).__name__}: {exc}") from None
+        return {**trial.params, **consts}
+    try:
+        return dict(study.ask(dict(search)).params)
+    except (ValueError, TypeError) as exc:
+        raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
+
+
+def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Resolve and validate every fixed config the sweep will start from; raise ConfigError."""
+    if space.runs:
+        return [config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
+                for r in space.runs]
+    return [config_class(f).from_dict({**for_family(space.defaults, f), **sample_params(space, seed, f),
+                                       **for_family(overrides, f)}).to_dict() for f in space.families]
+
+
+def _import(path: Path) -> dict[str, Any]:
+    """Import the file as a real module registered in sys.modules.
+
+    Tune pickles the searcher (and with it a define-by-run ``space`` function) by reference;
+    a registered module name makes that pickle loadable again on ``--resume``.
+    """
+    name = "space_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return {k: v for k, v in vars(module).items() if not k.startswith("__")} | {"__name__": name}
+
+
+def _positive_int(value: Any, name: str, path: Path) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpaceError(f"space file {path}: {name}={value!r} must be a positive integer")
+    return value
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_distribution_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(v, optuna.distributions.BaseDistribution) for v in value.values())
+
+
+def _is_module_or_import(value: Any, module_name: str) -> bool:
+    import __future__
+    import types
+
+    return isinstance(value, (types.ModuleType, __future__._Feature)) or (
+        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", module_name) != module_name)

@@ -1,0 +1,407 @@
+"""MLflow plumbing: tracking URIs, reachability, parent/child runs, retrying loggers.
+
+Trials log straight from their Ray workers through ``MlflowClient`` (no global active run,
+so many trials in one process or many processes stay independent). The embedded default is
+a sqlite file plus a local artifact folder in the working directory: no server needed.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from common.errors import UserError, first_line
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+UNLOGGED_FILE = "mlflow_unlogged.jsonl"  # in a trial's folder: the writes MLflow never received
+_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "databricks")
+
+
+class TrackingError(UserError):
+    """The tracking backend is malformed or unreachable (CLI: one line, exit 2)."""
+
+
+def resolve_tracking_uri(uri: str | None, workdir: str | os.PathLike = ".") -> str:
+    """``--tracking-uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///<workdir>/mlflow.db``.
+
+    A relative sqlite path is made absolute against ``workdir``: Ray runs each trial in its own
+    folder, where ``sqlite:///mlflow.db`` would name a different, empty database.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        uri = f"sqlite:///{Path(workdir).resolve() / DEFAULT_DB}"
+    elif uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri[len("sqlite:///"):].split("?")[0]:
+        path, sep, query = uri[len("sqlite:///"):].partition("?")
+        uri = f"sqlite:///{Path(workdir).resolve() / path}{sep}{query}"
+    return uri
+
+
+def default_artifact_location(uri: str, workdir: str | os.PathLike = ".") -> str | None:
+    """Local artifact folder beside a sqlite store; a server decides its own (None)."""
+    if uri.startswith("sqlite:"):
+        return (Path(workdir).resolve() / DEFAULT_ARTIFACTS).as_uri()
+    return None
+
+
+def check_tracking_uri(uri: str, timeout_s: float = 5.0, must_exist: bool = False) -> None:
+    """Fail fast, before Ray starts, on a malformed or unreachable backend.
+
+    ``must_exist``: reading only (the report): a missing sqlite file is an error, not created.
+    """
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.split("+")[0]
+    if scheme not in _SCHEMES:
+        raise TrackingError(
+            f"tracking URI {redact(uri)!r} is not supported; use sqlite:///path/mlflow.db, "
+            "http(s)://host:port of an MLflow server, or a postgresql:// URI"
+        )
+    if scheme == "sqlite":
+        db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+        if db is None or not str(db):
+            raise TrackingError(f"tracking URI {redact(uri)!r} is malformed; use sqlite:///path/to/mlflow.db")
+        parent = db.resolve().parent
+        if must_exist and not db.is_file():
+            raise TrackingError(f"no MLflow database at {db}; run a sweep first or pass --tracking-uri")
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise TrackingError(f"cannot write the MLflow database {db}: folder {parent} is missing or not writable")
+    elif scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise TrackingError(f"tracking URI {redact(uri)!r} has no host; use http://HOST:PORT")
+        import requests  # mlflow's own dependency
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout_s).raise_for_status()
+        except Exception as exc:  # connection refused, DNS, timeout, 5xx
+            raise TrackingError(
+                f"MLflow tracking server {redact(uri)} is unreachable ({type(exc).__name__}); "
+                "start it (python -m mlflow_server) or pass another --tracking-uri"
+            ) from None
+
+
+def prepare_store(uri: str) -> None:
+    """Create the sqlite schema once in the driver and switch it to WAL.
+
+    Concurrent trials then only append rows: WAL lets readers and one writer proceed
+    together, which is what keeps >=4 logging trials free of 'database is locked'.
+    """
+    if not uri.startswith("sqlite:///"):
+        MlflowClient(uri).search_experiments(max_results=1)
+        return
+    from filelock import FileLock
+
+    path = uri[len("sqlite:///"):].split("?")[0]
+    with FileLock(f"{path}.lock", timeout=120):  # two drivers migrating one new file at once corrupt it
+        MlflowClient(uri).search_experiments(max_results=1)  # runs migrations on a new file
+        with sqlite3.connect(path, timeout=30) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+
+
+def fail_fast_http() -> None:
+    """A dead tracking server must cost seconds per call, not MLflow's default minutes of
+    HTTP retries (7 with backoff factor 2); users' own settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def retry(fn: Callable[[], Any], what: str, attempts: int = 8, first_delay_s: float = 0.2) -> Any:
+    """Call ``fn`` with exponential backoff on transient backend errors (locks, 5xx, resets)."""
+    delay = first_delay_s
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:  # mlflow wraps sqlite/HTTP errors in several types
+            if i == attempts - 1:
+                raise
+            warnings.warn(f"MLflow {what} failed ({exc.__class__.__name__}: {first_line(exc, 120)}); retrying")
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, trial_id: str) -> str | None:
+    """The run an earlier attempt of Tune trial ``trial_id`` created under ``parent_run_id``; None
+    if none (or no parent: a local trial). A PBT clone restarts in a fresh trial folder, so the
+    folder's ``mlflow_run_id`` file alone cannot say."""
+    if not parent_run_id:
+        return None
+    runs = retry(lambda: MlflowClient(uri).search_runs(
+        [experiment_id], f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"], max_results=1), "search_runs")
+    return runs[0].info.run_id if runs else None
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    try:  # the tag opens it in the UI's model-training view (MLflow 3's default is GenAI's traces)
+        return client.create_experiment(name, artifact_location=artifact_location,
+                                        tags={"mlflow.experimentKind": "custom_model_development"})
+    except Exception:  # another driver created it first
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def ui_link(uri: str, experiment_id: str) -> str:
+    """Where to watch an experiment in the MLflow UI, in its model-training view (MLflow 3's UI
+    opens GenAI's traces unless told ``workflowType``; it ignores the experiment's kind tag)."""
+    page = f"/#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return redact(uri).rstrip("/") + page
+    return f"{MLFLOW_UI_URL}{page} (start the UI: .venv/bin/python -m mlflow_server --backend-store-uri {redact(uri)})"
+
+
+MLFLOW_UI_URL = "http://127.0.0.1:5000"  # python -m mlflow_server's default address
+
+
+def git_commit(repo: str | os.PathLike | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def fluent_run(uri: str, run_id: str):
+    """``mlflow.start_run(run_id=...)`` for the fluent APIs that need an active run (log_model),
+    ending with the status the run had before: start_run reopens a run, and its context would
+    otherwise close it FINISHED (a killed parent) or leave a finished one reopened."""
+    import mlflow
+
+    before = MlflowClient(uri).get_run(run_id).info.status
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status=before)
+
+
+class TrialRun:
+    """One MLflow run (a sweep's parent or a trial's child), written through the client.
+
+    ``tolerant`` (trials): when the backend stays down past the retries, a write is kept in
+    ``pending`` instead of raising, so training and checkpointing go on; every later write
+    first re-sends what is pending, in order (buffered and flushed when the backend is back).
+    What is still pending when the trial ends is saved by ``save_pending`` (the loss recorded).
+    """
+
+    RECHECK_S = 30.0  # while the backend is down, try it again at most this often
+
+    def __init__(self, client: MlflowClient, run_id: str, tolerant: bool = False):
+        self.client, self.run_id, self.tolerant = client, run_id, tolerant
+        self.pending: list[dict[str, Any]] = []  # {"kind": metrics|tags|artifact, ...}, oldest first
+        self.attached = False  # an existing run continued (a restarted trial), not a new one
+        self._failed_at: float | None = None  # monotonic time of the last failed delivery
+
+    @classmethod
+    def create(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str],
+               tolerant: bool = False) -> "TrialRun":
+        client = MlflowClient(uri)
+        run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run")
+        return cls(client, run.info.run_id, tolerant)
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str, tolerant: bool = False, reopen: bool = False) -> "TrialRun":
+        """A handle on an existing run. Writing to it leaves its status alone: a finished run
+        stays finished (the end stage logs to finished trial runs). ``reopen``: mark it RUNNING
+        again, for a run that is really running again (a trial restored from its checkpoint, a
+        resumed sweep's parent); whoever reopens it closes it."""
+        client = MlflowClient(uri)
+        if reopen:
+            retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
+        run = cls(client, run_id, tolerant)
+        run.attached = True
+        return run
+
+    def last_step(self, key: str) -> int:
+        """The highest step of metric ``key`` already in the run; 0 if none or unreachable."""
+        try:
+            return max((m.step for m in self.client.get_metric_history(self.run_id, key)), default=0)
+        except Exception:  # backend down: its writes were kept as pending, not logged
+            return 0
+
+    def tag(self, key: str) -> str | None:
+        """The run's tag ``key``; None if unset or the backend is unreachable."""
+        try:
+            return self.client.get_run(self.run_id).data.tags.get(key)
+        except Exception:  # backend down: treat as unset, so the write is made (again)
+            return None
+
+    def log_datasets(self, datasets: list) -> None:
+        """``datasets``: MLflow DatasetInputs (``dataset_inputs``), the runs table's Dataset column."""
+        retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "log_inputs")
+
+    def _send(self, record: dict[str, Any]) -> None:
+        kind = record["kind"]
+        if kind == "metrics":
+            items = [Metric(k, float(v), record["ts"], record["step"]) for k, v in record["values"].items()]
+            self.client.log_batch(self.run_id, metrics=items)
+        elif kind == "tags":
+            self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in record["values"].items()])
+        else:
+            self.client.log_artifact(self.run_id, record["path"], record["artifact_path"])
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if not self.tolerant:
+            retry(lambda: self._send(record), record["kind"])
+            return
+        self.pending.append(record)
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self.RECHECK_S:
+            return  # down a moment ago: don't stall training on it again yet
+        try:
+            while self.pending:
+                retry(lambda: self._send(self.pending[0]), self.pending[0]["kind"], attempts=3)
+                self.pending.pop(0)
+            self._failed_at = None
+        except Exception as exc:
+            self._failed_at = time.monotonic()
+            warnings.warn(f"MLflow unreachable ({exc.__class__.__name__}); {len(self.pending)} write(s) of run "
+                          f"{self.run_id} kept for later; training goes on")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)) for k, v in params.items()]
+        for i in range(0, len(items), 100):  # MLflow's per-batch limit
+            retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        self._write({"kind": "metrics", "values": {k: float(v) for k, v in metrics.items()}, "step": step,
+                     "ts": int(time.time() * 1000)})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._write({"kind": "tags", "values": {k: str(v) for k, v in tags.items()}})
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None,
+                     keep_dir: str | os.PathLike | None = None) -> None:
+        """``keep_dir``: where a tolerant run copies the file if it cannot upload it now (the
+        original may be a temporary file)."""
+        path = Path(path)
+        if self.tolerant and keep_dir is not None:
+            kept = Path(keep_dir) / "unlogged_artifacts" / (artifact_path or "") / path.name
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            import shutil
+
+            shutil.copy2(path, kept)
+            path = kept
+        self._write({"kind": "artifact", "path": str(path), "artifact_path": artifact_path})
+        if self.tolerant and keep_dir is not None and not any(r.get("path") == str(path) for r in self.pending):
+            path.unlink(missing_ok=True)  # uploaded: the kept copy is not needed
+
+    def save_pending(self, folder: str | os.PathLike) -> Path | None:
+        """Write what never reached MLflow to ``folder/mlflow_unlogged.jsonl``; None if nothing."""
+        if not self.pending:
+            return None
+        import json
+
+        out = Path(folder) / UNLOGGED_FILE
+        with open(out, "a") as f:
+            for record in self.pending:
+                f.write(json.dumps({"run_id": self.run_id, **record}) + "\n")
+        return out
+
+    def finish(self, status: str = "FINISHED") -> None:
+        retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
+
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}  # MLflow's dataset context tag
+
+
+def dataset_inputs(spec: str, content_hash: str, rows: Mapping[str, Any]) -> list:
+    """One MLflow DatasetInput per split (``rows``: split -> its row indices, or None for all of
+    it), named '<data>:<split>' with context training / validation / test. The digest covers the
+    data's content hash and the rows, so two runs on the same images show the same digest.
+    Metadata only (MLflow's MetaDataset): the images stay where they are."""
+    import hashlib
+
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    if spec == "cifar10":  # torchvision's download
+        source = HTTPDatasetSource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    elif spec == "synthetic":
+        source = CodeDatasetSource({"mlflow.source.name": "common.trial.data (synthetic)"})
+    else:
+        with warnings.catch_warnings():  # MLflow registers its local source for both "" and
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")  # "file:"
+            source = resolve_dataset_source(str(Path(spec).expanduser().resolve()))
+    out = []
+    for split, idx in rows.items():
+        h = hashlib.sha256(content_hash.encode() + split.encode())
+        if idx is not None:
+            h.update(np.asarray(idx, dtype=np.int64).tobytes())
+        ds = MetaDataset(source, name=f"{Path(spec).name}:{split}", digest=h.hexdigest()[:16])
+        out.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", CONTEXTS[split])]))
+    return out
+
+
+def supersede_unlogged(folder: str | os.PathLike) -> None:
+    """A trial's new attempt re-does what an earlier attempt could not deliver: the writes before
+    its checkpoint come back with it (``mlflow_pending``), those after it with the replayed
+    epochs. So the earlier attempt's ``UNLOGGED_FILE`` waits no more: it is renamed out of
+    ``--check``'s way, and kept for reading."""
+    path = Path(folder) / UNLOGGED_FILE
+    if path.is_file():
+        os.replace(path, path.with_name("mlflow_unlogged.superseded.jsonl"))
+
+
+def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str,
+                            seed: int = 0) -> Path:
+    """Draw ``n`` images with ``seed`` from a registered model (``models:/NAME@ALIAS`` or
+    ``models:/NAME/VERSION``, e.g. ``models:/vae_vs_dcgan-dcgan@best``) into one PNG grid.
+
+    The weights come from the version's trial checkpoint (``checkpoints/best.pt``, loaded with
+    ``weights_only=True``), not from the pickled MLflow model, so nothing is unpickled."""
+    import mlflow.artifacts
+    import torch
+    from mlflow.exceptions import MlflowException
+
+    from common.figures import save_image_grid
+    from common.trial.loop import load_checkpoint
+    from common.trial.models import from_checkpoint
+
+    name, sep, ref = model_uri.removeprefix("models:/").partition("@")
+    if not model_uri.startswith("models:/") or not name:
+        raise TrackingError(f"{model_uri!r} is not a registered model URI; use models:/<experiment>-<family>@best")
+    client = MlflowClient(tracking_uri)
+    try:
+        if sep:
+            version = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = name.rpartition("/")
+            version = client.get_model_version(name, number)
+        run_id = version.tags.get("trial_run_id")
+        if not run_id:
+            raise TrackingError(f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
+                                "tag); sample models:/<experiment>-<family>@best")
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt",
+                                                   tracking_uri=tracking_uri)
+    except (MlflowException, OSError) as e:
+        raise TrackingError(f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first_line(e)}; list the registered "
+                            "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best") from None
+    ckpt = load_checkpoint(path)
+    model = from_checkpoint(ckpt["config"], ckpt["model"])
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        images = model.eval().sample(n, torch.device("cpu"))
+    return save_image_grid(images, Path(out), nrow=max(1, int(round(n ** 0.5))))
+
+
+def redact(url: str) -> str:
+    """``url`` with any password masked (``postgresql://me:***@host/db``): safe for logs and tags."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return url.replace(f":{parsed.password}@", ":***@", 1)
