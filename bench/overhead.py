@@ -9,7 +9,7 @@ Each repeat runs VAE sweeps of ``--epochs`` epochs per trial through ``common.sw
 on its own local Ray (``--cpus-per-trial`` 1, so 2 trials at once on 2 cores), all with Optuna,
 ASHA off, MLflow on the embedded sqlite store and a checkpoint per epoch:
 
-* null: every worker's ``TASKS["vae"]`` is swapped (a Ray worker setup hook) for a task that
+* null: every worker's ``FAMILIES["vae"].task`` is swapped (a Ray worker setup hook) for a task that
   builds the real models and optimizers but whose epoch trains and evaluates nothing. Its
   objective improves every epoch, so each epoch also writes ``best.pt`` and the sample figures:
   the worst case of per-epoch bookkeeping. Its wall time is pure overhead. It runs twice at
@@ -48,7 +48,9 @@ scheduler = None
 
 def swap_in_null_task() -> None:
     """Ray worker setup hook: the VAE task keeps its models and checkpoint state but does no work."""
-    import common.trial.tasks
+    import dataclasses
+
+    from common.trial.families import FAMILIES
     from common.trial.tasks.vae import VAETask
 
     class NullTask(VAETask):
@@ -61,7 +63,7 @@ def swap_in_null_task() -> None:
         def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
             return {f"{split}_mse_kl": 100.0 - self._epoch, f"{split}_classifier_fd": 1.0}  # improves: best.pt + figures
 
-    common.trial.tasks.TASKS["vae"] = NullTask
+    FAMILIES["vae"] = dataclasses.replace(FAMILIES["vae"], task=NullTask)
 
 
 def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> dict:

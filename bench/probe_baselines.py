@@ -22,7 +22,7 @@ from common.metrics.classifier import get_classifier  # noqa: E402
 from common.trial.config import config_class  # noqa: E402
 from common.trial.data import load_dataset  # noqa: E402
 from common.trial.device import seed_everything  # noqa: E402
-from common.trial.tasks import TASKS  # noqa: E402
+from common.trial.families import FAMILIES  # noqa: E402
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
         ckpt = best_checkpoint(args.tracking_uri, r.info.run_id)
         cfg = config_class(args.family).from_dict(ckpt["config"])
         data = load_dataset(cfg.data)
-        untrained = TASKS[cfg.family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed),
+        untrained = FAMILIES[cfg.family].task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed),
                                       classifier=get_classifier(data)[0])
         pixels = _pixel_probe(untrained, data)  # cached per data and splits: slow only the first time
         random_init = untrained.probe("test")["test_probe_acc"]

@@ -38,7 +38,7 @@ from common.trial.device import seed_everything  # noqa: E402
 from common.trial.diagnostics import MODE_COLLAPSE_COVERAGE, mode_collapse_flag  # noqa: E402
 from common.metrics.evaluation import Evaluator  # noqa: E402
 from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
-from common.trial.tasks import TASKS  # noqa: E402
+from common.trial.families import FAMILIES  # noqa: E402
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
 RUNS = [
@@ -78,7 +78,7 @@ def train_runs(data, runs, out: Path, base: dict) -> None:
         cfg = config_class(family).from_dict({**base, **overrides, "max_epochs": max(keep)})
         if all((out / f"{name}_e{e:03d}.pt").exists() for e in keep):
             continue
-        task = TASKS[family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
+        task = FAMILIES[family].task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
         seconds = []
         for epoch in range(max(keep)):
             t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def score_checkpoint(path: Path, data, inception: Evaluator, n: int) -> dict:
     """Inception FID/KID/recall and every candidate of one checkpoint, on one fixed z."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = config_class(ckpt["config"]["family"]).from_dict({**ckpt["config"], "eval_samples": n})
-    task = TASKS[cfg.family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
+    task = FAMILIES[cfg.family].task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
     for k, weights in ckpt["model"].items():
         task.models[k].load_state_dict(weights)
     fake = task.samples()  # fixed z (seed = the config's seed), as trials score every epoch
@@ -142,7 +142,7 @@ def measure_costs(data, runs, base: dict, n: int, repeats: int = 3) -> dict:
         if family in out["epoch_train_s"]:
             continue
         cfg = config_class(family).from_dict({**base, **overrides, "eval_samples": n})
-        task = TASKS[family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
+        task = FAMILIES[family].task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
         task.train_epoch(0)  # warm-up
         out["epoch_train_s"][family] = float(np.median([_seconds(lambda e=e: task.train_epoch(e)) for e in range(1, 3)]))
         fake = task.samples()

@@ -11,7 +11,7 @@ What it measures, per model family (VAE, DCGAN):
 
 * trainable: ``task.train_epoch(epoch)`` of a ``VAETask`` / ``DCGANTask`` built exactly as
   ``common.trial.loop.run_trial`` builds it (``*Config.from_dict``, ``load_dataset``,
-  ``configure_threads``, ``seed_everything``, ``TASKS[family](cfg, data, device, generator)``).
+  ``configure_threads``, ``seed_everything``, ``FAMILIES[family].task(cfg, data, device, generator)``).
 * bare: the minimal loop a person would write for the same ``common.trial.models`` nets, batch
   size, optimizer settings and thread count, over the same uint8 train subset already in
   memory: index a random permutation, convert to float [-1, 1], forward, loss, backward,
@@ -52,7 +52,7 @@ from common.trial.config import DCGANConfig, VAEConfig  # noqa: E402
 from common.trial.data import load_dataset  # noqa: E402
 from common.trial.device import configure_threads, pick_device, seed_everything  # noqa: E402
 from common.trial.models import ConvVAE, Discriminator, Generator  # noqa: E402
-from common.trial.tasks import TASKS  # noqa: E402
+from common.trial.families import FAMILIES  # noqa: E402
 
 CONFIGS = {"vae": VAEConfig, "dcgan": DCGANConfig}
 
@@ -157,7 +157,7 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
                                      "batch_size": args.batch_size, "device": args.device})
     configure_threads(args.threads)
     generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
-    task = TASKS[family](cfg, data, device, generator)
+    task = FAMILIES[family].task(cfg, data, device, generator)
     bare = Bare(cfg, data.train_x[cfg.split(len(data.train_x))[0]], device)
     n_img = (len(task.train) // cfg.batch_size) * cfg.batch_size  # images one epoch trains on
 

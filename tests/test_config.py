@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from common.trial.config import FAMILIES, ConfigError, DCGANConfig, VAEConfig, config_class
+from common.trial.families import FAMILIES
+from common.trial.config import ConfigError, DCGANConfig, VAEConfig, config_class
 
 
 # ---- defaults ---------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_unit_range_round_trip():
 
 def test_device_data_batches_cover_and_reproduce():
     ds = load_dataset("synthetic")
-    dd = DeviceData.from_dataset(ds, "train", "cpu")
+    dd = DeviceData(ds.train_x, ds.train_y, "cpu")
     batches = list(dd.batches(100, torch.Generator().manual_seed(0), with_labels=True))
     assert len(batches) == dd.num_batches(100) == 5 and all(xb.shape == (100, 3, 32, 32) for xb, _ in batches)
     assert batches[0][0].dtype == torch.float32 and batches[0][0].abs().max() <= 1
@@ -140,8 +140,11 @@ def test_device_data_batches_cover_and_reproduce():
     assert not torch.equal(other, batches[0][0])
     with pytest.raises(ValueError):
         dd.batches(10, None)
-    sub = DeviceData.from_dataset(ds, "test", indices=subset_indices(256, 10, 0))
-    assert len(sub) == 10
+    idx = subset_indices(256, 10, 0)
+    sub = DeviceData(ds.test_x[idx], ds.test_y[idx])
+    assert len(sub) == 10 and torch.equal(sub.x, ds.test_x[idx])
+    with pytest.raises(ValueError, match="uint8"):
+        DeviceData(ds.test_x.float(), ds.test_y)
 
 
 # ---- image-folder trees, tarballs, cache --------------------------------------------------

@@ -68,9 +68,11 @@ def test_with_ema_the_samples_scores_and_export_come_from_the_average(data):
     z = torch.randn(4, task.cfg.latent_dim)
     task.g_ema.module.eval()
     assert torch.equal(task.generate(z), task.g_ema.module(z))
-    assert task.export_model() is task.g_ema.module
+    assert task.sampler is task.g_ema.module
     exported = task.export_state()["g"]
     assert all(torch.equal(exported[k], v) for k, v in task.g_ema.module.state_dict().items())
+    sampler = type(task).build_sampler(task.cfg, task.export_state()).eval()  # what best.pt gives the final stage
+    assert torch.equal(sampler(z), task.g_ema.module(z))
     restored = _gan(data, ema_decay=0.5)  # a checkpoint restore continues the same average
     restored.load_state_dict(task.state_dict())
     assert int(restored.g_ema.n_averaged) == int(task.g_ema.n_averaged) > 0

@@ -260,17 +260,17 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     from common.trial.config import config_class
     from common.trial.data import load_dataset
     from common.trial.device import seed_everything
-    from common.trial.tasks import TASKS
+    from common.trial.families import FAMILIES
 
     from common.trial.tasks.base import bf16_native
 
     cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128})
     if precision == "bf16" and not bf16_native(torch.device("cpu")):  # emulated bf16 is ~20x slower: not used
         with pytest.warns(UserWarning, match="no native support"):
-            task = TASKS[family](cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
+            task = FAMILIES[family].task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
         precision = "fp32"
     else:
-        task = TASKS[family](cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
+        task = FAMILIES[family].task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
     assert task.precision_used == precision
     conv = next(m for net in task.models.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4

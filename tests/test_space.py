@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from common.trial.config import FAMILIES, ConfigError
+from common.trial.families import FAMILIES
+from common.trial.config import ConfigError
 from common.sweep.space import Space, SpaceError, check_configs, load_space, sample_params
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"

@@ -7,12 +7,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.trial.config import FAMILIES, ConfigError, VAEGANConfig, config_class, for_family
+from common.trial.config import ConfigError, VAEGANConfig, config_class, for_family
 from common.trial.data import load_dataset
 from common.trial.device import seed_everything
 from common.trial.loop import LocalSession, SweepContext, run_trial
 from common.trial.models import ConvVAE, Discriminator
-from common.trial.tasks import TASKS
+from common.trial.families import FAMILIES
 from common.trial.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
 from common.sweep.tracking import get_or_create_experiment, prepare_store
 
@@ -28,14 +28,14 @@ TINY = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, late
 # ---- config ---------------------------------------------------------------------------------
 def test_defaults_and_registration():
     c = VAEGANConfig()
-    assert c.family == "vaegan" and config_class("vaegan") is VAEGANConfig and FAMILIES["vaegan"] is VAEGANConfig
+    assert c.family == "vaegan" and config_class("vaegan") is VAEGANConfig and FAMILIES["vaegan"].config is VAEGANConfig
     assert (c.max_epochs, c.latent_dim, c.base_channels, c.hidden_dim, c.d_channels, c.d_hidden) == (20, 64, 32, 256,
                                                                                                     64, 512)
     assert c.lr == pytest.approx(3e-4) and c.lr_ratio == 1.0 and c.beta1 == 0.5 and c.beta2 == 0.999
     assert c.beta == 1.0 and c.feature_layer == 2 and c.recon_weight == 1.0 and c.pixel_weight == 0.0
     assert c.gamma == pytest.approx(1e-2) and c.default_metric == "val_classifier_fd"
     assert VAEGANConfig(lr=1e-4, lr_ratio=4).lr_d == pytest.approx(4e-4)
-    assert TASKS["vaegan"] is VAEGANTask
+    assert FAMILIES["vaegan"].task is VAEGANTask
 
 
 def test_round_trip_and_set_strings():
@@ -132,7 +132,7 @@ def test_optimizers_hold_disjoint_groups_and_are_checkpointed(workdir):
     state = task.state_dict()
     assert set(state["models"]) == {"vae", "d"} and set(state["optimizers"]) == {"enc", "dec", "d"}
     assert set(task.export_state()) == {"vae", "d"}
-    assert task.export_model() is task.model
+    assert isinstance(FAMILIES["vaegan"].task.build_sampler(task.cfg, task.export_state()), type(task.model))
 
 
 @pytest.mark.parametrize("own", ["enc", "dec", "d"])

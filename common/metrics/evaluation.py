@@ -323,12 +323,13 @@ def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[
     the same test images.
     """
     from common.trial.config import config_class
+    from common.trial.families import get
     from common.trial.models import from_checkpoint
 
     ev = evaluator or Evaluator(data, reference="test", **evaluator_kwargs)
     model = from_checkpoint(ckpt["config"], ckpt["model"]).to(ev.device)
     out = ev(model, metrics, n)
-    if ckpt["config"]["family"] in ("vae", "vaegan"):
+    if get(ckpt["config"]["family"]).decodes:
         _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
         # A seeded draw, not val[:n]: an image-folder tree stores its images class by class.
         pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(ev.seed))[:n]]

@@ -31,8 +31,9 @@ from common.report.importances import describe_values, param_importances, study_
 from common.report.mitigations import fmt_value as _fmt
 from common.report.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section
 from common.report.render import to_html, to_markdown
-from common.report.runs import (FALLBACK_OBJECTIVE, FAMILY_LABEL, Family, ReportError, Trial, epochs_run, load,
+from common.report.runs import (FAMILY_LABEL, Family, ReportError, Trial, epochs_run, fallback_objective, load,
                                 search_all)
+from common.trial.families import FAMILIES
 from common.report.seeds import budget_blocks, preset_means, spread_blocks
 
 __all__ = ["ReportError", "build_report"]
@@ -54,15 +55,7 @@ SEED_ROWS = [
     ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
     ("Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)", "test_classifier_fd", "not measured"),
 ]
-# (label, family, metric key, published value), same source.
-MODEL_ROWS = [("VAE", "vae", "n_params_vae", "1.38M"), ("DCGAN generator", "dcgan", "n_params_g", "1.24M"),
-              ("DCGAN discriminator", "dcgan", "n_params_d", "2.76M"),
-              ("VAE-GAN encoder+decoder", "vaegan", "n_params_vae", "—"),
-              ("VAE-GAN discriminator", "vaegan", "n_params_d", "—")]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
-CURVE_METRICS = {"vae": ["val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"],
-                 "dcgan": ["g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"],
-                 "vaegan": ["val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"]}
 SPLITS = ("Splits: every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best model, the "
           "Pareto front) reads val_* metrics: validation images drawn from the train split outside the train subset. "
           "test_* numbers are each trial's best epoch scored once on the test split.")
@@ -172,7 +165,7 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
                      f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
                      f"status {t.tags.get('trial_status', '?')}.")
     models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
-               best[n].trial_id if n in best else "none"] for label, n, key, seed in MODEL_ROWS]
+               best[n].trial_id if n in best else "none"] for n, f in FAMILIES.items() for label, key, seed in f.param_rows]
     return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
             ("ul", notes), *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
             ("h3", "Model sizes (parameters)"),
@@ -262,7 +255,7 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
                                f"{FAMILY_LABEL[name]} {t.trial_id}: {Path(art).stem} (run artifact {art})"))
         if not pngs:
             blocks.append(("p", f"Run {t.run_id} has no figures/*.png artifacts."))
-        for key in CURVE_METRICS[name]:
+        for key in FAMILIES[name].curve_metrics:
             if points := [(m.step, m.value) for m in client.get_metric_history(t.run_id, key)]:
                 history[f"{name}: {key}"] = points
     if history and all(len(points) == 1 for points in history.values()):  # 1 epoch: a row, not panels
@@ -379,7 +372,7 @@ def _front(out_dir: Path, png: str, trials: list[dict], keys, modes, varying, ti
 def _budget(client: MlflowClient, trials: list[Trial]) -> list[tuple]:
     """'Best within the slides' budget' over every trial of the experiment (common/report/seeds.py)."""
     def objective(t: dict) -> float | None:  # the best epoch's validation value: what selected it
-        key = FALLBACK_OBJECTIVE[t["params"]["family"]][0]
+        key = fallback_objective(t["params"]["family"])[0]
         values = [m.value for m in client.get_metric_history(t["id"], key) if math.isfinite(m.value)]
         return min(values) if values else None
     return budget_blocks([t.as_dict() for t in trials], objective)

@@ -9,12 +9,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.errors import UserError
-from common.trial.config import FAMILIES
+from common.trial.families import FAMILIES, Field
 from common.report.mitigations import trial_flags
 from common.sweep.tracking import redact
 
-FAMILY_LABEL = {"vae": "VAE", "dcgan": "DCGAN", "vaegan": "VAE-GAN"}
-FALLBACK_OBJECTIVE = {f: (cls.default_metric, "min") for f, cls in FAMILIES.items()}  # sweep metric not logged
+FAMILY_LABEL = Field("label")  # family name -> the report's name for it, in the registry's order
+
+
+def fallback_objective(family: str) -> tuple[str, str]:
+    """(metric, mode) to rank ``family``'s trials by when the sweep's own metric was not logged."""
+    return FAMILIES[family].config.default_metric, "min"
 
 
 class ReportError(UserError):
@@ -114,7 +118,7 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
         if not trials:
             continue
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
-        fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else FALLBACK_OBJECTIVE[name]), trials)
+        fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)), trials)
         for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
             values = [m.value for m in client.get_metric_history(t.run_id, fam.metric) if math.isfinite(m.value)]
             t.objective = (min if fam.mode == "min" else max)(values) if values else None

@@ -154,13 +154,13 @@ def probe_baselines(uri: str, run_id: str, ckpt: dict, data, classifier: dict) -
 
     from common.trial.config import config_class
     from common.trial.device import seed_everything
-    from common.trial.tasks import TASKS
+    from common.trial.families import get
 
     run = MlflowClient(uri).get_run(run_id)
     if all(k in run.data.metrics for k in BASELINE_METRICS):
         return {k: run.data.metrics[k] for k in BASELINE_METRICS}  # --resume: done already
     cfg = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"])
-    untrained = TASKS[cfg.family](cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
+    untrained = get(cfg.family).task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
     out = {"test_probe_acc_pixels": _pixel_probe(untrained, data),
            "test_probe_acc_random_init": untrained.probe("test")["test_probe_acc"]}
     TrialRun.attach(uri, run_id).log_metrics(out, step=ckpt["epoch"])

@@ -102,11 +102,10 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from trainables.dcgan import train_dcgan
-    from trainables.vae import train_vae
-    from trainables.vaegan import train_vaegan
+    from common.trial.families import get
+    from trainables.trial import trainable as family_trainable
 
-    fn = {"vae": train_vae, "dcgan": train_dcgan, "vaegan": train_vaegan}[family]
+    fn = family_trainable(get(family))
     # Ray's "memory" is a reservation, per node: a node runs only the trials whose peaks fit it.
     ray_resources = {"cpu": resources["cpu"], "gpu": resources["gpu"], "memory": resources["memory_mb"] * 2**20}
     trainable = tune.with_resources(tune.with_parameters(fn, ctx=ctx, fixed=fixed), ray_resources)

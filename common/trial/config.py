@@ -287,14 +287,11 @@ class VAEGANConfig(TrialConfig):
                               "only); use precision=fp32")
 
 
-FAMILIES: dict[str, type[TrialConfig]] = {"vae": VAEConfig, "dcgan": DCGANConfig, "vaegan": VAEGANConfig}
-
-
 def config_class(family: str) -> type[TrialConfig]:
-    try:
-        return FAMILIES[family]
-    except KeyError:
-        raise ConfigError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}") from None
+    """The config class of ``family`` (the registry, common/trial/families.py); ConfigError if unknown."""
+    from common.trial.families import get
+
+    return get(family).config
 
 
 def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
@@ -302,6 +299,8 @@ def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
 
     A sweep with both families (the seed preset) can then set e.g. ``dcgan.g_channels=32``.
     """
+    from common.trial.families import FAMILIES
+
     out: dict[str, Any] = {}
     for key, value in values.items():
         scope, dot, name = key.rpartition(".")

@@ -131,13 +131,6 @@ class DeviceData:
         self.x, self.y = x.to(device), y.to(device=device, dtype=torch.int64)
         self.device = self.x.device
 
-    @classmethod
-    def from_dataset(cls, ds: Dataset, split: str = "train", device: torch.device | str = "cpu",
-                     indices: torch.Tensor | None = None) -> "DeviceData":
-        """``split`` ('train' | 'test') of ``ds``, only rows ``indices`` (e.g. ``subset_indices``) if given."""
-        x, y = getattr(ds, f"{split}_x"), getattr(ds, f"{split}_y")
-        return cls(x, y, device) if indices is None else cls(x[indices], y[indices], device)
-
     def __len__(self) -> int:
         return self.x.shape[0]
 

@@ -31,7 +31,7 @@ from common.trial.data import load_dataset
 from common.trial.device import (configure_threads, device_failure, device_kind, is_deterministic, no_tf32,
                            reset_peak_memory, seed_everything, torch_device)
 from common.figures import save_curves
-from common.trial.tasks import TASKS
+from common.trial.families import get
 from common.sweep.tracking import (TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact,
                              supersede_unlogged)
 
@@ -46,8 +46,6 @@ DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (f
 # A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
 # and BCE-with-logits keep huge learning rates from ever producing NaN, only astronomic values.
 BLOWUP = 1e12
-COLLAPSE_FLAGS = ("mode_collapse", "posterior_collapse")  # detector metrics (1.0 = flagged)
-RATIO_WINDOW = 5  # epochs in loss_ratio_window, the windowed D/G loss ratio
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     reset_peak_memory(device)
     data = load_dataset(cfg.data, ctx.data_cache_dir)
     check_objective(ctx.metric)
-    task = TASKS[cfg.family](cfg, data, device, generator, classifier=ctx.classifier)
+    task = get(cfg.family).task(cfg, data, device, generator, classifier=ctx.classifier)
 
     fail_fast_http()
     state = _restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
@@ -175,14 +173,12 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                                    None)
                     return {**metrics, "diverged": 1.0}
                 metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time, **_peak_memory(device))
-                if "loss_ratio" in metrics:  # instability shows as a drifting D/G balance, not one epoch
-                    recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
-                    metrics["loss_ratio_window"] = sum(recent) / len(recent)
+                metrics.update(task.windowed(metrics, history))
                 for k, v in metrics.items():
                     history.setdefault(k, []).append((epoch + 1, v))
                 if epoch + 1 > logged_through:
                     run.log_metrics(metrics, step=epoch + 1)
-                raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in COLLAPSE_FLAGS
+                raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in task.COLLAPSE_FLAGS
                           if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
                 if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
                     run.set_tags(raised)
@@ -217,7 +213,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id,
                                 "beta_settled": float(task.settled(epoch))}, str(ckpt_dir))
                 shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
-                flagged = [k for k in COLLAPSE_FLAGS if metrics.get(k) == 1.0]
+                flagged = [k for k in task.COLLAPSE_FLAGS if metrics.get(k) == 1.0]
                 collapsed_for = collapsed_for + 1 if flagged else 0
                 if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
                     _log_curves(task, history, tmp / "figures", run, session.trial_dir)

@@ -19,18 +19,11 @@ def from_checkpoint(config: dict, models: dict) -> nn.Module:
     """Rebuild a trial's generative model from its saved config and weights.
 
     config: the trial config dict; models: name -> state_dict, as in best.pt's ``model``
-    (``vae`` [+ ``d``] or ``g`` + ``d``). Returns the ConvVAE for vae and vaegan (a VAE-GAN's
-    decoder is its generator) or the Generator for dcgan, in eval mode on the CPU; both have
-    ``sample(n, device)`` -> (n,3,32,32) in [-1, 1].
+    (``vae`` [+ ``d``] or ``g`` + ``d``). Returns the family task's ``build_sampler`` (the ConvVAE
+    for vae and vaegan, whose decoder is the generator; the Generator for dcgan) in eval mode on the
+    CPU; each has ``sample(n, device)`` -> (n,3,32,32) in [-1, 1].
     """
-    from common.trial.config import config_class
+    from common.trial.families import get
 
-    cfg = config_class(config["family"]).from_dict(config)
-    if cfg.family in ("vae", "vaegan"):
-        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
-                        learned_scale=getattr(cfg, "likelihood", "mse") == "logistic")
-        model.load_state_dict(models["vae"])
-    else:
-        model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
-        model.load_state_dict(models["g"])
-    return model.eval()
+    family = get(config["family"])
+    return family.task.build_sampler(family.config.from_dict(config), models).eval()

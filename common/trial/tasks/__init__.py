@@ -1,6 +1,2 @@
 """Per-family training tasks: what one epoch, one evaluation and one figure set mean."""
-from common.trial.tasks.dcgan import DCGANTask
-from common.trial.tasks.vae import VAETask
-from common.trial.tasks.vaegan import VAEGANTask
-
-TASKS = {"vae": VAETask, "dcgan": DCGANTask, "vaegan": VAEGANTask}
+# Each family's task is found through its record in common/trial/families.py.

@@ -45,13 +45,14 @@ class Task:
 
     Subclasses set ``self.models`` / ``self.optimizers`` (name -> module / optimizer or lr scheduler:
     anything with a checkpointed ``state_dict``) and
-    implement ``train_epoch``, ``evaluate``, ``generate``, ``probe_features``, ``figures`` and
-    ``export_state``. ``classifier``: the domain classifier's state (``common.metrics.classifier``), as the
+    implement ``train_epoch``, ``evaluate``, ``generate``, ``probe_features``, ``figures``,
+    ``export_state`` and ``build_sampler``. ``classifier``: the domain classifier's state (``common.metrics.classifier``), as the
     sweep's driver hands it to trials; None = load it from (or train it into) the disk cache.
     """
 
     models: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
+    COLLAPSE_FLAGS: tuple[str, ...] = ("mode_collapse",)  # detector metrics ``evaluate`` sets (1.0 = flagged)
 
     def __init__(self, cfg: TrialConfig, data: Dataset, device: torch.device, generator: torch.Generator,
                  classifier: dict | None = None):
@@ -142,6 +143,16 @@ class Task:
     def collapse_flags(self, scores: dict[str, float]) -> dict[str, float]:
         """``mode_collapse`` from the validation class coverage (common.trial.diagnostics)."""
         return {"mode_collapse": mode_collapse_flag(scores["val_class_coverage"])} if "val_class_coverage" in scores else {}
+
+    def windowed(self, metrics: dict[str, float], history: dict[str, list]) -> dict[str, float]:
+        """Metrics over the last few epochs, added to this epoch's ``metrics``; ``history``: metric
+        -> [(epoch, value)] of the epochs before. None by default."""
+        return {}
+
+    @staticmethod
+    def build_sampler(cfg: TrialConfig, models: dict) -> nn.Module:
+        """best.pt's ``model`` dict -> the module whose ``sample(n, device)`` gives (n,3,32,32) images."""
+        raise NotImplementedError
 
     # ---- linear probe ---------------------------------------------------------------------------
     def probe_features(self, images: torch.Tensor, net: nn.Module | None = None) -> np.ndarray:

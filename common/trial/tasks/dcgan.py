@@ -29,6 +29,9 @@ from common.trial.tasks.base import Task
 EVAL_BATCH = 500  # images per no-grad forward pass in evaluation
 
 
+RATIO_WINDOW = 5  # epochs in loss_ratio_window
+
+
 class DCGANTask(Task):
     cfg: DCGANConfig
 
@@ -139,6 +142,14 @@ class DCGANTask(Task):
             out.update(grad_penalty=gp, wasserstein=gap)
         return out
 
+    def windowed(self, metrics: dict[str, float], history: dict[str, list]) -> dict[str, float]:
+        """``loss_ratio_window``: the mean D/G loss ratio of the last RATIO_WINDOW epochs (bce only):
+        instability shows as a drifting balance, not as one epoch's ratio."""
+        if "loss_ratio" not in metrics:
+            return {}
+        recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
+        return {"loss_ratio_window": sum(recent) / len(recent)}
+
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """z (N, latent_dim) -> G(z) (N,3,32,32) in [-1, 1], the sampling G (``sampler``) in eval mode."""
         self.sampler.eval()
@@ -182,8 +193,13 @@ class DCGANTask(Task):
     def export_state(self) -> dict:
         return {k: m.state_dict() for k, m in self.exported_modules().items()}
 
-    def export_model(self) -> torch.nn.Module:
-        return self.sampler
+    @staticmethod
+    def build_sampler(cfg: DCGANConfig, models: dict) -> torch.nn.Module:
+        """best.pt's ``model`` dict -> the Generator (its EMA weights when ``ema_decay`` is set:
+        ``export_state`` saves the averaged G as ``g``)."""
+        model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
+        model.load_state_dict(models["g"])
+        return model
 
     def state_dict(self) -> dict:
         state = super().state_dict()

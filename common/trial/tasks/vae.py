@@ -32,6 +32,7 @@ LOG_SCALE_MIN = -7.0  # floor of the learned logistic log-scale: a bin is 2/255 
 
 class VAETask(Task):
     cfg: VAEConfig
+    COLLAPSE_FLAGS = ("mode_collapse", "posterior_collapse")
 
     def __init__(self, cfg: VAEConfig, data, device, generator, classifier: dict | None = None):
         super().__init__(cfg, data, device, generator, classifier)
@@ -192,8 +193,13 @@ class VAETask(Task):
     def export_state(self) -> dict:
         return {"vae": self.model.state_dict()}
 
-    def export_model(self) -> torch.nn.Module:
-        return self.model
+    @staticmethod
+    def build_sampler(cfg: VAEConfig, models: dict) -> nn.Module:
+        """best.pt's ``model`` dict -> the ConvVAE (decodes z ~ N(0, I) into (n,3,32,32) samples)."""
+        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
+                        learned_scale=getattr(cfg, "likelihood", "mse") == "logistic")
+        model.load_state_dict(models["vae"])
+        return model
 
 
 def collapse_flag(test_kl: float, active: int, latent_dim: int) -> float:

@@ -166,7 +166,7 @@ class VAEGANTask(VAETask):
                 "d_real": d_real, "d_fake": d_fake, "d_recon": d_recon, "train_loss": loss,
                 "train_kl": kl, "train_recon": pixel, "train_feature_recon": feat}
 
-    # evaluate, generate, probe_features, figures (reconstructions, interpolations, samples) and export_model
+    # evaluate, generate, probe_features, figures (reconstructions, interpolations, samples) and build_sampler
     # are VAETask's: they use only self.model and the shared config fields.
 
     def export_state(self) -> dict:
