@@ -9,7 +9,7 @@ ARGS   ?=
 # then the comparison report (report/index.html). Add e.g. ARGS="--data PATH" to use local data.
 EXPERIMENT ?= vae_vs_dcgan
 
-.PHONY: venv sweep test test-cluster test-faults test-slow bench smoke clean
+.PHONY: venv lint sweep test test-cluster test-faults test-slow bench smoke clean
 
 $(STAMP): setup.cfg pyproject.toml
 	# System packages (Debian's, as root via apt-get): PostgreSQL and headless Chromium for the
@@ -34,6 +34,11 @@ sweep: $(STAMP)
 
 smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
+
+# ruff (pyproject.toml, [tool.ruff]): the formatter's check and the linter, on the whole tree.
+lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not cluster and not faults" -q --durations=30 $(ARGS)

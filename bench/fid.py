@@ -10,6 +10,7 @@ best.pt-style dict (``config``, ``model``; bench/proxy.py writes them too) or a 
 (``task.models``) followed by a comma and that trial's best.pt, for its config. Reference features
 are computed into a fresh temporary cache (or ``--cache``), so their cost is measured too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.metrics.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
 from common.trial.config import config_class  # noqa: E402
 from common.trial.data import load_dataset, subset_indices  # noqa: E402
-from common.metrics.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
 from common.trial.models import from_checkpoint  # noqa: E402
 
 
@@ -52,14 +53,23 @@ def timed(fn):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CIFAR-10 source (load_dataset spec)")
-    p.add_argument("--n", type=int, default=10_000, help="generated (or train) images per set (default 10000); "
-                   "the reference is always every test image")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=10_000,
+        help="generated (or train) images per set (default 10000); the reference is always every test image",
+    )
     p.add_argument("--cache", help="feature cache folder to reuse (default: a fresh temporary one)")
     p.add_argument("--ckpt", action="append", default=[], metavar="NAME=PATH", help="checkpoint to score (repeatable)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-train-vs-test", action="store_true", help="skip the real-vs-real FID")
-    p.add_argument("--layouts", type=int, metavar="N", help="instead: Inception images/s on N test images, "
-                   "NCHW vs channels_last, 3 interleaved repeats, and the largest feature difference")
+    p.add_argument(
+        "--layouts",
+        type=int,
+        metavar="N",
+        help="instead: Inception images/s on N test images, "
+        "NCHW vs channels_last, 3 interleaved repeats, and the largest feature difference",
+    )
     args = p.parse_args()
 
     data = load_dataset(args.data)
@@ -77,12 +87,17 @@ def main() -> None:
         cache = args.cache or tmp
         ev, load_s = timed(lambda: Evaluator(data, reference="test", device=device, cache_dir=cache))
         real, ref_s = timed(ev.real_features)
-        emit("reference features (test split)", seconds=round(ref_s, 1), images_per_s=round(len(real) / ref_s, 1),
-             extractor_load_s=round(load_s, 2))
+        emit(
+            "reference features (test split)",
+            seconds=round(ref_s, 1),
+            images_per_s=round(len(real) / ref_s, 1),
+            extractor_load_s=round(load_s, 2),
+        )
         if not args.no_train_vs_test:
             idx = subset_indices(len(data.train_x), args.n, 0)
-            scores, s = timed(lambda: ev(data.train_x[idx], ("fid", "kid", "precision", "recall", "density", "coverage"),
-                                         len(idx)))
+            scores, s = timed(
+                lambda: ev(data.train_x[idx], ("fid", "kid", "precision", "recall", "density", "coverage"), len(idx))
+            )
             emit(f"CIFAR-10 train ({len(idx)}) vs test ({len(real)})", seconds=round(s, 1), **_round(scores))
         for item in args.ckpt:
             name, _, path = item.partition("=")
@@ -93,34 +108,39 @@ def main() -> None:
             if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
                 _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
                 # A seeded draw, as the final stage: an image-folder tree is stored class by class.
-                pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:args.n]]
+                pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[: args.n]]
                 recon = reconstructions(model, data.train_x[pick])
                 scores, s = timed(lambda: ev(recon, METRICS))
                 emit(f"{name} reconstructions ({len(recon)} validation images)", seconds=round(s, 1), **_round(scores))
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {device}")
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, device {device}"
+    )
     print("| measurement | n | FID | KID x1e3 | precision | recall | density | coverage | is10 | seconds |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         cells = [r.get(k) for k in ("fid", "kid", "precision", "recall", "density", "coverage", "is10")]
         if cells[1] is not None:
             cells[1] = round(cells[1] * 1000, 2)
-        print(f"| {r['name']} | {r['n']} | " + " | ".join("—" if c is None else str(c) for c in cells)
-              + f" | {r['seconds']} |")
+        print(
+            f"| {r['name']} | {r['n']} | "
+            + " | ".join("—" if c is None else str(c) for c in cells)
+            + f" | {r['seconds']} |"
+        )
 
 
 def compare_layouts(data, n: int, device: torch.device) -> None:
     import copy
     import statistics
 
-    from common.trial.data import to_unit_range
     from common.metrics.evaluation import InceptionFeatures
+    from common.trial.data import to_unit_range
 
     nets = {"nchw": InceptionFeatures().to(device).eval()}
     nets["channels_last"] = copy.deepcopy(nets["nchw"]).to(memory_format=torch.channels_last)
     x = to_unit_range(data.test_x[:n].to(device))
-    run = lambda net: torch.cat([net(x[i:i + 50]) for i in range(0, n, 50)])  # noqa: E731
+    run = lambda net: torch.cat([net(x[i : i + 50]) for i in range(0, n, 50)])  # noqa: E731
     with torch.no_grad():
         feats = {k: run(net) for k, net in nets.items()}  # warm-up
         ips = {k: [] for k in nets}
@@ -129,10 +149,14 @@ def compare_layouts(data, n: int, device: torch.device) -> None:
                 ips[k].append(n / timed(lambda: run(net))[1])
     print(f"Inception on {n} test images, batches of 50, device {device}, threads {torch.get_num_threads()}")
     for k, v in ips.items():
-        print(f"| {k} | {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f}) img/s | "
-              f"{statistics.median(a / b for a, b in zip(v, ips['nchw'])):.3f} |")
-    print(f"largest feature difference: {(feats['nchw'] - feats['channels_last']).abs().max().item():.2e} "
-          f"(features up to {feats['nchw'].abs().max().item():.2f})")
+        print(
+            f"| {k} | {statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f}) img/s | "
+            f"{statistics.median(a / b for a, b in zip(v, ips['nchw'])):.3f} |"
+        )
+    print(
+        f"largest feature difference: {(feats['nchw'] - feats['channels_last']).abs().max().item():.2e} "
+        f"(features up to {feats['nchw'].abs().max().item():.2f})"
+    )
 
 
 def _round(scores: dict[str, float]) -> dict[str, float]:

@@ -12,6 +12,7 @@ probe, the largest allocation (DCGAN: 20,000 x 7,168 D features). Reported: the 
 RSS (``ru_maxrss``), and on CUDA the peak GPU memory torch allocated, next to the value the
 config reserves (``TrialConfig.memory_mb()``). Repeats give the median (min-max).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,8 +72,11 @@ def main() -> None:
         rss = [r["rss_mb"] for r in rows]
         gpu = [r["gpu_mb"] for r in rows if r["gpu_mb"] is not None]
         gpu_cell = f"{statistics.median(gpu):,.0f}" if gpu else "n/a (CPU)"
-        print(f"| {family} | {statistics.median(rss):,.0f} ({min(rss):,.0f}-{max(rss):,.0f}) | {gpu_cell} | "
-              f"{rows[0]['reserved_mb']:,} |", flush=True)
+        print(
+            f"| {family} | {statistics.median(rss):,.0f} ({min(rss):,.0f}-{max(rss):,.0f}) | {gpu_cell} | "
+            f"{rows[0]['reserved_mb']:,} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

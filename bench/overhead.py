@@ -24,6 +24,7 @@ Reported per repeat and as medians (min-max): overhead per trial for both worker
 their ratio, the overhead's share of a real trial, the fixed cost per sweep, Ray's start-up,
 and peak RSS (``peak_rss_mb``, per worker process: with reuse, over all trials it hosted).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,10 @@ def swap_in_null_task() -> None:
             return {"train_loss": 1.0, "train_recon": 1.0, "train_kl": 0.0, "beta": 1.0}
 
         def evaluate(self, split: str = "val", probe: bool = False) -> dict[str, float]:
-            return {f"{split}_mse_kl": 100.0 - self._epoch, f"{split}_classifier_fd": 1.0}  # improves: best.pt + figures
+            return {
+                f"{split}_mse_kl": 100.0 - self._epoch,
+                f"{split}_classifier_fd": 1.0,
+            }  # improves: best.pt + figures
 
     FAMILIES["vae"] = dataclasses.replace(FAMILIES["vae"], task=NullTask)
 
@@ -79,35 +83,63 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
     work.mkdir()
     (work / "space.py").write_text(SPACE)
     t0 = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": swap_in_null_task} if kind == "null" else None)
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"worker_process_setup_hook": swap_in_null_task} if kind == "null" else None,
+    )
     ray_start = time.perf_counter() - t0
     uri = f"sqlite:///{work / 'mlflow.db'}"
     t0 = time.perf_counter()
-    run(SweepOptions(space=str(work / "space.py"), data=args.data if kind == "real" else "synthetic",
-                     num_samples=trials, max_epochs=args.epochs, tracking_uri=uri, storage=str(work / "rr"),
-                     report=False, eval_n=0, cpus_per_trial=args.cpus_per_trial,
-                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if kind != "real" or args.data == "synthetic"
-                                                          else ())))
+    run(
+        SweepOptions(
+            space=str(work / "space.py"),
+            data=args.data if kind == "real" else "synthetic",
+            num_samples=trials,
+            max_epochs=args.epochs,
+            tracking_uri=uri,
+            storage=str(work / "rr"),
+            report=False,
+            eval_n=0,
+            cpus_per_trial=args.cpus_per_trial,
+            overrides=(("probe_every", "0"),)
+            + ((("val_size", "128"),) if kind != "real" or args.data == "synthetic" else ()),
+        )
+    )
     wall = time.perf_counter() - t0
     ray.shutdown()
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("space").experiment_id], "tags.`sweep.role` = 'trial'",
-                              order_by=["attributes.start_time ASC"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("space").experiment_id],
+        "tags.`sweep.role` = 'trial'",
+        order_by=["attributes.start_time ASC"],
+    )
     done = [r for r in runs if r.data.tags.get("trial_status") == "completed"]
     if len(done) != trials:  # a failed trial costs nothing: timing it would flatter the overhead
         sys.exit(f"{kind} sweep: {len(done)} of {trials} trials completed; see the Tune output above")
     work_s = [sum(m.value for m in client.get_metric_history(r.info.run_id, "epoch_time_s")) for r in runs]
     rss = [r.data.metrics["peak_rss_mb"] for r in runs]
-    return {"ray_start_s": ray_start, "wall_s": wall, "work_s": statistics.median(work_s),
-            "rss_first_mb": max(rss[:2]), "rss_last_mb": max(rss[-2:])}
+    return {
+        "ray_start_s": ray_start,
+        "wall_s": wall,
+        "work_s": statistics.median(work_s),
+        "rss_first_mb": max(rss[:2]),
+        "rss_last_mb": max(rss[-2:]),
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic", help="data of the real trials (the null ones use synthetic)")
-    p.add_argument("--trials", type=int, nargs=2, default=[4, 12], metavar=("SMALL", "LARGE"),
-                   help="the two sweep sizes whose difference gives the cost per trial")
+    p.add_argument(
+        "--trials",
+        type=int,
+        nargs=2,
+        default=[4, 12],
+        metavar=("SMALL", "LARGE"),
+        help="the two sweep sizes whose difference gives the cost per trial",
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--cpus", type=float, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1)
@@ -123,16 +155,25 @@ def main() -> None:
     rows = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-            sweeps = {(kind, reuse): {n: one_sweep(kind, args, Path(tmp), n, reuse) for n in (small, large)}
-                      for kind, reuse in (("null", False), ("null", True))}
+            sweeps = {
+                (kind, reuse): {n: one_sweep(kind, args, Path(tmp), n, reuse) for n in (small, large)}
+                for kind, reuse in (("null", False), ("null", True))
+            }
             real = one_sweep("real", args, Path(tmp), small)
         fresh, reused = per_trial(sweeps["null", False]), per_trial(sweeps["null", True])
         null = sweeps["null", True]
-        row = {"fresh_s": fresh, "reused_s": reused, "speedup": fresh / reused, "work_s": real["work_s"],
-               "share": reused / (real["work_s"] + reused),
-               "fixed_s": null[small]["wall_s"] - reused * small / slots, "ray_start_s": null[small]["ray_start_s"],
-               "rss_first_mb": real["rss_first_mb"], "rss_last_mb": null[large]["rss_last_mb"],
-               "null_rss_first_mb": null[large]["rss_first_mb"]}
+        row = {
+            "fresh_s": fresh,
+            "reused_s": reused,
+            "speedup": fresh / reused,
+            "work_s": real["work_s"],
+            "share": reused / (real["work_s"] + reused),
+            "fixed_s": null[small]["wall_s"] - reused * small / slots,
+            "ray_start_s": null[small]["ray_start_s"],
+            "rss_first_mb": real["rss_first_mb"],
+            "rss_last_mb": null[large]["rss_last_mb"],
+            "null_rss_first_mb": null[large]["rss_first_mb"],
+        }
         rows.append(row)
         print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
 
@@ -140,9 +181,11 @@ def main() -> None:
         vals = [r[key] for r in rows]
         return f"{statistics.median(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})"
 
-    print(f"\nVAE trials x {args.epochs} epochs, {args.cpus_per_trial} CPU each on {args.cpus} CPUs; cost per trial = "
-          f"slope between {small}- and {large}-trial sweeps; real data {args.data}; {args.repeats} repeat(s): "
-          "median (min-max)")
+    print(
+        f"\nVAE trials x {args.epochs} epochs, {args.cpus_per_trial} CPU each on {args.cpus} CPUs; cost per trial = "
+        f"slope between {small}- and {large}-trial sweeps; real data {args.data}; {args.repeats} repeat(s): "
+        "median (min-max)"
+    )
     print(f"| overhead per trial, a fresh worker process per trial (baseline), s | {med('fresh_s')} |")
     print(f"| overhead per trial, reused worker processes (default), s | {med('reused_s')} |")
     print(f"| baseline / default | {med('speedup')} |")
@@ -151,8 +194,10 @@ def main() -> None:
     print(f"| fixed cost per sweep beyond Ray start (store, Tuner, end stage), s | {med('fixed_s')} |")
     print(f"| Ray start (once per sweep), s | {med('ray_start_s')} |")
     print(f"| peak RSS, real trials, MiB | {med('rss_first_mb')} |")
-    print(f"| peak RSS of a reused worker: first trials / last trials (null), MiB | {med('null_rss_first_mb')} / "
-          f"{med('rss_last_mb')} |")
+    print(
+        f"| peak RSS of a reused worker: first trials / last trials (null), MiB | {med('null_rss_first_mb')} / "
+        f"{med('rss_last_mb')} |"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

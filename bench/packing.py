@@ -14,6 +14,7 @@ Ray start-up and the end stage do not count. Reported per N: aggregate images/s,
 to N = 1 (the issue's goal on a GPU: >= 4x at some N), and peak memory per trial
 (``peak_rss_mb``, and ``peak_gpu_mem_mb`` on CUDA).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,18 +45,35 @@ def packed(n: int, args, root: Path, gpu: bool) -> dict:
     space = work / "packing.py"
     space.write_text(SPACE.format(n=n, epochs=args.epochs))
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    share = {"gpus_per_trial": 1 / n, "cpus_per_trial": max(args.cpus / n, 0.01)} if gpu else \
-        {"cpus_per_trial": args.cpus / n}
-    run(SweepOptions(space=str(space), data=args.data, train_subset=args.train_subset, tracking_uri=uri,
-                     storage=str(work / "rr"), report=False, eval_n=0, memory_per_trial=100,
-                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ()),
-                     **share))
+    share = (
+        {"gpus_per_trial": 1 / n, "cpus_per_trial": max(args.cpus / n, 0.01)}
+        if gpu
+        else {"cpus_per_trial": args.cpus / n}
+    )
+    run(
+        SweepOptions(
+            space=str(space),
+            data=args.data,
+            train_subset=args.train_subset,
+            tracking_uri=uri,
+            storage=str(work / "rr"),
+            report=False,
+            eval_n=0,
+            memory_per_trial=100,
+            overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ()),
+            **share,
+        )
+    )
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("packing").experiment_id], "tags.`sweep.role` = 'trial'")
     images = sum(r.data.metrics["n_train_images"] // 128 * 128 * args.epochs for r in runs)
     wall = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    return {"n": n, "ips": images / wall, "rss": max(r.data.metrics["peak_rss_mb"] for r in runs),
-            "gpu_mb": max((r.data.metrics.get("peak_gpu_mem_mb", 0) for r in runs), default=0)}
+    return {
+        "n": n,
+        "ips": images / wall,
+        "rss": max(r.data.metrics["peak_rss_mb"] for r in runs),
+        "gpu_mb": max((r.data.metrics.get("peak_gpu_mem_mb", 0) for r in runs), default=0),
+    }
 
 
 def main() -> None:
@@ -83,12 +101,16 @@ def main() -> None:
     base = next((r["ips"] for r in rows if r["n"] == 1), rows[0]["ips"])
     where = torch.cuda.get_device_name(0) if gpu else f"CPU ({args.cpus:g} CPUs shared)"
     print(f"\nDCGAN, {args.epochs} epochs per trial, train subset {args.train_subset}, data {args.data}, {where}")
-    print("| N trials at once | aggregate train images/s | vs N = 1 | peak RSS per trial, MiB | peak GPU MiB per trial |")
+    print(
+        "| N trials at once | aggregate train images/s | vs N = 1 | peak RSS per trial, MiB | peak GPU MiB per trial |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['n']} | {r['ips']:,.0f} | {r['ips'] / base:.2f} | {r['rss']:,.0f} | "
-              f"{r['gpu_mb']:,.0f} |" if gpu else f"| {r['n']} | {r['ips']:,.0f} | {r['ips'] / base:.2f} | "
-              f"{r['rss']:,.0f} | n/a |")
+        print(
+            f"| {r['n']} | {r['ips']:,.0f} | {r['ips'] / base:.2f} | {r['rss']:,.0f} | {r['gpu_mb']:,.0f} |"
+            if gpu
+            else f"| {r['n']} | {r['ips']:,.0f} | {r['ips'] / base:.2f} | {r['rss']:,.0f} | n/a |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ and the final epoch's validation metrics (``val_mse_kl`` for the VAE, ``val_clas
 DCGAN; an earlier edition measured ``test_elbo`` / ``sample_fd`` on the test split), with the seed-to-seed spread beside the precision difference, so
 a change smaller than the seed noise reads as such.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,26 +32,40 @@ METRIC = {"vae": "val_mse_kl", "dcgan": "val_classifier_fd"}
 def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
+    from common.sweep.tracking import get_or_create_experiment, prepare_store
     from common.trial.config import config_class
     from common.trial.loop import LocalSession, SweepContext, run_trial
-    from common.sweep.tracking import get_or_create_experiment, prepare_store
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "precision", None)
-    ctx = SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=METRIC[family], mode="min",
-                       cpus_per_trial=args.threads)
-    cfg = config_class(family).from_dict({"data": args.data, "max_epochs": args.epochs, "seed": seed,
-                                          "precision": precision, "probe_every": 0,
-                                          **({"val_size": 128} if args.data == "synthetic" else {})})
+    ctx = SweepContext(
+        tracking_uri=uri,
+        experiment_id=exp,
+        parent_run_id=None,
+        metric=METRIC[family],
+        mode="min",
+        cpus_per_trial=args.threads,
+    )
+    cfg = config_class(family).from_dict(
+        {
+            "data": args.data,
+            "max_epochs": args.epochs,
+            "seed": seed,
+            "precision": precision,
+            "probe_every": 0,
+            **({"val_size": 128} if args.data == "synthetic" else {}),
+        }
+    )
     session = LocalSession(root / f"{family}-{precision}-{seed}")
     with contextlib.redirect_stdout(io.StringIO()):
         final = run_trial(cfg, ctx, session)
     n_train = MlflowClient(uri).get_run(session.results[-1]["mlflow_run_id"]).data.metrics["n_train_images"]
     n_img = int(n_train) // cfg.batch_size * cfg.batch_size * args.epochs  # drop_last, as the loop
     out = {"ips": n_img / final["train_time_s"], "metric": final[METRIC[family]]}
-    print(f"  {family} {precision} seed {seed}: {out['ips']:.0f} img/s, {METRIC[family]} {out['metric']:.6f}",
-          flush=True)
+    print(
+        f"  {family} {precision} seed {seed}: {out['ips']:.0f} img/s, {METRIC[family]} {out['metric']:.6f}", flush=True
+    )
     return out
 
 
@@ -66,10 +81,16 @@ def main() -> None:
         args.data = str(Path(args.data).resolve())
 
     with tempfile.TemporaryDirectory(prefix="precision-") as tmp:
-        res = {(f, prec, s): one_trial(f, prec, s, args, Path(tmp))
-               for f in args.models for s in args.seeds for prec in ("fp32", "bf16")}
-    print(f"\n{args.epochs} epochs, data {args.data}, seeds {args.seeds}, {args.threads} threads; "
-          "median over seeds (min-max)")
+        res = {
+            (f, prec, s): one_trial(f, prec, s, args, Path(tmp))
+            for f in args.models
+            for s in args.seeds
+            for prec in ("fp32", "bf16")
+        }
+    print(
+        f"\n{args.epochs} epochs, data {args.data}, seeds {args.seeds}, {args.threads} threads; "
+        "median over seeds (min-max)"
+    )
     print("| model | precision | train images/s | speed-up vs fp32 | final metric (test split) |")
     print("|---|---|---|---|---|")
     for f in args.models:
@@ -77,9 +98,11 @@ def main() -> None:
             rows = [res[f, prec, s] for s in args.seeds]
             ips, met = [r["ips"] for r in rows], [r["metric"] for r in rows]
             up = [res[f, prec, s]["ips"] / res[f, "fp32", s]["ips"] for s in args.seeds]
-            print(f"| {f} | {prec} | {statistics.median(ips):,.0f} ({min(ips):,.0f}-{max(ips):,.0f}) | "
-                  f"{statistics.median(up):.2f} | {METRIC[f]} {statistics.median(met):.3f} "
-                  f"({min(met):.3f}-{max(met):.3f}) |")
+            print(
+                f"| {f} | {prec} | {statistics.median(ips):,.0f} ({min(ips):,.0f}-{max(ips):,.0f}) | "
+                f"{statistics.median(up):.2f} | {METRIC[f]} {statistics.median(met):.3f} "
+                f"({min(met):.3f}-{max(met):.3f}) |"
+            )
 
 
 if __name__ == "__main__":

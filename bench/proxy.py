@@ -18,6 +18,7 @@
    one evaluation, and as a share of each family's epoch; the mode-collapse detector against
    Inception recall. ``results.json`` and ``table.md`` go to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.metrics.evaluation import Evaluator  # noqa: E402
+from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
 from common.trial.config import config_class  # noqa: E402
 from common.trial.data import load_dataset  # noqa: E402
 from common.trial.device import seed_everything  # noqa: E402
 from common.trial.diagnostics import MODE_COLLAPSE_COVERAGE, mode_collapse_flag  # noqa: E402
-from common.metrics.evaluation import Evaluator  # noqa: E402
-from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
 from common.trial.families import FAMILIES  # noqa: E402
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
@@ -55,8 +56,12 @@ RUNS = [
 ]
 QUICK_RUNS = [  # synthetic data, tiny nets: the pipeline in seconds (tests/test_bench.py)
     ("dcgan", "dcgan", {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64}, [1, 3]),
-    ("dcgan-unstable", "dcgan", {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64,
-                                 "lr_g": 5e-3, "beta1": 0.9}, [1, 3]),
+    (
+        "dcgan-unstable",
+        "dcgan",
+        {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "lr_g": 5e-3, "beta1": 0.9},
+        [1, 3],
+    ),
     ("vae", "vae", {"latent_dim": 8, "base_channels": 8, "hidden_dim": 0, "batch_size": 64}, [1, 3]),
 ]
 CANDIDATES = {  # name -> (key in the scores, sign: +1 when lower is better, as FID)
@@ -67,8 +72,14 @@ CANDIDATES = {  # name -> (key in the scores, sign: +1 when lower is better, as 
     "class coverage": ("val_class_coverage", -1),
     "classifier IS": ("val_classifier_is", -1),
 }
-COST_OF = {"randconv_fd_fresh": "randconv", "val_randconv_fd": "randconv", "val_classifier_fd": "classifier",
-           "val_class_kl": "classifier", "val_class_coverage": "classifier", "val_classifier_is": "classifier"}
+COST_OF = {
+    "randconv_fd_fresh": "randconv",
+    "val_randconv_fd": "randconv",
+    "val_classifier_fd": "classifier",
+    "val_class_kl": "classifier",
+    "val_class_coverage": "classifier",
+    "val_classifier_is": "classifier",
+}
 
 
 # ---- 1. checkpoints ------------------------------------------------------------------------------
@@ -85,8 +96,16 @@ def train_runs(data, runs, out: Path, base: dict) -> None:
             task.train_epoch(epoch)
             seconds.append(time.perf_counter() - t0)
             if epoch + 1 in keep:
-                torch.save({"config": cfg.to_dict(), "epoch": epoch + 1, "model": task.export_state(), "run": name,
-                            "epoch_train_s": float(np.median(seconds))}, out / f"{name}_e{epoch + 1:03d}.pt")
+                torch.save(
+                    {
+                        "config": cfg.to_dict(),
+                        "epoch": epoch + 1,
+                        "model": task.export_state(),
+                        "run": name,
+                        "epoch_train_s": float(np.median(seconds)),
+                    },
+                    out / f"{name}_e{epoch + 1:03d}.pt",
+                )
                 print(f"{name}: epoch {epoch + 1} saved ({np.median(seconds):.1f} s per epoch)", flush=True)
 
 
@@ -101,8 +120,15 @@ def score_checkpoint(path: Path, data, inception: Evaluator, n: int) -> dict:
     fake = task.samples()  # fixed z (seed = the config's seed), as trials score every epoch
     t0 = time.perf_counter()
     task.sample_scores(fake[:2])  # builds the validation reference once, outside the timings
-    out = {"name": path.stem, "run": ckpt["run"], "family": cfg.family, "epoch": ckpt["epoch"], "n": n,
-           "epoch_train_s": ckpt["epoch_train_s"], "reference_s": time.perf_counter() - t0}
+    out = {
+        "name": path.stem,
+        "run": ckpt["run"],
+        "family": cfg.family,
+        "epoch": ckpt["epoch"],
+        "n": n,
+        "epoch_train_s": ckpt["epoch_train_s"],
+        "reference_s": time.perf_counter() - t0,
+    }
     t0 = time.perf_counter()
     scores = task.sample_scores(fake)
     out["cost_s"] = {"both": time.perf_counter() - t0}
@@ -138,21 +164,26 @@ def measure_costs(data, runs, base: dict, n: int, repeats: int = 3) -> dict:
     """Median seconds of one training epoch per family (the first run of each) and of one evaluation
     of each candidate's feature space on ``n`` samples: what ``--stage cost`` writes to cost.json."""
     out = {"epoch_train_s": {}, "cost_s": {}}
-    for name, family, overrides, _ in runs:
+    for _name, family, overrides, _ in runs:
         if family in out["epoch_train_s"]:
             continue
         cfg = config_class(family).from_dict({**base, **overrides, "eval_samples": n})
         task = FAMILIES[family].task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
         task.train_epoch(0)  # warm-up
-        out["epoch_train_s"][family] = float(np.median([_seconds(lambda e=e: task.train_epoch(e)) for e in range(1, 3)]))
+        out["epoch_train_s"][family] = float(
+            np.median([_seconds(lambda e=e: task.train_epoch(e)) for e in range(1, 3)])
+        )
         fake = task.samples()
         task.sample_scores(fake[:2])
         both = np.median([_seconds(lambda: task.sample_scores(fake)) for _ in range(repeats)])
         clf = np.median([_seconds(lambda: task.classifier.features_and_logits(fake)) for _ in range(repeats)])
         out["cost_s"].setdefault("classifier", []).append(float(clf))
         out["cost_s"].setdefault("randconv", []).append(float(both - clf))
-        print(f"{family}: epoch {out['epoch_train_s'][family]:.1f} s, classifier scores {clf:.2f} s, "
-              f"randconv {both - clf:.2f} s ({n} samples)", flush=True)
+        print(
+            f"{family}: epoch {out['epoch_train_s'][family]:.1f} s, classifier scores {clf:.2f} s, "
+            f"randconv {both - clf:.2f} s ({n} samples)",
+            flush=True,
+        )
     out["cost_s"] = {k: float(np.median(v)) for k, v in out["cost_s"].items()}
     return out
 
@@ -188,8 +219,10 @@ def rank_agreement(x: np.ndarray, y: np.ndarray, boot: int = 2000, seed: int = 0
 def analyse(rows: list[dict], costs: dict | None = None) -> dict:
     """Rank agreement of every candidate with Inception FID and KID, per family and over all; costs
     from ``measure_costs`` when given (a quiet machine), else as timed while scoring."""
-    groups = {"all checkpoints": rows, **{f: [r for r in rows if r["family"] == f]
-                                          for f in sorted({r["family"] for r in rows})}}
+    groups = {
+        "all checkpoints": rows,
+        **{f: [r for r in rows if r["family"] == f] for f in sorted({r["family"] for r in rows})},
+    }
     table = {}
     for label, (key, sign) in CANDIDATES.items():
         table[label] = {}
@@ -197,49 +230,82 @@ def analyse(rows: list[dict], costs: dict | None = None) -> dict:
             if len(rs) < 3:
                 continue
             cand = sign * np.array([r[key] for r in rs], dtype=float)
-            table[label][group] = {ref: rank_agreement(cand, np.array([r[ref] for r in rs], dtype=float))
-                                   for ref in ("fid", "kid")}
+            table[label][group] = {
+                ref: rank_agreement(cand, np.array([r[ref] for r in rs], dtype=float)) for ref in ("fid", "kid")
+            }
         if costs:
             cost, epoch = costs["cost_s"][COST_OF[key]], costs["epoch_train_s"]
         else:
             cost = np.median([r["cost_s"][COST_OF[key]] for r in rows])
-            epoch = {f: np.median([r["epoch_train_s"] for r in rs]) for f, rs in groups.items() if f != "all checkpoints"}
-        table[label]["cost"] = {"seconds": float(cost), **{f"share_of_{f}_epoch": float(cost / e) for f, e in epoch.items()}}
+            epoch = {
+                f: np.median([r["epoch_train_s"] for r in rs]) for f, rs in groups.items() if f != "all checkpoints"
+            }
+        table[label]["cost"] = {
+            "seconds": float(cost),
+            **{f"share_of_{f}_epoch": float(cost / e) for f, e in epoch.items()},
+        }
     return table
 
 
 def pick(table: dict, max_share: float = 0.10, families: tuple[str, ...] = ("dcgan", "vaegan")) -> str | None:
     """The candidate with the highest worst-family rho vs FID (then mean rho), over the families whose objective is
     a sample score (the VAE's is ``val_bpd``), among those costing <= max_share of every family's epoch."""
+
     def worst(label):  # ties (few checkpoints give few distinct rho) go to the higher mean
         fams = [v["fid"]["rho"] for g, v in table[label].items() if g in families and not np.isnan(v["fid"]["rho"])]
         return (min(fams), float(np.mean(fams))) if fams else (-1.0, -1.0)
+
     ok = [c for c in table if all(v <= max_share for k, v in table[c]["cost"].items() if k.startswith("share_of"))]
     return max(ok, key=worst) if ok else None
 
 
 def markdown(table: dict, rows: list[dict], meta: dict) -> str:
     groups = [g for g in next(iter(table.values())) if g != "cost"]
-    fmt = lambda d, k: (f"{d[k]:+.2f} [{d[k + '_ci'][0]:+.2f}, {d[k + '_ci'][1]:+.2f}]" if d[k + "_ci"] else f"{d[k]:+.2f}")
+    fmt = lambda d, k: (
+        f"{d[k]:+.2f} [{d[k + '_ci'][0]:+.2f}, {d[k + '_ci'][1]:+.2f}]" if d[k + "_ci"] else f"{d[k]:+.2f}"
+    )
     n = {g: table[next(iter(table))][g]["fid"]["n"] for g in groups}
-    head = ["candidate", "vs"] + [f"ρ: {g} (n={n[g]})" for g in groups] + ["τ: all", "cost per evaluation",
-                                                                            "share of an epoch"]
+    head = (
+        ["candidate", "vs"]
+        + [f"ρ: {g} (n={n[g]})" for g in groups]
+        + ["τ: all", "cost per evaluation", "share of an epoch"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, v in table.items():
-        shares = ", ".join(f"{k.removeprefix('share_of_').removesuffix('_epoch')} {100 * s:.1f}%"
-                           for k, s in v["cost"].items() if k.startswith("share_of"))
+        shares = ", ".join(
+            f"{k.removeprefix('share_of_').removesuffix('_epoch')} {100 * s:.1f}%"
+            for k, s in v["cost"].items()
+            if k.startswith("share_of")
+        )
         for ref in ("fid", "kid"):
             cost = [f"{v['cost']['seconds']:.2f} s", shares] if ref == "fid" else ["", ""]
-            lines.append("| " + " | ".join([label if ref == "fid" else "", "Inception " + ref.upper(),
-                                            *[fmt(v[g][ref], "rho") for g in groups],
-                                            fmt(v["all checkpoints"][ref], "tau"), *cost]) + " |")
-    lines += ["", f"Picked (highest worst-family ρ vs FID over DCGAN and VAE-GAN, whose objective is a sample score, at ≤ 10% of every family's epoch): **{meta['picked']}**", "",
-              "| checkpoint | family | epoch | Inception FID | KID×10³ | recall | coverage | classifier FD | randconv FD "
-              "(fixed z) | class coverage | class KL | mode_collapse |", "|" + "---|" * 12]
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        label if ref == "fid" else "",
+                        "Inception " + ref.upper(),
+                        *[fmt(v[g][ref], "rho") for g in groups],
+                        fmt(v["all checkpoints"][ref], "tau"),
+                        *cost,
+                    ]
+                )
+                + " |"
+            )
+    lines += [
+        "",
+        f"Picked (highest worst-family ρ vs FID over DCGAN and VAE-GAN, whose objective is a sample score, at ≤ 10% of every family's epoch): **{meta['picked']}**",
+        "",
+        "| checkpoint | family | epoch | Inception FID | KID×10³ | recall | coverage | classifier FD | randconv FD "
+        "(fixed z) | class coverage | class KL | mode_collapse |",
+        "|" + "---|" * 12,
+    ]
     for r in sorted(rows, key=lambda r: (r["family"], r["run"], r["epoch"])):
-        lines.append(f"| {r['run']} | {r['family']} | {r['epoch']} | {r['fid']:.1f} | {1000 * r['kid']:.1f} | "
-                     f"{r['recall']:.3f} | {r['coverage']:.3f} | {r['val_classifier_fd']:.2f} | {r['val_randconv_fd']:.3f} | "
-                     f"{r['val_class_coverage']:.1f} | {r['val_class_kl']:.3f} | {r['mode_collapse']:.0f} |")
+        lines.append(
+            f"| {r['run']} | {r['family']} | {r['epoch']} | {r['fid']:.1f} | {1000 * r['kid']:.1f} | "
+            f"{r['recall']:.3f} | {r['coverage']:.3f} | {r['val_classifier_fd']:.2f} | {r['val_randconv_fd']:.3f} | "
+            f"{r['val_class_coverage']:.1f} | {r['val_class_kl']:.3f} | {r['mode_collapse']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -248,21 +314,36 @@ def collapse_check(rows: list[dict], recall_max: float = 0.05) -> dict:
     and class coverage's rank agreement with Inception (prdc) coverage, which still varies where
     recall is 0 for every checkpoint."""
     low = [r for r in rows if r["recall"] <= recall_max]
-    agree = rank_agreement(np.array([r["val_class_coverage"] for r in rows], dtype=float),
-                           np.array([r["coverage"] for r in rows], dtype=float)) if len(rows) >= 3 else None
-    return {"recall_max": recall_max, "threshold": MODE_COLLAPSE_COVERAGE, "low_recall": len(low),
-            "low_recall_flagged": sum(r["mode_collapse"] for r in low),
-            "other": len(rows) - len(low), "other_flagged": sum(r["mode_collapse"] for r in rows if r not in low),
-            "class_coverage_vs_inception_coverage": agree}
+    agree = (
+        rank_agreement(
+            np.array([r["val_class_coverage"] for r in rows], dtype=float),
+            np.array([r["coverage"] for r in rows], dtype=float),
+        )
+        if len(rows) >= 3
+        else None
+    )
+    return {
+        "recall_max": recall_max,
+        "threshold": MODE_COLLAPSE_COVERAGE,
+        "low_recall": len(low),
+        "low_recall_flagged": sum(r["mode_collapse"] for r in low),
+        "other": len(rows) - len(low),
+        "other_flagged": sum(r["mode_collapse"] for r in rows if r not in low),
+        "class_coverage_vs_inception_coverage": agree,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic")
     p.add_argument("--out", required=True)
-    p.add_argument("--stage", choices=("all", "train", "score", "cost", "table"), default="all",
-                   help="cost: time an epoch per family and each candidate alone (run on a quiet machine); "
-                        "table: the table of the checkpoints scored so far (scores/) and cost.json")
+    p.add_argument(
+        "--stage",
+        choices=("all", "train", "score", "cost", "table"),
+        default="all",
+        help="cost: time an epoch per family and each candidate alone (run on a quiet machine); "
+        "table: the table of the checkpoints scored so far (scores/) and cost.json",
+    )
     p.add_argument("--n", type=int, default=1000, help="samples per checkpoint (>= 5000 on a GPU)")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny nets, 32 samples")
     p.add_argument("--threads", type=int, default=2)
@@ -299,16 +380,27 @@ def main() -> None:
             rows.append(score_checkpoint(path, data, inception, n))
             saved.write_text(json.dumps(rows[-1], default=lambda o: o.item()))
             r = rows[-1]
-            print(f"{r['name']}: FID {r['fid']:.1f}, classifier FD {r['val_classifier_fd']:.2f}, "
-                  f"recall {r['recall']:.3f} ({r['inception_s']:.0f} s)", flush=True)
+            print(
+                f"{r['name']}: FID {r['fid']:.1f}, classifier FD {r['val_classifier_fd']:.2f}, "
+                f"recall {r['recall']:.3f} ({r['inception_s']:.0f} s)",
+                flush=True,
+            )
     costs = json.loads((out / "cost.json").read_text()) if (out / "cost.json").exists() else None
     table = analyse(rows, costs)
-    meta = {"data": data.source, "n": n, "reference": f"all {len(data.test_x)} test images (Inception)",
-            "candidates_reference": "each checkpoint's validation images (its config's split)", "reference_s": ref_s,
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-            "costs": "cost.json (measured alone)" if costs else "timed while scoring",
-            "picked": pick(table), "collapse": collapse_check(rows)}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "table": table, "rows": rows}, indent=1, default=lambda o: o.item()))
+    meta = {
+        "data": data.source,
+        "n": n,
+        "reference": f"all {len(data.test_x)} test images (Inception)",
+        "candidates_reference": "each checkpoint's validation images (its config's split)",
+        "reference_s": ref_s,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "costs": "cost.json (measured alone)" if costs else "timed while scoring",
+        "picked": pick(table),
+        "collapse": collapse_check(rows),
+    }
+    (out / "results.json").write_text(
+        json.dumps({"meta": meta, "table": table, "rows": rows}, indent=1, default=lambda o: o.item())
+    )
     (out / "table.md").write_text(markdown(table, rows, meta))
     print(markdown(table, rows, meta))
     print(json.dumps(meta, indent=1))

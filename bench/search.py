@@ -18,6 +18,7 @@ objective: negative ELBO on the whole test split, nats/image, lower is better) i
 from MLflow and ordered by time; "best at b" is the lowest value any trial reported within the
 first b trial-epochs. The seed (``--seeds``) sets both the searcher's and the trials' seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,21 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     max_epochs = 10  # vae_beta.py's
     trials = math.ceil(args.budget / max_epochs) if strategy == "random" else args.asha_trials
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    run(SweepOptions(space=str(space), data=args.data, train_subset=args.train_subset, seed=seed, num_samples=trials,
-                     tracking_uri=uri, storage=str(work / "rr"), report=False, eval_n=0,
-                     cpus_per_trial=args.cpus_per_trial,
-                     overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ())))
+    run(
+        SweepOptions(
+            space=str(space),
+            data=args.data,
+            train_subset=args.train_subset,
+            seed=seed,
+            num_samples=trials,
+            tracking_uri=uri,
+            storage=str(work / "rr"),
+            report=False,
+            eval_n=0,
+            cpus_per_trial=args.cpus_per_trial,
+            overrides=(("probe_every", "0"),) + ((("val_size", "128"),) if args.data == "synthetic" else ()),
+        )
+    )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("vae_beta")
     runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'")
@@ -58,8 +70,9 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     for _, v in points:
         best = min(best, v)
         curve.append(best)
-    print(f"  {strategy} seed {seed}: {len(runs)} trials, {len(curve)} trial-epochs, best val_bpd {best:.2f}",
-          flush=True)
+    print(
+        f"  {strategy} seed {seed}: {len(runs)} trials, {len(curve)} trial-epochs, best val_bpd {best:.2f}", flush=True
+    )
     return curve
 
 
@@ -84,9 +97,11 @@ def main() -> None:
     ray.shutdown()
 
     marks = sorted({max(1, args.budget * k // 4) for k in (1, 2, 3, 4)})
-    print(f"\nvae_beta.py, data {args.data} (train subset {args.train_subset}, val_bpd on the validation images), "
-          f"budget {args.budget} trial-epochs, seeds {args.seeds}: best val_bpd within b trial-epochs, "
-          "median over seeds (min-max); lower is better")
+    print(
+        f"\nvae_beta.py, data {args.data} (train subset {args.train_subset}, val_bpd on the validation images), "
+        f"budget {args.budget} trial-epochs, seeds {args.seeds}: best val_bpd within b trial-epochs, "
+        "median over seeds (min-max); lower is better"
+    )
     print("| strategy | trials | epochs spent | " + " | ".join(f"b = {b}" for b in marks) + " |")
     print("|---|---|---|" + "---|" * len(marks))
     for s in STRATEGIES:
@@ -96,7 +111,11 @@ def main() -> None:
             cells.append(f"{statistics.median(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})")
         spent = [len(c) for (st, _), c in curves.items() if st == s]
         trials = args.asha_trials if s == "tpe+asha" else math.ceil(args.budget / 10)
-        print(f"| {s} | {trials} | {statistics.median(spent):.0f} ({min(spent)}-{max(spent)}) | " + " | ".join(cells) + " |")
+        print(
+            f"| {s} | {trials} | {statistics.median(spent):.0f} ({min(spent)}-{max(spent)}) | "
+            + " | ".join(cells)
+            + " |"
+        )
     print("(a search that spent fewer epochs than b counts with its final best)")
 
 

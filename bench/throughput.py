@@ -31,6 +31,7 @@ core elsewhere can cut throughput by 2-20x. Each repeat therefore also records t
 other processes used meanwhile (from /proc/stat, in cores; "other load" in the table) and
 the run warns above 0.25 cores: rerun on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from common.trial.config import DCGANConfig, VAEConfig  # noqa: E402
 from common.trial.data import load_dataset  # noqa: E402
 from common.trial.device import configure_threads, pick_device, seed_everything  # noqa: E402
-from common.trial.models import ConvVAE, Discriminator, Generator  # noqa: E402
 from common.trial.families import FAMILIES  # noqa: E402
+from common.trial.models import ConvVAE, Discriminator, Generator  # noqa: E402
 
 CONFIGS = {"vae": VAEConfig, "dcgan": DCGANConfig}
 
@@ -65,8 +66,10 @@ def machine(threads: int, device: torch.device) -> str:
     except (OSError, StopIteration):
         cpu = platform.processor() or cpu
     gpu = f", GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    return (f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {threads} threads, "
-            f"python {platform.python_version()}, load avg {os.getloadavg()[0]:.2f} at start")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{gpu}; torch {torch.__version__}, {threads} threads, "
+        f"python {platform.python_version()}, load avg {os.getloadavg()[0]:.2f} at start"
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -77,13 +80,23 @@ def sync(device: torch.device) -> None:
 class Bare:
     """The minimal training loop: same nets, optimizer settings and data, nothing else."""
 
-    def __init__(self, cfg, x_uint8: torch.Tensor, device: torch.device, channels_last: bool = False,
-                 compile: bool = False, fused: bool = False, bf16: bool = False):
+    def __init__(
+        self,
+        cfg,
+        x_uint8: torch.Tensor,
+        device: torch.device,
+        channels_last: bool = False,
+        compile: bool = False,
+        fused: bool = False,
+        bf16: bool = False,
+    ):
         """The keyword switches are the candidate speed-ups ``--variants`` compares (all off = baseline)."""
         self.cfg, self.x, self.device = cfg, x_uint8.to(device), device
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.bf16 = bf16
-        opt = lambda params, **kw: torch.optim.Adam(params, fused=True, **kw) if fused else torch.optim.Adam(params, **kw)
+        opt = lambda params, **kw: (
+            torch.optim.Adam(params, fused=True, **kw) if fused else torch.optim.Adam(params, **kw)
+        )
         wrap = lambda m: torch.compile(m) if compile else m  # noqa: E731
         if cfg.family == "vae":
             self.vae = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device, memory_format=self.fmt)
@@ -105,7 +118,7 @@ class Bare:
         bs, n = self.cfg.batch_size, len(self.x)
         perm = torch.randperm(n).to(self.device)
         for i in range(0, n - bs + 1, bs):  # drop_last, like the product
-            x = (self.x[perm[i:i + bs]].float() / 127.5 - 1.0).contiguous(memory_format=self.fmt)
+            x = (self.x[perm[i : i + bs]].float() / 127.5 - 1.0).contiguous(memory_format=self.fmt)
             if self.cfg.family == "vae":
                 x_hat, mu, logvar = self.vae(x)
                 x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
@@ -117,8 +130,9 @@ class Bare:
             else:
                 fake = self.g(torch.randn(bs, self.cfg.latent_dim, device=self.device))
                 real_logits, fake_logits = self.d(x).float(), self.d(fake.detach()).float()
-                d_loss = (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-                          + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+                d_loss = F.binary_cross_entropy_with_logits(
+                    real_logits, torch.ones_like(real_logits)
+                ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
                 self.opt_d.zero_grad()
                 d_loss.backward()
                 self.opt_d.step()
@@ -153,8 +167,15 @@ def timed(fn, device: torch.device) -> float:
 
 
 def bench_model(family: str, data, args, device: torch.device) -> dict:
-    cfg = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset, "val_size": args.val_size,
-                                     "batch_size": args.batch_size, "device": args.device})
+    cfg = CONFIGS[family].from_dict(
+        {
+            "data": args.data,
+            "train_subset": args.train_subset,
+            "val_size": args.val_size,
+            "batch_size": args.batch_size,
+            "device": args.device,
+        }
+    )
     configure_threads(args.threads)
     generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
     task = FAMILIES[family].task(cfg, data, device, generator)
@@ -176,9 +197,12 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
         other_task = OTHER[-1]
         t_bare.append(timed(run_bare, device))
         other.append(max(other_task, OTHER[-1]))
-        print(f"  {family} repeat {r + 1}/{args.repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
-              f"bare {n_img / t_bare[-1]:7.1f} img/s (other processes: {other_task:.2f}, {OTHER[-1]:.2f} "
-              "cores)", flush=True)
+        print(
+            f"  {family} repeat {r + 1}/{args.repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
+            f"bare {n_img / t_bare[-1]:7.1f} img/s (other processes: {other_task:.2f}, {OTHER[-1]:.2f} "
+            "cores)",
+            flush=True,
+        )
 
     # Trial time outside train_epoch (loop.run_trial): evaluate + checkpoint state each epoch.
     epoch_s = statistics.median(t_task)
@@ -191,12 +215,19 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
     default_epoch_s = epoch_s * type(cfg)().train_subset / n_img  # same rate, the config's default subset
     ips = lambda ts: [n_img / t for t in ts]  # noqa: E731
     return {
-        "family": family, "images_per_epoch": n_img, "batch_size": cfg.batch_size,
-        "trainable_ips": ips(t_task), "bare_ips": ips(t_bare),
+        "family": family,
+        "images_per_epoch": n_img,
+        "batch_size": cfg.batch_size,
+        "trainable_ips": ips(t_task),
+        "bare_ips": ips(t_bare),
         "ratio_median": statistics.median(b / a for a, b in zip(t_task, t_bare)),
         "other_cores_max": max(other),
-        "epoch_train_s": epoch_s, "default_train_subset": type(cfg)().train_subset,
-        "eval_first_s": eval_first, "eval_s": eval_next, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb,
+        "epoch_train_s": epoch_s,
+        "default_train_subset": type(cfg)().train_subset,
+        "eval_first_s": eval_first,
+        "eval_s": eval_next,
+        "ckpt_s": ckpt_s,
+        "ckpt_mb": ckpt_mb,
         "overhead_frac": (eval_next + ckpt_s) / epoch_s,
         "overhead_frac_default_subset": (eval_next + ckpt_s) / default_epoch_s,
     }
@@ -214,8 +245,15 @@ VARIANTS = {  # name -> (Bare switches, batch size or None for --batch-size)
 
 def bench_variants(family: str, data, args, device: torch.device, names: list[str]) -> dict:
     """Candidate speed-ups of the bare loop, each against the plain one, interleaved per repeat."""
-    base = CONFIGS[family].from_dict({"data": args.data, "train_subset": args.train_subset, "val_size": args.val_size,
-                                      "batch_size": args.batch_size, "device": args.device})
+    base = CONFIGS[family].from_dict(
+        {
+            "data": args.data,
+            "train_subset": args.train_subset,
+            "val_size": args.val_size,
+            "batch_size": args.batch_size,
+            "device": args.device,
+        }
+    )
     configure_threads(args.threads)
     torch.use_deterministic_algorithms(False)
     x = data.train_x[base.split(len(data.train_x))[0]]
@@ -231,8 +269,10 @@ def bench_variants(family: str, data, args, device: torch.device, names: list[st
     for r in range(args.repeats):
         for name in names:
             ips[name].append(n_img[name] / timed(loops[name].train_epoch, device))
-        print(f"  {family} repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ips.items()),
-              flush=True)
+        print(
+            f"  {family} repeat {r + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in ips.items()),
+            flush=True,
+        )
     ratio = {k: statistics.median(a / b for a, b in zip(v, ips["baseline"])) for k, v in ips.items()}
     return {"family": family, "ips": ips, "ratio": ratio, "warmup_s": warm}
 
@@ -242,8 +282,9 @@ def fmt(v: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", default="synthetic", help="synthetic | path (e.g. /work/shared/data/cifar10-jpeg.tar.gz)")
     p.add_argument("--train-subset", type=int, default=2048, help="train images per epoch (default 2048)")
     p.add_argument("--val-size", type=int, default=5000, help="validation images held out (128 for synthetic data)")
@@ -252,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="timed epochs per loop after one warm-up")
     p.add_argument("--models", default="vae,dcgan", help="comma-separated: vae,dcgan")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--variants", nargs="*", metavar="NAME",
-                   help=f"instead: compare candidate speed-ups of the bare loop with it ({', '.join(VARIANTS)}; "
-                        "no names = all)")
+    p.add_argument(
+        "--variants",
+        nargs="*",
+        metavar="NAME",
+        help=f"instead: compare candidate speed-ups of the bare loop with it ({', '.join(VARIANTS)}; no names = all)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = p.parse_args(argv)
     families = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -268,48 +312,69 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine(args.threads, device)}")
     t0 = time.perf_counter()
     data = load_dataset(args.data)
-    print(f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
-          f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
-          f"batch {args.batch_size}, {args.repeats} repeats", flush=True)
+    print(
+        f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
+        f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
+        f"batch {args.batch_size}, {args.repeats} repeats",
+        flush=True,
+    )
     if args.variants is not None:
         names = ["baseline"] + [n for n in (args.variants or VARIANTS) if n != "baseline"]
         if set(names) - set(VARIANTS):
             p.error(f"--variants must name some of {', '.join(VARIANTS)}")
         results = [bench_variants(f, data, args, device, names) for f in families]
-        print(f"\nbare-loop variants, images/s: median (min-max) over {args.repeats} interleaved repeats; "
-              "ratio = median of per-repeat ratios to baseline; first epoch (compile, warm-up) apart")
+        print(
+            f"\nbare-loop variants, images/s: median (min-max) over {args.repeats} interleaved repeats; "
+            "ratio = median of per-repeat ratios to baseline; first epoch (compile, warm-up) apart"
+        )
         for r in results:
             for name in names:
-                print(f"{r['family']:6} {name:14} {fmt(r['ips'][name]):>24} {r['ratio'][name]:6.3f} "
-                      f"first epoch {r['warmup_s'][name]:6.1f}s")
+                print(
+                    f"{r['family']:6} {name:14} {fmt(r['ips'][name]):>24} {r['ratio'][name]:6.3f} "
+                    f"first epoch {r['warmup_s'][name]:6.1f}s"
+                )
         if max(OTHER) > 0.25:
             print("WARNING: other processes used CPU during the timed epochs; rerun on a quiet machine")
         if args.json:
-            Path(args.json).write_text(json.dumps({"machine": machine(args.threads, device), "args": vars(args),
-                                                   "variants": results}, indent=2))
+            Path(args.json).write_text(
+                json.dumps(
+                    {"machine": machine(args.threads, device), "args": vars(args), "variants": results}, indent=2
+                )
+            )
         return 0
     results = [bench_model(f, data, args, device) for f in families]
 
     print(f"\ntraining throughput, images/s: median (min-max) over {args.repeats} interleaved repeats")
     print(f"{'model':6} {'trainable train_epoch':>24} {'bare loop':>24} {'ratio':>6} {'other load':>10}")
     for r in results:
-        print(f"{r['family']:6} {fmt(r['trainable_ips']):>24} {fmt(r['bare_ips']):>24} {r['ratio_median']:6.3f} "
-              f"{r['other_cores_max']:5.2f} cores")
+        print(
+            f"{r['family']:6} {fmt(r['trainable_ips']):>24} {fmt(r['bare_ips']):>24} {r['ratio_median']:6.3f} "
+            f"{r['other_cores_max']:5.2f} cores"
+        )
     if max(r["other_cores_max"] for r in results) > 0.25:
-        print("WARNING: other processes used CPU during the timed epochs (other load = the most, in cores, "
-              "during any repeat); the numbers are contended: rerun on a quiet machine")
+        print(
+            "WARNING: other processes used CPU during the timed epochs (other load = the most, in cores, "
+            "during any repeat); the numbers are contended: rerun on a quiet machine"
+        )
     print("\ntrial time per epoch outside train_epoch (common/trial/loop.py), vs one training epoch")
-    print(f"{'model':6} {'epoch train':>11} {'evaluate 1st':>12} {'evaluate':>9} {'ckpt save':>15} "
-          f"{'overhead':>9} {'at default subset':>18}")
+    print(
+        f"{'model':6} {'epoch train':>11} {'evaluate 1st':>12} {'evaluate':>9} {'ckpt save':>15} "
+        f"{'overhead':>9} {'at default subset':>18}"
+    )
     for r in results:
-        print(f"{r['family']:6} {r['epoch_train_s']:10.2f}s {r['eval_first_s']:11.2f}s {r['eval_s']:8.2f}s "
-              f"{r['ckpt_s']:6.3f}s {r['ckpt_mb']:5.1f}MB {100 * r['overhead_frac']:8.1f}% "
-              f"{100 * r['overhead_frac_default_subset']:9.1f}% ({r['default_train_subset']})")
-    print("(overhead = (evaluate + checkpoint save) / training epoch; 'evaluate 1st' also builds the "
-          "real-feature stats, once per trial; figures, best.pt and MLflow logging are not counted)")
+        print(
+            f"{r['family']:6} {r['epoch_train_s']:10.2f}s {r['eval_first_s']:11.2f}s {r['eval_s']:8.2f}s "
+            f"{r['ckpt_s']:6.3f}s {r['ckpt_mb']:5.1f}MB {100 * r['overhead_frac']:8.1f}% "
+            f"{100 * r['overhead_frac_default_subset']:9.1f}% ({r['default_train_subset']})"
+        )
+    print(
+        "(overhead = (evaluate + checkpoint save) / training epoch; 'evaluate 1st' also builds the "
+        "real-feature stats, once per trial; figures, best.pt and MLflow logging are not counted)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine(args.threads, device), "args": vars(args),
-                                               "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"machine": machine(args.threads, device), "args": vars(args), "results": results}, indent=2)
+        )
         print(f"wrote {args.json}")
     return 0
 

@@ -5,6 +5,7 @@ address, a checkpoint) is a ``UserError`` subclass whose message says what is wr
 fix it; ``run_sweep.py`` prints it as one line and exits with status 2. Subclassing (not a list
 of class names) is what makes a new error, or a renamed one, exit 2.
 """
+
 from __future__ import annotations
 
 

@@ -5,6 +5,7 @@ Matplotlib is driven through ``Figure`` + ``FigureCanvasAgg`` directly rather th
 so nothing here changes the process-wide backend or keeps figures alive in pyplot's registry
 (trials run many epochs in long-lived Ray workers).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,11 +34,7 @@ def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Pa
     return path
 
 
-def save_curves(
-    history: Mapping[str, Sequence[tuple[int, float]]],
-    path: str | Path,
-    title: str = "",
-) -> Path:
+def save_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
     """Plot one panel per metric (x = epoch, y = value) into a PNG and return its path.
 
     history: metric name -> [(step, value), ...] with step = epoch (1-based; step 0 entries

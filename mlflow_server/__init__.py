@@ -13,6 +13,7 @@ one). MLflow's own guards stay on when exposed: Host headers are checked against
 rebinding) and cross-origin writes are refused unless ``--cors-allowed-origins`` lists them. ``MlflowServer`` is the same launcher as a context manager, for tests
 and scripts: it refuses a taken port, waits for ``/health`` and stops the whole process group.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,23 +51,29 @@ class ServerConfig:
 
     def __post_init__(self):
         if self.host not in LOOPBACK and not self.expose:
-            raise ServerError(f"--host {self.host} would expose the server beyond this machine; "
-                              "add --expose --auth to mean it")
+            raise ServerError(
+                f"--host {self.host} would expose the server beyond this machine; add --expose --auth to mean it"
+            )
         if self.auth and self.no_auth:
             raise ServerError("--auth and --no-auth contradict each other; keep one")
         if self.expose and not (self.auth or self.no_auth):
-            raise ServerError("--expose without --auth lets anyone who reaches the port read, change and "
-                              "delete every run and model; add --auth (admin from MLFLOW_AUTH_ADMIN_USERNAME/"
-                              "PASSWORD), or --no-auth if an open server on a trusted network is what you mean")
+            raise ServerError(
+                "--expose without --auth lets anyone who reaches the port read, change and "
+                "delete every run and model; add --auth (admin from MLFLOW_AUTH_ADMIN_USERNAME/"
+                "PASSWORD), or --no-auth if an open server on a trusted network is what you mean"
+            )
         if "*" in self.allowed_hosts.replace(" ", "").split(","):
-            raise ServerError("--allowed-hosts '*' turns off MLflow's DNS-rebinding guard; list the names "
-                              "clients use instead, e.g. --allowed-hosts mlflow.example.org,10.0.0.5")
+            raise ServerError(
+                "--allowed-hosts '*' turns off MLflow's DNS-rebinding guard; list the names "
+                "clients use instead, e.g. --allowed-hosts mlflow.example.org,10.0.0.5"
+            )
         if not 0 < self.port < 65536:
             raise ServerError(f"--port must be in 1..65535 (got {self.port})")
         scheme = self.store_uri.split(":", 1)[0]
         if scheme not in ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql", "mssql"):
-            raise ServerError(f"--backend-store-uri {self.store_uri!r}: use sqlite:///PATH or "
-                              "postgresql://USER@HOST:PORT/DB")
+            raise ServerError(
+                f"--backend-store-uri {self.store_uri!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+            )
 
     @property
     def store_uri(self) -> str:
@@ -129,9 +136,23 @@ class MlflowServer:
 
     def command(self) -> list[str]:
         cfg = self.cfg
-        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.store_uri,
-               "--serve-artifacts", "--artifacts-destination", str(Path(cfg.artifacts_dir).resolve()),
-               "--host", cfg.host, "--port", str(cfg.port), "--workers", str(cfg.workers)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            cfg.store_uri,
+            "--serve-artifacts",
+            "--artifacts-destination",
+            str(Path(cfg.artifacts_dir).resolve()),
+            "--host",
+            cfg.host,
+            "--port",
+            str(cfg.port),
+            "--workers",
+            str(cfg.workers),
+        ]
         if cfg.allowed_hosts or cfg.host not in LOOPBACK:  # keep the DNS-rebinding guard, widened
             cmd += ["--allowed-hosts", cfg.allowed_hosts or ",".join(default_allowed_hosts(cfg.host))]
         if cfg.cors_allowed_origins:
@@ -149,40 +170,51 @@ class MlflowServer:
         for role in ("USERNAME", "PASSWORD"):
             value = env.get(f"MLFLOW_AUTH_ADMIN_{role}") or env.get(f"MLFLOW_TRACKING_{role}")
             if not value:
-                raise ServerError(f"--auth needs MLFLOW_AUTH_ADMIN_{role} (or MLFLOW_TRACKING_{role}) in the "
-                                  "environment: the admin credentials are never stored in code or files")
+                raise ServerError(
+                    f"--auth needs MLFLOW_AUTH_ADMIN_{role} (or MLFLOW_TRACKING_{role}) in the "
+                    "environment: the admin credentials are never stored in code or files"
+                )
             env[f"MLFLOW_AUTH_ADMIN_{role}"] = value
         if len(env["MLFLOW_AUTH_ADMIN_PASSWORD"]) < 12:  # MLflow's own rule; it would only exit 1
-            raise ServerError("--auth: the admin password (MLFLOW_AUTH_ADMIN_PASSWORD or MLFLOW_TRACKING_PASSWORD) "
-                              "must have at least 12 characters")
+            raise ServerError(
+                "--auth: the admin password (MLFLOW_AUTH_ADMIN_PASSWORD or MLFLOW_TRACKING_PASSWORD) "
+                "must have at least 12 characters"
+            )
         # CSRF key of the auth app: random per start unless the user pins one (needed only when
         # several servers sit behind one load balancer).
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
         self._tmp = tempfile.TemporaryDirectory(prefix="mlflow-auth-")
         users_db = Path(self.cfg.artifacts_dir).resolve().parent / "mlflow-auth.db"
         ini = Path(self._tmp.name) / "basic_auth.ini"
-        ini.write_text("[mlflow]\ndefault_permission = READ\n"
-                       f"database_uri = sqlite:///{users_db}\n"
-                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        ini.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{users_db}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         return env
 
     def start(self, timeout: float = 90.0) -> "MlflowServer":
         if port_in_use(self.cfg.host, self.cfg.port):
-            raise ServerError(f"port {self.cfg.port} on {self.cfg.host} is already in use; pick another with "
-                              "--port, or stop what holds it")
+            raise ServerError(
+                f"port {self.cfg.port} on {self.cfg.host} is already in use; pick another with "
+                "--port, or stop what holds it"
+            )
         Path(self.cfg.artifacts_dir).mkdir(parents=True, exist_ok=True)
         env = self._env()
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.command(), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # its own group: stop() reaches the workers
+        self.proc = subprocess.Popen(
+            self.command(), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own group: stop() reaches the workers
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if (code := self.proc.poll()) is not None:
                 self.proc = None
                 where = f" (log: {self.log_file})" if self.log_file else ""
-                raise ServerError(f"mlflow server exited with status {code} while starting; check "
-                                  f"--backend-store-uri {self.cfg.store_uri!r}{where}")
+                raise ServerError(
+                    f"mlflow server exited with status {code} while starting; check "
+                    f"--backend-store-uri {self.cfg.store_uri!r}{where}"
+                )
             if self.healthy():
                 return self
             time.sleep(0.5)

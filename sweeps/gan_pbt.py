@@ -14,6 +14,10 @@ mode = "min"
 num_samples = 8
 max_epochs = 40
 defaults = {"latent_dim": 100, "train_subset": 10000}
-scheduler = {"kind": "pbt", "perturbation_interval": 5, "quantile_fraction": 0.25,
-             "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]}}
+scheduler = {
+    "kind": "pbt",
+    "perturbation_interval": 5,
+    "quantile_fraction": 0.25,
+    "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]},
+}
 resources = {"cpu": 1, "gpu": "auto"}

@@ -14,13 +14,36 @@ the first 4 finished trials of `sweeps/gan_budget.py` (val_classifier_fd 5.144 a
 the search was interrupted with 2 of its 6 trials unfinished: BENCHMARKS.md).
 """
 
-_VAE = {"family": "vae", "max_epochs": 20, "latent_dim": 64, "beta": 1.0, "batch_size": 32, "lr": 6.53e-4,
-        "lr_schedule": "constant", "lr_warmup_epochs": 1.0, "beta1": 0.9, "beta2": 0.99,
-        "beta_schedule": "linear", "warmup_epochs": 2, "free_bits": 0.1}
+_VAE = {
+    "family": "vae",
+    "max_epochs": 20,
+    "latent_dim": 64,
+    "beta": 1.0,
+    "batch_size": 32,
+    "lr": 6.53e-4,
+    "lr_schedule": "constant",
+    "lr_warmup_epochs": 1.0,
+    "beta1": 0.9,
+    "beta2": 0.99,
+    "beta_schedule": "linear",
+    "warmup_epochs": 2,
+    "free_bits": 0.1,
+}
 
-_DCGAN = {"family": "dcgan", "max_epochs": 40, "latent_dim": 100, "batch_size": 128, "lr_g": 1.0337e-4,
-          "lr_ratio": 3.9097, "beta1": 0.0, "beta2": 0.999, "gan_loss": "hinge", "spectral_norm": True,
-          "ema_decay": 0.99, "diffaug": ""}
+_DCGAN = {
+    "family": "dcgan",
+    "max_epochs": 40,
+    "latent_dim": 100,
+    "batch_size": 128,
+    "lr_g": 1.0337e-4,
+    "lr_ratio": 3.9097,
+    "beta1": 0.0,
+    "beta2": 0.999,
+    "gan_loss": "hinge",
+    "spectral_norm": True,
+    "ema_decay": 0.99,
+    "diffaug": "",
+}
 
 runs = [{**config, "seed": seed} for config in (_VAE, _DCGAN) for seed in (42, 43, 44)]
 resources = {"cpu": 2, "gpu": "auto"}

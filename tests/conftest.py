@@ -4,6 +4,7 @@ Ray: ``ray.init(local_mode=True)`` is removed in the Ray we use, so "local-mode"
 real Tune sweeps on ONE small in-process local Ray shared by the whole session
 (``num_cpus=2``, no dashboard), on tiny synthetic data.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,12 @@ def ray_session():
 
     # Workers must import `common`, `trainables` and the space modules from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"]}},
+    )
     yield ray
     ray.shutdown()
 
@@ -80,10 +85,18 @@ def s3():
     import requests
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -93,8 +106,9 @@ def s3():
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], scheme="http",
-                          allow_bucket_creation=True).create_dir("sweeps")
+        pafs.S3FileSystem(
+            endpoint_override=env["AWS_ENDPOINT_URL"], scheme="http", allow_bucket_creation=True
+        ).create_dir("sweeps")
         yield env
     finally:
         proc.terminate()

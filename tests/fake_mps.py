@@ -16,6 +16,7 @@ hook when its inputs are, and ``opaque(fn)`` does the same for a scripted functi
 The code under test sees ``torch.device("mps")`` wherever it passes its device around, so every
 path that moves data to the device is covered without Apple hardware.
 """
+
 from __future__ import annotations
 
 import torch
@@ -80,8 +81,10 @@ class FakeMPS(TorchFunctionMode):
         inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         on_device = to_mps or any(_tagged(t) for t in inputs)
         if func is torch.Tensor.numpy and on_device:
-            raise TypeError("can't convert mps:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor "
-                            "to host memory first.")
+            raise TypeError(
+                "can't convert mps:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor "
+                "to host memory first."
+            )
         out = func(*args, **kwargs)
         leaving = target is not None and target.type == "cpu" and _tagged(args[0])
         if leaving:  # a copy: the device tensor stays tagged
@@ -89,8 +92,10 @@ class FakeMPS(TorchFunctionMode):
         if on_device:
             outputs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             if any(t.dtype == torch.float64 for t in (*inputs, *outputs)):
-                raise TypeError(f"Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support "
-                                f"float64. Please use float32 instead. (op {getattr(func, '__name__', func)})")
+                raise TypeError(
+                    f"Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support "
+                    f"float64. Please use float32 instead. (op {getattr(func, '__name__', func)})"
+                )
             if to_mps and out is args[0] and not isinstance(out, nn.Parameter):
                 out = out.clone()  # moving a CPU tensor must not tag the caller's CPU original
             for t in tree_flatten(out)[0]:

@@ -1,5 +1,6 @@
 """DiffAugment (common/trial/augment.py): differentiable, per-image, shape-preserving, and applied by the
 DCGAN task to the real and the fake images before every D call."""
+
 from __future__ import annotations
 
 import pytest
@@ -54,8 +55,18 @@ def test_the_policy_is_parsed_and_checked():
 
 def test_the_dcgan_augments_real_and_fake_before_every_d_call(monkeypatch):
     data = load_dataset("synthetic")
-    cfg = DCGANConfig(data="synthetic", val_size=128, batch_size=64, eval_samples=64, g_channels=16, d_channels=8,
-                      g_hidden=0, d_hidden=16, latent_dim=8, diffaug="color,translation,cutout")
+    cfg = DCGANConfig(
+        data="synthetic",
+        val_size=128,
+        batch_size=64,
+        eval_samples=64,
+        g_channels=16,
+        d_channels=8,
+        g_hidden=0,
+        d_hidden=16,
+        latent_dim=8,
+        diffaug="color,translation,cutout",
+    )
     task = DCGANTask(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
     seen = []
 

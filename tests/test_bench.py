@@ -3,6 +3,7 @@ bare PyTorch loop measured in the same test (a ratio, never an absolute time).
 
 The full benchmark with its table is ``bench/throughput.py`` (BENCHMARKS.md).
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,23 +15,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
+from conftest import link_shared_cache  # noqa: E402
 
 from common.trial.data import load_dataset  # noqa: E402
-from conftest import link_shared_cache  # noqa: E402
 
 # trainable / bare images per second. The trainable is faster than the plain loop because it
 # uses what measured faster (channels_last on CPU; bf16 autocast for the VAE): this test's
 # settings measured 1.59 (VAE) and 1.08 (DCGAN) on a quiet 2-core machine; without bf16 the VAE
 # falls to ~1.16, without channels_last the DCGAN to ~1.0.
 MIN_RATIO = {"vae": 1.3, "dcgan": 1.0}
-MIN_RATIO_NO_BF16 = {"vae": 1.0, "dcgan": 1.0}  # a CPU without native bf16 (AVX2 only) trains the VAE in fp32: no gain to ask for
+MIN_RATIO_NO_BF16 = {
+    "vae": 1.0,
+    "dcgan": 1.0,
+}  # a CPU without native bf16 (AVX2 only) trains the VAE in fp32: no gain to ask for
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
 def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeypatch):
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path))
     threads = torch.get_num_threads()
-    args = Namespace(data="synthetic", train_subset=384, val_size=128, batch_size=64, device="cpu", threads=1, repeats=5)
+    args = Namespace(
+        data="synthetic", train_subset=384, val_size=128, batch_size=64, device="cpu", threads=1, repeats=5
+    )
     try:
         result = throughput.bench_model(family, load_dataset("synthetic"), args, torch.device("cpu"))
     finally:
@@ -43,7 +49,8 @@ def test_the_trainable_epoch_keeps_up_with_a_bare_loop(family, tmp_path, monkeyp
     assert result["ratio_median"] >= floor, (
         f"{family}: the trainable epoch runs at {result['ratio_median']:.2f}x a bare loop's speed "
         f"(trainable {result['trainable_ips']}, bare {result['bare_ips']} img/s); a speed-up was lost or "
-        "something added per-batch cost")
+        "something added per-batch cost"
+    )
 
 
 # ---- the rank study (bench/proxy.py), fast: synthetic checkpoints, 32 samples each ---------------
@@ -58,7 +65,9 @@ def test_rank_agreement_matches_scipy_and_brackets_its_estimate():
     x = rng.standard_normal(30)
     y = x + 0.5 * rng.standard_normal(30)
     out = proxy.rank_agreement(x, y, boot=300)
-    assert out["rho"] == pytest.approx(spearmanr(x, y).statistic) and out["tau"] == pytest.approx(kendalltau(x, y).statistic)
+    assert out["rho"] == pytest.approx(spearmanr(x, y).statistic) and out["tau"] == pytest.approx(
+        kendalltau(x, y).statistic
+    )
     assert out["rho_ci"][0] < out["rho"] < out["rho_ci"][1] and out["n"] == 30
     assert proxy.rank_agreement(x, x, boot=50)["rho"] == pytest.approx(1.0)
     assert proxy.rank_agreement(x, -x, boot=50)["rho_ci"] == [pytest.approx(-1.0), pytest.approx(-1.0)]
@@ -87,7 +96,9 @@ def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monke
         got = table[label]["all checkpoints"]["fid"]["rho"]
         assert got == pytest.approx(want, nan_ok=True) and table[label]["cost"]["seconds"] >= 0
     md = proxy.markdown(table, rows, {"picked": proxy.pick(table)})
-    per_checkpoint = [line.split(" | ") for line in md.splitlines() if line.startswith("| dcgan") or line.startswith("| vae")]
+    per_checkpoint = [
+        line.split(" | ") for line in md.splitlines() if line.startswith("| dcgan") or line.startswith("| vae")
+    ]
     assert "ρ: all checkpoints (n=6)" in md and sum(cells[1] == "dcgan" for cells in per_checkpoint) == 4
     check = proxy.collapse_check(rows)
     assert check["class_coverage_vs_inception_coverage"]["n"] == 6
@@ -96,9 +107,13 @@ def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monke
 
 def test_pick_takes_the_best_worst_gan_family_rho_among_affordable_candidates():
     """The VAE selects on val_bpd, so its rho does not decide; a candidate over 10% of an epoch is out."""
-    row = lambda dcgan, vaegan, vae, share: {"dcgan": {"fid": {"rho": dcgan}}, "vaegan": {"fid": {"rho": vaegan}},
-                                             "vae": {"fid": {"rho": vae}}, "all checkpoints": {"fid": {"rho": 0.0}},
-                                             "cost": {"seconds": 1.0, "share_of_dcgan_epoch": share}}
+    row = lambda dcgan, vaegan, vae, share: {
+        "dcgan": {"fid": {"rho": dcgan}},
+        "vaegan": {"fid": {"rho": vaegan}},
+        "vae": {"fid": {"rho": vae}},
+        "all checkpoints": {"fid": {"rho": 0.0}},
+        "cost": {"seconds": 1.0, "share_of_dcgan_epoch": share},
+    }
     table = {"a": row(0.9, 0.5, 0.9, 0.01), "b": row(0.7, 0.6, -0.5, 0.01), "c": row(1.0, 1.0, 1.0, 0.2)}
     assert proxy.pick(table) == "b"
     table["d"] = row(0.8, 0.6, 0.0, 0.01)  # the same worst family, a higher mean

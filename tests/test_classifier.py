@@ -1,5 +1,6 @@
 """common/metrics/classifier.py: the domain classifier is seeded, cached by data and config, refuses data it
 cannot learn from, and leaves the caller's RNG alone."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,15 @@ import dataclasses
 import pytest
 import torch
 
-from common.metrics.classifier import (MIN_PER_CLASS, ClassifierConfig, cache_path, chance_warning, get_classifier,
-                               load_classifier, train_classifier)
+from common.metrics.classifier import (
+    MIN_PER_CLASS,
+    ClassifierConfig,
+    cache_path,
+    chance_warning,
+    get_classifier,
+    load_classifier,
+    train_classifier,
+)
 from common.trial.data import DataError, Dataset, load_dataset
 
 FAST = ClassifierConfig(epochs=1, min_steps=20)

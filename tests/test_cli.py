@@ -4,6 +4,7 @@ Each case runs ``run_sweep.py`` once (cached: the two tests below share the run)
 empty tmp folder, so a sweep that wrongly got going would leave ``ray_results``, ``mlflow.db`` or
 ``mlartifacts`` behind. Inputs (space files, data folders) live in a sibling folder.
 """
+
 import os
 import re
 import subprocess
@@ -25,6 +26,7 @@ SEED = str(REPO / "sweeps" / "seed.py")
 HEADER = 'family = "vae"\nmetric = "val_mse_kl"\nmode = "min"\n'
 FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts", "optuna.db")  # what a sweep that got going leaves in cwd
 
+
 @dataclass
 class Case:
     args: Callable[[Path], list[str]]  # inputs folder -> argv after run_sweep.py
@@ -37,6 +39,7 @@ def space_file(body: str) -> Callable[[Path], str]:
         path = inp / "space.py"
         path.write_text(body)
         return str(path)
+
     return make
 
 
@@ -48,11 +51,13 @@ def folder(*files: str) -> Callable[[Path], str]:
             (root / f).parent.mkdir(parents=True, exist_ok=True)
             (root / f).write_bytes(b"\x89PNG not really")
         return str(root)
+
     return make
 
 
 def image_tree(bad: str, payload: Callable[[], bytes]) -> Callable[[Path], str]:
     """A valid train/test tree of 32x32 PNGs plus one bad file ``bad`` (relative path)."""
+
     def make(inp: Path) -> str:
         import io
 
@@ -67,11 +72,13 @@ def image_tree(bad: str, payload: Callable[[], bytes]) -> Callable[[Path], str]:
                 (root / split / "cat" / f"{i}.png").write_bytes(buf.getvalue())
         (root / bad).write_bytes(payload())
         return str(root)
+
     return make
 
 
 def class_tree(per_class: dict[str, int]) -> Callable[[Path], str]:
     """A valid tree of 32x32 PNGs with ``n`` train images per class (and 2 test images each)."""
+
     def make(inp: Path) -> str:
         root = inp / "data"
         for cls, n in per_class.items():
@@ -80,6 +87,7 @@ def class_tree(per_class: dict[str, int]) -> Callable[[Path], str]:
                 for i in range(count):
                     (root / split / cls / f"{i}.png").write_bytes(png(32))
         return str(root)
+
     return make
 
 
@@ -115,16 +123,36 @@ CASES = {
     "space-missing": Case(lambda i: ["--space", str(i / "nope.py")] + SYN, "does not exist"),
     "space-syntax-error": Case(lambda i: ["--space", space_file(HEADER + "x = (\n")(i)] + SYN, "syntax error"),
     "space-missing-names": Case(lambda i: ["--space", space_file("num_samples = 2\n")(i)] + SYN, "must define"),
-    "space-distribution-low-gt-high": Case(lambda i: ["--space", space_file(
-        HEADER + "from optuna.distributions import FloatDistribution\n"
-                 'space = {"beta": FloatDistribution(low=5, high=1)}\n')(i)] + SYN, "space.py"),
-    "space-distribution-wrong-type": Case(lambda i: ["--space", space_file(HEADER + 'space = {"beta": "high"}\n')(i)]
-                                          + SYN, "optuna.distributions"),
-    "space-float-distribution-for-int": Case(lambda i: ["--space", space_file(
-        HEADER + "from optuna.distributions import FloatDistribution\n"
-                 'space = {"latent_dim": FloatDistribution(8, 64)}\n')(i)] + SYN, "latent_dim"),
-    "space-defaults-a-list": Case(lambda i: ["--space", space_file(HEADER + "defaults = [1]\n")(i)] + SYN,
-                                  "defaults"),
+    "space-distribution-low-gt-high": Case(
+        lambda i: (
+            [
+                "--space",
+                space_file(
+                    HEADER + "from optuna.distributions import FloatDistribution\n"
+                    'space = {"beta": FloatDistribution(low=5, high=1)}\n'
+                )(i),
+            ]
+            + SYN
+        ),
+        "space.py",
+    ),
+    "space-distribution-wrong-type": Case(
+        lambda i: ["--space", space_file(HEADER + 'space = {"beta": "high"}\n')(i)] + SYN, "optuna.distributions"
+    ),
+    "space-float-distribution-for-int": Case(
+        lambda i: (
+            [
+                "--space",
+                space_file(
+                    HEADER + "from optuna.distributions import FloatDistribution\n"
+                    'space = {"latent_dim": FloatDistribution(8, 64)}\n'
+                )(i),
+            ]
+            + SYN
+        ),
+        "latent_dim",
+    ),
+    "space-defaults-a-list": Case(lambda i: ["--space", space_file(HEADER + "defaults = [1]\n")(i)] + SYN, "defaults"),
     # ---- --set
     "set-unknown-key": Case(lambda i: ["--space", GAN, "--set", "bogus=1"] + SYN, "bogus"),
     "set-lr-abc": Case(lambda i: ["--space", VAE, "--set", "lr=abc"] + SYN, "lr"),
@@ -135,17 +163,20 @@ CASES = {
     "set-without-equals": Case(lambda i: ["--space", GAN, "--set", "lr_ratio"] + SYN, "KEY=VALUE"),
     "set-seed-abc": Case(lambda i: ["--space", SEED, "--set", "seed=abc"] + SYN, "seed"),
     "set-val-size-too-big": Case(lambda i: ["--space", VAE] + SYN + ["--set", "val_size=100000"], "val_size"),
-    "objective-on-the-test-split": Case(lambda i: ["--space", space_file(HEADER.replace("val_mse_kl", "test_kl"))(i)]
-                                        + SYN, "test-split metric"),
+    "objective-on-the-test-split": Case(
+        lambda i: ["--space", space_file(HEADER.replace("val_mse_kl", "test_kl"))(i)] + SYN, "test-split metric"
+    ),
     # ---- flags
     "no-space": Case(lambda i: SYN, "--space"),
     "num-samples-zero": Case(lambda i: ["--space", GAN, "--num-samples", "0"] + SYN, "--num-samples"),
     "max-epochs-zero": Case(lambda i: ["--space", GAN, "--max-epochs", "0"] + SYN, "--max-epochs"),
     "gpus-per-trial-negative": Case(lambda i: ["--space", GAN, "--gpus-per-trial", "-1"] + SYN, "--gpus-per-trial"),
     "single-trial-with-address": Case(
-        lambda i: ["--space", GAN, "--single-trial", "--address", "127.0.0.1:6379"] + SYN, "--address"),
-    "address-nothing-listening": Case(lambda i: ["--space", GAN, "--address", "127.0.0.1:9"] + SYN,
-                                      "no Ray head answers at 127.0.0.1:9"),
+        lambda i: ["--space", GAN, "--single-trial", "--address", "127.0.0.1:6379"] + SYN, "--address"
+    ),
+    "address-nothing-listening": Case(
+        lambda i: ["--space", GAN, "--address", "127.0.0.1:9"] + SYN, "no Ray head answers at 127.0.0.1:9"
+    ),
     "address-not-host-port": Case(lambda i: ["--space", GAN, "--address", "head-node"] + SYN, "not HOST:PORT"),
     "single-trial-with-resume": Case(lambda i: ["--space", GAN, "--single-trial", "--resume"] + SYN, "--resume"),
     "resume-without-sweep": Case(lambda i: ["--space", GAN, "--resume"] + SYN, "--resume"),
@@ -154,46 +185,69 @@ CASES = {
     # ---- --data
     "data-missing-path": Case(lambda i: ["--space", GAN, "--data", str(i / "nope")], "does not exist"),
     "data-empty-folder": Case(lambda i: ["--space", GAN, "--data", folder()(i)], "empty"),
-    "data-wrong-layout": Case(lambda i: ["--space", GAN, "--data", folder("images/a.png", "images/b.png")(i)],
-                              "train"),
+    "data-wrong-layout": Case(lambda i: ["--space", GAN, "--data", folder("images/a.png", "images/b.png")(i)], "train"),
     "data-not-gzip": Case(lambda i: ["--space", GAN, "--data", not_gzip(i)], "gzip"),
-    "data-non-image-file": Case(lambda i: ["--space", GAN, "--data", image_tree(
-        "train/cat/notes.txt", lambda: b"hello")(i)], "not an image"),
-    "data-wrong-image-size": Case(lambda i: ["--space", GAN, "--data", image_tree(
-        "train/cat/big.png", lambda: png(64))(i)], "expected 32x32"),
-    "data-corrupt-png": Case(lambda i: ["--space", GAN, "--data", image_tree(
-        "test/cat/bad.png", lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40)(i)], "corrupt"),
-    "data-truncated-jpeg": Case(lambda i: ["--space", GAN, "--data", image_tree(
-        "train/cat/cut.jpg", truncated_jpeg)(i)], "corrupt"),
-    "data-too-few-images-for-the-classifier": Case(lambda i: ["--space", GAN, "--data", class_tree(
-        {"cat": 40, "dog": 5})(i), "--set", "val_size=16"], "domain classifier"),
+    "data-non-image-file": Case(
+        lambda i: ["--space", GAN, "--data", image_tree("train/cat/notes.txt", lambda: b"hello")(i)], "not an image"
+    ),
+    "data-wrong-image-size": Case(
+        lambda i: ["--space", GAN, "--data", image_tree("train/cat/big.png", lambda: png(64))(i)], "expected 32x32"
+    ),
+    "data-corrupt-png": Case(
+        lambda i: [
+            "--space",
+            GAN,
+            "--data",
+            image_tree("test/cat/bad.png", lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40)(i),
+        ],
+        "corrupt",
+    ),
+    "data-truncated-jpeg": Case(
+        lambda i: ["--space", GAN, "--data", image_tree("train/cat/cut.jpg", truncated_jpeg)(i)], "corrupt"
+    ),
+    "data-too-few-images-for-the-classifier": Case(
+        lambda i: ["--space", GAN, "--data", class_tree({"cat": 40, "dog": 5})(i), "--set", "val_size=16"],
+        "domain classifier",
+    ),
     # ---- resources no node has (checked once Ray is up, before MLflow is touched)
-    "memory-per-trial-too-big": Case(lambda i: ["--space", VAE, "--memory-per-trial", "10000000"] + SYN,
-                                     "--memory-per-trial"),
+    "memory-per-trial-too-big": Case(
+        lambda i: ["--space", VAE, "--memory-per-trial", "10000000"] + SYN, "--memory-per-trial"
+    ),
     "gpus-per-trial-no-gpu": Case(lambda i: ["--space", VAE, "--gpus-per-trial", "64"] + SYN, "--gpus-per-trial"),
     "memory-per-trial-negative": Case(lambda i: ["--space", VAE, "--memory-per-trial", "-1"] + SYN, ">= 0"),
     # ---- --storage on object storage nobody answers for
-    "storage-s3-unreachable": Case(lambda i: ["--space", VAE, "--storage", "s3://sweeps/x"] + SYN, "--storage",
-                                   env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x",
-                                        "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
-                                        "AWS_EC2_METADATA_DISABLED": "true"}),
+    "storage-s3-unreachable": Case(
+        lambda i: ["--space", VAE, "--storage", "s3://sweeps/x"] + SYN,
+        "--storage",
+        env={
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    ),
     "storage-unknown-scheme": Case(lambda i: ["--space", VAE, "--storage", "nosuch://bucket/x"] + SYN, "--storage"),
     # ---- --tracking-uri / --report
-    "tracking-unreachable": Case(lambda i: ["--space", GAN, "--tracking-uri", "http://127.0.0.1:9"] + SYN,
-                                 "unreachable"),
-    "tracking-unroutable": Case(lambda i: ["--space", GAN, "--tracking-uri", "http://10.255.255.1:5000"] + SYN,
-                                "unreachable"),  # packets dropped: the 5 s connect timeout
+    "tracking-unreachable": Case(
+        lambda i: ["--space", GAN, "--tracking-uri", "http://127.0.0.1:9"] + SYN, "unreachable"
+    ),
+    "tracking-unroutable": Case(
+        lambda i: ["--space", GAN, "--tracking-uri", "http://10.255.255.1:5000"] + SYN, "unreachable"
+    ),  # packets dropped: the 5 s connect timeout
     "tracking-malformed": Case(lambda i: ["--space", GAN, "--tracking-uri", "ftp://x"] + SYN, "not supported"),
     "tracking-sqlite-missing-folder": Case(
-        lambda i: ["--space", GAN, "--tracking-uri", f"sqlite:///{i}/no/such/dir/mlflow.db"] + SYN, "mlflow.db"),
+        lambda i: ["--space", GAN, "--tracking-uri", f"sqlite:///{i}/no/such/dir/mlflow.db"] + SYN, "mlflow.db"
+    ),
     "report-missing-store": Case(
-        lambda i: ["--report", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"],
-        "no MLflow database"),  # reported, never created
+        lambda i: ["--report", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"], "no MLflow database"
+    ),  # reported, never created
     "check-missing-store": Case(
-        lambda i: ["--check", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"],
-        "no MLflow database"),  # audited, never created
+        lambda i: ["--check", "no_such_experiment", "--tracking-uri", f"sqlite:///{i}/other.db"], "no MLflow database"
+    ),  # audited, never created
     "sample-missing-store": Case(
-        lambda i: ["--sample", "models:/x@best", "--tracking-uri", f"sqlite:///{i}/other.db"], "no MLflow database"),
+        lambda i: ["--sample", "models:/x@best", "--tracking-uri", f"sqlite:///{i}/other.db"], "no MLflow database"
+    ),
     "sample-zero-images": Case(lambda i: ["--sample", "models:/x@best", "-n", "0"], "-n"),
 }
 
@@ -207,14 +261,21 @@ class Result:
 
 
 _RESULTS: dict[str, Result] = {}
-SOLO = {"tracking-unreachable", "tracking-unroutable", "address-nothing-listening"}  # timed: run alone, after the others, so the machine is idle
+SOLO = {
+    "tracking-unreachable",
+    "tracking-unroutable",
+    "address-nothing-listening",
+}  # timed: run alone, after the others, so the machine is idle
 
 
 @pytest.fixture(scope="module", autouse=True)
 def prefetch(request, tmp_path_factory):
     """Run the selected cases concurrently (each pays ~5 s of torch/ray imports); tests read the cache."""
-    selected = {item.callspec.params["case_id"] for item in request.session.items
-                if getattr(item, "module", None) is request.module and hasattr(item, "callspec")}
+    selected = {
+        item.callspec.params["case_id"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
+    }
     todo = sorted(selected - SOLO - set(_RESULTS))
     workers = max(2, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
@@ -248,7 +309,7 @@ def run_case(case_id: str, tmp_path_factory) -> Result:
 
 def params(flag: str):
     out = []
-    for cid, case in CASES.items():
+    for cid in CASES:
         out.append(pytest.param(cid, id=cid))
     return out
 

@@ -7,6 +7,7 @@ node continues from its checkpoint on another one.
 
 Marked ``cluster``: run by ``make test-cluster``, which .ci/run calls after ``make test``.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,10 @@ def cluster(s3):
     mac = c.add_node(num_cpus=1, resources={"mps": 1})
     c.wait_for_nodes()
     path = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    ray.init(address=c.address, runtime_env={"env_vars": {"PYTHONPATH": path, **s3},
-                                             "worker_process_setup_hook": "fake_accelerators.install"})
+    ray.init(
+        address=c.address,
+        runtime_env={"env_vars": {"PYTHONPATH": path, **s3}, "worker_process_setup_hook": "fake_accelerators.install"},
+    )
     yield SimpleNamespace(cluster=c, gpu=gpu.node_id[:12], mac=mac.node_id[:12])
     ray.shutdown()
     c.shutdown()
@@ -55,18 +58,45 @@ def test_trials_spread_over_the_nodes_and_pin_to_what_each_node_has(cluster, tmp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     # "Anywhere" (--gpus-per-trial 0): trials ask for a CPU only. On the GPU node they get no GPU
     # share, so they use its CPU (the GPU is for trials that reserved it); on the Apple node MPS.
-    run(SweepOptions(space=VAE, data="synthetic", num_samples=4, max_epochs=1, tracking_uri=uri, experiment="anywhere",
-                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=1, gpus_per_trial=0,
-                     memory_per_trial=100, overrides=SMALL))
+    run(
+        SweepOptions(
+            space=VAE,
+            data="synthetic",
+            num_samples=4,
+            max_epochs=1,
+            tracking_uri=uri,
+            experiment="anywhere",
+            storage=str(tmp_path / "rr"),
+            report=False,
+            eval_n=0,
+            cpus_per_trial=1,
+            gpus_per_trial=0,
+            memory_per_trial=100,
+            overrides=SMALL,
+        )
+    )
     _, runs = trial_runs(uri, "anywhere")
     seen = {(r.data.tags["node"], r.data.tags["device"]) for r in runs}
     assert len(runs) == 4 and seen == {(cluster.gpu, "cpu"), (cluster.mac, "mps")}
     assert all(r.data.tags["trial_status"] == "completed" and r.data.tags["node_ip"] for r in runs)
     # The default, gpu="auto", on a cluster with a GPU: a share per trial, sized by the GPU's
     # memory (80 GB here) and its node's CPUs (1 GPU node CPU / 0.25 per trial = 4 trials a GPU).
-    run(SweepOptions(space=VAE, data="synthetic", num_samples=4, max_epochs=1, tracking_uri=uri, experiment="gpu_auto",
-                     storage=str(tmp_path / "rr"), report=False, eval_n=0, cpus_per_trial=0.25,
-                     memory_per_trial=100, overrides=SMALL))
+    run(
+        SweepOptions(
+            space=VAE,
+            data="synthetic",
+            num_samples=4,
+            max_epochs=1,
+            tracking_uri=uri,
+            experiment="gpu_auto",
+            storage=str(tmp_path / "rr"),
+            report=False,
+            eval_n=0,
+            cpus_per_trial=0.25,
+            memory_per_trial=100,
+            overrides=SMALL,
+        )
+    )
     _, runs = trial_runs(uri, "gpu_auto")
     assert {(r.data.tags["node"], r.data.tags["device"]) for r in runs} == {(cluster.gpu, "cuda")}
     assert {r.data.tags["placement"] for r in runs} == {"4 trials at once, 1/4 GPU each (cuda)"}
@@ -89,8 +119,11 @@ def test_a_node_removed_mid_sweep_its_trial_continues_elsewhere_from_s3(cluster,
         while time.monotonic() < deadline:
             try:
                 client, runs = trial_runs(uri, "moved")
-                if any(r.data.tags.get("node") == doomed_id and
-                       len(client.get_metric_history(r.info.run_id, "epoch_time_s")) >= 2 for r in runs):
+                if any(
+                    r.data.tags.get("node") == doomed_id
+                    and len(client.get_metric_history(r.info.run_id, "epoch_time_s")) >= 2
+                    for r in runs
+                ):
                     cluster.cluster.remove_node(doomed, allow_graceful=False)
                     removed.set()
                     return
@@ -102,9 +135,24 @@ def test_a_node_removed_mid_sweep_its_trial_continues_elsewhere_from_s3(cluster,
     space.write_text(Path(VAE).read_text() + "\nscheduler = None\n")
     watcher = threading.Thread(target=remove_when_a_trial_there_has_a_checkpoint, daemon=True)
     watcher.start()
-    run(SweepOptions(space=str(space), data="synthetic", num_samples=3, max_epochs=epochs, tracking_uri=uri,
-                     experiment="moved", storage="s3://sweeps/moved", report=False, eval_n=0, cpus_per_trial=1, gpus_per_trial=0,
-                     memory_per_trial=100, max_failures=2, overrides=SMALL))
+    run(
+        SweepOptions(
+            space=str(space),
+            data="synthetic",
+            num_samples=3,
+            max_epochs=epochs,
+            tracking_uri=uri,
+            experiment="moved",
+            storage="s3://sweeps/moved",
+            report=False,
+            eval_n=0,
+            cpus_per_trial=1,
+            gpus_per_trial=0,
+            memory_per_trial=100,
+            max_failures=2,
+            overrides=SMALL,
+        )
+    )
     watcher.join()
     assert removed.is_set(), "no trial ran on the node to remove"
     client, runs = trial_runs(uri, "moved")

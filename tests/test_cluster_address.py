@@ -1,6 +1,7 @@
 """``--address`` checked before ``ray.init`` (common/sweep/cluster.py): a head that is not there, that
 wants a token, or that runs other versions is one ``error:`` line and exit 2 within 10 s.
 (Nothing listening and a malformed address are in tests/test_cli.py's table.)"""
+
 from __future__ import annotations
 
 import os
@@ -22,16 +23,20 @@ def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
 
     server = socket.create_server(("127.0.0.1", 0))  # something listens; the probe is replaced
     port = server.getsockname()[1]
-    monkeypatch.setattr(common.sweep.cluster, "_cluster_metadata",
-                        lambda addr: {"ray_version": "2.9.3", "python_version": "3.10.4"})
+    monkeypatch.setattr(
+        common.sweep.cluster, "_cluster_metadata", lambda addr: {"ray_version": "2.9.3", "python_version": "3.10.4"}
+    )
     try:
         with pytest.raises(ClusterError, match=r"runs Ray 2\.9\.3 on Python 3\.10\.4, this driver Ray \d"):
             check_address(f"127.0.0.1:{port}")
         from ray._private.utils import compute_version_info
 
         ray_version, python_version = compute_version_info()
-        monkeypatch.setattr(common.sweep.cluster, "_cluster_metadata",
-                            lambda addr: {"ray_version": ray_version, "python_version": python_version})
+        monkeypatch.setattr(
+            common.sweep.cluster,
+            "_cluster_metadata",
+            lambda addr: {"ray_version": ray_version, "python_version": python_version},
+        )
         check_address(f"127.0.0.1:{port}")  # the same versions pass
     finally:
         server.close()
@@ -75,25 +80,63 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
     head_env = {**os.environ, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=head_env, capture_output=True, check=True)
     from common.sweep.cluster import CURRENT_CLUSTER  # `ray start` points it at its head: put it back after,
+
     before = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.is_file() else None  # or local ray.init()s join it
-    head = subprocess.Popen([ray, "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
-                             "--include-dashboard=false", "--disable-usage-stats"], env=head_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    head = subprocess.Popen(
+        [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "1",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=head_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:  # up once its GCS answers the head's own token
-            probe = subprocess.run([sys.executable, "-c", f"from common.sweep.cluster import check_address; "
-                                    f"check_address('127.0.0.1:{port}')"], cwd=ROOT, env=head_env, capture_output=True)
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"from common.sweep.cluster import check_address; check_address('127.0.0.1:{port}')",
+                ],
+                cwd=ROOT,
+                env=head_env,
+                capture_output=True,
+            )
             if probe.returncode == 0 or time.monotonic() > deadline:
                 break
             time.sleep(1)
-        env = {k: v for k, v in os.environ.items()  # MLFLOW_TRACKING_URI: earlier tests export theirs
-               if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-        argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "vae_beta.py"),
-                "--data", "synthetic", "--set", "val_size=128", "--address", f"127.0.0.1:{port}"]
+        env = {
+            k: v
+            for k, v in os.environ.items()  # MLFLOW_TRACKING_URI: earlier tests export theirs
+            if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS", "MLFLOW_TRACKING_URI")
+        }
+        argv = [
+            sys.executable,
+            str(ROOT / "run_sweep.py"),
+            "--space",
+            str(ROOT / "sweeps" / "vae_beta.py"),
+            "--data",
+            "synthetic",
+            "--set",
+            "val_size=128",
+            "--address",
+            f"127.0.0.1:{port}",
+        ]
         t0 = time.monotonic()
-        res = subprocess.run(argv, cwd=cwd, env={**env, "HOME": str(driver_home)}, capture_output=True, text=True,
-                             timeout=120)
+        res = subprocess.run(
+            argv, cwd=cwd, env={**env, "HOME": str(driver_home)}, capture_output=True, text=True, timeout=120
+        )
         elapsed = time.monotonic() - t0
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):

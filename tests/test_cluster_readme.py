@@ -7,6 +7,7 @@ data, 2 trials, 1 epoch; this machine cannot download CIFAR-10), ``ray stop``. N
 GPU and Apple-silicon workers, which need that hardware; ``tests/test_cluster.py`` simulates
 them. Marked ``cluster`` (``make test-cluster``): ``ray stop`` ends every Ray on the machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,14 +56,19 @@ def test_the_readme_cluster_section_runs_as_written(s3, tmp_path):
             commands = []
             for line in script.strip().splitlines():  # `export`s carry over, as in one shell per machine
                 if line.startswith("export "):
-                    key, _, value = line[len("export "):].split("#")[0].strip().partition("=")
+                    key, _, value = line[len("export ") :].split("#")[0].strip().partition("=")
                     env[key] = value
                 else:
                     commands.append(line)
             if commands[-1].rstrip().endswith("&"):  # the tracking server: keep its process to stop it
-                server = subprocess.Popen(["bash", "-c", "exec " + commands[-1].rstrip(" &")], cwd=tmp_path,
-                                          env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL)
+                server = subprocess.Popen(
+                    ["bash", "-c", "exec " + commands[-1].rstrip(" &")],
+                    cwd=tmp_path,
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
                 for _ in range(120):
                     try:
                         requests.get("http://127.0.0.1:5000/health", timeout=1).raise_for_status()
@@ -70,8 +76,14 @@ def test_the_readme_cluster_section_runs_as_written(s3, tmp_path):
                     except Exception:
                         time.sleep(0.5)
                 continue
-            proc = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(commands)], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=600)
+            proc = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", "\n".join(commands)],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert proc.returncode == 0, f"{script}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
             if "get-auth-token" in script:  # it prints the token with no newline: read where it keeps it
                 token = (Path.home() / ".ray" / "auth_token").read_text().strip()

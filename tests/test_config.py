@@ -1,10 +1,12 @@
 """VAEConfig / DCGANConfig: seed defaults, ``--set`` string coercion, range checks, round trips."""
+
+import dataclasses
 import math
 
 import pytest
 
-from common.trial.families import FAMILIES
 from common.trial.config import ConfigError, DCGANConfig, VAEConfig, config_class
+from common.trial.families import FAMILIES
 
 
 # ---- defaults ---------------------------------------------------------------------------------
@@ -170,7 +172,7 @@ def test_constructor_validates_too():
 
 def test_config_is_frozen():
     c = VAEConfig()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         c.lr = 0.5  # type: ignore[misc]
 
 

@@ -4,6 +4,7 @@ Whatever a space file, ``--set`` or a checkpoint hands ``from_dict``, it either 
 whose every field is in range, or raises ``ConfigError`` with a one-line message: never another
 exception, never a silently out-of-range value.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,13 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.trial.families import FAMILIES
 from common.trial.config import ConfigError, config_class, for_family
+from common.trial.families import FAMILIES
 
 FAMILY = st.sampled_from(sorted(FAMILIES))
 ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["1e-3", "-1", "0", "nan", "inf", "true", "4", "64", "", " 7 "]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["1e-3", "-1", "0", "nan", "inf", "true", "4", "64", "", " 7 "]),
     st.lists(st.integers(), max_size=2),
 )
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

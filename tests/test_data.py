@@ -1,4 +1,5 @@
 """common/trial/data.py: sources, validation, cache, tensor helpers, DeviceData."""
+
 from __future__ import annotations
 
 import io
@@ -13,7 +14,15 @@ import torch
 from PIL import Image
 
 from common.trial import data
-from common.trial.data import DataError, DeviceData, load_dataset, split_indices, subset_indices, to_uint8, to_unit_range
+from common.trial.data import (
+    DataError,
+    DeviceData,
+    load_dataset,
+    split_indices,
+    subset_indices,
+    to_uint8,
+    to_unit_range,
+)
 
 REAL_TARBALL = Path("/work/shared/data/cifar10-jpeg.tar.gz")
 CLASSES = ("cat", "dog", "frog")
@@ -184,6 +193,7 @@ def test_cache_hit_skips_decoding(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("decoded again despite a cache hit")
+
     monkeypatch.setattr(data, "_decode_images", boom)
     assert_same(load_dataset(str(tree), tmp_path / "c"), a)
     assert_same(load_dataset(str(tgz), tmp_path / "c"), b)
@@ -246,16 +256,19 @@ def test_class_mismatch(tmp_path):
     _assert_error(tree, "only in train: frog", "only in test: toad")
 
 
-@pytest.mark.parametrize("name, content, needles", [
-    ("notes.txt", b"hello", ["notes.txt", "not an image"]),
-    ("big.png", _png(_rgb(1, 64)), ["big.png", "64x64"]),
-    ("gray.png", _png(np.zeros((32, 32), np.uint8), "L"), ["gray.png", "32x32 L", "RGB"]),
-    ("rgba.png", _png(np.zeros((32, 32, 4), np.uint8), "RGBA"), ["rgba.png", "RGBA"]),
-    ("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, ["bad.png", "cannot decode"]),
-    ("bad.jpg", b"\xff\xd8\xff\xe0" + b"junk" * 20, ["bad.jpg", "cannot decode"]),
-    ("short.jpg", _png(_rgb(2), fmt="JPEG")[:300], ["short.jpg", "cannot decode"]),
-    ("gray.jpg", _png(np.zeros((32, 32), np.uint8), "L", "JPEG"), ["gray.jpg", "32x32 L"]),
-])
+@pytest.mark.parametrize(
+    "name, content, needles",
+    [
+        ("notes.txt", b"hello", ["notes.txt", "not an image"]),
+        ("big.png", _png(_rgb(1, 64)), ["big.png", "64x64"]),
+        ("gray.png", _png(np.zeros((32, 32), np.uint8), "L"), ["gray.png", "32x32 L", "RGB"]),
+        ("rgba.png", _png(np.zeros((32, 32, 4), np.uint8), "RGBA"), ["rgba.png", "RGBA"]),
+        ("bad.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, ["bad.png", "cannot decode"]),
+        ("bad.jpg", b"\xff\xd8\xff\xe0" + b"junk" * 20, ["bad.jpg", "cannot decode"]),
+        ("short.jpg", _png(_rgb(2), fmt="JPEG")[:300], ["short.jpg", "cannot decode"]),
+        ("gray.jpg", _png(np.zeros((32, 32), np.uint8), "L", "JPEG"), ["gray.jpg", "32x32 L"]),
+    ],
+)
 def test_bad_image_files(tmp_path, name, content, needles):
     tree = make_tree(tmp_path / "tree")
     (tree / "train" / "dog" / name).write_bytes(content)
@@ -269,6 +282,7 @@ def test_bad_tarballs(tmp_path):
     (tmp_path / "plain.tar.gz").write_bytes(b"this is not gzip at all")
     _assert_error(tmp_path / "plain.tar.gz", tmp_path / "plain.tar.gz", "not gzip")
     import gzip
+
     (tmp_path / "gz.tgz").write_bytes(gzip.compress(b"gzip but no tar inside" * 30))
     _assert_error(tmp_path / "gz.tgz", tmp_path / "gz.tgz", "not a tar")
     good = make_tgz(make_tree(tmp_path / "tree"), tmp_path / "good.tar.gz").read_bytes()
@@ -327,6 +341,7 @@ def test_cifar10_download_failure_says_use_data(tmp_path, monkeypatch):
 
     def offline(*a, **k):
         raise OSError("network is unreachable")
+
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     _assert_error("cifar10", "--data PATH", tmp_path / "env-cifar", "network is unreachable")
 

@@ -1,4 +1,5 @@
 """Device choice (CUDA -> MPS -> CPU), thread count and seeding, with the backends faked."""
+
 import os
 import random
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from common.trial.device import (configure_threads, device_kind, is_deterministic, no_tf32, pick_device,
-                           reset_peak_memory, seed_everything)
+from common.trial.device import (
+    configure_threads,
+    device_kind,
+    is_deterministic,
+    no_tf32,
+    pick_device,
+    reset_peak_memory,
+    seed_everything,
+)
 
 
 @pytest.fixture
@@ -66,12 +74,16 @@ def test_explicit_device_without_it_raises(backends, requested):
         pick_device(requested)
 
 
-@pytest.mark.parametrize("allotted, expected", [
-    ({"GPU": 1, "mps": 0}, "cuda"),
-    ({"GPU": 0.25, "mps": 0}, "cuda"),  # a fractional share is still the GPU
-    ({"GPU": 0, "mps": 1}, "mps"),  # an Apple node declares the custom resource
-    ({"GPU": 0, "mps": 0}, "cpu"),
-], ids=["gpu-share", "fractional-gpu", "apple-node", "cpu-node"])
+@pytest.mark.parametrize(
+    "allotted, expected",
+    [
+        ({"GPU": 1, "mps": 0}, "cuda"),
+        ({"GPU": 0.25, "mps": 0}, "cuda"),  # a fractional share is still the GPU
+        ({"GPU": 0, "mps": 1}, "mps"),  # an Apple node declares the custom resource
+        ({"GPU": 0, "mps": 0}, "cpu"),
+    ],
+    ids=["gpu-share", "fractional-gpu", "apple-node", "cpu-node"],
+)
 def test_under_ray_the_allotment_decides_not_the_hardware(backends, allotted, expected):
     backends(cuda=True, mps=True)  # a node with every accelerator: only what the trial was given counts
     assert device_kind("auto", allotted) == expected
@@ -138,10 +150,16 @@ def test_a_reused_worker_switches_determinism_both_ways(restore_torch_state):
     assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark is False
 
 
-@pytest.mark.parametrize("setting, kind, expected", [
-    ("auto", "cpu", True), ("auto", "mps", True), ("auto", "cuda", False),
-    ("on", "cuda", True), ("off", "cpu", False),
-])
+@pytest.mark.parametrize(
+    "setting, kind, expected",
+    [
+        ("auto", "cpu", True),
+        ("auto", "mps", True),
+        ("auto", "cuda", False),
+        ("on", "cuda", True),
+        ("off", "cpu", False),
+    ],
+)
 def test_deterministic_auto_is_on_except_on_cuda(setting, kind, expected):
     assert is_deterministic(setting, kind) is expected
 

@@ -1,4 +1,5 @@
 """common/errors.py: one ``UserError`` type for bad input (exit 2) and ``first_line``."""
+
 from __future__ import annotations
 
 import importlib
@@ -11,8 +12,17 @@ import run_sweep
 from common.errors import UserError, first_line
 
 # Every bad-input error the project raises; each must reach exit 2 by being a UserError.
-USER_ERRORS = {"ConfigError", "SpaceError", "DataError", "TrackingError", "ReportError", "EvaluationError",
-               "StorageError", "CheckpointError", "ClusterError"}
+USER_ERRORS = {
+    "ConfigError",
+    "SpaceError",
+    "DataError",
+    "TrackingError",
+    "ReportError",
+    "EvaluationError",
+    "StorageError",
+    "CheckpointError",
+    "ClusterError",
+}
 
 
 def _error_classes() -> dict[str, type]:
@@ -61,12 +71,15 @@ class Quiet(Exception):
     pass
 
 
-@pytest.mark.parametrize("message, limit, expected", [
-    ("first\nsecond", 200, "first"),
-    ("\n\n  padded   words \t here \nnext", 200, "padded words here"),
-    ("x" * 300, 120, "x" * 120),
-    ("", 200, "Quiet"),
-    ("   \n  ", 200, "Quiet"),
-])
+@pytest.mark.parametrize(
+    "message, limit, expected",
+    [
+        ("first\nsecond", 200, "first"),
+        ("\n\n  padded   words \t here \nnext", 200, "padded words here"),
+        ("x" * 300, 120, "x" * 120),
+        ("", 200, "Quiet"),
+        ("   \n  ", 200, "Quiet"),
+    ],
+)
 def test_first_line(message, limit, expected):
     assert first_line(Quiet(message), limit) == expected

@@ -1,6 +1,7 @@
 """The evaluation suite: FID/KID/IS/PRDC maths vs closed forms and torch-fidelity, the Inception
 extractor (fingerprint, quantization), the Evaluator's reference cache and entry points, the GAN
 probe (CPU, tiny inputs; at most 4 images through Inception per forward)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.trial.data import load_dataset, to_unit_range
 from common.metrics.evaluation import METRICS, EvaluationError, Evaluator, InceptionFeatures, evaluate, get_extractor
 from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
+from common.trial.data import load_dataset, to_unit_range
 from common.trial.models import Discriminator, Generator
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -72,8 +73,9 @@ def test_fid_matches_torch_fidelity_sqrtm_for_non_diagonal_covariances():
     rng = np.random.default_rng(2)
     mu1, mu2 = rng.standard_normal(64), rng.standard_normal(64) * 0.5
     s1, s2 = _spd(rng, 64), _spd(rng, 64)
-    ref = fid_statistics_to_metric({"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2},
-                                   verbose=False)["frechet_inception_distance"]
+    ref = fid_statistics_to_metric({"mu": mu1, "sigma": s1}, {"mu": mu2, "sigma": s2}, verbose=False)[
+        "frechet_inception_distance"
+    ]
     ours = frechet_distance(mu1, s1, mu2, s2)
     assert ref > 1.0 and ours == pytest.approx(ref, rel=1e-6)
 
@@ -165,8 +167,12 @@ def test_inception_score_confident_and_balanced_is_num_classes():
     assert mean == pytest.approx(10.0, rel=1e-3) and std < 1e-3
     # Another shuffle seed leaves the splits unbalanced: each one's IS is exp(entropy of its class
     # frequencies) < 10.
-    counts = np.stack([np.bincount(labels[np.random.RandomState(1).permutation(1000)][i * 100:(i + 1) * 100],
-                                   minlength=10) / 100 for i in range(10)])
+    counts = np.stack(
+        [
+            np.bincount(labels[np.random.RandomState(1).permutation(1000)][i * 100 : (i + 1) * 100], minlength=10) / 100
+            for i in range(10)
+        ]
+    )
     per_split = np.exp(-(counts * np.log(np.where(counts > 0, counts, 1))).sum(1))
     m, s = inception_score(logits, splits=10, seed=1)
     assert m == pytest.approx(per_split.mean(), rel=1e-6) and s == pytest.approx(per_split.std(), rel=1e-4, abs=1e-9)
@@ -218,8 +224,9 @@ def _rel_err(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def test_inception_features_match_fid_helpers_own_extraction_on_real_images(inception, fid_helper):
     images = _real_cifar_images(24)
-    ref = fid_helper.extract_feats(images, data_range=[0, 255], resize_hw=fid_helper.resize_hw,
-                                   resample_mode=fid_helper.resample_mode, quant=True)
+    ref = fid_helper.extract_feats(
+        images, data_range=[0, 255], resize_hw=fid_helper.resize_hw, resample_mode=fid_helper.resample_mode, quant=True
+    )
     ours = Evaluator(load_dataset("synthetic"), extractor=inception, cache_dir=None).features(images)
     assert ours.shape == (24, 2048) and inception.name == "inception-v3-fid-helper"
     assert _rel_err(ours, ref).max() < 1e-4
@@ -233,8 +240,9 @@ def test_inception_features_match_fid_helpers_own_extraction_on_real_images(ince
 
 def test_inception_features_match_fid_helper_on_generated_floats(inception, fid_helper):
     fake = _smooth_images(16, 5)  # [-1, 1] floats, as generators give them
-    ref = fid_helper.extract_feats(fake, data_range=[-1, 1], resize_hw=fid_helper.resize_hw,
-                                   resample_mode=fid_helper.resample_mode, quant=True)
+    ref = fid_helper.extract_feats(
+        fake, data_range=[-1, 1], resize_hw=fid_helper.resize_hw, resample_mode=fid_helper.resample_mode, quant=True
+    )
     with torch.no_grad():
         ours = inception(fake).double().numpy()
     assert _rel_err(ours, ref).max() < 1e-4
@@ -283,6 +291,7 @@ def test_reference_features_cached_on_disk(data, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise AssertionError("reference features recomputed instead of loaded from the cache")
+
     monkeypatch.setattr(again, "features", boom)
     loaded = again.real_features()
     assert loaded.dtype == np.float64
@@ -370,8 +379,8 @@ def test_discriminator_probe_features():
     manual = torch.cat([F.adaptive_max_pool2d(h, (4, 4)).reshape(5, -1) for h in f[:3]], dim=1)
     assert torch.equal(got, manual)
     # the 4x4 map is taken as is; the 16x16 one is pooled by 4x4 blocks
-    assert torch.equal(got[:, 8 * 16 + 16 * 16:], f[2].flatten(1))
-    assert torch.equal(got[:, :8 * 16], F.max_pool2d(f[0], 4).flatten(1))
+    assert torch.equal(got[:, 8 * 16 + 16 * 16 :], f[2].flatten(1))
+    assert torch.equal(got[:, : 8 * 16], F.max_pool2d(f[0], 4).flatten(1))
 
 
 def test_dcgan_task_probe_accuracy(data):
@@ -379,16 +388,26 @@ def test_dcgan_task_probe_accuracy(data):
     from common.trial.device import seed_everything
     from common.trial.tasks.dcgan import DCGANTask
 
-    cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-                      d_hidden=16, latent_dim=8, val_size=128)
+    cfg = DCGANConfig(
+        data="synthetic",
+        batch_size=64,
+        eval_samples=64,
+        g_channels=16,
+        d_channels=8,
+        g_hidden=0,
+        d_hidden=16,
+        latent_dim=8,
+        val_size=128,
+    )
     task = DCGANTask(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
     with_probe = task.evaluate(probe=True)
     assert 0.0 <= with_probe["val_probe_acc"] <= 1.0 and "test_probe_acc" not in with_probe
     without = task.evaluate(probe=False)
     assert "val_probe_acc" not in without and np.isfinite(without["val_classifier_fd"])
     tested = task.evaluate("test", probe=True)  # only the loop's end-of-trial call scores the test split
-    assert 0.0 <= tested["test_probe_acc"] <= 1.0 and not any(k.startswith("val_") and k != "val_probe_acc"
-                                                              for k in tested)
+    assert 0.0 <= tested["test_probe_acc"] <= 1.0 and not any(
+        k.startswith("val_") and k != "val_probe_acc" for k in tested
+    )
 
 
 def test_probe_features_use_real_data_batchnorm_statistics(data):
@@ -398,8 +417,17 @@ def test_probe_features_use_real_data_batchnorm_statistics(data):
     from common.trial.device import seed_everything
     from common.trial.tasks.dcgan import DCGANTask
 
-    cfg = DCGANConfig(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-                      d_hidden=16, latent_dim=8, val_size=128)
+    cfg = DCGANConfig(
+        data="synthetic",
+        batch_size=64,
+        eval_samples=64,
+        g_channels=16,
+        d_channels=8,
+        g_hidden=0,
+        d_hidden=16,
+        latent_dim=8,
+        val_size=128,
+    )
     task = DCGANTask(cfg, data, torch.device("cpu"), seed_everything(cfg.seed))
     before = task.probe_features(task.val.x[:32])
     for m in task.d.modules():

@@ -1,4 +1,5 @@
 """common/trial/families.py: one record per family, and everything built from it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,11 @@ from common.trial.tasks.vae import VAETask
 def test_the_built_in_families_in_report_order():
     assert list(FAMILIES)[:3] == ["vae", "dcgan", "vaegan"]
     assert [FAMILIES[n].config().family for n in ("vae", "dcgan", "vaegan")] == ["vae", "dcgan", "vaegan"]
-    assert {n: f.decodes for n, f in FAMILIES.items() if n in ("vae", "dcgan", "vaegan")} == \
-        {"vae": True, "dcgan": False, "vaegan": True}
+    assert {n: f.decodes for n, f in FAMILIES.items() if n in ("vae", "dcgan", "vaegan")} == {
+        "vae": True,
+        "dcgan": False,
+        "vaegan": True,
+    }
 
 
 def test_an_unknown_family_is_a_config_error_naming_the_choices():
@@ -36,8 +40,12 @@ def test_a_record_whose_config_names_another_family_is_refused():
 
 def test_from_checkpoint_builds_each_familys_sampler():
     vae = ConvVAE(8, 8, 16)
-    assert isinstance(from_checkpoint({"family": "vae", "latent_dim": 8, "base_channels": 8, "hidden_dim": 16},
-                                      {"vae": vae.state_dict()}), ConvVAE)
+    assert isinstance(
+        from_checkpoint(
+            {"family": "vae", "latent_dim": 8, "base_channels": 8, "hidden_dim": 16}, {"vae": vae.state_dict()}
+        ),
+        ConvVAE,
+    )
     g = Generator(8, 8, 16)
     got = from_checkpoint({"family": "dcgan", "latent_dim": 8, "g_channels": 8, "g_hidden": 16}, {"g": g.state_dict()})
     assert isinstance(got, Generator) and not got.training
@@ -55,11 +63,21 @@ def test_a_toy_family_registered_in_one_place_runs_a_one_epoch_sweep(ray_session
 
     assert config_class("toy") is TOY.config and FAMILY_LABEL["toy"] == "Toy GAN"
     space = Path("toy.py")
-    space.write_text('family = "toy"\nmetric = "val_classifier_fd"\nmode = "min"\nnum_samples = 1\nmax_epochs = 1\n'
-                     'defaults = {"g_channels": 16, "d_channels": 16, "eval_samples": 64, "val_size": 128}\n'
-                     'resources = {"cpu": 1, "gpu": 0}\n')
-    summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, eval_n=0,
-                               storage=str(workdir / "ray_results"), out=str(workdir / "report")))
+    space.write_text(
+        'family = "toy"\nmetric = "val_classifier_fd"\nmode = "min"\nnum_samples = 1\nmax_epochs = 1\n'
+        'defaults = {"g_channels": 16, "d_channels": 16, "eval_samples": 64, "val_size": 128}\n'
+        'resources = {"cpu": 1, "gpu": 0}\n'
+    )
+    summary = run(
+        SweepOptions(
+            space=str(space),
+            data="synthetic",
+            tracking_uri=tracking_uri,
+            eval_n=0,
+            storage=str(workdir / "ray_results"),
+            out=str(workdir / "report"),
+        )
+    )
     client = MlflowClient(tracking_uri)
     trial = client.get_run(summary["best"]["toy"]["mlflow_run_id"])
     assert trial.data.tags["family"] == "toy" and trial.data.tags["trial_status"] == "completed"

@@ -3,6 +3,7 @@
 The driver kills (SIGINT / SIGKILL + ``--resume``) are in test_resume.py; the tracking server
 dying mid-sweep is in test_mlflow_server.py; a full disk in test_storage.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,10 +16,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.trial.config import VAEConfig
-from common.trial.loop import CheckpointError, LocalSession, SweepContext, load_checkpoint, run_trial
 from common.sweep.driver import SweepOptions, run
 from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.trial.config import VAEConfig
+from common.trial.loop import CheckpointError, LocalSession, SweepContext, load_checkpoint, run_trial
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe_every=0)
@@ -27,8 +28,9 @@ CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe
 def _ctx(uri: str, metric: str = "val_mse_kl", cpus: float = 1.0) -> SweepContext:
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "fault-tests", None)
-    return SweepContext(tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min",
-                        cpus_per_trial=cpus)
+    return SweepContext(
+        tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min", cpus_per_trial=cpus
+    )
 
 
 def _deterministic(metrics: dict) -> dict:
@@ -107,8 +109,9 @@ def _kill_mid_epoch_two(storage: Path, uri: str, done: dict) -> None:
     while time.monotonic() < deadline:
         ckpts = list(storage.rglob("checkpoint_000000/state.pt"))
         if ckpts:
-            runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
-                                      "tags.`sweep.role` = 'trial'")
+            runs = client.search_runs(
+                [e.experiment_id for e in client.search_experiments()], "tags.`sweep.role` = 'trial'"
+            )
             if runs and runs[0].data.tags.get("pid"):
                 time.sleep(0.2)  # into epoch 2's training
                 done["steps_at_kill"] = _steps(client, runs[0].info.run_id)
@@ -122,8 +125,16 @@ def test_a_sigkilled_trial_worker_resumes_from_its_checkpoint_into_the_same_run(
     space = workdir / "one_vae.py"
     space.write_text("runs = [{'family': 'vae', 'max_epochs': 3}]\nscheduler = None\n")
     overrides = tuple((k, str(v)) for k, v in {**CFG, "batch_size": 16}.items() if k != "data")
-    opts = SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, storage=str(workdir / "rr"),
-                        report=False, eval_n=0, cpus_per_trial=1, overrides=overrides)
+    opts = SweepOptions(
+        space=str(space),
+        data="synthetic",
+        tracking_uri=tracking_uri,
+        storage=str(workdir / "rr"),
+        report=False,
+        eval_n=0,
+        cpus_per_trial=1,
+        overrides=overrides,
+    )
     killed: dict = {}
     killer = threading.Thread(target=_kill_mid_epoch_two, args=(workdir / "rr", tracking_uri, killed), daemon=True)
     killer.start()
@@ -161,13 +172,24 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
     from common.trial.loop import DIVERGED_PENALTY
 
     space = workdir / "blowup.py"
-    space.write_text("def space(trial):\n    trial.suggest_float('lr', 500.0, 1000.0)\n\n"
-                     "family = 'vae'\nmetric = 'val_mse_kl'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 3\n"
-                     "scheduler = None\n")
+    space.write_text(
+        "def space(trial):\n    trial.suggest_float('lr', 500.0, 1000.0)\n\n"
+        "family = 'vae'\nmetric = 'val_mse_kl'\nmode = 'min'\nnum_samples = 2\nmax_epochs = 3\n"
+        "scheduler = None\n"
+    )
     overrides = tuple((k, str(v)) for k, v in CFG.items() if k != "data")
-    summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, report=True,
-                               out=str(workdir / "report"), storage=str(workdir / "rr"), eval_n=0,
-                               overrides=overrides))
+    summary = run(
+        SweepOptions(
+            space=str(space),
+            data="synthetic",
+            tracking_uri=tracking_uri,
+            report=True,
+            out=str(workdir / "report"),
+            storage=str(workdir / "rr"),
+            eval_n=0,
+            overrides=overrides,
+        )
+    )
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("blowup")
     runs = client.search_runs([exp.experiment_id])
@@ -176,7 +198,9 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
     parent = next(r for r in runs if r.data.tags.get("sweep.role") == "parent")
     assert parent.data.tags["sweep.status"] == "completed"
     assert "vae" not in summary["best"]  # no diverged model is registered as the best
-    study = optuna.load_study(study_name=parent.data.tags["optuna.study.vae"], storage=parent.data.tags["optuna.storage"])
+    study = optuna.load_study(
+        study_name=parent.data.tags["optuna.study.vae"], storage=parent.data.tags["optuna.storage"]
+    )
     assert [(t.state, t.value) for t in study.trials] == [(optuna.trial.TrialState.COMPLETE, DIVERGED_PENALTY)] * 2
     assert (workdir / "report" / "index.html").is_file()
     import run_sweep  # the whole sweep's audit holds: diverged trials are final, penalised, unregistered

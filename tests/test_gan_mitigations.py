@@ -1,5 +1,6 @@
 """GAN failure-mode options and detectors: losses vs closed forms, SN, minibatch discrimination,
 the seed's training step bit for bit, gradient norms, class coverage (CPU, tiny nets, synthetic data)."""
+
 from __future__ import annotations
 
 import math
@@ -13,14 +14,30 @@ from common.trial.config import ConfigError, DCGANConfig
 from common.trial.data import load_dataset, to_unit_range
 from common.trial.device import seed_everything
 from common.trial.diagnostics import grad_total_norm, mode_collapse_flag
-from common.trial.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating,
-                           g_loss_wgan, gradient_penalty)
+from common.trial.losses import (
+    d_loss_bce,
+    d_loss_hinge,
+    d_loss_wgan,
+    g_loss_hinge,
+    g_loss_nonsaturating,
+    g_loss_wgan,
+    gradient_penalty,
+)
 from common.trial.models import Discriminator
 from common.trial.models.dcgan import MinibatchDiscrimination
 from common.trial.tasks.dcgan import DCGANTask
 
-TINY = dict(data="synthetic", batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-            d_hidden=16, latent_dim=8, val_size=128)
+TINY = dict(
+    data="synthetic",
+    batch_size=64,
+    eval_samples=64,
+    g_channels=16,
+    d_channels=8,
+    g_hidden=0,
+    d_hidden=16,
+    latent_dim=8,
+    val_size=128,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +65,19 @@ def test_config_coercion_and_ranges():
     assert DCGANConfig(gan_loss="wgan-gp", d_norm="batch").d_batchnorm
     assert not DCGANConfig(d_norm="none").d_batchnorm
     assert DCGANConfig(label_smoothing=0.2).label_smoothing == 0.2
-    for bad in ({"gan_loss": "lsgan"}, {"n_critic": 0}, {"gp_weight": -1.0}, {"label_smoothing": 0.5},
-                {"label_smoothing": -0.1}, {"minibatch_disc": -1}, {"minibatch_dim": 0}, {"d_norm": "layer"},
-                {"label_smoothing": 0.1, "gan_loss": "hinge"}, {"spectral_norm": "maybe"},
-                {"gan_loss": "wgan-gp", "minibatch_disc": 8}):  # a batch-coupled D breaks the per-sample penalty
+    for bad in (
+        {"gan_loss": "lsgan"},
+        {"n_critic": 0},
+        {"gp_weight": -1.0},
+        {"label_smoothing": 0.5},
+        {"label_smoothing": -0.1},
+        {"minibatch_disc": -1},
+        {"minibatch_dim": 0},
+        {"d_norm": "layer"},
+        {"label_smoothing": 0.1, "gan_loss": "hinge"},
+        {"spectral_norm": "maybe"},
+        {"gan_loss": "wgan-gp", "minibatch_disc": 8},
+    ):  # a batch-coupled D breaks the per-sample penalty
         with pytest.raises(ConfigError):
             DCGANConfig.from_dict(bad)
     assert DCGANConfig.from_dict(DCGANConfig(gan_loss="wgan-gp", n_critic=5).to_dict()).n_critic == 5
@@ -61,8 +87,9 @@ def test_config_coercion_and_ranges():
 def test_label_smoothing_matches_bce_with_smoothed_target():
     g = torch.Generator().manual_seed(0)
     real, fake = torch.randn(32, generator=g), torch.randn(32, generator=g)
-    ref = (F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9))
-           + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+    ref = F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9)) + F.binary_cross_entropy_with_logits(
+        fake, torch.zeros_like(fake)
+    )
     assert torch.allclose(d_loss_bce(real, fake, label_smoothing=0.1), ref, atol=1e-7)
     assert torch.equal(d_loss_bce(real, fake, label_smoothing=0.0), d_loss_bce(real, fake))
     with pytest.raises(ValueError):
@@ -213,8 +240,14 @@ def test_seed_training_step_is_bit_for_bit_the_original(data):
         old.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         old.opt_g.step()
-        total += torch.stack([d_loss.detach(), g_loss.detach(), torch.sigmoid(real_logits.detach()).mean(),
-                              torch.sigmoid(fake_logits.detach()).mean()])
+        total += torch.stack(
+            [
+                d_loss.detach(),
+                g_loss.detach(),
+                torch.sigmoid(real_logits.detach()).mean(),
+                torch.sigmoid(fake_logits.detach()).mean(),
+            ]
+        )
         steps += 1
     d, g, dr, df = (total / steps).tolist()
     for name in ("g", "d"):
@@ -224,12 +257,16 @@ def test_seed_training_step_is_bit_for_bit_the_original(data):
     assert m_new["loss_ratio"] == g / d
 
 
-@pytest.mark.parametrize("kw", [
-    dict(),
-    dict(gan_loss="hinge", spectral_norm=True, minibatch_disc=4),
-    dict(gan_loss="wgan-gp", n_critic=3, lr_ratio=2.0, spectral_norm=True, beta1=0.0, beta2=0.9),
-    dict(label_smoothing=0.1, spectral_norm=True, d_norm="none"),
-], ids=["seed", "hinge-sn-mbd", "wgan-gp-ncritic3-sn", "smooth-sn-nobn"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(gan_loss="hinge", spectral_norm=True, minibatch_disc=4),
+        dict(gan_loss="wgan-gp", n_critic=3, lr_ratio=2.0, spectral_norm=True, beta1=0.0, beta2=0.9),
+        dict(label_smoothing=0.1, spectral_norm=True, d_norm="none"),
+    ],
+    ids=["seed", "hinge-sn-mbd", "wgan-gp-ncritic3-sn", "smooth-sn-nobn"],
+)
 def test_train_epoch_options_and_detectors(data, kw):
     task = _task(data, **kw)
     m = task.train_epoch(0)
@@ -279,8 +316,14 @@ def test_real_images_cover_the_classes_and_one_image_repeated_does_not(data):
 def test_evaluate_reports_the_sample_scores_and_the_detector(data):
     task = _task(data)
     m = task.evaluate(probe=False)
-    assert set(m) == {"val_classifier_fd", "val_randconv_fd", "val_class_coverage", "val_class_kl",
-                      "val_classifier_is", "mode_collapse"}
+    assert set(m) == {
+        "val_classifier_fd",
+        "val_randconv_fd",
+        "val_class_coverage",
+        "val_class_kl",
+        "val_classifier_is",
+        "mode_collapse",
+    }
 
 
 def test_a_pbt_clone_takes_the_donors_weights_and_moments_but_keeps_its_own_lr_and_betas(data):

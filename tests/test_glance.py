@@ -1,4 +1,5 @@
 """common/report/glance.py: the report's 'At a glance', first, over a VAE and a DCGAN sweep."""
+
 from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
@@ -15,14 +16,27 @@ def _experiment(tmp_path):
     pid = client.create_run(exp, run_name="sweep", tags={"sweep.role": "parent"}).info.run_id
     client.log_param(pid, "metric", "val_classifier_fd")
     # (family, val objective, test probe, test FD, pixels, status, mode collapse)
-    trials = [("vae", 30.0, 0.39, 30.5, 0.40, "completed", 0.0), ("vae", 32.0, 0.37, 31.0, 0.40, "completed", 0.0),
-              ("dcgan", 6.0, 0.60, 6.2, 0.39, "completed", 1.0), ("dcgan", 9.0, 0.58, 9.5, 0.39, "completed", 0.0),
-              ("dcgan", 1e9, None, None, None, "diverged", 0.0)]
+    trials = [
+        ("vae", 30.0, 0.39, 30.5, 0.40, "completed", 0.0),
+        ("vae", 32.0, 0.37, 31.0, 0.40, "completed", 0.0),
+        ("dcgan", 6.0, 0.60, 6.2, 0.39, "completed", 1.0),
+        ("dcgan", 9.0, 0.58, 9.5, 0.39, "completed", 0.0),
+        ("dcgan", 1e9, None, None, None, "diverged", 0.0),
+    ]
     for i, (family, val, probe, fd, pixels, status, collapse) in enumerate(trials):
-        last = {"val_classifier_fd": val, "epoch_time_s": 12.0 if family == "vae" else 20.0, "train_time_s": 40.0,
-                "mode_collapse": collapse}
-        last.update({k: v for k, v in {"test_probe_acc": probe, "test_classifier_fd": fd,
-                                       "test_probe_acc_pixels": pixels}.items() if v is not None})
+        last = {
+            "val_classifier_fd": val,
+            "epoch_time_s": 12.0 if family == "vae" else 20.0,
+            "train_time_s": 40.0,
+            "mode_collapse": collapse,
+        }
+        last.update(
+            {
+                k: v
+                for k, v in {"test_probe_acc": probe, "test_classifier_fd": fd, "test_probe_acc_pixels": pixels}.items()
+                if v is not None
+            }
+        )
         _log_trial(client, exp, pid, family, i, {"latent_dim": 64}, [last], status, tmp_path, figures=i in (0, 2))
     return uri
 
@@ -34,7 +48,10 @@ def test_the_report_opens_with_the_answer_per_axis_the_samples_and_the_tradeoff(
     assert md.index("## At a glance") < md.index("## Seed comparison") < md.index("## Appendix: run metadata")
     assert "| VAE (vae_00000) | 39.00% (raw pixels 40.00%, -1.00 pp) |" in glance
     assert "| DCGAN (dcgan_00002) | 60.00% (raw pixels 39.00%, +21.00 pp) |" in glance
-    assert "Sample quality (the per-epoch proxy; no Inception FID for both yet): DCGAN's domain-classifier FD 6.20" in glance
+    assert (
+        "Sample quality (the per-epoch proxy; no Inception FID for both yet): DCGAN's domain-classifier FD 6.20"
+        in glance
+    )
     assert "2 of 3 trials diverged or collapsed" in glance and "0 of 2 trials diverged or collapsed" in glance
     assert "Representation: DCGAN's features probe best, 60.00% vs VAE's 39.00%" in glance
     assert "one seed, so no interval" in glance

@@ -1,4 +1,5 @@
 """common/report/intervals.py: Student-t intervals over seeds and the verdict they allow."""
+
 import pytest
 
 from common.report.intervals import direction, fmt_interval, t_interval
@@ -13,11 +14,18 @@ def test_t_interval_known_values():
         t_interval([])
 
 
-@pytest.mark.parametrize("lo,hi,mode,expected", [
-    (0.5, 2.0, "max", "better"), (0.5, 2.0, "min", "worse"), (-2.0, -0.5, "min", "better"),
-    (-2.0, -0.5, "max", "worse"), (-0.1, 2.0, "max", "inconclusive"), (None, None, "max", "inconclusive"),
-    (0.0, 1.0, "max", "inconclusive"),  # touching zero does not exclude it
-])
+@pytest.mark.parametrize(
+    "lo,hi,mode,expected",
+    [
+        (0.5, 2.0, "max", "better"),
+        (0.5, 2.0, "min", "worse"),
+        (-2.0, -0.5, "min", "better"),
+        (-2.0, -0.5, "max", "worse"),
+        (-0.1, 2.0, "max", "inconclusive"),
+        (None, None, "max", "inconclusive"),
+        (0.0, 1.0, "max", "inconclusive"),  # touching zero does not exclude it
+    ],
+)
 def test_direction_only_when_the_interval_excludes_zero(lo, hi, mode, expected):
     assert direction(lo, hi, mode) == expected
 

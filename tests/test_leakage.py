@@ -8,6 +8,7 @@ trials ASHA stopped, which epoch each trial kept as best.pt, which trial is best
 The test-split numbers themselves must differ (so the second test split really was different).
 If any selecting path read a test metric, the two sweeps would diverge.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -15,10 +16,10 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from common.trial.data import load_dataset
 from common.sweep.driver import SweepOptions, run
+from common.trial.data import load_dataset
 
-SPACE = '''
+SPACE = """
 def space(trial):
     trial.suggest_categorical("latent_dim", [8, 16])
     trial.suggest_categorical("beta_schedule", ["constant", "linear"])
@@ -30,7 +31,7 @@ defaults = {"batch_size": 64, "eval_samples": 64, "val_size": 128, "base_channel
             "probe_every": 2, "warmup_epochs": 2}
 scheduler = {"grace_period": 1, "reduction_factor": 2}
 resources = {"cpu": 1, "gpu": 0}
-'''
+"""
 
 
 def _tree(root, train_x, train_y, test_x, test_y, classes):
@@ -44,21 +45,37 @@ def _tree(root, train_x, train_y, test_x, test_y, classes):
 
 def _sweep(root, workdir, name):
     uri = f"sqlite:///{workdir / f'{name}.db'}"
-    summary = run(SweepOptions(space=str(workdir / "space.py"), data=str(root), tracking_uri=uri, experiment=name,
-                               storage=str(workdir / f"rr-{name}"), eval_n=0, report=False,
-                               optuna_storage=f"sqlite:///{workdir / f'{name}-optuna.db'}"))
+    summary = run(
+        SweepOptions(
+            space=str(workdir / "space.py"),
+            data=str(root),
+            tracking_uri=uri,
+            experiment=name,
+            storage=str(workdir / f"rr-{name}"),
+            eval_n=0,
+            report=False,
+            optuna_storage=f"sqlite:///{workdir / f'{name}-optuna.db'}",
+        )
+    )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name).experiment_id
     trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
     by_config = {}
     for r in trials:
         key = tuple(sorted((k, v) for k, v in r.data.params.items() if k != "data"))
-        history = {m: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, m)]
-                   for m in r.data.metrics if not m.startswith("test_") and m not in (
-                       "epoch_time_s", "train_time_s", "peak_rss_mb")}
+        history = {
+            m: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, m)]
+            for m in r.data.metrics
+            if not m.startswith("test_") and m not in ("epoch_time_s", "train_time_s", "peak_rss_mb")
+        }
         tests = {m: v for m, v in r.data.metrics.items() if m.startswith("test_")}
-        by_config[key] = {"status": r.data.tags.get("trial_status"), "best_epoch": r.data.tags.get("test.epoch"),
-                          "history": history, "test": tests, "run_id": r.info.run_id}
+        by_config[key] = {
+            "status": r.data.tags.get("trial_status"),
+            "best_epoch": r.data.tags.get("test.epoch"),
+            "history": history,
+            "test": tests,
+            "run_id": r.info.run_id,
+        }
     best = summary["best"]["vae"]
     version = client.get_model_version_by_alias(f"{name}-vae", "best")
     registered = client.get_run(version.tags["trial_run_id"]).data.params
@@ -68,9 +85,13 @@ def _sweep(root, workdir, name):
     (study_name,) = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     study = optuna.load_study(study_name=study_name, storage=storage)
     told = [(t.params, t.state.name, t.value, dict(t.intermediate_values)) for t in study.trials]
-    return {"trials": by_config, "best_value": best["value"],
-            "best_config": {k: v for k, v in best["config"].items()},
-            "registered": {k: v for k, v in registered.items() if k != "data"}, "optuna": told}
+    return {
+        "trials": by_config,
+        "best_value": best["value"],
+        "best_config": {k: v for k, v in best["config"].items()},
+        "registered": {k: v for k, v in registered.items() if k != "data"},
+        "optuna": told,
+    }
 
 
 @pytest.mark.usefixtures("ray_session")

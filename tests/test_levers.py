@@ -1,6 +1,7 @@
 """Issue 16's levers beyond the slides, on tiny nets: G's EMA, R1, the VAE's lr schedule and Adam
 betas. Each is off by default, and off is the slides' computation (tests/test_gan_mitigations.py
 checks the DCGAN step bit for bit against the original loop; the VAE's is checked here)."""
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,27 @@ from common.trial.losses import lr_factor, r1_penalty, vae_loss
 from common.trial.tasks.dcgan import DCGANTask
 from common.trial.tasks.vae import VAETask
 
-GAN = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, g_channels=16, d_channels=8, g_hidden=0,
-           d_hidden=16, latent_dim=8)
-VAE = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, base_channels=8, hidden_dim=0,
-           latent_dim=8, precision="fp32")
+GAN = dict(
+    data="synthetic",
+    val_size=128,
+    batch_size=64,
+    eval_samples=64,
+    g_channels=16,
+    d_channels=8,
+    g_hidden=0,
+    d_hidden=16,
+    latent_dim=8,
+)
+VAE = dict(
+    data="synthetic",
+    val_size=128,
+    batch_size=64,
+    eval_samples=64,
+    base_channels=8,
+    hidden_dim=0,
+    latent_dim=8,
+    precision="fp32",
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +69,13 @@ def test_the_ema_equals_a_manual_exponential_average_of_gs_weights(data):
     task.opt_g.step = recording_step
     task.train_epoch(0)
     for snap in snapshots:  # AveragedModel's first update copies; then ema = d * ema + (1 - d) * w
-        manual = snap if manual is None else {k: (decay * manual[k] + (1 - decay) * snap[k]
-                                                  if snap[k].is_floating_point() else snap[k]) for k in snap}
+        manual = (
+            snap
+            if manual is None
+            else {
+                k: (decay * manual[k] + (1 - decay) * snap[k] if snap[k].is_floating_point() else snap[k]) for k in snap
+            }
+        )
     ema = task.sampler.state_dict()
     assert len(snapshots) == task.train.num_batches(task.cfg.batch_size)
     floats = [k for k, v in manual.items() if v.is_floating_point()]  # weights and BatchNorm statistics

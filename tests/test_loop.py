@@ -1,4 +1,5 @@
 """The trial loop without Ray: reproducibility, checkpoint restore, MLflow contents."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import DCGANConfig, VAEConfig
 from common.trial.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
-from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 
@@ -24,11 +25,30 @@ def _deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMING}
 
 
-@pytest.mark.parametrize("cfg,metric", [
-    (VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=1), "val_mse_kl"),
-    (DCGANConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, g_channels=32, d_channels=16,
-                 g_hidden=0, d_hidden=0), "val_classifier_fd"),
-], ids=["vae", "dcgan"])
+@pytest.mark.parametrize(
+    "cfg,metric",
+    [
+        (
+            VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=1),
+            "val_mse_kl",
+        ),
+        (
+            DCGANConfig(
+                data="synthetic",
+                val_size=128,
+                max_epochs=2,
+                batch_size=64,
+                eval_samples=64,
+                g_channels=32,
+                d_channels=16,
+                g_hidden=0,
+                d_hidden=0,
+            ),
+            "val_classifier_fd",
+        ),
+    ],
+    ids=["vae", "dcgan"],
+)
 def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, workdir):
     ctx = _ctx(tracking_uri, metric)
     a = LocalSession(workdir / "a")
@@ -40,10 +60,14 @@ def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, 
         ratios = [r["loss_ratio"] for r in a.results]
         assert math.isclose(a.results[1]["loss_ratio_window"], sum(ratios) / 2)
     other = LocalSession(workdir / "c")
-    run_trial(VAEConfig.from_dict({**cfg.to_dict(), "seed": 7}) if cfg.family == "vae"
-              else DCGANConfig.from_dict({**cfg.to_dict(), "seed": 7}), ctx, other)
+    run_trial(
+        VAEConfig.from_dict({**cfg.to_dict(), "seed": 7})
+        if cfg.family == "vae"
+        else DCGANConfig.from_dict({**cfg.to_dict(), "seed": 7}),
+        ctx,
+        other,
+    )
     assert other.results[-1][metric] != a.results[-1][metric]
-
 
 
 def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir):
@@ -79,6 +103,7 @@ class _Backend:
             if self.down:
                 raise ConnectionError("backend down")
             return send(run, record)
+
         monkeypatch.setattr(TrialRun, "_send", flaky)
 
 
@@ -102,7 +127,8 @@ def _steps(uri: str, run_id: str) -> list[int]:
 
 
 def test_an_attempt_that_died_with_writes_undelivered_is_redone_once_and_its_unlogged_file_superseded(
-        tracking_uri, workdir, monkeypatch):
+    tracking_uri, workdir, monkeypatch
+):
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
     ctx, backend = _ctx(tracking_uri, "val_mse_kl"), _Backend(monkeypatch)
     first = _Dying(workdir / "t", backend, die_at=2, down_after={1: True})  # epoch 2 never reaches MLflow
@@ -138,7 +164,8 @@ def test_a_checkpoints_pending_writes_that_arrived_later_are_not_sent_again(trac
 
 
 def test_an_attempt_that_died_between_the_last_epochs_metrics_and_its_test_scores_logs_them_on_replay(
-        tracking_uri, workdir, monkeypatch):
+    tracking_uri, workdir, monkeypatch
+):
     import common.trial.loop
 
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0)
@@ -146,6 +173,7 @@ def test_an_attempt_that_died_between_the_last_epochs_metrics_and_its_test_score
 
     def killed(*args):  # as a SIGKILL would: epoch 2's metrics are in MLflow, its test scores not
         raise OSError("killed")
+
     monkeypatch.setattr(common.trial.loop, "_log_test", killed)
     first = LocalSession(workdir / "t")
     with pytest.raises(OSError):
@@ -169,13 +197,17 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert run.data.params["latent_dim"] == "64" and run.data.params["family"] == "vae"
     assert run.data.tags["device"] == "cpu" and run.data.tags["trial_status"] == "completed"
     # the validation images are held out of the (whole) synthetic train split
-    assert (run.data.metrics["n_train_images"], run.data.metrics["n_val_images"], run.data.metrics["n_test_images"]) \
-        == (384, 128, 256)
+    assert (
+        run.data.metrics["n_train_images"],
+        run.data.metrics["n_val_images"],
+        run.data.metrics["n_test_images"],
+    ) == (384, 128, 256)
     for name in ("val_mse_kl", "val_recon", "val_kl", "val_active_units", "val_classifier_fd", "beta", "peak_rss_mb"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1, 2]
     assert 100 < run.data.metrics["peak_rss_mb"] < 64_000  # MiB of this process, torch included
-    assert math.isclose(run.data.metrics["val_mse_kl"], run.data.metrics["val_recon"] + run.data.metrics["val_kl"],
-                        rel_tol=1e-6)
+    assert math.isclose(
+        run.data.metrics["val_mse_kl"], run.data.metrics["val_recon"] + run.data.metrics["val_kl"], rel_tol=1e-6
+    )
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_probe_acc")] == [2]
     figures = {f.path for f in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples", "curves")}
@@ -188,10 +220,15 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert not any(k.startswith("test_") for r in session.results for k in r)
     # The three splits as MLflow dataset inputs (the runs table's Dataset column), the validation
     # rows' digest differing from the train rows'.
-    inputs = {i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
-              for i in run.inputs.dataset_inputs}
-    assert {n: c for n, (_, c) in inputs.items()} == {"synthetic:train": "training", "synthetic:val": "validation",
-                                                      "synthetic:test": "test"}
+    inputs = {
+        i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
+        for i in run.inputs.dataset_inputs
+    }
+    assert {n: c for n, (_, c) in inputs.items()} == {
+        "synthetic:train": "training",
+        "synthetic:val": "validation",
+        "synthetic:test": "test",
+    }
     assert len({d for d, _ in inputs.values()}) == 3
 
 
@@ -200,6 +237,7 @@ def test_dataset_digests_follow_the_images_and_the_rows():
 
     def digests(content_hash, val_rows):
         return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
+
     assert digests("a", [2, 3]) == digests("a", [2, 3])
     assert digests("a", [2, 3])[1] != digests("a", [2, 4])[1] and digests("a", [2, 3])[0] == digests("a", [2, 4])[0]
     assert digests("a", [2, 3])[0] != digests("b", [2, 3])[0]
@@ -216,16 +254,22 @@ def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(
             self.seen.append({f.path for f in client.list_artifacts(metrics["mlflow_run_id"], "figures")})
 
     session = Watching(workdir / "w")
-    run_trial(VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0),
-              _ctx(tracking_uri, "val_mse_kl"), session)
+    run_trial(
+        VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0),
+        _ctx(tracking_uri, "val_mse_kl"),
+        session,
+    )
     samples = {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples")}
     assert session.seen == [samples, samples | {"figures/curves.png"}]
 
 
 def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir):
     session = LocalSession(workdir / "nan")
-    final = run_trial(VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, lr=1e3, eval_samples=64),
-                      _ctx(tracking_uri, "val_mse_kl"), session)
+    final = run_trial(
+        VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, lr=1e3, eval_samples=64),
+        _ctx(tracking_uri, "val_mse_kl"),
+        session,
+    )
     assert final["diverged"] == 1.0
     last = session.results[-1]
     assert last["diverged"] == 1 and last["val_mse_kl"] == DIVERGED_PENALTY  # the searcher sees a finite, bad value
@@ -239,10 +283,15 @@ def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monke
     from common.trial.tasks.vae import VAETask
 
     real = VAETask.evaluate
-    monkeypatch.setattr(VAETask, "evaluate", lambda self, split="val", probe=False: {
-        **real(self, split, probe), "posterior_collapse": 1.0})
+    monkeypatch.setattr(
+        VAETask,
+        "evaluate",
+        lambda self, split="val", probe=False: {**real(self, split, probe), "posterior_collapse": 1.0},
+    )
     session = LocalSession(workdir / "collapse")
-    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=5, batch_size=64, eval_samples=64, probe_every=0, collapse_patience=2)
+    cfg = VAEConfig(
+        data="synthetic", val_size=128, max_epochs=5, batch_size=64, eval_samples=64, probe_every=0, collapse_patience=2
+    )
     run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)
     assert [r["epoch"] for r in session.results] == [1, 2]  # stopped after 2 flagged epochs, not 5
     tags = MlflowClient(tracking_uri).get_run(session.results[-1]["mlflow_run_id"]).data.tags
@@ -261,10 +310,11 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     from common.trial.data import load_dataset
     from common.trial.device import seed_everything
     from common.trial.families import FAMILIES
-
     from common.trial.tasks.base import bf16_native
 
-    cfg = config_class(family).from_dict({"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128})
+    cfg = config_class(family).from_dict(
+        {"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128}
+    )
     if precision == "bf16" and not bf16_native(torch.device("cpu")):  # emulated bf16 is ~20x slower: not used
         with pytest.warns(UserWarning, match="no native support"):
             task = FAMILIES[family].task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
@@ -276,7 +326,7 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4
     x = next(task.train.batches(64, torch.Generator().manual_seed(0)))
     with task.autocast():
-        out = conv(x[:, :conv.in_channels] if conv.in_channels <= 3 else torch.zeros(1))
+        out = conv(x[:, : conv.in_channels] if conv.in_channels <= 3 else torch.zeros(1))
     assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
     metrics = task.train_epoch(0)
     assert all(math.isfinite(v) for v in metrics.values())
@@ -285,8 +335,7 @@ def test_training_precision_and_cpu_memory_layout(family, precision):
 
 
 def test_vae_defaults_to_bf16_and_the_others_to_fp32():
-    from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
-    from common.trial.config import ConfigError
+    from common.trial.config import ConfigError, DCGANConfig, VAEConfig, VAEGANConfig
 
     assert (VAEConfig().precision, DCGANConfig().precision, VAEGANConfig().precision) == ("bf16", "fp32", "fp32")
     with pytest.raises(ConfigError, match="precision"):

@@ -1,4 +1,5 @@
 """Loss functions against closed forms; beta schedules."""
+
 import math
 
 import pytest
@@ -10,9 +11,9 @@ from common.trial.losses import (
     beta_at,
     beta_settled_epoch,
     bits_per_dim,
+    d_loss_bce,
     discretized_gaussian_nll,
     discretized_logistic_nll,
-    d_loss_bce,
     g_loss_nonsaturating,
     gaussian_kl,
     kl_per_dim,
@@ -123,10 +124,12 @@ def test_discretized_gaussian_matches_the_normal_cdf_and_sums_over_pixels():
     mean = torch.tensor([[[[-0.9, 0.2], [-0.3, 0.7]]]], dtype=torch.float64)
     s = math.exp(MSE_LOG_SCALE)
     phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))
-    expected = -(math.log(phi((-1 + 1 / 255 + 0.9) / s))
-                 + math.log(phi((2 / 255 - 1 + 1 / 255 - 0.2) / s) - phi((2 / 255 - 1 - 1 / 255 - 0.2) / s))
-                 + math.log(phi((100 / 127.5 - 1 + 1 / 255 + 0.3) / s) - phi((100 / 127.5 - 1 - 1 / 255 + 0.3) / s))
-                 + math.log(1 - phi((1 - 1 / 255 - 0.7) / s)))
+    expected = -(
+        math.log(phi((-1 + 1 / 255 + 0.9) / s))
+        + math.log(phi((2 / 255 - 1 + 1 / 255 - 0.2) / s) - phi((2 / 255 - 1 - 1 / 255 - 0.2) / s))
+        + math.log(phi((100 / 127.5 - 1 + 1 / 255 + 0.3) / s) - phi((100 / 127.5 - 1 - 1 / 255 + 0.3) / s))
+        + math.log(1 - phi((1 - 1 / 255 - 0.7) / s))
+    )
     assert discretized_gaussian_nll(x, mean, MSE_LOG_SCALE).item() == pytest.approx(expected, rel=1e-9)
 
 
@@ -141,12 +144,19 @@ def test_bits_per_dim():
     assert bits_per_dim(nll, kl).item() == pytest.approx(4.5)
 
 
-@pytest.mark.parametrize("schedule, kw, expected", [
-    ("constant", {}, 1),
-    ("linear", {"warmup_epochs": 4}, 4),
-    ("cyclical", {"cycles": 4, "ramp_fraction": 0.5}, 19),  # cycle length 5: the last ramp ends at epoch 19 (1-based)
-    ("cyclical", {"cycles": 1, "ramp_fraction": 1.0}, 20),
-])
+@pytest.mark.parametrize(
+    "schedule, kw, expected",
+    [
+        ("constant", {}, 1),
+        ("linear", {"warmup_epochs": 4}, 4),
+        (
+            "cyclical",
+            {"cycles": 4, "ramp_fraction": 0.5},
+            19,
+        ),  # cycle length 5: the last ramp ends at epoch 19 (1-based)
+        ("cyclical", {"cycles": 1, "ramp_fraction": 1.0}, 20),
+    ],
+)
 def test_beta_settled_epoch(schedule, kw, expected):
     assert beta_settled_epoch(schedule=schedule, max_epochs=20, **kw) == expected
     full = dict(schedule=schedule, beta=2.0, max_epochs=20, **kw)

@@ -1,4 +1,5 @@
 """Fréchet distance, the random-conv extractor, active units, the linear probe and class balance."""
+
 import numpy as np
 import pytest
 import torch
@@ -155,8 +156,14 @@ def test_the_torch_probe_matches_sklearns_accuracy_within_half_a_point(n_train, 
     y = rng.integers(0, 10, n)
     feats = (rng.standard_normal((10, n_feats)) * 2.0 / np.sqrt(n_feats))[y] + rng.standard_normal((n, n_feats))
     feats[:, : n_feats // 4] *= 5.0  # unequal scales: the standardisation matters
-    parts = (feats[:n_train], y[:n_train], feats[n_train:n_train + 2000], y[n_train:n_train + 2000],
-             feats[n_train + 2000:], y[n_train + 2000:])
+    parts = (
+        feats[:n_train],
+        y[:n_train],
+        feats[n_train : n_train + 2000],
+        y[n_train : n_train + 2000],
+        feats[n_train + 2000 :],
+        y[n_train + 2000 :],
+    )
     ref = linear_probe(*parts, solver="sklearn")
     ours = linear_probe(*parts, solver="torch")
     assert 0.3 < ref["test_acc"] < 0.95  # neither trivial nor chance

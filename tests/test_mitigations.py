@@ -1,24 +1,66 @@
 """common/report/mitigations.py: matched on/off comparisons, detector flags, the Pareto filter (pure, no MLflow)."""
+
 from __future__ import annotations
 
 import pytest
 
-from common.report.mitigations import (MITIGATIONS, flag_summary, fmt_value, measure, measured_on, mitigation_blocks,
-                                non_dominated, pareto_section, trial_flags, verdict)
+from common.report.mitigations import (
+    MITIGATIONS,
+    flag_summary,
+    fmt_value,
+    measure,
+    measured_on,
+    mitigation_blocks,
+    non_dominated,
+    pareto_section,
+    trial_flags,
+    verdict,
+)
 
-VAE = {"family": "vae", "seed": "1", "data": "cifar10", "lr": "0.001", "latent_dim": "64", "beta": "1.0",
-       "beta_schedule": "constant", "cycles": "4", "ramp_fraction": "0.5", "free_bits": "0.0",
-       "perceptual_weight": "0.0", "perceptual_net": "randconv", "max_epochs": "10", "eval_samples": "1000"}
-DCGAN = {"family": "dcgan", "seed": "42", "data": "cifar10", "lr_g": "0.0002", "lr_ratio": "1.0",
-         "spectral_norm": "False", "gan_loss": "bce", "gp_weight": "10.0", "n_critic": "1", "label_smoothing": "0.0",
-         "minibatch_disc": "0", "minibatch_dim": "8", "max_epochs": "10", "eval_samples": "1000"}
+VAE = {
+    "family": "vae",
+    "seed": "1",
+    "data": "cifar10",
+    "lr": "0.001",
+    "latent_dim": "64",
+    "beta": "1.0",
+    "beta_schedule": "constant",
+    "cycles": "4",
+    "ramp_fraction": "0.5",
+    "free_bits": "0.0",
+    "perceptual_weight": "0.0",
+    "perceptual_net": "randconv",
+    "max_epochs": "10",
+    "eval_samples": "1000",
+}
+DCGAN = {
+    "family": "dcgan",
+    "seed": "42",
+    "data": "cifar10",
+    "lr_g": "0.0002",
+    "lr_ratio": "1.0",
+    "spectral_norm": "False",
+    "gan_loss": "bce",
+    "gp_weight": "10.0",
+    "n_critic": "1",
+    "label_smoothing": "0.0",
+    "minibatch_disc": "0",
+    "minibatch_dim": "8",
+    "max_epochs": "10",
+    "eval_samples": "1000",
+}
 SIZES = {"n_train_images": 10000.0, "n_val_images": 5000.0, "n_test_images": 10000.0}
 
 
 def trial(base, metrics, status="completed", tags=None, **params):
     tid = f"t{next(_ids)}"
-    return {"id": tid, "trial_id": tid, "params": {**base, **{k: str(v) for k, v in params.items()}},
-            "metrics": {**SIZES, **metrics}, "tags": {"trial_status": status, **(tags or {})}}
+    return {
+        "id": tid,
+        "trial_id": tid,
+        "params": {**base, **{k: str(v) for k, v in params.items()}},
+        "metrics": {**SIZES, **metrics},
+        "tags": {"trial_status": status, **(tags or {})},
+    }
 
 
 _ids = iter(range(10**6))
@@ -30,10 +72,12 @@ def result(results, name, metric):
 
 def cyclical_trials():
     """2 seeds x cyclical / constant, otherwise identical; cycles may differ (the schedule's own field)."""
-    return [trial(VAE, {"test_kl": 30.0, "test_probe_acc": 0.40}, seed=1, beta_schedule="cyclical", cycles=2),
-            trial(VAE, {"test_kl": 20.0, "test_probe_acc": 0.36}, seed=1),
-            trial(VAE, {"test_kl": 34.0, "test_probe_acc": 0.42}, seed=2, beta_schedule="cyclical", cycles=2),
-            trial(VAE, {"test_kl": 22.0, "test_probe_acc": 0.37}, seed=2)]
+    return [
+        trial(VAE, {"test_kl": 30.0, "test_probe_acc": 0.40}, seed=1, beta_schedule="cyclical", cycles=2),
+        trial(VAE, {"test_kl": 20.0, "test_probe_acc": 0.36}, seed=1),
+        trial(VAE, {"test_kl": 34.0, "test_probe_acc": 0.42}, seed=2, beta_schedule="cyclical", cycles=2),
+        trial(VAE, {"test_kl": 22.0, "test_probe_acc": 0.37}, seed=2),
+    ]
 
 
 def test_matched_pairs_over_seeds():
@@ -42,9 +86,11 @@ def test_matched_pairs_over_seeds():
     assert sorted(kl.pairs) == [("1", 30.0, 20.0), ("2", 34.0, 22.0)] and kl.seeds == 2
     s = kl.stats()
     assert s["on"] == 32.0 and s["off"] == 21.0 and s["gain"] == 11.0
-    assert s["gain_sd"] == pytest.approx(2 ** 0.5) and s["rel"] == pytest.approx(11 / 21 * 100)
+    assert s["gain_sd"] == pytest.approx(2**0.5) and s["rel"] == pytest.approx(11 / 21 * 100)
     # Two seeds: the 95% t-interval of the gains (t = 12.71 at 1 degree of freedom) includes 0.
-    assert s["gain_lo"] == pytest.approx(11 - 12.706205, abs=1e-5) and s["gain_hi"] == pytest.approx(11 + 12.706205, abs=1e-5)
+    assert s["gain_lo"] == pytest.approx(11 - 12.706205, abs=1e-5) and s["gain_hi"] == pytest.approx(
+        11 + 12.706205, abs=1e-5
+    )
     assert verdict(kl) == "inconclusive; with-mean > 10"
     probe = result(results, "cyclical β annealing", "test_probe_acc")
     assert probe.stats()["gain"] == pytest.approx(0.045)
@@ -53,7 +99,9 @@ def test_matched_pairs_over_seeds():
 
 
 def test_a_gain_is_called_a_gain_only_when_its_interval_excludes_zero():
-    consistent = [trial(VAE, {"test_kl": kl_on}, seed=s, beta_schedule="cyclical") for s, kl_on in ((1, 30), (2, 31), (3, 32))]
+    consistent = [
+        trial(VAE, {"test_kl": kl_on}, seed=s, beta_schedule="cyclical") for s, kl_on in ((1, 30), (2, 31), (3, 32))
+    ]
     consistent += [trial(VAE, {"test_kl": kl_off}, seed=s) for s, kl_off in ((1, 20), (2, 20.5), (3, 22))]
     kl = result(measure(consistent), "cyclical β annealing", "test_kl")
     s = kl.stats()
@@ -81,23 +129,30 @@ def test_only_the_mitigations_fields_and_seed_may_differ():
 
 
 def test_unpaired_seeds_duplicates_and_settings():
-    trials = [trial(DCGAN, {"test_class_kl": 0.20, "test_classifier_fd": 40.0}, seed=1, minibatch_disc=32),
-              trial(DCGAN, {"test_class_kl": 0.50, "test_classifier_fd": 46.0}, seed=2),
-              trial(DCGAN, {"test_class_kl": 0.46, "test_classifier_fd": 44.0}, seed=2)]  # same config and seed: averaged
+    trials = [
+        trial(DCGAN, {"test_class_kl": 0.20, "test_classifier_fd": 40.0}, seed=1, minibatch_disc=32),
+        trial(DCGAN, {"test_class_kl": 0.50, "test_classifier_fd": 46.0}, seed=2),
+        trial(DCGAN, {"test_class_kl": 0.46, "test_classifier_fd": 44.0}, seed=2),
+    ]  # same config and seed: averaged
     div = result(measure(trials), "minibatch discrimination", "test_class_kl")
     assert div.pairs == [(None, 0.20, pytest.approx(0.48))] and div.seeds == 0  # seeds differ: one unpaired
     assert div.stats()["gain"] == pytest.approx(-0.28) and verdict(div) == "inconclusive"  # one comparison
-    beta = [trial(VAE, {"test_kl": 10.0}, beta=4.0), trial(VAE, {"test_kl": 80.0}, beta=0.5),
-            trial(VAE, {"test_kl": 50.0})]
+    beta = [
+        trial(VAE, {"test_kl": 10.0}, beta=4.0),
+        trial(VAE, {"test_kl": 80.0}, beta=0.5),
+        trial(VAE, {"test_kl": 50.0}),
+    ]
     r = result(measure(beta), "β-VAE", "test_kl")
     assert sorted(p[1] for p in r.pairs) == [10.0, 80.0] and r.settings == {"beta=4.0": 1, "beta=0.5": 1}
 
 
 def test_combined_and_single_gan_mitigations():
-    trials = [trial(DCGAN, {"test_classifier_fd": 30.0, "grad_norm_d": 1.0}, spectral_norm=True, lr_ratio=4.0),
-              trial(DCGAN, {"test_classifier_fd": 36.0, "grad_norm_d": 5.0}),
-              trial(DCGAN, {"test_classifier_fd": 33.0}, spectral_norm=True),
-              trial(DCGAN, {"test_classifier_fd": 39.0}, "diverged", {"diverged_epoch": "2"}, lr_ratio=4.0)]
+    trials = [
+        trial(DCGAN, {"test_classifier_fd": 30.0, "grad_norm_d": 1.0}, spectral_norm=True, lr_ratio=4.0),
+        trial(DCGAN, {"test_classifier_fd": 36.0, "grad_norm_d": 5.0}),
+        trial(DCGAN, {"test_classifier_fd": 33.0}, spectral_norm=True),
+        trial(DCGAN, {"test_classifier_fd": 39.0}, "diverged", {"diverged_epoch": "2"}, lr_ratio=4.0),
+    ]
     results = measure(trials)
     both = result(results, "spectral norm + TTUR", "grad_norm_d")
     assert both.pairs == [("42", 1.0, 5.0)] and verdict(both) == "inconclusive"  # one seed proves nothing
@@ -111,15 +166,23 @@ def test_combined_and_single_gan_mitigations():
     hinge = [trial(DCGAN, {"test_classifier_fd": 50.0}, gan_loss="hinge"), trial(DCGAN, {"test_classifier_fd": 40.0})]
     h = result(measure(hinge), "hinge loss", "test_classifier_fd")
     assert h.stats()["gain"] == 10.0 and verdict(h) == "inconclusive"
-    wgan = [trial(DCGAN, {"test_classifier_fd": 30.0}, gan_loss="wgan-gp", n_critic=5),
-            trial(DCGAN, {"test_classifier_fd": 40.0})]
+    wgan = [
+        trial(DCGAN, {"test_classifier_fd": 30.0}, gan_loss="wgan-gp", n_critic=5),
+        trial(DCGAN, {"test_classifier_fd": 40.0}),
+    ]
     assert result(measure(wgan), "WGAN-GP loss", "test_classifier_fd").pairs == [("42", 30.0, 40.0)]
 
 
 def test_perceptual_bias_and_blocks():
-    trials = [trial(VAE, {"test_randconv_fd": 30.0, "test_classifier_fd": 3.0}, tags={"metric_bias": "same features"},
-                    perceptual_weight=0.1),
-              trial(VAE, {"test_randconv_fd": 40.0, "test_classifier_fd": 4.0})]
+    trials = [
+        trial(
+            VAE,
+            {"test_randconv_fd": 30.0, "test_classifier_fd": 3.0},
+            tags={"metric_bias": "same features"},
+            perceptual_weight=0.1,
+        ),
+        trial(VAE, {"test_randconv_fd": 40.0, "test_classifier_fd": 4.0}),
+    ]
     results = measure(trials)
     perc = result(results, "perceptual loss", "test_randconv_fd")
     assert perc.biased == 1 and result(results, "perceptual loss", "test_classifier_fd").biased == 0
@@ -138,19 +201,24 @@ def test_perceptual_bias_and_blocks():
 
 
 def test_flags_and_summary():
-    assert trial_flags({"posterior_collapse": 1.0}, {"trial_status": "diverged", "diverged_epoch": "3"}) == \
-        ["diverged@3", "posterior collapse"]
-    assert trial_flags({"mode_collapse": 1.0, "posterior_collapse": 0.0}, {"trial_status": "stopped"}) == \
-        ["stopped", "mode collapse"]
+    assert trial_flags({"posterior_collapse": 1.0}, {"trial_status": "diverged", "diverged_epoch": "3"}) == [
+        "diverged@3",
+        "posterior collapse",
+    ]
+    assert trial_flags({"mode_collapse": 1.0, "posterior_collapse": 0.0}, {"trial_status": "stopped"}) == [
+        "stopped",
+        "mode collapse",
+    ]
     assert trial_flags({"mode_collapse": 0.0}, {"trial_status": "completed"}) == []
     assert trial_flags({}, {"trial_status": "completed", "metric_bias": "x"}) == ["randconv_fd biased"]
     collapsed = {"trial_status": "collapsed", "collapsed_epoch": "4", "detector.mode_collapse": "epoch 2"}
     assert trial_flags({"mode_collapse": 1.0}, collapsed) == ["collapsed@4", "mode collapse"]
-    assert trial_flags({"posterior_collapse": 0.0}, {"trial_status": "completed",
-                                                     "detector.posterior_collapse": "epoch 2"}) == \
-        ["transient posterior collapse@2"]
-    assert flag_summary([["diverged@3"], [], ["diverged@1", "mode collapse"]]) == \
-        "2 of 3; diverged: 2; mode collapse: 1."
+    assert trial_flags(
+        {"posterior_collapse": 0.0}, {"trial_status": "completed", "detector.posterior_collapse": "epoch 2"}
+    ) == ["transient posterior collapse@2"]
+    assert (
+        flag_summary([["diverged@3"], [], ["diverged@1", "mode collapse"]]) == "2 of 3; diverged: 2; mode collapse: 1."
+    )
 
 
 def test_non_dominated_mixed_directions():
@@ -169,8 +237,10 @@ def test_non_dominated_mixed_directions():
 
 def test_pareto_section():
     keys = ["val_probe_acc", "val_classifier_fd"]
-    trials = [trial(VAE, {"val_probe_acc": a, "val_classifier_fd": fd}, latent_dim=lat)
-              for a, fd, lat in ((0.40, 50.0, 16), (0.35, 40.0, 32), (0.30, 45.0, 64))]
+    trials = [
+        trial(VAE, {"val_probe_acc": a, "val_classifier_fd": fd}, latent_dim=lat)
+        for a, fd, lat in ((0.40, 50.0, 16), (0.35, 40.0, 32), (0.30, 45.0, 64))
+    ]
     trials.append(trial(VAE, {"val_probe_acc": 0.9, "val_classifier_fd": 1.0}, "diverged", latent_dim=128))  # left out
     blocks, fig = pareto_section(trials, keys, ["max", "min"], ["latent_dim"], "f.png", "VAE")
     assert fig is not None and "2 are non-dominated" in blocks[1][1] and "1 other trial(s) left out" in blocks[1][1]
@@ -184,13 +254,16 @@ def test_pareto_section():
 def test_formatting_and_measured_on():
     t = trial(VAE, {})
     assert measured_on("test_kl", t) == "cifar10, test split, 10,000 images, best epoch (on validation)"
-    assert measured_on("val_active_units", t) == \
-        "cifar10, validation: 5,000 images of the train split outside the train subset, final epoch"
+    assert (
+        measured_on("val_active_units", t)
+        == "cifar10, validation: 5,000 images of the train split outside the train subset, final epoch"
+    )
     assert "1,000 fixed-z generated images vs validation: 5,000 images" in measured_on("val_classifier_fd", t)
     assert "domain-classifier features (not Inception FID)" in measured_on("val_classifier_fd", t)
     probe = measured_on("test_probe_acc_pixels", t)
     assert "raw pixels" in probe and "C chosen on the validation" in probe and "scored on the test split" in probe
-    assert measured_on("train_time_s", {**t, "tags": {"device": "cpu"}}, 7) == \
-        "cumulative training time, 7 epochs on cpu"
+    assert (
+        measured_on("train_time_s", {**t, "tags": {"device": "cpu"}}, 7) == "cumulative training time, 7 epochs on cpu"
+    )
     assert fmt_value("test_probe_acc", 0.3512) == "35.12%" and fmt_value("g_loss", 3.8661) == "3.866"
     assert fmt_value("test_bpd", 4.56789) == "4.568"

@@ -1,4 +1,5 @@
 """Shapes, ranges and parameter counts of ConvVAE, Generator, Discriminator (CPU, tiny nets)."""
+
 import pytest
 import torch
 

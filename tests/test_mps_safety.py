@@ -6,29 +6,32 @@ first evaluation. CI has no Mac, so ``fake_mps.FakeMPS`` tags the tensors that w
 device and refuses float64 on them. The trial runs end to end (train, validation scores, probe,
 the test-split scores of its best epoch, figures), then the final stage's Inception evaluation.
 """
+
 from __future__ import annotations
 
 import json
 
 import pytest
 import torch
+from fake_mps import FakeMPS, opaque
 from mlflow.tracking import MlflowClient
 
-import common.trial.device
-from common.trial.device import DeviceError
 import common.metrics.evaluation
+import common.trial.device
+from common.metrics.evaluation import evaluate_checkpoint
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
 from common.trial.data import load_dataset
-from common.metrics.evaluation import evaluate_checkpoint
+from common.trial.device import DeviceError
 from common.trial.loop import BEST_FILE, LocalSession, SweepContext, load_checkpoint, run_trial
-from common.sweep.tracking import get_or_create_experiment, prepare_store
-from fake_mps import FakeMPS, opaque
 
 SMALL = dict(data="synthetic", val_size=64, max_epochs=1, batch_size=32, eval_samples=32, device="mps")
 CONFIGS = {
     "vae": (VAEConfig(**SMALL, probe_every=1), "val_mse_kl"),
-    "dcgan": (DCGANConfig(**SMALL, g_channels=16, d_channels=16, g_hidden=0, d_hidden=0, probe_every=1),
-              "val_classifier_fd"),
+    "dcgan": (
+        DCGANConfig(**SMALL, g_channels=16, d_channels=16, g_hidden=0, d_hidden=0, probe_every=1),
+        "val_classifier_fd",
+    ),
     "vaegan": (VAEGANConfig(**SMALL, probe_every=1), "val_classifier_fd"),
 }
 
@@ -53,8 +56,11 @@ def test_a_trial_on_mps_does_no_float64_work_on_the_device(family, fake_mps, tra
     prepare_store(tracking_uri)
     exp = get_or_create_experiment(MlflowClient(tracking_uri), "mps", None)
     session = LocalSession(workdir / family)
-    run_trial(cfg, SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric,
-                                mode="min"), session)
+    run_trial(
+        cfg,
+        SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min"),
+        session,
+    )
     assert session.results and session.results[-1].get("diverged") is None
 
 
@@ -65,17 +71,29 @@ def test_the_final_stage_on_mps_does_no_float64_work_on_the_device(fake_mps, tra
     prepare_store(tracking_uri)
     exp = get_or_create_experiment(MlflowClient(tracking_uri), "mps", None)
     session = LocalSession(workdir / "trial")
-    run_trial(cfg, SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric,
-                                mode="min"), session)
-    best = MlflowClient(tracking_uri).download_artifacts(session.results[-1]["mlflow_run_id"],
-                                                         f"checkpoints/{BEST_FILE}", str(workdir))
-    out = evaluate_checkpoint(load_checkpoint(best), load_dataset("synthetic"), n=8, metrics=("fid", "kid"),
-                              indices=torch.arange(12), device="mps", cache_dir=None)
+    run_trial(
+        cfg,
+        SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min"),
+        session,
+    )
+    best = MlflowClient(tracking_uri).download_artifacts(
+        session.results[-1]["mlflow_run_id"], f"checkpoints/{BEST_FILE}", str(workdir)
+    )
+    out = evaluate_checkpoint(
+        load_checkpoint(best),
+        load_dataset("synthetic"),
+        n=8,
+        metrics=("fid", "kid"),
+        indices=torch.arange(12),
+        device="mps",
+        cache_dir=None,
+    )
     assert set(out) >= {"fid", "kid", "recon_fid", "recon_kid"}
 
 
-def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_mps, tracking_uri, workdir,
-                                                                             monkeypatch):
+def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(
+    fake_mps, tracking_uri, workdir, monkeypatch
+):
     import common.trial.tasks.vae
 
     real = common.trial.tasks.vae.recon_mse
@@ -85,8 +103,11 @@ def test_a_trial_that_fails_on_its_device_says_which_device_and_which_line(fake_
     client = MlflowClient(tracking_uri)
     exp = get_or_create_experiment(client, "mps", None)
     with pytest.raises(DeviceError) as err:
-        run_trial(cfg, SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric,
-                                    mode="min"), LocalSession(workdir / "bad"))
+        run_trial(
+            cfg,
+            SweepContext(tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min"),
+            LocalSession(workdir / "bad"),
+        )
     message = str(err.value)
     assert "\n" not in message and message.startswith("trial failed on mps at epoch 1 in common/trial/tasks/")
     assert "float64" in message

@@ -1,4 +1,5 @@
 """common/sweep/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,17 @@ def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epoch
 
 
 def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
-    argv = [sys.executable, str(ROOT / "run_sweep.py"), "--space", str(ROOT / "sweeps" / "gan_ttur.py"),
-            "--smoke-test", "--data", "synthetic", "--set", "val_size=128"]
+    argv = [
+        sys.executable,
+        str(ROOT / "run_sweep.py"),
+        "--space",
+        str(ROOT / "sweeps" / "gan_ttur.py"),
+        "--smoke-test",
+        "--data",
+        "synthetic",
+        "--set",
+        "val_size=128",
+    ]
     # mlflow.set_tracking_uri (earlier tests, this process) exports MLFLOW_TRACKING_URI: not for this run
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -1,4 +1,5 @@
 """Report from a fake sweep in a temporary sqlite MLflow store; figure helpers write valid PNGs."""
+
 from __future__ import annotations
 
 import re
@@ -10,8 +11,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
 from common.figures import save_curves, save_image_grid
-from common.report.importances import describe_values, param_importances
 from common.report.build import ReportError, build_report
+from common.report.importances import describe_values, param_importances
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPERIMENT = "gan_ttur"
@@ -21,22 +22,50 @@ def _tiny_png(path, shade: float) -> None:
     save_image_grid(torch.full((1, 3, 4, 4), shade), path, nrow=1)
 
 
-SIZES = {"n_train_images": 5000, "n_val_images": 5000, "n_test_images": 10000}  # logged at step 0, as common.trial.loop does
+SIZES = {
+    "n_train_images": 5000,
+    "n_val_images": 5000,
+    "n_test_images": 10000,
+}  # logged at step 0, as common.trial.loop does
 NETS = {"vae": ["vae"], "dcgan": ["g", "d"]}
 
 
-def _log_trial(client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path,
-               sizes=SIZES, figures=True):
-    run = client.create_run(exp_id, run_name=f"{family}_{i}", tags={
-        "mlflow.parentRunId": parent_id, "sweep.role": "trial", "family": family,
-        "trial_id": f"{family}_{i:05d}", "device": "cpu", "git_commit": "abc1234",
-        "data_hash": "d41d8cd9", "data": "cifar10", "trial_status": status})
+def _log_trial(
+    client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path, sizes=SIZES, figures=True
+):
+    run = client.create_run(
+        exp_id,
+        run_name=f"{family}_{i}",
+        tags={
+            "mlflow.parentRunId": parent_id,
+            "sweep.role": "trial",
+            "family": family,
+            "trial_id": f"{family}_{i:05d}",
+            "device": "cpu",
+            "git_commit": "abc1234",
+            "data_hash": "d41d8cd9",
+            "data": "cifar10",
+            "trial_status": status,
+        },
+    )
     rid = run.info.run_id
-    common = {"family": family, "seed": 42, "data": "cifar10", "train_subset": 5000, "batch_size": 128,
-              "max_epochs": 3, "probe_every": 5, "eval_samples": 512, "device": "auto"}
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in {**common, **params}.items()],
-                     metrics=[Metric(k, v, 0, 0) for k, v in {**sizes, **_param_counts(family, i)}.items()] + [
-                         Metric(k, v, 0, step) for step, row in enumerate(metrics_by_epoch, 1) for k, v in row.items()])
+    common = {
+        "family": family,
+        "seed": 42,
+        "data": "cifar10",
+        "train_subset": 5000,
+        "batch_size": 128,
+        "max_epochs": 3,
+        "probe_every": 5,
+        "eval_samples": 512,
+        "device": "auto",
+    }
+    client.log_batch(
+        rid,
+        params=[Param(k, str(v)) for k, v in {**common, **params}.items()],
+        metrics=[Metric(k, v, 0, 0) for k, v in {**sizes, **_param_counts(family, i)}.items()]
+        + [Metric(k, v, 0, step) for step, row in enumerate(metrics_by_epoch, 1) for k, v in row.items()],
+    )
     if not figures:
         return rid
     figs = tmp_path / f"figs_{rid}"
@@ -60,33 +89,94 @@ def sweep(tmp_path_factory):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment(EXPERIMENT, artifact_location=(tmp_path / "artifacts").as_uri())
-    parent = client.create_run(exp_id, run_name="sweep", tags={
-        "sweep.role": "parent", "sweep.space": "sweeps/gan_ttur.py", "git_commit": "abc1234",
-        "data": "cifar10", "data_hash": "d41d8cd9"})
+    parent = client.create_run(
+        exp_id,
+        run_name="sweep",
+        tags={
+            "sweep.role": "parent",
+            "sweep.space": "sweeps/gan_ttur.py",
+            "git_commit": "abc1234",
+            "data": "cifar10",
+            "data_hash": "d41d8cd9",
+        },
+    )
     pid = parent.info.run_id
-    for k, v in dict(space="gan_ttur", num_samples=6, max_epochs=3, metric="val_mse_kl", mode="min",
-                     seed=42, data="cifar10", train_subset=5000).items():
+    for k, v in dict(
+        space="gan_ttur",
+        num_samples=6,
+        max_epochs=3,
+        metric="val_mse_kl",
+        mode="min",
+        seed=42,
+        data="cifar10",
+        train_subset=5000,
+    ).items():
         client.log_param(pid, k, v)
     vae_elbo = [210.0, 205.4321, 230.0]  # trial 1 (index) is best: final 205.4321 -> "205.43"
     for i, (lat, final) in enumerate(zip([32, 64, 128], vae_elbo)):
-        rows = [{"train_loss": final + 30 - 10 * e, "beta": 1.0, "val_mse_kl": final + 22 - 10 * e,
-                 "val_recon": final - 61 + 5 - 2.5 * e, "val_kl": 61.0 - 0.5 * e + i, "val_active_units": 40.0,
-                 "epoch_time_s": 60.0, "train_time_s": 60.0 * (e + 1), "val_classifier_fd": 50.0 - e}
-                for e in range(3)]
+        rows = [
+            {
+                "train_loss": final + 30 - 10 * e,
+                "beta": 1.0,
+                "val_mse_kl": final + 22 - 10 * e,
+                "val_recon": final - 61 + 5 - 2.5 * e,
+                "val_kl": 61.0 - 0.5 * e + i,
+                "val_active_units": 40.0,
+                "epoch_time_s": 60.0,
+                "train_time_s": 60.0 * (e + 1),
+                "val_classifier_fd": 50.0 - e,
+            }
+            for e in range(3)
+        ]
         rows[-1]["val_probe_acc"] = 0.3612 + 0.01 * i
         # the best epoch (the last) scored on the test split, as common.trial.loop does after training
-        rows[-1].update(test_mse_kl=final, test_recon=final - 61, test_kl=61.0 + i, test_probe_acc=0.3512 + 0.01 * i,
-                        test_bpd=4.4321 + i, test_probe_acc_pixels=0.3999, test_probe_acc_random_init=0.2888)
-        _log_trial(client, exp_id, pid, "vae", i, {"lr": 1e-3 * (i + 1), "latent_dim": lat, "beta": 1.0,
-                                                   "beta_schedule": "constant"}, rows, "completed", tmp_path)
+        rows[-1].update(
+            test_mse_kl=final,
+            test_recon=final - 61,
+            test_kl=61.0 + i,
+            test_probe_acc=0.3512 + 0.01 * i,
+            test_bpd=4.4321 + i,
+            test_probe_acc_pixels=0.3999,
+            test_probe_acc_random_init=0.2888,
+        )
+        _log_trial(
+            client,
+            exp_id,
+            pid,
+            "vae",
+            i,
+            {"lr": 1e-3 * (i + 1), "latent_dim": lat, "beta": 1.0, "beta_schedule": "constant"},
+            rows,
+            "completed",
+            tmp_path,
+        )
     dcgan_fd = [41.0, 44.0, 38.7654]  # trial 2 is best by val_classifier_fd (the sweep metric is VAE-only)
     for i, (ratio, final) in enumerate(zip([0.5, 1.0, 4.0], dcgan_fd)):
-        rows = [{"g_loss": 2.0 + e + 0.1 * i, "d_loss": 0.5 - 0.1 * e, "loss_ratio": (2.0 + e) / (0.5 - 0.1 * e),
-                 "d_real": 0.8, "d_fake": 0.2, "epoch_time_s": 90.0, "train_time_s": 90.0 * (e + 1),
-                 "val_classifier_fd": final + 2 * (2 - e)} for e in range(3)]
+        rows = [
+            {
+                "g_loss": 2.0 + e + 0.1 * i,
+                "d_loss": 0.5 - 0.1 * e,
+                "loss_ratio": (2.0 + e) / (0.5 - 0.1 * e),
+                "d_real": 0.8,
+                "d_fake": 0.2,
+                "epoch_time_s": 90.0,
+                "train_time_s": 90.0 * (e + 1),
+                "val_classifier_fd": final + 2 * (2 - e),
+            }
+            for e in range(3)
+        ]
         rows[-1]["test_classifier_fd"] = final + 0.5
-        _log_trial(client, exp_id, pid, "dcgan", i, {"lr_g": 2e-4, "lr_ratio": ratio, "latent_dim": 100},
-                   rows, "completed" if i < 2 else "stopped", tmp_path)
+        _log_trial(
+            client,
+            exp_id,
+            pid,
+            "dcgan",
+            i,
+            {"lr_g": 2e-4, "lr_ratio": ratio, "latent_dim": 100},
+            rows,
+            "completed" if i < 2 else "stopped",
+            tmp_path,
+        )
     return uri, pid
 
 
@@ -137,8 +227,10 @@ def test_measured_on_comes_from_size_metrics(report):
     _, _, md, _ = report
     rows = md.split("## Seed comparison")[1].split("## Figures")[0]
     assert "cifar10, test split, 10,000 images, best epoch (on validation)" in rows
-    assert ("fit on the train subset (5,000 images), C chosen on the validation: 5,000 images of the train split "
-            "outside the train subset, scored on the test split, 10,000 images") in rows
+    assert (
+        "fit on the train subset (5,000 images), C chosen on the validation: 5,000 images of the train split "
+        "outside the train subset, scored on the test split, 10,000 images"
+    ) in rows
     assert "train subset 5,000 images, final-epoch mean over batches" in rows
     assert "512 fixed-z generated images vs test split, 10,000 images, domain-classifier features" in rows
     assert "size not logged" not in rows
@@ -164,8 +256,15 @@ def test_model_sizes(report):
 
 def test_figures_copied_and_referenced(report):
     out, _, md, page = report
-    for name in ("vae_samples", "vae_reconstructions", "vae_interpolations", "vae_curves",
-                 "dcgan_samples", "dcgan_curves", "training_curves"):
+    for name in (
+        "vae_samples",
+        "vae_reconstructions",
+        "vae_interpolations",
+        "vae_curves",
+        "dcgan_samples",
+        "dcgan_curves",
+        "training_curves",
+    ):
         png = out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC, name
         assert f"figures/{name}.png" in page and f"figures/{name}.png" in md
@@ -204,8 +303,9 @@ def test_missing_experiment_and_parent(sweep, tmp_path):
 def test_save_image_grid_and_curves(tmp_path):
     grid = save_image_grid(torch.rand(10, 3, 8, 8) * 2 - 1, tmp_path / "sub" / "grid.png", nrow=5)
     assert grid.read_bytes()[:8] == PNG_MAGIC
-    curves = save_curves({"loss": [(1, 3.0), (2, 2.0), (3, 1.5)], "acc": [(5, 0.3)], "empty": []},
-                         tmp_path / "curves.png", title="t")
+    curves = save_curves(
+        {"loss": [(1, 3.0), (2, 2.0), (3, 1.5)], "acc": [(5, 0.3)], "empty": []}, tmp_path / "curves.png", title="t"
+    )
     assert curves.read_bytes()[:8] == PNG_MAGIC
     with pytest.raises(ValueError, match="N, 3, H, W"):
         save_image_grid(torch.zeros(3, 8, 8), tmp_path / "bad.png")
@@ -226,17 +326,34 @@ def test_explicit_parent_and_upload_failure_only_warns(sweep, tmp_path, monkeypa
 
 
 def _parent(client, exp_id, name, start_time, metric, space, mode="min"):
-    run = client.create_run(exp_id, run_name=name, start_time=start_time, tags={
-        "sweep.role": "parent", "sweep.space": f"sweeps/{space}.py", "git_commit": "abc1234",
-        "data": "cifar10", "data_hash": "d41d8cd9"})
+    run = client.create_run(
+        exp_id,
+        run_name=name,
+        start_time=start_time,
+        tags={
+            "sweep.role": "parent",
+            "sweep.space": f"sweeps/{space}.py",
+            "git_commit": "abc1234",
+            "data": "cifar10",
+            "data_hash": "d41d8cd9",
+        },
+    )
     for k, v in dict(space=space, metric=metric, mode=mode, data="cifar10").items():
         client.log_param(run.info.run_id, k, v)
     return run.info.run_id
 
 
 def _dcgan_rows(fd):
-    return [{"g_loss": 2.0, "d_loss": 0.5, "val_classifier_fd": fd, "test_classifier_fd": fd,
-             "epoch_time_s": 1.0, "train_time_s": 1.0}]
+    return [
+        {
+            "g_loss": 2.0,
+            "d_loss": 0.5,
+            "val_classifier_fd": fd,
+            "test_classifier_fd": fd,
+            "epoch_time_s": 1.0,
+            "train_time_s": 1.0,
+        }
+    ]
 
 
 def test_each_family_from_its_latest_sweep(sweep, tmp_path):
@@ -246,18 +363,39 @@ def test_each_family_from_its_latest_sweep(sweep, tmp_path):
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("vae_vs_dcgan", artifact_location=(tmp_path / "artifacts").as_uri())
     old = _parent(client, exp_id, "old_gan", 1_000_000, "val_classifier_fd", "gan_ttur")
-    _log_trial(client, exp_id, old, "dcgan", 7, {"lr_ratio": 1.0}, _dcgan_rows(11.11), "completed", tmp_path,
-               figures=False)
+    _log_trial(
+        client, exp_id, old, "dcgan", 7, {"lr_ratio": 1.0}, _dcgan_rows(11.11), "completed", tmp_path, figures=False
+    )
     vae = _parent(client, exp_id, "vae_sweep", 2_000_000, "val_mse_kl", "vae_beta")
     for i, elbo in enumerate([250.0, 222.22]):
-        _log_trial(client, exp_id, vae, "vae", i, {"latent_dim": 32 * (i + 1)},
-                   [{"val_mse_kl": elbo, "test_mse_kl": elbo, "epoch_time_s": 1.0, "train_time_s": 1.0}],
-                   "completed", tmp_path,
-                   sizes={}, figures=False)  # sizes not logged (a run from before they were)
+        _log_trial(
+            client,
+            exp_id,
+            vae,
+            "vae",
+            i,
+            {"latent_dim": 32 * (i + 1)},
+            [{"val_mse_kl": elbo, "test_mse_kl": elbo, "epoch_time_s": 1.0, "train_time_s": 1.0}],
+            "completed",
+            tmp_path,
+            sizes={},
+            figures=False,
+        )  # sizes not logged (a run from before they were)
     new = _parent(client, exp_id, "new_gan", 3_000_000, "val_classifier_fd", "gan_ttur")
     for i, fd in enumerate([35.0, 33.33]):
-        _log_trial(client, exp_id, new, "dcgan", i, {"lr_ratio": 2.0 * (i + 1)}, _dcgan_rows(fd), "completed",
-                   tmp_path, sizes={"n_train_images": 1000, "n_test_images": 2000}, figures=False)
+        _log_trial(
+            client,
+            exp_id,
+            new,
+            "dcgan",
+            i,
+            {"lr_ratio": 2.0 * (i + 1)},
+            _dcgan_rows(fd),
+            "completed",
+            tmp_path,
+            sizes={"n_train_images": 1000, "n_test_images": 2000},
+            figures=False,
+        )
     empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "val_classifier_fd", "gan_ttur")
 
     md = build_report("vae_vs_dcgan", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
@@ -276,16 +414,20 @@ def test_each_family_from_its_latest_sweep(sweep, tmp_path):
     for pid, logged in ((vae, True), (new, True), (old, False), (empty, False)):
         assert bool(client.list_artifacts(pid, "report")) == logged, pid
 
-    md_old = build_report("vae_vs_dcgan", tmp_path / "o", tracking_uri=uri,
-                          parent_run_id=old).with_name("report.md").read_text()
+    md_old = (
+        build_report("vae_vs_dcgan", tmp_path / "o", tracking_uri=uri, parent_run_id=old)
+        .with_name("report.md")
+        .read_text()
+    )
     assert "11.11" in md_old and "dcgan_00007" in md_old and vae not in md_old and new not in md_old
     assert "best VAE trial (none)" in md_old
 
 
 def test_param_importances_ranks_the_deciding_param():
     rng = __import__("random").Random(0)
-    rows = [{"lr": str(10 ** -(1 + i % 4)), "noise": str(rng.random()), "opt": "adam", "batch": "128"}
-            for i in range(16)]
+    rows = [
+        {"lr": str(10 ** -(1 + i % 4)), "noise": str(rng.random()), "opt": "adam", "batch": "128"} for i in range(16)
+    ]
     values = [float(r["lr"]) * 100 for r in rows]  # decided by lr alone
     imp = param_importances(rows, values, "min")
     assert set(imp) == {"lr", "noise"}  # constant params (opt, batch) excluded
@@ -298,21 +440,54 @@ def test_param_importances_ranks_the_deciding_param():
 
 
 # ---- failure modes and mitigations, detector flags, Pareto front ----------------------------------
-VAE_BASE = {"lr": 1e-3, "latent_dim": 64, "beta": 1.0, "beta_schedule": "constant", "cycles": 4,
-            "ramp_fraction": 0.5, "free_bits": 0.0, "perceptual_weight": 0.0, "perceptual_net": "randconv"}
+VAE_BASE = {
+    "lr": 1e-3,
+    "latent_dim": 64,
+    "beta": 1.0,
+    "beta_schedule": "constant",
+    "cycles": 4,
+    "ramp_fraction": 0.5,
+    "free_bits": 0.0,
+    "perceptual_weight": 0.0,
+    "perceptual_net": "randconv",
+}
 GAN_BASE = {"lr_g": 2e-4, "lr_ratio": 1.0, "spectral_norm": False, "gan_loss": "bce", "minibatch_disc": 0}
 
 
 def _vae_rows(kl, probe, fd, collapse=0.0):
-    return [{"val_mse_kl": 200.0, "val_kl": kl, "val_active_units": 40.0, "posterior_collapse": collapse,
-             "val_probe_acc": probe, "val_classifier_fd": fd, "epoch_time_s": 1.0, "train_time_s": 1.0,
-             "test_kl": kl, "test_probe_acc": probe, "test_classifier_fd": fd, "test_randconv_fd": fd}]
+    return [
+        {
+            "val_mse_kl": 200.0,
+            "val_kl": kl,
+            "val_active_units": 40.0,
+            "posterior_collapse": collapse,
+            "val_probe_acc": probe,
+            "val_classifier_fd": fd,
+            "epoch_time_s": 1.0,
+            "train_time_s": 1.0,
+            "test_kl": kl,
+            "test_probe_acc": probe,
+            "test_classifier_fd": fd,
+            "test_randconv_fd": fd,
+        }
+    ]
 
 
 def _gan_rows(fd, class_kl, collapse=0.0):
-    return [{"g_loss": 2.0, "d_loss": 0.5, "val_classifier_fd": fd, "val_class_kl": class_kl, "mode_collapse": collapse,
-             "grad_norm_d": 1.0, "epoch_time_s": 1.0, "train_time_s": 1.0, "test_classifier_fd": fd,
-             "test_class_kl": class_kl}]
+    return [
+        {
+            "g_loss": 2.0,
+            "d_loss": 0.5,
+            "val_classifier_fd": fd,
+            "val_class_kl": class_kl,
+            "mode_collapse": collapse,
+            "grad_norm_d": 1.0,
+            "epoch_time_s": 1.0,
+            "train_time_s": 1.0,
+            "test_classifier_fd": fd,
+            "test_class_kl": class_kl,
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -325,13 +500,19 @@ def mitigations_report(sweep, tmp_path_factory):
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("mitigations", artifact_location=(tmp_path / "artifacts").as_uri())
     log = lambda parent, fam, i, params, rows, status="completed": _log_trial(
-        client, exp_id, parent, fam, i, params, rows, status, tmp_path, figures=False)
+        client, exp_id, parent, fam, i, params, rows, status, tmp_path, figures=False
+    )
     old = _parent(client, exp_id, "vae_beta", 1_000_000, "val_mse_kl", "vae_beta")
     log(old, "vae", 0, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(30.0, 0.40, 48.0))
     log(old, "vae", 1, {**VAE_BASE, "seed": 1}, _vae_rows(20.0, 0.36, 52.0))
     log(old, "vae", 2, {**VAE_BASE, "seed": 2, "beta_schedule": "cyclical", "cycles": 2}, _vae_rows(34.0, 0.42, 47.0))
-    log(old, "vae", 3, {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "lr": 3e-3},  # no control: lr differs
-        _vae_rows(90.0, 0.10, 99.0))
+    log(
+        old,
+        "vae",
+        3,
+        {**VAE_BASE, "seed": 1, "beta_schedule": "cyclical", "lr": 3e-3},  # no control: lr differs
+        _vae_rows(90.0, 0.10, 99.0),
+    )
     rid = log(old, "vae", 4, {**VAE_BASE, "seed": 1, "perceptual_weight": 0.1}, _vae_rows(20.0, 0.36, 41.0))
     client.set_tag(rid, "metric_bias", "val_randconv_fd uses the same randconv features as the perceptual loss")
     gan = _parent(client, exp_id, "gan_stability", 2_000_000, "val_classifier_fd", "gan_stability")
@@ -344,9 +525,16 @@ def mitigations_report(sweep, tmp_path_factory):
         client.set_tag(rid, k, v)
     new = _parent(client, exp_id, "tradeoff", 3_000_000, "val_probe_acc,val_classifier_fd", "tradeoff", mode="max,min")
     log(new, "vae", 10, {**VAE_BASE, "seed": 2}, _vae_rows(22.0, 0.37, 55.0))  # completes the seed-2 pair
-    for i, (lat, probe, fd, collapse) in enumerate([(16, 0.40, 50.0, 0.0), (32, 0.35, 40.0, 0.0),
-                                                    (128, 0.30, 45.0, 0.0), (256, 0.38, 60.0, 0.0),
-                                                    (8, 0.20, 35.0, 1.0)], 11):
+    for i, (lat, probe, fd, collapse) in enumerate(
+        [
+            (16, 0.40, 50.0, 0.0),
+            (32, 0.35, 40.0, 0.0),
+            (128, 0.30, 45.0, 0.0),
+            (256, 0.38, 60.0, 0.0),
+            (8, 0.20, 35.0, 1.0),
+        ],
+        11,
+    ):
         log(new, "vae", i, {**VAE_BASE, "seed": 3, "latent_dim": lat}, _vae_rows(5.0, probe, fd, collapse))
     log(new, "vae", 16, {**VAE_BASE, "seed": 3, "latent_dim": 512}, _vae_rows(5.0, 0.9, 1.0), "stopped")
     out = tmp_path / "report"
@@ -370,15 +558,21 @@ def test_mitigation_gain_measured_over_seeds_and_parents(mitigations_report):
     kl = _row(sec, "cyclical β annealing", "test_kl")
     # seed 1: 30 vs 20, seed 2: 34 vs 22 -> with 32 ± 2.83, without 21 ± 1.41, gain +11 (+52.4%); two seeds give a
     # 95% t-interval of 11 ± 12.71, which includes 0: inconclusive, whatever the mean says
-    assert ("| 2 pair(s), 2 seed(s) | 32.00 ± 2.83 | 21.00 ± 1.41 | +11.00 (+52.4%), 95% CI [−1.71, +23.71] | "
-            "KL > 10 |") in kl
+    assert (
+        "| 2 pair(s), 2 seed(s) | 32.00 ± 2.83 | 21.00 ± 1.41 | +11.00 (+52.4%), 95% CI [−1.71, +23.71] | KL > 10 |"
+    ) in kl
     assert "inconclusive; with-mean > 10" in kl and "cifar10, test split, 10,000 images, best epoch" in kl
     probe = _row(sec, "cyclical β annealing", "test_probe_acc")
     assert "41.00% ± 1.41%" in probe and "36.50% ± 0.71%" in probe
     assert "+4.50 pp (+12.3%), 95% CI [−1.85 pp, +10.85 pp]" in probe
     assert "meaningful representations" in probe and "scored on the test split, 10,000 images" in probe
-    assert sec.count("cyclical β annealing: on-settings compared: beta_schedule=cyclical, cycles=2, "
-                     "ramp_fraction=0.5 (2 pair(s)).") == 1  # one note for both targets
+    assert (
+        sec.count(
+            "cyclical β annealing: on-settings compared: beta_schedule=cyclical, cycles=2, "
+            "ramp_fraction=0.5 (2 pair(s))."
+        )
+        == 1
+    )  # one note for both targets
 
 
 def test_mitigation_not_measured_bias_and_gan(mitigations_report):
@@ -389,8 +583,10 @@ def test_mitigation_not_measured_bias_and_gan(mitigations_report):
     assert "free bits" in line and "spectral norm + TTUR" in line and "sweeps/ablate_cyclical.py" in line
     assert not [ln for ln in sec.splitlines() if ln.startswith("| free bits | test_kl |")]
     perc = _row(sec, "perceptual loss", "test_randconv_fd")
-    assert ("| 41.00 | 52.00 | −11.00 (−21.2%), no interval (1 pair) | sharper textures, better details | "
-            "inconclusive; BIASED") in perc
+    assert (
+        "| 41.00 | 52.00 | −11.00 (−21.2%), no interval (1 pair) | sharper textures, better details | "
+        "inconclusive; BIASED"
+    ) in perc
     assert "perceptual loss / test_randconv_fd: BIASED" in sec
     assert "BIASED" not in _row(sec, "perceptual loss", "test_classifier_fd")
     div = _row(sec, "minibatch discrimination", "test_class_kl")
@@ -419,7 +615,7 @@ def test_pareto_front(mitigations_report):
     assert "6 completed trials that logged every objective (1 other trial(s) left out); 3 are non-dominated" in sec
     png = out / "figures" / "vae_pareto.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and "figures/vae_pareto.png" in sec
-    table = sec[sec.index("| trial_id"):]
+    table = sec[sec.index("| trial_id") :]
     ids = [line.split(" | ")[0][2:] for line in table.splitlines()[2:]]
     assert ids == ["vae_00011", "vae_00012", "vae_00015"]  # best probe_acc first
     assert "posterior collapse" in table and "40.00%" in table and "35.00" in table
@@ -448,11 +644,31 @@ def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
     exp_id = client.create_experiment("seeds", artifact_location=(tmp_path / "artifacts").as_uri())
     pid = _parent(client, exp_id, "seed", 1_000_000, "val_mse_kl", "seed")
     for i, (seed, kl) in enumerate(((1, 40.0), (2, 42.0), (3, 44.0))):
-        rows = [{"val_mse_kl": 220.0, "val_bpd": 5.0, "test_mse_kl": 218.0 + i, "test_kl": kl, "epoch_time_s": 1.0, "train_time_s": 1.0}]
-        _log_trial(client, exp_id, pid, "vae", i, {**VAE_BASE, "seed": seed}, rows, "completed", tmp_path, figures=False)
-    _log_trial(client, exp_id, pid, "vae", 9, {**VAE_BASE, "seed": 4, "latent_dim": 16},  # another config: not a seed
-               [{"val_mse_kl": 1.0, "test_kl": 99.0, "epoch_time_s": 1.0, "train_time_s": 1.0}], "completed",
-               tmp_path, figures=False)
+        rows = [
+            {
+                "val_mse_kl": 220.0,
+                "val_bpd": 5.0,
+                "test_mse_kl": 218.0 + i,
+                "test_kl": kl,
+                "epoch_time_s": 1.0,
+                "train_time_s": 1.0,
+            }
+        ]
+        _log_trial(
+            client, exp_id, pid, "vae", i, {**VAE_BASE, "seed": seed}, rows, "completed", tmp_path, figures=False
+        )
+    _log_trial(
+        client,
+        exp_id,
+        pid,
+        "vae",
+        9,
+        {**VAE_BASE, "seed": 4, "latent_dim": 16},  # another config: not a seed
+        [{"val_mse_kl": 1.0, "test_kl": 99.0, "epoch_time_s": 1.0, "train_time_s": 1.0}],
+        "completed",
+        tmp_path,
+        figures=False,
+    )
     md = build_report("seeds", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
     sec = md.split("### Seed-to-seed spread")[1].split("\n## ")[0].split("\n### ")[0]
     kl = _row(sec, "VAE", "test_kl")
@@ -473,22 +689,27 @@ def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_
     uri, _ = sweep
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("tradeoff3", artifact_location=(tmp_path / "artifacts").as_uri())
-    log = lambda parent, fam, i, params, rows: _log_trial(client, exp_id, parent, fam, i, params, rows, "completed",
-                                                          tmp_path, figures=False)
+    log = lambda parent, fam, i, params, rows: _log_trial(
+        client, exp_id, parent, fam, i, params, rows, "completed", tmp_path, figures=False
+    )
     seeds = _parent(client, exp_id, "seed_spread", 1_000_000, "val_bpd", "seed_spread")
     for i, (seed, probe) in enumerate(((42, 0.37), (43, 0.39))):
         log(seeds, "vae", i, {**preset_params()["vae"], "seed": seed}, _vae_rows(40.0, probe, 30.0))
-    new = _parent(client, exp_id, "tradeoff3", 2_000_000, "val_probe_acc,val_classifier_fd", "tradeoff3", mode="max,min")
+    new = _parent(
+        client, exp_id, "tradeoff3", 2_000_000, "val_probe_acc,val_classifier_fd", "tradeoff3", mode="max,min"
+    )
     log(new, "vae", 10, VAE_BASE, _vae_rows(40.0, 0.40, 50.0))
     log(new, "vae", 11, {**VAE_BASE, "beta": 2.0}, _vae_rows(40.0, 0.30, 60.0))  # dominated by vae_00010
     log(new, "dcgan", 12, GAN_BASE, [{**_gan_rows(20.0, 0.1)[0], "val_probe_acc": 0.25}])
     out = tmp_path / "report"
     md = build_report("tradeoff3", out, tracking_uri=uri).with_name("report.md").read_text()
     sec = _section(md, "Pareto front (multi-objective sweeps)")
-    joint = sec[sec.index(f"### VAE, DCGAN together, parent run {new}"):]
+    joint = sec[sec.index(f"### VAE, DCGAN together, parent run {new}") :]
     assert "3 completed trials that logged every objective (0 other trial(s) left out); 2 are non-dominated" in joint
-    assert ("Placed on it (black stars, not part of the front): the slides' VAE (seed preset, 2 seed(s)): "
-            "val_probe_acc 38.00%, val_classifier_fd 30.00.") in joint
-    ids = [line.split(" | ")[0][2:] for line in joint[joint.index("| trial_id"):].splitlines()[2:]]
+    assert (
+        "Placed on it (black stars, not part of the front): the slides' VAE (seed preset, 2 seed(s)): "
+        "val_probe_acc 38.00%, val_classifier_fd 30.00."
+    ) in joint
+    ids = [line.split(" | ")[0][2:] for line in joint[joint.index("| trial_id") :].splitlines()[2:]]
     assert ids == ["VAE vae_00010", "DCGAN dcgan_00012"]
     assert (out / "figures" / f"{new[:8]}_pareto_families.png").read_bytes()[:8] == PNG_MAGIC

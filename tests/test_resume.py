@@ -4,6 +4,7 @@ Each case runs the real CLI in a subprocess with its own local Ray (its own proc
 a SIGKILLed driver's leftovers are cleaned up), kills it once two trials have finished, then
 runs the same command with ``--resume``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,10 +22,33 @@ from mlflow.tracking import MlflowClient
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 4
-ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", str(REPO / "sweeps" / "vae_beta.py"),
-        "--data", "synthetic", "--num-samples", str(NUM_SAMPLES), "--max-epochs", "2", "--eval-n", "0",
-        "--no-report", "--cpus-per-trial", "1", "--set", "batch_size=64", "--set", "eval_samples=64",
-        "--set", "probe_every=0", "--set", "base_channels=8", "--set", "val_size=128"]
+ARGV = [
+    sys.executable,
+    str(REPO / "run_sweep.py"),
+    "--space",
+    str(REPO / "sweeps" / "vae_beta.py"),
+    "--data",
+    "synthetic",
+    "--num-samples",
+    str(NUM_SAMPLES),
+    "--max-epochs",
+    "2",
+    "--eval-n",
+    "0",
+    "--no-report",
+    "--cpus-per-trial",
+    "1",
+    "--set",
+    "batch_size=64",
+    "--set",
+    "eval_samples=64",
+    "--set",
+    "probe_every=0",
+    "--set",
+    "base_channels=8",
+    "--set",
+    "val_size=128",
+]
 
 
 def _env(tmp: Path) -> dict:
@@ -46,8 +70,9 @@ def _completed(db: Path) -> int:
         return 0
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("select count(*) from tags where key = 'trial_status' and value = 'completed'"
-                               ).fetchone()[0]
+            return con.execute(
+                "select count(*) from tags where key = 'trial_status' and value = 'completed'"
+            ).fetchone()[0]
     except sqlite3.Error:  # no tags table yet
         return 0
 
@@ -68,8 +93,9 @@ def _history(client: MlflowClient, run_id: str) -> list[tuple[int, int, float]]:
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(ARGV, cwd=tmp_path, env=_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ARGV, cwd=tmp_path, env=_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -84,27 +110,45 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     first_log = (tmp_path / "first.log").read_text()
     if sig == signal.SIGINT:
         assert rc == 130, first_log[-3000:]
-        assert "rerun the same command with --resume" in first_log.splitlines()[-1] or \
-            "rerun the same command with --resume" in first_log
+        assert (
+            "rerun the same command with --resume" in first_log.splitlines()[-1]
+            or "rerun the same command with --resume" in first_log
+        )
     else:
         assert rc == -signal.SIGKILL
 
     client = MlflowClient(uri)
-    before = {r.info.run_id: _history(client, r.info.run_id) for r in _trials(client)
-              if r.data.tags.get("trial_status") == "completed"}
+    before = {
+        r.info.run_id: _history(client, r.info.run_id)
+        for r in _trials(client)
+        if r.data.tags.get("trial_status") == "completed"
+    }
     assert len(before) >= 2
-    parent_tags = [r for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
-                   if r.data.tags.get("sweep.role") == "parent"][0].data.tags
+    parent_tags = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
+        if r.data.tags.get("sweep.role") == "parent"
+    ][0].data.tags
     assert "sweep.status" not in parent_tags or parent_tags["sweep.status"] == "interrupted"
     if sig == signal.SIGINT:  # Ctrl+C: nothing runs any more, so no run says RUNNING
         exp = client.get_experiment_by_name("vae_beta").experiment_id
         assert not [r.info.run_id for r in client.search_runs([exp]) if r.info.status == "RUNNING"]
     storage, study_name = parent_tags["optuna.storage"], parent_tags["optuna.study.vae"]
-    study_before = {t.number: t.params for t in optuna.load_study(study_name=study_name, storage=storage).trials
-                    if t.state == optuna.trial.TrialState.COMPLETE}
+    study_before = {
+        t.number: t.params
+        for t in optuna.load_study(study_name=study_name, storage=storage).trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    }
 
-    resumed = subprocess.run(ARGV + ["--resume"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
-                             timeout=600, start_new_session=True)
+    resumed = subprocess.run(
+        ARGV + ["--resume"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
@@ -114,8 +158,13 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     live = [r for r in runs if r.data.tags.get("sweep.role") == "trial" and r.data.tags["trial_status"] != "failed"]
     assert len(live) == NUM_SAMPLES
     assert not [(r.info.run_id, r.data.tags.get("trial_status")) for r in runs if r.info.status == "RUNNING"]
-    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]  # every invariant of the resumed sweep
     assert all(r.info.status == "FINISHED" for r in live + parents)
     for r in live:
@@ -142,56 +191,103 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
 # registered (before its alias), or right after the final evaluation's metrics are logged.
 _KILL_AT = {
     "registering": "from mlflow.tracking import MlflowClient as C\n"
-                   "C.set_registered_model_alias = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n",
+    "C.set_registered_model_alias = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n",
     "evaluating": "from common.sweep.tracking import TrialRun as T\n"
-                  "_log = T.log_metrics\n"
-                  "def log(self, metrics, *a, **k):\n"
-                  "    _log(self, metrics, *a, **k)\n"
-                  "    if 'fid' in metrics: os.kill(os.getpid(), signal.SIGKILL)\n"
-                  "T.log_metrics = log\n",
+    "_log = T.log_metrics\n"
+    "def log(self, metrics, *a, **k):\n"
+    "    _log(self, metrics, *a, **k)\n"
+    "    if 'fid' in metrics: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "T.log_metrics = log\n",
 }
-END_ARGV = ["--space", str(REPO / "sweeps" / "vae_beta.py"), "--smoke-test", "--no-report", "--cpus-per-trial", "1",
-            "--set", "probe_every=0"]
+END_ARGV = [
+    "--space",
+    str(REPO / "sweeps" / "vae_beta.py"),
+    "--smoke-test",
+    "--no-report",
+    "--cpus-per-trial",
+    "1",
+    "--set",
+    "probe_every=0",
+]
 
 
 @pytest.mark.faults
 @pytest.mark.parametrize("where", sorted(_KILL_AT))
 def test_a_driver_killed_in_the_end_stage_resumes_to_one_version_and_one_evaluation(where, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    driver = ("import os, signal, sys\n" + _KILL_AT[where] +
-              f"import run_sweep\nsys.exit(run_sweep.main({END_ARGV!r}))\n")
-    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, env=_env(tmp_path), start_new_session=True,
-                            stdout=open(tmp_path / "first.log", "w"), stderr=subprocess.STDOUT)
+    driver = (
+        "import os, signal, sys\n" + _KILL_AT[where] + f"import run_sweep\nsys.exit(run_sweep.main({END_ARGV!r}))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", driver],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        start_new_session=True,
+        stdout=open(tmp_path / "first.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         rc = proc.wait(timeout=600)
     finally:
         _reap(proc)
     assert rc == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-3000:]
-    resumed = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), *END_ARGV, "--resume"], cwd=tmp_path,
-                             env=_env(tmp_path), capture_output=True, text=True, timeout=600, start_new_session=True)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "run_sweep.py"), *END_ARGV, "--resume"],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     client = MlflowClient(uri)
     versions = client.search_model_versions("name = 'vae_beta-vae'")
     assert len(versions) == 1  # one sweep, one family: one version, whichever run of the driver made it
-    parent = [r for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
-              if r.data.tags.get("sweep.role") == "parent"][0]
+    parent = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
+        if r.data.tags.get("sweep.role") == "parent"
+    ][0]
     best_run = parent.data.tags["best_vae_run_id"]
     assert client.get_model_version_by_alias("vae_beta-vae", "best").version == versions[0].version
     assert client.get_model_version("vae_beta-vae", versions[0].version).tags["trial_run_id"] == best_run
     for key in ("fid", "kid", "test_probe_acc_pixels", "test_probe_acc_random_init"):
         assert len(client.get_metric_history(best_run, key)) == 1, key  # evaluated once, logged once
-    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [sys.executable, str(REPO / "run_sweep.py"), "--check", "vae_beta", "--tracking-uri", uri],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
 
 
 # ---- chaos: trial workers and then the driver SIGKILLed in one sweep ------------------------
-CHAOS_SPACE = ("runs = [{'family': 'vae', 'max_epochs': 3, 'seed': s} for s in (1, 2, 3, 4)]\n"
-               "scheduler = None\n")
-CHAOS_ARGV = ["--space", "chaos.py", "--data", "synthetic", "--eval-n", "0", "--no-report", "--cpus-per-trial", "1",
-              "--set", "batch_size=16", "--set", "eval_samples=64", "--set", "probe_every=0", "--set", "val_size=128",
-              "--set", "base_channels=8"]
+CHAOS_SPACE = "runs = [{'family': 'vae', 'max_epochs': 3, 'seed': s} for s in (1, 2, 3, 4)]\nscheduler = None\n"
+CHAOS_ARGV = [
+    "--space",
+    "chaos.py",
+    "--data",
+    "synthetic",
+    "--eval-n",
+    "0",
+    "--no-report",
+    "--cpus-per-trial",
+    "1",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "eval_samples=64",
+    "--set",
+    "probe_every=0",
+    "--set",
+    "val_size=128",
+    "--set",
+    "base_channels=8",
+]
 _TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb"}  # measured, not computed
 
 
@@ -199,18 +295,25 @@ def _running_pids_with_an_epoch(db: Path) -> list[int]:
     """Worker pids of RUNNING trial runs that have logged an epoch (so a checkpoint exists)."""
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return [int(p) for (p,) in con.execute(
-                "select distinct t.value from tags t join runs r on r.run_uuid = t.run_uuid where t.key = 'pid' "
-                "and r.status = 'RUNNING' and exists (select 1 from metrics m where m.run_uuid = r.run_uuid "
-                "and m.key = 'val_mse_kl')")]
+            return [
+                int(p)
+                for (p,) in con.execute(
+                    "select distinct t.value from tags t join runs r on r.run_uuid = t.run_uuid where t.key = 'pid' "
+                    "and r.status = 'RUNNING' and exists (select 1 from metrics m where m.run_uuid = r.run_uuid "
+                    "and m.key = 'val_mse_kl')"
+                )
+            ]
     except sqlite3.Error:
         return []
 
 
 def _final_metrics(tmp: Path) -> dict[str, dict[str, float]]:
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    return {r.data.params["seed"]: {k: v for k, v in r.data.metrics.items() if k not in _TIMING}
-            for r in _trials(client, "chaos") if r.data.tags["trial_status"] == "completed"}
+    return {
+        r.data.params["seed"]: {k: v for k, v in r.data.metrics.items() if k not in _TIMING}
+        for r in _trials(client, "chaos")
+        if r.data.tags["trial_status"] == "completed"
+    }
 
 
 @pytest.mark.faults
@@ -222,13 +325,20 @@ def test_chaos_worker_and_driver_kills_then_resume_give_an_undisturbed_runs_metr
         d.mkdir()
         (d / "chaos.py").write_text(CHAOS_SPACE)
     argv = [sys.executable, str(REPO / "run_sweep.py"), *CHAOS_ARGV]
-    undisturbed = subprocess.run(argv, cwd=calm, env=_env(calm), capture_output=True, text=True, timeout=600,
-                                 start_new_session=True)
+    undisturbed = subprocess.run(
+        argv, cwd=calm, env=_env(calm), capture_output=True, text=True, timeout=600, start_new_session=True
+    )
     assert undisturbed.returncode == 0, undisturbed.stderr[-3000:]
 
     rng, killed = random.Random(0), []
-    proc = subprocess.Popen(argv, cwd=chaos, env=_env(chaos), stdout=open(chaos / "first.log", "w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=chaos,
+        env=_env(chaos),
+        stdout=open(chaos / "first.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None and len(killed) < 2:  # 1. two workers
@@ -248,14 +358,33 @@ def test_chaos_worker_and_driver_kills_then_resume_give_an_undisturbed_runs_metr
         proc.wait(timeout=60)
     finally:
         _reap(proc)
-    resumed = subprocess.run(argv + ["--resume"], cwd=chaos, env=_env(chaos), capture_output=True, text=True,
-                             timeout=600, start_new_session=True)
+    resumed = subprocess.run(
+        argv + ["--resume"],
+        cwd=chaos,
+        env=_env(chaos),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        start_new_session=True,
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     expected, got = _final_metrics(calm), _final_metrics(chaos)
     assert sorted(got) == ["1", "2", "3", "4"] and got == expected  # every value, bit for bit
     client = MlflowClient(f"sqlite:///{chaos / 'mlflow.db'}")
     assert any(r.data.tags.get("restored") == "true" for r in _trials(client, "chaos"))  # from a checkpoint
-    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "chaos", "--tracking-uri",
-                            f"sqlite:///{chaos / 'mlflow.db'}"], cwd=chaos, capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run_sweep.py"),
+            "--check",
+            "chaos",
+            "--tracking-uri",
+            f"sqlite:///{chaos / 'mlflow.db'}",
+        ],
+        cwd=chaos,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]

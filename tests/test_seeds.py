@@ -1,20 +1,36 @@
 """common/report/seeds.py: seed groups, and the 'Best within the slides' budget' table as pure functions."""
+
 from __future__ import annotations
 
 import pytest
 
 from common.report.seeds import budget_blocks, preset_params, seed_groups
 
-SIZES = {"n_train_images": 10_000, "n_val_images": 5_000, "n_test_images": 10_000,
-         "n_params_vae": 1.43e6, "n_params_g": 1.22e6, "n_params_d": 2.76e6}  # ours vs the slides' 1.38M / 1.24M / 2.76M
+SIZES = {
+    "n_train_images": 10_000,
+    "n_val_images": 5_000,
+    "n_test_images": 10_000,
+    "n_params_vae": 1.43e6,
+    "n_params_g": 1.22e6,
+    "n_params_d": 2.76e6,
+}  # ours vs the slides' 1.38M / 1.24M / 2.76M
 
 
 def _trial(family, seed, changes=None, status="completed", data="cifar10", **metrics):
     params = {**preset_params()[family], **(changes or {}), "seed": str(seed), "data": data}
-    tags = {"trial_status": status, "eval.n": str(metrics.pop("eval_n", 10_000)), "eval.reference_n": "10000",
-            "eval.extractor": "inception-v3-compat"}
-    return {"id": f"{family}-{seed}-{sorted((changes or {}).items())}", "trial_id": f"t{seed}", "params": params,
-            "metrics": {**SIZES, **metrics}, "tags": tags}
+    tags = {
+        "trial_status": status,
+        "eval.n": str(metrics.pop("eval_n", 10_000)),
+        "eval.reference_n": "10000",
+        "eval.extractor": "inception-v3-compat",
+    }
+    return {
+        "id": f"{family}-{seed}-{sorted((changes or {}).items())}",
+        "trial_id": f"t{seed}",
+        "params": params,
+        "metrics": {**SIZES, **metrics},
+        "tags": tags,
+    }
 
 
 def test_a_seed_group_differs_only_in_the_seed_and_where_it_ran():
@@ -35,16 +51,29 @@ def test_the_winners_are_chosen_on_validation_and_judged_on_their_whole_interval
     vae = {"test_kl": 40.0, "test_probe_acc_pixels": 0.39}
     preset = [_trial("vae", s, test_mse_kl=225.0 + s, test_probe_acc=0.38, **vae) for s in (42, 43, 44)]
     # lower validation objective (chosen) but worse test numbers than the other candidate: selection reads val only
-    good = [_trial("vae", s, {"lr_schedule": "cosine"}, test_mse_kl=190.0 + s / 100,
-                   test_probe_acc=0.46 + (s - 42) / 1000, **vae) for s in (42, 43, 44)]
+    good = [
+        _trial(
+            "vae",
+            s,
+            {"lr_schedule": "cosine"},
+            test_mse_kl=190.0 + s / 100,
+            test_probe_acc=0.46 + (s - 42) / 1000,
+            **vae,
+        )
+        for s in (42, 43, 44)
+    ]
     test_better = [_trial("vae", s, {"lr": "0.002"}, test_mse_kl=150.0, test_probe_acc=0.5, **vae) for s in (1, 2)]
     gan = [_trial("dcgan", s, {"ema_decay": "0.999"}, fid=70.0 + s, recall=0.19 + s / 100) for s in (1, 2, 3)]
     longer = [_trial("vae", s, {"max_epochs": "40"}, test_mse_kl=100.0) for s in (1, 2)]  # outside the budget
-    val = lambda t: 0.5 if t["params"]["max_epochs"] == "40" else 1.0 if t["params"].get("lr_schedule") == "cosine" else 2.0
+    val = lambda t: (
+        0.5 if t["params"]["max_epochs"] == "40" else 1.0 if t["params"].get("lr_schedule") == "cosine" else 2.0
+    )
     blocks, rows = _table(preset + good + test_better + gan + longer, val)
     elbo = rows["test_mse_kl"]
     assert elbo["the slides"] == "200.82" and elbo["goal"] == "<= 195.00" and elbo["verdict"] == "met"
-    assert elbo["the sweep's winners"].startswith("190.43 ± 0.01, 95% CI [") and "3 seeds" in elbo["the sweep's winners"]
+    assert (
+        elbo["the sweep's winners"].startswith("190.43 ± 0.01, 95% CI [") and "3 seeds" in elbo["the sweep's winners"]
+    )
     assert "test split, 10,000 images" in elbo["the sweep's winners"]
     assert elbo["the seed preset (sweeps/seed.py)"].startswith("268.00 ± 1.00, 95% CI [265.52, 270.48]")
     assert rows["test_kl"]["verdict"] == "met"  # 40 > 10, with no spread at all
@@ -92,8 +121,10 @@ def test_the_slides_models_are_placed_at_the_preset_runs_mean_of_each_objective(
     from common.report.seeds import preset_means
 
     keys = ["val_probe_acc", "val_classifier_fd"]
-    runs = [_trial("vae", 42, val_probe_acc=0.36, val_classifier_fd=30.0),  # one seed is enough to place it
-            _trial("vae", 43, val_probe_acc=0.38, val_classifier_fd=34.0),
-            _trial("vae", 44, {"lr": "0.002"}, val_probe_acc=0.9, val_classifier_fd=1.0),  # not the preset
-            _trial("dcgan", 42, val_classifier_fd=20.0)]  # no probe logged: cannot be placed
+    runs = [
+        _trial("vae", 42, val_probe_acc=0.36, val_classifier_fd=30.0),  # one seed is enough to place it
+        _trial("vae", 43, val_probe_acc=0.38, val_classifier_fd=34.0),
+        _trial("vae", 44, {"lr": "0.002"}, val_probe_acc=0.9, val_classifier_fd=1.0),  # not the preset
+        _trial("dcgan", 42, val_classifier_fd=20.0),
+    ]  # no probe logged: cannot be placed
     assert preset_means(runs, keys) == [("the slides' VAE (seed preset, 2 seed(s))", [pytest.approx(0.37), 32.0])]

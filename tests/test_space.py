@@ -1,12 +1,13 @@
 """Space files: the shipped ones load and resolve; malformed ones raise SpaceError naming the file."""
+
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from common.trial.families import FAMILIES
-from common.trial.config import ConfigError
 from common.sweep.space import Space, SpaceError, check_configs, load_space, sample_params
+from common.trial.config import ConfigError
+from common.trial.families import FAMILIES
 
 SWEEPS = Path(__file__).resolve().parents[1] / "sweeps"
 SHIPPED = sorted(p.stem for p in SWEEPS.glob("*.py") if p.stem != "__init__")
@@ -94,7 +95,10 @@ def test_tradeoff3_searches_each_family_with_its_own_space_on_shared_objectives(
     assert space.objectives == [("val_probe_acc", "max"), ("val_classifier_fd", "min")]
     configs = check_configs(space, {"dcgan.g_channels": 32}, seed=42)
     assert [(c["family"], c["max_epochs"], c["probe_every"]) for c in configs] == [
-        ("vae", 20, 1), ("vaegan", 20, 1), ("dcgan", 40, 1)]  # the slides' budget: each family's default
+        ("vae", 20, 1),
+        ("vaegan", 20, 1),
+        ("dcgan", 40, 1),
+    ]  # the slides' budget: each family's default
     assert configs[2]["g_channels"] == 32 and "ema_decay" in sample_params(space, 0, "dcgan")
     for family in space.families:
         trial = RecordingTrial()
@@ -104,9 +108,12 @@ def test_tradeoff3_searches_each_family_with_its_own_space_on_shared_objectives(
 
 
 def test_a_family_list_shares_one_space_and_family_scoped_defaults(tmp_path):
-    path = write(tmp_path, 'family = ["vae", "vaegan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
-                 'defaults = {"vaegan.gamma": 0.5, "batch_size": 64}\n'
-                 'def space(trial):\n    trial.suggest_float("lr", 1e-4, 1e-3, log=True)\n')
+    path = write(
+        tmp_path,
+        'family = ["vae", "vaegan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
+        'defaults = {"vaegan.gamma": 0.5, "batch_size": 64}\n'
+        'def space(trial):\n    trial.suggest_float("lr", 1e-4, 1e-3, log=True)\n',
+    )
     space = load_space(path)
     vae, vaegan = check_configs(space, {}, seed=1)
     assert vaegan["gamma"] == 0.5 and "gamma" not in vae and vae["batch_size"] == vaegan["batch_size"] == 64
@@ -133,10 +140,16 @@ def test_sample_params_respects_ranges():
 
 
 def test_sample_params_distribution_dict(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         from optuna.distributions import CategoricalDistribution, FloatDistribution
         space = {"beta": FloatDistribution(0.5, 2.0), "latent_dim": CategoricalDistribution([16, 32])}
-    """))
+    """,
+        )
+    )
     for s in range(10):
         p = sample_params(space, s)
         assert 0.5 <= p["beta"] <= 2.0 and p["latent_dim"] in (16, 32)
@@ -146,11 +159,17 @@ def test_sample_params_distribution_dict(tmp_path):
 
 
 def test_sample_params_merges_returned_constants(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         def space(trial):
             trial.suggest_float("beta", 0.5, 2.0)
             return {"beta_schedule": "linear"}
-    """))
+    """,
+        )
+    )
     p = sample_params(space, 0)
     assert p["beta_schedule"] == "linear" and 0.5 <= p["beta"] <= 2.0
 
@@ -173,9 +192,8 @@ BAD = {
     "mode-maximize": 'family = "vae"\nmetric = "val_mse_kl"\nmode = "maximize"\n',
     "space-a-list": HEADER + "space = [1, 2]\n",
     "space-dict-of-lists": HEADER + 'space = {"beta": [0.5, 2.0]}\n',
-    "distribution-low-gt-high": HEADER + (
-        "from optuna.distributions import FloatDistribution\n"
-        'space = {"beta": FloatDistribution(low=5, high=1)}\n'),
+    "distribution-low-gt-high": HEADER
+    + ('from optuna.distributions import FloatDistribution\nspace = {"beta": FloatDistribution(low=5, high=1)}\n'),
     "num-samples-zero": HEADER + "num_samples = 0\n",
     "num-samples-float": HEADER + "num_samples = 2.5\n",
     "max-epochs-negative": HEADER + "max_epochs = -1\n",
@@ -183,8 +201,9 @@ BAD = {
     "import-time-error": HEADER + "x = 1 / 0\n",
     "family-list-repeated": 'family = ["vae", "vae"]\nmetric = "val_mse_kl"\nmode = "min"\n',
     "family-list-of-numbers": 'family = [1, 2]\nmetric = "val_mse_kl"\nmode = "min"\n',
-    "per-family-space-not-a-space": ('family = ["vae", "dcgan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
-                                     'space = {"vae": 1, "dcgan": 2}\n'),
+    "per-family-space-not-a-space": (
+        'family = ["vae", "dcgan"]\nmetric = "val_classifier_fd"\nmode = "min"\nspace = {"vae": 1, "dcgan": 2}\n'
+    ),
 }
 
 
@@ -216,21 +235,31 @@ def test_unknown_name_is_named(tmp_path):
 
 
 def test_imports_and_private_names_are_allowed(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         import math
         from optuna.distributions import FloatDistribution
         _LOW = 0.5
         def space(trial):
             trial.suggest_float("beta", _LOW, math.e)
-    """))
+    """,
+        )
+    )
     assert callable(space.search)
 
 
 def test_define_by_run_low_gt_high_raises_on_sampling(tmp_path):
-    path = write(tmp_path, HEADER, """
+    path = write(
+        tmp_path,
+        HEADER,
+        """
         def space(trial):
             trial.suggest_float("beta", 5.0, 1.0)
-    """)
+    """,
+    )
     space = load_space(path)  # a function is only checked when called
     with pytest.raises(SpaceError) as e:
         sample_params(space, 0)
@@ -259,10 +288,16 @@ def test_unknown_key_in_runs_raises_config_error(tmp_path):
 
 
 def test_searched_key_out_of_range_raises_config_error(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         def space(trial):
             trial.suggest_float("beta", -2.0, -1.0)
-    """))
+    """,
+        )
+    )
     with pytest.raises(ConfigError, match="beta"):
         check_configs(space, {}, seed=0)
 
@@ -288,21 +323,33 @@ def test_malformed_optional_names_raise_space_error(tmp_path, body):
 
 
 def test_space_function_bug_raises_space_error(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         def space(trial):
             trial.suggest_float("beta", 0.5, undefined_name)
-    """))
+    """,
+        )
+    )
     with pytest.raises(SpaceError):
         sample_params(space, 0)
 
 
 # ---- overrides -------------------------------------------------------------------------------------------
 def test_overrides_win_over_defaults_and_search(tmp_path):
-    space = load_space(write(tmp_path, HEADER, """
+    space = load_space(
+        write(
+            tmp_path,
+            HEADER,
+            """
         defaults = {"latent_dim": 32, "probe_every": 2}
         def space(trial):
             trial.suggest_float("beta", 0.5, 2.0)
-    """))
+    """,
+        )
+    )
     (cfg,) = check_configs(space, {"latent_dim": "128", "beta": "3"}, seed=0)
     assert cfg["latent_dim"] == 128  # --set beats the space's default
     assert cfg["beta"] == 3.0  # ... and the sampled value
@@ -346,8 +393,9 @@ def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = load_space(SWEEPS / "gan_ttur.py")
     for given in ("data/cifar.tar.gz", "./data/cifar.tar.gz"):
-        assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data=given))["data"] == \
-            str(tmp_path / "data" / "cifar.tar.gz")
+        assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data=given))["data"] == str(
+            tmp_path / "data" / "cifar.tar.gz"
+        )
     fixed = sweep.fixed_values(space, sweep.SweepOptions(space="x", overrides=(("data", "d.tar.gz"),)))
     assert fixed["data"] == str(tmp_path / "d.tar.gz")
     assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data="cifar10"))["data"] == "cifar10"

@@ -3,6 +3,7 @@
 The full and read-only disks are real: small tmpfs mounts (this needs root and mount rights,
 which the CI container has; elsewhere those two tests skip and say why).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,16 @@ import pytest
 from common.sweep.storage import StorageError, check_writable
 
 REPO = Path(__file__).resolve().parents[1]
-ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", str(REPO / "sweeps" / "gan_ttur.py"),
-        "--data", "synthetic", "--set", "val_size=128"]
+ARGV = [
+    sys.executable,
+    str(REPO / "run_sweep.py"),
+    "--space",
+    str(REPO / "sweeps" / "gan_ttur.py"),
+    "--data",
+    "synthetic",
+    "--set",
+    "val_size=128",
+]
 
 
 def _cli(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -81,8 +90,17 @@ def test_a_nearly_full_disk_is_refused_before_the_sweep_starts(tmp_path, tmpfs):
 
 def test_a_read_only_artifact_folder_is_one_line_naming_it(tmp_path, tmpfs):
     disk = tmpfs("1m", ro=True)  # the working folder: mlflow.db is fine elsewhere, mlartifacts/ is not
-    line = _one_error_line(_cli(disk, "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                "--storage", str(tmp_path / "rr"), "--out", str(tmp_path / "report")))
+    line = _one_error_line(
+        _cli(
+            disk,
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--storage",
+            str(tmp_path / "rr"),
+            "--out",
+            str(tmp_path / "report"),
+        )
+    )
     assert "MLflow artifact folder" in line and str(disk / "mlartifacts") in line and "Read-only" in line
     assert not (tmp_path / "rr").exists() and not (tmp_path / "mlflow.db").exists()
 
@@ -133,9 +151,29 @@ def test_unwritable_object_storage_is_one_clear_error(s3):
 
 # ---- the disk fills mid-sweep (after the start-time check passed) -------------------------
 FILL_SPACE = "runs = [{'family': 'vae', 'max_epochs': 4, 'seed': s} for s in (1, 2)]\nscheduler = None\n"
-FILL_ARGV = [sys.executable, str(REPO / "run_sweep.py"), "--space", "fill.py", "--data", "synthetic", "--eval-n", "0",
-             "--no-report", "--cpus-per-trial", "1", "--set", "batch_size=16", "--set", "eval_samples=64",
-             "--set", "probe_every=0", "--set", "val_size=128", "--set", "base_channels=8"]
+FILL_ARGV = [
+    sys.executable,
+    str(REPO / "run_sweep.py"),
+    "--space",
+    "fill.py",
+    "--data",
+    "synthetic",
+    "--eval-n",
+    "0",
+    "--no-report",
+    "--cpus-per-trial",
+    "1",
+    "--set",
+    "batch_size=16",
+    "--set",
+    "eval_samples=64",
+    "--set",
+    "probe_every=0",
+    "--set",
+    "val_size=128",
+    "--set",
+    "base_channels=8",
+]
 
 
 @pytest.mark.faults
@@ -156,7 +194,9 @@ def test_a_disk_filling_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(
     _fill(disk)  # 1. the disk fills during epoch 2
     _, err = proc.communicate(timeout=300)
     last = [ln for ln in err.splitlines() if ln.strip()][-1]
-    assert proc.returncode == 1 and last.startswith("error: no space left on the device") and "--resume" in last, err[-3000:]
+    assert proc.returncode == 1 and last.startswith("error: no space left on the device") and "--resume" in last, err[
+        -3000:
+    ]
 
     (disk / "ballast").unlink()  # 2. space is freed, and the same command with --resume finishes
     resumed = subprocess.run([*FILL_ARGV, "--resume"], cwd=disk, env=env, capture_output=True, text=True, timeout=600)
@@ -164,12 +204,19 @@ def test_a_disk_filling_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(
     client = MlflowClient(f"sqlite:///{disk / 'mlflow.db'}")
     trials = client.search_runs([client.get_experiment_by_name("fill").experiment_id], "tags.`sweep.role` = 'trial'")
     live = [t for t in trials if t.data.tags["trial_status"] != "failed"]  # failed: a run whose trial restarted
-    assert sorted(t.data.tags["trial_status"] for t in live) == ["completed", "completed"], \
-        [(t.data.tags["trial_status"], t.data.tags.get("error")) for t in trials]  # from scratch (no checkpoint yet)
+    assert sorted(t.data.tags["trial_status"] for t in live) == ["completed", "completed"], [
+        (t.data.tags["trial_status"], t.data.tags.get("error")) for t in trials
+    ]  # from scratch (no checkpoint yet)
     for t in live:
         assert sorted(m.step for m in client.get_metric_history(t.info.run_id, "val_mse_kl")) == [1, 2, 3, 4]
-    audit = subprocess.run([sys.executable, str(REPO / "run_sweep.py"), "--check", "fill"], cwd=disk, env=env,
-                           capture_output=True, text=True, timeout=300)
+    audit = subprocess.run(
+        [sys.executable, str(REPO / "run_sweep.py"), "--check", "fill"],
+        cwd=disk,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
 
 

@@ -4,10 +4,10 @@
 local Ray (num_cpus=2, no dashboard) with synthetic data and <= 2 epochs, and assert what
 lands in MLflow and in the report folder.
 """
+
 from __future__ import annotations
 
 import re
-
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,14 @@ def _runs(uri: str, experiment: str):
     return client, parents, children
 
 
-FINAL = {"completed": "FINISHED", "stopped": "FINISHED", "diverged": "FINISHED", "collapsed": "FINISHED",
-         "failed": "FAILED", "interrupted": "KILLED"}  # trial_status -> the MLflow status it must end in
+FINAL = {
+    "completed": "FINISHED",
+    "stopped": "FINISHED",
+    "diverged": "FINISHED",
+    "collapsed": "FINISHED",
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+}  # trial_status -> the MLflow status it must end in
 
 
 def assert_all_runs_final(uri: str, experiment: str) -> None:
@@ -36,22 +42,41 @@ def assert_all_runs_final(uri: str, experiment: str) -> None:
     ``trial_status`` (the end stage logs to finished runs; it must not reopen them)."""
     _, parents, children = _runs(uri, experiment)
     assert parents and all(p.info.status == "FINISHED" for p in parents)
-    wrong = {c.info.run_id: (c.data.tags.get("trial_status"), c.info.status) for c in children
-             if FINAL.get(c.data.tags.get("trial_status")) != c.info.status}
+    wrong = {
+        c.info.run_id: (c.data.tags.get("trial_status"), c.info.status)
+        for c in children
+        if FINAL.get(c.data.tags.get("trial_status")) != c.info.status
+    }
     assert not wrong, f"runs whose MLflow status disagrees with trial_status: {wrong}"
 
 
 def _opts(workdir, tracking_uri, space, **kw) -> SweepOptions:
     kw.setdefault("eval_n", 0)  # the Inception evaluation is tested once, below, at a tiny n
     kw["overrides"] = (("val_size", "128"),) + tuple(kw.get("overrides", ()))  # the synthetic split is 512 images
-    return SweepOptions(space=str(ROOT / "sweeps" / space), data="synthetic", tracking_uri=tracking_uri,
-                        storage=str(workdir / "ray_results"), out=str(workdir / "report"), **kw)
+    return SweepOptions(
+        space=str(ROOT / "sweeps" / space),
+        data="synthetic",
+        tracking_uri=tracking_uri,
+        storage=str(workdir / "ray_results"),
+        out=str(workdir / "report"),
+        **kw,
+    )
 
 
-def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(ray_session, workdir, tracking_uri,
-                                                                                capsys):
-    summary = run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16,
-                        overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
+def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
+    ray_session, workdir, tracking_uri, capsys
+):
+    summary = run(
+        _opts(
+            workdir,
+            tracking_uri,
+            "vae_beta.py",
+            num_samples=2,
+            max_epochs=2,
+            eval_n=16,
+            overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2")),
+        )
+    )
     # gpu="auto" (the space's default) on a machine without GPUs: CPU trials, and it says so.
     chosen = re.search(r"^vae: (\d+ trials? at once, 1 CPU each \(cpu\))$", capsys.readouterr().out, re.M)
     assert chosen, "the sweep prints what it chose per family"
@@ -69,24 +94,37 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_bpd")]
         assert steps == list(range(1, len(steps) + 1)) and steps
         arts = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
-        assert {"figures/samples.png", "figures/reconstructions.png", "figures/interpolations.png",
-                "figures/curves.png"} <= arts
+        assert {
+            "figures/samples.png",
+            "figures/reconstructions.png",
+            "figures/interpolations.png",
+            "figures/curves.png",
+        } <= arts
         assert [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
     best = summary["best"]["vae"]
     assert best["mlflow_run_id"] in {c.info.run_id for c in children}
-    assert parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"] if "best_vae_run_id" in parent.data.tags \
+    assert (
+        parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"]
+        if "best_vae_run_id" in parent.data.tags
         else client.get_run(parent.info.run_id).data.tags["best_vae_run_id"] == best["mlflow_run_id"]
+    )
     # The final stage: Inception metrics of the best checkpoint, on its own run, saying how made.
     final = client.get_run(best["mlflow_run_id"]).data
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is10", "recon_fid", "recon_coverage"):
         assert key in final.metrics and key in best["final"]
     assert final.metrics["fid"] > 0 and 0 <= final.metrics["coverage"] <= 1
-    assert {"eval.n": "16", "eval.reference": "test", "eval.reference_n": "256",  # every test image
-            "eval.extractor": "inception-v3-fid-helper"}.items() <= final.tags.items()
+    assert {
+        "eval.n": "16",
+        "eval.reference": "test",
+        "eval.reference_n": "256",  # every test image
+        "eval.extractor": "inception-v3-fid-helper",
+    }.items() <= final.tags.items()
     # ... and the probe's baselines beside its test accuracy (same protocol: raw pixels, random init)
     assert {"test_probe_acc", "test_probe_acc_pixels", "test_probe_acc_random_init"} <= set(final.metrics)
-    assert parent.data.tags["classifier.name"].startswith("classifier-") and \
-        0.5 < float(parent.data.tags["classifier.test_acc"]) <= 1.0  # the per-epoch scores' classifier, and how good
+    assert (
+        parent.data.tags["classifier.name"].startswith("classifier-")
+        and 0.5 < float(parent.data.tags["classifier.test_acc"]) <= 1.0
+    )  # the per-epoch scores' classifier, and how good
     assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
     assert_all_runs_final(tracking_uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
@@ -112,19 +150,37 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     # ... registered, with the alias `best`, tagged with what made it best; --sample draws from it.
     version = client.get_model_version_by_alias("vae_beta-vae", "best")
     assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "val_bpd"
-    import run_sweep
     from PIL import Image
 
+    import run_sweep
+
     grid = workdir / "grid.png"
-    assert run_sweep.main(["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid),
-                           "--tracking-uri", tracking_uri]) == 0
+    assert (
+        run_sweep.main(
+            ["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid), "--tracking-uri", tracking_uri]
+        )
+        == 0
+    )
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 grid of 32 px + 2 px padding
     # After --sample, --report and --resume of the finished sweep, still nothing says RUNNING.
     assert_all_runs_final(tracking_uri, "vae_beta")
-    assert run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", tracking_uri]) == 0
+    assert (
+        run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", tracking_uri]) == 0
+    )
     assert_all_runs_final(tracking_uri, "vae_beta")
-    run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, resume=True, report=False,
-              overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))))
+    run(
+        _opts(
+            workdir,
+            tracking_uri,
+            "vae_beta.py",
+            num_samples=2,
+            max_epochs=2,
+            eval_n=16,
+            resume=True,
+            report=False,
+            overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2")),
+        )
+    )
     assert_all_runs_final(tracking_uri, "vae_beta")
     # --check audits the whole sweep: it passes, then fails on a tampered copy of it.
     check = ["--check", "vae_beta", "--tracking-uri", tracking_uri, "--storage", str(workdir / "ray_results")]
@@ -143,9 +199,17 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
 
 def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
     """8 trials write to the embedded sqlite store at once: no lock errors, no lost points."""
-    opts = _opts(workdir, tracking_uri, "gan_ttur.py", num_samples=8, max_epochs=2, cpus_per_trial=0.25,
-                 memory_per_trial=100, report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"), ("g_channels", "32"),
-                                          ("d_channels", "16")))
+    opts = _opts(
+        workdir,
+        tracking_uri,
+        "gan_ttur.py",
+        num_samples=8,
+        max_epochs=2,
+        cpus_per_trial=0.25,
+        memory_per_trial=100,
+        report=False,
+        overrides=(("eval_samples", "64"), ("batch_size", "64"), ("g_channels", "32"), ("d_channels", "16")),
+    )
     run(opts)
     client, parents, children = _runs(tracking_uri, "gan_ttur")
     assert len(parents) == 1 and len(children) == 8
@@ -162,7 +226,16 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
         steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "g_loss"))
         assert steps == reported[child.info.run_id]
         n_epochs = len(steps)
-        names = ["g_loss", "d_loss", "d_real", "d_fake", "val_classifier_fd", "grad_norm_d", "val_class_coverage", "epoch_time_s"]
+        names = [
+            "g_loss",
+            "d_loss",
+            "d_real",
+            "d_fake",
+            "val_classifier_fd",
+            "grad_norm_d",
+            "val_class_coverage",
+            "epoch_time_s",
+        ]
         if child.data.params["gan_loss"] == "bce":  # a hinge D loss can be 0: no ratio then
             names.append("loss_ratio")
         for name in names:
@@ -191,17 +264,19 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
 def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, workdir, tracking_uri):
     import ray
 
-    from common.trial.config import ConfigError
     from common.sweep.tuning import _slots, check_fits
+    from common.trial.config import ConfigError
 
     mib = ray.cluster_resources()["memory"] / 2**20  # what Ray offers this node (2 CPUs)
     assert _slots({"cpu": 1, "gpu": 0, "memory_mb": 100}) == 2  # CPU-bound
     assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib / 3 - 1}) == 3  # memory-bound
     assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib * 2}) == 1
     check_fits({"cpu": 2, "gpu": 0, "memory_mb": mib})
-    for need, flag in (({"cpu": 3, "gpu": 0, "memory_mb": 1}, "--cpus-per-trial"),
-                       ({"cpu": 1, "gpu": 1, "memory_mb": 1}, "--gpus-per-trial"),
-                       ({"cpu": 1, "gpu": 0, "memory_mb": mib + 1}, "--memory-per-trial")):
+    for need, flag in (
+        ({"cpu": 3, "gpu": 0, "memory_mb": 1}, "--cpus-per-trial"),
+        ({"cpu": 1, "gpu": 1, "memory_mb": 1}, "--gpus-per-trial"),
+        ({"cpu": 1, "gpu": 0, "memory_mb": mib + 1}, "--memory-per-trial"),
+    ):
         with pytest.raises(ConfigError, match=flag):
             check_fits(need)
     # A sweep asks Ray for each family's measured peak: with a third of the node's memory per
@@ -209,8 +284,19 @@ def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, wor
     from common.trial.config import VAEConfig
 
     assert VAEConfig(data="synthetic").memory_mb() < VAEConfig().memory_mb() == VAEConfig.peak_rss_mb
-    run(_opts(workdir, tracking_uri, "vae_beta.py", num_samples=4, max_epochs=1, cpus_per_trial=0.1,
-              memory_per_trial=mib / 3 - 1, report=False, overrides=(("eval_samples", "64"), ("batch_size", "64"))))
+    run(
+        _opts(
+            workdir,
+            tracking_uri,
+            "vae_beta.py",
+            num_samples=4,
+            max_epochs=1,
+            cpus_per_trial=0.1,
+            memory_per_trial=mib / 3 - 1,
+            report=False,
+            overrides=(("eval_samples", "64"), ("batch_size", "64")),
+        )
+    )
     client, _, children = _runs(tracking_uri, "vae_beta")
     spans = [(c.info.start_time, c.info.end_time) for c in children]
     overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
@@ -236,13 +322,31 @@ def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir
     space = workdir / "space.py"
     space.write_text((ROOT / "sweeps" / "vae_beta.py").read_text() + f"\nsampler = {sampler!r}\n")
     with pytest.raises(KeyboardInterrupt):
-        run(SweepOptions(space=str(space), data="synthetic", tracking_uri=tracking_uri, num_samples=1,
-                         storage=str(workdir / "rr"), report=False, eval_n=0, overrides=(("val_size", "128"),)))
+        run(
+            SweepOptions(
+                space=str(space),
+                data="synthetic",
+                tracking_uri=tracking_uri,
+                num_samples=1,
+                storage=str(workdir / "rr"),
+                report=False,
+                eval_n=0,
+                overrides=(("val_size", "128"),),
+            )
+        )
     assert seen == [expected]
 
 
 def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):
-    summary = run(_opts(workdir, tracking_uri, "seed.py", smoke_test=True, overrides=(("dcgan.g_channels", "32"), ("vae.base_channels", "16"))))
+    summary = run(
+        _opts(
+            workdir,
+            tracking_uri,
+            "seed.py",
+            smoke_test=True,
+            overrides=(("dcgan.g_channels", "32"), ("vae.base_channels", "16")),
+        )
+    )
     assert set(summary["best"]) == {"vae", "dcgan"}
     client, parents, children = _runs(tracking_uri, "seed")
     assert len(parents) == 1
@@ -259,11 +363,20 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
         "runs = [\n"
         "    {'family': 'vae', 'lr': 1000.0, 'max_epochs': 3},   # blows up\n"
         "    {'family': 'vae', 'lr': 1e-3, 'max_epochs': 2},\n"
-        "]\nscheduler = None\n")
+        "]\nscheduler = None\n"
+    )
     # A relative sqlite URI, as typed: the trials (in their own folders) log to the same file.
-    summary = run(SweepOptions(space=str(space), data="synthetic", tracking_uri="sqlite:///mlflow.db", report=False,
-                               storage=str(workdir / "ray_results"), eval_n=0,
-                               overrides=(("eval_samples", "64"), ("batch_size", "64"), ("val_size", "128"))))
+    summary = run(
+        SweepOptions(
+            space=str(space),
+            data="synthetic",
+            tracking_uri="sqlite:///mlflow.db",
+            report=False,
+            storage=str(workdir / "ray_results"),
+            eval_n=0,
+            overrides=(("eval_samples", "64"), ("batch_size", "64"), ("val_size", "128")),
+        )
+    )
     client, parents, children = _runs(tracking_uri, "diverge")
     assert parents[0].data.tags["sweep.status"] == "completed" if "sweep.status" in parents[0].data.tags else True
     status = {c.data.params["lr"]: c.data.tags for c in children}
@@ -274,10 +387,14 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
 
 
 def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, tracking_uri):
-    summary = run(_opts(workdir, tracking_uri, "tradeoff.py", smoke_test=True, report=False,
-                        overrides=(("batch_size", "64"),)))
+    summary = run(
+        _opts(workdir, tracking_uri, "tradeoff.py", smoke_test=True, report=False, overrides=(("batch_size", "64"),))
+    )
     _, parents, children = _runs(tracking_uri, "tradeoff")
-    assert parents[0].data.params["metric"] == "val_probe_acc,val_classifier_fd" and parents[0].data.params["mode"] == "max,min"
+    assert (
+        parents[0].data.params["metric"] == "val_probe_acc,val_classifier_fd"
+        and parents[0].data.params["mode"] == "max,min"
+    )
     assert len(children) == 2
     for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
         assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
@@ -286,8 +403,16 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
 
 def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(ray_session, workdir, tracking_uri):
     """sweeps/tradeoff3.py: the VAE, the VAE-GAN and the DCGAN in turn, on the same two objectives."""
-    summary = run(_opts(workdir, tracking_uri, "tradeoff3.py", smoke_test=True, report=False,
-                        overrides=(("batch_size", "64"), ("dcgan.g_channels", "32"), ("dcgan.d_channels", "16"))))
+    summary = run(
+        _opts(
+            workdir,
+            tracking_uri,
+            "tradeoff3.py",
+            smoke_test=True,
+            report=False,
+            overrides=(("batch_size", "64"), ("dcgan.g_channels", "32"), ("dcgan.d_channels", "16")),
+        )
+    )
     _, parents, children = _runs(tracking_uri, "tradeoff3")
     assert len(parents) == 1 and sorted(summary["best"]) == ["dcgan", "vae", "vaegan"]
     by_family = {}
@@ -296,8 +421,15 @@ def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(
         assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
     assert {f: len(c) for f, c in by_family.items()} == {"vae": 2, "vaegan": 2, "dcgan": 2}
     assert all("gamma" in c.data.params for c in by_family["vaegan"])  # each family's own space was searched
-    assert len({c.data.params["ema_decay"] + c.data.params["diffaug"] + c.data.params["lr_ratio"]
-                for c in by_family["dcgan"]}) == 2
+    assert (
+        len(
+            {
+                c.data.params["ema_decay"] + c.data.params["diffaug"] + c.data.params["lr_ratio"]
+                for c in by_family["dcgan"]
+            }
+        )
+        == 2
+    )
     tags = parents[0].data.tags
     assert {f"optuna.study.{f}" for f in by_family} <= set(tags)  # one Optuna study per family
 
@@ -338,9 +470,17 @@ resources = {"cpu": 1}
 
 def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(ray_session, workdir, tracking_uri):
     (workdir / "pbt.py").write_text(PBT_SPACE)
-    summary = run(SweepOptions(space=str(workdir / "pbt.py"), data="synthetic", tracking_uri=tracking_uri,
-                               storage=str(workdir / "ray_results"), report=False, eval_n=0,
-                               overrides=(("val_size", "128"),)))
+    summary = run(
+        SweepOptions(
+            space=str(workdir / "pbt.py"),
+            data="synthetic",
+            tracking_uri=tracking_uri,
+            storage=str(workdir / "ray_results"),
+            report=False,
+            eval_n=0,
+            overrides=(("val_size", "128"),),
+        )
+    )
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("pbt").experiment_id
     trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")

@@ -1,4 +1,5 @@
 """MLflow plumbing: concurrent writers on the embedded sqlite store lose nothing."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -60,8 +61,10 @@ def test_urls_are_logged_with_their_password_masked():
 def test_the_ui_link_opens_the_model_training_view_without_leaking_a_password():
     from common.sweep.tracking import ui_link
 
-    assert ui_link("http://me:s3cret@host:5000/", "7") == \
-        "http://me:***@host:5000/#/experiments/7?workflowType=machine_learning"
+    assert (
+        ui_link("http://me:s3cret@host:5000/", "7")
+        == "http://me:***@host:5000/#/experiments/7?workflowType=machine_learning"
+    )
     local = ui_link("sqlite:///mlflow.db", "1")
     assert local.startswith("http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning")
     assert "mlflow_server --backend-store-uri sqlite:///mlflow.db" in local

@@ -1,6 +1,7 @@
 """common/sweep/tuning.py's two changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
 and the Optuna searcher is told that an early-stopped trial was PRUNED; and what ``gpu="auto"``
 decides from a cluster's nodes (no Ray cluster needed: the nodes are given)."""
+
 from __future__ import annotations
 
 import optuna
@@ -17,8 +18,15 @@ class _Trial:  # what ASHA reads of a Tune trial
 
 
 def _asha():
-    asha = ScheduleAwareASHA(time_attr="training_iteration", metric="val_bpd", mode="min", max_t=10,
-                             grace_period=1, reduction_factor=2, brackets=1)
+    asha = ScheduleAwareASHA(
+        time_attr="training_iteration",
+        metric="val_bpd",
+        mode="min",
+        max_t=10,
+        grace_period=1,
+        reduction_factor=2,
+        brackets=1,
+    )
     trials = [_Trial(f"t{i}") for i in range(3)]
     for t in trials:
         asha.on_trial_add(None, t)
@@ -27,13 +35,21 @@ def _asha():
 
 def test_asha_never_compares_a_trial_before_its_beta_schedule_settles():
     asha, (good, warming, plain) = _asha()
-    assert asha.on_trial_result(None, good, {"training_iteration": 1, "val_bpd": 5.0, "beta_settled": 1.0}) == "CONTINUE"
+    assert (
+        asha.on_trial_result(None, good, {"training_iteration": 1, "val_bpd": 5.0, "beta_settled": 1.0}) == "CONTINUE"
+    )
     # A warm-up trial's early objective is inflated: far worse, but not stopped while beta is still rising ...
-    assert asha.on_trial_result(None, good, {"training_iteration": 2, "val_bpd": 4.0, "beta_settled": 1.0}) == "CONTINUE"
-    assert asha.on_trial_result(None, warming, {"training_iteration": 1, "val_bpd": 50.0,
-                                                "beta_settled": 0.0}) == "CONTINUE"
+    assert (
+        asha.on_trial_result(None, good, {"training_iteration": 2, "val_bpd": 4.0, "beta_settled": 1.0}) == "CONTINUE"
+    )
+    assert (
+        asha.on_trial_result(None, warming, {"training_iteration": 1, "val_bpd": 50.0, "beta_settled": 0.0})
+        == "CONTINUE"
+    )
     # ... and compared once it has settled, at the highest rung it has reached (here 2, against 4.0).
-    assert asha.on_trial_result(None, warming, {"training_iteration": 2, "val_bpd": 50.0, "beta_settled": 1.0}) == "STOP"
+    assert (
+        asha.on_trial_result(None, warming, {"training_iteration": 2, "val_bpd": 50.0, "beta_settled": 1.0}) == "STOP"
+    )
     # Plain ASHA (no beta_settled key, e.g. a DCGAN) stops a bad trial at its first rung.
     assert asha.on_trial_result(None, plain, {"training_iteration": 1, "val_bpd": 99.0}) == "STOP"
 
@@ -41,24 +57,43 @@ def test_asha_never_compares_a_trial_before_its_beta_schedule_settles():
 def test_stock_asha_would_have_stopped_the_warming_trial():
     from ray.tune.schedulers import ASHAScheduler
 
-    asha = ASHAScheduler(time_attr="training_iteration", metric="val_bpd", mode="min", max_t=10, grace_period=1,
-                         reduction_factor=2, brackets=1)
+    asha = ASHAScheduler(
+        time_attr="training_iteration",
+        metric="val_bpd",
+        mode="min",
+        max_t=10,
+        grace_period=1,
+        reduction_factor=2,
+        brackets=1,
+    )
     good, warming = _Trial("a"), _Trial("b")
     asha.on_trial_add(None, good)
     asha.on_trial_add(None, warming)
     asha.on_trial_result(None, good, {"training_iteration": 1, "val_bpd": 5.0})
-    assert asha.on_trial_result(None, warming, {"training_iteration": 1, "val_bpd": 50.0, "beta_settled": 0.0}) == "STOP"
+    assert (
+        asha.on_trial_result(None, warming, {"training_iteration": 1, "val_bpd": 50.0, "beta_settled": 0.0}) == "STOP"
+    )
 
 
-@pytest.mark.parametrize("result,state", [
-    ({"epoch": 2, "val_bpd": 5.0}, "PRUNED"),  # stopped by ASHA after 2 of 4 epochs
-    ({"epoch": 4, "val_bpd": 5.0}, "COMPLETE"),
-    ({"epoch": 1, "val_bpd": 1e9, "diverged": 1}, "COMPLETE"),  # the finite penalty marks the region bad
-])
+@pytest.mark.parametrize(
+    "result,state",
+    [
+        ({"epoch": 2, "val_bpd": 5.0}, "PRUNED"),  # stopped by ASHA after 2 of 4 epochs
+        ({"epoch": 4, "val_bpd": 5.0}, "COMPLETE"),
+        ({"epoch": 1, "val_bpd": 1e9, "diverged": 1}, "COMPLETE"),  # the finite penalty marks the region bad
+    ],
+)
 def test_early_stopped_trials_reach_optuna_as_pruned(result, state, tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    search = PrunedAwareOptunaSearch(4, space={"beta": FloatDistribution(0.5, 2.0)}, metric="val_bpd", mode="min",
-                                     seed=0, storage=optuna.storages.RDBStorage(storage), study_name="s")
+    search = PrunedAwareOptunaSearch(
+        4,
+        space={"beta": FloatDistribution(0.5, 2.0)},
+        metric="val_bpd",
+        mode="min",
+        seed=0,
+        storage=optuna.storages.RDBStorage(storage),
+        study_name="s",
+    )
     assert "beta" in search.suggest("t1")
     search.on_trial_result("t1", {**result, "training_iteration": result["epoch"]})
     search.on_trial_complete("t1", {**result, "training_iteration": result["epoch"]})
@@ -68,14 +103,17 @@ def test_early_stopped_trials_reach_optuna_as_pruned(result, state, tmp_path):
 
 
 # ---- gpu="auto" ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("memory,need,cpus_per_gpu,cpus,expected", [
-    (81_559, 2_200, 16, 1, MAX_PACK),  # an 80 GB GPU and 16 CPUs: memory holds 33, the cap is 16
-    (81_559, 2_200, 8, 1, 8),  # CPU-bound: 8 CPUs feed 8 one-CPU trials
-    (81_559, 2_200, 8, 2, 4),
-    (16_000, 4_100, 32, 1, 3),  # memory-bound: 0.9 * 16,000 / 4,100 = 3.5
-    (3_000, 4_100, 32, 1, 1),  # a trial bigger than the GPU still gets all of it
-    (None, 2_200, 16, 1, 1),  # memory unknown: one trial per GPU
-])
+@pytest.mark.parametrize(
+    "memory,need,cpus_per_gpu,cpus,expected",
+    [
+        (81_559, 2_200, 16, 1, MAX_PACK),  # an 80 GB GPU and 16 CPUs: memory holds 33, the cap is 16
+        (81_559, 2_200, 8, 1, 8),  # CPU-bound: 8 CPUs feed 8 one-CPU trials
+        (81_559, 2_200, 8, 2, 4),
+        (16_000, 4_100, 32, 1, 3),  # memory-bound: 0.9 * 16,000 / 4,100 = 3.5
+        (3_000, 4_100, 32, 1, 1),  # a trial bigger than the GPU still gets all of it
+        (None, 2_200, 16, 1, 1),  # memory unknown: one trial per GPU
+    ],
+)
 def test_gpu_plan_packs_as_many_trials_as_memory_and_cpus_allow(memory, need, cpus_per_gpu, cpus, expected):
     assert gpu_plan(memory, need, cpus_per_gpu, cpus) == expected
 
@@ -137,5 +175,7 @@ def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_d
     assert storage.get_all_studies() == "studies" and len(calls) == 3
     with pytest.raises(KeyError):  # not a connection loss: no retry
         tuning._retrying(lambda self: {}["x"])(storage)
-    assert all(hasattr(getattr(tuning.ResilientRDBStorage, n), "__wrapped__")
-               for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials"))
+    assert all(
+        hasattr(getattr(tuning.ResilientRDBStorage, n), "__wrapped__")
+        for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials")
+    )

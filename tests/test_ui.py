@@ -1,6 +1,7 @@
 """The MLflow UI and the report, as a user sees them: headless Chromium (Debian's, driven by
 Playwright) against a real tracking server that a tiny sweep logged to. Screenshots go to
 test-output/ui/."""
+
 import shutil
 from pathlib import Path
 
@@ -10,8 +11,7 @@ from mlflow_server import MlflowServer, ServerConfig, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update"]
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SHOTS = REPO / "test-output" / "ui"
 WAIT_MS = 60_000  # the UI is a big single-page app; a busy 2-core machine renders it slowly
 
@@ -37,15 +37,34 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
     from common.sweep.driver import SweepOptions, run
 
     SHOTS.mkdir(parents=True, exist_ok=True)
-    cfg = ServerConfig(backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", artifacts_dir=str(tmp_path / "art"),
-                       port=free_port(), workers=1)
+    cfg = ServerConfig(
+        backend_store_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifacts_dir=str(tmp_path / "art"),
+        port=free_port(),
+        workers=1,
+    )
     with MlflowServer(cfg, log_file=tmp_path / "server.log") as server:
-        summary = run(SweepOptions(
-            space=str(REPO / "sweeps" / "vae_beta.py"), data="synthetic", tracking_uri=server.url, num_samples=2,
-            max_epochs=1, eval_n=0, storage=str(tmp_path / "ray_results"), out=str(tmp_path / "report"),
-            experiment="ui", optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
-            overrides=(("eval_samples", "32"), ("batch_size", "64"), ("base_channels", "8"), ("hidden_dim", "32"),
-                       ("val_size", "128"))))
+        summary = run(
+            SweepOptions(
+                space=str(REPO / "sweeps" / "vae_beta.py"),
+                data="synthetic",
+                tracking_uri=server.url,
+                num_samples=2,
+                max_epochs=1,
+                eval_n=0,
+                storage=str(tmp_path / "ray_results"),
+                out=str(tmp_path / "report"),
+                experiment="ui",
+                optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                overrides=(
+                    ("eval_samples", "32"),
+                    ("batch_size", "64"),
+                    ("base_channels", "8"),
+                    ("hidden_dim", "32"),
+                    ("val_size", "128"),
+                ),
+            )
+        )
         client = MlflowClient(server.url)
         exp = client.get_experiment_by_name("ui").experiment_id
         parent = client.get_run(summary["parent_run_id"])
@@ -76,8 +95,9 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.get_by_text("figures", exact=True).first.wait_for(timeout=WAIT_MS)
         page.get_by_text("figures", exact=True).first.click()
         page.get_by_text("samples.png").first.click(timeout=WAIT_MS)
-        page.wait_for_function("() => [...document.images].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)",
-                               timeout=WAIT_MS)
+        page.wait_for_function(
+            "() => [...document.images].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)", timeout=WAIT_MS
+        )
         page.screenshot(path=str(SHOTS / "3-trial-figure.png"))
 
         # The registered best model, with its alias.

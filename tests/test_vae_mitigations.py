@@ -1,4 +1,5 @@
 """VAE failure-mode mitigations: free bits, perceptual loss, collapse detector, cyclical ramp fraction."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,16 @@ from common.trial.perceptual import (
 )
 from common.trial.tasks.vae import COLLAPSE_KL, VAETask, collapse_flag
 
-TINY = dict(data="synthetic", val_size=128, latent_dim=8, base_channels=8, hidden_dim=0, batch_size=64, eval_samples=32,
-            max_epochs=2)
+TINY = dict(
+    data="synthetic",
+    val_size=128,
+    latent_dim=8,
+    base_channels=8,
+    hidden_dim=0,
+    batch_size=64,
+    eval_samples=32,
+    max_epochs=2,
+)
 
 
 def _rand(*shape, seed=0):
@@ -42,20 +51,39 @@ def no_hub_weights(tmp_path, monkeypatch):
 # ---- config ---------------------------------------------------------------------------------------
 def test_new_fields_default_to_off_and_the_seed():
     c = VAEConfig()
-    assert (c.free_bits, c.perceptual_weight, c.perceptual_net, c.perceptual_weights, c.ramp_fraction) == \
-        (0.0, 0.0, "randconv", "", 0.5)
+    assert (c.free_bits, c.perceptual_weight, c.perceptual_net, c.perceptual_weights, c.ramp_fraction) == (
+        0.0,
+        0.0,
+        "randconv",
+        "",
+        0.5,
+    )
 
 
-@pytest.mark.parametrize("key, raw", [("free_bits", "-0.1"), ("perceptual_weight", -1.0), ("perceptual_net", "alexnet"),
-                                      ("ramp_fraction", "0"), ("ramp_fraction", 1.5), ("free_bits", "nan")])
+@pytest.mark.parametrize(
+    "key, raw",
+    [
+        ("free_bits", "-0.1"),
+        ("perceptual_weight", -1.0),
+        ("perceptual_net", "alexnet"),
+        ("ramp_fraction", "0"),
+        ("ramp_fraction", 1.5),
+        ("free_bits", "nan"),
+    ],
+)
 def test_new_fields_out_of_range(key, raw):
     with pytest.raises(ConfigError, match=key):
         VAEConfig.from_dict({key: raw})
 
 
 def test_new_fields_round_trip_through_strings():
-    cfg = VAEConfig(free_bits=0.25, perceptual_weight=100.0, perceptual_net="vgg16",
-                    perceptual_weights="/w/vgg16.pth", ramp_fraction=0.25)
+    cfg = VAEConfig(
+        free_bits=0.25,
+        perceptual_weight=100.0,
+        perceptual_net="vgg16",
+        perceptual_weights="/w/vgg16.pth",
+        ramp_fraction=0.25,
+    )
     back = VAEConfig.from_dict({k: str(v) for k, v in cfg.to_dict().items() if k != "family"})
     assert back == cfg
 
@@ -248,12 +276,15 @@ def test_task_passes_ramp_fraction_to_the_schedule():
 
 
 # ---- collapse detector ----------------------------------------------------------------------------
-@pytest.mark.parametrize("kl, active, dim, expected", [
-    (0.5, 64, 64, 1.0),  # KL under 1 nat
-    (30.0, 6, 64, 1.0),  # 6 < 6.4 active units
-    (30.0, 7, 64, 0.0),
-    (COLLAPSE_KL, 64, 64, 0.0),
-])
+@pytest.mark.parametrize(
+    "kl, active, dim, expected",
+    [
+        (0.5, 64, 64, 1.0),  # KL under 1 nat
+        (30.0, 6, 64, 1.0),  # 6 < 6.4 active units
+        (30.0, 7, 64, 0.0),
+        (COLLAPSE_KL, 64, 64, 0.0),
+    ],
+)
 def test_collapse_flag(kl, active, dim, expected):
     assert collapse_flag(kl, active, dim) == expected
 
@@ -286,11 +317,14 @@ def test_ramp_fraction_half_is_the_seed_formula_exactly():
         return min(1.0, pos * 2)
 
     for epochs, cycles in [(20, 4), (40, 4), (30, 7), (10, 3)]:
-        got = [beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles, ramp_fraction=0.5)
-               for e in range(epochs)]
+        got = [
+            beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles, ramp_fraction=0.5)
+            for e in range(epochs)
+        ]
         assert got == [seed(e, epochs, cycles) for e in range(epochs)]  # bit for bit
-        assert got == [beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles)
-                       for e in range(epochs)]
+        assert got == [
+            beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles) for e in range(epochs)
+        ]
 
 
 def test_ramp_fraction_quarter_ramps_faster():

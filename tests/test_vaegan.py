@@ -1,4 +1,5 @@
 """VAE-GAN family (Larsen et al. 2016): config, losses, optimizer isolation, the trial loop."""
+
 from __future__ import annotations
 
 import math
@@ -7,30 +8,55 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from common.sweep.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import ConfigError, VAEGANConfig, config_class, for_family
 from common.trial.data import load_dataset
 from common.trial.device import seed_everything
+from common.trial.families import FAMILIES
 from common.trial.loop import LocalSession, SweepContext, run_trial
 from common.trial.models import ConvVAE, Discriminator
-from common.trial.families import FAMILIES
 from common.trial.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
-from common.sweep.tracking import get_or_create_experiment, prepare_store
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
-TRAIN_METRICS = {"g_loss", "d_loss", "loss_ratio", "d_real", "d_fake", "d_recon", "train_loss", "train_kl",
-                 "train_recon", "train_feature_recon"}
+TRAIN_METRICS = {
+    "g_loss",
+    "d_loss",
+    "loss_ratio",
+    "d_real",
+    "d_fake",
+    "d_recon",
+    "train_loss",
+    "train_kl",
+    "train_recon",
+    "train_feature_recon",
+}
 EVAL_METRICS = {"val_mse_kl", "val_bpd", "val_recon", "val_kl", "val_active_units", "val_classifier_fd"}
 # Tiny widths: the whole file runs in well under a minute on 2 CPU cores.
-TINY = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, latent_dim=8, base_channels=8, hidden_dim=16,
-            d_channels=8, d_hidden=16)
+TINY = dict(
+    data="synthetic",
+    val_size=128,
+    batch_size=64,
+    eval_samples=64,
+    latent_dim=8,
+    base_channels=8,
+    hidden_dim=16,
+    d_channels=8,
+    d_hidden=16,
+)
 
 
 # ---- config ---------------------------------------------------------------------------------
 def test_defaults_and_registration():
     c = VAEGANConfig()
     assert c.family == "vaegan" and config_class("vaegan") is VAEGANConfig and FAMILIES["vaegan"].config is VAEGANConfig
-    assert (c.max_epochs, c.latent_dim, c.base_channels, c.hidden_dim, c.d_channels, c.d_hidden) == (20, 64, 32, 256,
-                                                                                                    64, 512)
+    assert (c.max_epochs, c.latent_dim, c.base_channels, c.hidden_dim, c.d_channels, c.d_hidden) == (
+        20,
+        64,
+        32,
+        256,
+        64,
+        512,
+    )
     assert c.lr == pytest.approx(3e-4) and c.lr_ratio == 1.0 and c.beta1 == 0.5 and c.beta2 == 0.999
     assert c.beta == 1.0 and c.feature_layer == 2 and c.recon_weight == 1.0 and c.pixel_weight == 0.0
     assert c.gamma == pytest.approx(1e-2) and c.default_metric == "val_classifier_fd"
@@ -54,12 +80,28 @@ def test_unknown_key_lists_the_valid_ones():
         VAEGANConfig.from_dict({"family": "vae"})
 
 
-@pytest.mark.parametrize("key, value", [
-    ("lr", 0.0), ("lr", 2.0), ("lr_ratio", 0.0), ("beta1", 1.0), ("beta2", 1.0), ("beta", -1.0),
-    ("feature_layer", -1), ("feature_layer", 4), ("recon_weight", -0.5), ("pixel_weight", -1.0),
-    ("gamma", -1e-3), ("gamma", float("nan")), ("d_channels", 0), ("base_channels", 0), ("latent_dim", 0),
-    ("hidden_dim", -1), ("d_hidden", -1),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("lr", 0.0),
+        ("lr", 2.0),
+        ("lr_ratio", 0.0),
+        ("beta1", 1.0),
+        ("beta2", 1.0),
+        ("beta", -1.0),
+        ("feature_layer", -1),
+        ("feature_layer", 4),
+        ("recon_weight", -0.5),
+        ("pixel_weight", -1.0),
+        ("gamma", -1e-3),
+        ("gamma", float("nan")),
+        ("d_channels", 0),
+        ("base_channels", 0),
+        ("latent_dim", 0),
+        ("hidden_dim", -1),
+        ("d_hidden", -1),
+    ],
+)
 def test_out_of_range_values_are_rejected(key, value):
     with pytest.raises(ConfigError, match=key):
         VAEGANConfig.from_dict({key: value})
@@ -115,9 +157,11 @@ def _task(workdir, **kw) -> VAEGANTask:
 
 
 def _snapshot(task: VAEGANTask) -> dict[str, list[torch.Tensor]]:
-    return {"enc": [p.detach().clone() for p in task.enc_params],
-            "dec": [p.detach().clone() for p in task.dec_params],
-            "d": [p.detach().clone() for p in task.d.parameters()]}
+    return {
+        "enc": [p.detach().clone() for p in task.enc_params],
+        "dec": [p.detach().clone() for p in task.dec_params],
+        "d": [p.detach().clone() for p in task.d.parameters()],
+    }
 
 
 def test_optimizers_hold_disjoint_groups_and_are_checkpointed(workdir):
@@ -187,7 +231,6 @@ def _ctx(uri: str) -> SweepContext:
 
 def _deterministic(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMING}
-
 
 
 def test_trial_is_deterministic_resumable_and_logs_every_metric(tracking_uri, workdir):

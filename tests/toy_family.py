@@ -3,6 +3,7 @@
 The DCGAN's nets under a new name, with one family-specific per-epoch metric (``toy_epochs``,
 through the task's ``windowed`` hook), so tests can see the registry reach every layer.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -21,5 +22,14 @@ class ToyTask(DCGANTask):
         return {"toy_epochs": float(len(history.get("g_loss", [])) + 1)}
 
 
-TOY = register(Family("toy", ToyConfig, ToyTask, "Toy GAN", decodes=False,
-                      curve_metrics=("g_loss", "toy_epochs"), param_rows=(("Toy generator", "n_params_g", "—"),)))
+TOY = register(
+    Family(
+        "toy",
+        ToyConfig,
+        ToyTask,
+        "Toy GAN",
+        decodes=False,
+        curve_metrics=("g_loss", "toy_epochs"),
+        param_rows=(("Toy generator", "n_params_g", "—"),),
+    )
+)

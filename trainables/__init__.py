@@ -1,4 +1,5 @@
 """Ray Tune trainables: thin wiring from Tune's config dict to ``common.trial.loop.run_trial``."""
+
 from __future__ import annotations
 
 from ray import tune
@@ -18,8 +19,10 @@ class TuneSession:
         # What decides the device (common.trial.device.device_kind): this trial's GPU share, and
         # whether its node declares the custom resource "mps" (an Apple node).
         declared = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node), {})
-        self.resources = {"GPU": context.get_trial_resources().required_resources.get("GPU", 0.0),
-                          "mps": declared.get("mps", 0.0)}
+        self.resources = {
+            "GPU": context.get_trial_resources().required_resources.get("GPU", 0.0),
+            "mps": declared.get("mps", 0.0),
+        }
 
     def get_checkpoint_dir(self) -> str | None:
         ckpt = tune.get_checkpoint()

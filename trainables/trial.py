@@ -1,4 +1,5 @@
 """The Tune trainable of every model family: ``tune.with_parameters(trainable(family), ctx=..., fixed=...)``."""
+
 from __future__ import annotations
 
 from typing import Callable

@@ -15,6 +15,7 @@ is the standard, but costs ~0.08 s per image on a 2-core CPU; this net ~0.1 ms.
 * The test accuracy is a reported number (tag ``classifier.test_acc`` of the sweep's parent run);
   nothing selects on it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,8 +65,17 @@ class DomainClassifier(nn.Module):
         super().__init__()
         a, b, c = widths
         block = lambda i, o: [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
-        self.body = nn.Sequential(*block(3, a), nn.MaxPool2d(2), *block(a, b), nn.MaxPool2d(2),
-                                  *block(b, c), nn.MaxPool2d(2), *block(c, c), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.body = nn.Sequential(
+            *block(3, a),
+            nn.MaxPool2d(2),
+            *block(a, b),
+            nn.MaxPool2d(2),
+            *block(b, c),
+            nn.MaxPool2d(2),
+            *block(c, c),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(c, num_classes)
         self.name, self.dim, self.num_classes = name, c, num_classes
 
@@ -84,7 +94,7 @@ class DomainClassifier(nn.Module):
         dev = next(self.parameters()).device
         feats, logits = [], []
         for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(dev)
+            xb = x[i : i + batch_size].to(dev)
             xb = to_unit_range(xb) if xb.dtype == torch.uint8 else xb.float()
             f = self.features(xb)
             feats.append(f.cpu())
@@ -98,7 +108,7 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
     dx, dy = torch.randint(0, 9, (2, len(x)), generator=g).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(len(x))])
+    return torch.stack([padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32] for i in range(len(x))])
 
 
 def check_labels(data: Dataset) -> None:
@@ -107,13 +117,16 @@ def check_labels(data: Dataset) -> None:
     if len(counts) < 2 or min(counts) < MIN_PER_CLASS:
         worst = min(range(len(counts)), key=counts.__getitem__) if counts else None
         shown = f"class {data.classes[worst]!r} has {counts[worst]}" if worst is not None else "no classes"
-        raise DataError(f"the domain classifier behind the per-epoch sample scores needs >= 2 classes with >= "
-                        f"{MIN_PER_CLASS} train images each, but {data.source} has {len(counts)} class(es) and {shown}; "
-                        "give each class folder more images")
+        raise DataError(
+            f"the domain classifier behind the per-epoch sample scores needs >= 2 classes with >= "
+            f"{MIN_PER_CLASS} train images each, but {data.source} has {len(counts)} class(es) and {shown}; "
+            "give each class folder more images"
+        )
 
 
-def train_classifier(data: Dataset, cfg: ClassifierConfig = ClassifierConfig(),
-                     log=print) -> tuple[DomainClassifier, dict]:
+def train_classifier(
+    data: Dataset, cfg: ClassifierConfig = ClassifierConfig(), log=print
+) -> tuple[DomainClassifier, dict]:
     """Train on the whole train split (CPU, seeded); return (net in eval mode, info with test_acc).
 
     Seeding uses private generators and a forked global RNG, so a caller's RNG stream is untouched.
@@ -136,7 +149,7 @@ def train_classifier(data: Dataset, cfg: ClassifierConfig = ClassifierConfig(),
         for i in range(per_epoch):
             if step == steps:
                 break
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             x = _augment(to_unit_range(data.train_x[idx]), g)
             loss = F.cross_entropy(net(x), data.train_y[idx])
             opt.zero_grad(set_to_none=True)
@@ -147,10 +160,18 @@ def train_classifier(data: Dataset, cfg: ClassifierConfig = ClassifierConfig(),
     net.eval()
     _, logits = net.features_and_logits(data.test_x)
     acc = float((logits.argmax(1) == data.test_y).float().mean())
-    info = {"test_acc": acc, "train_seconds": time.perf_counter() - t0, "steps": steps, "n_train": n,
-            "n_test": len(data.test_x), "config": dataclasses.asdict(cfg)}
-    log(f"domain classifier: {acc:.1%} test accuracy on {len(data.test_x):,} {data.source} test images "
-        f"({steps} steps, {info['train_seconds']:.0f} s)")
+    info = {
+        "test_acc": acc,
+        "train_seconds": time.perf_counter() - t0,
+        "steps": steps,
+        "n_train": n,
+        "n_test": len(data.test_x),
+        "config": dataclasses.asdict(cfg),
+    }
+    log(
+        f"domain classifier: {acc:.1%} test accuracy on {len(data.test_x):,} {data.source} test images "
+        f"({steps} steps, {info['train_seconds']:.0f} s)"
+    )
     return net, info
 
 
@@ -170,13 +191,19 @@ def get_classifier(data: Dataset, cfg: ClassifierConfig = ClassifierConfig(), lo
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # missing or torn: (re)train
             return None
+
     if (saved := read()) is None:
         with FileLock(str(path) + ".lock"):
             if (saved := read()) is None:
                 log(f"training the domain classifier for {data.source} once (cached in {path.parent})")
                 net, info = train_classifier(data, cfg, log)
-                saved = {"weights": net.state_dict(), "num_classes": len(data.classes), "widths": list(cfg.widths),
-                         "name": f"classifier-{path.stem}", "info": json.dumps(info)}
+                saved = {
+                    "weights": net.state_dict(),
+                    "num_classes": len(data.classes),
+                    "widths": list(cfg.widths),
+                    "name": f"classifier-{path.stem}",
+                    "info": json.dumps(info),
+                }
                 fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
                 with os.fdopen(fd, "wb") as f:
                     torch.save(saved, f)
@@ -197,7 +224,8 @@ def load_classifier(state: dict, device: torch.device | str = "cpu") -> DomainCl
 def chance_warning(info: dict, num_classes: int) -> str | None:
     """A warning when the classifier is barely above chance: its scores would then say little."""
     if info["test_acc"] < 1.5 / num_classes:
-        return (f"the domain classifier reaches only {info['test_acc']:.1%} test accuracy ({num_classes} classes, "
-                f"chance {1 / num_classes:.1%}): per-epoch sample scores built on it are weak on this data")
+        return (
+            f"the domain classifier reaches only {info['test_acc']:.1%} test accuracy ({num_classes} classes, "
+            f"chance {1 / num_classes:.1%}): per-epoch sample scores built on it are weak on this data"
+        )
     return None
-

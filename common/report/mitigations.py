@@ -17,6 +17,7 @@ Also here, shared with common/report/build.py: ``fmt_value`` / ``measured_on`` (
 the data, split and sample count behind it), ``trial_flags`` (per-trial detector flags) and
 ``non_dominated`` / ``pareto_section`` (the Pareto front of a multi-objective sweep).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,51 +67,107 @@ class Mitigation:
 
 NO_CLAIM = "— (not claimed in the seed)"
 SN_TTUR = "stable convergence, smooth training (spectral norm + TTUR together)"
-KL, PROBE = Target("test_kl", "max", "KL > 10", ("above", 10.0)), Target("test_probe_acc", "max",
-                                                                         "meaningful representations")
+KL, PROBE = (
+    Target("test_kl", "max", "KL > 10", ("above", 10.0)),
+    Target("test_probe_acc", "max", "meaningful representations"),
+)
 FD, FUTURE = Target("test_classifier_fd", "min", NO_CLAIM), "— ({} is only future work in the seed)"
 MITIGATIONS: tuple[Mitigation, ...] = (
-    Mitigation("cyclical β annealing", "vae", ("beta_schedule", "cycles", "ramp_fraction"),
-               lambda p: _side(p.get("beta_schedule") == "cyclical", p.get("beta_schedule") == "constant"),
-               'on: beta_schedule = "cyclical"; off: "constant"', (KL, PROBE)),
-    Mitigation("free bits", "vae", ("free_bits",),
-               lambda p: None if (v := _num(p, "free_bits")) is None else v > 0, "on: free_bits > 0; off: 0",
-               (Target("test_kl", "max", NO_CLAIM), Target("test_active_units", "max", NO_CLAIM))),
-    Mitigation("perceptual loss", "vae", ("perceptual_weight", "perceptual_net", "perceptual_weights"),
-               lambda p: None if (v := _num(p, "perceptual_weight")) is None else v > 0,
-               "on: perceptual_weight > 0; off: 0",
-               (Target("test_classifier_fd", "min", "sharper textures, better details"),
-                Target("test_randconv_fd", "min", "sharper textures, better details")),
-               lambda p, t: p.get("perceptual_net") == "randconv" or "metric_bias" in t),
-    Mitigation("β-VAE", "vae", ("beta",), lambda p: None if (v := _num(p, "beta")) is None else v != 1,
-               "on: beta ≠ 1; off: beta = 1",
-               (Target("test_kl", "max", FUTURE.format("β-VAE")),
-                Target("test_probe_acc", "max", FUTURE.format("β-VAE")))),
-    Mitigation("minibatch discrimination", "dcgan", ("minibatch_disc", "minibatch_dim"),
-               lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
-               "on: minibatch_disc > 0; off: 0",
-               (Target("test_class_kl", "min", "+20–30% diversity"),
-                Target("test_classifier_fd", "min", "better coverage"))),
-    Mitigation("spectral norm + TTUR", "dcgan", ("spectral_norm", "lr_ratio"),
-               lambda p: _side(_flag(p, "spectral_norm") is True and (_num(p, "lr_ratio") or 0) > 1,
-                               _flag(p, "spectral_norm") is False and _num(p, "lr_ratio") == 1),
-               "on: spectral_norm = true and lr_ratio > 1; off: spectral_norm = false and lr_ratio = 1",
-               (Target("test_classifier_fd", "min", SN_TTUR), Target("grad_norm_d", "min", SN_TTUR))),
-    Mitigation("spectral norm alone", "dcgan", ("spectral_norm",), lambda p: _flag(p, "spectral_norm"),
-               "on: spectral_norm = true; off: false", (Target("test_classifier_fd", "min", "— (claimed only with TTUR)"),)),
-    Mitigation("TTUR alone", "dcgan", ("lr_ratio",),
-               lambda p: None if (v := _num(p, "lr_ratio")) is None else _side(v > 1, v == 1),
-               "on: lr_ratio > 1; off: lr_ratio = 1",
-               (Target("test_classifier_fd", "min", "— (claimed only with spectral norm)"),)),
-    Mitigation("label smoothing", "dcgan", ("label_smoothing",),
-               lambda p: None if (v := _num(p, "label_smoothing")) is None else v > 0,
-               "on: label_smoothing > 0; off: 0", (FD,)),
-    Mitigation("hinge loss", "dcgan", ("gan_loss",),
-               lambda p: _side(p.get("gan_loss") == "hinge", p.get("gan_loss") == "bce"),
-               'on: gan_loss = "hinge"; off: "bce"', (FD,)),
-    Mitigation("WGAN-GP loss", "dcgan", ("gan_loss", "gp_weight", "n_critic"),
-               lambda p: _side(p.get("gan_loss") == "wgan-gp", p.get("gan_loss") == "bce"),
-               'on: gan_loss = "wgan-gp"; off: "bce"', (Target("test_classifier_fd", "min", FUTURE.format("WGAN-GP")),)),
+    Mitigation(
+        "cyclical β annealing",
+        "vae",
+        ("beta_schedule", "cycles", "ramp_fraction"),
+        lambda p: _side(p.get("beta_schedule") == "cyclical", p.get("beta_schedule") == "constant"),
+        'on: beta_schedule = "cyclical"; off: "constant"',
+        (KL, PROBE),
+    ),
+    Mitigation(
+        "free bits",
+        "vae",
+        ("free_bits",),
+        lambda p: None if (v := _num(p, "free_bits")) is None else v > 0,
+        "on: free_bits > 0; off: 0",
+        (Target("test_kl", "max", NO_CLAIM), Target("test_active_units", "max", NO_CLAIM)),
+    ),
+    Mitigation(
+        "perceptual loss",
+        "vae",
+        ("perceptual_weight", "perceptual_net", "perceptual_weights"),
+        lambda p: None if (v := _num(p, "perceptual_weight")) is None else v > 0,
+        "on: perceptual_weight > 0; off: 0",
+        (
+            Target("test_classifier_fd", "min", "sharper textures, better details"),
+            Target("test_randconv_fd", "min", "sharper textures, better details"),
+        ),
+        lambda p, t: p.get("perceptual_net") == "randconv" or "metric_bias" in t,
+    ),
+    Mitigation(
+        "β-VAE",
+        "vae",
+        ("beta",),
+        lambda p: None if (v := _num(p, "beta")) is None else v != 1,
+        "on: beta ≠ 1; off: beta = 1",
+        (Target("test_kl", "max", FUTURE.format("β-VAE")), Target("test_probe_acc", "max", FUTURE.format("β-VAE"))),
+    ),
+    Mitigation(
+        "minibatch discrimination",
+        "dcgan",
+        ("minibatch_disc", "minibatch_dim"),
+        lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
+        "on: minibatch_disc > 0; off: 0",
+        (Target("test_class_kl", "min", "+20–30% diversity"), Target("test_classifier_fd", "min", "better coverage")),
+    ),
+    Mitigation(
+        "spectral norm + TTUR",
+        "dcgan",
+        ("spectral_norm", "lr_ratio"),
+        lambda p: _side(
+            _flag(p, "spectral_norm") is True and (_num(p, "lr_ratio") or 0) > 1,
+            _flag(p, "spectral_norm") is False and _num(p, "lr_ratio") == 1,
+        ),
+        "on: spectral_norm = true and lr_ratio > 1; off: spectral_norm = false and lr_ratio = 1",
+        (Target("test_classifier_fd", "min", SN_TTUR), Target("grad_norm_d", "min", SN_TTUR)),
+    ),
+    Mitigation(
+        "spectral norm alone",
+        "dcgan",
+        ("spectral_norm",),
+        lambda p: _flag(p, "spectral_norm"),
+        "on: spectral_norm = true; off: false",
+        (Target("test_classifier_fd", "min", "— (claimed only with TTUR)"),),
+    ),
+    Mitigation(
+        "TTUR alone",
+        "dcgan",
+        ("lr_ratio",),
+        lambda p: None if (v := _num(p, "lr_ratio")) is None else _side(v > 1, v == 1),
+        "on: lr_ratio > 1; off: lr_ratio = 1",
+        (Target("test_classifier_fd", "min", "— (claimed only with spectral norm)"),),
+    ),
+    Mitigation(
+        "label smoothing",
+        "dcgan",
+        ("label_smoothing",),
+        lambda p: None if (v := _num(p, "label_smoothing")) is None else v > 0,
+        "on: label_smoothing > 0; off: 0",
+        (FD,),
+    ),
+    Mitigation(
+        "hinge loss",
+        "dcgan",
+        ("gan_loss",),
+        lambda p: _side(p.get("gan_loss") == "hinge", p.get("gan_loss") == "bce"),
+        'on: gan_loss = "hinge"; off: "bce"',
+        (FD,),
+    ),
+    Mitigation(
+        "WGAN-GP loss",
+        "dcgan",
+        ("gan_loss", "gp_weight", "n_critic"),
+        lambda p: _side(p.get("gan_loss") == "wgan-gp", p.get("gan_loss") == "bce"),
+        'on: gan_loss = "wgan-gp"; off: "bce"',
+        (Target("test_classifier_fd", "min", FUTURE.format("WGAN-GP")),),
+    ),
 )
 
 
@@ -141,9 +198,17 @@ class Result:
         sd = lambda xs: statistics.stdev(xs) if len(xs) >= 2 else None
         m_on, m_off = statistics.fmean(on), statistics.fmean(off)
         _, gain_sd, lo, hi = t_interval(diffs)  # over pairs (seeds): the gain's uncertainty
-        return {"on": m_on, "off": m_off, "on_sd": sd(on), "off_sd": sd(off), "gain": m_on - m_off,
-                "gain_sd": gain_sd, "gain_lo": lo, "gain_hi": hi,
-                "rel": (m_on - m_off) / abs(m_off) * 100 if m_off else None}
+        return {
+            "on": m_on,
+            "off": m_off,
+            "on_sd": sd(on),
+            "off_sd": sd(off),
+            "gain": m_on - m_off,
+            "gain_sd": gain_sd,
+            "gain_lo": lo,
+            "gain_hi": hi,
+            "rel": (m_on - m_off) / abs(m_off) * 100 if m_off else None,
+        }
 
 
 def _family(t: Trial) -> str | None:
@@ -168,12 +233,20 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
         n_on = sum(len(done(True, g)) for g in groups.values())
         n_off = sum(len(done(False, g)) for g in groups.values())
         both = [g for g in groups.values() if {s for s, _ in g} == {True, False}]
-        count = lambda side, status=None: sum(s is side and status in (None, t["tags"].get("trial_status"))
-                                              for g in both for s, t in g)
+        count = lambda side, status=None: sum(
+            s is side and status in (None, t["tags"].get("trial_status")) for g in both for s, t in g
+        )
         ended = {st: (count(True, st), count(False, st)) for st in ("diverged", "collapsed")}
         for target in m.targets:
-            r = Result(m, target, n_on=n_on, n_off=n_off, matched=bool(both),
-                       sizes=(count(True), count(False)), ended={k: v for k, v in ended.items() if any(v)})
+            r = Result(
+                m,
+                target,
+                n_on=n_on,
+                n_off=n_off,
+                matched=bool(both),
+                sizes=(count(True), count(False)),
+                ended={k: v for k, v in ended.items() if any(v)},
+            )
             for g in both:
                 off = _by_seed(done(False, g), target.metric)
                 units: dict[tuple, list[Trial]] = defaultdict(list)  # split on trials by their own-field values
@@ -184,9 +257,17 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
                     if not on or not off:
                         continue
                     common = sorted(set(on) & set(off), key=str)
-                    pairs = ([(s, on[s][0], off[s][0]) for s in common] if common else
-                             [(None, statistics.fmean(v for v, _ in on.values()),
-                               statistics.fmean(v for v, _ in off.values()))])
+                    pairs = (
+                        [(s, on[s][0], off[s][0]) for s in common]
+                        if common
+                        else [
+                            (
+                                None,
+                                statistics.fmean(v for v, _ in on.values()),
+                                statistics.fmean(v for v, _ in off.values()),
+                            )
+                        ]
+                    )
                     r.pairs += pairs
                     used_on = [t for s in (common or on) for t in on[s][1]]
                     r.on += used_on
@@ -248,7 +329,9 @@ def measured_on(key: str, trial: Trial, epochs: int | None = None) -> str:
     (``epochs``: how many the trial ran, for train_time_s)."""
     params, tags = trial["params"], trial["tags"]
     data = params.get("data") or tags.get("data", "?")
-    n_train, n_val, n_test = (fmt_count(trial["metrics"].get(f"n_{split}_images")) for split in ("train", "val", "test"))
+    n_train, n_val, n_test = (
+        fmt_count(trial["metrics"].get(f"n_{split}_images")) for split in ("train", "val", "test")
+    )
     size = lambda n: f"{n} images" if n else "size not logged"
     val = f"validation: {size(n_val)} of the train split outside the train subset"
     test = f"test split, {size(n_test)}"
@@ -257,8 +340,10 @@ def measured_on(key: str, trial: Trial, epochs: int | None = None) -> str:
     if key.endswith("probe_acc") or key.startswith("test_probe_acc"):
         scored = "validation images" if key.startswith("val_") else f"the {test}"
         base = {"test_probe_acc_pixels": "raw pixels; ", "test_probe_acc_random_init": "randomly initialised net; "}
-        return (f"{data}, {base.get(key, '')}logistic regression fit on the train subset ({size(n_train)}), C chosen "
-                f"on the {val}, scored on {scored}")
+        return (
+            f"{data}, {base.get(key, '')}logistic regression fit on the train subset ({size(n_train)}), C chosen "
+            f"on the {val}, scored on {scored}"
+        )
     if key.endswith(("_classifier_fd", "_randconv_fd", "_class_coverage", "_class_kl", "_classifier_is")):
         n_gen = fmt_count(params.get("eval_samples")) or "? (not logged)"
         feats = "randconv256 features" if "randconv" in key else "domain-classifier features"
@@ -311,23 +396,39 @@ def flag_summary(flags: Sequence[list[str]]) -> str:
     return f"{sum(map(bool, flags))} of {len(flags)}" + "".join(f"; {k}: {n}" for k, n in sorted(kinds.items())) + "."
 
 
-def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], varying: list[str], png: str,
-                   title: str, anchors: Sequence[tuple[str, Sequence[float]]] = ()) -> tuple[list[tuple], Any]:
+def pareto_section(
+    trials: Sequence[Trial],
+    keys: list[str],
+    modes: list[str],
+    varying: list[str],
+    png: str,
+    title: str,
+    anchors: Sequence[tuple[str, Sequence[float]]] = (),
+) -> tuple[list[tuple], Any]:
     """Report blocks for one multi-objective sweep and its scatter (a matplotlib Figure with an Agg canvas,
     not saved: the caller writes it to ``png``; None when no trial qualifies). Trial dicts also hold
     ``trial_id``. Only completed trials with finite final values of every objective take part.
     ``anchors``: (label, values of ``keys``) drawn as stars beside the front, e.g. the slides' models."""
-    done = [t for t in trials
-            if t["tags"].get("trial_status") == "completed" and all(_value(t, k) is not None for k in keys)]
+    done = [
+        t
+        for t in trials
+        if t["tags"].get("trial_status") == "completed" and all(_value(t, k) is not None for k in keys)
+    ]
     points = [[_value(t, k) for k in keys] for t in done]
     front = non_dominated(points, modes)
     blocks: list[tuple] = [("h3", f"{title}: {' and '.join(f'{k} ({m})' for k, m in zip(keys, modes))}")]
     if not done:
         return blocks + [("p", f"None of its {len(trials)} trials completed with final {', '.join(keys)}.")], None
-    blocks.append(("p", f"Final-epoch values of the {len(done)} completed trials that logged every objective "
-                        f"({len(trials) - len(done)} other trial(s) left out); {len(front)} are non-dominated: no "
-                        f"other trial is at least as good on every objective and better on one. Measured on: "
-                        + "; ".join(f"{k}: {measured_on(k, done[0])}" for k in keys) + "."))
+    blocks.append(
+        (
+            "p",
+            f"Final-epoch values of the {len(done)} completed trials that logged every objective "
+            f"({len(trials) - len(done)} other trial(s) left out); {len(front)} are non-dominated: no "
+            f"other trial is at least as good on every objective and better on one. Measured on: "
+            + "; ".join(f"{k}: {measured_on(k, done[0])}" for k in keys)
+            + ".",
+        )
+    )
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -342,22 +443,35 @@ def pareto_section(trials: Sequence[Trial], keys: list[str], modes: list[str], v
         ax.scatter([values[0]], [values[1]], s=140, marker="*", c="black")
         ax.annotate(label, tuple(values[:2]), fontsize=7, xytext=(4, -9), textcoords="offset points")
     if anchors:
-        blocks.append(("p", "Placed on it (black stars, not part of the front): " + "; ".join(
-            f"{label}: " + ", ".join(f"{k} {fmt_value(k, v)}" for k, v in zip(keys, values)) for label, values in anchors)
-            + "."))
+        blocks.append(
+            (
+                "p",
+                "Placed on it (black stars, not part of the front): "
+                + "; ".join(
+                    f"{label}: " + ", ".join(f"{k} {fmt_value(k, v)}" for k, v in zip(keys, values))
+                    for label, values in anchors
+                )
+                + ".",
+            )
+        )
     ax.set(xlabel=f"{keys[0]} ({modes[0]})", ylabel=f"{keys[1]} ({modes[1]})", title=f"Pareto front: {title}")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     order = sorted(front, key=lambda i: points[i][0], reverse=modes[0] == "max")
-    rows = [[done[i]["trial_id"], *[done[i]["params"].get(k, "—") for k in varying],
-             *[fmt_value(k, v) for k, v in zip(keys, points[i])],
-             ", ".join(trial_flags(done[i]["metrics"], done[i]["tags"])) or "—"] for i in order]
+    rows = [
+        [
+            done[i]["trial_id"],
+            *[done[i]["params"].get(k, "—") for k in varying],
+            *[fmt_value(k, v) for k, v in zip(keys, points[i])],
+            ", ".join(trial_flags(done[i]["metrics"], done[i]["tags"])) or "—",
+        ]
+        for i in order
+    ]
     over = f" (front over all {len(keys)} objectives)" if len(keys) > 2 else ""
     caption = f"{title}: {keys[0]} vs {keys[1]} of every completed trial; non-dominated in red{over}"
-    return blocks + [("img", png, caption),
-                     ("table", ["trial_id", *varying, *keys, "flags"], rows)], fig
+    return blocks + [("img", png, caption), ("table", ["trial_id", *varying, *keys, "flags"], rows)], fig
 
 
 # ---- report blocks ---------------------------------------------------------------------------
@@ -368,9 +482,16 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
         m = r.mitigation
         if m.name not in seen:
             seen.add(m.name)
-            catalogue.append([m.name, m.family, m.on_off, ", ".join(m.fields),
-                              "; ".join(f"{t.metric} ({'higher' if t.mode == 'max' else 'lower'} is better)"
-                                        for t in m.targets), "; ".join(dict.fromkeys(t.claim for t in m.targets))])
+            catalogue.append(
+                [
+                    m.name,
+                    m.family,
+                    m.on_off,
+                    ", ".join(m.fields),
+                    "; ".join(f"{t.metric} ({'higher' if t.mode == 'max' else 'lower'} is better)" for t in m.targets),
+                    "; ".join(dict.fromkeys(t.claim for t in m.targets)),
+                ]
+            )
     rows, notes, unmeasured = [], [], []
     for r in results:
         m, key = r.mitigation, r.target.metric
@@ -378,12 +499,26 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
             unmeasured.append(m.name)
             continue
         if r.ended and r.target is m.targets[0]:
-            notes.append(f"{m.name}: of the {r.sizes[0]} on and {r.sizes[1]} off trials in matched groups, "
-                         + ", ".join(f"{st} {a} on / {b} off" for st, (a, b) in r.ended.items()) + ".")
+            notes.append(
+                f"{m.name}: of the {r.sizes[0]} on and {r.sizes[1]} off trials in matched groups, "
+                + ", ".join(f"{st} {a} on / {b} off" for st, (a, b) in r.ended.items())
+                + "."
+            )
         if not r.pairs:
             why = f"no completed on and off trials of a matched group logged a final {key}"
-            rows.append([m.name, key, f"0 pairs ({r.n_on} on, {r.n_off} off completed)", "—", "—", why,
-                         r.target.claim, "—", "—"])
+            rows.append(
+                [
+                    m.name,
+                    key,
+                    f"0 pairs ({r.n_on} on, {r.n_off} off completed)",
+                    "—",
+                    "—",
+                    why,
+                    r.target.claim,
+                    "—",
+                    "—",
+                ]
+            )
             continue
         s = r.stats()
         pm = lambda v, sd: fmt_value(key, v) + (f" ± {fmt_value(key, sd)}" if sd is not None else "")
@@ -391,32 +526,86 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
         signed = lambda v: ("+" if v >= 0 else "−") + num(abs(v))
         gain = signed(s["gain"])
         gain += f" ({'+' if s['rel'] >= 0 else '−'}{abs(s['rel']):.1f}%)" if s["rel"] is not None else ""
-        gain += f", {fmt_interval(s['gain_lo'], s['gain_hi'], signed)}" if s["gain_lo"] is not None else ", no interval (1 pair)"
+        gain += (
+            f", {fmt_interval(s['gain_lo'], s['gain_hi'], signed)}"
+            if s["gain_lo"] is not None
+            else ", no interval (1 pair)"
+        )
         unpaired = sum(1 for p in r.pairs if p[0] is None)
         n = f"{len(r.pairs)} pair(s), {r.seeds} seed(s)" + (f", {unpaired} unpaired (seeds differ)" if unpaired else "")
-        rows.append([m.name, key, n, pm(s["on"], s["on_sd"]), pm(s["off"], s["off_sd"]), gain, r.target.claim,
-                     verdict(r) + ("; BIASED (see below)" if r.biased else ""), measured_on(key, r.on[0])])
-        notes.append(f"{m.name}: on-settings compared: "
-                     + "; ".join(f"{k} ({v} pair(s))" for k, v in r.settings.items()) + ".")
+        rows.append(
+            [
+                m.name,
+                key,
+                n,
+                pm(s["on"], s["on_sd"]),
+                pm(s["off"], s["off_sd"]),
+                gain,
+                r.target.claim,
+                verdict(r) + ("; BIASED (see below)" if r.biased else ""),
+                measured_on(key, r.on[0]),
+            ]
+        )
+        notes.append(
+            f"{m.name}: on-settings compared: " + "; ".join(f"{k} ({v} pair(s))" for k, v in r.settings.items()) + "."
+        )
         if r.biased:
-            notes.append(f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on randconv_fd's own randconv "
-                         f"features (perceptual_net = randconv, tag metric_bias), so their {key} favours them.")
-    intro = (f"Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
-             f"over {scope}. A mitigation is measured only between completed trials whose params are identical except "
-             "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
-             "form one unpaired comparison where the seeds differ). test_* values are each trial's best epoch (chosen on "
-             "validation) scored on the test split, others final-epoch; with/without = mean over pairs ± sample std over "
-             "pairs (≥ 2); gain = with − without (relative to without) with the 95% Student-t interval of the per-pair "
-             "gains. A verdict says better or worse only when that interval excludes 0; otherwise it is inconclusive.")
-    blocks = [("h2", "Failure modes and mitigations"), ("p", intro),
-              ("table", ["mitigation", "family", "on / off (params)", "own fields (may differ)", "target metric",
-                         "seed's claimed gain"], catalogue), ("h3", "Measured gains")]
+            notes.append(
+                f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on randconv_fd's own randconv "
+                f"features (perceptual_net = randconv, tag metric_bias), so their {key} favours them."
+            )
+    intro = (
+        f"Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
+        f"over {scope}. A mitigation is measured only between completed trials whose params are identical except "
+        "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
+        "form one unpaired comparison where the seeds differ). test_* values are each trial's best epoch (chosen on "
+        "validation) scored on the test split, others final-epoch; with/without = mean over pairs ± sample std over "
+        "pairs (≥ 2); gain = with − without (relative to without) with the 95% Student-t interval of the per-pair "
+        "gains. A verdict says better or worse only when that interval excludes 0; otherwise it is inconclusive."
+    )
+    blocks = [
+        ("h2", "Failure modes and mitigations"),
+        ("p", intro),
+        (
+            "table",
+            [
+                "mitigation",
+                "family",
+                "on / off (params)",
+                "own fields (may differ)",
+                "target metric",
+                "seed's claimed gain",
+            ],
+            catalogue,
+        ),
+        ("h3", "Measured gains"),
+    ]
     if rows:
-        blocks.append(("table", ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "seed's claim",
-                                 "verdict", "measured on"], rows))
+        blocks.append(
+            (
+                "table",
+                [
+                    "mitigation",
+                    "target",
+                    "n",
+                    "with (on)",
+                    "without (off)",
+                    "gain",
+                    "seed's claim",
+                    "verdict",
+                    "measured on",
+                ],
+                rows,
+            )
+        )
     if unmeasured:
-        blocks.append(("p", f"Not measured in this experiment (no trials differing only in the mitigation's fields): "
-                            f"{', '.join(dict.fromkeys(unmeasured))}. Measure them with "
-                            "`python run_sweep.py --space sweeps/ablate_cyclical.py` and `sweeps/ablate_sn_ttur.py` "
-                            "(each mitigation on and off at 2 seeds) into this experiment (`--experiment NAME`)."))
+        blocks.append(
+            (
+                "p",
+                f"Not measured in this experiment (no trials differing only in the mitigation's fields): "
+                f"{', '.join(dict.fromkeys(unmeasured))}. Measure them with "
+                "`python run_sweep.py --space sweeps/ablate_cyclical.py` and `sweeps/ablate_sn_ttur.py` "
+                "(each mitigation on and off at 2 seeds) into this experiment (`--experiment NAME`).",
+            )
+        )
     return blocks + ([("ul", list(dict.fromkeys(notes)))] if notes else [])

@@ -1,5 +1,6 @@
 """What the report reads from MLflow: sweep parent runs, their trial runs grouped by family and
 ranked by the family's (validation) objective. No report text here; common/report/build.py writes it."""
+
 from __future__ import annotations
 
 import math
@@ -9,9 +10,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.errors import UserError
-from common.trial.families import FAMILIES, Field
 from common.report.mitigations import trial_flags
 from common.sweep.tracking import redact
+from common.trial.families import FAMILIES, Field
 
 FAMILY_LABEL = Field("label")  # family name -> the report's name for it, in the registry's order
 
@@ -40,8 +41,13 @@ class Trial:
         self.flags = trial_flags(self.run.data.metrics, self.tags)  # diverged@E, stopped, collapse, ...
 
     def as_dict(self) -> dict:  # what common/report/mitigations.py reads
-        return {"id": self.run_id, "trial_id": self.trial_id, "params": self.params,
-                "metrics": self.run.data.metrics, "tags": self.tags}
+        return {
+            "id": self.run_id,
+            "trial_id": self.trial_id,
+            "params": self.params,
+            "metrics": self.run.data.metrics,
+            "tags": self.tags,
+        }
 
     def metric(self, key: str) -> float | None:
         # run.data.metrics holds the latest value, i.e. the one at the highest step = final epoch.
@@ -81,22 +87,30 @@ def load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tu
         raise ReportError(f"cannot read MLflow at {redact(client.tracking_uri)}: {e}; check the tracking URI") from None
     if exp is None:
         names = ", ".join(sorted(e.name for e in client.search_experiments())) or "(none)"
-        raise ReportError(f"MLflow experiment {experiment!r} not found at {redact(client.tracking_uri)}; existing experiments: "
-                          f"{names} -- pass one of these or check the tracking URI")
+        raise ReportError(
+            f"MLflow experiment {experiment!r} not found at {redact(client.tracking_uri)}; existing experiments: "
+            f"{names} -- pass one of these or check the tracking URI"
+        )
     if parent_run_id:
         try:
             run = client.get_run(parent_run_id)
         except Exception:
-            raise ReportError(f"parent run {parent_run_id!r} not found at {redact(client.tracking_uri)}; "
-                              f"omit it to use the latest sweeps in {experiment!r}") from None
+            raise ReportError(
+                f"parent run {parent_run_id!r} not found at {redact(client.tracking_uri)}; "
+                f"omit it to use the latest sweeps in {experiment!r}"
+            ) from None
         if run.info.experiment_id != exp.experiment_id:
-            raise ReportError(f"run {parent_run_id} belongs to experiment id {run.info.experiment_id}, "
-                              f"not {experiment!r} (id {exp.experiment_id})")
+            raise ReportError(
+                f"run {parent_run_id} belongs to experiment id {run.info.experiment_id}, "
+                f"not {experiment!r} (id {exp.experiment_id})"
+            )
         return [run], family_trials(client, run, list(FAMILY_LABEL))
     candidates = search_all(client, exp.experiment_id, "tags.`sweep.role` = 'parent'", ["attributes.start_time DESC"])
     if not candidates:
-        raise ReportError(f"experiment {experiment!r} has no sweep parent run (tag sweep.role=parent); "
-                          f"run a sweep into it first or pass parent_run_id")
+        raise ReportError(
+            f"experiment {experiment!r} has no sweep parent run (tag sweep.role=parent); "
+            f"run a sweep into it first or pass parent_run_id"
+        )
     used, families = [], {}
     for parent in candidates:  # newest first: each family comes from the latest sweep that ran it
         if found := family_trials(client, parent, [n for n in FAMILY_LABEL if n not in families]):
@@ -110,11 +124,14 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
     """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
     children = search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     # A multi-objective sweep ("val_probe_acc,val_classifier_fd") ranks by its first objective, as Tune does.
-    sweep_metric, sweep_mode = [(v or "").split(",")[0] for v in (parent.data.params.get("metric"),
-                                                                 parent.data.params.get("mode", "min"))]
+    sweep_metric, sweep_mode = [
+        (v or "").split(",")[0] for v in (parent.data.params.get("metric"), parent.data.params.get("mode", "min"))
+    ]
     families: dict[str, Family] = {}
     for name in names:
-        trials = [Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name]
+        trials = [
+            Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name
+        ]
         if not trials:
             continue
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
@@ -122,8 +139,9 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
         for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
             values = [m.value for m in client.get_metric_history(t.run_id, fam.metric) if math.isfinite(m.value)]
             t.objective = (min if fam.mode == "min" else max)(values) if values else None
-        fam.ranked = sorted((t for t in trials if t.objective is not None),
-                            key=lambda t: t.objective, reverse=(fam.mode == "max"))
+        fam.ranked = sorted(
+            (t for t in trials if t.objective is not None), key=lambda t: t.objective, reverse=(fam.mode == "max")
+        )
         keys = sorted({k for t in trials for k in t.params} - {"family"})
         fam.varying = [k for k in keys if len({t.params.get(k) for t in trials}) > 1]
         families[name] = fam

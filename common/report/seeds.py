@@ -10,6 +10,7 @@ the seed preset (the group whose params are ``sweeps/seed.py``'s config) and the
 the other groups, the one with the best mean validation objective: selection on validation;
 every number shown is on the test split).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,16 @@ from common.report.runs import FAMILY_LABEL as LABEL
 Trial = dict
 PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "seed.py"
 WHERE = {"seed", "data", "device", "deterministic"}  # which seed and where it ran, not what it computed
-SPREAD_KEYS = ["test_mse_kl", "test_kl", "test_bpd", "test_probe_acc", "test_probe_acc_pixels", "fid", "kid",
-               "test_classifier_fd"]
+SPREAD_KEYS = [
+    "test_mse_kl",
+    "test_kl",
+    "test_bpd",
+    "test_probe_acc",
+    "test_probe_acc_pixels",
+    "fid",
+    "kid",
+    "test_classifier_fd",
+]
 PIXEL_GAIN = "probe_minus_pixels"  # derived per trial: test_probe_acc - test_probe_acc_pixels
 # (family, label, key, the slides' value, goal (op, threshold)). Goals: issue 16; the slides' values:
 # ../shared/seed/vae_vs_dcgan_slides.md (FID and recall were not published).
@@ -32,8 +41,13 @@ BUDGET_ROWS = [
     ("vae", "KL (nats/image)", "test_kl", "61.25", (">", 10.0)),
     ("vae", "linear probe on μ (the moonshot goal)", "test_probe_acc", "37.69%", (">=", 0.45)),
     ("vae", "probe on μ minus its raw-pixel baseline", PIXEL_GAIN, "not reported", (">=", 0.05)),
-    ("dcgan", "FID, Inception (the goal: 10,000 generated vs the 10,000 test images)", "fid", "not measured",
-     ("<=", 60.0)),
+    (
+        "dcgan",
+        "FID, Inception (the goal: 10,000 generated vs the 10,000 test images)",
+        "fid",
+        "not measured",
+        ("<=", 60.0),
+    ),
     ("dcgan", "recall (k = 3, Inception features)", "recall", "not measured", (">", 0.2)),
 ]
 GOAL_FID_N = 10_000
@@ -74,8 +88,10 @@ def _fmt(key: str, v: float) -> str:
 
 def _on(key: str, t: Trial) -> str:
     if key in ("fid", "kid", "recall"):
-        return (f"{fmt_count(t['tags'].get('eval.n')) or '?'} generated vs {fmt_count(t['tags'].get('eval.reference_n')) or 'all'} "
-                f"test images, {t['tags'].get('eval.extractor', 'Inception')}")
+        return (
+            f"{fmt_count(t['tags'].get('eval.n')) or '?'} generated vs {fmt_count(t['tags'].get('eval.reference_n')) or 'all'} "
+            f"test images, {t['tags'].get('eval.extractor', 'Inception')}"
+        )
     return measured_on("test_probe_acc" if key == PIXEL_GAIN else key, t)
 
 
@@ -90,22 +106,37 @@ def spread_blocks(families: dict[str, Sequence[Trial]]) -> list[tuple]:
                 if len(values) >= 2:
                     mean, sd, lo, hi = t_interval(values)
                     f = lambda v, k=key: _fmt(k, v)
-                    rows.append([LABEL[name], key + (" x 1000" if key == "kid" else ""), f"{len(values)} ({seeds})",
-                                 f"{f(mean)} ± {f(sd)}", fmt_interval(lo, hi, f), _on(key, group[0])])
+                    rows.append(
+                        [
+                            LABEL[name],
+                            key + (" x 1000" if key == "kid" else ""),
+                            f"{len(values)} ({seeds})",
+                            f"{f(mean)} ± {f(sd)}",
+                            fmt_interval(lo, hi, f),
+                            _on(key, group[0]),
+                        ]
+                    )
     if not rows:
         return []
-    return [("h3", "Seed-to-seed spread"),
-            ("p", "Trials that differ only in their seed: mean ± sample std over seeds, and the 95% Student-t "
-                  "interval of the mean. A difference from the slides within this spread is not a difference."),
-            ("table", ["family", "metric", "seeds", "mean ± std", "interval", "measured on"], rows)]
+    return [
+        ("h3", "Seed-to-seed spread"),
+        (
+            "p",
+            "Trials that differ only in their seed: mean ± sample std over seeds, and the 95% Student-t "
+            "interval of the mean. A difference from the slides within this spread is not a difference.",
+        ),
+        ("table", ["family", "metric", "seeds", "mean ± std", "interval", "measured on"], rows),
+    ]
 
 
 def preset_params() -> dict[str, dict[str, str]]:
     """family -> sweeps/seed.py's config for it, as MLflow params (strings), less ``WHERE``."""
     from common.sweep.space import check_configs, load_space
 
-    return {c["family"]: {k: str(v) for k, v in c.items() if k not in WHERE}
-            for c in check_configs(load_space(PRESET), {}, 0)}
+    return {
+        c["family"]: {k: str(v) for k, v in c.items() if k not in WHERE}
+        for c in check_configs(load_space(PRESET), {}, 0)
+    }
 
 
 def outside_budget(t: Trial) -> str | None:
@@ -127,14 +158,15 @@ def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str
     preset, runs = preset_params(), {}
     for t in trials:
         family = t["params"].get("family")
-        if t["tags"].get("trial_status") == "completed" and family in preset and \
-                _what(t) == preset[family]:
+        if t["tags"].get("trial_status") == "completed" and family in preset and _what(t) == preset[family]:
             runs.setdefault(family, []).append(t)
     out = []
     for family, ts in runs.items():
         values = [[t["metrics"][k] for t in ts if k in t["metrics"]] for k in keys]
         if all(values):
-            out.append((f"the slides' {LABEL[family]} (seed preset, {len(ts)} seed(s))", [sum(v) / len(v) for v in values]))
+            out.append(
+                (f"the slides' {LABEL[family]} (seed preset, {len(ts)} seed(s))", [sum(v) / len(v) for v in values])
+            )
     return out
 
 
@@ -146,24 +178,53 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
         groups = seed_groups([t for t in trials if t["params"].get("family") == family])
         ours = [g for g in groups if _what(g[0]) == preset[family]]
         outside = [(g, why) for g in groups if g not in ours and (why := outside_budget(g[0]))]
-        others = [(sum(vs) / len(vs), g) for g in groups if g not in ours and not outside_budget(g[0])
-                  if (vs := [v for t in g if (v := objective(t)) is not None])]
+        others = [
+            (sum(vs) / len(vs), g)
+            for g in groups
+            if g not in ours and not outside_budget(g[0])
+            if (vs := [v for t in g if (v := objective(t)) is not None])
+        ]
         columns[family] = (ours[0] if ours else None, min(others, key=lambda p: p[0])[1] if others else None)
         if columns[family][1]:
             notes.append(_config_note(family, columns[family][1], preset[family]))
-        notes += [f"{LABEL[family]}: a group of {len(g)} seeds left out, outside the budget: {why}." for g, why in outside]
+        notes += [
+            f"{LABEL[family]}: a group of {len(g)} seeds left out, outside the budget: {why}." for g, why in outside
+        ]
     if not any(g for pair in columns.values() for g in pair) and not notes:
         return []
-    rows = [[f"{LABEL[family]}: {label} (`{key}`)", slides, *(_cell(g, key) for g in columns[family]),
-             _goal(goal, key), _verdict(columns[family][1], key, goal)]
-            for family, label, key, slides, goal in BUDGET_ROWS]
-    return [("h2", "Best within the slides' budget"),
-            ("p", "The 10k train subset, the slides' nets, VAE <= 20 epochs, DCGAN <= 40. Each cell: mean ± sample std "
-                  "over the group's seeds, its 95% Student-t interval, the seeds, then the data, split and N. The "
-                  "winners are, of the configs run at >= 2 seeds other than the seed preset, the one with the best "
-                  "mean validation objective; a goal is met when the winners' whole interval meets it."),
-            ("table", ["metric (test split)", "the slides", "the seed preset (sweeps/seed.py)", "the sweep's winners",
-                       "goal", "verdict"], rows), ("ul", notes)]
+    rows = [
+        [
+            f"{LABEL[family]}: {label} (`{key}`)",
+            slides,
+            *(_cell(g, key) for g in columns[family]),
+            _goal(goal, key),
+            _verdict(columns[family][1], key, goal),
+        ]
+        for family, label, key, slides, goal in BUDGET_ROWS
+    ]
+    return [
+        ("h2", "Best within the slides' budget"),
+        (
+            "p",
+            "The 10k train subset, the slides' nets, VAE <= 20 epochs, DCGAN <= 40. Each cell: mean ± sample std "
+            "over the group's seeds, its 95% Student-t interval, the seeds, then the data, split and N. The "
+            "winners are, of the configs run at >= 2 seeds other than the seed preset, the one with the best "
+            "mean validation objective; a goal is met when the winners' whole interval meets it.",
+        ),
+        (
+            "table",
+            [
+                "metric (test split)",
+                "the slides",
+                "the seed preset (sweeps/seed.py)",
+                "the sweep's winners",
+                "goal",
+                "verdict",
+            ],
+            rows,
+        ),
+        ("ul", notes),
+    ]
 
 
 def _cell(group: list[Trial] | None, key: str) -> str:

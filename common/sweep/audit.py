@@ -14,6 +14,7 @@ The invariants (one row each):
 7. nothing waits in a trial's ``mlflow_unlogged.jsonl`` (an orphaned run's excepted: its trial was
    run again from scratch).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,11 +27,22 @@ from common.sweep.storage import SweepStorage
 from common.sweep.tracking import UNLOGGED_FILE, TrackingError
 
 # trial_status -> the MLflow statuses a finished run may have
-FINAL = {"completed": {"FINISHED"}, "stopped": {"FINISHED"}, "diverged": {"FINISHED"}, "collapsed": {"FINISHED"},
-         "failed": {"FAILED", "KILLED"}, "interrupted": {"KILLED"}}
+FINAL = {
+    "completed": {"FINISHED"},
+    "stopped": {"FINISHED"},
+    "diverged": {"FINISHED"},
+    "collapsed": {"FINISHED"},
+    "failed": {"FAILED", "KILLED"},
+    "interrupted": {"KILLED"},
+}
 # trial_status -> the Optuna state its trial must have (a diverged trial is COMPLETE with its penalty)
-OPTUNA_STATE = {"completed": "COMPLETE", "diverged": "COMPLETE", "stopped": "PRUNED", "collapsed": "PRUNED",
-                "failed": "FAIL"}
+OPTUNA_STATE = {
+    "completed": "COMPLETE",
+    "diverged": "COMPLETE",
+    "stopped": "PRUNED",
+    "collapsed": "PRUNED",
+    "failed": "FAIL",
+}
 
 
 @dataclass
@@ -50,15 +62,23 @@ def audit(experiment: str, uri: str, storage: str) -> list[Check]:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise TrackingError(f"--check: no experiment {experiment!r} at this tracking URI; pass --tracking-uri, "
-                            "or the experiment's name (the space file's stem unless --experiment was given)")
+        raise TrackingError(
+            f"--check: no experiment {experiment!r} at this tracking URI; pass --tracking-uri, "
+            "or the experiment's name (the space file's stem unless --experiment was given)"
+        )
     runs = client.search_runs([exp.experiment_id], max_results=50_000)
     parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     trials = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
     tune = _tune_trials(SweepStorage(storage), {p.info.run_id for p in parents})
-    return [_one_run_per_trial(tune, trials), _epochs_once(client, trials), _statuses(parents, trials),
-            _best_checkpoints(client, trials), _registered(client, experiment, parents, trials),
-            _optuna(parents, trials, tune), _unlogged(tune, trials)]
+    return [
+        _one_run_per_trial(tune, trials),
+        _epochs_once(client, trials),
+        _statuses(parents, trials),
+        _best_checkpoints(client, trials),
+        _registered(client, experiment, parents, trials),
+        _optuna(parents, trials, tune),
+        _unlogged(tune, trials),
+    ]
 
 
 def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]:
@@ -76,7 +96,7 @@ def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]
         if json.loads(storage.read_text(f"{top.base_name}/sweep.json"))["parent_run_id"] not in parent_ids:
             continue
         for f in storage.fs.get_file_info(FileSelector(storage.path(top.base_name), recursive=True)):
-            parts = f.path[len(storage.root):].strip("/").split("/")
+            parts = f.path[len(storage.root) :].strip("/").split("/")
             if len(parts) != 4 or parts[-1] not in ("result.json", RUN_ID_FILE, UNLOGGED_FILE):
                 continue
             trial = out.setdefault("/".join(parts[:3]), {"family": parts[1], "runs": set(), "unlogged": 0})
@@ -97,7 +117,9 @@ def _orphan(run) -> bool:
 def _one_run_per_trial(tune: dict, trials: list) -> Check:
     problems = [f"Tune trial {t} has {len(v['runs'])} MLflow runs" for t, v in tune.items() if len(v["runs"]) != 1]
     known = set().union(*(v["runs"] for v in tune.values())) if tune else set()
-    problems += [f"run {r.info.run_id} has no Tune trial" for r in trials if r.info.run_id not in known and not _orphan(r)]
+    problems += [
+        f"run {r.info.run_id} has no Tune trial" for r in trials if r.info.run_id not in known and not _orphan(r)
+    ]
     return Check(f"every Tune trial ({len(tune)}) has exactly one MLflow run and every run a trial", problems)
 
 
@@ -142,8 +164,14 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
 
     by_id = {r.info.run_id: r for r in trials}
     problems = []
-    families = sorted({k[len("best_"):-len("_run_id")] for p in parents for k in p.data.tags
-                       if k.startswith("best_") and k.endswith("_run_id")})
+    families = sorted(
+        {
+            k[len("best_") : -len("_run_id")]
+            for p in parents
+            for k in p.data.tags
+            if k.startswith("best_") and k.endswith("_run_id")
+        }
+    )
     for family in families:
         try:
             version = client.get_model_version_by_alias(registered_name(experiment, family), "best")
@@ -151,20 +179,32 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
             problems.append(f"{family}: no registered version with the alias best")
             continue
         run_id, metric = version.tags.get("trial_run_id"), version.tags.get("metric")
-        mode = next((p.data.params.get("mode", "min").split(",")[0] for p in parents
-                     if p.data.tags.get(f"best_{family}_run_id")), "min")
+        mode = next(
+            (
+                p.data.params.get("mode", "min").split(",")[0]
+                for p in parents
+                if p.data.tags.get(f"best_{family}_run_id")
+            ),
+            "min",
+        )
         if run_id not in by_id:
             problems.append(f"{family}@best (version {version.version}) points at run {run_id}, not a trial run")
             continue
         if "checkpoints/best.pt" not in {a.path for a in client.list_artifacts(run_id, "checkpoints")}:
             problems.append(f"{family}@best points at run {run_id}, which has no checkpoints/best.pt")
-        candidates = [r for r in trials if r.data.tags.get("family") == family and metric in r.data.metrics
-                      and r.data.tags.get("trial_status") in ("completed", "stopped")]
+        candidates = [
+            r
+            for r in trials
+            if r.data.tags.get("family") == family
+            and metric in r.data.metrics
+            and r.data.tags.get("trial_status") in ("completed", "stopped")
+        ]
         best = {r.info.run_id: _best_of(client, r.info.run_id, metric, mode) for r in candidates}
         winner = (min if mode == "min" else max)(best, key=best.get) if best else None
         if winner != run_id and best.get(winner) != best.get(run_id):
-            problems.append(f"{family}@best is run {run_id} ({metric} {best.get(run_id)}), but run {winner} "
-                            f"has {best[winner]}")
+            problems.append(
+                f"{family}@best is run {run_id} ({metric} {best.get(run_id)}), but run {winner} has {best[winner]}"
+            )
     return Check(f"each @best version ({len(families)}) points at its family's best trial run", problems)
 
 
@@ -187,7 +227,9 @@ def _optuna(parents: list, trials: list, tune: dict) -> Check:
             states = Counter(t.state.name for t in study.trials if "orphaned" not in t.user_attrs)
             family_dir = name.rsplit("/", 1)[-1]
             ids = [next(iter(v["runs"])) for v in tune.values() if v["family"] == family_dir and len(v["runs"]) == 1]
-            statuses = [runs_of[i].data.tags.get("trial_status") for i in ids if i in runs_of and not _orphan(runs_of[i])]
+            statuses = [
+                runs_of[i].data.tags.get("trial_status") for i in ids if i in runs_of and not _orphan(runs_of[i])
+            ]
             expected = Counter(OPTUNA_STATE.get(s, s) for s in statuses)
             if states != expected:
                 problems.append(f"study {name}: {dict(states)}, but the runs say {dict(expected)}")
@@ -198,8 +240,11 @@ def _unlogged(tune: dict, trials: list) -> Check:
     """A trial folder's kept writes, unless its run was orphaned: a resume that could not restore
     the trial ran a replacement from scratch, so nothing waits for that run's writes."""
     orphans = {r.info.run_id for r in trials if _orphan(r)}
-    problems = [f"{t}: {v['unlogged']} write(s) never reached MLflow" for t, v in tune.items()
-                if v["unlogged"] and not (v["runs"] and v["runs"] <= orphans)]
+    problems = [
+        f"{t}: {v['unlogged']} write(s) never reached MLflow"
+        for t, v in tune.items()
+        if v["unlogged"] and not (v["runs"] and v["runs"] <= orphans)
+    ]
     return Check("nothing waits in mlflow_unlogged.jsonl", problems)
 
 
@@ -209,6 +254,7 @@ def render(checks: list[Check]) -> str:
     lines = [f"{'invariant':<{width}}  result", f"{'-' * width}  ------"]
     for c in checks:
         lines.append(f"{c.name:<{width}}  {'ok' if c.ok else 'FAIL'}")
-        lines += [f"    - {p}" for p in c.problems[:20]] + ([f"    ... {len(c.problems) - 20} more"]
-                                                            if len(c.problems) > 20 else [])
+        lines += [f"    - {p}" for p in c.problems[:20]] + (
+            [f"    ... {len(c.problems) - 20} more"] if len(c.problems) > 20 else []
+        )
     return "\n".join(lines)

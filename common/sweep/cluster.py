@@ -5,6 +5,7 @@ driver lacks, or that runs another Ray or Python retries for about 20 s, warning
 then raises through three chained tracebacks. ``check_address`` asks the same questions in
 well under 10 s, and answers each with one ``ClusterError`` line that says how to fix it.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ def resolve_address(address: str) -> str:
         return os.environ["RAY_ADDRESS"]
     if CURRENT_CLUSTER.is_file() and CURRENT_CLUSTER.read_text().strip():
         return CURRENT_CLUSTER.read_text().strip()
-    raise ClusterError("--address auto: no Ray cluster was started on this machine; start one with "
-                       "`ray start --head`, or pass --address HEAD_IP:6379")
+    raise ClusterError(
+        "--address auto: no Ray cluster was started on this machine; start one with "
+        "`ray start --head`, or pass --address HEAD_IP:6379"
+    )
 
 
 def check_address(address: str) -> None:
@@ -48,17 +51,21 @@ def check_address(address: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        raise ClusterError(f"no Ray head answers at {addr} ({e.strerror or type(e).__name__}); start one there "
-                           f"with `ray start --head --port {port}`, or fix --address") from None
+        raise ClusterError(
+            f"no Ray head answers at {addr} ({e.strerror or type(e).__name__}); start one there "
+            f"with `ray start --head --port {port}`, or fix --address"
+        ) from None
     # 2. It is a Ray head that accepts us, 3. running our versions.
     metadata = _cluster_metadata(addr)
     from ray._private.utils import compute_version_info
 
     ours, theirs = compute_version_info(), (metadata.get("ray_version"), metadata.get("python_version"))
     if theirs[0] and tuple(theirs) != tuple(ours):
-        raise ClusterError(f"the cluster at {addr} runs Ray {theirs[0]} on Python {theirs[1]}, this driver Ray "
-                           f"{ours[0]} on Python {ours[1]}; run the driver with the cluster's versions (the same "
-                           "`make venv` image on every node)")
+        raise ClusterError(
+            f"the cluster at {addr} runs Ray {theirs[0]} on Python {theirs[1]}, this driver Ray "
+            f"{ours[0]} on Python {ours[1]}; run the driver with the cluster's versions (the same "
+            "`make venv` image on every node)"
+        )
 
 
 # Run in a child process: a port that is no Ray GCS makes the GCS client wait about a minute,
@@ -86,17 +93,24 @@ def _cluster_metadata(addr: str) -> dict:
     import sys
 
     try:
-        out = subprocess.run([sys.executable, "-c", PROBE, addr], capture_output=True, text=True,
-                             timeout=PROBE_TIMEOUT_S).stdout.strip().splitlines()
+        out = (
+            subprocess.run([sys.executable, "-c", PROBE, addr], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+            .stdout.strip()
+            .splitlines()
+        )
         answer = json.loads(out[-1]) if out else {"error": "no answer"}
     except subprocess.TimeoutExpired:
         answer = {"error": f"no Ray GCS reply within {PROBE_TIMEOUT_S:.0f} s"}
     if answer.get("auth"):
         mode = os.environ.get("RAY_AUTH_MODE", "disabled")
-        raise ClusterError(f"the Ray cluster at {addr} refused this driver's auth token (RAY_AUTH_MODE={mode}); "
-                           "set RAY_AUTH_MODE=token and give it the head's token: `ray get-auth-token` on the head "
-                           "prints it; put it in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+        raise ClusterError(
+            f"the Ray cluster at {addr} refused this driver's auth token (RAY_AUTH_MODE={mode}); "
+            "set RAY_AUTH_MODE=token and give it the head's token: `ray get-auth-token` on the head "
+            "prints it; put it in ~/.ray/auth_token or RAY_AUTH_TOKEN"
+        )
     if "error" in answer:
-        raise ClusterError(f"{addr} answers but is not a Ray head ({answer['error']}); pass the head's GCS port "
-                           "(6379 by default) to --address")
+        raise ClusterError(
+            f"{addr} answers but is not a Ray head ({answer['error']}); pass the head's GCS port "
+            "(6379 by default) to --address"
+        )
     return answer["metadata"]

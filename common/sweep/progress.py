@@ -5,6 +5,7 @@ On a terminal the status line is redrawn in place and the bars are tqdm's; other
 file, CI) each event is one line: a trial started or ended, a new best, a stage begun and done.
 ``--verbose`` brings Ray's own tables and its workers' output back (common.sweep.driver).
 """
+
 from __future__ import annotations
 
 import sys
@@ -38,7 +39,7 @@ class SweepProgress:
             value, trial, epoch = self.best
             out += f" | best {self.metric} {value:.4g} (trial {trial}, epoch {epoch})"
         elapsed = time.monotonic() - self.t0
-        share = (len(self.done) + sum(e / self.max_epochs for t, e in self.epochs.items() if t not in self.done))
+        share = len(self.done) + sum(e / self.max_epochs for t, e in self.epochs.items() if t not in self.done)
         share /= max(self.total, 1)
         eta = f", ETA {_clock(elapsed * (1 - share) / share)}" if 0 < share < 1 else ""
         return f"{out} | {_clock(elapsed)} elapsed{eta}"
@@ -56,9 +57,15 @@ class SweepProgress:
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
         value, event = result.get(self.metric), None
-        if value is not None and not result.get("diverged") and (
-                self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0])):
-            self.best, event = (value, trial.trial_id, self.epochs[trial.trial_id]), f"new best in trial {trial.trial_id}"
+        if (
+            value is not None
+            and not result.get("diverged")
+            and (self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0]))
+        ):
+            self.best, event = (
+                (value, trial.trial_id, self.epochs[trial.trial_id]),
+                f"new best in trial {trial.trial_id}",
+            )
         self._show(trials, event)
 
     def _ended(self, trials, trial, how: str) -> None:
@@ -86,8 +93,10 @@ def stage(what: str, capture: bool = False) -> Iterator[None]:
     t0, held = time.monotonic(), io.StringIO()
     print(f"{what} ...", flush=True)
     try:
-        with contextlib.redirect_stdout(held) if capture else contextlib.nullcontext(), \
-                contextlib.redirect_stderr(held) if capture else contextlib.nullcontext():
+        with (
+            contextlib.redirect_stdout(held) if capture else contextlib.nullcontext(),
+            contextlib.redirect_stderr(held) if capture else contextlib.nullcontext(),
+        ):
             yield
     except BaseException:
         sys.stderr.write(held.getvalue())

@@ -25,6 +25,7 @@ Names a space file may define (lower case, nanoGPT-style)::
     max_concurrent  int | None                        concurrency limit for the searcher
     runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -39,8 +40,21 @@ import optuna
 from common.errors import UserError
 from common.trial.config import config_class, for_family
 
-ALLOWED = {"family", "metric", "mode", "space", "defaults", "num_samples", "max_epochs",
-           "scheduler", "sampler", "resources", "max_concurrent", "runs", "description"}
+ALLOWED = {
+    "family",
+    "metric",
+    "mode",
+    "space",
+    "defaults",
+    "num_samples",
+    "max_epochs",
+    "scheduler",
+    "sampler",
+    "resources",
+    "max_concurrent",
+    "runs",
+    "description",
+}
 
 
 class SpaceError(UserError):
@@ -70,6 +84,7 @@ class Space:
 
     def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
         return self.searches.get(family, self.search)
+
     # ``metric`` / ``mode`` are the primary objective: checkpoints, ASHA and "best" use it.
 
 
@@ -86,8 +101,9 @@ def load_space(path: str | Path) -> Space:
     names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k], ns["__name__"])}
     unknown = sorted(names - ALLOWED)
     if unknown:
-        raise SpaceError(f"space file {path} defines unknown name(s) {', '.join(unknown)}; "
-                         f"allowed: {', '.join(sorted(ALLOWED))}")
+        raise SpaceError(
+            f"space file {path} defines unknown name(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ALLOWED))}"
+        )
     runs = ns.get("runs") or []
     if not runs:
         missing = [k for k in ("family", "metric", "mode") if k not in ns]
@@ -95,54 +111,91 @@ def load_space(path: str | Path) -> Space:
             raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
     metrics, modes = ns.get("metric"), ns.get("mode", "min")
     if isinstance(metrics, (list, tuple)) or isinstance(modes, (list, tuple)):  # multi-objective
-        if not (isinstance(metrics, (list, tuple)) and isinstance(modes, (list, tuple))
-                and len(metrics) == len(modes) >= 2 and all(isinstance(m, str) for m in metrics)):
-            raise SpaceError(f"space file {path}: a multi-objective space needs metric and mode lists of the "
-                             "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']")
+        if not (
+            isinstance(metrics, (list, tuple))
+            and isinstance(modes, (list, tuple))
+            and len(metrics) == len(modes) >= 2
+            and all(isinstance(m, str) for m in metrics)
+        ):
+            raise SpaceError(
+                f"space file {path}: a multi-objective space needs metric and mode lists of the "
+                "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']"
+            )
     else:
         metrics, modes = ([metrics] if metrics else []), [modes]
     if any(m not in ("min", "max") for m in modes):
         raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
     families = ns.get("family") if isinstance(ns.get("family"), list) else [ns["family"]] if "family" in ns else []
     if not all(isinstance(f, str) for f in families) or len(set(families)) < len(families):
-        raise SpaceError(f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
-                         "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']")
+        raise SpaceError(
+            f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
+            "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']"
+        )
     search, searches = ns.get("space"), {}
     if len(families) > 1 and isinstance(search, dict) and set(search) == set(families):
         searches, search = dict(search), search[families[0]]
     for one in [search, *searches.values()]:
         if one is not None and not callable(one) and not _is_distribution_dict(one):
-            raise SpaceError(f"space file {path}: 'space' must be a function space(trial) or a dict of "
-                             "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
-                             "also a dict family -> one of those, naming every family")
+            raise SpaceError(
+                f"space file {path}: 'space' must be a function space(trial) or a dict of "
+                "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
+                "also a dict family -> one of those, naming every family"
+            )
+
     def need(name: str, ok: bool, what: str) -> None:
         if name in ns and not ok:
             raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
 
     need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
-    need("runs", isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
-         "a list of dicts, each with a 'family'")
-    need("resources", isinstance(ns.get("resources"), dict) and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
-         and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
-         "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)")
-    need("scheduler", ns.get("scheduler") is None or _pbt(ns["scheduler"]) or (
-        isinstance(ns["scheduler"], dict) and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
-        and all(_number(v) and v >= 1 for v in ns["scheduler"].values())),
+    need(
+        "runs",
+        isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
+        "a list of dicts, each with a 'family'",
+    )
+    need(
+        "resources",
+        isinstance(ns.get("resources"), dict)
+        and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
+        and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
+        "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)",
+    )
+    need(
+        "scheduler",
+        ns.get("scheduler") is None
+        or _pbt(ns["scheduler"])
+        or (
+            isinstance(ns["scheduler"], dict)
+            and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
+            and all(_number(v) and v >= 1 for v in ns["scheduler"].values())
+        ),
         "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
-        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}")
+        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}",
+    )
     need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
-    need("max_concurrent", ns.get("max_concurrent") is None or (
-        isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1), "None or a positive integer")
+    need(
+        "max_concurrent",
+        ns.get("max_concurrent") is None or (isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1),
+        "None or a positive integer",
+    )
     space = Space(
-        path=path, name=path.stem, family=families[0] if families else None, metric=metrics[0] if metrics else None,
-        mode=modes[0], objectives=list(zip(metrics, modes)), families=families, searches=searches,
-        search=search, defaults=dict(ns.get("defaults") or {}),
+        path=path,
+        name=path.stem,
+        family=families[0] if families else None,
+        metric=metrics[0] if metrics else None,
+        mode=modes[0],
+        objectives=list(zip(metrics, modes)),
+        families=families,
+        searches=searches,
+        search=search,
+        defaults=dict(ns.get("defaults") or {}),
         num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
         max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
         scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
         resources={"cpu": 1.0, "gpu": "auto", **(ns.get("resources") or {})},
-        max_concurrent=ns.get("max_concurrent"), runs=[dict(r) for r in runs],
-        description=str(ns.get("description", "")), sampler=ns.get("sampler", "tpe"),
+        max_concurrent=ns.get("max_concurrent"),
+        runs=[dict(r) for r in runs],
+        description=str(ns.get("description", "")),
+        sampler=ns.get("sampler", "tpe"),
     )
     for family in [r["family"] for r in space.runs] + space.families:
         config_class(family)
@@ -150,24 +203,47 @@ def load_space(path: str | Path) -> Space:
         import dataclasses
 
         for family in space.families:
-            if unknown := sorted(set(space.scheduler["mutations"]) - {f.name for f in dataclasses.fields(config_class(family))}):
-                raise SpaceError(f"space file {path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
-                                 "mutate e.g. lr_g, lr_ratio, beta1")
+            if unknown := sorted(
+                set(space.scheduler["mutations"]) - {f.name for f in dataclasses.fields(config_class(family))}
+            ):
+                raise SpaceError(
+                    f"space file {path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
+                    "mutate e.g. lr_g, lr_ratio, beta1"
+                )
     return space
 
 
 def _pbt(scheduler: Any) -> bool:
     """A valid PBT scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction <= 0.5,
     and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high for log."""
-    if not isinstance(scheduler, dict) or scheduler.get("kind") != "pbt" or \
-            not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}:
+    if (
+        not isinstance(scheduler, dict)
+        or scheduler.get("kind") != "pbt"
+        or not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}
+    ):
         return False
     muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
-    ok = lambda v: (isinstance(v, list) and len(v) >= 1) or (
-        isinstance(v, tuple) and len(v) == 3 and v[0] in ("uniform", "log") and _number(v[1]) and _number(v[2])
-        and v[1] < v[2] and (v[0] == "uniform" or v[1] > 0))
-    return (isinstance(scheduler.get("perturbation_interval"), int) and scheduler["perturbation_interval"] >= 1
-            and _number(q) and 0 < q <= 0.5 and isinstance(muts, dict) and bool(muts) and all(map(ok, muts.values())))
+    ok = lambda v: (
+        (isinstance(v, list) and len(v) >= 1)
+        or (
+            isinstance(v, tuple)
+            and len(v) == 3
+            and v[0] in ("uniform", "log")
+            and _number(v[1])
+            and _number(v[2])
+            and v[1] < v[2]
+            and (v[0] == "uniform" or v[1] > 0)
+        )
+    )
+    return (
+        isinstance(scheduler.get("perturbation_interval"), int)
+        and scheduler["perturbation_interval"] >= 1
+        and _number(q)
+        and 0 < q <= 0.5
+        and isinstance(muts, dict)
+        and bool(muts)
+        and all(map(ok, muts.values()))
+    )
 
 
 def sample_params(space: Space, seed: int, family: str | None = None) -> dict[str, Any]:
@@ -193,10 +269,16 @@ def sample_params(space: Space, seed: int, family: str | None = None) -> dict[st
 def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
     """Resolve and validate every fixed config the sweep will start from; raise ConfigError."""
     if space.runs:
-        return [config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
-                for r in space.runs]
-    return [config_class(f).from_dict({**for_family(space.defaults, f), **sample_params(space, seed, f),
-                                       **for_family(overrides, f)}).to_dict() for f in space.families]
+        return [
+            config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
+            for r in space.runs
+        ]
+    return [
+        config_class(f)
+        .from_dict({**for_family(space.defaults, f), **sample_params(space, seed, f), **for_family(overrides, f)})
+        .to_dict()
+        for f in space.families
+    ]
 
 
 def _import(path: Path) -> dict[str, Any]:
@@ -229,12 +311,15 @@ def _number(value: Any) -> bool:
 
 def _is_distribution_dict(value: Any) -> bool:
     return isinstance(value, Mapping) and all(
-        isinstance(v, optuna.distributions.BaseDistribution) for v in value.values())
+        isinstance(v, optuna.distributions.BaseDistribution) for v in value.values()
+    )
 
 
 def _is_module_or_import(value: Any, module_name: str) -> bool:
     import __future__
+
     import types
 
     return isinstance(value, (types.ModuleType, __future__._Feature)) or (
-        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", module_name) != module_name)
+        isinstance(value, (type, types.FunctionType)) and getattr(value, "__module__", module_name) != module_name
+    )

@@ -1,11 +1,13 @@
 """Where a sweep writes: checked before anything starts, so a full disk or a bad folder is one
 clear line (exit 2) instead of a trial failing hours later."""
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
 from common.errors import UserError, first_line
 
 MIN_FREE_MB = int(os.environ.get("VAEGAN_MIN_FREE_MB", "100"))  # checkpoints, figures, the MLflow store
@@ -27,8 +29,9 @@ def stop_if_disk_full(error_file: str | None) -> None:
 
     if _disk_full or not error_file or not os.path.isfile(error_file):
         return
-    lines = [ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines()
-             if any(k in ln for k in NO_SPACE)]
+    lines = [
+        ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines() if any(k in ln for k in NO_SPACE)
+    ]
     if lines:
         _disk_full.append(lines[-1][:200])
         os.kill(os.getpid(), signal.SIGINT)
@@ -58,12 +61,15 @@ def check_writable(path: str | os.PathLike, what: str, fix: str, min_free_mb: in
             os.close(fd)
             os.unlink(probe)
     except OSError as e:
-        raise StorageError(f"cannot write {what} {target} ({e.strerror or type(e).__name__} in {existing}); "
-                           f"{fix}") from None
+        raise StorageError(
+            f"cannot write {what} {target} ({e.strerror or type(e).__name__} in {existing}); {fix}"
+        ) from None
     free_mb = shutil.disk_usage(existing).free / 2**20
     if free_mb < min_free_mb:
-        raise StorageError(f"only {free_mb:.0f} MiB free for {what} {target}; a sweep needs >= {min_free_mb} MiB "
-                           f"(set VAEGAN_MIN_FREE_MB to change): free some space or {fix}")
+        raise StorageError(
+            f"only {free_mb:.0f} MiB free for {what} {target}; a sweep needs >= {min_free_mb} MiB "
+            f"(set VAEGAN_MIN_FREE_MB to change): free some space or {fix}"
+        )
 
 
 class SweepStorage:
@@ -83,8 +89,10 @@ class SweepStorage:
             try:
                 self.fs, self.root = pafs.FileSystem.from_uri(spec)
             except Exception as e:  # unknown scheme, missing credentials config
-                raise StorageError(f"--storage {spec!r} cannot be opened ({first_line(e)}); use a local folder or "
-                                   "a URI like s3://bucket/prefix (S3-compatible servers: set AWS_ENDPOINT_URL)") from None
+                raise StorageError(
+                    f"--storage {spec!r} cannot be opened ({first_line(e)}); use a local folder or "
+                    "a URI like s3://bucket/prefix (S3-compatible servers: set AWS_ENDPOINT_URL)"
+                ) from None
         else:
             self.fs, self.root = pafs.LocalFileSystem(), str(Path(spec.removeprefix("file://")).expanduser().resolve())
         self.spec = spec
@@ -119,8 +127,13 @@ class SweepStorage:
     def latest(self, prefix: str, marker: str) -> str | None:
         """The newest folder directly under the root named ``prefix_*`` that holds ``marker``."""
         found = self.fs.get_file_info(self._pafs.FileSelector(self.root, allow_not_found=True))
-        names = sorted(i.base_name for i in found if i.type == self._pafs.FileType.Directory
-                       and i.base_name.startswith(f"{prefix}_") and self.exists(f"{i.base_name}/{marker}"))
+        names = sorted(
+            i.base_name
+            for i in found
+            if i.type == self._pafs.FileType.Directory
+            and i.base_name.startswith(f"{prefix}_")
+            and self.exists(f"{i.base_name}/{marker}")
+        )
         return names[-1] if names else None  # names end in a %Y%m%d-%H%M%S stamp: sorted = by time
 
     def check(self) -> None:
@@ -134,7 +147,7 @@ class SweepStorage:
             self.write_text(probe, "probe")
             self.fs.delete_file(self.path(probe))
         except Exception as e:
-            raise StorageError(f"cannot write to --storage {self.spec} ({first_line(e)}); check the bucket, the "
-                               "credentials (AWS_ACCESS_KEY_ID, ...) and AWS_ENDPOINT_URL") from None
-
-
+            raise StorageError(
+                f"cannot write to --storage {self.spec} ({first_line(e)}); check the bucket, the "
+                "credentials (AWS_ACCESS_KEY_ID, ...) and AWS_ENDPOINT_URL"
+            ) from None

@@ -4,6 +4,7 @@ Trials log straight from their Ray workers through ``MlflowClient`` (no global a
 so many trials in one process or many processes stay independent). The embedded default is
 a sqlite file plus a local artifact folder in the working directory: no server needed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,6 +19,7 @@ from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+
 from common.errors import UserError, first_line
 
 DEFAULT_DB = "mlflow.db"
@@ -39,8 +41,8 @@ def resolve_tracking_uri(uri: str | None, workdir: str | os.PathLike = ".") -> s
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         uri = f"sqlite:///{Path(workdir).resolve() / DEFAULT_DB}"
-    elif uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri[len("sqlite:///"):].split("?")[0]:
-        path, sep, query = uri[len("sqlite:///"):].partition("?")
+    elif uri.startswith("sqlite:///") and not uri.startswith("sqlite:////") and uri[len("sqlite:///") :].split("?")[0]:
+        path, sep, query = uri[len("sqlite:///") :].partition("?")
         uri = f"sqlite:///{Path(workdir).resolve() / path}{sep}{query}"
     return uri
 
@@ -65,7 +67,7 @@ def check_tracking_uri(uri: str, timeout_s: float = 5.0, must_exist: bool = Fals
             "http(s)://host:port of an MLflow server, or a postgresql:// URI"
         )
     if scheme == "sqlite":
-        db = Path(uri[len("sqlite:///"):].split("?")[0]) if uri.startswith("sqlite:///") else None
+        db = Path(uri[len("sqlite:///") :].split("?")[0]) if uri.startswith("sqlite:///") else None
         if db is None or not str(db):
             raise TrackingError(f"tracking URI {redact(uri)!r} is malformed; use sqlite:///path/to/mlflow.db")
         parent = db.resolve().parent
@@ -98,7 +100,7 @@ def prepare_store(uri: str) -> None:
         return
     from filelock import FileLock
 
-    path = uri[len("sqlite:///"):].split("?")[0]
+    path = uri[len("sqlite:///") :].split("?")[0]
     with FileLock(f"{path}.lock", timeout=120):  # two drivers migrating one new file at once corrupt it
         MlflowClient(uri).search_experiments(max_results=1)  # runs migrations on a new file
         with sqlite3.connect(path, timeout=30) as con:
@@ -133,9 +135,15 @@ def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, tria
     folder's ``mlflow_run_id`` file alone cannot say."""
     if not parent_run_id:
         return None
-    runs = retry(lambda: MlflowClient(uri).search_runs(
-        [experiment_id], f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
-        order_by=["attributes.start_time ASC"], max_results=1), "search_runs")
+    runs = retry(
+        lambda: MlflowClient(uri).search_runs(
+            [experiment_id],
+            f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1,
+        ),
+        "search_runs",
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -144,8 +152,9 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
     if exp is not None:
         return exp.experiment_id
     try:  # the tag opens it in the UI's model-training view (MLflow 3's default is GenAI's traces)
-        return client.create_experiment(name, artifact_location=artifact_location,
-                                        tags={"mlflow.experimentKind": "custom_model_development"})
+        return client.create_experiment(
+            name, artifact_location=artifact_location, tags={"mlflow.experimentKind": "custom_model_development"}
+        )
     except Exception:  # another driver created it first
         return client.get_experiment_by_name(name).experiment_id
 
@@ -164,8 +173,9 @@ MLFLOW_UI_URL = "http://127.0.0.1:5000"  # python -m mlflow_server's default add
 
 def git_commit(repo: str | os.PathLike | None = None) -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
@@ -204,8 +214,9 @@ class TrialRun:
         self._failed_at: float | None = None  # monotonic time of the last failed delivery
 
     @classmethod
-    def create(cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str],
-               tolerant: bool = False) -> "TrialRun":
+    def create(
+        cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str], tolerant: bool = False
+    ) -> "TrialRun":
         client = MlflowClient(uri)
         run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run")
         return cls(client, run.info.run_id, tolerant)
@@ -265,23 +276,32 @@ class TrialRun:
             self._failed_at = None
         except Exception as exc:
             self._failed_at = time.monotonic()
-            warnings.warn(f"MLflow unreachable ({exc.__class__.__name__}); {len(self.pending)} write(s) of run "
-                          f"{self.run_id} kept for later; training goes on")
+            warnings.warn(
+                f"MLflow unreachable ({exc.__class__.__name__}); {len(self.pending)} write(s) of run "
+                f"{self.run_id} kept for later; training goes on"
+            )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow's per-batch limit
-            retry(lambda chunk=items[i:i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
+            retry(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._write({"kind": "metrics", "values": {k: float(v) for k, v in metrics.items()}, "step": step,
-                     "ts": int(time.time() * 1000)})
+        self._write(
+            {
+                "kind": "metrics",
+                "values": {k: float(v) for k, v in metrics.items()},
+                "step": step,
+                "ts": int(time.time() * 1000),
+            }
+        )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._write({"kind": "tags", "values": {k: str(v) for k, v in tags.items()}})
 
-    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None,
-                     keep_dir: str | os.PathLike | None = None) -> None:
+    def log_artifact(
+        self, path: str | os.PathLike, artifact_path: str | None = None, keep_dir: str | os.PathLike | None = None
+    ) -> None:
         """``keep_dir``: where a tolerant run copies the file if it cannot upload it now (the
         original may be a temporary file)."""
         path = Path(path)
@@ -357,8 +377,7 @@ def supersede_unlogged(folder: str | os.PathLike) -> None:
         os.replace(path, path.with_name("mlflow_unlogged.superseded.jsonl"))
 
 
-def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str,
-                            seed: int = 0) -> Path:
+def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, tracking_uri: str, seed: int = 0) -> Path:
     """Draw ``n`` images with ``seed`` from a registered model (``models:/NAME@ALIAS`` or
     ``models:/NAME/VERSION``, e.g. ``models:/vae_vs_dcgan-dcgan@best``) into one PNG grid.
 
@@ -384,19 +403,24 @@ def sample_registered_model(model_uri: str, n: int, out: str | os.PathLike, trac
             version = client.get_model_version(name, number)
         run_id = version.tags.get("trial_run_id")
         if not run_id:
-            raise TrackingError(f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
-                                "tag); sample models:/<experiment>-<family>@best")
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt",
-                                                   tracking_uri=tracking_uri)
+            raise TrackingError(
+                f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
+                "tag); sample models:/<experiment>-<family>@best"
+            )
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="checkpoints/best.pt", tracking_uri=tracking_uri
+        )
     except (MlflowException, OSError) as e:
-        raise TrackingError(f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first_line(e)}; list the registered "
-                            "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best") from None
+        raise TrackingError(
+            f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first_line(e)}; list the registered "
+            "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best"
+        ) from None
     ckpt = load_checkpoint(path)
     model = from_checkpoint(ckpt["config"], ckpt["model"])
     torch.manual_seed(seed)
     with torch.no_grad():
         images = model.eval().sample(n, torch.device("cpu"))
-    return save_image_grid(images, Path(out), nrow=max(1, int(round(n ** 0.5))))
+    return save_image_grid(images, Path(out), nrow=max(1, int(round(n**0.5))))
 
 
 def redact(url: str) -> str:

@@ -1,6 +1,7 @@
 """Ray Tune and Optuna: one Tune experiment per model family (Optuna TPE in an RDB study,
 ASHA, a concurrency limit, a checkpoint every epoch, FailureConfig restarts), and the driver
 callback that closes each trial's MLflow run with its final status."""
+
 from __future__ import annotations
 
 import functools
@@ -17,13 +18,12 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from common.errors import first_line
-from common.trial.config import ConfigError, config_class
-from common.trial.loop import SweepContext
 from common.sweep.progress import SweepProgress
 from common.sweep.space import Space
 from common.sweep.storage import SweepStorage, disk_full, stop_if_disk_full
 from common.sweep.tracking import TrackingError, TrialRun, check_tracking_uri, redact
-
+from common.trial.config import ConfigError, config_class
+from common.trial.loop import SweepContext
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:
 # a new process spends ~4 s importing torch, MLflow and Ray Tune (bench/overhead.py).
@@ -37,9 +37,10 @@ def check_optuna_storage(url: str) -> None:
     try:
         optuna.storages.RDBStorage(url)
     except Exception as e:
-        raise TrackingError(f"--optuna-storage {redact(url)!r} is not a usable Optuna RDB storage "
-                            f"({first_line(e, 160)}); use sqlite:///PATH or postgresql://...") from None
-
+        raise TrackingError(
+            f"--optuna-storage {redact(url)!r} is not a usable Optuna RDB storage "
+            f"({first_line(e, 160)}); use sqlite:///PATH or postgresql://..."
+        ) from None
 
 
 DB_OUTAGE_S = 120.0  # how long a study call waits out a dropped database connection (a restart)
@@ -51,8 +52,9 @@ def _is_connection_loss(exc: BaseException) -> bool:
     import sqlalchemy.exc
 
     while exc is not None:
-        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or \
-                getattr(exc, "connection_invalidated", False):
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or getattr(
+            exc, "connection_invalidated", False
+        ):
             return True
         exc = exc.__cause__
     return False
@@ -69,6 +71,7 @@ def _retrying(method):
                 if not _is_connection_loss(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(1.0)  # pool_pre_ping then replaces the dead connections
+
     return call
 
 
@@ -89,13 +92,24 @@ def optuna_storage_url(tracking_uri: str, explicit: str | None = None) -> str:
     if explicit:
         return explicit
     if tracking_uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):].split('?')[0]).with_name('optuna.db')}"
+        return f"sqlite:///{Path(tracking_uri[len('sqlite:///') :].split('?')[0]).with_name('optuna.db')}"
     return f"sqlite:///{Path.cwd() / 'optuna.db'}"
 
 
-def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, Any], max_failures: int,
-               storage: SweepStorage, path: str, resources: dict[str, float], num_samples: int,
-               study: tuple[str, str] | None = None, *, verbose: bool = False) -> dict[str, Any] | None:
+def fit_family(
+    space: Space,
+    family: str,
+    ctx: SweepContext,
+    fixed: dict[str, Any],
+    max_failures: int,
+    storage: SweepStorage,
+    path: str,
+    resources: dict[str, float],
+    num_samples: int,
+    study: tuple[str, str] | None = None,
+    *,
+    verbose: bool = False,
+) -> dict[str, Any] | None:
     """One Tune experiment for ``family`` in ``path`` ("<sweep>/<family>" under ``storage``;
     restored if it exists); return its best result. resources: per trial, {"cpu", "gpu", "memory_mb"}. study: (RDB storage URL,
     study name) for the Optuna searcher. verbose: Ray's own tables, else one status line (common.sweep.progress)."""
@@ -126,26 +140,42 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
 
             random = space.sampler == "random"
             searcher = PrunedAwareOptunaSearch(
-                max_epochs, space=space.search_for(family), seed=None if random else seed,
+                max_epochs,
+                space=space.search_for(family),
+                seed=None if random else seed,
                 sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
                 metric=[m for m, _ in space.objectives] if multi else ctx.metric,
                 mode=[m for _, m in space.objectives] if multi else ctx.mode,
-                storage=ResilientRDBStorage(study[0]), study_name=study[1])
+                storage=ResilientRDBStorage(study[0]),
+                study_name=study[1],
+            )
             searcher = ConcurrencyLimiter(searcher, max_concurrent=space.max_concurrent or _slots(resources))
         scheduler, param_space = None, None
         if space.scheduler and space.scheduler.get("kind") == "pbt":  # no searcher: PBT draws and mutates
             scheduler, param_space = population_based(space.scheduler)
         elif space.scheduler and num_samples > 1 and max_epochs > 1 and len(space.objectives) <= 1:
-            scheduler = ScheduleAwareASHA(time_attr="training_iteration", max_t=max_epochs,
-                                      grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
-                                      reduction_factor=space.scheduler.get("reduction_factor", 3))
+            scheduler = ScheduleAwareASHA(
+                time_attr="training_iteration",
+                max_t=max_epochs,
+                grace_period=min(space.scheduler.get("grace_period", 1), max_epochs),
+                reduction_factor=space.scheduler.get("reduction_factor", 3),
+            )
         tuner = tune.Tuner(
-            trainable, param_space=param_space,
-            tune_config=tune.TuneConfig(metric=ctx.metric, mode=ctx.mode, search_alg=searcher, scheduler=scheduler,
-                                        num_samples=num_samples, reuse_actors=REUSE_ACTORS),
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=ctx.metric,
+                mode=ctx.mode,
+                search_alg=searcher,
+                scheduler=scheduler,
+                num_samples=num_samples,
+                reuse_actors=REUSE_ACTORS,
+            ),
             run_config=tune.RunConfig(
-                name=path.rsplit("/", 1)[-1], storage_path=storage.path(path.rsplit("/", 1)[0]),
-                storage_filesystem=fs, verbose=int(verbose),
+                name=path.rsplit("/", 1)[-1],
+                storage_path=storage.path(path.rsplit("/", 1)[0]),
+                storage_filesystem=fs,
+                verbose=int(verbose),
                 # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
                 # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -156,15 +186,22 @@ def fit_family(space: Space, family: str, ctx: SweepContext, fixed: dict[str, An
     results = _fit(tuner)
     if study:
         _fail_orphans(*study)
-    ok = [r for r in results if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id")
-          and not r.metrics.get("diverged")]  # a diverged trial has no model worth keeping
+    ok = [
+        r
+        for r in results
+        if r.metrics and ctx.metric in r.metrics and r.metrics.get("mlflow_run_id") and not r.metrics.get("diverged")
+    ]  # a diverged trial has no model worth keeping
     if not ok:
         return None
     # Each trial at its best epoch (the one its checkpoints/best.pt holds), on the validation objective.
     value = {id(r): best_value(r, ctx.metric, ctx.mode) for r in ok}
     best = (min if ctx.mode == "min" else max)(ok, key=lambda r: value[id(r)])
-    return {"metric": ctx.metric, "value": value[id(best)], "mlflow_run_id": best.metrics["mlflow_run_id"],
-            "config": {k: v for k, v in best.config.items()}}
+    return {
+        "metric": ctx.metric,
+        "value": value[id(best)],
+        "mlflow_run_id": best.metrics["mlflow_run_id"],
+        "config": {k: v for k, v in best.config.items()},
+    }
 
 
 def population_based(scheduler: dict) -> tuple[Any, dict]:
@@ -176,10 +213,16 @@ def population_based(scheduler: dict) -> tuple[Any, dict]:
     from ray.tune.schedulers import PopulationBasedTraining
 
     draw = {"uniform": tune.uniform, "log": tune.loguniform}
-    space = {k: tune.choice(list(v)) if isinstance(v, list) else draw[v[0]](v[1], v[2])
-             for k, v in scheduler["mutations"].items()}
-    pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=scheduler["perturbation_interval"],
-                                  quantile_fraction=scheduler.get("quantile_fraction", 0.25), hyperparam_mutations=space)
+    space = {
+        k: tune.choice(list(v)) if isinstance(v, list) else draw[v[0]](v[1], v[2])
+        for k, v in scheduler["mutations"].items()
+    }
+    pbt = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=scheduler["perturbation_interval"],
+        quantile_fraction=scheduler.get("quantile_fraction", 0.25),
+        hyperparam_mutations=space,
+    )
     return pbt, space
 
 
@@ -315,9 +358,15 @@ def check_fits(resources: dict[str, float]) -> None:
     short = [k for k in need if best[k] < need[k]]
     shown = lambda k, v: f"{v / 2**20:,.0f} MiB" if k == "memory" else f"{v:g}"
     flag = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial", "memory": "--memory-per-trial"}
-    raise ConfigError("a trial needs " + ", ".join(f"{k} {shown(k, need[k])}" for k in short or need)
-                      + " but no node has that much (largest: " + ", ".join(f"{k} {shown(k, best[k])}" for k in short or need)
-                      + "); lower " + " / ".join(flag[k] for k in short or need) + " or add a bigger node")
+    raise ConfigError(
+        "a trial needs "
+        + ", ".join(f"{k} {shown(k, need[k])}" for k in short or need)
+        + " but no node has that much (largest: "
+        + ", ".join(f"{k} {shown(k, best[k])}" for k in short or need)
+        + "); lower "
+        + " / ".join(flag[k] for k in short or need)
+        + " or add a bigger node"
+    )
 
 
 def _slots(resources: dict[str, float]) -> int:
@@ -341,8 +390,13 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        early = (result and not error and trial_id not in self._completed_trials and not result.get("diverged")
-                 and result.get("epoch", self._max_epochs) < self._max_epochs)
+        early = (
+            result
+            and not error
+            and trial_id not in self._completed_trials
+            and not result.get("diverged")
+            and result.get("epoch", self._max_epochs) < self._max_epochs
+        )
         if not early:
             return super().on_trial_complete(trial_id, result, error)
         import optuna

@@ -6,6 +6,7 @@ setting is our 10k subset) and G's gradient flows back through the transform. Pu
 over (N,3,H,W) images in [-1, 1]; every draw is per image, from torch's global RNG on the
 images' device. The transforms and their ranges follow the paper's code.
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ folder the sha256 of its sorted (relative path, size, mtime_ns), so a hit reads 
 in the cache: sha256 over each image's ``split/class/name`` and byte digest (a folder and its
 tarball hash alike), or over each pickle batch file's name and byte digest.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -28,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from filelock import FileLock
+
 from common.errors import UserError, first_line
 
 CACHE_VERSION = 1
@@ -61,12 +63,21 @@ def load_dataset(spec: str, cache_dir: str | os.PathLike | None = None) -> Datas
         return _synthetic()
     path = _cifar10_folder() if spec == "cifar10" else Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"data path '{path}' does not exist; pass --data cifar10, synthetic, or the path to "
-                        "a cifar-10-batches-py folder or an image-folder tree / .tar.gz")
+        raise DataError(
+            f"data path '{path}' does not exist; pass --data cifar10, synthetic, or the path to "
+            "a cifar-10-batches-py folder or an image-folder tree / .tar.gz"
+        )
     kind, key, build = _identify(path)
     p = _cached(kind, key, build, cache_dir)
-    return Dataset(p["train_x"], p["train_y"], p["test_x"], p["test_y"], tuple(p["classes"]),
-                   "cifar10" if spec == "cifar10" else path.name, p["content_hash"])
+    return Dataset(
+        p["train_x"],
+        p["train_y"],
+        p["test_x"],
+        p["test_y"],
+        tuple(p["classes"]),
+        "cifar10" if spec == "cifar10" else path.name,
+        p["content_hash"],
+    )
 
 
 # ---- tensors ------------------------------------------------------------------------------
@@ -78,7 +89,9 @@ def subset_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n_total, generator=g)[:n].sort().values
 
 
-def split_indices(n_total: int, train_subset: int, val_size: int, seed: int, val_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(
+    n_total: int, train_subset: int, val_size: int, seed: int, val_seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(train (T,), validation (V,)) sorted int64 indices into a train split of ``n_total`` images.
 
     train = ``subset_indices(n_total, train_subset, seed)`` (the slides' seeded subset), and the
@@ -89,8 +102,10 @@ def split_indices(n_total: int, train_subset: int, val_size: int, seed: int, val
     """
     if train_subset >= n_total:  # the whole split: hold the validation images out of it
         if n_total - val_size < 1:
-            raise DataError(f"val_size={val_size} leaves no training images: the train split has {n_total}; "
-                            f"lower --set val_size (e.g. {max(16, n_total // 5)})")
+            raise DataError(
+                f"val_size={val_size} leaves no training images: the train split has {n_total}; "
+                f"lower --set val_size (e.g. {max(16, n_total // 5)})"
+            )
         val = subset_indices(n_total, val_size, val_seed)
         keep = torch.ones(n_total, dtype=torch.bool)
         keep[val] = False
@@ -100,8 +115,10 @@ def split_indices(n_total: int, train_subset: int, val_size: int, seed: int, val
     rest[train] = False
     rest = rest.nonzero().squeeze(1)
     if len(rest) < val_size:
-        raise DataError(f"val_size={val_size} does not fit: the train split has {n_total} images and train_subset="
-                        f"{train_subset} leaves {len(rest)} outside the subset; lower --set val_size or train_subset")
+        raise DataError(
+            f"val_size={val_size} does not fit: the train split has {n_total} images and train_subset="
+            f"{train_subset} leaves {len(rest)} outside the subset; lower --set val_size or train_subset"
+        )
     return train, rest[subset_indices(len(rest), val_size, val_seed)]
 
 
@@ -126,8 +143,10 @@ class DeviceData:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device | str = "cpu"):
         if x.dtype != torch.uint8 or tuple(x.shape[1:]) != (3, 32, 32) or y.shape != x.shape[:1]:
-            raise ValueError(f"DeviceData expects uint8 (N, 3, 32, 32) images and (N,) labels, got "
-                             f"{x.dtype} {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"DeviceData expects uint8 (N, 3, 32, 32) images and (N,) labels, got "
+                f"{x.dtype} {tuple(x.shape)} and {tuple(y.shape)}"
+            )
         self.x, self.y = x.to(device), y.to(device=device, dtype=torch.int64)
         self.device = self.x.device
 
@@ -137,8 +156,14 @@ class DeviceData:
     def num_batches(self, batch_size: int, drop_last: bool = True) -> int:
         return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None, shuffle: bool = True,
-                drop_last: bool = True, with_labels: bool = False) -> Iterator:
+    def batches(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        with_labels: bool = False,
+    ) -> Iterator:
         """Yield float32 (B, 3, 32, 32) batches in [-1, 1] on ``self.device`` (or (x, y) pairs,
         y (B,) int64, if ``with_labels``). The order is a permutation drawn from ``generator`` (a
         CPU ``torch.Generator``) on the CPU, so it is the same whatever the device."""
@@ -155,6 +180,7 @@ class DeviceData:
                 idx = idx if order is None else order[idx]
                 xb = to_unit_range(self.x[idx])
                 yield (xb, self.y[idx]) if with_labels else xb
+
         return gen()
 
 
@@ -166,8 +192,9 @@ def _synthetic(n_train: int = 512, n_test: int = 256, k: int = 10) -> Dataset:
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     angle = torch.arange(k) * math.pi / k
     period = 4.0 + 2.0 * (torch.arange(k) % 3)
-    stripes = torch.sin((xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None])
-                        * (2 * math.pi / period)[:, None, None])  # (k, 32, 32)
+    stripes = torch.sin(
+        (xx * angle.cos()[:, None, None] + yy * angle.sin()[:, None, None]) * (2 * math.pi / period)[:, None, None]
+    )  # (k, 32, 32)
 
     def make(n):
         y = torch.randperm(n, generator=g) % k
@@ -184,8 +211,10 @@ def _identify(path: Path) -> tuple[str, str, Callable[[], dict]]:
     """(kind, cache key, builder) for an existing path; the builder decodes and validates."""
     if path.is_file():
         if not path.name.lower().endswith((".tar.gz", ".tgz")):
-            raise DataError(f"'{path}' is a file but not a .tar.gz/.tgz archive; pass an image-folder tree, "
-                            "its .tar.gz, or a cifar-10-batches-py folder")
+            raise DataError(
+                f"'{path}' is a file but not a .tar.gz/.tgz archive; pass an image-folder tree, "
+                "its .tar.gz, or a cifar-10-batches-py folder"
+            )
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -196,16 +225,21 @@ def _identify(path: Path) -> tuple[str, str, Callable[[], dict]]:
     if any((path / n).exists() for n in CIFAR_FILES):
         for n in CIFAR_FILES:
             if not (path / n).is_file():
-                raise DataError(f"missing '{path / n}': a cifar-10-batches-py folder needs "
-                                f"{', '.join(CIFAR_FILES)}; re-extract cifar-10-python.tar.gz")
+                raise DataError(
+                    f"missing '{path / n}': a cifar-10-batches-py folder needs "
+                    f"{', '.join(CIFAR_FILES)}; re-extract cifar-10-python.tar.gz"
+                )
         key = _stat_hash([(n, (path / n).stat()) for n in CIFAR_FILES])
         return "batches", key, lambda: _build_batches(lambda n: (path / n).read_bytes(), lambda n: f"'{path / n}'")
     files = _walk(path)
     if not files:
         raise DataError(f"data folder '{path}' is empty; {_LAYOUT}")
     names = [n for n, _ in files]
-    return "tree", _stat_hash(files), lambda: _build_tree(names, lambda n: (path / n).read_bytes(),
-                                                          lambda n: f"'{path / n}'", f"'{path}'")
+    return (
+        "tree",
+        _stat_hash(files),
+        lambda: _build_tree(names, lambda n: (path / n).read_bytes(), lambda n: f"'{path / n}'", f"'{path}'"),
+    )
 
 
 def _hidden(part: str) -> bool:
@@ -241,12 +275,16 @@ def _build_tar(path: Path) -> dict:
     except tarfile.TarError as e:
         raise DataError(f"'{path}' is not a tar archive ({first_line(e)}); re-create it with tar -czf") from None
     view = memoryview(raw)  # slice member bytes straight out of the archive: no extractfile()
-    blobs = {m.name.removeprefix("./"): (m.offset_data, m.size) for m in members
-             if not any(_hidden(p) for p in m.name.removeprefix("./").split("/"))}
+    blobs = {
+        m.name.removeprefix("./"): (m.offset_data, m.size)
+        for m in members
+        if not any(_hidden(p) for p in m.name.removeprefix("./").split("/"))
+    }
 
     def read(n):
         off, size = blobs[n]
-        return bytes(view[off:off + size])
+        return bytes(view[off : off + size])
+
     pickles = [n[:-12] for n in blobs if n == "data_batch_1" or n.endswith("/data_batch_1")]
     if pickles:  # the official cifar-10-python.tar.gz
         return _build_batches(lambda n: read(pickles[0] + n), lambda n: f"'{path}' member '{pickles[0] + n}'")
@@ -260,7 +298,7 @@ def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[
     for name in names:
         if not name.startswith(prefix):
             continue
-        parts = name[len(prefix):].split("/")
+        parts = name[len(prefix) :].split("/")
         if parts[0] not in per:
             continue  # e.g. a README next to train/ and test/
         if len(parts) != 3:
@@ -274,15 +312,17 @@ def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[
     classes = sorted(per["train"])
     if classes != sorted(per["test"]):
         only_tr, only_te = set(classes) - set(per["test"]), set(per["test"]) - set(classes)
-        raise DataError(f"{where}: train/ and test/ hold different classes (only in train: "
-                        f"{', '.join(sorted(only_tr)) or '-'}; only in test: {', '.join(sorted(only_te)) or '-'}); "
-                        "give both splits the same class folders, each with images")
+        raise DataError(
+            f"{where}: train/ and test/ hold different classes (only in train: "
+            f"{', '.join(sorted(only_tr)) or '-'}; only in test: {', '.join(sorted(only_te)) or '-'}); "
+            "give both splits the same class folders, each with images"
+        )
     h, out = hashlib.sha256(), {"classes": classes}
     for s in SPLITS:
         order = [(c, n) for c, cls in enumerate(classes) for n in sorted(per[s][cls])]
         blobs = [read(n) for _, n in order]
         for (_, n), b in zip(order, blobs):
-            h.update(n[len(prefix):].encode() + b"\0" + hashlib.sha256(b).digest())
+            h.update(n[len(prefix) :].encode() + b"\0" + hashlib.sha256(b).digest())
         out[f"{s}_x"] = _decode_images(blobs, lambda i: show(order[i][1]))
         out[f"{s}_y"] = torch.tensor([c for c, _ in order], dtype=torch.int64)
     out["content_hash"] = h.hexdigest()
@@ -313,12 +353,14 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
 
     chunks = range(0, len(jpeg), _JPEG_CHUNK)
     for start in bar(chunks, f"decoding {len(blobs):,} images", total=len(chunks), unit="chunk") if chunks else chunks:
-        idx = jpeg[start:start + _JPEG_CHUNK]
+        idx = jpeg[start : start + _JPEG_CHUNK]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torchvision 0.29 deprecation notice on every call
-                imgs = decode_jpeg([torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in idx],
-                                   mode=ImageReadMode.UNCHANGED)
+                imgs = decode_jpeg(
+                    [torch.frombuffer(bytearray(blobs[i]), dtype=torch.uint8) for i in idx],
+                    mode=ImageReadMode.UNCHANGED,
+                )
             if all(tuple(t.shape) == (3, 32, 32) for t in imgs):
                 out[idx] = torch.stack(imgs)
                 continue
@@ -333,16 +375,20 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
 def _decode_pil(blob: bytes, shown: str) -> np.ndarray:
     """One encoded image -> (32, 32, 3) uint8 array."""
     from PIL import Image
+
     try:
         with Image.open(io.BytesIO(blob)) as im:
             im.load()
             size, mode, arr = im.size, im.mode, np.array(im)  # writable copy for torch
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot decode image {shown} ({first_line(e)}); the file is corrupt or truncated: "
-                        "re-export or delete it") from None
+        raise DataError(
+            f"cannot decode image {shown} ({first_line(e)}); the file is corrupt or truncated: re-export or delete it"
+        ) from None
     if size != (32, 32) or mode != "RGB":
-        raise DataError(f"image {shown} is {size[0]}x{size[1]} {mode}; expected 32x32 RGB: convert it "
-                        "(e.g. PIL .convert('RGB').resize((32, 32))) or remove it")
+        raise DataError(
+            f"image {shown} is {size[0]}x{size[1]} {mode}; expected 32x32 RGB: convert it "
+            "(e.g. PIL .convert('RGB').resize((32, 32))) or remove it"
+        )
     return arr
 
 
@@ -355,14 +401,18 @@ def _build_batches(read: Callable[[str], bytes], show: Callable[[str], str]) -> 
         try:
             raw = read(name)
         except (KeyError, FileNotFoundError):
-            raise DataError(f"missing {show(name)}: cifar-10-batches-py needs {', '.join(CIFAR_FILES)}; "
-                            "re-download cifar-10-python.tar.gz") from None
+            raise DataError(
+                f"missing {show(name)}: cifar-10-batches-py needs {', '.join(CIFAR_FILES)}; "
+                "re-download cifar-10-python.tar.gz"
+            ) from None
         h.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
         try:
             d = pickle.loads(raw, encoding="latin1")  # latin1: the official files are Python 2 pickles
             return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
         except Exception as e:
-            raise DataError(f"cannot unpickle {show(name)} ({first_line(e)}); re-extract cifar-10-python.tar.gz") from None
+            raise DataError(
+                f"cannot unpickle {show(name)} ({first_line(e)}); re-extract cifar-10-python.tar.gz"
+            ) from None
 
     classes = [c.decode() if isinstance(c, bytes) else str(c) for c in load("batches.meta").get("label_names", [])]
     out = {"classes": classes}
@@ -371,11 +421,21 @@ def _build_batches(read: Callable[[str], bytes], show: Callable[[str], str]) -> 
         for name in names:
             d = load(name)
             x, y = np.asarray(d.get("data")), np.asarray(d.get("labels", ()))
-            if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072 or y.shape != (len(x),) or \
-                    y.dtype.kind not in "iu" or not len(y) or y.min() < 0 or y.max() >= len(classes):
-                raise DataError(f"{show(name)} holds data {x.dtype} {x.shape} and labels {y.dtype} {y.shape}; "
-                                f"expected uint8 (N, 3072) and N ints in 0..{len(classes) - 1} (batches.meta "
-                                "label_names): re-extract cifar-10-python.tar.gz")
+            if (
+                x.dtype != np.uint8
+                or x.ndim != 2
+                or x.shape[1] != 3072
+                or y.shape != (len(x),)
+                or y.dtype.kind not in "iu"
+                or not len(y)
+                or y.min() < 0
+                or y.max() >= len(classes)
+            ):
+                raise DataError(
+                    f"{show(name)} holds data {x.dtype} {x.shape} and labels {y.dtype} {y.shape}; "
+                    f"expected uint8 (N, 3072) and N ints in 0..{len(classes) - 1} (batches.meta "
+                    "label_names): re-extract cifar-10-python.tar.gz"
+                )
             xs.append(x)
             ys.append(y.astype(np.int64))
         out[f"{s}_x"] = torch.from_numpy(np.concatenate(xs)).reshape(-1, 3, 32, 32)  # rows are R, G, B planes
@@ -395,11 +455,14 @@ def _cifar10_folder() -> Path:
         with FileLock(str(root / ".download.lock")):  # concurrent trials: one downloads, the rest wait
             if not all((folder / n).is_file() for n in CIFAR_FILES):
                 from torchvision.datasets import CIFAR10
+
                 CIFAR10(str(root), train=True, download=True)
     except Exception as e:
-        raise DataError(f"cannot download CIFAR-10 into '{root}' ({type(e).__name__}: {first_line(e)}); without "
-                        "network pass --data PATH to a local copy (a cifar-10-batches-py folder, or an image-folder "
-                        "tree / .tar.gz), or set CIFAR10_ROOT to a writable folder") from None
+        raise DataError(
+            f"cannot download CIFAR-10 into '{root}' ({type(e).__name__}: {first_line(e)}); without "
+            "network pass --data PATH to a local copy (a cifar-10-batches-py folder, or an image-folder "
+            "tree / .tar.gz), or set CIFAR10_ROOT to a writable folder"
+        ) from None
     return folder
 
 
@@ -414,6 +477,7 @@ def _cached(kind: str, key: str, build: Callable[[], dict], cache_dir) -> dict:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:  # missing, or unreadable (e.g. written by another torch): (re)build it
             return None
+
     if (payload := load()) is not None:
         return payload
     try:
@@ -432,5 +496,3 @@ def _cached(kind: str, key: str, build: Callable[[], dict], cache_dir) -> dict:
                 Path(tmp).unlink(missing_ok=True)
                 raise
     return payload
-
-

@@ -1,4 +1,5 @@
 """Where a trial runs: device choice, thread count, seeding and determinism."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +11,7 @@ from typing import Mapping
 
 import numpy as np
 import torch
+
 from common.errors import first_line
 
 
@@ -132,7 +134,12 @@ def device_failure(exc: BaseException, kind: str, epoch: int) -> DeviceError | N
     if kind == "cpu" or not isinstance(exc, (TypeError, RuntimeError)) or isinstance(exc, DeviceError):
         return None
     root = Path(__file__).resolve().parent.parent
-    ours = [f for f in traceback.extract_tb(exc.__traceback__)
-            if any(Path(f.filename).resolve().is_relative_to(root / d) for d in ("common", "trainables"))]
-    where = f" in {Path(ours[-1].filename).resolve().relative_to(root)}:{ours[-1].lineno} `{ours[-1].line}`" if ours else ""
+    ours = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if any(Path(f.filename).resolve().is_relative_to(root / d) for d in ("common", "trainables"))
+    ]
+    where = (
+        f" in {Path(ours[-1].filename).resolve().relative_to(root)}:{ours[-1].lineno} `{ours[-1].line}`" if ours else ""
+    )
     return DeviceError(f"trial failed on {kind} at epoch {epoch}{where}: {type(exc).__name__}: {first_line(exc, 300)}")

@@ -9,6 +9,7 @@
   flagged when fewer than ``MODE_COLLAPSE_COVERAGE`` of the classes get at least a tenth of their
   fair share. bench/proxy.py checks it against Inception recall on real checkpoints.
 """
+
 from __future__ import annotations
 
 from typing import Iterable

@@ -6,6 +6,7 @@ whose ``family`` default is the new name), its task (a ``Task`` subclass: one ep
 evaluation, its figures, ``build_sampler``) and one ``register(Family(...))`` call, imported
 below so the CLI knows it. ``tests/test_families.py`` does exactly that with a toy family.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -67,12 +68,36 @@ class Field(Mapping):
         return len(FAMILIES)
 
 
-register(Family("vae", VAEConfig, VAETask, "VAE", decodes=True,
-                curve_metrics=("val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"),
-                param_rows=(("VAE", "n_params_vae", "1.38M"),)))
-register(Family("dcgan", DCGANConfig, DCGANTask, "DCGAN", decodes=False,
-                curve_metrics=("g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"),
-                param_rows=(("DCGAN generator", "n_params_g", "1.24M"), ("DCGAN discriminator", "n_params_d", "2.76M"))))
-register(Family("vaegan", VAEGANConfig, VAEGANTask, "VAE-GAN", decodes=True,
-                curve_metrics=("val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"),
-                param_rows=(("VAE-GAN encoder+decoder", "n_params_vae", "—"), ("VAE-GAN discriminator", "n_params_d", "—"))))
+register(
+    Family(
+        "vae",
+        VAEConfig,
+        VAETask,
+        "VAE",
+        decodes=True,
+        curve_metrics=("val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"),
+        param_rows=(("VAE", "n_params_vae", "1.38M"),),
+    )
+)
+register(
+    Family(
+        "dcgan",
+        DCGANConfig,
+        DCGANTask,
+        "DCGAN",
+        decodes=False,
+        curve_metrics=("g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"),
+        param_rows=(("DCGAN generator", "n_params_g", "1.24M"), ("DCGAN discriminator", "n_params_d", "2.76M")),
+    )
+)
+register(
+    Family(
+        "vaegan",
+        VAEGANConfig,
+        VAEGANTask,
+        "VAE-GAN",
+        decodes=True,
+        curve_metrics=("val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"),
+        param_rows=(("VAE-GAN encoder+decoder", "n_params_vae", "—"), ("VAE-GAN discriminator", "n_params_d", "—")),
+    )
+)

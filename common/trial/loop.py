@@ -7,6 +7,7 @@ Everything a restarted trial needs (models, optimizers, RNG states, its MLflow r
 value and weights so far) is in the checkpoint, so a crashed trial continues its own MLflow run
 where it stopped.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,14 +27,21 @@ from typing import Any, Protocol
 import torch
 
 from common.errors import UserError, first_line
+from common.figures import save_curves
+from common.sweep.tracking import TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact, supersede_unlogged
 from common.trial.config import ConfigError, TrialConfig
 from common.trial.data import load_dataset
-from common.trial.device import (configure_threads, device_failure, device_kind, is_deterministic, no_tf32,
-                           reset_peak_memory, seed_everything, torch_device)
-from common.figures import save_curves
+from common.trial.device import (
+    configure_threads,
+    device_failure,
+    device_kind,
+    is_deterministic,
+    no_tf32,
+    reset_peak_memory,
+    seed_everything,
+    torch_device,
+)
 from common.trial.families import get
-from common.sweep.tracking import (TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact,
-                             supersede_unlogged)
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"
@@ -60,7 +68,9 @@ class SweepContext:
     git_commit: str = "unknown"
     data_cache_dir: str | None = None
     cpus_per_trial: float = 1.0
-    classifier: dict | None = None  # the domain classifier's state (common.metrics.classifier), trained once by the driver
+    classifier: dict | None = (
+        None  # the domain classifier's state (common.metrics.classifier), trained once by the driver
+    )
     placement: str = ""  # what the sweep chose for the family (common.sweep.tuning.placement); a run tag
 
 
@@ -82,8 +92,9 @@ class LocalSession:
     """``--single-trial``: no Ray; checkpoints go to ``out_dir/checkpoint_NNNNNN`` (the last
     ``keep``, like Tune's), results print to stdout."""
 
-    def __init__(self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None,
-                 keep: int = 2):
+    def __init__(
+        self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None, keep: int = 2
+    ):
         self.trial_id, self.out_dir, self.keep = trial_id, Path(out_dir), keep
         self.trial_dir, self.node = str(self.out_dir), socket.gethostname()
         self.node_ip, self.resources = "127.0.0.1", None  # no cluster: the local hardware decides
@@ -101,7 +112,7 @@ class LocalSession:
             shutil.rmtree(dest, ignore_errors=True)
             shutil.copytree(checkpoint_dir, dest)
             self.latest_checkpoint = dest
-            for old in sorted(self.out_dir.glob(f"{CHECKPOINT_PREFIX}*"))[:-self.keep]:
+            for old in sorted(self.out_dir.glob(f"{CHECKPOINT_PREFIX}*"))[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
         print(f"[trial {self.trial_id}] {shown}", flush=True)
@@ -126,8 +137,11 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     state = _restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
     cloned = state.get("cloned_from")  # PBT: this trial goes on from another trial's checkpoint
     # A clone's checkpoint names the donor's run; its own is in MLflow (Tune restarts it in a fresh folder).
-    run_id = find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, session.trial_id) if cloned \
+    run_id = (
+        find_trial_run(ctx.tracking_uri, ctx.experiment_id, ctx.parent_run_id, session.trial_id)
+        if cloned
         else state.get("run_id")
+    )
     run = _open_run(cfg, ctx, session, task, data, kind, run_id)
     start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
     best_model = state.get("best_model")  # export_state() of the best epoch so far
@@ -161,16 +175,18 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                         with no_tf32():
                             metrics.update(task.evaluate(split="val", probe=probe))
                     except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
-                        if device_failure(exc, kind, epoch + 1) and (isinstance(exc, NotImplementedError)
-                                                                     or kind.upper() in str(exc).upper()):
+                        if device_failure(exc, kind, epoch + 1) and (
+                            isinstance(exc, NotImplementedError) or kind.upper() in str(exc).upper()
+                        ):
                             raise  # the device's own failure (an op it lacks, its memory), not divergence
                         reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {first_line(exc)}"
                     reason = reason or _non_finite(metrics, epoch + 1)
                 if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
                     run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
                     penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
-                    session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id},
-                                   None)
+                    session.report(
+                        {ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, None
+                    )
                     return {**metrics, "diverged": 1.0}
                 metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time, **_peak_memory(device))
                 metrics.update(task.windowed(metrics, history))
@@ -178,8 +194,11 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     history.setdefault(k, []).append((epoch + 1, v))
                 if epoch + 1 > logged_through:
                     run.log_metrics(metrics, step=epoch + 1)
-                raised = {f"detector.{k}": f"epoch {epoch + 1}" for k in task.COLLAPSE_FLAGS
-                          if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])}
+                raised = {
+                    f"detector.{k}": f"epoch {epoch + 1}"
+                    for k in task.COLLAPSE_FLAGS
+                    if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])
+                }
                 if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
                     run.set_tags(raised)
 
@@ -200,25 +219,46 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
-                torch.save({
-                    "epoch": epoch + 1, "run_id": run.run_id, "trial_id": session.trial_id, "best": best,
-                    "history": history,
-                    "train_time_s": train_time, "task": task.state_dict(),
-                    "torch_rng": torch.get_rng_state(), "data_rng": generator.get_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    "mlflow_pending": run.pending, "best_model": best_model,
-                }, ckpt_dir / STATE_FILE)
+                torch.save(
+                    {
+                        "epoch": epoch + 1,
+                        "run_id": run.run_id,
+                        "trial_id": session.trial_id,
+                        "best": best,
+                        "history": history,
+                        "train_time_s": train_time,
+                        "task": task.state_dict(),
+                        "torch_rng": torch.get_rng_state(),
+                        "data_rng": generator.get_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                        "mlflow_pending": run.pending,
+                        "best_model": best_model,
+                    },
+                    ckpt_dir / STATE_FILE,
+                )
                 # Tune, ASHA and the searcher see validation metrics only (no test_* key is ever
                 # computed before the last epoch's report, and _log_test's never reach Tune).
-                session.report({**metrics, "epoch": epoch + 1, "mlflow_run_id": run.run_id,
-                                "beta_settled": float(task.settled(epoch))}, str(ckpt_dir))
+                session.report(
+                    {
+                        **metrics,
+                        "epoch": epoch + 1,
+                        "mlflow_run_id": run.run_id,
+                        "beta_settled": float(task.settled(epoch)),
+                    },
+                    str(ckpt_dir),
+                )
                 shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
                 flagged = [k for k in task.COLLAPSE_FLAGS if metrics.get(k) == 1.0]
                 collapsed_for = collapsed_for + 1 if flagged else 0
                 if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
                     _log_curves(task, history, tmp / "figures", run, session.trial_dir)
-                    run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1,
-                                  "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs"})
+                    run.set_tags(
+                        {
+                            "trial_status": "collapsed",
+                            "collapsed_epoch": epoch + 1,
+                            "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs",
+                        }
+                    )
                     return metrics  # pruned: the searcher keeps the objective it was just told
         run.set_tags({"trial_status": "completed"})
         return metrics
@@ -232,8 +272,10 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     finally:
         if run.pending:  # the backend never came back: keep what it missed beside the trial
             kept = run.save_pending(session.trial_dir)
-            warnings.warn(f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
-                          f"kept in {kept}")
+            warnings.warn(
+                f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
+                f"kept in {kept}"
+            )
 
 
 def _tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
@@ -241,8 +283,9 @@ def _tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
     'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
     config only; MLflow params cannot change)."""
     n = int(run.tag("pbt.clones") or 0) + 1
-    now = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items()
-                    if k in PBT_KEYS)
+    now = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items() if k in PBT_KEYS
+    )
     run.set_tags({f"pbt.clone.{n}": f"from trial {donor} at epoch {epoch}; config now {now}", "pbt.clones": str(n)})
 
 
@@ -259,8 +302,10 @@ def _still_pending(records: list[dict]) -> list[dict]:
 def check_objective(metric: str) -> None:
     """ConfigError for an objective read off the test split: selection reads validation metrics."""
     if metric.startswith("test_"):
-        raise ConfigError(f"objective {metric!r} is a test-split metric; select on the validation split: use "
-                          f"{'val_' + metric.removeprefix('test_')!r}")
+        raise ConfigError(
+            f"objective {metric!r} is a test-split metric; select on the validation split: use "
+            f"{'val_' + metric.removeprefix('test_')!r}"
+        )
 
 
 def _log_test(task, best_model: dict, run: TrialRun) -> None:
@@ -285,8 +330,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} is missing") from None
     except pickle.UnpicklingError:
-        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain containers "
-                              "(refused: weights_only=True); it was not written by this project") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain containers "
+            "(refused: weights_only=True); it was not written by this project"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first_line(e, 160)})") from None
 
@@ -327,8 +374,14 @@ def _restore(ckpt_dir: str | None, task, generator: torch.Generator, trial_id: s
 
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
-    where = {"device": kind, "node": session.node, "node_ip": session.node_ip, "pid": str(os.getpid()), "precision_used": task.precision_used,
-             "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off"}
+    where = {
+        "device": kind,
+        "node": session.node,
+        "node_ip": session.node_ip,
+        "pid": str(os.getpid()),
+        "precision_used": task.precision_used,
+        "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off",
+    }
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
@@ -337,9 +390,14 @@ def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, r
         run.set_tags({"trial_status": "running", "restored": "true", **where})
         return run
     tags = {
-        "sweep.role": "trial", "family": cfg.family, "trial_id": session.trial_id,
-        "git_commit": ctx.git_commit, "data": data.source,
-        "data_hash": data.content_hash, "trial_status": "running", **where,
+        "sweep.role": "trial",
+        "family": cfg.family,
+        "trial_id": session.trial_id,
+        "git_commit": ctx.git_commit,
+        "data": data.source,
+        "data_hash": data.content_hash,
+        "trial_status": "running",
+        **where,
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
@@ -386,5 +444,8 @@ def _log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str)
     folder.mkdir(exist_ok=True)
     skip = ("epoch_time_s", "train_time_s", "peak_rss_mb", "peak_gpu_mem_mb")
     curves = {k: v for k, v in history.items() if k not in skip}
-    run.log_artifact(save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"),
-                     "figures", keep_dir=keep_dir)
+    run.log_artifact(
+        save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"),
+        "figures",
+        keep_dir=keep_dir,
+    )

@@ -3,6 +3,7 @@
 Per-image quantities are returned as (B,) tensors so callers can log them in nats/image;
 the scalar training objectives are batch means.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,11 @@ def discretized_gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_scale: tor
     hi = torch.where(right, torch.special.log_ndtr(-lower), torch.special.log_ndtr(upper))
     lo = torch.where(right, torch.special.log_ndtr(-upper), torch.special.log_ndtr(lower))
     mid = _log_diff_exp(hi, lo)
-    logp = torch.where(x < -1 + BIN_HALF, torch.special.log_ndtr(upper),
-                       torch.where(x > 1 - BIN_HALF, torch.special.log_ndtr(-lower), mid))
+    logp = torch.where(
+        x < -1 + BIN_HALF,
+        torch.special.log_ndtr(upper),
+        torch.where(x > 1 - BIN_HALF, torch.special.log_ndtr(-lower), mid),
+    )
     return -logp.flatten(1).sum(dim=1)
 
 
@@ -104,8 +108,15 @@ def kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
 
 
 def vae_loss(
-    x_hat: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float,
-    *, free_bits: float = 0.0, recon: torch.Tensor | None = None, perceptual: torch.Tensor | None = None,
+    x_hat: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float,
+    *,
+    free_bits: float = 0.0,
+    recon: torch.Tensor | None = None,
+    perceptual: torch.Tensor | None = None,
     perceptual_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """L = mean_batch(recon + beta * KL) (seed: 'MSE + beta*KL').
@@ -183,8 +194,9 @@ def beta_at(
     raise ValueError(f"unknown beta schedule {schedule!r}; choose one of {', '.join(BETA_SCHEDULES)}")
 
 
-def beta_settled_epoch(*, schedule: str, max_epochs: int, warmup_epochs: int = 10, cycles: int = 4,
-                       ramp_fraction: float = 0.5, **_) -> int:
+def beta_settled_epoch(
+    *, schedule: str, max_epochs: int, warmup_epochs: int = 10, cycles: int = 4, ramp_fraction: float = 0.5, **_
+) -> int:
     """The 1-based epoch from which ``beta_at`` stays at its final value to the end of training.
 
     Objectives measured before it are inflated by a KL weighted below its final value, so ASHA
@@ -192,8 +204,14 @@ def beta_settled_epoch(*, schedule: str, max_epochs: int, warmup_epochs: int = 1
     ``warmup_epochs``; cyclical: where the last cycle's ramp ends (so cycles reaching their peak
     earlier do not count: each new cycle restarts at 0).
     """
-    kw = dict(schedule=schedule, beta=1.0, max_epochs=max_epochs, warmup_epochs=warmup_epochs, cycles=cycles,
-              ramp_fraction=ramp_fraction)
+    kw = dict(
+        schedule=schedule,
+        beta=1.0,
+        max_epochs=max_epochs,
+        warmup_epochs=warmup_epochs,
+        cycles=cycles,
+        ramp_fraction=ramp_fraction,
+    )
     final = beta_at(max_epochs - 1, **kw)
     epoch = max_epochs
     while epoch > 1 and beta_at(epoch - 2, **kw) == final:
@@ -213,8 +231,9 @@ def d_loss_bce(real_logits: torch.Tensor, fake_logits: torch.Tensor, label_smoot
     """
     if not 0.0 <= label_smoothing < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
-    real_target = torch.ones_like(real_logits) if label_smoothing == 0 else torch.full_like(
-        real_logits, 1.0 - label_smoothing)
+    real_target = (
+        torch.ones_like(real_logits) if label_smoothing == 0 else torch.full_like(real_logits, 1.0 - label_smoothing)
+    )
     loss_real = F.binary_cross_entropy_with_logits(real_logits, real_target)
     loss_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return loss_real + loss_fake

@@ -13,6 +13,7 @@ input (the reconstruction), never into its weights. Registry (``PERCEPTUAL_NETS`
   ``vgg16-397923af.pth``) or the torch hub cache if the file is already there; never downloads.
   About 0.3 GFLOP per image forward, i.e. far more than the VAE itself on a CPU.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import first_line
-from common.trial.config import ConfigError
 from common.metrics.maths import RandomConvFeatures
+from common.trial.config import ConfigError
 
 
 class RandConvMaps(nn.Module):
@@ -87,8 +88,10 @@ def vgg16_weights_file(weights_path: str = "") -> Path:
     if weights_path:
         p = Path(weights_path).expanduser()
         if not p.is_file():
-            raise ConfigError(f"perceptual_weights={weights_path!r}: no such file; pass a local copy of "
-                              "torchvision's vgg16-397923af.pth")
+            raise ConfigError(
+                f"perceptual_weights={weights_path!r}: no such file; pass a local copy of "
+                "torchvision's vgg16-397923af.pth"
+            )
         return p
     import torchvision
 
@@ -96,8 +99,10 @@ def vgg16_weights_file(weights_path: str = "") -> Path:
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
     if cached.is_file():
         return cached
-    raise ConfigError(f"perceptual_net=vgg16 needs ImageNet VGG16 weights and {cached} is missing (no download here): "
-                      f"--set perceptual_weights=/path/{Path(url).name}, or download {url} once where the network allows")
+    raise ConfigError(
+        f"perceptual_net=vgg16 needs ImageNet VGG16 weights and {cached} is missing (no download here): "
+        f"--set perceptual_weights=/path/{Path(url).name}, or download {url} once where the network allows"
+    )
 
 
 def _vgg16(weights_path: str) -> nn.Module:

@@ -1,4 +1,5 @@
 """Model families: Conv-VAE and DCGAN (G, D), plus a parameter counter."""
+
 from __future__ import annotations
 
 from torch import nn

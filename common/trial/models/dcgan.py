@@ -42,6 +42,7 @@ same initial weights from the same RNG draws):
   ``MinibatchDiscrimination`` layer between the last feature vector (hidden FC, else the flat
   4x4 map) and the logit. It is not spectrally normalised (its exp(-L1) is not a linear map).
 """
+
 from __future__ import annotations
 
 import math
@@ -136,8 +137,10 @@ class MinibatchDiscrimination(nn.Module):
     def __init__(self, in_features: int, num_kernels: int, kernel_dim: int = 8):
         super().__init__()
         if min(in_features, num_kernels, kernel_dim) < 1:
-            raise ValueError(f"MinibatchDiscrimination needs positive sizes, got in_features={in_features}, "
-                             f"num_kernels={num_kernels}, kernel_dim={kernel_dim}")
+            raise ValueError(
+                f"MinibatchDiscrimination needs positive sizes, got in_features={in_features}, "
+                f"num_kernels={num_kernels}, kernel_dim={kernel_dim}"
+            )
         self.in_features, self.num_kernels, self.kernel_dim = in_features, num_kernels, kernel_dim
         self.out_features = in_features + num_kernels
         # 1/sqrt(A) keeps the projections on the scale of the inputs, so initial L1 distances
@@ -169,23 +172,33 @@ class Discriminator(nn.Module):
         minibatch_dim: their dimension.
     """
 
-    def __init__(self, d_channels: int = 64, d_hidden: int = 512, spectral_norm: bool = False,
-                 batchnorm: bool = True, minibatch_disc: int = 0, minibatch_dim: int = 8):
+    def __init__(
+        self,
+        d_channels: int = 64,
+        d_hidden: int = 512,
+        spectral_norm: bool = False,
+        batchnorm: bool = True,
+        minibatch_disc: int = 0,
+        minibatch_dim: int = 8,
+    ):
         super().__init__()
         c = d_channels
         self.d_channels = c
 
         def conv_block(c_in: int, c_out: int) -> nn.Sequential:
             if batchnorm:
-                return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out),
-                                     nn.LeakyReLU(0.2, inplace=True))
+                return nn.Sequential(
+                    nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)
+                )
             return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
 
-        self.blocks = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(3, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)),
-            conv_block(c, 2 * c),
-            conv_block(2 * c, 4 * c),
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(nn.Conv2d(3, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)),
+                conv_block(c, 2 * c),
+                conv_block(2 * c, 4 * c),
+            ]
+        )
         flat = 4 * 4 * 4 * c
         if d_hidden > 0:
             self.hidden = nn.Sequential(nn.Linear(flat, d_hidden), nn.LeakyReLU(0.2, inplace=True))

@@ -25,13 +25,13 @@ What the slides left open, and what was chosen:
   redundant); this changes the count by < 0.1%.
 * Initialisation: PyTorch defaults (the slides name none for the VAE).
 """
+
 from __future__ import annotations
 
 import math
 
 import torch
 from torch import nn
-
 
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
@@ -51,8 +51,9 @@ class ConvVAE(nn.Module):
             (``likelihood = "logistic"``); off, the module is the slides' VAE exactly.
     """
 
-    def __init__(self, latent_dim: int = 64, base_channels: int = 32, hidden_dim: int = 256,
-                 learned_scale: bool = False):
+    def __init__(
+        self, latent_dim: int = 64, base_channels: int = 32, hidden_dim: int = 256, learned_scale: bool = False
+    ):
         super().__init__()
         c = base_channels
         self.latent_dim = latent_dim

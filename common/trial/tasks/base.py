@@ -5,6 +5,7 @@ per-epoch metric and so every selection), the test split (only ``evaluate(split=
 the loop calls on the best checkpoint once training is over; nothing selects on it). Metric names
 carry their split: ``val_*`` / ``test_*``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,10 +17,17 @@ import torch
 from torch import nn
 
 from common.metrics.classifier import get_classifier, load_classifier
+from common.metrics.maths import (
+    RandomConvFeatures,
+    class_balance,
+    feature_stats,
+    frechet_distance,
+    inception_score,
+    linear_probe,
+)
 from common.trial.config import ConfigError, TrialConfig
 from common.trial.data import Dataset, DeviceData, to_unit_range
 from common.trial.diagnostics import mode_collapse_flag
-from common.metrics.maths import RandomConvFeatures, class_balance, feature_stats, frechet_distance, inception_score, linear_probe
 from common.trial.models import count_params
 
 SPLITS = ("val", "test")  # what evaluate() scores on
@@ -54,8 +62,14 @@ class Task:
     optimizers: dict[str, torch.optim.Optimizer]
     COLLAPSE_FLAGS: tuple[str, ...] = ("mode_collapse",)  # detector metrics ``evaluate`` sets (1.0 = flagged)
 
-    def __init__(self, cfg: TrialConfig, data: Dataset, device: torch.device, generator: torch.Generator,
-                 classifier: dict | None = None):
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        data: Dataset,
+        device: torch.device,
+        generator: torch.Generator,
+        classifier: dict | None = None,
+    ):
         self.cfg, self.device, self.generator = cfg, device, generator
         train_idx, val_idx = cfg.split(len(data.train_x))
         self.split_indices = {"train": train_idx, "val": val_idx}
@@ -63,8 +77,10 @@ class Task:
         self.val = DeviceData(data.train_x[val_idx], data.train_y[val_idx], device)
         self.test = DeviceData(data.test_x, data.test_y, device)
         if len(self.train) < cfg.batch_size:
-            raise ConfigError(f"batch_size={cfg.batch_size} is larger than the train subset ({len(self.train)} "
-                              "images); lower --set batch_size or raise --train-subset")
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} is larger than the train subset ({len(self.train)} "
+                "images); lower --set batch_size or raise --train-subset"
+            )
         self.data = data
         self.classifier = load_classifier(classifier or get_classifier(data)[0], device)
         self.randconv = RandomConvFeatures().to(device)
@@ -106,14 +122,18 @@ class Task:
     def samples(self) -> torch.Tensor:
         """The fixed-z samples (eval_samples,3,32,32) in [-1, 1], on the device, in eval batches."""
         z = self.fixed_z.to(self.device)
-        return torch.cat([self.generate(z[i:i + SCORE_BATCH]) for i in range(0, len(z), SCORE_BATCH)])
+        return torch.cat([self.generate(z[i : i + SCORE_BATCH]) for i in range(0, len(z), SCORE_BATCH)])
 
     @torch.no_grad()
     def _embed(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N,3,32,32) -> (classifier features, classifier logits, randconv features), float64 CPU."""
         feats, logits = self.classifier.features_and_logits(images, SCORE_BATCH)
-        rc = torch.cat([self.randconv(to_unit_range(x) if x.dtype == torch.uint8 else x.float()).cpu()
-                        for x in images.split(SCORE_BATCH)])
+        rc = torch.cat(
+            [
+                self.randconv(to_unit_range(x) if x.dtype == torch.uint8 else x.float()).cpu()
+                for x in images.split(SCORE_BATCH)
+            ]
+        )
         return feats.double().numpy(), logits.double().numpy(), rc.double().numpy()
 
     def _real(self, split: str) -> dict:
@@ -135,14 +155,21 @@ class Task:
         feats, logits, rc = self._embed(fake)
         ref = self._real(split)
         coverage, kl = class_balance(logits.argmax(1), self.classifier.num_classes)
-        return {f"{split}_classifier_fd": frechet_distance(*feature_stats(feats), *ref["classifier"]),
-                f"{split}_randconv_fd": frechet_distance(*feature_stats(rc), *ref["randconv"]),
-                f"{split}_class_coverage": coverage, f"{split}_class_kl": kl,
-                f"{split}_classifier_is": inception_score(logits, splits=1)[0]}
+        return {
+            f"{split}_classifier_fd": frechet_distance(*feature_stats(feats), *ref["classifier"]),
+            f"{split}_randconv_fd": frechet_distance(*feature_stats(rc), *ref["randconv"]),
+            f"{split}_class_coverage": coverage,
+            f"{split}_class_kl": kl,
+            f"{split}_classifier_is": inception_score(logits, splits=1)[0],
+        }
 
     def collapse_flags(self, scores: dict[str, float]) -> dict[str, float]:
         """``mode_collapse`` from the validation class coverage (common.trial.diagnostics)."""
-        return {"mode_collapse": mode_collapse_flag(scores["val_class_coverage"])} if "val_class_coverage" in scores else {}
+        return (
+            {"mode_collapse": mode_collapse_flag(scores["val_class_coverage"])}
+            if "val_class_coverage" in scores
+            else {}
+        )
 
     def windowed(self, metrics: dict[str, float], history: dict[str, list]) -> dict[str, float]:
         """Metrics over the last few epochs, added to this epoch's ``metrics``; ``history``: metric
@@ -168,9 +195,16 @@ class Task:
         embed = embed or self.probe_features
         tr, va = embed(self.train.x), embed(self.val.x)
         te = embed(self.test.x) if split == "test" else None
-        out = linear_probe(tr, self.train.y.cpu().numpy(), va, self.val.y.cpu().numpy(), te,
-                           self.test.y.cpu().numpy() if te is not None else None, seed=self.cfg.seed,
-                           device=self.device)
+        out = linear_probe(
+            tr,
+            self.train.y.cpu().numpy(),
+            va,
+            self.val.y.cpu().numpy(),
+            te,
+            self.test.y.cpu().numpy() if te is not None else None,
+            seed=self.cfg.seed,
+            device=self.device,
+        )
         res = {"val_probe_acc": out["val_acc"], "probe_c": out["C"], "probe_converged": out["converged"]}
         if te is not None:
             res["test_probe_acc"] = out["test_acc"]
@@ -192,7 +226,7 @@ class Task:
             net.train()
             with torch.no_grad():
                 for i in range(0, len(self.train), SCORE_BATCH):
-                    forward(net, to_unit_range(self.train.x[i:i + SCORE_BATCH]))
+                    forward(net, to_unit_range(self.train.x[i : i + SCORE_BATCH]))
         return net.eval()
 
     def tags(self) -> dict[str, str]:
@@ -208,8 +242,13 @@ class Task:
     def static_metrics(self) -> dict[str, float]:
         """Logged once at step 0: model sizes and the data sizes every number is measured on."""
         counts = {f"n_params_{k}": float(count_params(m)) for k, m in self.models.items()}
-        return {"n_params": float(sum(counts.values())), **counts, "n_train_images": float(len(self.train)),
-                "n_val_images": float(len(self.val)), "n_test_images": float(len(self.test))}
+        return {
+            "n_params": float(sum(counts.values())),
+            **counts,
+            "n_train_images": float(len(self.train)),
+            "n_val_images": float(len(self.val)),
+            "n_test_images": float(len(self.test)),
+        }
 
     def state_dict(self) -> dict:
         return {
@@ -220,8 +259,11 @@ class Task:
     def load_state_dict(self, state: dict, keep_hyperparams: bool = False) -> None:
         """``keep_hyperparams``: the optimizers keep this config's lr and betas, taking only the
         state's weights and moments (a PBT clone: the donor's training, this trial's mutation)."""
-        mine = {k: [{h: g[h] for h in ("lr", "betas") if h in g} for g in o.param_groups]
-                for k, o in self.optimizers.items() if isinstance(o, torch.optim.Optimizer)}
+        mine = {
+            k: [{h: g[h] for h in ("lr", "betas") if h in g} for g in o.param_groups]
+            for k, o in self.optimizers.items()
+            if isinstance(o, torch.optim.Optimizer)
+        }
         for k, m in self.models.items():
             m.load_state_dict(state["models"][k])
         for k, o in self.optimizers.items():

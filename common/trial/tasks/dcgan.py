@@ -8,6 +8,7 @@ samples, is scored and is exported), ``diffaug`` (DiffAugment before every D cal
 fake, common.trial.augment), ``r1_weight`` (R1 on the real images). Detectors logged every epoch (common.trial.diagnostics): ``grad_norm_d``,
 ``grad_norm_g``, ``loss_ratio`` (bce only), ``val_class_coverage``, ``mode_collapse``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,13 +17,21 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from common.figures import save_image_grid
+from common.trial.augment import diff_augment, parse_policy
 from common.trial.config import ConfigError, DCGANConfig
 from common.trial.data import to_unit_range
 from common.trial.diagnostics import grad_total_norm
-from common.figures import save_image_grid
-from common.trial.augment import diff_augment, parse_policy
-from common.trial.losses import (d_loss_bce, d_loss_hinge, d_loss_wgan, g_loss_hinge, g_loss_nonsaturating, g_loss_wgan,
-                           gradient_penalty, r1_penalty)
+from common.trial.losses import (
+    d_loss_bce,
+    d_loss_hinge,
+    d_loss_wgan,
+    g_loss_hinge,
+    g_loss_nonsaturating,
+    g_loss_wgan,
+    gradient_penalty,
+    r1_penalty,
+)
 from common.trial.models import Discriminator, Generator
 from common.trial.tasks.base import Task
 
@@ -38,20 +47,32 @@ class DCGANTask(Task):
     def __init__(self, cfg: DCGANConfig, data, device, generator, classifier: dict | None = None):
         super().__init__(cfg, data, device, generator, classifier)
         self.g = self.place(Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden))
-        self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden, spectral_norm=cfg.spectral_norm,
-                                          batchnorm=cfg.d_batchnorm, minibatch_disc=cfg.minibatch_disc,
-                                          minibatch_dim=cfg.minibatch_dim))
+        self.d = self.place(
+            Discriminator(
+                cfg.d_channels,
+                cfg.d_hidden,
+                spectral_norm=cfg.spectral_norm,
+                batchnorm=cfg.d_batchnorm,
+                minibatch_disc=cfg.minibatch_disc,
+                minibatch_dim=cfg.minibatch_dim,
+            )
+        )
         if self.train.num_batches(cfg.batch_size) < cfg.n_critic:
-            raise ConfigError(f"n_critic={cfg.n_critic} is more than the {self.train.num_batches(cfg.batch_size)} "
-                              "batches of an epoch, so G would never train; lower n_critic or batch_size")
+            raise ConfigError(
+                f"n_critic={cfg.n_critic} is more than the {self.train.num_batches(cfg.batch_size)} "
+                "batches of an epoch, so G would never train; lower n_critic or batch_size"
+            )
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=betas)
         self.models = {"g": self.g, "d": self.d}
         self.optimizers = {"g": self.opt_g, "d": self.opt_d}
         # EMA of G: torch's AveragedModel (BatchNorm buffers averaged too); its first update copies G.
-        self.g_ema = (AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-                      if cfg.ema_decay else None)
+        self.g_ema = (
+            AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            if cfg.ema_decay
+            else None
+        )
         self.policy = parse_policy(cfg.diffaug)
 
     @property
@@ -63,8 +84,9 @@ class DCGANTask(Task):
         """DiffAugment before D (``diffaug``); off, the images themselves (no RNG drawn)."""
         return diff_augment(x, self.policy) if self.policy else x
 
-    def d_objective(self, real: torch.Tensor, fake: torch.Tensor, real_logits: torch.Tensor,
-                    fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def d_objective(
+        self, real: torch.Tensor, fake: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """D's loss for ``gan_loss`` (+ the R1 term when ``r1_weight``) -> (loss, unweighted gradient
         penalty or None)."""
         cfg = self.cfg
@@ -115,9 +137,16 @@ class DCGANTask(Task):
             grad_d = grad_total_norm(self.d.parameters())
             self.opt_d.step()
             real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
-            d_total += torch.stack([d_loss.detach(), torch.sigmoid(real_logits).mean(),
-                                    torch.sigmoid(fake_logits).mean(), grad_d.to(self.device),
-                                    zero if gp is None else gp.detach(), real_logits.mean() - fake_logits.mean()])
+            d_total += torch.stack(
+                [
+                    d_loss.detach(),
+                    torch.sigmoid(real_logits).mean(),
+                    torch.sigmoid(fake_logits).mean(),
+                    grad_d.to(self.device),
+                    zero if gp is None else gp.detach(),
+                    real_logits.mean() - fake_logits.mean(),
+                ]
+            )
             d_steps += 1
             if not g_turn:
                 continue
@@ -134,8 +163,14 @@ class DCGANTask(Task):
             g_steps += 1
         d_loss, d_real, d_fake, grad_norm_d, gp, gap = (d_total / max(d_steps, 1)).tolist()
         g_loss, grad_norm_g = (g_total / max(g_steps, 1)).tolist()
-        out = {"d_loss": d_loss, "g_loss": g_loss, "d_real": d_real, "d_fake": d_fake,
-               "grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g}
+        out = {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "grad_norm_d": grad_norm_d,
+            "grad_norm_g": grad_norm_g,
+        }
         if cfg.gan_loss == "bce":
             out["loss_ratio"] = g_loss / d_loss if d_loss else float("inf")
         if cfg.gan_loss == "wgan-gp":
@@ -147,7 +182,7 @@ class DCGANTask(Task):
         instability shows as a drifting balance, not as one epoch's ratio."""
         if "loss_ratio" not in metrics:
             return {}
-        recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1):]] + [metrics["loss_ratio"]]
+        recent = [v for _, v in history.get("loss_ratio", [])[-(RATIO_WINDOW - 1) :]] + [metrics["loss_ratio"]]
         return {"loss_ratio_window": sum(recent) / len(recent)}
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
@@ -178,8 +213,12 @@ class DCGANTask(Task):
         default the trial's) runs with BatchNorm statistics of the real train subset (``Task.real_bn``):
         its own running statistics were updated by fake batches too."""
         d = self.real_bn(net or self.d, lambda m, x: m(x))
-        return torch.cat([d.probe_features(to_unit_range(images[i:i + EVAL_BATCH])).cpu()
-                          for i in range(0, len(images), EVAL_BATCH)]).numpy()
+        return torch.cat(
+            [
+                d.probe_features(to_unit_range(images[i : i + EVAL_BATCH])).cpu()
+                for i in range(0, len(images), EVAL_BATCH)
+            ]
+        ).numpy()
 
     @torch.no_grad()
     def figures(self, folder: Path) -> list[Path]:

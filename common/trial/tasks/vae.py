@@ -6,6 +6,7 @@ term becomes a discretised logistic's -log p(x|z), so beta = 1 trains a true ELB
 (``evaluate``) reports both the slides' MSE + KL and the negative ELBO in bits/dim, and adds a
 posterior-collapse flag.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,12 +15,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.figures import save_image_grid
+from common.metrics.maths import active_units
 from common.trial.config import VAEConfig
 from common.trial.data import to_unit_range
-from common.figures import save_image_grid
-from common.trial.losses import (MSE_LOG_SCALE, beta_at, beta_settled_epoch, bits_per_dim, discretized_gaussian_nll,
-                           discretized_logistic_nll, gaussian_kl, lr_factor, recon_mse, vae_loss)
-from common.metrics.maths import active_units
+from common.trial.losses import (
+    MSE_LOG_SCALE,
+    beta_at,
+    beta_settled_epoch,
+    bits_per_dim,
+    discretized_gaussian_nll,
+    discretized_logistic_nll,
+    gaussian_kl,
+    lr_factor,
+    recon_mse,
+    vae_loss,
+)
 from common.trial.models import ConvVAE
 from common.trial.perceptual import build_perceptual, perceptual_distance
 from common.trial.tasks.base import Task
@@ -36,30 +47,49 @@ class VAETask(Task):
 
     def __init__(self, cfg: VAEConfig, data, device, generator, classifier: dict | None = None):
         super().__init__(cfg, data, device, generator, classifier)
-        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
-                                        learned_scale=cfg.likelihood == "logistic"))
+        self.model = self.place(
+            ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim, learned_scale=cfg.likelihood == "logistic")
+        )
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
         self.lr_steps = None  # a per-step lr schedule (lr_schedule, lr_warmup_epochs); none = the slides' constant
         if cfg.lr_schedule != "constant" or cfg.lr_warmup_epochs:
             per_epoch = self.train.num_batches(cfg.batch_size)
-            self.lr_steps = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(
-                step, cfg.max_epochs * per_epoch, round(cfg.lr_warmup_epochs * per_epoch), cfg.lr_schedule))
+            self.lr_steps = torch.optim.lr_scheduler.LambdaLR(
+                self.opt,
+                lambda step: lr_factor(
+                    step, cfg.max_epochs * per_epoch, round(cfg.lr_warmup_epochs * per_epoch), cfg.lr_schedule
+                ),
+            )
             self.optimizers["lr_schedule"] = self.lr_steps  # checkpointed with the optimizer: a restore continues it
         # Built (and its weights checked: ConfigError) before any training; frozen, not in models.
-        self.perceptual = (build_perceptual(cfg.perceptual_net, cfg.perceptual_weights).to(device)
-                           if cfg.perceptual_weight > 0 else None)
+        self.perceptual = (
+            build_perceptual(cfg.perceptual_net, cfg.perceptual_weights).to(device)
+            if cfg.perceptual_weight > 0
+            else None
+        )
 
     def beta(self, epoch: int) -> float:
         c = self.cfg
-        return beta_at(epoch, schedule=c.beta_schedule, beta=c.beta, max_epochs=c.max_epochs,
-                       warmup_epochs=c.warmup_epochs, cycles=c.cycles, ramp_fraction=c.ramp_fraction)
+        return beta_at(
+            epoch,
+            schedule=c.beta_schedule,
+            beta=c.beta,
+            max_epochs=c.max_epochs,
+            warmup_epochs=c.warmup_epochs,
+            cycles=c.cycles,
+            ramp_fraction=c.ramp_fraction,
+        )
 
     def settled(self, epoch: int) -> bool:
         c = self.cfg
-        return epoch + 1 >= beta_settled_epoch(schedule=c.beta_schedule, max_epochs=c.max_epochs,
-                                               warmup_epochs=c.warmup_epochs, cycles=c.cycles,
-                                               ramp_fraction=c.ramp_fraction)
+        return epoch + 1 >= beta_settled_epoch(
+            schedule=c.beta_schedule,
+            max_epochs=c.max_epochs,
+            warmup_epochs=c.warmup_epochs,
+            cycles=c.cycles,
+            ramp_fraction=c.ramp_fraction,
+        )
 
     def tags(self) -> dict[str, str]:
         """Run tags describing the loss (for MLflow/the report); empty when no perceptual term."""
@@ -67,8 +97,10 @@ class VAETask(Task):
             return {}
         out = {"perceptual_net": self.perceptual.name}
         if getattr(self.perceptual, "shares_eval_features", False):
-            out["metric_bias"] = ("val_randconv_fd uses the same randconv features as the perceptual loss: "
-                                  "its randconv_fd is biased in its favour (val_classifier_fd is not)")
+            out["metric_bias"] = (
+                "val_randconv_fd uses the same randconv features as the perceptual loss: "
+                "its randconv_fd is biased in its favour (val_classifier_fd is not)"
+            )
         return out
 
     def perceptual_term(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
@@ -93,8 +125,17 @@ class VAETask(Task):
             x_hat, mu, logvar = x_hat.float(), mu.float(), logvar.float()
             perc = self.perceptual_term(x_hat, x)
             nll = self.recon_nll(x_hat, x) if c.likelihood != "mse" else None  # mse: the slides' loss exactly
-            loss, recon, kl = vae_loss(x_hat, x, mu, logvar, beta, free_bits=c.free_bits, recon=nll,
-                                       perceptual=perc, perceptual_weight=c.perceptual_weight)
+            loss, recon, kl = vae_loss(
+                x_hat,
+                x,
+                mu,
+                logvar,
+                beta,
+                free_bits=c.free_bits,
+                recon=nll,
+                perceptual=perc,
+                perceptual_weight=c.perceptual_weight,
+            )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -121,8 +162,9 @@ class VAETask(Task):
         """uint8 (N,3,32,32) on device -> mu (N,D), float32 numpy: the encoder (``net``, default the
         trial's) with BatchNorm statistics of the real train subset (``Task.real_bn``)."""
         enc = self.real_bn(net or self.model, lambda m, x: m.encode(x))
-        return torch.cat([enc.encode(to_unit_range(images[i:i + EVAL_BATCH]))[0].cpu()
-                          for i in range(0, len(images), EVAL_BATCH)]).numpy()
+        return torch.cat(
+            [enc.encode(to_unit_range(images[i : i + EVAL_BATCH]))[0].cpu() for i in range(0, len(images), EVAL_BATCH)]
+        ).numpy()
 
     def recon_nll(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x | z) in nats per image (B,) under the decoder likelihood (``likelihood``): the
@@ -150,20 +192,29 @@ class VAETask(Task):
         sums = torch.zeros(3, dtype=torch.float64)
         mus = []
         for i in range(0, len(data), EVAL_BATCH):
-            x = to_unit_range(data.x[i:i + EVAL_BATCH])
+            x = to_unit_range(data.x[i : i + EVAL_BATCH])
             mu, logvar = self.model.encode(x)
             # A posterior sample, as in training, not the mean: the mean would understate the loss.
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g).to(mu.device)
             x_hat = self.model.decode(z)
-            sums += torch.stack([recon_mse(x_hat, x).sum(), gaussian_kl(mu, logvar).sum(),
-                                 self.recon_nll(x_hat, x).sum()]).cpu().double()
+            sums += (
+                torch.stack([recon_mse(x_hat, x).sum(), gaussian_kl(mu, logvar).sum(), self.recon_nll(x_hat, x).sum()])
+                .cpu()
+                .double()
+            )
             mus.append(mu.cpu())
         recon, kl, nll = (sums / len(data)).tolist()
         units = active_units(torch.cat(mus))
         p = f"{split}_"
-        out = {p + "recon": recon, p + "kl": kl, p + "mse_kl": recon + kl, p + "nll": nll,
-               p + "bpd": bits_per_dim(torch.tensor(nll), torch.tensor(kl)).item(), p + "active_units": float(units),
-               **self.sample_scores(self.samples(), split)}
+        out = {
+            p + "recon": recon,
+            p + "kl": kl,
+            p + "mse_kl": recon + kl,
+            p + "nll": nll,
+            p + "bpd": bits_per_dim(torch.tensor(nll), torch.tensor(kl)).item(),
+            p + "active_units": float(units),
+            **self.sample_scores(self.samples(), split),
+        }
         if split == "val":
             out["posterior_collapse"] = collapse_flag(kl, units, self.cfg.latent_dim)
             out.update(self.collapse_flags(out))
@@ -182,7 +233,9 @@ class VAETask(Task):
         pairs = torch.stack([x, recon], 1).flatten(0, 1)  # original, reconstruction, ...
         steps = torch.linspace(0, 1, 10, device=self.device)
         a, b = mu[:8], mu[8:16]
-        interp = self.model.decode((a[:, None] * (1 - steps[None, :, None]) + b[:, None] * steps[None, :, None]).flatten(0, 1))
+        interp = self.model.decode(
+            (a[:, None] * (1 - steps[None, :, None]) + b[:, None] * steps[None, :, None]).flatten(0, 1)
+        )
         z = torch.randn(64, self.cfg.latent_dim, generator=g).to(self.device)
         return [
             save_image_grid(pairs, folder / "reconstructions.png", nrow=8),
@@ -196,8 +249,12 @@ class VAETask(Task):
     @staticmethod
     def build_sampler(cfg: VAEConfig, models: dict) -> nn.Module:
         """best.pt's ``model`` dict -> the ConvVAE (decodes z ~ N(0, I) into (n,3,32,32) samples)."""
-        model = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim,
-                        learned_scale=getattr(cfg, "likelihood", "mse") == "logistic")
+        model = ConvVAE(
+            cfg.latent_dim,
+            cfg.base_channels,
+            cfg.hidden_dim,
+            learned_scale=getattr(cfg, "likelihood", "mse") == "logistic",
+        )
         model.load_state_dict(models["vae"])
         return model
 

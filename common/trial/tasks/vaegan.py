@@ -25,6 +25,7 @@ Choices the paper leaves open, and what was chosen:
 * Evaluation is VAETask's (pixel recon / kl / mse_kl / bpd with beta = 1, active units, the sample
   scores, linear probe on mu), so the numbers compare with the VAE family's directly.
 """
+
 from __future__ import annotations
 
 import torch
@@ -60,9 +61,11 @@ def vaegan_d_loss(real_logits: torch.Tensor, recon_logits: torch.Tensor, sample_
 
     At chance (all logits 0) it is 3 ln 2 (the DCGAN family's d_loss has two terms: 2 ln 2).
     """
-    return (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-            + F.binary_cross_entropy_with_logits(recon_logits, torch.zeros_like(recon_logits))
-            + F.binary_cross_entropy_with_logits(sample_logits, torch.zeros_like(sample_logits)))
+    return (
+        F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        + F.binary_cross_entropy_with_logits(recon_logits, torch.zeros_like(recon_logits))
+        + F.binary_cross_entropy_with_logits(sample_logits, torch.zeros_like(sample_logits))
+    )
 
 
 def vaegan_g_loss(recon_logits: torch.Tensor, sample_logits: torch.Tensor) -> torch.Tensor:
@@ -72,13 +75,16 @@ def vaegan_g_loss(recon_logits: torch.Tensor, sample_logits: torch.Tensor) -> to
 
 def split_vae_params(model: ConvVAE) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(encoder params, decoder params) of a ConvVAE; raises if a parameter is on neither side."""
+
     def side(parts):
         return [p for name in parts for p in getattr(model, name).parameters()]
 
     enc, dec = side(ENCODER_PARTS), side(DECODER_PARTS)
     if len(enc) + len(dec) != len(list(model.parameters())):
-        raise RuntimeError(f"ConvVAE has parameters outside {ENCODER_PARTS + DECODER_PARTS}; "
-                           "update common/trial/tasks/vaegan.py ENCODER_PARTS/DECODER_PARTS")
+        raise RuntimeError(
+            f"ConvVAE has parameters outside {ENCODER_PARTS + DECODER_PARTS}; "
+            "update common/trial/tasks/vaegan.py ENCODER_PARTS/DECODER_PARTS"
+        )
     return enc, dec
 
 
@@ -155,16 +161,33 @@ class VAEGANTask(VAETask):
             self.opt_enc.step()
             self.opt_dec.step()
 
-            total += torch.stack([
-                d_loss.detach(), g_loss.detach(),
-                torch.sigmoid(real_logits.detach()).mean(), torch.sigmoid(sample_logits.detach()).mean(),
-                torch.sigmoid(recon_logits.detach()).mean(), enc_loss.detach(),
-                kl.detach().mean(), pixel.detach().mean(), feat.detach().mean()])
+            total += torch.stack(
+                [
+                    d_loss.detach(),
+                    g_loss.detach(),
+                    torch.sigmoid(real_logits.detach()).mean(),
+                    torch.sigmoid(sample_logits.detach()).mean(),
+                    torch.sigmoid(recon_logits.detach()).mean(),
+                    enc_loss.detach(),
+                    kl.detach().mean(),
+                    pixel.detach().mean(),
+                    feat.detach().mean(),
+                ]
+            )
             steps += 1
         (d_loss, g_loss, d_real, d_fake, d_recon, loss, kl, pixel, feat) = (total / max(steps, 1)).tolist()
-        return {"d_loss": d_loss, "g_loss": g_loss, "loss_ratio": g_loss / d_loss if d_loss else float("inf"),
-                "d_real": d_real, "d_fake": d_fake, "d_recon": d_recon, "train_loss": loss,
-                "train_kl": kl, "train_recon": pixel, "train_feature_recon": feat}
+        return {
+            "d_loss": d_loss,
+            "g_loss": g_loss,
+            "loss_ratio": g_loss / d_loss if d_loss else float("inf"),
+            "d_real": d_real,
+            "d_fake": d_fake,
+            "d_recon": d_recon,
+            "train_loss": loss,
+            "train_kl": kl,
+            "train_recon": pixel,
+            "train_feature_recon": feat,
+        }
 
     # evaluate, generate, probe_features, figures (reconstructions, interpolations, samples) and build_sampler
     # are VAETask's: they use only self.model and the shared config fields.
