@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.sample:
-        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri, sample_registered_model
+        from common.sweep.best import sample_registered_model
+        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
 
         if args.num_images < 1:
             fail(f"-n must be >= 1 (got {args.num_images})")

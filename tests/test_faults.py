@@ -18,8 +18,9 @@ from mlflow.tracking import MlflowClient
 
 from common.sweep.driver import SweepOptions, run
 from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.trial.checkpoint import CheckpointError, load_checkpoint
 from common.trial.config import VAEConfig
-from common.trial.loop import CheckpointError, LocalSession, SweepContext, load_checkpoint, run_trial
+from common.trial.loop import LocalSession, SweepContext, run_trial
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe_every=0)

@@ -20,10 +20,11 @@ import common.metrics.evaluation
 import common.trial.device
 from common.metrics.evaluation import evaluate_checkpoint
 from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.trial.checkpoint import BEST_FILE, load_checkpoint
 from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
 from common.trial.data import load_dataset
 from common.trial.device import DeviceError
-from common.trial.loop import BEST_FILE, LocalSession, SweepContext, load_checkpoint, run_trial
+from common.trial.loop import LocalSession, SweepContext, run_trial
 
 SMALL = dict(data="synthetic", val_size=64, max_epochs=1, batch_size=32, eval_samples=32, device="mps")
 CONFIGS = {

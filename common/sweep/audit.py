@@ -142,7 +142,7 @@ def _statuses(parents: list, trials: list) -> Check:
 
 
 def _best_checkpoints(client, trials: list) -> Check:
-    from common.trial.loop import CheckpointError, load_checkpoint
+    from common.trial.checkpoint import CheckpointError, load_checkpoint
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise here
     problems = []

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from common.errors import first_line
 from common.sweep.tracking import TrialRun, fluent_run
-from common.trial.loop import load_checkpoint
+from common.trial.checkpoint import load_checkpoint
 
 
 def best_checkpoint(uri: str, run_id: str) -> dict:
@@ -19,6 +20,48 @@ def best_checkpoint(uri: str, run_id: str) -> dict:
 
     path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints/best.pt", tracking_uri=uri)
     return load_checkpoint(path)
+
+
+def sample_registered_model(model_uri: str, n: int, out: str | Path, tracking_uri: str, seed: int = 0) -> Path:
+    """Draw ``n`` images with ``seed`` from a registered model (``models:/NAME@ALIAS`` or
+    ``models:/NAME/VERSION``, e.g. ``models:/vae_vs_dcgan-dcgan@best``) into one PNG grid.
+
+    The weights come from the version's trial checkpoint (``checkpoints/best.pt``, loaded with
+    ``weights_only=True``), not from the pickled MLflow model, so nothing is unpickled."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from common.figures import save_image_grid
+    from common.sweep.tracking import TrackingError, redact
+    from common.trial.models import from_checkpoint
+
+    name, sep, ref = model_uri.removeprefix("models:/").partition("@")
+    if not model_uri.startswith("models:/") or not name:
+        raise TrackingError(f"{model_uri!r} is not a registered model URI; use models:/<experiment>-<family>@best")
+    client = MlflowClient(tracking_uri)
+    try:
+        if sep:
+            version = client.get_model_version_by_alias(name, ref)
+        else:
+            name, _, number = name.rpartition("/")
+            version = client.get_model_version(name, number)
+        run_id = version.tags.get("trial_run_id")
+        if not run_id:
+            raise TrackingError(
+                f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
+                "tag); sample models:/<experiment>-<family>@best"
+            )
+        ckpt = best_checkpoint(tracking_uri, run_id)
+    except (MlflowException, OSError) as e:
+        raise TrackingError(
+            f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first_line(e)}; list the registered "
+            "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best"
+        ) from None
+    model = from_checkpoint(ckpt["config"], ckpt["model"])
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        images = model.eval().sample(n, torch.device("cpu"))
+    return save_image_grid(images, Path(out), nrow=max(1, int(round(n**0.5))))
 
 
 class Sampler(torch.nn.Module):

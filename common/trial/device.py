@@ -133,7 +133,7 @@ def device_failure(exc: BaseException, kind: str, epoch: int) -> DeviceError | N
     error that is not the device's (a ``ValueError`` from bad numbers, say)."""
     if kind == "cpu" or not isinstance(exc, (TypeError, RuntimeError)) or isinstance(exc, DeviceError):
         return None
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout
     ours = [
         f
         for f in traceback.extract_tb(exc.__traceback__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import resource
 import shutil
 import socket
@@ -26,9 +25,10 @@ from typing import Any, Protocol
 
 import torch
 
-from common.errors import UserError, first_line
+from common.errors import first_line
 from common.figures import save_curves
 from common.sweep.tracking import TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact, supersede_unlogged
+from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
 from common.trial.config import ConfigError, TrialConfig
 from common.trial.data import load_dataset
 from common.trial.device import (
@@ -43,11 +43,8 @@ from common.trial.device import (
 )
 from common.trial.families import get
 
-STATE_FILE = "state.pt"
-BEST_FILE = "best.pt"
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
-CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folder names (LocalSession uses the same)
 
 
 DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
@@ -134,7 +131,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     task = get(cfg.family).task(cfg, data, device, generator, classifier=ctx.classifier)
 
     fail_fast_http()
-    state = _restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
+    state = restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
     cloned = state.get("cloned_from")  # PBT: this trial goes on from another trial's checkpoint
     # A clone's checkpoint names the donor's run; its own is in MLflow (Tune restarts it in a fresh folder).
     run_id = (
@@ -206,7 +203,7 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 improved = objective is not None and is_better(objective, best, ctx.mode)
                 if improved:
                     best, best_model = objective, {"epoch": epoch + 1, "model": task.export_state()}
-                    torch.save({"config": cfg.to_dict(), **best_model}, tmp / BEST_FILE)
+                    save_best(tmp / BEST_FILE, cfg, best_model)
                     run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
                 if improved or last:
                     _log_figures(task, tmp / "figures", run, session.trial_dir)
@@ -219,22 +216,18 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
 
                 ckpt_dir = tmp / f"ckpt-{epoch + 1}"
                 ckpt_dir.mkdir()
-                torch.save(
-                    {
-                        "epoch": epoch + 1,
-                        "run_id": run.run_id,
-                        "trial_id": session.trial_id,
-                        "best": best,
-                        "history": history,
-                        "train_time_s": train_time,
-                        "task": task.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "data_rng": generator.get_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                        "mlflow_pending": run.pending,
-                        "best_model": best_model,
-                    },
-                    ckpt_dir / STATE_FILE,
+                save_state(
+                    ckpt_dir,
+                    epoch + 1,
+                    task,
+                    generator,
+                    run_id=run.run_id,
+                    trial_id=session.trial_id,
+                    best=best,
+                    history=history,
+                    train_time_s=train_time,
+                    mlflow_pending=run.pending,
+                    best_model=best_model,
                 )
                 # Tune, ASHA and the searcher see validation metrics only (no test_* key is ever
                 # computed before the last epoch's report, and _log_test's never reach Tune).
@@ -315,62 +308,6 @@ def _log_test(task, best_model: dict, run: TrialRun) -> None:
         metrics = task.evaluate_exported(best_model["model"], "test")
     run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
     run.set_tags({TEST_EPOCH_TAG: str(best_model["epoch"])})  # last: it marks the test metrics as logged
-
-
-class CheckpointError(UserError):
-    """A checkpoint file that cannot be used: missing, truncated, corrupt or not plain tensors."""
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint (``state.pt`` or ``best.pt``) with ``weights_only=True``: they hold
-    tensors and plain containers only, so a file carrying pickled code is refused, never run."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} is missing") from None
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"checkpoint {path} holds objects other than tensors and plain containers "
-            "(refused: weights_only=True); it was not written by this project"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first_line(e, 160)})") from None
-
-
-def _candidates(ckpt_dir: Path) -> list[Path]:
-    """``ckpt_dir`` first, then the older checkpoints beside it (Tune keeps the last two), newest first."""
-    if not ckpt_dir.name.startswith(CHECKPOINT_PREFIX):
-        return [ckpt_dir]
-    older = [p for p in ckpt_dir.parent.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir() and p.name < ckpt_dir.name]
-    return [ckpt_dir, *sorted(older, reverse=True)]
-
-
-def _restore(ckpt_dir: str | None, task, generator: torch.Generator, trial_id: str) -> dict[str, Any]:
-    """Load the newest usable checkpoint into ``task`` and the RNGs; {} to start from scratch.
-    A corrupt one is refused with a warning naming it, and the previous one is tried. Another
-    trial's checkpoint (PBT's exploit) keeps this trial's lr and betas: the state says
-    ``cloned_from`` = that trial's id."""
-    if not ckpt_dir:
-        return {}
-    for candidate in _candidates(Path(ckpt_dir)):
-        try:
-            state = load_checkpoint(candidate / STATE_FILE)
-        except CheckpointError as e:
-            warnings.warn(f"{e}; falling back to the previous checkpoint")
-            continue
-        donor = state.get("trial_id")
-        cloned = donor is not None and donor != trial_id
-        task.load_state_dict(state["task"], keep_hyperparams=cloned)
-        if cloned:
-            state = {**state, "cloned_from": donor}
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["data_rng"])
-        if state.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        return state
-    warnings.warn(f"no usable checkpoint in or before {ckpt_dir}; the trial starts again from epoch 0")
-    return {}
 
 
 def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
