@@ -65,9 +65,8 @@ class SweepContext:
     git_commit: str = "unknown"
     data_cache_dir: str | None = None
     cpus_per_trial: float = 1.0
-    classifier: dict | None = (
-        None  # the domain classifier's state (common.metrics.classifier), trained once by the driver
-    )
+    # the domain classifier's state (common.metrics.classifier), trained once by the driver
+    classifier: dict | None = None
     placement: str = ""  # what the sweep chose for the family (common.sweep.tuning.placement); a run tag
 
 
