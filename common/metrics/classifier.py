@@ -3,7 +3,7 @@
 Its penultimate features and its logits are the per-epoch sample-quality scores of every sweep
 (``common.metrics.maths``: classifier-FD against the validation images, class coverage, a classifier
 Inception Score), chosen over a random conv net by the rank study in ``bench/proxy.py``. Inception
-is the standard, but costs ~0.08 s per image on a 2-core CPU; this net ~0.1 ms.
+is the standard, but far too slow on a CPU to score every epoch; this net is cheap (BENCHMARKS.md).
 
 * Training is seeded and deterministic on the CPU (at a fixed thread count), runs on the whole
   train split of whatever data the sweep uses (labels are always there: ``--data`` image folders

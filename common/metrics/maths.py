@@ -8,7 +8,7 @@ generated and real images (Heusel et al. 2017). The feature extractor is pluggab
 attribute, works with ``common.metrics.evaluation.Evaluator``.
 
 Inception-v3 is the standard extractor, but it resizes every image to 299x299 and runs a
-24M-parameter network, ~0.07 s per image on a 2-core CPU (BENCHMARKS.md): scoring 1,000 samples
+24M-parameter network (its CPU cost per image: BENCHMARKS.md): scoring 1,000 samples
 every epoch would cost more than the epoch. Trials therefore score every epoch in the features of
 the domain classifier (common.metrics.classifier) and of ``RandomConvFeatures`` (a fixed, randomly
 initialised conv net; cf. Naeem et al. 2020 on random embeddings); bench/proxy.py measures how well
@@ -39,8 +39,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     Tr((S1 S2)^(1/2)) = sum of sqrt(eigenvalues of S1^(1/2) S2 S1^(1/2)): that matrix is
     symmetric PSD and similar to S1 S2, so two symmetric eigendecompositions replace the
     reference code's ``scipy.linalg.sqrtm(S1 @ S2)``. Same value (tested against
-    torch-fidelity's sqrtm form and closed forms), ~6x faster at F = 2048 (1.6 s vs 9 s on
-    2 CPU cores), and defined for singular covariances without an eps retry: tiny negative
+    torch-fidelity's sqrtm form and closed forms), faster at F = 2048 (BENCHMARKS.md), and defined for singular covariances without an eps retry: tiny negative
     eigenvalues from round-off are clipped to 0. Returns a Python float (float64 maths).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
@@ -96,7 +95,7 @@ class RandomConvFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,32,32) -> (B,256) float32."""
-        # channels_last makes the memory-bound 3-channel first conv ~1.7x faster on CPU.
+        # channels_last: the memory-bound 3-channel first conv runs faster in it on CPU.
         h = x.to(self.w0.dtype).contiguous(memory_format=torch.channels_last)
         pooled = []
         for i in range(len(self.widths)):

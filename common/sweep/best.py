@@ -137,8 +137,8 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
 
 
 def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
-    """--eval-n: None = 10,000 generated images with a GPU, 1,000 on CPU (Inception costs ~0.07 s per
-    image there: bench/fid.py), 64 for --smoke-test. Always against every test image; KID, unbiased
+    """--eval-n: None = 10,000 generated images with a GPU, 1,000 on CPU (where Inception is slow per
+    image: bench/fid.py, BENCHMARKS.md), 64 for --smoke-test. Always against every test image; KID, unbiased
     at any n, is reported beside FID, which reads higher the smaller n is."""
     if eval_n is not None:
         return eval_n

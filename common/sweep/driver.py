@@ -179,7 +179,7 @@ def run(opts: SweepOptions) -> dict[str, Any]:
     ]
     if not ray.is_initialized():
         if opts.address:  # ship this checkout's code to the cluster's workers
-            check_address(opts.address)  # one ClusterError line instead of ~20 s of retries
+            check_address(opts.address)  # one ClusterError line instead of Ray's own retries and tracebacks
             ray.init(
                 address=opts.address,
                 runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES},

@@ -26,7 +26,7 @@ from common.trial.config import ConfigError, config_class
 from common.trial.loop import SweepContext
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:
-# a new process spends ~4 s importing torch, MLflow and Ray Tune (bench/overhead.py).
+# a new process pays for importing torch, MLflow and Ray Tune again (bench/overhead.py, BENCHMARKS.md).
 REUSE_ACTORS = True
 
 

@@ -149,7 +149,7 @@ class VAEConfig(TrialConfig):
     precision: str = _f(
         "bf16",
         choices=("fp32", "bf16"),
-        doc="bf16 by default: 1.3x faster training on CPU with "
+        doc="bf16 by default: faster training on CPU with "
         "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics",
     )
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")

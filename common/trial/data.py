@@ -3,7 +3,7 @@
 ``load_dataset(spec)``: ``synthetic``, ``cifar10`` (torchvision download), a ``cifar-10-batches-py``
 folder, or an image-folder tree (``train/<class>/*``, ``test/<class>/*``) as a folder or ``.tar.gz``.
 Images are decoded once and cached in ``cache_dir`` (``$VAEGAN_CACHE``, ``~/.cache/vaegan/data``).
-Cache key, checked on every load: a tarball's sha256 (streamed, ~20 ms for CIFAR-10), or for a
+Cache key, checked on every load: a tarball's sha256 (streamed), or for a
 folder the sha256 of its sorted (relative path, size, mtime_ns), so a hit reads no image bytes.
 ``Dataset.content_hash`` (logged as ``data_hash``) comes from the bytes while decoding and is kept
 in the cache: sha256 over each image's ``split/class/name`` and byte digest (a folder and its
@@ -345,7 +345,7 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
     out = torch.empty((len(blobs), 3, 32, 32), dtype=torch.uint8)
     jpeg = [i for i, b in enumerate(blobs) if b[:2] == b"\xff\xd8"]
     rest = sorted(set(range(len(blobs))) - set(jpeg))
-    try:  # batched libjpeg decode is ~3x faster than PIL one by one
+    try:  # batched libjpeg decode beats PIL one image at a time
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # dropped by some future torchvision: PIL still works, only slower
         jpeg, rest = [], list(range(len(blobs)))

@@ -375,8 +375,8 @@ def _log_figures(task, folder: Path, run: TrialRun, keep_dir: str) -> None:
 
 
 def _log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
-    """Once, when the trial ends: drawing them is ~0.35 s, most of a trial's per-epoch
-    bookkeeping (bench/overhead.py), and the MLflow UI plots the same metrics live."""
+    """Once, when the trial ends: drawing them is most of a trial's per-epoch
+    bookkeeping (bench/overhead.py, BENCHMARKS.md), and the MLflow UI plots the same metrics live."""
     folder.mkdir(exist_ok=True)
     skip = ("epoch_time_s", "train_time_s", "peak_rss_mb", "peak_gpu_mem_mb")
     curves = {k: v for k, v in history.items() if k not in skip}

@@ -37,7 +37,7 @@ SCORE_BATCH = 500  # images per no-grad forward pass when scoring
 def bf16_native(device: torch.device) -> bool:
     """Whether bf16 autocast runs natively: CUDA from Ampere on; a CPU with oneDNN bf16 kernels
     (AVX-512 BF16 / AMX). Elsewhere it is emulated: on an AVX2-only CPU a bf16 VAE epoch measured
-    about 20x slower than fp32 (BENCHMARKS.md), so such trials train in fp32."""
+    many times slower than fp32 (BENCHMARKS.md), so such trials train in fp32."""
     if device.type == "cuda":  # is_bf16_supported() is also true before Ampere, where bf16 is emulated
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
@@ -103,7 +103,7 @@ class Task:
 
     def place(self, module: nn.Module) -> nn.Module:
         """``module`` on the trial's device; channels_last on CPU, where oneDNN's convolutions are
-        9-16% faster in that layout (bench/throughput.py --variants; not measured on GPUs)."""
+        faster in that layout (bench/throughput.py --variants, BENCHMARKS.md; not measured on GPUs)."""
         if self.device.type == "cpu":
             return module.to(self.device, memory_format=torch.channels_last)
         return module.to(self.device)
