@@ -169,19 +169,19 @@ def test_an_attempt_that_died_between_the_last_epochs_metrics_and_its_test_score
     import common.trial.loop
 
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=2, batch_size=64, eval_samples=64, probe_every=0)
-    ctx, log_test = _ctx(tracking_uri, "val_mse_kl"), common.trial.loop._log_test
+    ctx, log_test = _ctx(tracking_uri, "val_mse_kl"), common.trial.loop.log_test
 
     def killed(*args):  # as a SIGKILL would: epoch 2's metrics are in MLflow, its test scores not
         raise OSError("killed")
 
-    monkeypatch.setattr(common.trial.loop, "_log_test", killed)
+    monkeypatch.setattr(common.trial.loop, "log_test", killed)
     first = LocalSession(workdir / "t")
     with pytest.raises(OSError):
         run_trial(cfg, ctx, first)
     run_id = first.results[0]["mlflow_run_id"]
     assert _steps(tracking_uri, run_id) == [1, 2]
 
-    monkeypatch.setattr(common.trial.loop, "_log_test", log_test)  # Tune restores epoch 1's checkpoint
+    monkeypatch.setattr(common.trial.loop, "log_test", log_test)  # Tune restores epoch 1's checkpoint
     run_trial(cfg, ctx, LocalSession(workdir / "t", resume_from=first.latest_checkpoint))
     run = MlflowClient(tracking_uri).get_run(run_id)
     assert "test_mse_kl" in run.data.metrics and run.data.tags["test.epoch"] in ("1", "2")

@@ -371,12 +371,12 @@ def test_bad_override_raises_config_error():
         check_configs(space, {"bogus": "1"}, seed=0)
 
 
-# ---- common.sweep.driver.plan / fixed_values (validation only: nothing starts) ------------------------------------
+# ---- common.sweep.options.plan / fixed_values (validation only: nothing starts) ------------------------------------
 @pytest.fixture(scope="module")
 def sweep():
-    import common.sweep.driver  # imports ray/mlflow: only the tests below pay for it
+    import common.sweep.options  # imports mlflow: only the tests below pay for it
 
-    return common.sweep.driver
+    return common.sweep.options
 
 
 def test_fixed_values_cli_flags_and_smoke_test(sweep):

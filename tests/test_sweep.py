@@ -264,13 +264,13 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
 def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, workdir, tracking_uri):
     import ray
 
-    from common.sweep.tuning import _slots, check_fits
+    from common.sweep.resources import check_fits, slots
     from common.trial.config import ConfigError
 
     mib = ray.cluster_resources()["memory"] / 2**20  # what Ray offers this node (2 CPUs)
-    assert _slots({"cpu": 1, "gpu": 0, "memory_mb": 100}) == 2  # CPU-bound
-    assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib / 3 - 1}) == 3  # memory-bound
-    assert _slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib * 2}) == 1
+    assert slots({"cpu": 1, "gpu": 0, "memory_mb": 100}) == 2  # CPU-bound
+    assert slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib / 3 - 1}) == 3  # memory-bound
+    assert slots({"cpu": 0.1, "gpu": 0, "memory_mb": mib * 2}) == 1
     check_fits({"cpu": 2, "gpu": 0, "memory_mb": mib})
     for need, flag in (
         ({"cpu": 3, "gpu": 0, "memory_mb": 1}, "--cpus-per-trial"),

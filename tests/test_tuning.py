@@ -8,8 +8,9 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-import common.sweep.tuning
-from common.sweep.tuning import MAX_PACK, PrunedAwareOptunaSearch, ScheduleAwareASHA, gpu_plan, resolve_gpus
+import common.sweep.resources
+from common.sweep.resources import MAX_PACK, gpu_plan, resolve_gpus
+from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -122,7 +123,7 @@ def _nodes(monkeypatch, nodes, gpu_memory_mb=81_559.0):
     import ray
 
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
-    monkeypatch.setattr(common.sweep.tuning, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
+    monkeypatch.setattr(common.sweep.resources, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
 
 
 def test_auto_on_a_cpu_only_cluster_is_no_gpu_exactly_as_before(monkeypatch):
@@ -156,9 +157,9 @@ def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_d
     import optuna
     import sqlalchemy.exc
 
-    from common.sweep import tuning
+    from common.sweep import studies
 
-    monkeypatch.setattr(tuning.time, "sleep", lambda s: None)
+    monkeypatch.setattr(studies.time, "sleep", lambda s: None)
     calls = []
 
     def flaky(self):
@@ -170,12 +171,12 @@ def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_d
                 raise optuna.exceptions.StorageInternalError("commit failed") from e
         return "studies"
 
-    monkeypatch.setattr(tuning.ResilientRDBStorage, "get_all_studies", tuning._retrying(flaky))
-    storage = tuning.ResilientRDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    monkeypatch.setattr(studies.ResilientRDBStorage, "get_all_studies", studies._retrying(flaky))
+    storage = studies.ResilientRDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
     assert storage.get_all_studies() == "studies" and len(calls) == 3
     with pytest.raises(KeyError):  # not a connection loss: no retry
-        tuning._retrying(lambda self: {}["x"])(storage)
+        studies._retrying(lambda self: {}["x"])(storage)
     assert all(
-        hasattr(getattr(tuning.ResilientRDBStorage, n), "__wrapped__")
+        hasattr(getattr(studies.ResilientRDBStorage, n), "__wrapped__")
         for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials")
     )

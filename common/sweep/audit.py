@@ -87,7 +87,7 @@ def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]
     sweep.json names one of ``parent_ids``."""
     from pyarrow.fs import FileSelector, FileType
 
-    from common.trial.loop import RUN_ID_FILE
+    from common.trial.records import RUN_ID_FILE
 
     out: dict[str, dict] = {}
     for top in storage.fs.get_file_info(FileSelector(storage.root, allow_not_found=True)):

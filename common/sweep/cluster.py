@@ -1,4 +1,6 @@
-"""``--address``: the Ray cluster a sweep joins, checked before ``ray.init``.
+"""The Ray a sweep runs on: ``start_ray`` joins ``--address`` or starts a local one.
+
+An ``--address`` is checked before ``ray.init``:
 
 ``ray.init(address=...)`` against a head that is not there, that wants an auth token this
 driver lacks, or that runs another Ray or Python retries for about 20 s, warning every second,
@@ -8,6 +10,7 @@ well under 10 s, and answers each with one ``ClusterError`` line that says how t
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -17,6 +20,8 @@ from common.errors import UserError
 
 CONNECT_TIMEOUT_S = 3.0
 CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # `ray start` writes it
+ROOT = Path(__file__).resolve().parents[2]  # the checkout a cluster's workers get
+SHIP_EXCLUDES = [".git", ".venv", "ray_results", "mlartifacts", "mlflow.db", "report", "single_trial", "*.pt"]
 
 
 class ClusterError(UserError):
@@ -66,6 +71,33 @@ def check_address(address: str) -> None:
             f"{ours[0]} on Python {ours[1]}; run the driver with the cluster's versions (the same "
             "`make venv` image on every node)"
         )
+
+
+def start_ray(address: str | None, cpus_per_trial: float, verbose: bool) -> None:
+    """Join the cluster at ``address`` (shipping this checkout to its workers), else start a
+    local Ray with every core; no-op when Ray is already up (tests, notebooks)."""
+    import ray
+
+    from common.trial.device import mps_available
+
+    if ray.is_initialized():
+        return
+    if address:
+        check_address(address)  # one ClusterError line instead of Ray's own retries and tracebacks
+        ray.init(
+            address=address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, log_to_driver=verbose
+        )
+    else:
+        # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
+        # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.trial.device).
+        ray.init(
+            num_cpus=max(os.cpu_count() or 1, int(cpus_per_trial)),
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            resources={"mps": 1} if mps_available() else None,
+            log_to_driver=verbose,
+        )
+    logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # Run in a child process: a port that is no Ray GCS makes the GCS client wait about a minute,

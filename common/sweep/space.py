@@ -20,7 +20,7 @@ Names a space file may define (lower case, nanoGPT-style)::
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
     resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
                  (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
-                 else none (common.sweep.tuning.gpu_plan); memory_mb
+                 else none (common.sweep.resources.gpu_plan); memory_mb
                                                       defaults to the family's measured peak
     max_concurrent  int | None                        concurrency limit for the searcher
     runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
@@ -89,94 +89,17 @@ class Space:
 
 
 def load_space(path: str | Path) -> Space:
+    """The space file at ``path``, validated (SpaceError for anything wrong, naming the fix)."""
     path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"space file {path} does not exist; pass --space sweeps/<name>.py (see sweeps/)")
-    try:
-        ns = _import(path)
-    except SyntaxError as exc:
-        raise SpaceError(f"space file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
-    except Exception as exc:  # e.g. FloatDistribution(low > high) raises at import time
-        raise SpaceError(f"space file {path} failed to load: {type(exc).__name__}: {exc}") from None
-    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k], ns["__name__"])}
-    unknown = sorted(names - ALLOWED)
-    if unknown:
-        raise SpaceError(
-            f"space file {path} defines unknown name(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ALLOWED))}"
-        )
+    # 1. It imports, and defines only the names above.
+    ns = _read(path)
     runs = ns.get("runs") or []
-    if not runs:
-        missing = [k for k in ("family", "metric", "mode") if k not in ns]
-        if missing:
-            raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
-    metrics, modes = ns.get("metric"), ns.get("mode", "min")
-    if isinstance(metrics, (list, tuple)) or isinstance(modes, (list, tuple)):  # multi-objective
-        if not (
-            isinstance(metrics, (list, tuple))
-            and isinstance(modes, (list, tuple))
-            and len(metrics) == len(modes) >= 2
-            and all(isinstance(m, str) for m in metrics)
-        ):
-            raise SpaceError(
-                f"space file {path}: a multi-objective space needs metric and mode lists of the "
-                "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']"
-            )
-    else:
-        metrics, modes = ([metrics] if metrics else []), [modes]
-    if any(m not in ("min", "max") for m in modes):
-        raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
-    families = ns.get("family") if isinstance(ns.get("family"), list) else [ns["family"]] if "family" in ns else []
-    if not all(isinstance(f, str) for f in families) or len(set(families)) < len(families):
-        raise SpaceError(
-            f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
-            "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']"
-        )
-    search, searches = ns.get("space"), {}
-    if len(families) > 1 and isinstance(search, dict) and set(search) == set(families):
-        searches, search = dict(search), search[families[0]]
-    for one in [search, *searches.values()]:
-        if one is not None and not callable(one) and not _is_distribution_dict(one):
-            raise SpaceError(
-                f"space file {path}: 'space' must be a function space(trial) or a dict of "
-                "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
-                "also a dict family -> one of those, naming every family"
-            )
-
-    def need(name: str, ok: bool, what: str) -> None:
-        if name in ns and not ok:
-            raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
-
-    need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
-    need(
-        "runs",
-        isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
-        "a list of dicts, each with a 'family'",
-    )
-    need(
-        "resources",
-        isinstance(ns.get("resources"), dict)
-        and set(ns.get("resources", {})) <= {"cpu", "gpu", "memory_mb"}
-        and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in ns.get("resources", {}).items()),
-        "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)",
-    )
-    need(
-        "scheduler",
-        ns.get("scheduler") is None
-        or _pbt(ns["scheduler"])
-        or (
-            isinstance(ns["scheduler"], dict)
-            and set(ns["scheduler"]) <= {"grace_period", "reduction_factor"}
-            and all(_number(v) and v >= 1 for v in ns["scheduler"].values())
-        ),
-        "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
-        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}",
-    )
-    need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
-    need(
-        "max_concurrent",
-        ns.get("max_concurrent") is None or (isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1),
-        "None or a positive integer",
-    )
+    if not runs and (missing := [k for k in ("family", "metric", "mode") if k not in ns]):
+        raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
+    # 2. Each name has the right shape.
+    metrics, modes = _objectives(ns, path)
+    families, search, searches = _families(ns, path)
+    _check_shapes(ns, path)
     space = Space(
         path=path,
         name=path.stem,
@@ -197,20 +120,127 @@ def load_space(path: str | Path) -> Space:
         description=str(ns.get("description", "")),
         sampler=ns.get("sampler", "tpe"),
     )
+    # 3. Its families exist, and PBT mutates their config fields.
     for family in [r["family"] for r in space.runs] + space.families:
         config_class(family)
     if _pbt(space.scheduler):
-        import dataclasses
-
-        for family in space.families:
-            if unknown := sorted(
-                set(space.scheduler["mutations"]) - {f.name for f in dataclasses.fields(config_class(family))}
-            ):
-                raise SpaceError(
-                    f"space file {path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
-                    "mutate e.g. lr_g, lr_ratio, beta1"
-                )
+        _check_mutations(space)
     return space
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The space file's namespace; SpaceError if it is missing, fails to import or defines a name
+    outside ALLOWED."""
+    if not path.is_file():
+        raise SpaceError(f"space file {path} does not exist; pass --space sweeps/<name>.py (see sweeps/)")
+    try:
+        ns = _import(path)
+    except SyntaxError as exc:
+        raise SpaceError(f"space file {path} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except Exception as exc:  # e.g. FloatDistribution(low > high) raises at import time
+        raise SpaceError(f"space file {path} failed to load: {type(exc).__name__}: {exc}") from None
+    names = {k for k in ns if not k.startswith("_") and not _is_module_or_import(ns[k], ns["__name__"])}
+    if unknown := sorted(names - ALLOWED):
+        raise SpaceError(
+            f"space file {path} defines unknown name(s) {', '.join(unknown)}; allowed: {', '.join(sorted(ALLOWED))}"
+        )
+    return ns
+
+
+def _objectives(ns: dict[str, Any], path: Path) -> tuple[list[str], list[str]]:
+    """(metrics, modes): one objective, or equal lists of >= 2 (multi-objective)."""
+    metrics, modes = ns.get("metric"), ns.get("mode", "min")
+    if isinstance(metrics, (list, tuple)) or isinstance(modes, (list, tuple)):
+        if not (
+            isinstance(metrics, (list, tuple))
+            and isinstance(modes, (list, tuple))
+            and len(metrics) == len(modes) >= 2
+            and all(isinstance(m, str) for m in metrics)
+        ):
+            raise SpaceError(
+                f"space file {path}: a multi-objective space needs metric and mode lists of the "
+                "same length (>= 2), e.g. metric = ['val_probe_acc', 'val_classifier_fd'], mode = ['max', 'min']"
+            )
+        metrics, modes = list(metrics), list(modes)
+    else:
+        metrics, modes = ([metrics] if metrics else []), [modes]
+    if any(m not in ("min", "max") for m in modes):
+        raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
+    return metrics, modes
+
+
+def _families(ns: dict[str, Any], path: Path) -> tuple[list[str], Any, dict[str, Any]]:
+    """(families, the search space, per-family spaces when ``space`` is a dict family -> space)."""
+    families = ns.get("family") if isinstance(ns.get("family"), list) else [ns["family"]] if "family" in ns else []
+    if not all(isinstance(f, str) for f in families) or len(set(families)) < len(families):
+        raise SpaceError(
+            f"space file {path}: family={ns.get('family')!r} must be a family name or a list of "
+            "distinct ones, e.g. ['vae', 'vaegan', 'dcgan']"
+        )
+    search, searches = ns.get("space"), {}
+    if len(families) > 1 and isinstance(search, dict) and set(search) == set(families):
+        searches, search = dict(search), search[families[0]]
+    for one in [search, *searches.values()]:
+        if one is not None and not callable(one) and not _is_distribution_dict(one):
+            raise SpaceError(
+                f"space file {path}: 'space' must be a function space(trial) or a dict of "
+                "optuna.distributions (e.g. FloatDistribution(1.0, 8.0)); with a list of families, "
+                "also a dict family -> one of those, naming every family"
+            )
+    return families, search, searches
+
+
+def _check_shapes(ns: dict[str, Any], path: Path) -> None:
+    """SpaceError for a defaults, runs, resources, scheduler, sampler or max_concurrent of the wrong shape."""
+
+    def need(name: str, ok: bool, what: str) -> None:
+        if name in ns and not ok:
+            raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
+
+    runs, resources, scheduler = ns.get("runs") or [], ns.get("resources", {}), ns.get("scheduler")
+    need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
+    need(
+        "runs",
+        isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
+        "a list of dicts, each with a 'family'",
+    )
+    need(
+        "resources",
+        isinstance(resources, dict)
+        and set(resources) <= {"cpu", "gpu", "memory_mb"}
+        and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in resources.items()),
+        "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)",
+    )
+    asha = (
+        isinstance(scheduler, dict)
+        and set(scheduler) <= {"grace_period", "reduction_factor"}
+        and all(_number(v) and v >= 1 for v in scheduler.values())
+    )
+    need(
+        "scheduler",
+        scheduler is None or _pbt(scheduler) or asha,
+        "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
+        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}",
+    )
+    need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
+    need(
+        "max_concurrent",
+        ns.get("max_concurrent") is None or (isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1),
+        "None or a positive integer",
+    )
+
+
+def _check_mutations(space: Space) -> None:
+    """SpaceError unless every field PBT mutates is a config field of every family searched."""
+    import dataclasses
+
+    for family in space.families:
+        fields = {f.name for f in dataclasses.fields(config_class(family))}
+        if unknown := sorted(set(space.scheduler["mutations"]) - fields):
+            raise SpaceError(
+                f"space file {space.path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
+                "mutate e.g. lr_g, lr_ratio, beta1"
+            )
 
 
 def _pbt(scheduler: Any) -> bool:

@@ -132,7 +132,7 @@ class TrialConfig:
         return SYNTHETIC_RSS_MB if self.data == "synthetic" else self.peak_rss_mb
 
     def gpu_memory_mb(self) -> int:
-        """GPU memory one trial needs, MiB, for packing trials on a GPU (``common.sweep.tuning.gpu_plan``).
+        """GPU memory one trial needs, MiB, for packing trials on a GPU (``common.sweep.resources.gpu_plan``).
         Not yet measured on a GPU (BENCHMARKS.md): until ``bench/memory.py --device cuda`` is, the
         host peak plus a CUDA context stands in, an overestimate, since the host peak also holds
         the Python runtime, torch's CPU libraries and the decoded dataset."""

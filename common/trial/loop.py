@@ -11,7 +11,6 @@ where it stopped.
 from __future__ import annotations
 
 import math
-import os
 import resource
 import shutil
 import socket
@@ -26,8 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from common.errors import first_line
-from common.figures import save_curves
-from common.sweep.tracking import TrialRun, dataset_inputs, fail_fast_http, find_trial_run, redact, supersede_unlogged
+from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
 from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
 from common.trial.config import ConfigError, TrialConfig
 from common.trial.data import load_dataset
@@ -42,10 +40,7 @@ from common.trial.device import (
     torch_device,
 )
 from common.trial.families import get
-
-RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
-TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
-
+from common.trial.records import TEST_EPOCH_TAG, log_curves, log_figures, log_test, open_run, still_pending, tag_lineage
 
 DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
 # A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
@@ -67,7 +62,7 @@ class SweepContext:
     cpus_per_trial: float = 1.0
     # the domain classifier's state (common.metrics.classifier), trained once by the driver
     classifier: dict | None = None
-    placement: str = ""  # what the sweep chose for the family (common.sweep.tuning.placement); a run tag
+    placement: str = ""  # what the sweep chose for the family (common.sweep.resources.placement); a run tag
 
 
 class Session(Protocol):
@@ -120,7 +115,8 @@ def is_better(value: float, best: float | None, mode: str) -> bool:
 
 def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str, float]:
     """Train ``cfg`` to ``cfg.max_epochs`` (or until the session stops it); return the last metrics."""
-    kind = device_kind(cfg.device, session.resources)  # what the node gave this trial
+    # 1. The device the node gave this trial, its threads and seeds, the data, the family's task.
+    kind = device_kind(cfg.device, session.resources)
     device = torch_device(kind)
     configure_threads(ctx.cpus_per_trial)
     generator = seed_everything(cfg.seed, is_deterministic(cfg.deterministic, kind))
@@ -128,8 +124,66 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     data = load_dataset(cfg.data, ctx.data_cache_dir)
     check_objective(ctx.metric)
     task = get(cfg.family).task(cfg, data, device, generator, classifier=ctx.classifier)
-
+    # 2. Where it stands: its checkpoint (a restart, a PBT clone) and its MLflow run, continued.
     fail_fast_http()
+    st = _resume(cfg, ctx, session, task, data, kind, generator)
+    metrics: dict[str, float] = {}
+    epoch = st.start
+    try:
+        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+            for epoch in range(st.start, cfg.max_epochs):
+                # 3. Train, validate; a non-finite or failed epoch ends the trial as diverged.
+                t0 = time.perf_counter()
+                metrics, train_s, reason = _train_and_validate(task, cfg, epoch, kind)
+                st.train_time += train_s
+                if reason:
+                    return _diverged(st.run, ctx, session, metrics, epoch, reason)
+                metrics.update(
+                    epoch_time_s=time.perf_counter() - t0, train_time_s=st.train_time, **_peak_memory(device)
+                )
+                metrics.update(task.windowed(metrics, st.history))
+                # 4. MLflow: the epoch's metrics, best.pt when it improved, figures, the test split at the end.
+                _record(task, cfg, ctx, session, st, metrics, epoch, Path(tmp))
+                # 5. Checkpoint, and report to Tune: validation metrics only.
+                _checkpoint_and_report(task, generator, session, st, metrics, epoch, Path(tmp))
+                # 6. Collapse: pruned after cfg.collapse_patience flagged epochs in a row.
+                if _collapsed(task, cfg, st, metrics, epoch, Path(tmp), session):
+                    return metrics  # pruned: the searcher keeps the objective it was just told
+        st.run.set_tags({"trial_status": "completed"})
+        return metrics
+    except (TypeError, RuntimeError) as exc:
+        failure = device_failure(exc, kind, epoch + 1)
+        if failure is None:
+            raise
+        st.run.set_tags({"trial_status": "failed", "failed_reason": str(failure)})
+        st.run.finish("FAILED")
+        raise failure from exc
+    finally:
+        if st.run.pending:  # the backend never came back: keep what it missed beside the trial
+            kept = st.run.save_pending(session.trial_dir)
+            warnings.warn(
+                f"{len(st.run.pending)} MLflow write(s) of run {st.run.run_id} never reached "
+                f"{redact(ctx.tracking_uri)}; kept in {kept}"
+            )
+
+
+@dataclass
+class _State:
+    """What a trial carries from epoch to epoch (and, through save_state, across restarts)."""
+
+    run: TrialRun
+    start: int  # epochs done before this attempt
+    best: float | None  # the best objective so far
+    best_model: dict | None  # {"epoch", "model": export_state()} of the best epoch so far
+    history: dict[str, list[tuple[int, float]]]  # metric -> [(epoch, value)]
+    train_time: float  # seconds of training so far, across attempts
+    logged_through: int  # epochs the MLflow run already holds (a restart replays them unlogged)
+    collapsed_for: int = 0  # consecutive epochs flagged by a collapse detector
+
+
+def _resume(cfg, ctx: SweepContext, session: Session, task, data, kind: str, generator) -> _State:
+    """Restore the session's checkpoint into ``task`` and ``generator`` (none: a fresh start) and
+    open or continue the trial's MLflow run."""
     state = restore(session.get_checkpoint_dir(), task, generator, session.trial_id)
     cloned = state.get("cloned_from")  # PBT: this trial goes on from another trial's checkpoint
     # A clone's checkpoint names the donor's run; its own is in MLflow (Tune restarts it in a fresh folder).
@@ -138,157 +192,123 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
         if cloned
         else state.get("run_id")
     )
-    run = _open_run(cfg, ctx, session, task, data, kind, run_id)
-    start, best, history = state.get("epoch", 0), state.get("best"), state.get("history", {})
-    best_model = state.get("best_model")  # export_state() of the best epoch so far
-    # A restarted trial replays the epochs between its checkpoint and the crash: the run already
-    # holds them (same values on CPU, same seed), so they are not logged twice.
-    logged_through = run.last_step("epoch_time_s") if run.attached else 0
-    if cloned:  # the epochs from here are the donor's line: logged again, and the switch said
-        logged_through, best, best_model = start, None, None
-        _tag_lineage(run, cloned, start, cfg)
-
-    metrics: dict[str, float] = {}
-    train_time = state.get("train_time_s", 0.0)
-    collapsed_for = 0  # consecutive epochs flagged by a collapse detector
-    run.pending = _still_pending(state.get("mlflow_pending", []))
-    supersede_unlogged(session.trial_dir)
-    epoch = start
-    try:
-        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
-            tmp = Path(tmp)
-            for epoch in range(start, cfg.max_epochs):
-                t0 = time.perf_counter()
-                metrics = task.train_epoch(epoch)
-                epoch_train_s = time.perf_counter() - t0
-                train_time += epoch_train_s
-                last = epoch + 1 == cfg.max_epochs
-                # The best epoch is always probed after training (_log_test): no forced last-epoch probe.
-                probe = cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0
-                reason = _non_finite(metrics, epoch + 1)
-                if not reason:
-                    try:
-                        with no_tf32():
-                            metrics.update(task.evaluate(split="val", probe=probe))
-                    except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
-                        if device_failure(exc, kind, epoch + 1) and (
-                            isinstance(exc, NotImplementedError) or kind.upper() in str(exc).upper()
-                        ):
-                            raise  # the device's own failure (an op it lacks, its memory), not divergence
-                        reason = f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {first_line(exc)}"
-                    reason = reason or _non_finite(metrics, epoch + 1)
-                if reason:  # stop cleanly; tell MLflow why and the searcher that this region is bad
-                    run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
-                    penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
-                    session.report(
-                        {ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, None
-                    )
-                    return {**metrics, "diverged": 1.0}
-                metrics.update(epoch_time_s=time.perf_counter() - t0, train_time_s=train_time, **_peak_memory(device))
-                metrics.update(task.windowed(metrics, history))
-                for k, v in metrics.items():
-                    history.setdefault(k, []).append((epoch + 1, v))
-                if epoch + 1 > logged_through:
-                    run.log_metrics(metrics, step=epoch + 1)
-                raised = {
-                    f"detector.{k}": f"epoch {epoch + 1}"
-                    for k in task.COLLAPSE_FLAGS
-                    if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in history[k][:-1])
-                }
-                if raised:  # first epoch each detector fired, as tags the MLflow UI can filter on
-                    run.set_tags(raised)
-
-                objective = metrics.get(ctx.metric)
-                improved = objective is not None and is_better(objective, best, ctx.mode)
-                if improved:
-                    best, best_model = objective, {"epoch": epoch + 1, "model": task.export_state()}
-                    save_best(tmp / BEST_FILE, cfg, best_model)
-                    run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
-                if improved or last:
-                    _log_figures(task, tmp / "figures", run, session.trial_dir)
-                if last:
-                    _log_curves(task, history, tmp / "figures", run, session.trial_dir)
-                    # Before the last report (Tune may end the trial there). A replayed last epoch
-                    # asks the run: an attempt can die between the epoch's metrics and these.
-                    if best_model and not (run.attached and run.tag(TEST_EPOCH_TAG)):
-                        _log_test(task, best_model, run)
-
-                ckpt_dir = tmp / f"ckpt-{epoch + 1}"
-                ckpt_dir.mkdir()
-                save_state(
-                    ckpt_dir,
-                    epoch + 1,
-                    task,
-                    generator,
-                    run_id=run.run_id,
-                    trial_id=session.trial_id,
-                    best=best,
-                    history=history,
-                    train_time_s=train_time,
-                    mlflow_pending=run.pending,
-                    best_model=best_model,
-                )
-                # Tune, ASHA and the searcher see validation metrics only (no test_* key is ever
-                # computed before the last epoch's report, and _log_test's never reach Tune).
-                session.report(
-                    {
-                        **metrics,
-                        "epoch": epoch + 1,
-                        "mlflow_run_id": run.run_id,
-                        "beta_settled": float(task.settled(epoch)),
-                    },
-                    str(ckpt_dir),
-                )
-                shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
-                flagged = [k for k in task.COLLAPSE_FLAGS if metrics.get(k) == 1.0]
-                collapsed_for = collapsed_for + 1 if flagged else 0
-                if cfg.collapse_patience and collapsed_for >= cfg.collapse_patience and not last:
-                    _log_curves(task, history, tmp / "figures", run, session.trial_dir)
-                    run.set_tags(
-                        {
-                            "trial_status": "collapsed",
-                            "collapsed_epoch": epoch + 1,
-                            "collapsed_reason": f"{', '.join(flagged)} for {collapsed_for} epochs",
-                        }
-                    )
-                    return metrics  # pruned: the searcher keeps the objective it was just told
-        run.set_tags({"trial_status": "completed"})
-        return metrics
-    except (TypeError, RuntimeError) as exc:
-        failure = device_failure(exc, kind, epoch + 1)
-        if failure is None:
-            raise
-        run.set_tags({"trial_status": "failed", "failed_reason": str(failure)})
-        run.finish("FAILED")
-        raise failure from exc
-    finally:
-        if run.pending:  # the backend never came back: keep what it missed beside the trial
-            kept = run.save_pending(session.trial_dir)
-            warnings.warn(
-                f"{len(run.pending)} MLflow write(s) of run {run.run_id} never reached {redact(ctx.tracking_uri)}; "
-                f"kept in {kept}"
-            )
-
-
-def _tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
-    """PBT lineage on the trial's run: ``pbt.clones`` (how many times) and ``pbt.clone.<n>`` =
-    'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
-    config only; MLflow params cannot change)."""
-    n = int(run.tag("pbt.clones") or 0) + 1
-    now = ", ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items() if k in PBT_KEYS
+    run = open_run(cfg, ctx, session, task, data, kind, run_id)
+    st = _State(
+        run=run,
+        start=state.get("epoch", 0),
+        best=state.get("best"),
+        best_model=state.get("best_model"),
+        history=state.get("history", {}),
+        train_time=state.get("train_time_s", 0.0),
+        # A restarted trial replays the epochs between its checkpoint and the crash: the run already
+        # holds them (same values on CPU, same seed), so they are not logged twice.
+        logged_through=run.last_step("epoch_time_s") if run.attached else 0,
     )
-    run.set_tags({f"pbt.clone.{n}": f"from trial {donor} at epoch {epoch}; config now {now}", "pbt.clones": str(n)})
+    if cloned:  # the epochs from here are the donor's line: logged again, and the switch said
+        st.logged_through, st.best, st.best_model = st.start, None, None
+        tag_lineage(run, cloned, st.start, cfg)
+    run.pending = still_pending(state.get("mlflow_pending", []))
+    supersede_unlogged(session.trial_dir)
+    return st
 
 
-PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports
+def _train_and_validate(task, cfg, epoch: int, kind: str) -> tuple[dict[str, float], float, str | None]:
+    """One epoch: (train and validation metrics, training seconds, why it diverged or None)."""
+    t0 = time.perf_counter()
+    metrics = task.train_epoch(epoch)
+    train_s = time.perf_counter() - t0
+    reason = _non_finite(metrics, epoch + 1)
+    if reason:
+        return metrics, train_s, reason
+    # The best epoch is always probed after training (log_test): no forced last-epoch probe.
+    probe = cfg.probe_every > 0 and (epoch + 1) % cfg.probe_every == 0
+    try:
+        with no_tf32():
+            metrics.update(task.evaluate(split="val", probe=probe))
+    except (ValueError, FloatingPointError, RuntimeError) as exc:  # NaN weights break sqrtm, sklearn
+        if device_failure(exc, kind, epoch + 1) and (
+            isinstance(exc, NotImplementedError) or kind.upper() in str(exc).upper()
+        ):
+            raise  # the device's own failure (an op it lacks, its memory), not divergence
+        return metrics, train_s, f"evaluation failed at epoch {epoch + 1}: {type(exc).__name__}: {first_line(exc)}"
+    return metrics, train_s, _non_finite(metrics, epoch + 1)
 
 
-def _still_pending(records: list[dict]) -> list[dict]:
-    """The writes a checkpoint says an earlier attempt could not deliver, less the artifacts
-    uploaded after it: a kept copy is deleted once uploaded (a later epoch's file of the same
-    name replaces it). Metrics sent twice are harmless: MLflow keeps one of identical points."""
-    return [r for r in records if r["kind"] != "artifact" or Path(r["path"]).is_file()]
+def _diverged(run: TrialRun, ctx: SweepContext, session: Session, metrics: dict, epoch: int, reason: str) -> dict:
+    """Stop cleanly: tell MLflow why, and the searcher (a finite penalty) that this region is bad."""
+    run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
+    penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
+    session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, None)
+    return {**metrics, "diverged": 1.0}
+
+
+def _record(task, cfg, ctx: SweepContext, session: Session, st: _State, metrics: dict, epoch: int, tmp: Path) -> None:
+    """The epoch in the history and the MLflow run: metrics (once), the first epoch each collapse
+    detector fired, best.pt if the objective improved, figures, and after the last epoch the curves
+    and the best epoch's test metrics."""
+    for k, v in metrics.items():
+        st.history.setdefault(k, []).append((epoch + 1, v))
+    if epoch + 1 > st.logged_through:
+        st.run.log_metrics(metrics, step=epoch + 1)
+    raised = {
+        f"detector.{k}": f"epoch {epoch + 1}"
+        for k in task.COLLAPSE_FLAGS
+        if metrics.get(k) == 1.0 and not any(v == 1.0 for _, v in st.history[k][:-1])
+    }
+    if raised:  # as tags the MLflow UI can filter on
+        st.run.set_tags(raised)
+    objective = metrics.get(ctx.metric)
+    improved = objective is not None and is_better(objective, st.best, ctx.mode)
+    if improved:
+        st.best, st.best_model = objective, {"epoch": epoch + 1, "model": task.export_state()}
+        save_best(tmp / BEST_FILE, cfg, st.best_model)
+        st.run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
+    last = epoch + 1 == cfg.max_epochs
+    if improved or last:
+        log_figures(task, tmp / "figures", st.run, session.trial_dir)
+    if last:
+        log_curves(task, st.history, tmp / "figures", st.run, session.trial_dir)
+        # Before the last report (Tune may end the trial there). A replayed last epoch asks the
+        # run: an attempt can die between the epoch's metrics and these.
+        if st.best_model and not (st.run.attached and st.run.tag(TEST_EPOCH_TAG)):
+            log_test(task, st.best_model, st.run)
+
+
+def _checkpoint_and_report(task, generator, session: Session, st: _State, metrics: dict, epoch: int, tmp: Path):
+    """Everything a restart needs in a checkpoint, handed to the session with the epoch's metrics.
+    Tune, ASHA and the searcher see validation metrics only (no test_* key is ever computed before
+    the last epoch's report, and log_test's never reach Tune)."""
+    ckpt_dir = tmp / f"ckpt-{epoch + 1}"
+    ckpt_dir.mkdir()
+    save_state(
+        ckpt_dir,
+        epoch + 1,
+        task,
+        generator,
+        run_id=st.run.run_id,
+        trial_id=session.trial_id,
+        best=st.best,
+        history=st.history,
+        train_time_s=st.train_time,
+        mlflow_pending=st.run.pending,
+        best_model=st.best_model,
+    )
+    extra = {"epoch": epoch + 1, "mlflow_run_id": st.run.run_id, "beta_settled": float(task.settled(epoch))}
+    session.report({**metrics, **extra}, str(ckpt_dir))
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted its copy
+
+
+def _collapsed(task, cfg, st: _State, metrics: dict, epoch: int, tmp: Path, session: Session) -> bool:
+    """True (the run tagged ``collapsed``, its curves logged) once a collapse detector has fired
+    for ``cfg.collapse_patience`` epochs in a row before the last."""
+    flagged = [k for k in task.COLLAPSE_FLAGS if metrics.get(k) == 1.0]
+    st.collapsed_for = st.collapsed_for + 1 if flagged else 0
+    if not cfg.collapse_patience or st.collapsed_for < cfg.collapse_patience or epoch + 1 == cfg.max_epochs:
+        return False
+    log_curves(task, st.history, tmp / "figures", st.run, session.trial_dir)
+    reason = f"{', '.join(flagged)} for {st.collapsed_for} epochs"
+    st.run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1, "collapsed_reason": reason})
+    return True
 
 
 def check_objective(metric: str) -> None:
@@ -298,55 +318,6 @@ def check_objective(metric: str) -> None:
             f"objective {metric!r} is a test-split metric; select on the validation split: use "
             f"{'val_' + metric.removeprefix('test_')!r}"
         )
-
-
-def _log_test(task, best_model: dict, run: TrialRun) -> None:
-    """The best epoch's weights scored on the test split (``test_*``, step = that epoch): the
-    numbers the report shows. Logged to MLflow only; nothing that selects reads them."""
-    with no_tf32():
-        metrics = task.evaluate_exported(best_model["model"], "test")
-    run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
-    run.set_tags({TEST_EPOCH_TAG: str(best_model["epoch"])})  # last: it marks the test metrics as logged
-
-
-def _open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
-    where = {
-        "device": kind,
-        "node": session.node,
-        "node_ip": session.node_ip,
-        "pid": str(os.getpid()),
-        "precision_used": task.precision_used,
-        "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off",
-    }
-    id_file = Path(session.trial_dir) / RUN_ID_FILE
-    if not run_id and id_file.is_file():  # restarted before its first checkpoint
-        run_id = id_file.read_text().strip()
-    if run_id:  # continue the same MLflow run
-        run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
-        run.set_tags({"trial_status": "running", "restored": "true", **where})
-        return run
-    tags = {
-        "sweep.role": "trial",
-        "family": cfg.family,
-        "trial_id": session.trial_id,
-        "git_commit": ctx.git_commit,
-        "data": data.source,
-        "data_hash": data.content_hash,
-        "trial_status": "running",
-        **where,
-    }
-    if ctx.parent_run_id:
-        tags["mlflow.parentRunId"] = ctx.parent_run_id
-    if ctx.placement:
-        tags["placement"] = ctx.placement
-    tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
-    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
-    id_file.parent.mkdir(parents=True, exist_ok=True)
-    id_file.write_text(run.run_id)
-    run.log_params(cfg.to_dict())
-    run.log_datasets(dataset_inputs(cfg.data, data.content_hash, {**task.split_indices, "test": None}))
-    run.log_metrics(task.static_metrics(), step=0)
-    return run
 
 
 def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:
@@ -366,22 +337,3 @@ def _peak_memory(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         out["peak_gpu_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
-
-
-def _log_figures(task, folder: Path, run: TrialRun, keep_dir: str) -> None:
-    folder.mkdir(exist_ok=True)
-    for p in task.figures(folder):
-        run.log_artifact(p, "figures", keep_dir=keep_dir)
-
-
-def _log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
-    """Once, when the trial ends: drawing them is most of a trial's per-epoch
-    bookkeeping (bench/overhead.py, BENCHMARKS.md), and the MLflow UI plots the same metrics live."""
-    folder.mkdir(exist_ok=True)
-    skip = ("epoch_time_s", "train_time_s", "peak_rss_mb", "peak_gpu_mem_mb")
-    curves = {k: v for k, v in history.items() if k not in skip}
-    run.log_artifact(
-        save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"),
-        "figures",
-        keep_dir=keep_dir,
-    )

@@ -122,45 +122,16 @@ class DCGANTask(Task):
         d_total = torch.zeros(6, device=self.device)  # d_loss, D(x), D(G(z)), |grad D|, gp, raw gap
         g_total = torch.zeros(2, device=self.device)  # g_loss, |grad G|
         d_steps = g_steps = 0
-        zero = torch.zeros((), device=self.device)  # the gp slot when there is no penalty
         for step, real in enumerate(self.train.batches(cfg.batch_size, self.generator)):
             g_turn = (step + 1) % cfg.n_critic == 0
             z = torch.randn(len(real), cfg.latent_dim, device=self.device)
             with torch.set_grad_enabled(g_turn), self.autocast():  # D-only steps need no graph through G
                 fake = self.g(z)
-            real_in, fake_in = self.augment(real), self.augment(fake.detach())
-            with self.autocast():
-                real_logits, fake_logits = self.d(real_in).float(), self.d(fake_in).float()
-            d_loss, gp = self.d_objective(real_in, fake_in, real_logits, fake_logits)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            grad_d = grad_total_norm(self.d.parameters())
-            self.opt_d.step()
-            real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
-            d_total += torch.stack(
-                [
-                    d_loss.detach(),
-                    torch.sigmoid(real_logits).mean(),
-                    torch.sigmoid(fake_logits).mean(),
-                    grad_d.to(self.device),
-                    zero if gp is None else gp.detach(),
-                    real_logits.mean() - fake_logits.mean(),
-                ]
-            )
+            d_total += self._d_step(real, fake.detach())
             d_steps += 1
-            if not g_turn:
-                continue
-            with self.autocast():
-                g_logits = self.d(self.augment(fake)).float()
-            g_loss = self.g_objective(g_logits)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            grad_g = grad_total_norm(self.g.parameters())
-            self.opt_g.step()
-            if self.g_ema is not None:
-                self.g_ema.update_parameters(self.g)
-            g_total += torch.stack([g_loss.detach(), grad_g.to(self.device)])
-            g_steps += 1
+            if g_turn:
+                g_total += self._g_step(fake)
+                g_steps += 1
         d_loss, d_real, d_fake, grad_norm_d, gp, gap = (d_total / max(d_steps, 1)).tolist()
         g_loss, grad_norm_g = (g_total / max(g_steps, 1)).tolist()
         out = {
@@ -176,6 +147,38 @@ class DCGANTask(Task):
         if cfg.gan_loss == "wgan-gp":
             out.update(grad_penalty=gp, wasserstein=gap)
         return out
+
+    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One D step on ``real`` and detached ``fake`` (B, 3, 32, 32), both augmented. Returns (6,):
+        d_loss, mean sigmoid D(x), mean sigmoid D(G(z)), |grad D|, the gp term (0 without one),
+        mean D(x) - mean D(G(z))."""
+        real_in, fake_in = self.augment(real), self.augment(fake)
+        with self.autocast():
+            real_logits, fake_logits = self.d(real_in).float(), self.d(fake_in).float()
+        d_loss, gp = self.d_objective(real_in, fake_in, real_logits, fake_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        grad_d = grad_total_norm(self.d.parameters())
+        self.opt_d.step()
+        real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
+        stats = [d_loss.detach(), torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]
+        penalty = torch.zeros((), device=self.device) if gp is None else gp.detach()
+        stats += [grad_d.to(self.device), penalty, real_logits.mean() - fake_logits.mean()]
+        return torch.stack(stats)
+
+    def _g_step(self, fake: torch.Tensor) -> torch.Tensor:
+        """One G step through the just-updated D on ``fake`` (B, 3, 32, 32), with its graph; the
+        EMA copy follows. Returns (2,): g_loss, |grad G|."""
+        with self.autocast():
+            g_logits = self.d(self.augment(fake)).float()
+        g_loss = self.g_objective(g_logits)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        grad_g = grad_total_norm(self.g.parameters())
+        self.opt_g.step()
+        if self.g_ema is not None:
+            self.g_ema.update_parameters(self.g)
+        return torch.stack([g_loss.detach(), grad_g.to(self.device)])
 
     def windowed(self, metrics: dict[str, float], history: dict[str, list]) -> dict[str, float]:
         """``loss_ratio_window``: the mean D/G loss ratio of the last RATIO_WINDOW epochs (bce only):

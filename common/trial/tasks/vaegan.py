@@ -126,54 +126,12 @@ class VAEGANTask(VAETask):
         (pixel squared error, as the VAE's) and ``train_feature_recon`` (unweighted D_l term),
         the last three in nats per image.
         """
-        c = self.cfg
         self.model.train()
         self.d.train()
         total = torch.zeros(9, device=self.device)  # one sync per epoch
         steps = 0
-        for x in self.train.batches(c.batch_size, self.generator):
-            mu, logvar = self.model.encode(x)
-            x_tilde = self.model.decode(self.model.reparameterize(mu, logvar))
-            x_p = self.model.decode(torch.randn(len(x), c.latent_dim, device=self.device))
-
-            # D: real vs reconstructions vs prior samples.
-            real_logits = self.d(x)
-            recon_logits = self.d(x_tilde.detach())
-            sample_logits = self.d(x_p.detach())
-            d_loss = vaegan_d_loss(real_logits, recon_logits, sample_logits)
-            self.opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            self.opt_d.step()
-
-            # Encoder and decoder against the updated D; each loss reaches only its own params.
-            feat = feature_recon(self.d, x_tilde, x, c.feature_layer)
-            pixel = recon_mse(x_tilde, x)
-            recon = c.recon_weight * feat + c.pixel_weight * pixel
-            kl = gaussian_kl(mu, logvar)
-            enc_loss = (c.beta * kl + recon).mean()
-            g_loss = vaegan_g_loss(self.d(x_tilde), self.d(x_p))
-            dec_loss = c.gamma * recon.mean() + g_loss
-            enc_grads = torch.autograd.grad(enc_loss, self.enc_params, retain_graph=True, allow_unused=True)
-            dec_grads = torch.autograd.grad(dec_loss, self.dec_params, allow_unused=True)
-            for params, grads in ((self.enc_params, enc_grads), (self.dec_params, dec_grads)):
-                for p, g in zip(params, grads):
-                    p.grad = g
-            self.opt_enc.step()
-            self.opt_dec.step()
-
-            total += torch.stack(
-                [
-                    d_loss.detach(),
-                    g_loss.detach(),
-                    torch.sigmoid(real_logits.detach()).mean(),
-                    torch.sigmoid(sample_logits.detach()).mean(),
-                    torch.sigmoid(recon_logits.detach()).mean(),
-                    enc_loss.detach(),
-                    kl.detach().mean(),
-                    pixel.detach().mean(),
-                    feat.detach().mean(),
-                ]
-            )
+        for x in self.train.batches(self.cfg.batch_size, self.generator):
+            total += self._step(x)
             steps += 1
         (d_loss, g_loss, d_real, d_fake, d_recon, loss, kl, pixel, feat) = (total / max(steps, 1)).tolist()
         return {
@@ -188,6 +146,43 @@ class VAEGANTask(VAETask):
             "train_recon": pixel,
             "train_feature_recon": feat,
         }
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        """One batch ``x`` (B, 3, 32, 32): a D step, then the encoder's and the decoder's. Returns
+        the 9 batch stats train_epoch averages (9,): d_loss, g_loss, D(x), D(x_p), D(x_tilde),
+        encoder loss, KL, pixel and feature reconstruction."""
+        c = self.cfg
+        mu, logvar = self.model.encode(x)
+        x_tilde = self.model.decode(self.model.reparameterize(mu, logvar))
+        x_p = self.model.decode(torch.randn(len(x), c.latent_dim, device=self.device))
+
+        # D: real vs reconstructions vs prior samples.
+        real_logits = self.d(x)
+        recon_logits = self.d(x_tilde.detach())
+        sample_logits = self.d(x_p.detach())
+        d_loss = vaegan_d_loss(real_logits, recon_logits, sample_logits)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # Encoder and decoder against the updated D; each loss reaches only its own params.
+        feat = feature_recon(self.d, x_tilde, x, c.feature_layer)
+        pixel = recon_mse(x_tilde, x)
+        recon = c.recon_weight * feat + c.pixel_weight * pixel
+        kl = gaussian_kl(mu, logvar)
+        enc_loss = (c.beta * kl + recon).mean()
+        g_loss = vaegan_g_loss(self.d(x_tilde), self.d(x_p))
+        dec_loss = c.gamma * recon.mean() + g_loss
+        enc_grads = torch.autograd.grad(enc_loss, self.enc_params, retain_graph=True, allow_unused=True)
+        dec_grads = torch.autograd.grad(dec_loss, self.dec_params, allow_unused=True)
+        for params, grads in ((self.enc_params, enc_grads), (self.dec_params, dec_grads)):
+            for p, g in zip(params, grads):
+                p.grad = g
+        self.opt_enc.step()
+        self.opt_dec.step()
+        stats = [d_loss, g_loss, torch.sigmoid(real_logits).mean(), torch.sigmoid(sample_logits).mean()]
+        stats += [torch.sigmoid(recon_logits).mean(), enc_loss, kl.mean(), pixel.mean(), feat.mean()]
+        return torch.stack([t.detach() for t in stats])
 
     # evaluate, generate, probe_features, figures (reconstructions, interpolations, samples) and build_sampler
     # are VAETask's: they use only self.model and the shared config fields.

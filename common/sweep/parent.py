@@ -1,0 +1,65 @@
+"""The sweep's parent MLflow run: one per sweep, every trial a child of it (``mlflow.parentRunId``).
+
+The driver opens it (``--resume`` reopens the one in the sweep folder's ``sweep.json``), logs
+what the sweep is (its space, budget, data, the domain classifier that scores it), and, when
+the sweep stops, leaves no run of it RUNNING.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from common.sweep.tracking import TrialRun
+
+
+def open_parent(
+    uri: str, experiment_id: str, name: str, reopen_run_id: str | None, tags: dict[str, str], params: dict[str, Any]
+) -> TrialRun:
+    """The parent run: ``reopen_run_id``'s (``--resume``), else a new one named
+    ``sweep-<name>-<time>`` with ``tags`` and ``params``."""
+    if reopen_run_id:
+        return TrialRun.attach(uri, reopen_run_id, reopen=True)
+    parent = TrialRun.create(
+        uri, experiment_id, f"sweep-{name}-{time.strftime('%Y%m%d-%H%M%S')}", {"sweep.role": "parent", **tags}
+    )
+    parent.log_params(params)
+    return parent
+
+
+def classifier_tags(state: dict, info: dict) -> dict[str, str]:
+    """Parent-run tags that say which domain classifier scored the trials, and how good it is."""
+    return {
+        "classifier.name": state["name"],
+        "classifier.test_acc": f"{info['test_acc']:.4f}",
+        "classifier.n_test": str(info["n_test"]),
+        "classifier.n_train": str(info["n_train"]),
+        "classifier.train_seconds": f"{info['train_seconds']:.0f}",
+    }
+
+
+def close_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> None:
+    """Ctrl+C: nothing runs any more, so no run says RUNNING (KILLED, ``trial_status=interrupted``);
+    ``--resume`` reopens the parent and every trial it continues."""
+    runs = client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    )
+    for r in runs:
+        client.set_tag(r.info.run_id, "trial_status", "interrupted")
+        client.set_terminated(r.info.run_id, status="KILLED")
+    client.set_terminated(parent_run_id, status="KILLED")
+
+
+def close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
+    """Trial runs of this sweep still RUNNING (or still ``interrupted``: not continued) once every
+    family is done were started by a driver stopped before Tune recorded them (the resumed sweep
+    ran replacements): end them."""
+    mine = f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    runs = [
+        *client.search_runs([experiment_id], f"{mine} and attributes.status = 'RUNNING'"),
+        *client.search_runs([experiment_id], f"{mine} and tags.trial_status = 'interrupted'"),
+    ]
+    for r in runs:
+        client.set_tag(r.info.run_id, "trial_status", "failed")
+        client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")
+        client.set_terminated(r.info.run_id, status="KILLED")

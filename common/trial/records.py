@@ -1,0 +1,108 @@
+"""What a trial writes to its MLflow run besides the epoch's metrics: the run itself (opened, or
+continued after a restart), PBT lineage, figures, training curves and the best epoch's test metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from common.figures import save_curves
+from common.sweep.tracking import TrialRun, dataset_inputs
+from common.trial.device import is_deterministic, no_tf32
+
+if TYPE_CHECKING:  # (the loop imports this module)
+    from common.trial.loop import Session, SweepContext
+
+RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
+TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
+
+
+def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
+    """PBT lineage on the trial's run: ``pbt.clones`` (how many times) and ``pbt.clone.<n>`` =
+    'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
+    config only; MLflow params cannot change)."""
+    n = int(run.tag("pbt.clones") or 0) + 1
+    now = ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items() if k in PBT_KEYS
+    )
+    run.set_tags({f"pbt.clone.{n}": f"from trial {donor} at epoch {epoch}; config now {now}", "pbt.clones": str(n)})
+
+
+PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports
+
+
+def still_pending(records: list[dict]) -> list[dict]:
+    """The writes a checkpoint says an earlier attempt could not deliver, less the artifacts
+    uploaded after it: a kept copy is deleted once uploaded (a later epoch's file of the same
+    name replaces it). Metrics sent twice are harmless: MLflow keeps one of identical points."""
+    return [r for r in records if r["kind"] != "artifact" or Path(r["path"]).is_file()]
+
+
+def log_test(task, best_model: dict, run: TrialRun) -> None:
+    """The best epoch's weights scored on the test split (``test_*``, step = that epoch): the
+    numbers the report shows. Logged to MLflow only; nothing that selects reads them."""
+    with no_tf32():
+        metrics = task.evaluate_exported(best_model["model"], "test")
+    run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
+    run.set_tags({TEST_EPOCH_TAG: str(best_model["epoch"])})  # last: it marks the test metrics as logged
+
+
+def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:
+    where = {
+        "device": kind,
+        "node": session.node,
+        "node_ip": session.node_ip,
+        "pid": str(os.getpid()),
+        "precision_used": task.precision_used,
+        "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off",
+    }
+    id_file = Path(session.trial_dir) / RUN_ID_FILE
+    if not run_id and id_file.is_file():  # restarted before its first checkpoint
+        run_id = id_file.read_text().strip()
+    if run_id:  # continue the same MLflow run
+        run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
+        run.set_tags({"trial_status": "running", "restored": "true", **where})
+        return run
+    tags = {
+        "sweep.role": "trial",
+        "family": cfg.family,
+        "trial_id": session.trial_id,
+        "git_commit": ctx.git_commit,
+        "data": data.source,
+        "data_hash": data.content_hash,
+        "trial_status": "running",
+        **where,
+    }
+    if ctx.parent_run_id:
+        tags["mlflow.parentRunId"] = ctx.parent_run_id
+    if ctx.placement:
+        tags["placement"] = ctx.placement
+    tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
+    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
+    id_file.parent.mkdir(parents=True, exist_ok=True)
+    id_file.write_text(run.run_id)
+    run.log_params(cfg.to_dict())
+    run.log_datasets(dataset_inputs(cfg.data, data.content_hash, {**task.split_indices, "test": None}))
+    run.log_metrics(task.static_metrics(), step=0)
+    return run
+
+
+def log_figures(task, folder: Path, run: TrialRun, keep_dir: str) -> None:
+    folder.mkdir(exist_ok=True)
+    for p in task.figures(folder):
+        run.log_artifact(p, "figures", keep_dir=keep_dir)
+
+
+def log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:
+    """Once, when the trial ends: drawing them is most of a trial's per-epoch
+    bookkeeping (bench/overhead.py, BENCHMARKS.md), and the MLflow UI plots the same metrics live."""
+    folder.mkdir(exist_ok=True)
+    skip = ("epoch_time_s", "train_time_s", "peak_rss_mb", "peak_gpu_mem_mb")
+    curves = {k: v for k, v in history.items() if k not in skip}
+    run.log_artifact(
+        save_curves(curves, folder / "curves.png", title=f"{task.cfg.family} training curves"),
+        "figures",
+        keep_dir=keep_dir,
+    )
