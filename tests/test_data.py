@@ -13,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from common.trial import data
+from common.trial import sources
 from common.trial.data import (
     DataError,
+    Dataset,
     DeviceData,
     load_dataset,
     split_indices,
@@ -63,7 +64,7 @@ def make_tgz(src: Path, dest: Path, arcname: str = ".") -> Path:
     return dest
 
 
-def assert_same(a: data.Dataset, b: data.Dataset):
+def assert_same(a: Dataset, b: Dataset):
     for f in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(a, f), getattr(b, f)), f
     assert a.classes == b.classes
@@ -192,7 +193,7 @@ def test_cache_hit_skips_decoding(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again despite a cache hit")
 
-    monkeypatch.setattr(data, "_decode_images", boom)
+    monkeypatch.setattr(sources, "_decode_images", boom)
     assert_same(load_dataset(str(tree), tmp_path / "c"), a)
     assert_same(load_dataset(str(tgz), tmp_path / "c"), b)
     # a changed file changes the folder key: it must be decoded again

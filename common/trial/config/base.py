@@ -1,0 +1,206 @@
+"""TrialConfig, the fields every family shares, and how a config is parsed and checked
+(``from_dict``: types coerced, unknown keys, NaN and out-of-range values refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from common.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class ConfigError(UserError):
+    """Bad user input: the CLI prints the message on one line and exits 2."""
+
+
+def _f(default, *, lo=None, hi=None, lo_open=False, choices=None, doc=""):
+    """A dataclass field carrying its valid range (``lo``/``hi`` inclusive unless ``lo_open``)."""
+    return field(default=default, metadata=dict(lo=lo, hi=hi, lo_open=lo_open, choices=choices, doc=doc))
+
+
+CUDA_CONTEXT_MB = 600  # what a CUDA process holds before its first tensor (context, cuBLAS/cuDNN handles)
+SYNTHETIC_RSS_MB = 1600  # any family on synthetic data (768 images): measured 1,164-1,326
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Fields every family shares: data, budget, seed, device."""
+
+    family: ClassVar[str] = ""
+    default_metric: ClassVar[str] = ""  # the objective when a space file names none (fixed runs)
+    # Peak RSS of one trial at the defaults on real CIFAR-10 (10k train subset, 10k test, the
+    # end-of-trial probe included) in a Ray worker, MiB, rounded up: what a trial reserves from
+    # Ray's ``memory`` resource unless told otherwise (BENCHMARKS.md, "Memory per trial").
+    peak_rss_mb: ClassVar[int] = 0
+    seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
+    data: str = _f(
+        "cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz"
+    )
+    train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the seed used 10k)")
+    val_size: int = _f(
+        5_000,
+        lo=16,
+        doc="validation images, drawn (val_seed) from the train images outside the "
+        "train subset (held out of it when it takes the whole split); every selection reads them",
+    )
+    val_seed: int = _f(0, lo=0, doc="seed of the validation draw (common.trial.data.split_indices)")
+    batch_size: int = _f(128, lo=1, hi=8192)
+    max_epochs: int = _f(20, lo=1, hi=10_000)
+    probe_every: int = _f(
+        5,
+        lo=0,
+        doc="run the (costly) linear probe on the validation images every N epochs; "
+        "0 = never during training. The best epoch is always probed after training (test split)",
+    )
+    eval_samples: int = _f(
+        1000,
+        lo=16,
+        doc="generated images per epoch for the sample scores, from a fixed z "
+        "(the same every epoch, so epochs and trials differ only by the model)",
+    )
+    device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
+    deterministic: str = _f(
+        "auto",
+        choices=("auto", "on", "off"),
+        doc="deterministic kernels: auto = on for CPU and "
+        "MPS, off on CUDA (cuDNN autotuning instead); on = reproducible on a GPU too, where "
+        "torch has deterministic kernels (common.trial.device.is_deterministic)",
+    )
+    precision: str = _f(
+        "fp32",
+        choices=("fp32", "bf16"),
+        doc="training steps' matmuls/convs: bf16 = autocast to "
+        "bfloat16 (faster on CPU, changes the numbers: bench/precision.py); evaluation is always fp32",
+    )
+    collapse_patience: int = _f(
+        0,
+        lo=0,
+        doc="stop a trial flagged mode_collapse / posterior_collapse this many "
+        "epochs in a row (a pruning signal); 0 = never",
+    )
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def fields(cls) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrialConfig":
+        """Build from a mapping of field -> value; strings (from ``--set``) are coerced."""
+        values = dict(values)
+        family = values.pop("family", cls.family)  # to_dict() output round-trips
+        if family != cls.family:
+            raise ConfigError(f"config says family={family!r} but a {cls.family} config was expected")
+        known = cls.fields()
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown {cls.family} config key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys: {', '.join(sorted(known))}"
+            )
+        return cls(**{k: _coerce(k, v, known[k]) for k, v in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, **dataclasses.asdict(self)}
+
+    def __post_init__(self):
+        for name, f in self.fields().items():
+            _check_range(self.family, name, getattr(self, name), f.metadata)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Cross-field checks; subclasses extend."""
+
+    def split(self, n_train: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(train subset, validation) indices into a train split of ``n_train`` images."""
+        from common.trial.data import split_indices
+
+        return split_indices(n_train, self.train_subset, self.val_size, self.seed, self.val_seed)
+
+    def memory_mb(self) -> int:
+        """Host memory one trial of this config needs, MiB (a measured peak, not a model)."""
+        return SYNTHETIC_RSS_MB if self.data == "synthetic" else self.peak_rss_mb
+
+    def gpu_memory_mb(self) -> int:
+        """GPU memory one trial needs, MiB, for packing trials on a GPU (``common.sweep.resources.gpu_plan``).
+        Not yet measured on a GPU (BENCHMARKS.md): until ``bench/memory.py --device cuda`` is, the
+        host peak plus a CUDA context stands in, an overestimate, since the host peak also holds
+        the Python runtime, torch's CPU libraries and the decoded dataset."""
+        return self.memory_mb() + CUDA_CONTEXT_MB
+
+
+def config_class(family: str) -> type[TrialConfig]:
+    """The config class of ``family`` (the registry, common/trial/families.py); ConfigError if unknown."""
+    from common.trial.families import get
+
+    return get(family).config
+
+
+def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
+    """Resolve ``--set`` keys for one family: ``key`` applies to all, ``family.key`` to one.
+
+    A sweep with both families (the seed preset) can then set e.g. ``dcgan.g_channels=32``.
+    """
+    from common.trial.families import FAMILIES
+
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        scope, dot, name = key.rpartition(".")
+        if not dot:
+            out[key] = value
+        elif scope not in FAMILIES:
+            raise ConfigError(f"config key {key!r}: prefix {scope!r} is not a model family ({', '.join(FAMILIES)})")
+        elif scope == family:
+            out[name] = value
+    return out
+
+
+# ---- helpers ------------------------------------------------------------------------------
+def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
+    typ = {"int": int, "float": float, "str": str, "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
+    if typ is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, bool):
+            pass
+        elif isinstance(value, int):
+            return value
+        elif isinstance(value, float) and value.is_integer():
+            return int(value)
+        elif isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif typ is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"config key {name}={value!r} must be of type {typ.__name__}")
+
+
+def _check_range(family: str, name: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{family} config key {name}={value} must be a finite number")
+    choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{family} config key {name}={value!r} must be one of {', '.join(map(str, choices))}")
+    if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ConfigError(f"{family} config key {name}={value} is out of range: it must be {op} {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{family} config key {name}={value} is out of range: it must be <= {hi}")

@@ -1,0 +1,132 @@
+"""The DCGAN's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.trial.augment import parse_policy
+from common.trial.config.base import ConfigError, TrialConfig, _f
+
+
+@dataclass(frozen=True)
+class DCGANConfig(TrialConfig):
+    """DCGAN (seed: z = 100, 40 epochs, non-saturating BCE, Adam beta1 = 0.5)."""
+
+    family: ClassVar[str] = "dcgan"
+    default_metric: ClassVar[str] = "val_classifier_fd"
+    peak_rss_mb: ClassVar[int] = 3500  # measured 3,086, 3,228 in a Ray worker: the probe's 20k x 7,168 D features
+    max_epochs: int = _f(40, lo=1, hi=10_000)
+    probe_every: int = _f(
+        0,
+        lo=0,
+        doc="the D-feature linear probe every N epochs; 0 = only the best epoch's, after "
+        "training (the default: about a minute per probe on a 2-core CPU, 7,168 features)",
+    )
+    latent_dim: int = _f(100, lo=1, hi=4096)
+    lr_g: float = _f(2e-4, lo=0.0, lo_open=True, hi=1e4, doc="generator Adam lr; > 1 diverges")
+    lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")
+    beta1: float = _f(0.5, lo=0.0, hi=0.999)
+    beta2: float = _f(0.999, lo=0.0, hi=0.9999)
+    g_channels: int = _f(128, lo=1, doc="generator widths c, c, c/2 (seed: 128-128-64)")
+    g_hidden: int = _f(384, lo=0, doc="generator hidden FC before the 4x4 map; 0 = none")
+    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (seed: 64-128-256)")
+    d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none")
+    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default,
+    # and off leaves the seed's computation bit-identical. TTUR is lr_ratio above.
+    gan_loss: str = _f(
+        "bce",
+        choices=("bce", "hinge", "wgan-gp"),
+        doc="bce = D: BCE, G: non-saturating (seed); hinge (Miyato et al. 2018); "
+        "wgan-gp = Wasserstein critic + gradient penalty (Gulrajani et al. 2017)",
+    )
+    gp_weight: float = _f(10.0, lo=0.0, doc="wgan-gp only: lambda of the gradient penalty (ignored otherwise)")
+    n_critic: int = _f(
+        1,
+        lo=1,
+        hi=100,
+        doc="D steps per G step (one train batch per D step); an epoch then makes len/batch_size/n_critic G steps",
+    )
+    label_smoothing: float = _f(
+        0.0,
+        lo=0.0,
+        hi=0.5,
+        doc="one-sided label smoothing (Salimans et al. 2016): "
+        "real target 1 - s in D's BCE loss; 0 = off; bce only; must be < 0.5",
+    )
+    spectral_norm: bool = _f(
+        False, doc="spectral normalisation (Miyato et al. 2018) on every conv and linear layer of D"
+    )
+    d_norm: str = _f(
+        "auto",
+        choices=("auto", "batch", "none"),
+        doc="BatchNorm in D's 2nd/3rd conv: batch | none; auto = none with gan_loss=wgan-gp "
+        "(the penalty is per sample), batch otherwise (seed; spectral_norm keeps it)",
+    )
+    minibatch_disc: int = _f(
+        0,
+        lo=0,
+        hi=1024,
+        doc="minibatch discrimination (Salimans et al. 2016): number of kernels B before D's logit; 0 = off",
+    )
+    minibatch_dim: int = _f(8, lo=1, hi=1024, doc="minibatch discrimination: kernel dimension C")
+    # Levers beyond the slides (issue 16); all off by default, off leaves the computation as it was.
+    ema_decay: float = _f(
+        0.0,
+        lo=0.0,
+        hi=0.9999,
+        doc="EMA of G's weights (Yazici et al. 2019) for every sample, "
+        "score, figure and the exported model: an average of G's recent iterates is smoother "
+        "than the last one; 0 = off, e.g. 0.999",
+    )
+    diffaug: str = _f(
+        "",
+        doc="DiffAugment (Zhao et al. 2020) on real and fake images before D, comma-separated "
+        "transforms color, translation, cutout (common.trial.augment): D cannot memorise a small train "
+        "set; empty = off",
+    )
+    r1_weight: float = _f(
+        0.0,
+        lo=0.0,
+        doc="gamma of the R1 penalty (Mescheder et al. 2018), gamma/2 * "
+        "E|grad D(x_real)|^2 added to D's loss: damps D's slope at the data; 0 = off; bce, hinge",
+    )
+
+    @property
+    def lr_d(self) -> float:
+        return self.lr_g * self.lr_ratio
+
+    @property
+    def d_batchnorm(self) -> bool:
+        """Whether D has BatchNorm (``d_norm`` with ``auto`` resolved)."""
+        if self.d_norm == "auto":
+            return self.gan_loss != "wgan-gp"
+        return self.d_norm == "batch"
+
+    def _validate(self) -> None:
+        super()._validate()
+        if self.label_smoothing >= 0.5:
+            raise ConfigError(
+                f"dcgan config key label_smoothing={self.label_smoothing} is out of range: "
+                "it must be < 0.5 (a real target of 0.5 or less tells D nothing)"
+            )
+        if self.minibatch_disc > 0 and self.gan_loss == "wgan-gp":
+            raise ConfigError(
+                f"minibatch_disc={self.minibatch_disc} with gan_loss='wgan-gp': minibatch discrimination "
+                "couples the samples of a batch, so the gradient penalty is no longer per sample; "
+                "set minibatch_disc=0 or use another gan_loss"
+            )
+        try:
+            parse_policy(self.diffaug)
+        except ValueError as e:
+            raise ConfigError(f"dcgan config key diffaug={self.diffaug!r}: {e}") from None
+        if self.r1_weight > 0 and self.gan_loss == "wgan-gp":
+            raise ConfigError(
+                f"r1_weight={self.r1_weight} with gan_loss='wgan-gp', which has its own gradient "
+                "penalty (gp_weight); set r1_weight=0 or use bce or hinge"
+            )
+        if self.label_smoothing > 0 and self.gan_loss != "bce":
+            raise ConfigError(
+                f"label_smoothing={self.label_smoothing} applies only to gan_loss=bce "
+                f"(got gan_loss={self.gan_loss!r}); set label_smoothing=0"
+            )

@@ -1,0 +1,82 @@
+"""The Conv-VAE's config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from common.trial.config.base import TrialConfig, _f
+
+
+@dataclass(frozen=True)
+class VAEConfig(TrialConfig):
+    """Conv-VAE (seed: latent 64, 20 epochs, L = MSE + beta*KL)."""
+
+    family: ClassVar[str] = "vae"
+    default_metric: ClassVar[str] = "val_bpd"
+    peak_rss_mb: ClassVar[int] = 1800  # measured 1,420 (bench/memory.py), 1,584 in a Ray worker
+    precision: str = _f(
+        "bf16",
+        choices=("fp32", "bf16"),
+        doc="bf16 by default: faster training on CPU with "
+        "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics",
+    )
+    lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
+    # Levers beyond the slides (issue 16); the defaults are the slides' (Adam's own betas, a constant lr).
+    beta1: float = _f(0.9, lo=0.0, hi=0.999, doc="Adam beta1")
+    beta2: float = _f(0.999, lo=0.0, hi=0.9999, doc="Adam beta2")
+    lr_schedule: str = _f(
+        "constant",
+        choices=("constant", "cosine"),
+        doc="per step: cosine = decay to 0 over the trial's steps (common.trial.losses.lr_factor), "
+        "a large lr early and a fine one at the end within a fixed epoch budget",
+    )
+    lr_warmup_epochs: float = _f(
+        0.0,
+        lo=0.0,
+        doc="linear lr warm-up from 0 over this many epochs (fractions "
+        "allowed): Adam's first steps, with poor moment estimates, stay small; 0 = off",
+    )
+    latent_dim: int = _f(64, lo=1, hi=4096)
+    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
+    hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
+    beta: float = _f(1.0, lo=0.0, doc="KL weight reached by the schedule (beta-VAE when != 1)")
+    likelihood: str = _f(
+        "mse",
+        choices=("mse", "logistic"),
+        doc="decoder likelihood: mse = the slides' squared error summed over pixels (a Gaussian "
+        "with sigma^2 = 1/2, constants dropped); logistic = a discretised logistic with a learned "
+        "per-channel scale (PixelCNN++), so beta = 1 trains a true ELBO on the 8-bit data",
+    )
+    beta_schedule: str = _f("constant", choices=("constant", "linear", "cyclical"))
+    warmup_epochs: int = _f(10, lo=1, doc="linear schedule: epochs to ramp beta from 0")
+    cycles: int = _f(4, lo=1, doc="cyclical schedule: number of cycles over max_epochs")
+    ramp_fraction: float = _f(
+        0.5,
+        lo=0.0,
+        lo_open=True,
+        hi=1.0,
+        doc="cyclical schedule: fraction of each cycle spent ramping beta from 0 (seed: 0.5)",
+    )
+    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default.
+    free_bits: float = _f(
+        0.0,
+        lo=0.0,
+        doc="free bits (Kingma et al. 2016): training KL is "
+        "sum_d max(free_bits, batch-mean KL_d), nats per latent dim; 0 = off. Logged KL/ELBO stay true",
+    )
+    perceptual_weight: float = _f(
+        0.0,
+        lo=0.0,
+        doc="lambda in L = MSE + lambda*L_perc + beta*KL; 0 = off. "
+        "L_perc is a per-image mean over features, MSE a sum over 3072 pixels",
+    )
+    perceptual_net: str = _f(
+        "randconv",
+        choices=("randconv", "vgg16"),
+        doc="perceptual-loss backbone (common/trial/perceptual.py); randconv = val_randconv_fd's features",
+    )
+    perceptual_weights: str = _f(
+        "",
+        doc="vgg16 only: local path to torchvision's vgg16-397923af.pth; empty = the torch hub cache (never downloads)",
+    )
