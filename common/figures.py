@@ -1,7 +1,7 @@
 """PNG figures: image grids and training-curve small multiples.
 
-Used by the trial tasks (per-trial figures logged to MLflow) and by ``common/report/build.py``.
-Matplotlib is driven through ``Figure`` + ``FigureCanvasAgg`` directly rather than pyplot,
+Used by the trial tasks (per-trial figures logged to MLflow) and by the report (common/report/).
+Matplotlib is driven through ``Figure`` + ``FigureCanvasAgg`` directly rather than pyplot (``agg_figure``),
 so nothing here changes the process-wide backend or keeps figures alive in pyplot's registry
 (trials run many epochs in long-lived Ray workers).
 """
@@ -17,6 +17,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import save_image
+
+
+def agg_figure(figsize: tuple[float, float]) -> Figure:
+    """A 100-dpi Figure with an Agg canvas of its own: ``fig.savefig(path, format="png")`` writes it."""
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)  # attaches the Agg canvas to this figure only
+    return fig
 
 
 def save_image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
@@ -47,8 +54,7 @@ def save_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str | 
     names = list(history) or ["(no metrics)"]
     ncols = min(3, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = Figure(figsize=(3.6 * ncols, 2.6 * nrows + (0.4 if title else 0.0)), dpi=100)
-    FigureCanvasAgg(fig)  # attaches the Agg canvas to this figure only
+    fig = agg_figure((3.6 * ncols, 2.6 * nrows + (0.4 if title else 0.0)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i >= len(names):

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from common.report.mitigations import (
-    MITIGATIONS,
-    flag_summary,
-    fmt_value,
-    measure,
-    measured_on,
-    mitigation_blocks,
-    non_dominated,
-    pareto_section,
-    trial_flags,
-    verdict,
-)
+from common.report.flags import flag_summary, trial_flags
+from common.report.mitigation_section import mitigation_blocks
+from common.report.mitigations import MITIGATIONS, measure, verdict
+from common.report.pareto import non_dominated, pareto_section
+from common.report.values import fmt_value, measured_on
 
 VAE = {
     "family": "vae",

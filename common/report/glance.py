@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from common.report.mitigations import fmt_count, fmt_value, non_dominated, trial_flags
+from common.figures import agg_figure
+from common.report.pareto import non_dominated
 from common.report.runs import FAMILY_LABEL, Family, Trial
 from common.report.seeds import preset_means
+from common.report.values import fmt_count, fmt_value
 
 SLIDES_VAE_PROBE = 0.3769  # the slides' Conv-VAE linear probe (no FID is published for either model)
 UNSTABLE = ("diverged", "collapsed", "mode collapse", "posterior collapse")
@@ -40,9 +42,7 @@ def _row(fam: Family) -> list[str]:
             "no Inception FID (the final stage did not score it); domain-classifier FD "
             f"{fmt_value('test_classifier_fd', t.metric('test_classifier_fd'))} (1,000 fixed-z samples)"
         )
-    bad = [
-        tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in trial_flags(tr.run.data.metrics, tr.tags))
-    ]
+    bad = [tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in tr.flags)]
     cost = t.metric("epoch_time_s")  # its last epoch, validation scoring included
     return [
         f"{FAMILY_LABEL[fam.name]} ({t.trial_id})",
@@ -106,11 +106,8 @@ def _samples(families: dict[str, Family], out_dir: Path) -> list[tuple]:
     if not grids:
         return []
     import matplotlib.image as mpimg
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.2 * len(grids), 3.5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = agg_figure((3.2 * len(grids), 3.5))
     for ax, (name, path) in zip(fig.subplots(1, len(grids), squeeze=False)[0], grids):
         ax.imshow(mpimg.imread(str(path)))
         ax.set_title(f"{FAMILY_LABEL[name]}, trial {families[name].best.trial_id}", fontsize=9)
@@ -128,6 +125,7 @@ def _samples(families: dict[str, Family], out_dir: Path) -> list[tuple]:
 
 def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     """Every completed trial: test_probe_acc against FID where all have one, else test_classifier_fd."""
+    # 1. the trials with a probe and the sample score, and the front among them
     done = [t for t in every if t.tags.get("trial_status") == "completed" and t.metric("test_probe_acc") is not None]
     x_key = "fid" if done and all(t.metric("fid") is not None for t in done) else "test_classifier_fd"
     done = [t for t in done if t.metric(x_key) is not None]
@@ -141,11 +139,29 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
         ]
     points = [(t.metric(x_key), t.metric("test_probe_acc")) for t in done]
     front = non_dominated(points, ["min", "max"])
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    # 2. the figure, with the slides' models as the seed preset ran them
+    anchors = preset_means([t.as_dict() for t in every], [x_key, "test_probe_acc"])
+    _draw(done, points, front, anchors, x_key).savefig(out_dir / "figures" / "glance_tradeoff.png", format="png")
+    # 3. its caption: what each axis was measured on
+    n = done[0].run.data.metrics.get("n_test_images")
+    x_what = (
+        " (Inception FID of the final stage)"
+        if x_key == "fid"
+        else " (domain-classifier FD of 1,000 fixed-z samples, the validated per-epoch proxy: not every trial "
+        "has an Inception FID)"
+    )
+    caption = (
+        f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
+        f"test split ({fmt_count(n) or '?'} images); x = {x_key}{x_what}; {len(front)} "
+        f"trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' models as the "
+        "seed preset ran them here."
+    )
+    return [("img", "figures/glance_tradeoff.png", caption)]
 
-    fig = Figure(figsize=(7, 4.6), dpi=100)
-    FigureCanvasAgg(fig)
+
+def _draw(done: list[Trial], points: list[tuple[float, float]], front: list[int], anchors, x_key: str):
+    """The trade-off scatter: a colour per family, the front ringed, the anchors as stars, the slides' probe."""
+    fig = agg_figure((7, 4.6))
     ax = fig.subplots()
     for family in dict.fromkeys(t.family for t in done):
         xs = [p for t, p in zip(done, points) if t.family == family]
@@ -166,7 +182,7 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
         mfc="none",
         label="Pareto front (ringed)",
     )
-    for label, (x, y) in preset_means([t.as_dict() for t in every], [x_key, "test_probe_acc"]):
+    for label, (x, y) in anchors:
         ax.scatter([x], [100 * y], s=160, marker="*", c="black")
         ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, -10), textcoords="offset points")
     ax.axhline(100 * SLIDES_VAE_PROBE, color="C0", ls=":", lw=1, label="the slides' VAE probe (37.69%; no FID)")
@@ -178,24 +194,7 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_dir / "figures" / "glance_tradeoff.png", format="png")
-    n = done[0].run.data.metrics.get("n_test_images")
-    return [
-        (
-            "img",
-            "figures/glance_tradeoff.png",
-            f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
-            f"test split ({fmt_count(n) or '?'} images); x = {x_key}"
-            + (
-                " (Inception FID of the final stage)"
-                if x_key == "fid"
-                else " (domain-classifier FD of 1,000 fixed-z samples, the validated per-epoch proxy: not every trial "
-                "has an Inception FID)"
-            )
-            + f"; {len(front)} trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' "
-            "models as the seed preset ran them here.",
-        )
-    ]
+    return fig
 
 
 def glance_blocks(families: dict[str, Family], every: Sequence[Trial], out_dir: Path) -> list[tuple]:

@@ -1,30 +1,25 @@
-"""Optuna parameter importances: from the sweep's own study in its RDB storage
-(``study_importances``), or, when that is not reachable, replayed from finished trials.
+"""Optuna parameter importances and the report's 'Parameter importances' section (``importance_blocks``):
+from the sweep's own study in its RDB storage (``study_importances``), or, when that is not recorded or
+not readable, replayed from the family's completed trials.
 
 ``param_importances`` replays trials (their params and objective values) into an in-memory
 Optuna study with distributions inferred from the observed values, then asks Optuna for the
 importances: fANOVA first, mean decrease impurity if fANOVA fails. Both evaluators are seeded,
-so the same trials always give the same numbers. Pure: reads nothing, logs nothing.
+so the same trials always give the same numbers. It is pure: reads nothing, logs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from typing import Any
 
+from common.report.runs import FAMILY_LABEL, Family
+from common.report.values import parse_value
+
 EVALUATOR_SEED = 0
-
-
-def parse_value(value: Any) -> int | float | str:
-    """MLflow params are strings: '3' -> 3, '1e-3' -> 0.001, 'adam' -> 'adam'."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    for typ in (int, float):
-        try:
-            return typ(value)
-        except (TypeError, ValueError):
-            pass
-    return str(value)
+MIN_IMPORTANCE_TRIALS = 3
+HOW = "optuna importances (fANOVA, else mean decrease impurity; sum 1)"
 
 
 def describe_values(raw: list[Any]) -> str:
@@ -65,19 +60,28 @@ def param_importances(rows: list[dict[str, Any]], values: list[float], mode: str
         else:
             observed[k] = vs = [str(v) for v in vs]
             dists[k] = CategoricalDistribution(sorted(set(vs)))
+    with _quiet():
+        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+        for i, value in enumerate(values):
+            study.add_trial(
+                optuna.trial.create_trial(
+                    params={k: vs[i] for k, vs in observed.items()}, distributions=dists, value=float(value)
+                )
+            )
+        return _evaluate(study)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Optuna without its "study created" chatter and experimental warnings; its verbosity is restored after."""
+    import optuna
+
     verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # silence "study created" chatter; restored below
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
-            for i, value in enumerate(values):
-                study.add_trial(
-                    optuna.trial.create_trial(
-                        params={k: vs[i] for k, vs in observed.items()}, distributions=dists, value=float(value)
-                    )
-                )
-            return _evaluate(study)
+            yield
     finally:
         optuna.logging.set_verbosity(verbosity)
 
@@ -106,18 +110,78 @@ def study_importances(storage: str, study_name: str) -> tuple[dict[str, float], 
     RuntimeError when the study cannot be read or no evaluator works."""
     import optuna
 
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with _quiet():
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        except Exception as e:
+            raise RuntimeError(f"cannot read Optuna study {study_name!r} from {storage}: {e}") from None
+        if len(study.directions) > 1:
+            raise RuntimeError("importances of a multi-objective study need a target; see the Pareto section")
+        done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        return (_evaluate(study) if done else {}), len(done)
+
+
+def importance_blocks(families: dict[str, Family]) -> list[tuple]:
+    """The section: per family, the study's importances when it has enough trials, else the replayed ones."""
+    blocks: list[tuple] = [("h2", "Parameter importances")]
+    for fam in families.values():
+        from_study, answered = _from_study(fam)
+        blocks += from_study
+        if not answered:
+            blocks += _replayed(fam)
+    if not families:
+        blocks.append(("p", "No trials."))
+    return blocks
+
+
+def _said(label: str, source: str, imp: dict[str, float]) -> str:
+    nothing = "" if imp else " No parameter varies, so there is nothing to rank."
+    return f"{label}: {HOW} {source}; with this few trials importances are noisy, read them as a hint.{nothing}"
+
+
+def _from_study(fam: Family) -> tuple[list[tuple], bool]:
+    """(blocks, whether they are the answer): the sweep's own study, as the searcher saw it, when its parent
+    names one with at least ``MIN_IMPORTANCE_TRIALS`` completed trials; a note when it cannot be read."""
+    label, tags = FAMILY_LABEL[fam.name], fam.parent.data.tags
+    storage, study = tags.get("optuna.storage"), tags.get(f"optuna.study.{fam.name}")
+    if not (storage and study):
+        return [], False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            try:
-                study = optuna.load_study(study_name=study_name, storage=storage)
-            except Exception as e:
-                raise RuntimeError(f"cannot read Optuna study {study_name!r} from {storage}: {e}") from None
-            if len(study.directions) > 1:
-                raise RuntimeError("importances of a multi-objective study need a target; see the Pareto section")
-            done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-            return (_evaluate(study) if done else {}), len(done)
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+        imp, n = study_importances(storage, study)
+    except RuntimeError as e:
+        return [("p", f"{label}: {e}; falling back to the MLflow runs.")], False
+    if n < MIN_IMPORTANCE_TRIALS:
+        return [], False
+    source = (
+        f"from the searcher's study {study!r} in {storage} ({n} completed Optuna trials; ASHA-stopped trials "
+        f"count with their last {fam.metric})"
+    )
+    table = [("table", ["param", "importance"], [[k, f"{v:.3f}"] for k, v in imp.items()])] if imp else []
+    return [("p", _said(label, source, imp)), *table], True
+
+
+def _replayed(fam: Family) -> list[tuple]:
+    """Importances replayed from the family's completed trials (``param_importances``)."""
+    label = FAMILY_LABEL[fam.name]
+    done = [t for t in fam.ranked if t.tags.get("trial_status") == "completed"]
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return [
+            (
+                "p",
+                f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
+                f"importances need at least {MIN_IMPORTANCE_TRIALS}.",
+            )
+        ]
+    try:
+        imp = param_importances([t.params for t in done], [t.objective for t in done], fam.mode)
+    except RuntimeError as e:
+        return [("p", f"{label}: {e}.")]
+    source = (
+        f"of the params that vary, replayed from best {fam.metric} ({fam.mode}) of {len(done)} completed "
+        f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded)"
+    )
+    rows = [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()]
+    return [
+        ("p", _said(label, source, imp)),
+        *([("table", ["param", "importance", "observed values"], rows)] if imp else []),
+    ]

@@ -1,7 +1,7 @@
 """Intervals for claims over seeds: a gain is a gain only when its interval excludes zero.
 
 Pure functions over lists of numbers (no I/O), used by the report's seed-spread table and the
-mitigation verdicts (common/report/mitigations.py).
+mitigation verdicts and gains (common/report/mitigations.py, common/report/mitigation_section.py).
 """
 
 from __future__ import annotations

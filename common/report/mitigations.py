@@ -1,4 +1,4 @@
-"""Failure modes and mitigations, measured; the report's other pure helpers. No I/O.
+"""Failure modes and mitigations, measured: the catalogue (``MITIGATIONS``), ``measure`` and ``verdict``. No I/O.
 
 A trial here is a dict ``{"id", "params", "metrics", "tags"}``: its MLflow params (strings), its
 final-epoch metric values (``run.data.metrics``: the value at the highest step) and its tags.
@@ -11,11 +11,8 @@ when the two sides share no seed their seed-means form one unpaired comparison. 
 ``trial_status=completed`` trials give values: a stopped, diverged or collapsed (pruned) trial has
 no value at its final epoch; how many trials of matched groups diverged or collapsed is counted.
 Within a group, on trials are split by the values of the mitigation's own fields (beta=4 and beta=0.5
-are separate comparisons against beta=1). ``mitigation_blocks`` renders the report section's blocks.
-
-Also here, shared with common/report/build.py: ``fmt_value`` / ``measured_on`` (how a metric is printed and
-the data, split and sample count behind it), ``trial_flags`` (per-trial detector flags) and
-``non_dominated`` / ``pareto_section`` (the Pareto front of a multi-objective sweep).
+are separate comparisons against beta=1). ``verdict`` says whether a Result bears out the seed's
+claim; common/report/mitigation_section.py writes the report's section from the Results.
 """
 
 from __future__ import annotations
@@ -26,8 +23,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from common.report.importances import parse_value
-from common.report.intervals import direction, fmt_interval, t_interval
+from common.report.intervals import direction, t_interval
+from common.report.values import final_value, parse_value
 
 Trial = dict[str, Any]
 
@@ -215,28 +212,35 @@ def _family(t: Trial) -> str | None:
     return t["params"].get("family") or t["tags"].get("family")
 
 
-def _value(t: Trial, key: str) -> float | None:
-    v = t["metrics"].get(key)
-    return v if v is not None and math.isfinite(v) else None
+def _groups(m: Mitigation, trials: Sequence[Trial]) -> list[list[tuple[bool, Trial]]]:
+    """The family's trials with ``m`` on or off, as (on?, trial), grouped by every param but ``m.fields`` and seed."""
+    groups: dict[tuple, list[tuple[bool, Trial]]] = defaultdict(list)
+    for t in trials:
+        if _family(t) == m.family and (side := m.state(t["params"])) is not None:
+            key = tuple(sorted((k, v) for k, v in t["params"].items() if k not in m.fields and k != "seed"))
+            groups[key].append((side, t))
+    return list(groups.values())
+
+
+def _done(side: bool, group: list[tuple[bool, Trial]]) -> list[Trial]:
+    """The completed trials of one side (True: on, False: off) of a group."""
+    return [t for s, t in group if s is side and t["tags"].get("trial_status") == "completed"]
 
 
 def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGATIONS) -> list[Result]:
     """One Result per (mitigation, target), in catalogue order (see the module docstring)."""
     results = []
     for m in mitigations:
-        groups: dict[tuple, list[tuple[bool, Trial]]] = defaultdict(list)
-        for t in trials:
-            if _family(t) == m.family and (side := m.state(t["params"])) is not None:
-                key = tuple(sorted((k, v) for k, v in t["params"].items() if k not in m.fields and k != "seed"))
-                groups[key].append((side, t))
-        done = lambda side, ts: [t for s, t in ts if s is side and t["tags"].get("trial_status") == "completed"]
-        n_on = sum(len(done(True, g)) for g in groups.values())
-        n_off = sum(len(done(False, g)) for g in groups.values())
-        both = [g for g in groups.values() if {s for s, _ in g} == {True, False}]
+        # 1. group the trials; a matched group holds both on and off trials
+        groups = _groups(m, trials)
+        both = [g for g in groups if {s for s, _ in g} == {True, False}]
+        # 2. what every target of m shares: how many trials there were and how those of matched groups ended
         count = lambda side, status=None: sum(
             s is side and status in (None, t["tags"].get("trial_status")) for g in both for s, t in g
         )
         ended = {st: (count(True, st), count(False, st)) for st in ("diverged", "collapsed")}
+        n_on, n_off = (sum(len(_done(side, g)) for g in groups) for side in (True, False))
+        # 3. per target, the pairs of every matched group
         for target in m.targets:
             r = Result(
                 m,
@@ -248,42 +252,41 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGAT
                 ended={k: v for k, v in ended.items() if any(v)},
             )
             for g in both:
-                off = _by_seed(done(False, g), target.metric)
-                units: dict[tuple, list[Trial]] = defaultdict(list)  # split on trials by their own-field values
-                for t in done(True, g):
-                    units[tuple((k, t["params"].get(k)) for k in m.fields)].append(t)
-                for setting, ts in units.items():
-                    on = _by_seed(ts, target.metric)
-                    if not on or not off:
-                        continue
-                    common = sorted(set(on) & set(off), key=str)
-                    pairs = (
-                        [(s, on[s][0], off[s][0]) for s in common]
-                        if common
-                        else [
-                            (
-                                None,
-                                statistics.fmean(v for v, _ in on.values()),
-                                statistics.fmean(v for v, _ in off.values()),
-                            )
-                        ]
-                    )
-                    r.pairs += pairs
-                    used_on = [t for s in (common or on) for t in on[s][1]]
-                    r.on += used_on
-                    r.off += [t for s in (common or off) for t in off[s][1]]
-                    r.settings[", ".join(f"{k}={v}" for k, v in setting if v is not None)] += len(pairs)
-                    if m.biased_if and target.metric.endswith("randconv_fd"):
-                        r.biased += sum(m.biased_if(t["params"], t["tags"]) for t in used_on)
+                _pair(r, g)
             results.append(r)
     return results
+
+
+def _pair(r: Result, group: list[tuple[bool, Trial]]) -> None:
+    """Add one matched group's pairs to ``r``: each setting of the on trials' own fields against the off trials."""
+    m, key = r.mitigation, r.target.metric
+    off = _by_seed(_done(False, group), key)
+    units: dict[tuple, list[Trial]] = defaultdict(list)  # split on trials by their own-field values
+    for t in _done(True, group):
+        units[tuple((k, t["params"].get(k)) for k in m.fields)].append(t)
+    for setting, ts in units.items():
+        on = _by_seed(ts, key)
+        if not on or not off:
+            continue
+        common = sorted(set(on) & set(off), key=str)
+        if common:
+            pairs = [(s, on[s][0], off[s][0]) for s in common]
+        else:  # no seed in common: the two sides' seed-means form one unpaired comparison
+            pairs = [(None, statistics.fmean(v for v, _ in on.values()), statistics.fmean(v for v, _ in off.values()))]
+        r.pairs += pairs
+        used_on = [t for s in (common or on) for t in on[s][1]]
+        r.on += used_on
+        r.off += [t for s in (common or off) for t in off[s][1]]
+        r.settings[", ".join(f"{k}={v}" for k, v in setting if v is not None)] += len(pairs)
+        if m.biased_if and key.endswith("randconv_fd"):
+            r.biased += sum(m.biased_if(t["params"], t["tags"]) for t in used_on)
 
 
 def _by_seed(trials: list[Trial], key: str) -> dict[Any, tuple[float, list[Trial]]]:
     """seed -> (mean of ``key`` over the trials with that seed, those trials); trials without it dropped."""
     vals: dict[Any, list[tuple[float, Trial]]] = defaultdict(list)
     for t in trials:
-        if (v := _value(t, key)) is not None:
+        if (v := final_value(t, key)) is not None:
             vals[t["params"].get("seed")].append((v, t))
     return {s: (statistics.fmean(v for v, _ in vs), [t for _, t in vs]) for s, vs in vals.items()}
 
@@ -300,312 +303,3 @@ def verdict(r: Result) -> str:
         where = "within" if lo <= s["rel"] <= hi else "below" if s["rel"] < lo else "above"
         text += f"; {s['rel']:+.1f}% is {where} the claimed +{lo:g}–{hi:g}%"
     return text
-
-
-# ---- formatting (shared with common/report/build.py) ---------------------------------------------
-def fmt_value(key: str, value: float | None) -> str:
-    """A metric value as the report prints it: probe_acc as %, train time in min, sizes in M."""
-    if value is None or not math.isfinite(value):
-        return "—" if value is None else str(value)
-    if key.endswith("probe_acc") or key.startswith("test_probe_acc"):  # a fraction; > 1 is already a percentage
-        return f"{value * 100 if value <= 1 else value:.2f}%"
-    if key == "train_time_s":
-        return f"{value / 60:.1f} min"
-    if key.startswith("n_params"):
-        return f"{value / 1e6:.2f}M ({int(value):,})"
-    return f"{value:.3f}" if key in ("g_loss", "d_loss") or key.endswith("bpd") else f"{value:.2f}"
-
-
-def fmt_count(value: float | str | None) -> str | None:
-    """10000.0 or '10000' -> '10,000'; None when not logged or not a number."""
-    try:
-        return f"{int(float(value)):,}"
-    except (TypeError, ValueError):
-        return None
-
-
-def measured_on(key: str, trial: Trial, epochs: int | None = None) -> str:
-    """Data, split and sample count behind ``key``: the trial's data param and step-0 size metrics
-    (``epochs``: how many the trial ran, for train_time_s)."""
-    params, tags = trial["params"], trial["tags"]
-    data = params.get("data") or tags.get("data", "?")
-    n_train, n_val, n_test = (
-        fmt_count(trial["metrics"].get(f"n_{split}_images")) for split in ("train", "val", "test")
-    )
-    size = lambda n: f"{n} images" if n else "size not logged"
-    val = f"validation: {size(n_val)} of the train split outside the train subset"
-    test = f"test split, {size(n_test)}"
-    where = val if key.startswith("val_") else test if key.startswith("test_") else None
-    best = "best epoch (on validation)" if key.startswith("test_") else "final epoch"
-    if key.endswith("probe_acc") or key.startswith("test_probe_acc"):
-        scored = "validation images" if key.startswith("val_") else f"the {test}"
-        base = {"test_probe_acc_pixels": "raw pixels; ", "test_probe_acc_random_init": "randomly initialised net; "}
-        return (
-            f"{data}, {base.get(key, '')}logistic regression fit on the train subset ({size(n_train)}), C chosen "
-            f"on the {val}, scored on {scored}"
-        )
-    if key.endswith(("_classifier_fd", "_randconv_fd", "_class_coverage", "_class_kl", "_classifier_is")):
-        n_gen = fmt_count(params.get("eval_samples")) or "? (not logged)"
-        feats = "randconv256 features" if "randconv" in key else "domain-classifier features"
-        return f"{data}, {n_gen} fixed-z generated images vs {where}, {feats} (not Inception FID), {best}"
-    if where:
-        return f"{data}, {where}, {best}"
-    if key in ("g_loss", "d_loss", "d_real", "d_fake", "loss_ratio", "grad_norm_d", "grad_norm_g"):
-        what = "ratio of final-epoch means" if key == "loss_ratio" else "final-epoch mean"
-        return f"{data}, train subset {size(n_train)}, {what} over batches"
-    if key == "train_time_s":
-        return f"cumulative training time, {epochs or '?'} epochs on {tags.get('device', '?')}"
-    return data
-
-
-# ---- detector flags and Pareto front -------------------------------------------------------
-def trial_flags(metrics: dict, tags: dict) -> list[str]:
-    """Detector flags of one trial: ``diverged@E`` / ``collapsed@E`` (pruned by collapse_patience) at epoch E,
-    ``stopped`` (ASHA), ``failed``; ``posterior collapse`` / ``mode collapse`` when the final metric is 1, or
-    ``transient ... collapse@E`` when only the tag ``detector.<name>`` (first epoch fired) says it did; and
-    ``randconv_fd biased`` (tag metric_bias)."""
-    status, flags = tags.get("trial_status"), []
-    if status in ("diverged", "collapsed"):
-        flags.append(f"{status}@{tags.get(status + '_epoch', '?')}")
-    elif status in ("stopped", "failed"):
-        flags.append(status)
-    for key in ("posterior_collapse", "mode_collapse"):
-        label = key.replace("_", " ")
-        if metrics.get(key) == 1:
-            flags.append(label)
-        elif fired := tags.get(f"detector.{key}"):
-            flags.append(f"transient {label}@{str(fired).removeprefix('epoch ')}")
-    return flags + (["randconv_fd biased"] if "metric_bias" in tags else [])
-
-
-def non_dominated(points: Sequence[Sequence[float]], modes: Sequence[str]) -> list[int]:
-    """Indices of the points no other point dominates (at least as good in every objective, better
-    in one), in input order. ``modes[j]`` is "max" or "min" for objective j; equal points all stay."""
-    if any(m not in ("max", "min") for m in modes):
-        raise ValueError(f"modes must be 'max' or 'min', got {list(modes)}")
-    if any(len(p) != len(modes) for p in points):
-        raise ValueError(f"every point needs {len(modes)} objective values")
-    signed = [[v if m == "max" else -v for v, m in zip(p, modes)] for p in points]  # larger is better
-    dominates = lambda b, a: all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
-    return [i for i, a in enumerate(signed) if not any(dominates(b, a) for b in signed)]
-
-
-def flag_summary(flags: Sequence[list[str]]) -> str:
-    """'2 of 5; diverged: 1; stopped: 1.' from each trial's ``trial_flags``."""
-    kinds = Counter(f.split("@")[0] for fs in flags for f in fs)
-    return f"{sum(map(bool, flags))} of {len(flags)}" + "".join(f"; {k}: {n}" for k, n in sorted(kinds.items())) + "."
-
-
-def pareto_section(
-    trials: Sequence[Trial],
-    keys: list[str],
-    modes: list[str],
-    varying: list[str],
-    png: str,
-    title: str,
-    anchors: Sequence[tuple[str, Sequence[float]]] = (),
-) -> tuple[list[tuple], Any]:
-    """Report blocks for one multi-objective sweep and its scatter (a matplotlib Figure with an Agg canvas,
-    not saved: the caller writes it to ``png``; None when no trial qualifies). Trial dicts also hold
-    ``trial_id``. Only completed trials with finite final values of every objective take part.
-    ``anchors``: (label, values of ``keys``) drawn as stars beside the front, e.g. the slides' models."""
-    done = [
-        t
-        for t in trials
-        if t["tags"].get("trial_status") == "completed" and all(_value(t, k) is not None for k in keys)
-    ]
-    points = [[_value(t, k) for k in keys] for t in done]
-    front = non_dominated(points, modes)
-    blocks: list[tuple] = [("h3", f"{title}: {' and '.join(f'{k} ({m})' for k, m in zip(keys, modes))}")]
-    if not done:
-        return blocks + [("p", f"None of its {len(trials)} trials completed with final {', '.join(keys)}.")], None
-    blocks.append(
-        (
-            "p",
-            f"Final-epoch values of the {len(done)} completed trials that logged every objective "
-            f"({len(trials) - len(done)} other trial(s) left out); {len(front)} are non-dominated: no "
-            f"other trial is at least as good on every objective and better on one. Measured on: "
-            + "; ".join(f"{k}: {measured_on(k, done[0])}" for k in keys)
-            + ".",
-        )
-    )
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4.4), dpi=100)
-    FigureCanvasAgg(fig)  # as common/figures.py: no pyplot, no global backend
-    ax = fig.subplots()
-    ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, c="#aaaaaa", label="all completed trials")
-    ax.scatter([points[i][0] for i in front], [points[i][1] for i in front], s=40, c="C3", label="non-dominated")
-    for i in front:
-        ax.annotate(done[i]["trial_id"], points[i][:2], fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for label, values in anchors:
-        ax.scatter([values[0]], [values[1]], s=140, marker="*", c="black")
-        ax.annotate(label, tuple(values[:2]), fontsize=7, xytext=(4, -9), textcoords="offset points")
-    if anchors:
-        blocks.append(
-            (
-                "p",
-                "Placed on it (black stars, not part of the front): "
-                + "; ".join(
-                    f"{label}: " + ", ".join(f"{k} {fmt_value(k, v)}" for k, v in zip(keys, values))
-                    for label, values in anchors
-                )
-                + ".",
-            )
-        )
-    ax.set(xlabel=f"{keys[0]} ({modes[0]})", ylabel=f"{keys[1]} ({modes[1]})", title=f"Pareto front: {title}")
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    order = sorted(front, key=lambda i: points[i][0], reverse=modes[0] == "max")
-    rows = [
-        [
-            done[i]["trial_id"],
-            *[done[i]["params"].get(k, "—") for k in varying],
-            *[fmt_value(k, v) for k, v in zip(keys, points[i])],
-            ", ".join(trial_flags(done[i]["metrics"], done[i]["tags"])) or "—",
-        ]
-        for i in order
-    ]
-    over = f" (front over all {len(keys)} objectives)" if len(keys) > 2 else ""
-    caption = f"{title}: {keys[0]} vs {keys[1]} of every completed trial; non-dominated in red{over}"
-    return blocks + [("img", png, caption), ("table", ["trial_id", *varying, *keys, "flags"], rows)], fig
-
-
-# ---- report blocks ---------------------------------------------------------------------------
-def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
-    """The 'Failure modes and mitigations' section as report blocks (see common/report/build.py)."""
-    catalogue, seen = [], set()
-    for r in results:
-        m = r.mitigation
-        if m.name not in seen:
-            seen.add(m.name)
-            catalogue.append(
-                [
-                    m.name,
-                    m.family,
-                    m.on_off,
-                    ", ".join(m.fields),
-                    "; ".join(f"{t.metric} ({'higher' if t.mode == 'max' else 'lower'} is better)" for t in m.targets),
-                    "; ".join(dict.fromkeys(t.claim for t in m.targets)),
-                ]
-            )
-    rows, notes, unmeasured = [], [], []
-    for r in results:
-        m, key = r.mitigation, r.target.metric
-        if not r.pairs and not r.matched:  # collapsed into one line below, with the command that measures it
-            unmeasured.append(m.name)
-            continue
-        if r.ended and r.target is m.targets[0]:
-            notes.append(
-                f"{m.name}: of the {r.sizes[0]} on and {r.sizes[1]} off trials in matched groups, "
-                + ", ".join(f"{st} {a} on / {b} off" for st, (a, b) in r.ended.items())
-                + "."
-            )
-        if not r.pairs:
-            why = f"no completed on and off trials of a matched group logged a final {key}"
-            rows.append(
-                [
-                    m.name,
-                    key,
-                    f"0 pairs ({r.n_on} on, {r.n_off} off completed)",
-                    "—",
-                    "—",
-                    why,
-                    r.target.claim,
-                    "—",
-                    "—",
-                ]
-            )
-            continue
-        s = r.stats()
-        pm = lambda v, sd: fmt_value(key, v) + (f" ± {fmt_value(key, sd)}" if sd is not None else "")
-        num = (lambda v: f"{v * 100:.2f} pp") if key.endswith("probe_acc") else (lambda v: fmt_value(key, v))
-        signed = lambda v: ("+" if v >= 0 else "−") + num(abs(v))
-        gain = signed(s["gain"])
-        gain += f" ({'+' if s['rel'] >= 0 else '−'}{abs(s['rel']):.1f}%)" if s["rel"] is not None else ""
-        gain += (
-            f", {fmt_interval(s['gain_lo'], s['gain_hi'], signed)}"
-            if s["gain_lo"] is not None
-            else ", no interval (1 pair)"
-        )
-        unpaired = sum(1 for p in r.pairs if p[0] is None)
-        n = f"{len(r.pairs)} pair(s), {r.seeds} seed(s)" + (f", {unpaired} unpaired (seeds differ)" if unpaired else "")
-        rows.append(
-            [
-                m.name,
-                key,
-                n,
-                pm(s["on"], s["on_sd"]),
-                pm(s["off"], s["off_sd"]),
-                gain,
-                r.target.claim,
-                verdict(r) + ("; BIASED (see below)" if r.biased else ""),
-                measured_on(key, r.on[0]),
-            ]
-        )
-        notes.append(
-            f"{m.name}: on-settings compared: " + "; ".join(f"{k} ({v} pair(s))" for k, v in r.settings.items()) + "."
-        )
-        if r.biased:
-            notes.append(
-                f"{m.name} / {key}: BIASED — {r.biased} of the on trials train on randconv_fd's own randconv "
-                f"features (perceptual_net = randconv, tag metric_bias), so their {key} favours them."
-            )
-    intro = (
-        f"Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
-        f"over {scope}. A mitigation is measured only between completed trials whose params are identical except "
-        "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
-        "form one unpaired comparison where the seeds differ). test_* values are each trial's best epoch (chosen on "
-        "validation) scored on the test split, others final-epoch; with/without = mean over pairs ± sample std over "
-        "pairs (≥ 2); gain = with − without (relative to without) with the 95% Student-t interval of the per-pair "
-        "gains. A verdict says better or worse only when that interval excludes 0; otherwise it is inconclusive."
-    )
-    blocks = [
-        ("h2", "Failure modes and mitigations"),
-        ("p", intro),
-        (
-            "table",
-            [
-                "mitigation",
-                "family",
-                "on / off (params)",
-                "own fields (may differ)",
-                "target metric",
-                "seed's claimed gain",
-            ],
-            catalogue,
-        ),
-        ("h3", "Measured gains"),
-    ]
-    if rows:
-        blocks.append(
-            (
-                "table",
-                [
-                    "mitigation",
-                    "target",
-                    "n",
-                    "with (on)",
-                    "without (off)",
-                    "gain",
-                    "seed's claim",
-                    "verdict",
-                    "measured on",
-                ],
-                rows,
-            )
-        )
-    if unmeasured:
-        blocks.append(
-            (
-                "p",
-                f"Not measured in this experiment (no trials differing only in the mitigation's fields): "
-                f"{', '.join(dict.fromkeys(unmeasured))}. Measure them with "
-                "`python run_sweep.py --space sweeps/ablate_cyclical.py` and `sweeps/ablate_sn_ttur.py` "
-                "(each mitigation on and off at 2 seeds) into this experiment (`--experiment NAME`).",
-            )
-        )
-    return blocks + ([("ul", list(dict.fromkeys(notes)))] if notes else [])

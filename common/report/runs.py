@@ -1,5 +1,6 @@
 """What the report reads from MLflow: sweep parent runs, their trial runs grouped by family and
-ranked by the family's (validation) objective. No report text here; common/report/build.py writes it."""
+ranked by the family's (validation) objective, every trial of the experiment, and from a run's metric
+history its best value and its epochs (``measured_on_run`` adds those to ``values.measured_on``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.errors import UserError
-from common.report.mitigations import trial_flags
+from common.report.flags import trial_flags
+from common.report.values import measured_on
 from common.sweep.tracking import redact
 from common.trial.families import FAMILIES, Field
 
@@ -40,7 +42,7 @@ class Trial:
         self.trial_id = self.tags.get("trial_id") or self.run.info.run_name or self.run_id[:8]
         self.flags = trial_flags(self.run.data.metrics, self.tags)  # diverged@E, stopped, collapse, ...
 
-    def as_dict(self) -> dict:  # what common/report/mitigations.py reads
+    def as_dict(self) -> dict:  # what the pure modules read (mitigations, pareto, seeds, values)
         return {
             "id": self.run_id,
             "trial_id": self.trial_id,
@@ -137,8 +139,7 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
         fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)), trials)
         for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
-            values = [m.value for m in client.get_metric_history(t.run_id, fam.metric) if math.isfinite(m.value)]
-            t.objective = (min if fam.mode == "min" else max)(values) if values else None
+            t.objective = best_value(client, t.run_id, fam.metric, fam.mode)
         fam.ranked = sorted(
             (t for t in trials if t.objective is not None), key=lambda t: t.objective, reverse=(fam.mode == "max")
         )
@@ -148,9 +149,26 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
     return families
 
 
+def experiment_trials(client: MlflowClient, exp_id: str) -> list[Trial]:
+    """Every trial run of the experiment, whichever parent it is a child of."""
+    runs = search_all(client, exp_id, "tags.`sweep.role` = 'trial'")
+    return [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?")) for r in runs]
+
+
+def best_value(client: MlflowClient, run_id: str, key: str, mode: str = "min") -> float | None:
+    """The best finite value of ``key`` over the run's epochs (``mode`` "min" or "max"); None if it never logged one."""
+    values = [m.value for m in client.get_metric_history(run_id, key) if math.isfinite(m.value)]
+    return (min if mode == "min" else max)(values) if values else None
+
+
 def epochs_run(client: MlflowClient, trial: Trial) -> int | None:
     """Epochs run = highest step of a per-epoch metric (step = epoch, 1-based)."""
     for key in ("epoch_time_s", "train_time_s"):
         if trial.epochs is None and (steps := [m.step for m in client.get_metric_history(trial.run_id, key)]):
             trial.epochs = max(steps)
     return trial.epochs
+
+
+def measured_on_run(client: MlflowClient, key: str, trial: Trial) -> str:
+    """``values.measured_on`` of a trial run; its epochs are read from MLflow only for train_time_s."""
+    return measured_on(key, trial.as_dict(), epochs_run(client, trial) if key == "train_time_s" else None)

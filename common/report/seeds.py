@@ -3,7 +3,7 @@
 A seed group is the completed trials of one family whose params differ only in ``seed`` and in
 where they ran (``WHERE``); a group of >= 2 seeds gives each number a mean, a sample std and a
 95% Student-t interval (common.report.intervals). Pure functions over trial dicts (``params``,
-``metrics``, ``tags``, as ``report_data.Trial.as_dict`` gives them), returning report blocks.
+``metrics``, ``tags``, as ``runs.Trial.as_dict`` gives them), returning report blocks.
 
 The budget table (issue 16) puts three columns beside the goals: the slides' published numbers,
 the seed preset (the group whose params are ``sweeps/seed.py``'s config) and the winners (of
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from common.report.intervals import fmt_interval, t_interval
-from common.report.mitigations import fmt_count, fmt_value, measured_on
 from common.report.runs import FAMILY_LABEL as LABEL
+from common.report.values import fmt_count, fmt_value, measured_on
 
 Trial = dict
 PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "seed.py"
@@ -55,6 +55,14 @@ GOAL_FID_N = 10_000
 # slides' parameter count (VAE 1.38M; G 1.24M, D 2.76M). Groups outside it cannot be the winners.
 BUDGET = {"vae": (20, {"n_params_vae": 1.38e6}), "dcgan": (40, {"n_params_g": 1.24e6, "n_params_d": 2.76e6})}
 TRAIN_SUBSET, PARAMS_TOLERANCE = 10_000, 0.10
+BUDGET_HEADER = [
+    "metric (test split)",
+    "the slides",
+    "the seed preset (sweeps/seed.py)",
+    "the sweep's winners",
+    "goal",
+    "verdict",
+]
 
 
 def _what(t: Trial) -> dict[str, str]:
@@ -173,23 +181,7 @@ def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str
 def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> list[tuple]:
     """'Best within the slides' budget' over every trial of the experiment; ``objective``: a
     trial's best validation value of its family's default metric (lower is better)."""
-    preset, columns, notes = preset_params(), {}, []
-    for family in dict.fromkeys(f for f, *_ in BUDGET_ROWS):
-        groups = seed_groups([t for t in trials if t["params"].get("family") == family])
-        ours = [g for g in groups if _what(g[0]) == preset[family]]
-        outside = [(g, why) for g in groups if g not in ours and (why := outside_budget(g[0]))]
-        others = [
-            (sum(vs) / len(vs), g)
-            for g in groups
-            if g not in ours and not outside_budget(g[0])
-            if (vs := [v for t in g if (v := objective(t)) is not None])
-        ]
-        columns[family] = (ours[0] if ours else None, min(others, key=lambda p: p[0])[1] if others else None)
-        if columns[family][1]:
-            notes.append(_config_note(family, columns[family][1], preset[family]))
-        notes += [
-            f"{LABEL[family]}: a group of {len(g)} seeds left out, outside the budget: {why}." for g, why in outside
-        ]
+    columns, notes = _columns(trials, objective)
     if not any(g for pair in columns.values() for g in pair) and not notes:
         return []
     rows = [
@@ -211,20 +203,32 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
             "winners are, of the configs run at >= 2 seeds other than the seed preset, the one with the best "
             "mean validation objective; a goal is met when the winners' whole interval meets it.",
         ),
-        (
-            "table",
-            [
-                "metric (test split)",
-                "the slides",
-                "the seed preset (sweeps/seed.py)",
-                "the sweep's winners",
-                "goal",
-                "verdict",
-            ],
-            rows,
-        ),
+        ("table", BUDGET_HEADER, rows),
         ("ul", notes),
     ]
+
+
+def _columns(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> tuple[dict, list[str]]:
+    """(family -> (the seed preset's group, the winners' group), either None when not run; the notes on
+    the winners' config and on the groups left out as outside the budget)."""
+    preset, columns, notes = preset_params(), {}, []
+    for family in dict.fromkeys(f for f, *_ in BUDGET_ROWS):
+        groups = seed_groups([t for t in trials if t["params"].get("family") == family])
+        ours = [g for g in groups if _what(g[0]) == preset[family]]
+        outside = [(g, why) for g in groups if g not in ours and (why := outside_budget(g[0]))]
+        others = [
+            (sum(vs) / len(vs), g)
+            for g in groups
+            if g not in ours and not outside_budget(g[0])
+            if (vs := [v for t in g if (v := objective(t)) is not None])
+        ]
+        columns[family] = (ours[0] if ours else None, min(others, key=lambda p: p[0])[1] if others else None)
+        if columns[family][1]:
+            notes.append(_config_note(family, columns[family][1], preset[family]))
+        notes += [
+            f"{LABEL[family]}: a group of {len(g)} seeds left out, outside the budget: {why}." for g, why in outside
+        ]
+    return columns, notes
 
 
 def _cell(group: list[Trial] | None, key: str) -> str:

@@ -1,0 +1,99 @@
+"""The report's 'Seed comparison': the slides' published numbers beside each family's best trial, what
+each was measured on, the seed-to-seed spread (common/report/seeds.py) and the models' sizes."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+
+from common.report.runs import FAMILY_LABEL, Family, Trial, epochs_run, measured_on_run
+from common.report.seeds import spread_blocks
+from common.report.values import fmt_value
+from common.trial.families import FAMILIES
+
+# (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md. test_* keys
+# are the best epoch's weights (chosen on validation) scored once on the test split (common/trial/loop.py).
+SEED_ROWS = [
+    ("Negative ELBO, the slides' convention: MSE-sum + KL (nats/image, lower is better)", "test_mse_kl", "200.82"),
+    ("Reconstruction: squared error summed over the 3,072 values in [-1, 1]", "test_recon", "139.56"),
+    ("KL (nats/image)", "test_kl", "61.25"),
+    ("Negative ELBO in bits/dim (discretised decoder likelihood, constants included)", "test_bpd", "not reported"),
+    ("Linear probe accuracy", "test_probe_acc", "37.69%"),
+    ("Probe baseline: raw pixels, same protocol", "test_probe_acc_pixels", "not reported"),
+    ("Probe baseline: the same net randomly initialised, same protocol", "test_probe_acc_random_init", "not reported"),
+    ("G loss", "g_loss", "3.866"),
+    ("D loss", "d_loss", "0.159"),
+    ("G/D loss ratio", "loss_ratio", "24.4"),
+    ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
+    (
+        "Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)",
+        "test_classifier_fd",
+        "not measured",
+    ),
+]
+SEED_CONTEXT = "Seed: CIFAR-10, 10k train subset, 10k test images, seed 42, M1 Pro (MPS), per the slides."
+NOTES = [
+    SEED_CONTEXT,
+    "Ours: test_* rows are the best trial's best epoch (the one its best.pt holds, chosen on the "
+    "validation objective) scored once on the test split; training rows (losses, time) are final-epoch.",
+    "The slides' 'ELBO' is MSE-sum + KL: a negative ELBO only up to the constants of a Gaussian decoder with "
+    "sigma^2 = 1/2 on [-1, 1]. The bits/dim row is the negative ELBO under the decoder's likelihood "
+    "discretised to the 8-bit data, constants included: (nll + KL) / (3,072 ln 2).",
+    "A probe accuracy means something only beside its baselines: the same logistic-regression protocol on "
+    "raw pixels, and on the same architecture randomly initialised (rows below it).",
+]
+
+
+def seed_comparison_blocks(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
+    """The section: one row per ``SEED_ROWS`` entry, a column per family's best trial."""
+    best = {name: fam.best for name, fam in families.items() if fam.best is not None}
+    cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in FAMILY_LABEL]
+    return [
+        ("h2", "Seed comparison"),
+        ("table", ["metric", "seed (published)", *cols, "measured on"], _rows(client, best)),
+        ("ul", NOTES + _best_notes(client, families)),
+        *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
+        ("h3", "Model sizes (parameters)"),
+        ("table", ["model", "seed (published)", "ours (best trial)", "trial"], _sizes(best)),
+    ]
+
+
+def _cell(best: dict[str, Trial], name: str, key: str) -> str:
+    return fmt_value(key, best[name].metric(key)) if name in best else "—"
+
+
+def _rows(client: MlflowClient, best: dict[str, Trial]) -> list[list[str]]:
+    rows = []
+    for label, key, seed in SEED_ROWS:
+        on = {n: measured_on_run(client, key, t) for n, t in best.items() if t.metric(key) is not None}
+        if len(set(on.values())) > 1:  # the families were measured differently: say each
+            text = "; ".join(f"{FAMILY_LABEL[n]}: {c}" for n, c in on.items())
+        else:
+            text = next(iter(on.values()), "not logged by the best trials")
+        rows.append([label, seed, *[_cell(best, n, key) for n in FAMILY_LABEL], text])
+    return rows
+
+
+def _best_notes(client: MlflowClient, families: dict[str, Family]) -> list[str]:
+    """How each family's best trial was chosen, and what it ran."""
+    notes = []
+    for name, fam in families.items():
+        if (t := fam.best) is None:
+            notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.metric}, so there is no best trial.")
+            continue
+        notes.append(
+            f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
+            f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
+            "logged it; "
+            f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
+            f"status {t.tags.get('trial_status', '?')}."
+        )
+    return notes
+
+
+def _sizes(best: dict[str, Trial]) -> list[list[str]]:
+    """Each family's nets (its registry entry's param_rows): the slides' size beside the best trial's."""
+    return [
+        [f"{label} ({key})", seed, _cell(best, n, key), best[n].trial_id if n in best else "none"]
+        for n, f in FAMILIES.items()
+        for label, key, seed in f.param_rows
+    ]
