@@ -31,6 +31,7 @@ def _gpus(value: str) -> float | str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # One flat list of flags, in --help's order: longer than 50 lines, and clearer unsplit.
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -139,34 +140,46 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    """The one job the flags ask for: --sample, --check, --report, else a sweep."""
     if args.sample:
-        from common.sweep.best import sample_registered_model
-        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
-
         if args.num_images < 1:
             fail(f"-n must be >= 1 (got {args.num_images})")
-        uri = resolve_tracking_uri(args.tracking_uri)
-        check_tracking_uri(uri, must_exist=True)
-        out = sample_registered_model(args.sample, args.num_images, args.out or "samples.png", uri, seed=args.seed or 0)
+        from common.sweep.best import sample_registered_model
+
+        out = sample_registered_model(
+            args.sample, args.num_images, args.out or "samples.png", _tracking(args), seed=args.seed or 0
+        )
         print(f"samples: {out}")
         return 0
     if args.check:
         from common.sweep.audit import audit, render
-        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
 
-        uri = resolve_tracking_uri(args.tracking_uri)
-        check_tracking_uri(uri, must_exist=True)
-        checks = audit(args.check, uri, args.storage)
+        checks = audit(args.check, _tracking(args), args.storage)
         print(render(checks))
         return 0 if all(c.ok for c in checks) else 1
     if args.report_only:
         from common.report.build import build_report
-        from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
 
-        uri = resolve_tracking_uri(args.tracking_uri)
-        check_tracking_uri(uri, must_exist=True)
-        print(f"report: {build_report(args.report_only, args.out or 'report', uri)}")
+        print(f"report: {build_report(args.report_only, args.out or 'report', _tracking(args))}")
         return 0
+    from common.sweep.driver import run
+
+    _print_summary(run(_sweep_options(args)))
+    return 0
+
+
+def _tracking(args: argparse.Namespace) -> str:
+    """The tracking URI of a job that reads an existing store: it must answer and exist."""
+    from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_uri(uri, must_exist=True)
+    return uri
+
+
+def _sweep_options(args: argparse.Namespace):
+    """The flags of a sweep as SweepOptions; exit 2 for a missing --space, flags that contradict
+    each other, or values out of range (the space, --set values and data are checked by plan())."""
     if not args.space:
         fail("--space FILE is required (e.g. --space sweeps/gan_ttur.py), or use --report EXPERIMENT")
     if args.single_trial and args.address:
@@ -187,35 +200,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not sep or not key:
             fail(f"--set {item!r} is not KEY=VALUE (e.g. --set lr_ratio=4)")
         overrides.append((key.strip(), value.strip()))
+    from common.sweep.options import SweepOptions
 
-    from common.sweep.driver import SweepOptions, run
+    # A flag is the SweepOptions field of the same name (one name for one thing), but these three.
+    derived = {"overrides", "report", "out"}
+    same = {f: getattr(args, f) for f in SweepOptions.__dataclass_fields__ if f in vars(args) and f not in derived}
+    return SweepOptions(**same, overrides=tuple(overrides), report=not args.no_report, out=args.out or "report")
 
-    opts = SweepOptions(
-        space=args.space,
-        num_samples=args.num_samples,
-        max_epochs=args.max_epochs,
-        data=args.data,
-        train_subset=args.train_subset,
-        seed=args.seed,
-        overrides=tuple(overrides),
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        address=args.address,
-        verbose=args.verbose,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        memory_per_trial=args.memory_per_trial,
-        single_trial=args.single_trial,
-        resume=args.resume,
-        smoke_test=args.smoke_test,
-        report=not args.no_report,
-        out=args.out or "report",
-        storage=args.storage,
-        eval_n=args.eval_n,
-        fid_weights=args.fid_weights,
-        optuna_storage=args.optuna_storage,
-    )
-    summary = run(opts)
+
+def _print_summary(summary: dict) -> None:
     for family, best in summary.get("best", {}).items():
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
         if best.get("final"):
@@ -224,7 +217,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"report: {summary['report']}")
     if "mlflow_ui" in summary:
         print(f"MLflow: {summary['mlflow_ui']}")
-    return 0
 
 
 if __name__ == "__main__":
