@@ -1,6 +1,6 @@
-"""Ablation: cyclical beta annealing vs constant beta (the seed's VAE mitigation), 2 seeds.
+"""Ablation: cyclical beta annealing vs constant beta (the slides' VAE mitigation), 2 seeds.
 
-Fixed runs, no search: the seed's VAE budget (20 epochs, 10k subset, beta = 1) with the seed's
+Fixed runs, no search: the slides' VAE budget (20 epochs, 10k subset, beta = 1) with the slides'
 cyclical schedule (4 cycles, ramp over the first half of each) against a constant beta. Only
 ``beta_schedule`` and ``seed`` differ, so the report's mitigation section can pair them.
 """

@@ -1,7 +1,7 @@
 """Ablation: spectral norm + TTUR (lr_D = 4 lr_G) vs the plain DCGAN, 2 seeds.
 
 Fixed runs, no search, 10 epochs each on the 10k subset: the slides' "Spectral Norm + TTUR"
-mitigation for training instability against the seed's DCGAN. Only ``spectral_norm``,
+mitigation for training instability against the slides' DCGAN. Only ``spectral_norm``,
 ``lr_ratio`` and ``seed`` differ, so the report's mitigation section can pair them.
 """
 

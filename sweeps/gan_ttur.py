@@ -2,7 +2,7 @@
 
 Searches the generator learning rate, the ratio lr_D / lr_G in [1, 8], Adam's beta1, spectral
 normalisation of D on/off and the loss (non-saturating BCE or hinge; WGAN-GP is in
-sweeps/gan_stability.py, which crosses all the seed's GAN mitigations).
+sweeps/gan_stability.py, which crosses all the slides' GAN mitigations).
 Objective: ``val_classifier_fd``, the Fréchet distance of 1,000 generated images (the same z every
 epoch) to the 5,000 validation images in the feature space of the domain classifier
 (common/metrics/classifier.py): cheap enough to score every epoch on a CPU, and the per-epoch score that

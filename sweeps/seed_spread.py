@@ -1,4 +1,4 @@
-"""The study's two runs (sweeps/seed.py) at three seeds, for the spread: Conv-VAE 20 epochs, DCGAN 40.
+"""The study's two runs (sweeps/slides.py) at three seeds, for the spread: Conv-VAE 20 epochs, DCGAN 40.
 
 Fixed runs, no search. Each run is scored on the test split at the end (the final stage evaluates
 every run of a ``runs`` space), and the report's 'Seed-to-seed spread' table gives each number's

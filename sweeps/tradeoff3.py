@@ -4,9 +4,9 @@ One multi-objective search per family, on the same two objectives, both on the v
 ``val_probe_acc`` (the linear probe, higher is better: on mu for the VAE and the VAE-GAN, on D's
 conv features for the DCGAN, as Radford et al. 2016 did) and ``val_classifier_fd`` (1,000 fixed-z
 samples vs the validation images in the domain classifier's features, lower is better). The
-report draws one Pareto front over the three families' trials, with the seed preset's two models
+report draws one Pareto front over the three families' trials, with the slides preset's two models
 (the slides' VAE and DCGAN) placed on it when the experiment holds them: run
-``sweeps/seed_spread.py`` (or ``sweeps/seed.py``) with the same ``--experiment``.
+``sweeps/seed_spread.py`` (or ``sweeps/slides.py``) with the same ``--experiment``.
 
 Budget (the slides'): their nets (latent sizes kept near theirs, so each net stays within ±10% of
 its parameter count), the seeded 10k train subset, 20 epochs for the VAE and the VAE-GAN, 40 for

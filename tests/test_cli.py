@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "run_sweep.py"
 GAN = str(REPO / "sweeps" / "gan_ttur.py")
 VAE = str(REPO / "sweeps" / "vae_beta.py")
-SEED = str(REPO / "sweeps" / "seed.py")
+SLIDES = str(REPO / "sweeps" / "slides.py")
 HEADER = 'family = "vae"\nmetric = "val_mse_kl"\nmode = "min"\n'
 FORBIDDEN = ("ray_results", "mlflow.db", "mlartifacts", "optuna.db")  # what a sweep that got going leaves in cwd
 
@@ -161,7 +161,7 @@ CASES = {
     "set-beta-negative": Case(lambda i: ["--space", VAE, "--set", "beta=-1"] + SYN, "beta"),
     "set-lr-ratio-zero": Case(lambda i: ["--space", GAN, "--set", "lr_ratio=0"] + SYN, "lr_ratio"),
     "set-without-equals": Case(lambda i: ["--space", GAN, "--set", "lr_ratio"] + SYN, "KEY=VALUE"),
-    "set-seed-abc": Case(lambda i: ["--space", SEED, "--set", "seed=abc"] + SYN, "seed"),
+    "set-seed-abc": Case(lambda i: ["--space", SLIDES, "--set", "seed=abc"] + SYN, "seed"),
     "set-val-size-too-big": Case(lambda i: ["--space", VAE] + SYN + ["--set", "val_size=100000"], "val_size"),
     "objective-on-the-test-split": Case(
         lambda i: ["--space", space_file(HEADER.replace("val_mse_kl", "test_kl"))(i)] + SYN, "test-split metric"

@@ -10,7 +10,7 @@ from common.trial.families import FAMILIES
 
 
 # ---- defaults ---------------------------------------------------------------------------------
-def test_vae_defaults_match_the_seed():
+def test_vae_defaults_match_the_slides():
     c = VAEConfig()
     assert c.family == "vae"
     assert c.seed == 42
@@ -20,7 +20,7 @@ def test_vae_defaults_match_the_seed():
     assert c.beta == 1.0 and c.beta_schedule == "constant"
 
 
-def test_dcgan_defaults_match_the_seed():
+def test_dcgan_defaults_match_the_slides():
     c = DCGANConfig()
     assert c.family == "dcgan"
     assert c.seed == 42

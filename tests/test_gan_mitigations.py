@@ -1,5 +1,5 @@
 """GAN failure-mode options and detectors: losses vs closed forms, SN, minibatch discrimination,
-the seed's training step bit for bit, gradient norms, class coverage (CPU, tiny nets, synthetic data)."""
+the slides' training step bit for bit, gradient norms, class coverage (CPU, tiny nets, synthetic data)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def _task(data, **kw) -> DCGANTask:
 
 
 # ---- config ---------------------------------------------------------------------------------
-def test_defaults_are_the_seed():
+def test_defaults_are_the_slides():
     c = DCGANConfig()
     assert (c.gan_loss, c.n_critic, c.label_smoothing, c.spectral_norm, c.minibatch_disc) == ("bce", 1, 0.0, False, 0)
     assert c.d_norm == "auto" and c.d_batchnorm and c.gp_weight == 10.0 and c.minibatch_dim == 8
@@ -265,7 +265,7 @@ def test_seed_training_step_is_bit_for_bit_the_original(data):
         dict(gan_loss="wgan-gp", n_critic=3, lr_ratio=2.0, spectral_norm=True, beta1=0.0, beta2=0.9),
         dict(label_smoothing=0.1, spectral_norm=True, d_norm="none"),
     ],
-    ids=["seed", "hinge-sn-mbd", "wgan-gp-ncritic3-sn", "smooth-sn-nobn"],
+    ids=["slides", "hinge-sn-mbd", "wgan-gp-ncritic3-sn", "smooth-sn-nobn"],
 )
 def test_train_epoch_options_and_detectors(data, kw):
     task = _task(data, **kw)

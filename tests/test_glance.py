@@ -45,7 +45,9 @@ def test_the_report_opens_with_the_answer_per_axis_the_samples_and_the_tradeoff(
     index = build_report("glance", tmp_path / "r", tracking_uri=_experiment(tmp_path))
     md = index.with_name("report.md").read_text()
     glance = md.split("## At a glance")[1].split("\n## ")[0]
-    assert md.index("## At a glance") < md.index("## Seed comparison") < md.index("## Appendix: run metadata")
+    assert (
+        md.index("## At a glance") < md.index("## Comparison with the slides") < md.index("## Appendix: run metadata")
+    )
     assert "| VAE (vae_00000) | 39.00% (raw pixels 40.00%, -1.00 pp) |" in glance
     assert "| DCGAN (dcgan_00002) | 60.00% (raw pixels 39.00%, +21.00 pp) |" in glance
     assert (

@@ -70,14 +70,14 @@ def test_beta_linear():
 
 
 def test_beta_cyclical_matches_seed_formula():
-    def seed(epoch, epochs=20, cycles=4):  # the seed slides' cyclical_beta
+    def slides(epoch, epochs=20, cycles=4):  # the slides' cyclical_beta
         cycle_len = epochs // cycles
         pos = (epoch % cycle_len) / cycle_len
         return min(1.0, pos * 2)
 
     kw = dict(schedule="cyclical", max_epochs=20, cycles=4)
     got = [beta_at(e, beta=1.0, **kw) for e in range(20)]
-    assert got == pytest.approx([seed(e) for e in range(20)])
+    assert got == pytest.approx([slides(e) for e in range(20)])
     assert got[:6] == pytest.approx([0.0, 0.4, 0.8, 1.0, 1.0, 0.0])
     assert beta_at(7, beta=4.0, **kw) == pytest.approx(4.0 * 0.8)
 

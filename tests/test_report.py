@@ -203,7 +203,7 @@ def test_header(report, sweep):
 
 def test_seed_table_values(report):
     _, _, md, page = report
-    seed_rows = md.split("## Seed comparison")[1].split("## Figures")[0]
+    seed_rows = md.split("## Comparison with the slides")[1].split("## Figures")[0]
     for published in ("200.82", "139.56", "61.25", "37.69%", "3.866", "0.159", "24.4", "22 min", "45 min"):
         assert published in seed_rows
     elbo_row = next(line for line in seed_rows.splitlines() if line.startswith("| Negative ELBO, the slides"))
@@ -225,7 +225,7 @@ def test_seed_table_values(report):
 
 def test_measured_on_comes_from_size_metrics(report):
     _, _, md, _ = report
-    rows = md.split("## Seed comparison")[1].split("## Figures")[0]
+    rows = md.split("## Comparison with the slides")[1].split("## Figures")[0]
     assert "cifar10, test split, 10,000 images, best epoch (on validation)" in rows
     assert (
         "fit on the train subset (5,000 images), C chosen on the validation: 5,000 images of the train split "
@@ -238,7 +238,7 @@ def test_measured_on_comes_from_size_metrics(report):
 
 def test_the_report_says_which_split_selects(report):
     _, _, md, _ = report
-    header = md.split("## Seed comparison")[0]
+    header = md.split("## Comparison with the slides")[0]
     assert "every selection (ASHA, the searcher, each trial's best epoch, the best trial" in header
     assert "chosen by its best val_mse_kl (min, validation)" in md
 
@@ -399,7 +399,7 @@ def test_each_family_from_its_latest_sweep(sweep, tmp_path):
     empty = _parent(client, exp_id, "no_trials_yet", 4_000_000, "val_classifier_fd", "gan_ttur")
 
     md = build_report("vae_vs_dcgan", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
-    rest, header = md.split("## Seed comparison")[1].split("## Appendix: run metadata")  # the metadata: last
+    rest, header = md.split("## Comparison with the slides")[1].split("## Appendix: run metadata")  # the metadata: last
     assert vae in header and new in header and old not in header and empty not in header
     assert "| sweep param space | gan_ttur | vae_beta |" in header  # newest parent first
     assert "| sweep param metric | val_classifier_fd | val_mse_kl |" in header
@@ -638,11 +638,11 @@ def test_study_importances_read_the_sweeps_own_rdb_study(tmp_path):
 
 
 def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
-    """The seed preset at three seeds: mean ± std and the 95% t-interval of each reported number."""
+    """The slides preset at three seeds: mean ± std and the 95% t-interval of each reported number."""
     uri, _ = sweep
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("seeds", artifact_location=(tmp_path / "artifacts").as_uri())
-    pid = _parent(client, exp_id, "seed", 1_000_000, "val_mse_kl", "seed")
+    pid = _parent(client, exp_id, "slides", 1_000_000, "val_mse_kl", "slides")
     for i, (seed, kl) in enumerate(((1, 40.0), (2, 42.0), (3, 44.0))):
         rows = [
             {
@@ -682,7 +682,7 @@ def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
 
 
 def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_it(sweep, tmp_path):
-    """sweeps/tradeoff3.py: one parent, a multi-objective search per family; the seed preset's runs
+    """sweeps/tradeoff3.py: one parent, a multi-objective search per family; the slides preset's runs
     (another, older parent of the experiment) are placed on the families' joint front."""
     from common.report.seeds import preset_params
 
@@ -707,7 +707,7 @@ def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_
     joint = sec[sec.index(f"### VAE, DCGAN together, parent run {new}") :]
     assert "3 completed trials that logged every objective (0 other trial(s) left out); 2 are non-dominated" in joint
     assert (
-        "Placed on it (black stars, not part of the front): the slides' VAE (seed preset, 2 seed(s)): "
+        "Placed on it (black stars, not part of the front): the slides' VAE (slides preset, 2 seed(s)): "
         "val_probe_acc 38.00%, val_classifier_fd 30.00."
     ) in joint
     ids = [line.split(" | ")[0][2:] for line in joint[joint.index("| trial_id") :].splitlines()[2:]]

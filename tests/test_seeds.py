@@ -75,15 +75,15 @@ def test_the_winners_are_chosen_on_validation_and_judged_on_their_whole_interval
         elbo["the sweep's winners"].startswith("190.43 ± 0.01, 95% CI [") and "3 seeds" in elbo["the sweep's winners"]
     )
     assert "test split, 10,000 images" in elbo["the sweep's winners"]
-    assert elbo["the seed preset (sweeps/seed.py)"].startswith("268.00 ± 1.00, 95% CI [265.52, 270.48]")
+    assert elbo["the slides preset (sweeps/slides.py)"].startswith("268.00 ± 1.00, 95% CI [265.52, 270.48]")
     assert rows["test_kl"]["verdict"] == "met"  # 40 > 10, with no spread at all
     assert rows["probe_minus_pixels"]["the sweep's winners"].startswith("+7.10 pp")
     assert rows["probe_minus_pixels"]["verdict"] == rows["test_probe_acc"]["verdict"] == "met"  # 46.0-46.2% >= 45%
     assert rows["fid"]["verdict"] == "not met: the mean misses by 12.00"  # 71-73 vs <= 60
-    assert rows["fid"]["the seed preset (sweeps/seed.py)"] == "not run"
+    assert rows["fid"]["the slides preset (sweeps/slides.py)"] == "not run"
     assert rows["recall"]["verdict"].startswith("inconclusive")  # 0.20-0.22: its interval straddles > 0.2
     notes = next(b[1] for b in blocks if b[0] == "ul")
-    assert "VAE winners: the seed preset's config but lr_schedule=cosine." in notes
+    assert "VAE winners: the slides preset's config but lr_schedule=cosine." in notes
     assert "VAE: a group of 2 seeds left out, outside the budget: max_epochs 40 > 20." in notes
 
 
@@ -127,4 +127,4 @@ def test_the_slides_models_are_placed_at_the_preset_runs_mean_of_each_objective(
         _trial("vae", 44, {"lr": "0.002"}, val_probe_acc=0.9, val_classifier_fd=1.0),  # not the preset
         _trial("dcgan", 42, val_classifier_fd=20.0),
     ]  # no probe logged: cannot be placed
-    assert preset_means(runs, keys) == [("the slides' VAE (seed preset, 2 seed(s))", [pytest.approx(0.37), 32.0])]
+    assert preset_means(runs, keys) == [("the slides' VAE (slides preset, 2 seed(s))", [pytest.approx(0.37), 32.0])]

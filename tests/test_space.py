@@ -42,7 +42,7 @@ class RecordingTrial:
 
 # ---- the shipped space files -------------------------------------------------------------------
 def test_shipped_spaces_are_the_expected_ones():
-    assert {"gan_ttur", "vae_beta", "seed"} <= set(SHIPPED)
+    assert {"gan_ttur", "vae_beta", "slides"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -79,8 +79,8 @@ def test_vae_beta():
     assert seen <= {16, 32, 64, 128, 256} and len(seen) > 1
 
 
-def test_seed_preset():
-    space = load_space(SWEEPS / "seed.py")
+def test_slides_preset():
+    space = load_space(SWEEPS / "slides.py")
     assert space.search is None and space.family is None
     assert {r["family"]: r["max_epochs"] for r in space.runs} == {"vae": 20, "dcgan": 40}
     configs = check_configs(space, {}, seed=42)
@@ -357,7 +357,7 @@ def test_overrides_win_over_defaults_and_search(tmp_path):
 
 
 def test_overrides_apply_to_every_run():
-    space = load_space(SWEEPS / "seed.py")
+    space = load_space(SWEEPS / "slides.py")
     configs = check_configs(space, {"max_epochs": "1", "data": "synthetic"}, seed=42)
     assert [c["max_epochs"] for c in configs] == [1, 1]
     assert all(c["data"] == "synthetic" for c in configs)
@@ -417,8 +417,8 @@ def test_plan_set_overrides_win(sweep):
     assert cfg["seed"] == 42
 
 
-def test_plan_seed_preset_keeps_per_run_epochs(sweep):
-    _, configs, _ = sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "seed.py")))
+def test_plan_slides_preset_keeps_per_run_epochs(sweep):
+    _, configs, _ = sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "slides.py")))
     assert [c["max_epochs"] for c in configs] == [20, 40]
 
 

@@ -337,24 +337,24 @@ def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir
     assert seen == [expected]
 
 
-def test_seed_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):
+def test_slides_preset_smoke_runs_both_families_under_one_parent(ray_session, workdir, tracking_uri):
     summary = run(
         _opts(
             workdir,
             tracking_uri,
-            "seed.py",
+            "slides.py",
             smoke_test=True,
             overrides=(("dcgan.g_channels", "32"), ("vae.base_channels", "16")),
         )
     )
     assert set(summary["best"]) == {"vae", "dcgan"}
-    client, parents, children = _runs(tracking_uri, "seed")
+    client, parents, children = _runs(tracking_uri, "slides")
     assert len(parents) == 1
     assert sorted(c.data.tags["family"] for c in children) == ["dcgan", "vae"]
     by_family = {c.data.tags["family"]: c.data.params for c in children}
     assert by_family["dcgan"]["g_channels"] == "32" and by_family["vae"]["base_channels"] == "16"
     md = (workdir / "report" / "report.md").read_text()
-    assert "200.82" in md and "3.866" in md  # the seed's published values beside ours
+    assert "200.82" in md and "3.866" in md  # the slides' published values beside ours
 
 
 def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_session, workdir, tracking_uri):
@@ -450,7 +450,7 @@ def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workd
     monkeypatch.setattr(ray, "init", init)
     monkeypatch.setattr(common.sweep.driver, "mps_available", lambda: apple)
     with pytest.raises(KeyboardInterrupt):
-        run(_opts(workdir, tracking_uri, "seed.py"))
+        run(_opts(workdir, tracking_uri, "slides.py"))
     assert seen["resources"] == ({"mps": 1} if apple else None)
 
 

@@ -49,7 +49,7 @@ def no_hub_weights(tmp_path, monkeypatch):
 
 
 # ---- config ---------------------------------------------------------------------------------------
-def test_new_fields_default_to_off_and_the_seed():
+def test_new_fields_default_to_off_and_the_slides():
     c = VAEConfig()
     assert (c.free_bits, c.perceptual_weight, c.perceptual_net, c.perceptual_weights, c.ramp_fraction) == (
         0.0,
@@ -229,7 +229,7 @@ def test_vgg16_from_a_weights_file(tmp_path):
 
 # ---- task wiring ----------------------------------------------------------------------------------
 def _seed_train_epoch(task: VAETask, epoch: int) -> dict[str, float]:
-    """The seed's training loop, before this issue (to prove the defaults leave it unchanged)."""
+    """The slides' training loop, before this issue (to prove the defaults leave it unchanged)."""
     beta = task.beta(epoch)
     task.model.train()
     total = torch.zeros(3)
@@ -250,7 +250,7 @@ def _seed_train_epoch(task: VAETask, epoch: int) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
-def test_default_task_trains_exactly_as_the_seed(precision):
+def test_default_task_trains_exactly_as_the_slides(precision):
     a, b = _task(precision=precision), _task(precision=precision)
     assert a.perceptual is None and a.tags() == {}
     torch.manual_seed(0)
@@ -310,8 +310,8 @@ def test_evaluate_does_not_flag_a_used_latent(monkeypatch):
 
 
 # ---- cyclical ramp fraction -----------------------------------------------------------------------
-def test_ramp_fraction_half_is_the_seed_formula_exactly():
-    def seed(epoch, epochs, cycles):  # the seed slides' cyclical_beta
+def test_ramp_fraction_half_is_the_slides_formula_exactly():
+    def slides(epoch, epochs, cycles):  # the slides' cyclical_beta
         cycle_len = epochs // cycles
         pos = (epoch % cycle_len) / cycle_len
         return min(1.0, pos * 2)
@@ -321,7 +321,7 @@ def test_ramp_fraction_half_is_the_seed_formula_exactly():
             beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles, ramp_fraction=0.5)
             for e in range(epochs)
         ]
-        assert got == [seed(e, epochs, cycles) for e in range(epochs)]  # bit for bit
+        assert got == [slides(e, epochs, cycles) for e in range(epochs)]  # bit for bit
         assert got == [
             beta_at(e, schedule="cyclical", beta=1.0, max_epochs=epochs, cycles=cycles) for e in range(epochs)
         ]

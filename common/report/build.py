@@ -5,7 +5,7 @@ runs, so a report can be rebuilt anywhere the tracking store is reachable. An ex
 hold several sweeps (``make sweep``: VAE, then DCGAN); each family comes from the latest parent
 that has trials of it. Every number carries the data, split and sample count it was measured
 on, from the trial's params and step-0 metrics ``n_train_images`` / ``n_test_images``; only
-the seed column (the published slides) is constant. 'Best within the slides' budget' sets the seed
+the slides' column (their published numbers) is constant. 'Best within the slides' budget' sets the slides
 preset and the best other config, each over its seeds, beside the slides and issue 16's goals
 (common/report/seeds.py, over every trial of the experiment). The top-trials tables carry detector flags, a
 multi-objective sweep gets its Pareto front, and 'Failure modes and mitigations' measures each
@@ -32,8 +32,8 @@ from common.report.pareto import pareto_blocks
 from common.report.quality import quality_blocks
 from common.report.render import to_html, to_markdown
 from common.report.runs import ReportError, Trial, best_value, experiment_trials, fallback_objective, load
-from common.report.seed_comparison import seed_comparison_blocks
 from common.report.seeds import budget_blocks
+from common.report.slides_comparison import slides_comparison_blocks
 from common.report.top_trials import top_trials_blocks
 from common.report.values import SPLITS
 
@@ -64,7 +64,7 @@ def build_report(
         ("p", SPLITS),
         *glance_blocks(families, every, out_dir),
     ]
-    blocks += seed_comparison_blocks(client, families) + _budget(client, every) + quality_blocks(families) + figures
+    blocks += slides_comparison_blocks(client, families) + _budget(client, every) + quality_blocks(families) + figures
     blocks += top_trials_blocks(client, families) + pareto_blocks(families, every, out_dir)
     blocks += (
         importance_blocks(families) + _mitigations(experiment, every) + metadata_blocks(experiment, parents, families)

@@ -139,7 +139,7 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
         ]
     points = [(t.metric(x_key), t.metric("test_probe_acc")) for t in done]
     front = non_dominated(points, ["min", "max"])
-    # 2. the figure, with the slides' models as the seed preset ran them
+    # 2. the figure, with the slides' models as the slides preset ran them
     anchors = preset_means([t.as_dict() for t in every], [x_key, "test_probe_acc"])
     _draw(done, points, front, anchors, x_key).savefig(out_dir / "figures" / "glance_tradeoff.png", format="png")
     # 3. its caption: what each axis was measured on
@@ -154,7 +154,7 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
         f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
         f"test split ({fmt_count(n) or '?'} images); x = {x_key}{x_what}; {len(front)} "
         f"trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' models as the "
-        "seed preset ran them here."
+        "slides preset ran them here."
     )
     return [("img", "figures/glance_tradeoff.png", caption)]
 

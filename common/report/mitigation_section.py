@@ -9,7 +9,7 @@ from common.report.mitigations import Result, verdict
 from common.report.values import fmt_value, measured_on
 
 INTRO = (
-    "Mitigations from the seed's 'Failure Modes & Mitigations' slide and this project's options, measured "
+    "Mitigations from the slides' 'Failure Modes & Mitigations' slide and this project's options, measured "
     "over {scope}. A mitigation is measured only between completed trials whose params are identical except "
     "the mitigation's own fields and seed; a pair is an on and an off trial of the same seed (seed-means "
     "form one unpaired comparison where the seeds differ). test_* values are each trial's best epoch (chosen on "
@@ -23,9 +23,9 @@ CATALOGUE = [
     "on / off (params)",
     "own fields (may differ)",
     "target metric",
-    "seed's claimed gain",
+    "slides' claimed gain",
 ]
-GAINS = ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "seed's claim", "verdict", "measured on"]
+GAINS = ["mitigation", "target", "n", "with (on)", "without (off)", "gain", "slides' claim", "verdict", "measured on"]
 NOT_MEASURED = (
     "Not measured in this experiment (no trials differing only in the mitigation's fields): {names}. Measure "
     "them with `python run_sweep.py --space sweeps/ablate_cyclical.py` and `sweeps/ablate_sn_ttur.py` (each "
@@ -56,7 +56,7 @@ def mitigation_blocks(results: list[Result], scope: str) -> list[tuple]:
 
 
 def _catalogue(results: list[Result]) -> list[list[str]]:
-    """One row per mitigation: how on and off are read, its own fields, its targets and the seed's claims."""
+    """One row per mitigation: how on and off are read, its own fields, its targets and the slides' claims."""
     first: dict = {}  # name -> the mitigation, in catalogue order
     for r in results:
         first.setdefault(r.mitigation.name, r.mitigation)

@@ -11,7 +11,7 @@ when the two sides share no seed their seed-means form one unpaired comparison. 
 ``trial_status=completed`` trials give values: a stopped, diverged or collapsed (pruned) trial has
 no value at its final epoch; how many trials of matched groups diverged or collapsed is counted.
 Within a group, on trials are split by the values of the mitigation's own fields (beta=4 and beta=0.5
-are separate comparisons against beta=1). ``verdict`` says whether a Result bears out the seed's
+are separate comparisons against beta=1). ``verdict`` says whether a Result bears out the slides'
 claim; common/report/mitigation_section.py writes the report's section from the Results.
 """
 
@@ -47,7 +47,7 @@ def _side(on: bool, off: bool) -> bool | None:
 class Target:
     metric: str
     mode: str  # "max" | "min": the direction in which the mitigation is meant to move it
-    claim: str  # the seed's claimed gain (/work/shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
+    claim: str  # the slides' claimed gain (/work/shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
     check: tuple = ()  # ("above", x): with-mean > x; ("rel", lo, hi): relative gain in [lo, hi] %
 
 
@@ -62,13 +62,13 @@ class Mitigation:
     biased_if: Callable[[dict, dict], bool] | None = None  # (params, tags) of an on trial -> metric bias
 
 
-NO_CLAIM = "— (not claimed in the seed)"
+NO_CLAIM = "— (not claimed in the slides)"
 SN_TTUR = "stable convergence, smooth training (spectral norm + TTUR together)"
 KL, PROBE = (
     Target("test_kl", "max", "KL > 10", ("above", 10.0)),
     Target("test_probe_acc", "max", "meaningful representations"),
 )
-FD, FUTURE = Target("test_classifier_fd", "min", NO_CLAIM), "— ({} is only future work in the seed)"
+FD, FUTURE = Target("test_classifier_fd", "min", NO_CLAIM), "— ({} is only future work in the slides)"
 MITIGATIONS: tuple[Mitigation, ...] = (
     Mitigation(
         "cyclical β annealing",
@@ -292,7 +292,7 @@ def _by_seed(trials: list[Trial], key: str) -> dict[Any, tuple[float, list[Trial
 
 
 def verdict(r: Result) -> str:
-    """Does the measured gain bear out the seed's claim? 'better' / 'worse' only when the 95% t-interval
+    """Does the measured gain bear out the slides' claim? 'better' / 'worse' only when the 95% t-interval
     of the per-pair gains excludes 0 (so never with one pair), else 'inconclusive'; then any numeric check."""
     s = r.stats()
     text = direction(s["gain_lo"], s["gain_hi"], r.target.mode)

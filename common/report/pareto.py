@@ -122,7 +122,7 @@ def _objectives(fam: Family) -> tuple[list[str], list[str]]:
 
 def pareto_blocks(families: dict[str, Family], every: list[Trial], out_dir: Path) -> list[tuple]:
     """The section: a front per multi-objective family, then one per parent that searched several
-    families (e.g. sweeps/tradeoff3.py) with the slides' models (the experiment's seed-preset trials,
+    families (e.g. sweeps/tradeoff3.py) with the slides' models (the experiment's slides-preset trials,
     mean over seeds, from ``every``) placed on it. [] when no sweep was multi-objective."""
     blocks: list[tuple] = []
     shared: dict[str, list[Family]] = {}

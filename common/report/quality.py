@@ -53,7 +53,7 @@ def quality_blocks(families: dict[str, Family]) -> list[tuple]:
     ]
     return [
         ("h2", "Sample quality (Inception)"),
-        ("table", ["metric", "seed (published)", *[c for c, _, _ in cols]], rows),
+        ("table", ["metric", "the slides (published)", *[c for c, _, _ in cols]], rows),
         ("ul", notes + NOTES),
     ]
 

@@ -6,7 +6,7 @@ where they ran (``WHERE``); a group of >= 2 seeds gives each number a mean, a sa
 ``metrics``, ``tags``, as ``runs.Trial.as_dict`` gives them), returning report blocks.
 
 The budget table (issue 16) puts three columns beside the goals: the slides' published numbers,
-the seed preset (the group whose params are ``sweeps/seed.py``'s config) and the winners (of
+the slides preset (the group whose params are ``sweeps/slides.py``'s config) and the winners (of
 the other groups, the one with the best mean validation objective: selection on validation;
 every number shown is on the test split).
 """
@@ -21,7 +21,7 @@ from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.values import fmt_count, fmt_value, measured_on
 
 Trial = dict
-PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "seed.py"
+PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "slides.py"
 WHERE = {"seed", "data", "device", "deterministic"}  # which seed and where it ran, not what it computed
 SPREAD_KEYS = [
     "test_mse_kl",
@@ -58,7 +58,7 @@ TRAIN_SUBSET, PARAMS_TOLERANCE = 10_000, 0.10
 BUDGET_HEADER = [
     "metric (test split)",
     "the slides",
-    "the seed preset (sweeps/seed.py)",
+    "the slides preset (sweeps/slides.py)",
     "the sweep's winners",
     "goal",
     "verdict",
@@ -138,7 +138,7 @@ def spread_blocks(families: dict[str, Sequence[Trial]]) -> list[tuple]:
 
 
 def preset_params() -> dict[str, dict[str, str]]:
-    """family -> sweeps/seed.py's config for it, as MLflow params (strings), less ``WHERE``."""
+    """family -> sweeps/slides.py's config for it, as MLflow params (strings), less ``WHERE``."""
     from common.sweep.space import check_configs, load_space
 
     return {
@@ -162,7 +162,7 @@ def outside_budget(t: Trial) -> str | None:
 
 def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str, list[float]]]:
     """The slides' models, as a Pareto front places them: (label, the mean final value of each of
-    ``keys``) over the completed trials that ran ``sweeps/seed.py``'s config, any seed."""
+    ``keys``) over the completed trials that ran ``sweeps/slides.py``'s config, any seed."""
     preset, runs = preset_params(), {}
     for t in trials:
         family = t["params"].get("family")
@@ -173,7 +173,7 @@ def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str
         values = [[t["metrics"][k] for t in ts if k in t["metrics"]] for k in keys]
         if all(values):
             out.append(
-                (f"the slides' {LABEL[family]} (seed preset, {len(ts)} seed(s))", [sum(v) / len(v) for v in values])
+                (f"the slides' {LABEL[family]} (slides preset, {len(ts)} seed(s))", [sum(v) / len(v) for v in values])
             )
     return out
 
@@ -200,7 +200,7 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
             "p",
             "The 10k train subset, the slides' nets, VAE <= 20 epochs, DCGAN <= 40. Each cell: mean ± sample std "
             "over the group's seeds, its 95% Student-t interval, the seeds, then the data, split and N. The "
-            "winners are, of the configs run at >= 2 seeds other than the seed preset, the one with the best "
+            "winners are, of the configs run at >= 2 seeds other than the slides preset, the one with the best "
             "mean validation objective; a goal is met when the winners' whole interval meets it.",
         ),
         ("table", BUDGET_HEADER, rows),
@@ -209,7 +209,7 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
 
 
 def _columns(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> tuple[dict, list[str]]:
-    """(family -> (the seed preset's group, the winners' group), either None when not run; the notes on
+    """(family -> (the slides preset's group, the winners' group), either None when not run; the notes on
     the winners' config and on the groups left out as outside the budget)."""
     preset, columns, notes = preset_params(), {}, []
     for family in dict.fromkeys(f for f, *_ in BUDGET_ROWS):
@@ -266,4 +266,4 @@ def _verdict(group: list[Trial] | None, key: str, goal: tuple[str, float]) -> st
 def _config_note(family: str, group: list[Trial], preset: dict[str, str]) -> str:
     params = _what(group[0])
     diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if preset.get(k) != v) or "none"
-    return f"{LABEL[family]} winners: the seed preset's config but {diff}."
+    return f"{LABEL[family]} winners: the slides preset's config but {diff}."

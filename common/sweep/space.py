@@ -23,7 +23,7 @@ Names a space file may define (lower case, nanoGPT-style)::
                  else none (common.sweep.resources.gpu_plan); memory_mb
                                                       defaults to the family's measured peak
     max_concurrent  int | None                        concurrency limit for the searcher
-    runs         [{config...}, ...]                   fixed runs, no search (the seed preset)
+    runs         [{config...}, ...]                   fixed runs, no search (the slides preset)
 """
 
 from __future__ import annotations

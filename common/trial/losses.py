@@ -119,14 +119,14 @@ def vae_loss(
     perceptual: torch.Tensor | None = None,
     perceptual_weight: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """L = mean_batch(recon + beta * KL) (seed: 'MSE + beta*KL').
+    """L = mean_batch(recon + beta * KL) (the slides: 'MSE + beta*KL').
 
-    Options (off by default; off leaves the seed's computation bit-identical):
+    Options (off by default; off leaves the slides' computation bit-identical):
     * ``recon`` (B,): a reconstruction term to use instead of ``recon_mse`` (e.g. a decoder
       likelihood's -log p(x|z), ``discretized_logistic_nll``).
     * ``free_bits`` > 0: the KL term is ``kl_free_bits`` (batch-mean floor per dim).
     * ``perceptual`` (B,) with ``perceptual_weight`` (lambda) > 0 adds lambda * mean(perceptual)
-      (seed slides: L = MSE + lambda*L_VGG + beta*KL; see common.trial.perceptual).
+      (the slides: L = MSE + lambda*L_VGG + beta*KL; see common.trial.perceptual).
 
     Args: x_hat, x (B,C,H,W); mu, logvar (B,D); beta >= 0.
     Returns: (loss scalar, recon (B,), kl (B,)); recon and kl keep their graph and kl is
@@ -173,13 +173,13 @@ def beta_at(
       epoch being trained, so epoch 0 already trains with beta / warmup_epochs (never 0)
       and the full beta is reached at epoch ``warmup_epochs - 1``, i.e. after
       ``warmup_epochs`` epochs of ramp.
-    * ``cyclical``: the seed's schedule (Fu et al. 2019 style), ``cycle_len = max_epochs //
+    * ``cyclical``: the slides' schedule (Fu et al. 2019 style), ``cycle_len = max_epochs //
       cycles``, ``pos = (epoch % cycle_len) / cycle_len``, beta * min(1, pos / ramp_fraction):
       each cycle ramps from 0 over its first ``ramp_fraction`` and holds beta over the rest.
-      ``ramp_fraction`` in (0, 1]; the seed's ``min(1, 2 * pos)`` is 0.5 (the default; x/0.5 and
-      2*x are the same float, so the seed's values are reproduced exactly). ``cycle_len`` is
+      ``ramp_fraction`` in (0, 1]; the slides' ``min(1, 2 * pos)`` is 0.5 (the default; x/0.5 and
+      2*x are the same float, so the slides' values are reproduced exactly). ``cycle_len`` is
       clamped to >= 1 so cycles > max_epochs does not divide by zero (then beta is 0 every
-      epoch, as the seed's formula implies for a one-epoch cycle).
+      epoch, as the slides' formula implies for a one-epoch cycle).
     """
     if schedule == "constant":
         return float(beta)

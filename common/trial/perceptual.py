@@ -1,4 +1,4 @@
-"""Perceptual-loss backbones (seed slides, 'Blurry Reconstructions': L = MSE + lambda*L_VGG + beta*KL).
+"""Perceptual-loss backbones (the slides, 'Blurry Reconstructions': L = MSE + lambda*L_VGG + beta*KL).
 
 A backbone is a frozen ``nn.Module`` mapping (B,3,32,32) images in [-1, 1] to a list of feature
 maps; ``perceptual_distance`` compares two such lists. Gradients flow through the backbone to its

@@ -41,7 +41,7 @@ class TrialConfig:
     data: str = _f(
         "cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz"
     )
-    train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the seed used 10k)")
+    train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the slides used 10k)")
     val_size: int = _f(
         5_000,
         lo=16,
@@ -144,7 +144,7 @@ def config_class(family: str) -> type[TrialConfig]:
 def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
     """Resolve ``--set`` keys for one family: ``key`` applies to all, ``family.key`` to one.
 
-    A sweep with both families (the seed preset) can then set e.g. ``dcgan.g_channels=32``.
+    A sweep with both families (the slides preset) can then set e.g. ``dcgan.g_channels=32``.
     """
     from common.trial.families import FAMILIES
 

@@ -11,7 +11,7 @@ from common.trial.config.base import ConfigError, TrialConfig, _f
 
 @dataclass(frozen=True)
 class DCGANConfig(TrialConfig):
-    """DCGAN (seed: z = 100, 40 epochs, non-saturating BCE, Adam beta1 = 0.5)."""
+    """DCGAN (the slides: z = 100, 40 epochs, non-saturating BCE, Adam beta1 = 0.5)."""
 
     family: ClassVar[str] = "dcgan"
     default_metric: ClassVar[str] = "val_classifier_fd"
@@ -28,12 +28,12 @@ class DCGANConfig(TrialConfig):
     lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")
     beta1: float = _f(0.5, lo=0.0, hi=0.999)
     beta2: float = _f(0.999, lo=0.0, hi=0.9999)
-    g_channels: int = _f(128, lo=1, doc="generator widths c, c, c/2 (seed: 128-128-64)")
+    g_channels: int = _f(128, lo=1, doc="generator widths c, c, c/2 (the slides: 128-128-64)")
     g_hidden: int = _f(384, lo=0, doc="generator hidden FC before the 4x4 map; 0 = none")
-    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (seed: 64-128-256)")
+    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (the slides: 64-128-256)")
     d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none")
-    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default,
-    # and off leaves the seed's computation bit-identical. TTUR is lr_ratio above.
+    # Failure-mode mitigations (the slides, 'Failure Modes & Mitigations'); all off by default,
+    # and off leaves the slides' computation bit-identical. TTUR is lr_ratio above.
     gan_loss: str = _f(
         "bce",
         choices=("bce", "hinge", "wgan-gp"),
@@ -61,7 +61,7 @@ class DCGANConfig(TrialConfig):
         "auto",
         choices=("auto", "batch", "none"),
         doc="BatchNorm in D's 2nd/3rd conv: batch | none; auto = none with gan_loss=wgan-gp "
-        "(the penalty is per sample), batch otherwise (seed; spectral_norm keeps it)",
+        "(the penalty is per sample), batch otherwise (the slides; spectral_norm keeps it)",
     )
     minibatch_disc: int = _f(
         0,

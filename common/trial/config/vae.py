@@ -10,7 +10,7 @@ from common.trial.config.base import TrialConfig, _f
 
 @dataclass(frozen=True)
 class VAEConfig(TrialConfig):
-    """Conv-VAE (seed: latent 64, 20 epochs, L = MSE + beta*KL)."""
+    """Conv-VAE (the slides: latent 64, 20 epochs, L = MSE + beta*KL)."""
 
     family: ClassVar[str] = "vae"
     default_metric: ClassVar[str] = "val_bpd"
@@ -19,7 +19,7 @@ class VAEConfig(TrialConfig):
         "bf16",
         choices=("fp32", "bf16"),
         doc="bf16 by default: faster training on CPU with "
-        "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the seed's numerics",
+        "the ELBO within the seed-to-seed spread (bench/precision.py); fp32 = the slides' numerics",
     )
     lr: float = _f(1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it")
     # Levers beyond the slides (issue 16); the defaults are the slides' (Adam's own betas, a constant lr).
@@ -38,7 +38,7 @@ class VAEConfig(TrialConfig):
         "allowed): Adam's first steps, with poor moment estimates, stay small; 0 = off",
     )
     latent_dim: int = _f(64, lo=1, hi=4096)
-    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (seed: 32-64-128)")
+    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (the slides: 32-64-128)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
     beta: float = _f(1.0, lo=0.0, doc="KL weight reached by the schedule (beta-VAE when != 1)")
     likelihood: str = _f(
@@ -56,9 +56,9 @@ class VAEConfig(TrialConfig):
         lo=0.0,
         lo_open=True,
         hi=1.0,
-        doc="cyclical schedule: fraction of each cycle spent ramping beta from 0 (seed: 0.5)",
+        doc="cyclical schedule: fraction of each cycle spent ramping beta from 0 (the slides: 0.5)",
     )
-    # Failure-mode mitigations (seed slides, 'Failure Modes & Mitigations'); all off by default.
+    # Failure-mode mitigations (the slides, 'Failure Modes & Mitigations'); all off by default.
     free_bits: float = _f(
         0.0,
         lo=0.0,

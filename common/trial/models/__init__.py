@@ -12,7 +12,7 @@ __all__ = ["ConvVAE", "Generator", "Discriminator", "dcgan_init", "count_params"
 
 def count_params(module: nn.Module) -> int:
     """Total number of parameter elements (trainable or not; BN running stats are buffers
-    and are not counted) — the figure the seed reports as 'Parameters'."""
+    and are not counted) — the figure the slides report as 'Parameters'."""
     return sum(p.numel() for p in module.parameters())
 
 

@@ -1,6 +1,6 @@
 """DCGAN generator and discriminator for 32x32 RGB images in [-1, 1].
 
-Layer tables (seed slides, 'Technical Details')::
+Layer tables (the slides, 'Technical Details')::
 
     Generator                                   Discriminator
     z (B,latent)                                x (B,3,32,32)
@@ -26,7 +26,7 @@ What the slides left open, and what was chosen:
 * Initialisation: ``dcgan_init`` (N(0, 0.02) weights, BN scale N(1, 0.02), zero biases) is
   applied by both constructors.
 
-Failure-mode options of D (all off by default; off builds exactly the seed's D, same modules,
+Failure-mode options of D (all off by default; off builds exactly the slides' D, same modules,
 same initial weights from the same RNG draws):
 
 * ``spectral_norm``: every Conv2d and Linear of D (the logit layer included) is wrapped with
@@ -34,7 +34,7 @@ same initial weights from the same RNG draws):
   sigma estimated by one power iteration per training forward (u, v are buffers). For a conv,
   sigma is that of the weight reshaped to (out, in*k*k), as in the paper, which bounds but is
   not the conv operator's norm. BatchNorm is kept unless ``batchnorm=False``: SN alone
-  changes one thing against the seed's D. SN-GAN as in the paper is ``batchnorm=False``
+  changes one thing against the slides' D. SN-GAN as in the paper is ``batchnorm=False``
   (``d_norm=none``), since BN's division by the batch std is not Lipschitz-bounded.
 * ``batchnorm=False``: the 2nd/3rd convs get no BatchNorm and carry a bias instead. Used for
   WGAN-GP (``d_norm=auto``), whose gradient penalty assumes D scores each sample on its own.

@@ -1,6 +1,6 @@
 """Convolutional VAE for 32x32 RGB images in [-1, 1].
 
-Layer table (seed slides, 'Technical Details')::
+Layer table (the slides, 'Technical Details')::
 
     x (B,3,32,32)
       Conv(3->c)   + BN + ReLU   -> (B,c,16,16)

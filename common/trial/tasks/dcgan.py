@@ -1,6 +1,6 @@
 """DCGAN task: non-saturating BCE, Adam(beta1), TTUR via ``lr_ratio = lr_D / lr_G``.
 
-Failure-mode options (DCGANConfig, all off by default; off is the seed's computation, bit for
+Failure-mode options (DCGANConfig, all off by default; off is the slides' computation, bit for
 bit): ``gan_loss`` bce | hinge | wgan-gp (+ ``gp_weight``), ``n_critic`` D steps per G step,
 one-sided ``label_smoothing``, ``spectral_norm`` / ``d_norm`` / ``minibatch_disc`` in D
 (common.trial.models.dcgan). Levers beyond the slides, also off by default: ``ema_decay`` (G's EMA

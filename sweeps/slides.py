@@ -1,7 +1,7 @@
-"""The seed study's two runs exactly, no search: Conv-VAE for 20 epochs, DCGAN for 40.
+"""The slides' two runs exactly, no search: Conv-VAE for 20 epochs, DCGAN for 40.
 
 Both on the seeded 10,000-image train subset (seed 42), evaluated on the 10,000 test images;
-the report puts the seed's published numbers beside ours.
+the report puts the slides' published numbers beside ours.
 """
 
 runs = [

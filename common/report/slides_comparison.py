@@ -1,4 +1,4 @@
-"""The report's 'Seed comparison': the slides' published numbers beside each family's best trial, what
+"""The report's 'Comparison with the slides': the slides' published numbers beside each family's best trial, what
 each was measured on, the seed-to-seed spread (common/report/seeds.py) and the models' sizes."""
 
 from __future__ import annotations
@@ -43,17 +43,17 @@ NOTES = [
 ]
 
 
-def seed_comparison_blocks(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
+def slides_comparison_blocks(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
     """The section: one row per ``SEED_ROWS`` entry, a column per family's best trial."""
     best = {name: fam.best for name, fam in families.items() if fam.best is not None}
     cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in FAMILY_LABEL]
     return [
-        ("h2", "Seed comparison"),
-        ("table", ["metric", "seed (published)", *cols, "measured on"], _rows(client, best)),
+        ("h2", "Comparison with the slides"),
+        ("table", ["metric", "the slides (published)", *cols, "measured on"], _rows(client, best)),
         ("ul", NOTES + _best_notes(client, families)),
         *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
         ("h3", "Model sizes (parameters)"),
-        ("table", ["model", "seed (published)", "ours (best trial)", "trial"], _sizes(best)),
+        ("table", ["model", "the slides (published)", "ours (best trial)", "trial"], _sizes(best)),
     ]
 
 
@@ -93,7 +93,7 @@ def _best_notes(client: MlflowClient, families: dict[str, Family]) -> list[str]:
 def _sizes(best: dict[str, Trial]) -> list[list[str]]:
     """Each family's nets (its registry entry's param_rows): the slides' size beside the best trial's."""
     return [
-        [f"{label} ({key})", seed, _cell(best, n, key), best[n].trial_id if n in best else "none"]
+        [f"{label} ({key})", published, _cell(best, n, key), best[n].trial_id if n in best else "none"]
         for n, f in FAMILIES.items()
-        for label, key, seed in f.param_rows
+        for label, key, published in f.param_rows
     ]
