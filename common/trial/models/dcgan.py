@@ -52,6 +52,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from common.trial.models.prior import PriorSampler
+
 
 def dcgan_init(module: nn.Module) -> None:
     """DCGAN weight init for one module; use as ``net.apply(dcgan_init)``."""
@@ -64,7 +66,7 @@ def dcgan_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class Generator(nn.Module):
+class Generator(PriorSampler, nn.Module):
     """z (B,latent_dim) -> images (B,3,32,32) in [-1, 1].
 
     Args:
@@ -106,13 +108,7 @@ class Generator(nn.Module):
         h = self.fc(self.hidden(z)).view(z.shape[0], self.g_channels, 4, 4)
         return self.net(h)
 
-    def sample(
-        self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Generate n images from z ~ N(0, I) -> (n,3,32,32)."""
-        if device is None:
-            device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self(z)
 
 

@@ -33,6 +33,8 @@ import math
 import torch
 from torch import nn
 
+from common.trial.models.prior import PriorSampler
+
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 
@@ -40,7 +42,7 @@ def _block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
 
-class ConvVAE(nn.Module):
+class ConvVAE(PriorSampler, nn.Module):
     """Gaussian-latent VAE; the decoder outputs the mean image (MSE likelihood).
 
     Args:
@@ -128,11 +130,5 @@ class ConvVAE(nn.Module):
         z = self.reparameterize(mu, logvar, generator)
         return self.decode(z), mu, logvar
 
-    def sample(
-        self, n: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Decode n draws from the prior N(0, I) -> (n,3,32,32) in [-1, 1]."""
-        if device is None:
-            device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device)
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)
