@@ -313,6 +313,14 @@ UNCHECKED = {
     "scheduler-a-string": HEADER + 'scheduler = "asha"\n',
     "sampler-unknown": HEADER + 'sampler = "grid"\n',
     "resources-unknown-key": HEADER + 'resources = {"memory": 2000}\n',
+    "pbt-no-mutations": HEADER + 'scheduler = {"kind": "pbt", "perturbation_interval": 2, "mutations": {}}\n',
+    "pbt-log-from-zero": HEADER
+    + 'scheduler = {"kind": "pbt", "perturbation_interval": 2, "mutations": {"lr": ("log", 0, 1)}}\n',
+    "pb2-choices": HEADER
+    + 'scheduler = {"kind": "pb2", "perturbation_interval": 2, "mutations": {"beta1": [0.0, 0.5]}}\n',
+    "pb2-log-range": HEADER
+    + 'scheduler = {"kind": "pb2", "perturbation_interval": 2, "mutations": {"lr": ("log", 1e-4, 1e-3)}}\n',
+    "scheduler-unknown-kind": HEADER + 'scheduler = {"kind": "hyperband", "perturbation_interval": 2}\n',
 }
 
 
@@ -320,6 +328,14 @@ UNCHECKED = {
 def test_malformed_optional_names_raise_space_error(tmp_path, body):
     with pytest.raises(SpaceError):
         load_space(write(tmp_path, body))
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_population_schedulers_load_and_their_mutations_must_be_config_fields(tmp_path, kind):
+    ok = f'scheduler = {{"kind": "{kind}", "perturbation_interval": 2, "mutations": {{"lr": ("uniform", 1e-4, 1e-3)}}}}\n'
+    assert load_space(write(tmp_path, HEADER + ok)).scheduler["kind"] == kind
+    with pytest.raises(SpaceError, match="not config fields of vae"):
+        load_space(write(tmp_path, HEADER + ok.replace('"lr"', '"lr_g"')))
 
 
 def test_space_function_bug_raises_space_error(tmp_path):

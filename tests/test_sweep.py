@@ -468,8 +468,20 @@ resources = {"cpu": 1}
 """
 
 
-def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(ray_session, workdir, tracking_uri):
-    (workdir / "pbt.py").write_text(PBT_SPACE)
+# PB2 takes ranges only (its GP models them linearly): the same space with beta1 as a range.
+PB2_SPACE = (
+    PBT_SPACE.replace('"kind": "pbt"', '"kind": "pb2"')
+    .replace('"lr_g": ("log", 1e-4, 5e-4)', '"lr_g": ("uniform", 1e-4, 5e-4)')
+    .replace('"beta1": [0.0, 0.5]', '"beta1": ("uniform", 0.0, 0.5)')
+)
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(
+    ray_session, workdir, tracking_uri, kind
+):
+    assert PB2_SPACE.count("uniform") == 3 and '"pb2"' in PB2_SPACE  # the replacements above all applied
+    (workdir / "pbt.py").write_text(PBT_SPACE if kind == "pbt" else PB2_SPACE)
     summary = run(
         SweepOptions(
             space=str(workdir / "pbt.py"),
@@ -491,6 +503,10 @@ def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run
     for t, lineage in clones:
         donor = re.fullmatch(r"from trial (\S+) at epoch (\d); config now (.*)", lineage)
         assert donor and donor[1] in ids - {t.data.tags["trial_id"]} and "lr_g=" in donor[3], lineage
+        now = dict(kv.split("=") for kv in donor[3].split(", "))
+        if kind == "pb2":  # the bandit's choice stays inside the bounds
+            assert 1e-4 <= float(now["lr_g"]) <= 5e-4 and 1.0 <= float(now["lr_ratio"]) <= 4.0, lineage
+            assert 0.0 <= float(now["beta1"]) <= 0.5, lineage
         steps = {m.step for m in client.get_metric_history(t.info.run_id, "val_classifier_fd")}
         assert steps == {1, 2, 3, 4}  # its own run goes on to the last epoch; no second run for the clone
     assert all(t.data.tags["trial_status"] == "completed" for t in trials)

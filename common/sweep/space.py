@@ -16,7 +16,9 @@ Names a space file may define (lower case, nanoGPT-style)::
     scheduler    {"grace_period": 1, "reduction_factor": 3} (ASHA) or None for no early stopping, or
                  {"kind": "pbt", "perturbation_interval": 5, "quantile_fraction": 0.25, "mutations":
                  {field: [choices] | ("uniform" | "log", low, high)}}: Population Based Training
-                 (no searcher: the first configs are drawn from the mutations)
+                 (no searcher: the first configs are drawn from the mutations), or the same with
+                 "kind": "pb2" and only ("uniform", low, high) mutations: Population Based Bandits
+                 (a GP bandit picks the clone's new values inside the bounds)
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
     resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
                  (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
@@ -220,7 +222,8 @@ def _check_shapes(ns: dict[str, Any], path: Path) -> None:
         "scheduler",
         scheduler is None or _pbt(scheduler) or asha,
         "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
-        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}}",
+        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}} "
+        "(PB2: 'kind': 'pb2', ranges only, e.g. 'lr_g': ('uniform', 1e-4, 5e-4))",
     )
     need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
     need(
@@ -244,27 +247,29 @@ def _check_mutations(space: Space) -> None:
 
 
 def _pbt(scheduler: Any) -> bool:
-    """A valid PBT scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction <= 0.5,
-    and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high for log."""
+    """A valid PBT or PB2 scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction
+    <= 0.5, and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high
+    for log; PB2 models its bounds linearly and draws no choices, so it takes ("uniform", low, high) only."""
     if (
         not isinstance(scheduler, dict)
-        or scheduler.get("kind") != "pbt"
+        or scheduler.get("kind") not in ("pbt", "pb2")
         or not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}
     ):
         return False
     muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
-    ok = lambda v: (
-        (isinstance(v, list) and len(v) >= 1)
-        or (
-            isinstance(v, tuple)
-            and len(v) == 3
-            and v[0] in ("uniform", "log")
-            and _number(v[1])
-            and _number(v[2])
-            and v[1] < v[2]
-            and (v[0] == "uniform" or v[1] > 0)
-        )
+    ranged = lambda v: (
+        isinstance(v, tuple)
+        and len(v) == 3
+        and v[0] in ("uniform", "log")
+        and _number(v[1])
+        and _number(v[2])
+        and v[1] < v[2]
+        and (v[0] == "uniform" or v[1] > 0)
     )
+    if scheduler["kind"] == "pb2":
+        ok = lambda v: ranged(v) and v[0] == "uniform"
+    else:
+        ok = lambda v: (isinstance(v, list) and len(v) >= 1) or ranged(v)
     return (
         isinstance(scheduler.get("perturbation_interval"), int)
         and scheduler["perturbation_interval"] >= 1

@@ -108,9 +108,10 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
             storage_path=storage.path(folder),
             storage_filesystem=storage.tune_filesystem,
             verbose=int(run.verbose),
-            # The last two: a trial whose newest checkpoint is corrupt restarts from the one before.
+            # The last two: a trial whose newest checkpoint is corrupt restarts from the one before;
+            # four under PBT / PB2, so a donor's checkpoint outlives the clone that restores it.
             # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if param_space else 2),
             failure_config=tune.FailureConfig(max_failures=run.max_failures),
             callbacks=callbacks,
         ),
@@ -142,10 +143,10 @@ def _searcher(space: Space, run: FamilyRun):
 
 
 def _scheduler(space: Space, run: FamilyRun) -> tuple[Any, dict | None]:
-    """(Tune scheduler, param space): PBT draws and mutates its own configs (no searcher); ASHA
+    """(Tune scheduler, param space): PBT and PB2 draw and mutate their own configs (no searcher); ASHA
     stops the laggards when there is more than one trial and epoch and a single objective."""
     kind = (space.scheduler or {}).get("kind")
-    if kind == "pbt":
+    if kind in ("pbt", "pb2"):
         return population_based(space.scheduler)
     if space.scheduler and run.num_samples > 1 and run.max_epochs > 1 and len(space.objectives) <= 1:
         asha = ScheduleAwareASHA(
@@ -179,25 +180,30 @@ def _best(results, ctx: SweepContext) -> dict[str, Any] | None:
 
 
 def population_based(scheduler: dict) -> tuple[Any, dict]:
-    """``scheduler = {"kind": "pbt", ...}`` -> (Tune's PopulationBasedTraining, the param space it
-    draws the first configs from and mutates). ``mutations``: field -> a list of choices, or
+    """``scheduler = {"kind": "pbt" | "pb2", ...}`` -> (Tune's PopulationBasedTraining or PB2, the
+    param space it draws the first configs from). ``mutations``: field -> a list of choices, or
     ("uniform" | "log", low, high). Every ``perturbation_interval`` epochs the bottom
-    ``quantile_fraction`` of the trials clone a top trial's checkpoint and mutate its config."""
+    ``quantile_fraction`` of the trials clone a top trial's checkpoint and change its config: PBT
+    perturbs or resamples it, PB2 asks a GP bandit (scikit-learn's) fitted on the population's
+    improvement per interval for the next values inside the bounds."""
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.schedulers.pb2 import PB2
 
     draw = {"uniform": tune.uniform, "log": tune.loguniform}
     space = {
         k: tune.choice(list(v)) if isinstance(v, list) else draw[v[0]](v[1], v[2])
         for k, v in scheduler["mutations"].items()
     }
-    pbt = PopulationBasedTraining(
-        time_attr="training_iteration",
-        perturbation_interval=scheduler["perturbation_interval"],
-        quantile_fraction=scheduler.get("quantile_fraction", 0.25),
-        hyperparam_mutations=space,
-    )
-    return pbt, space
+    common = {
+        "time_attr": "training_iteration",
+        "perturbation_interval": scheduler["perturbation_interval"],
+        "quantile_fraction": scheduler.get("quantile_fraction", 0.25),
+    }
+    if scheduler["kind"] == "pb2":
+        bounds = {k: [v[1], v[2]] for k, v in scheduler["mutations"].items()}
+        return PB2(**common, hyperparam_bounds=bounds), space
+    return PopulationBasedTraining(**common, hyperparam_mutations=space), space
 
 
 def best_value(result, metric: str, mode: str) -> float:
