@@ -108,6 +108,8 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
             storage_path=storage.path(folder),
             storage_filesystem=storage.tune_filesystem,
             verbose=int(run.verbose),
+            # PBT / PB2 would otherwise exploit a trial on its last report, re-running its last epoch.
+            stop={"training_iteration": run.max_epochs} if param_space else None,
             # The last two: a trial whose newest checkpoint is corrupt restarts from the one before;
             # four under PBT / PB2, so a donor's checkpoint outlives the clone that restores it.
             # (The best model is kept apart, as the trial's MLflow artifact checkpoints/best.pt.)

@@ -204,9 +204,10 @@ def _resume(cfg, ctx: SweepContext, session: Session, task, data, kind: str, gen
         # holds them (same values on CPU, same seed), so they are not logged twice.
         logged_through=run.last_step("epoch_time_s") if run.attached else 0,
     )
-    if cloned:  # the epochs from here are the donor's line: logged again, and the switch said
-        st.logged_through, st.best, st.best_model = st.start, None, None
-        tag_lineage(run, cloned, st.start, cfg)
+    if cloned:  # the donor's line from here, its best its own; the switch said on the run
+        st.best, st.best_model = None, None
+        st.logged_through = run.last_step("epoch_time_s") if run.attached else 0  # one point per step
+        tag_lineage(run, cloned, st.start, cfg, held=st.logged_through)
     run.pending = still_pending(state.get("mlflow_pending", []))
     supersede_unlogged(session.trial_dir)
     return st

@@ -19,15 +19,24 @@ RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before i
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
 
 
-def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg) -> None:
+def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int) -> None:
     """PBT lineage on the trial's run: ``pbt.clones`` (how many times) and ``pbt.clone.<n>`` =
     'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
-    config only; MLflow params cannot change)."""
-    n = int(run.tag("pbt.clones") or 0) + 1
+    config only; MLflow params cannot change). ``held``: the last epoch the run already holds.
+    When it is past E (async PBT clones from a donor behind this trial), those epochs keep the run's
+    earlier line, one point per step, and ``pbt.clone.<n>.logged_from`` says where the clone's line
+    starts. The same clone restored again (a resumed sweep replaying it) is not tagged twice."""
+    n = int(run.tag("pbt.clones") or 0)
     now = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items() if k in PBT_KEYS
     )
-    run.set_tags({f"pbt.clone.{n}": f"from trial {donor} at epoch {epoch}; config now {now}", "pbt.clones": str(n)})
+    lineage = f"from trial {donor} at epoch {epoch}; config now {now}"
+    if n and run.tag(f"pbt.clone.{n}") == lineage:
+        return
+    tags = {f"pbt.clone.{n + 1}": lineage, "pbt.clones": str(n + 1)}
+    if held > epoch:
+        tags[f"pbt.clone.{n + 1}.logged_from"] = f"epoch {held + 1} (epochs {epoch + 1}-{held} keep the earlier line)"
+    run.set_tags(tags)
 
 
 PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports
