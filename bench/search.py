@@ -1,4 +1,4 @@
-"""Search efficiency: Optuna TPE + ASHA vs random search without early stopping, same budget.
+"""Search efficiency: Optuna TPE + ASHA vs Population Based Training vs random search, same budget.
 
 Run (from the repository root)::
 
@@ -10,9 +10,12 @@ Both strategies search ``sweeps/vae_beta.py`` through ``common.sweep.driver.run`
 * tpe+asha: the space file as shipped (TPE sampler, ASHA grace 2, reduction 3, 10 epochs).
 * random: the same file plus ``sampler = "random"`` and ``scheduler = None``: every trial runs
   all its epochs.
+* pbt: the same file with no searcher (``space = None``: the default latent size and schedule)
+  and PBT over beta, lr and free bits (every 2 epochs the bottom quarter clones a top-quarter
+  trial's checkpoint and perturbs its values); every trial runs all its epochs.
 
 The budget is in trial-epochs (``--budget``; one epoch of one trial = 1). Random search gets
-``budget / max_epochs`` trials; TPE+ASHA gets ``--asha-trials``, which spends about the same
+``budget / max_epochs`` trials, and so does PBT (its population); TPE+ASHA gets ``--asha-trials``, which spends about the same
 budget because ASHA stops most trials after 2 or 6 epochs. Every epoch's ``val_bpd`` (the
 objective: negative ELBO on the whole test split, nats/image, lower is better) is read back
 from MLflow and ordered by time; "best at b" is the lowest value any trial reported within the
@@ -31,7 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-STRATEGIES = {"tpe+asha": "", "random": '\nsampler = "random"\nscheduler = None\n'}
+STRATEGIES = {
+    "tpe+asha": "",
+    "pbt": '\nspace = None\nscheduler = {"kind": "pbt", "perturbation_interval": 2, "quantile_fraction": 0.25, '
+    '"mutations": {"beta": ("log", 0.25, 4.0), "lr": ("log", 3e-4, 3e-3), "free_bits": [0.0, 0.05, 0.1, 0.25]}}\n',
+    "random": '\nsampler = "random"\nscheduler = None\n',
+}
 
 
 def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
@@ -45,7 +53,7 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     space = work / "vae_beta.py"
     space.write_text((ROOT / "sweeps" / "vae_beta.py").read_text() + STRATEGIES[strategy])
     max_epochs = 10  # vae_beta.py's
-    trials = math.ceil(args.budget / max_epochs) if strategy == "random" else args.asha_trials
+    trials = args.asha_trials if strategy == "tpe+asha" else math.ceil(args.budget / max_epochs)
     uri = f"sqlite:///{work / 'mlflow.db'}"
     run(
         SweepOptions(
@@ -85,6 +93,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--cpus", type=float, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1)
+    p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES))
     args = p.parse_args()
     if args.data != "synthetic":
         args.data = str(Path(args.data).resolve())
@@ -93,7 +102,7 @@ def main() -> None:
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory(prefix="search-") as tmp:
-        curves = {(s, seed): one_search(s, seed, args, Path(tmp)) for seed in args.seeds for s in STRATEGIES}
+        curves = {(s, seed): one_search(s, seed, args, Path(tmp)) for seed in args.seeds for s in args.strategies}
     ray.shutdown()
 
     marks = sorted({max(1, args.budget * k // 4) for k in (1, 2, 3, 4)})
@@ -104,13 +113,13 @@ def main() -> None:
     )
     print("| strategy | trials | epochs spent | " + " | ".join(f"b = {b}" for b in marks) + " |")
     print("|---|---|---|" + "---|" * len(marks))
-    for s in STRATEGIES:
+    for s in args.strategies:
         cells = []
         for b in marks:
             vals = [c[min(b, len(c)) - 1] for (st, _), c in curves.items() if st == s]
             cells.append(f"{statistics.median(vals):.2f} ({min(vals):.2f}-{max(vals):.2f})")
         spent = [len(c) for (st, _), c in curves.items() if st == s]
-        trials = args.asha_trials if s == "tpe+asha" else math.ceil(args.budget / 10)
+        trials = args.asha_trials if s == "tpe+asha" else math.ceil(args.budget / 10)  # 10: vae_beta.py's epochs
         print(
             f"| {s} | {trials} | {statistics.median(spent):.0f} ({min(spent)}-{max(spent)}) | "
             + " | ".join(cells)

@@ -336,6 +336,8 @@ def test_population_schedulers_load_and_their_mutations_must_be_config_fields(tm
     assert load_space(write(tmp_path, HEADER + ok)).scheduler["kind"] == kind
     with pytest.raises(SpaceError, match="not config fields of vae"):
         load_space(write(tmp_path, HEADER + ok.replace('"lr"', '"lr_g"')))
+    with pytest.raises(SpaceError, match="draws and mutates its own configs"):
+        load_space(write(tmp_path, HEADER + ok + "def space(trial):\n    trial.suggest_float('beta', 1, 2)\n"))
 
 
 def test_space_function_bug_raises_space_error(tmp_path):

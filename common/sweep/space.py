@@ -126,6 +126,11 @@ def load_space(path: str | Path) -> Space:
     for family in [r["family"] for r in space.runs] + space.families:
         config_class(family)
     if _pbt(space.scheduler):
+        if space.search is not None or space.searches:
+            raise SpaceError(
+                f"space file {path}: a {space.scheduler['kind']} scheduler draws and mutates its own configs "
+                "from its mutations; drop 'space' (or set space = None), or use ASHA"
+            )
         _check_mutations(space)
     return space
 
