@@ -50,7 +50,7 @@ def timed(fn):
     return out, time.perf_counter() - t0
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="CIFAR-10 source (load_dataset spec)")
     p.add_argument(
@@ -70,12 +70,22 @@ def main() -> None:
         help="instead: Inception images/s on N test images, "
         "NCHW vs channels_last, 3 interleaved repeats, and the largest feature difference",
     )
-    args = p.parse_args()
+    return p.parse_args()
 
+
+def main() -> None:
+    args = _parse_args()
     data = load_dataset(args.data)
     device = torch.device(args.device)
     if args.layouts:
         return compare_layouts(data, args.layouts, device)
+    rows = _measure(args, data, device)
+    _print_table(rows, device)
+
+
+def _measure(args, data, device: torch.device) -> list[dict]:
+    """Every measurement in order (reference features, train vs test, each checkpoint), each
+    printed as a JSON line when it is done."""
     rows = []
 
     def emit(name: str, **fields) -> None:
@@ -100,19 +110,28 @@ def main() -> None:
             )
             emit(f"CIFAR-10 train ({len(idx)}) vs test ({len(real)})", seconds=round(s, 1), **_round(scores))
         for item in args.ckpt:
-            name, _, path = item.partition("=")
-            ckpt = load_ckpt(path)
-            model = from_checkpoint(ckpt["config"], ckpt["model"]).to(device)
-            scores, s = timed(lambda: ev(model, METRICS, args.n))
-            emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
-            if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
-                _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
-                # A seeded draw, as the final stage: an image-folder tree is stored class by class.
-                pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[: args.n]]
-                recon = reconstructions(model, data.train_x[pick])
-                scores, s = timed(lambda: ev(recon, METRICS))
-                emit(f"{name} reconstructions ({len(recon)} validation images)", seconds=round(s, 1), **_round(scores))
+            _score_checkpoint(item, ev, data, args.n, device, emit)
+    return rows
 
+
+def _score_checkpoint(item: str, ev: Evaluator, data, n: int, device: torch.device, emit) -> None:
+    """NAME=SPEC: its samples, and for a VAE or VAE-GAN its reconstructions of validation images."""
+    name, _, path = item.partition("=")
+    ckpt = load_ckpt(path)
+    model = from_checkpoint(ckpt["config"], ckpt["model"]).to(device)
+    scores, s = timed(lambda: ev(model, METRICS, n))
+    emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
+    if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
+        _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
+        # A seeded draw, as the final stage: an image-folder tree is stored class by class.
+        pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:n]]
+        recon = reconstructions(model, data.train_x[pick])
+        scores, s = timed(lambda: ev(recon, METRICS))
+        emit(f"{name} reconstructions ({len(recon)} validation images)", seconds=round(s, 1), **_round(scores))
+
+
+def _print_table(rows: list[dict], device: torch.device) -> None:
+    """The machine line and the Markdown table for BENCHMARKS.md."""
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"threads {torch.get_num_threads()}, device {device}"

@@ -5,7 +5,7 @@
 #
 # 1. the GPU; 2. bench/throughput.py --device cuda; 3. bench/memory.py --device cuda (the
 # families' GPU peaks, for TrialConfig.gpu_memory_mb); 4. the packing curve, N = 1..16 on the
-# GPU; 5. sweeps/seed.py end to end with its wall time; its final stage scores 10,000 samples a
+# GPU; 5. sweeps/slides.py end to end with its wall time; its final stage scores 10,000 samples a
 # family (the default N with a GPU), generation included: the tag eval.seconds is that time.
 set -euo pipefail
 DATA=${1:?usage: bash bench/gpu.sh DATA OUT}
@@ -18,6 +18,6 @@ $PY bench/throughput.py --data "$DATA" --device cuda --repeats 5 --json "$OUT/th
 $PY bench/memory.py --data "$DATA" --device cuda 2>&1 | tee "$OUT/memory.log"
 $PY bench/packing.py --data "$DATA" --n 1 2 4 8 16 2>&1 | tee "$OUT/packing.log"
 start=$(date +%s)
-$PY run_sweep.py --space sweeps/seed.py --data "$DATA" --tracking-uri "sqlite:///$OUT/mlflow.db" \
-    --storage "$OUT/ray_results" --out "$OUT/report" 2>&1 | tee "$OUT/seed.log"
-echo "sweeps/seed.py wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/seed.log"
+$PY run_sweep.py --space sweeps/slides.py --data "$DATA" --tracking-uri "sqlite:///$OUT/mlflow.db" \
+    --storage "$OUT/ray_results" --out "$OUT/report" 2>&1 | tee "$OUT/slides.log"
+echo "sweeps/slides.py wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/slides.log"

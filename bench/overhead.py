@@ -73,15 +73,17 @@ def swap_in_null_task() -> None:
 def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> dict:
     """One sweep of ``trials`` trials in its own Ray; its wall time and what its trials logged."""
     import ray
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # imported here, outside the timed calls
 
     import common.sweep.tuning
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import run
 
-    common.sweep.tuning.REUSE_ACTORS = reuse  # the Tuner is built in this (driver) process
+    # 1. the worker policy and the space, before the Tuner is built (in this, the driver, process)
+    common.sweep.tuning.REUSE_ACTORS = reuse
     work = root / f"{kind}-{'reuse' if reuse else 'fresh'}-{trials}"
     work.mkdir()
     (work / "space.py").write_text(SPACE)
+    # 2. a fresh Ray (its start timed apart), 3. the sweep, 4. what its trials logged
     t0 = time.perf_counter()
     ray.init(
         num_cpus=args.cpus,
@@ -92,24 +94,33 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
     ray_start = time.perf_counter() - t0
     uri = f"sqlite:///{work / 'mlflow.db'}"
     t0 = time.perf_counter()
-    run(
-        SweepOptions(
-            space=str(work / "space.py"),
-            data=args.data if kind == "real" else "synthetic",
-            num_samples=trials,
-            max_epochs=args.epochs,
-            tracking_uri=uri,
-            storage=str(work / "rr"),
-            report=False,
-            eval_n=0,
-            cpus_per_trial=args.cpus_per_trial,
-            overrides=(("probe_every", "0"),)
-            + ((("val_size", "128"),) if kind != "real" or args.data == "synthetic" else ()),
-        )
-    )
+    run(_sweep_options(kind, args, work, trials, uri))
     wall = time.perf_counter() - t0
     ray.shutdown()
-    client = MlflowClient(uri)
+    return {"ray_start_s": ray_start, "wall_s": wall, **_logged(kind, MlflowClient(uri), trials)}
+
+
+def _sweep_options(kind: str, args, work: Path, trials: int, uri: str):
+    from common.sweep.driver import SweepOptions
+
+    return SweepOptions(
+        space=str(work / "space.py"),
+        data=args.data if kind == "real" else "synthetic",
+        num_samples=trials,
+        max_epochs=args.epochs,
+        tracking_uri=uri,
+        storage=str(work / "rr"),
+        report=False,
+        eval_n=0,
+        cpus_per_trial=args.cpus_per_trial,
+        overrides=(("probe_every", "0"),)
+        + ((("val_size", "128"),) if kind != "real" or args.data == "synthetic" else ()),
+    )
+
+
+def _logged(kind: str, client, trials: int) -> dict:
+    """The median work (sum of epoch_time_s) of a sweep's trials and the peak RSS of its first and
+    last two; exits unless every trial completed."""
     runs = client.search_runs(
         [client.get_experiment_by_name("space").experiment_id],
         "tags.`sweep.role` = 'trial'",
@@ -120,16 +131,10 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
         sys.exit(f"{kind} sweep: {len(done)} of {trials} trials completed; see the Tune output above")
     work_s = [sum(m.value for m in client.get_metric_history(r.info.run_id, "epoch_time_s")) for r in runs]
     rss = [r.data.metrics["peak_rss_mb"] for r in runs]
-    return {
-        "ray_start_s": ray_start,
-        "wall_s": wall,
-        "work_s": statistics.median(work_s),
-        "rss_first_mb": max(rss[:2]),
-        "rss_last_mb": max(rss[-2:]),
-    }
+    return {"work_s": statistics.median(work_s), "rss_first_mb": max(rss[:2]), "rss_last_mb": max(rss[-2:])}
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic", help="data of the real trials (the null ones use synthetic)")
     p.add_argument(
@@ -145,37 +150,41 @@ def main() -> None:
     p.add_argument("--cpus-per-trial", type=float, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def _one_repeat(args, slots: int) -> dict:
+    """Null sweeps at both sizes with fresh and with reused workers, one small real sweep: one row."""
     small, large = args.trials
-    slots = int(args.cpus // args.cpus_per_trial)
 
     def per_trial(sweeps: dict) -> float:  # slot-seconds each extra trial adds
         return (sweeps[large]["wall_s"] - sweeps[small]["wall_s"]) * slots / (large - small)
 
-    rows = []
-    for i in range(args.repeats):
-        with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-            sweeps = {
-                (kind, reuse): {n: one_sweep(kind, args, Path(tmp), n, reuse) for n in (small, large)}
-                for kind, reuse in (("null", False), ("null", True))
-            }
-            real = one_sweep("real", args, Path(tmp), small)
-        fresh, reused = per_trial(sweeps["null", False]), per_trial(sweeps["null", True])
-        null = sweeps["null", True]
-        row = {
-            "fresh_s": fresh,
-            "reused_s": reused,
-            "speedup": fresh / reused,
-            "work_s": real["work_s"],
-            "share": reused / (real["work_s"] + reused),
-            "fixed_s": null[small]["wall_s"] - reused * small / slots,
-            "ray_start_s": null[small]["ray_start_s"],
-            "rss_first_mb": real["rss_first_mb"],
-            "rss_last_mb": null[large]["rss_last_mb"],
-            "null_rss_first_mb": null[large]["rss_first_mb"],
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        sweeps = {
+            (kind, reuse): {n: one_sweep(kind, args, Path(tmp), n, reuse) for n in (small, large)}
+            for kind, reuse in (("null", False), ("null", True))
         }
-        rows.append(row)
-        print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
+        real = one_sweep("real", args, Path(tmp), small)
+    fresh, reused = per_trial(sweeps["null", False]), per_trial(sweeps["null", True])
+    null = sweeps["null", True]
+    return {
+        "fresh_s": fresh,
+        "reused_s": reused,
+        "speedup": fresh / reused,
+        "work_s": real["work_s"],
+        "share": reused / (real["work_s"] + reused),
+        "fixed_s": null[small]["wall_s"] - reused * small / slots,
+        "ray_start_s": null[small]["ray_start_s"],
+        "rss_first_mb": real["rss_first_mb"],
+        "rss_last_mb": null[large]["rss_last_mb"],
+        "null_rss_first_mb": null[large]["rss_first_mb"],
+    }
+
+
+def _print_table(rows: list[dict], args) -> None:
+    """The medians (min-max) over the repeats, as a Markdown table for BENCHMARKS.md."""
+    small, large = args.trials
 
     def med(key: str) -> str:
         vals = [r[key] for r in rows]
@@ -198,6 +207,16 @@ def main() -> None:
         f"| peak RSS of a reused worker: first trials / last trials (null), MiB | {med('null_rss_first_mb')} / "
         f"{med('rss_last_mb')} |"
     )
+
+
+def main() -> None:
+    args = _parse_args()
+    slots = int(args.cpus // args.cpus_per_trial)
+    rows = []
+    for i in range(args.repeats):
+        rows.append(_one_repeat(args, slots))
+        print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in rows[-1].items()), flush=True)
+    _print_table(rows, args)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

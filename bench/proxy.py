@@ -43,25 +43,21 @@ from common.trial.families import FAMILIES  # noqa: E402
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
 RUNS = [
-    ("dcgan-seed", "dcgan", {}, [1, 2, 4, 8, 15, 25, 40]),
+    ("dcgan-slides", "dcgan", {}, [1, 2, 4, 8, 15, 25, 40]),
     ("dcgan-hinge-sn-ttur4", "dcgan", {"gan_loss": "hinge", "spectral_norm": True, "lr_ratio": 4.0}, [1, 3, 6, 10]),
     ("dcgan-unstable", "dcgan", {"lr_g": 2e-3, "lr_ratio": 0.25, "beta1": 0.9}, [2, 5, 10]),
     ("dcgan-small", "dcgan", {"g_channels": 32, "d_channels": 16, "g_hidden": 0, "d_hidden": 0}, [2, 5, 10]),
     ("dcgan-slow", "dcgan", {"lr_g": 5e-5}, [3, 10]),
-    ("vae-seed", "vae", {"precision": "fp32"}, [1, 3, 10, 20]),
+    ("vae-slides", "vae", {"precision": "fp32"}, [1, 3, 10, 20]),
     ("vae-beta4-z16", "vae", {"beta": 4.0, "latent_dim": 16}, [2, 10]),
     ("vae-logistic", "vae", {"likelihood": "logistic"}, [5, 10]),
     ("vaegan", "vaegan", {}, [1, 3, 6, 10]),
     ("vaegan-gamma1", "vaegan", {"gamma": 1.0}, [5]),
 ]
+TINY_DCGAN = {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64}
 QUICK_RUNS = [  # synthetic data, tiny nets: the pipeline in seconds (tests/test_bench.py)
-    ("dcgan", "dcgan", {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64}, [1, 3]),
-    (
-        "dcgan-unstable",
-        "dcgan",
-        {"g_channels": 16, "d_channels": 8, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "lr_g": 5e-3, "beta1": 0.9},
-        [1, 3],
-    ),
+    ("dcgan", "dcgan", TINY_DCGAN, [1, 3]),
+    ("dcgan-unstable", "dcgan", {**TINY_DCGAN, "lr_g": 5e-3, "beta1": 0.9}, [1, 3]),
     ("vae", "vae", {"latent_dim": 8, "base_channels": 8, "hidden_dim": 0, "batch_size": 64}, [1, 3]),
 ]
 CANDIDATES = {  # name -> (key in the scores, sign: +1 when lower is better, as FID)
@@ -72,14 +68,8 @@ CANDIDATES = {  # name -> (key in the scores, sign: +1 when lower is better, as 
     "class coverage": ("val_class_coverage", -1),
     "classifier IS": ("val_classifier_is", -1),
 }
-COST_OF = {
-    "randconv_fd_fresh": "randconv",
-    "val_randconv_fd": "randconv",
-    "val_classifier_fd": "classifier",
-    "val_class_kl": "classifier",
-    "val_class_coverage": "classifier",
-    "val_classifier_is": "classifier",
-}
+# score key -> the feature space whose evaluation it costs: the two randconv FDs, the rest the classifier's
+COST_OF = {key: "randconv" if "randconv" in key else "classifier" for key, _ in CANDIDATES.values()}
 
 
 # ---- 1. checkpoints ------------------------------------------------------------------------------
@@ -132,9 +122,7 @@ def score_checkpoint(path: Path, data, inception: Evaluator, n: int) -> dict:
     t0 = time.perf_counter()
     scores = task.sample_scores(fake)
     out["cost_s"] = {"both": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    task.classifier.features_and_logits(fake)
-    out["cost_s"]["classifier"] = time.perf_counter() - t0
+    out["cost_s"]["classifier"] = _seconds(lambda: task.classifier.features_and_logits(fake))
     out["cost_s"]["randconv"] = out["cost_s"]["both"] - out["cost_s"]["classifier"]
     out.update(scores)
     with torch.random.fork_rng():  # what trials logged before: new z every epoch
@@ -265,12 +253,13 @@ def markdown(table: dict, rows: list[dict], meta: dict) -> str:
         f"{d[k]:+.2f} [{d[k + '_ci'][0]:+.2f}, {d[k + '_ci'][1]:+.2f}]" if d[k + "_ci"] else f"{d[k]:+.2f}"
     )
     n = {g: table[next(iter(table))][g]["fid"]["n"] for g in groups}
+    cells = lambda cs: "| " + " | ".join(cs) + " |"
     head = (
         ["candidate", "vs"]
         + [f"ρ: {g} (n={n[g]})" for g in groups]
         + ["τ: all", "cost per evaluation", "share of an epoch"]
     )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [cells(head), "|" + "---|" * len(head)]
     for label, v in table.items():
         shares = ", ".join(
             f"{k.removeprefix('share_of_').removesuffix('_epoch')} {100 * s:.1f}%"
@@ -279,19 +268,9 @@ def markdown(table: dict, rows: list[dict], meta: dict) -> str:
         )
         for ref in ("fid", "kid"):
             cost = [f"{v['cost']['seconds']:.2f} s", shares] if ref == "fid" else ["", ""]
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        label if ref == "fid" else "",
-                        "Inception " + ref.upper(),
-                        *[fmt(v[g][ref], "rho") for g in groups],
-                        fmt(v["all checkpoints"][ref], "tau"),
-                        *cost,
-                    ]
-                )
-                + " |"
-            )
+            rhos = [fmt(v[g][ref], "rho") for g in groups]
+            tau = fmt(v["all checkpoints"][ref], "tau")
+            lines.append(cells([label if ref == "fid" else "", "Inception " + ref.upper(), *rhos, tau, *cost]))
     lines += [
         "",
         f"Picked (highest worst-family ρ vs FID over DCGAN and VAE-GAN, whose objective is a sample score, at ≤ 10% of every family's epoch): **{meta['picked']}**",
@@ -314,14 +293,8 @@ def collapse_check(rows: list[dict], recall_max: float = 0.05) -> dict:
     and class coverage's rank agreement with Inception (prdc) coverage, which still varies where
     recall is 0 for every checkpoint."""
     low = [r for r in rows if r["recall"] <= recall_max]
-    agree = (
-        rank_agreement(
-            np.array([r["val_class_coverage"] for r in rows], dtype=float),
-            np.array([r["coverage"] for r in rows], dtype=float),
-        )
-        if len(rows) >= 3
-        else None
-    )
+    col = lambda key: np.array([r[key] for r in rows], dtype=float)
+    agree = rank_agreement(col("val_class_coverage"), col("coverage")) if len(rows) >= 3 else None
     return {
         "recall_max": recall_max,
         "threshold": MODE_COLLAPSE_COVERAGE,
@@ -333,7 +306,7 @@ def collapse_check(rows: list[dict], recall_max: float = 0.05) -> dict:
     }
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic")
     p.add_argument("--out", required=True)
@@ -347,44 +320,35 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="samples per checkpoint (>= 5000 on a GPU)")
     p.add_argument("--quick", action="store_true", help="synthetic data, tiny nets, 32 samples")
     p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    (out / "ckpt").mkdir(parents=True, exist_ok=True)
-    data = load_dataset("synthetic" if args.quick else args.data)
-    base = {"data": "synthetic", "val_size": 128, "eval_samples": 32} if args.quick else {"data": args.data}
-    n = 32 if args.quick else args.n
-    if args.stage in ("all", "train"):
-        train_runs(data, QUICK_RUNS if args.quick else RUNS, out / "ckpt", base)
-    if args.stage == "train":
-        return
-    if args.stage == "cost":
-        costs = measure_costs(data, QUICK_RUNS if args.quick else RUNS, base, n)
-        (out / "cost.json").write_text(json.dumps(costs, indent=1))
-        return
-    if args.stage == "table":  # every checkpoint scored so far at this n
-        rows = [json.loads(f.read_text()) for f in sorted((out / "scores").glob(f"*-n{n}.json"))]
-        ref_s = None
-    else:
-        inception = Evaluator(data, reference="test")
-        t0 = time.perf_counter()
-        inception.real_features()
-        ref_s = time.perf_counter() - t0
-        rows, done = [], out / "scores"  # one file per checkpoint: an interrupted stage resumes
-        done.mkdir(exist_ok=True)
-        for path in _interleaved(sorted((out / "ckpt").glob("*.pt"))):
-            saved = done / f"{path.stem}-n{n}.json"
-            if saved.exists():
-                rows.append(json.loads(saved.read_text()))
-                continue
-            rows.append(score_checkpoint(path, data, inception, n))
-            saved.write_text(json.dumps(rows[-1], default=lambda o: o.item()))
-            r = rows[-1]
-            print(
-                f"{r['name']}: FID {r['fid']:.1f}, classifier FD {r['val_classifier_fd']:.2f}, "
-                f"recall {r['recall']:.3f} ({r['inception_s']:.0f} s)",
-                flush=True,
-            )
+    return p.parse_args()
+
+
+def _score_all(data, out: Path, n: int) -> tuple[list[dict], float]:
+    """Every checkpoint, in ``_interleaved`` order, one file each in scores/ (an interrupted stage
+    resumes); the rows and the seconds the Inception reference features took."""
+    inception = Evaluator(data, reference="test")
+    ref_s = _seconds(inception.real_features)
+    rows, done = [], out / "scores"
+    done.mkdir(exist_ok=True)
+    for path in _interleaved(sorted((out / "ckpt").glob("*.pt"))):
+        saved = done / f"{path.stem}-n{n}.json"
+        if saved.exists():
+            rows.append(json.loads(saved.read_text()))
+            continue
+        rows.append(score_checkpoint(path, data, inception, n))
+        saved.write_text(json.dumps(rows[-1], default=lambda o: o.item()))
+        r = rows[-1]
+        print(
+            f"{r['name']}: FID {r['fid']:.1f}, classifier FD {r['val_classifier_fd']:.2f}, "
+            f"recall {r['recall']:.3f} ({r['inception_s']:.0f} s)",
+            flush=True,
+        )
+    return rows, ref_s
+
+
+def _write_results(out: Path, data, n: int, rows: list[dict], ref_s: float | None) -> None:
+    """The analysis (with cost.json's costs where there is one) to results.json and table.md; the
+    table and the meta printed."""
     costs = json.loads((out / "cost.json").read_text()) if (out / "cost.json").exists() else None
     table = analyse(rows, costs)
     meta = {
@@ -404,6 +368,29 @@ def main() -> None:
     (out / "table.md").write_text(markdown(table, rows, meta))
     print(markdown(table, rows, meta))
     print(json.dumps(meta, indent=1))
+
+
+def main() -> None:
+    args = _parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    (out / "ckpt").mkdir(parents=True, exist_ok=True)
+    data = load_dataset("synthetic" if args.quick else args.data)
+    base = {"data": "synthetic", "val_size": 128, "eval_samples": 32} if args.quick else {"data": args.data}
+    n, runs = (32, QUICK_RUNS) if args.quick else (args.n, RUNS)
+    # 1. train (a run whose checkpoints all exist is skipped); the cost stage writes cost.json and stops
+    if args.stage in ("all", "train"):
+        train_runs(data, runs, out / "ckpt", base)
+    if args.stage == "cost":
+        (out / "cost.json").write_text(json.dumps(measure_costs(data, runs, base, n), indent=1))
+    if args.stage in ("train", "cost"):
+        return
+    # 2. score, or for the table alone every checkpoint scored so far at this n; 3. the table
+    if args.stage == "table":
+        rows, ref_s = [json.loads(f.read_text()) for f in sorted((out / "scores").glob(f"*-n{n}.json"))], None
+    else:
+        rows, ref_s = _score_all(data, out, n)
+    _write_results(out, data, n, rows, ref_s)
 
 
 if __name__ == "__main__":

@@ -166,54 +166,64 @@ def timed(fn, device: torch.device) -> float:
     return wall
 
 
-def bench_model(family: str, data, args, device: torch.device) -> dict:
-    cfg = CONFIGS[family].from_dict(
-        {
-            "data": args.data,
-            "train_subset": args.train_subset,
-            "val_size": args.val_size,
-            "batch_size": args.batch_size,
-            "device": args.device,
-        }
-    )
-    configure_threads(args.threads)
-    generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
-    task = FAMILIES[family].task(cfg, data, device, generator)
-    bare = Bare(cfg, data.train_x[cfg.split(len(data.train_x))[0]], device)
-    n_img = (len(task.train) // cfg.batch_size) * cfg.batch_size  # images one epoch trains on
+def _config(family: str, args):
+    """The family's config at the benchmark's data, subset, batch size and device."""
+    keys = ("data", "train_subset", "val_size", "batch_size", "device")
+    return CONFIGS[family].from_dict({k: getattr(args, k) for k in keys})
 
-    def run_bare():
-        torch.use_deterministic_algorithms(False)  # what a bare script has
-        try:
-            bare.train_epoch()
-        finally:
-            torch.use_deterministic_algorithms(True, warn_only=True)
 
+def _bare_epoch(bare: Bare) -> None:
+    torch.use_deterministic_algorithms(False)  # what a bare script has
+    try:
+        bare.train_epoch()
+    finally:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def _interleaved_epochs(family: str, task, bare: Bare, n_img: int, repeats: int, device: torch.device) -> tuple:
+    """A warm-up epoch of each, then ``repeats`` interleaved: seconds, and other processes' CPU per repeat."""
     timed(lambda: task.train_epoch(0), device)  # warm-up (allocator, kernels, Adam state)
-    timed(run_bare, device)
+    timed(lambda: _bare_epoch(bare), device)
     t_task, t_bare, other = [], [], []
-    for r in range(args.repeats):
+    for r in range(repeats):
         t_task.append(timed(lambda: task.train_epoch(r + 1), device))
         other_task = OTHER[-1]
-        t_bare.append(timed(run_bare, device))
+        t_bare.append(timed(lambda: _bare_epoch(bare), device))
         other.append(max(other_task, OTHER[-1]))
         print(
-            f"  {family} repeat {r + 1}/{args.repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
-            f"bare {n_img / t_bare[-1]:7.1f} img/s (other processes: {other_task:.2f}, {OTHER[-1]:.2f} "
-            "cores)",
+            f"  {family} repeat {r + 1}/{repeats}: trainable {n_img / t_task[-1]:7.1f} img/s, "
+            f"bare {n_img / t_bare[-1]:7.1f} img/s (other processes: {other_task:.2f}, {OTHER[-1]:.2f} cores)",
             flush=True,
         )
+    return t_task, t_bare, other
 
-    # Trial time outside train_epoch (loop.run_trial): evaluate + checkpoint state each epoch.
-    epoch_s = statistics.median(t_task)
+
+def _outside_train_epoch(task, device: torch.device) -> dict:
+    """Trial time per epoch outside train_epoch (loop.run_trial): evaluate (1st, steady) and state save."""
     eval_first = timed(lambda: task.evaluate(probe=False), device)
     eval_next = timed(lambda: task.evaluate(probe=False), device)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "state.pt"
         ckpt_s = timed(lambda: torch.save(task.state_dict(), path), device)
         ckpt_mb = path.stat().st_size / 1e6
+    return {"eval_first_s": eval_first, "eval_s": eval_next, "ckpt_s": ckpt_s, "ckpt_mb": ckpt_mb}
+
+
+def bench_model(family: str, data, args, device: torch.device) -> dict:
+    # 1. the task exactly as run_trial builds it, and the bare loop on the same train subset
+    cfg = _config(family, args)
+    configure_threads(args.threads)
+    generator = seed_everything(cfg.seed)  # as run_trial: also turns on deterministic algorithms
+    task = FAMILIES[family].task(cfg, data, device, generator)
+    bare = Bare(cfg, data.train_x[cfg.split(len(data.train_x))[0]], device)
+    n_img = (len(task.train) // cfg.batch_size) * cfg.batch_size  # images one epoch trains on
+    # 2. the timed epochs, then 3. what the trial adds per epoch, after them (same warm state)
+    t_task, t_bare, other = _interleaved_epochs(family, task, bare, n_img, args.repeats, device)
+    extra = _outside_train_epoch(task, device)
+    epoch_s = statistics.median(t_task)
     default_epoch_s = epoch_s * type(cfg)().train_subset / n_img  # same rate, the config's default subset
     ips = lambda ts: [n_img / t for t in ts]  # noqa: E731
+    per_epoch = extra["eval_s"] + extra["ckpt_s"]
     return {
         "family": family,
         "images_per_epoch": n_img,
@@ -224,12 +234,9 @@ def bench_model(family: str, data, args, device: torch.device) -> dict:
         "other_cores_max": max(other),
         "epoch_train_s": epoch_s,
         "default_train_subset": type(cfg)().train_subset,
-        "eval_first_s": eval_first,
-        "eval_s": eval_next,
-        "ckpt_s": ckpt_s,
-        "ckpt_mb": ckpt_mb,
-        "overhead_frac": (eval_next + ckpt_s) / epoch_s,
-        "overhead_frac_default_subset": (eval_next + ckpt_s) / default_epoch_s,
+        **extra,
+        "overhead_frac": per_epoch / epoch_s,
+        "overhead_frac_default_subset": per_epoch / default_epoch_s,
     }
 
 
@@ -245,15 +252,7 @@ VARIANTS = {  # name -> (Bare switches, batch size or None for --batch-size)
 
 def bench_variants(family: str, data, args, device: torch.device, names: list[str]) -> dict:
     """Candidate speed-ups of the bare loop, each against the plain one, interleaved per repeat."""
-    base = CONFIGS[family].from_dict(
-        {
-            "data": args.data,
-            "train_subset": args.train_subset,
-            "val_size": args.val_size,
-            "batch_size": args.batch_size,
-            "device": args.device,
-        }
-    )
+    base = _config(family, args)
     configure_threads(args.threads)
     torch.use_deterministic_algorithms(False)
     x = data.train_x[base.split(len(data.train_x))[0]]
@@ -281,7 +280,7 @@ def fmt(v: list[float]) -> str:
     return f"{statistics.median(v):8.1f} ({min(v):.0f}-{max(v):.0f})"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -300,50 +299,26 @@ def main(argv: list[str] | None = None) -> int:
         help=f"instead: compare candidate speed-ups of the bare loop with it ({', '.join(VARIANTS)}; no names = all)",
     )
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = p.parse_args(argv)
-    families = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not families or set(families) - set(CONFIGS):
-        p.error(f"--models must name some of {', '.join(CONFIGS)}")
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+    return p
 
-    device = pick_device(args.device)
-    configure_threads(args.threads)
-    print(f"machine: {machine(args.threads, device)}")
-    t0 = time.perf_counter()
-    data = load_dataset(args.data)
+
+def _print_variants(results: list[dict], names: list[str], args) -> None:
     print(
-        f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
-        f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
-        f"batch {args.batch_size}, {args.repeats} repeats",
-        flush=True,
+        f"\nbare-loop variants, images/s: median (min-max) over {args.repeats} interleaved repeats; "
+        "ratio = median of per-repeat ratios to baseline; first epoch (compile, warm-up) apart"
     )
-    if args.variants is not None:
-        names = ["baseline"] + [n for n in (args.variants or VARIANTS) if n != "baseline"]
-        if set(names) - set(VARIANTS):
-            p.error(f"--variants must name some of {', '.join(VARIANTS)}")
-        results = [bench_variants(f, data, args, device, names) for f in families]
-        print(
-            f"\nbare-loop variants, images/s: median (min-max) over {args.repeats} interleaved repeats; "
-            "ratio = median of per-repeat ratios to baseline; first epoch (compile, warm-up) apart"
-        )
-        for r in results:
-            for name in names:
-                print(
-                    f"{r['family']:6} {name:14} {fmt(r['ips'][name]):>24} {r['ratio'][name]:6.3f} "
-                    f"first epoch {r['warmup_s'][name]:6.1f}s"
-                )
-        if max(OTHER) > 0.25:
-            print("WARNING: other processes used CPU during the timed epochs; rerun on a quiet machine")
-        if args.json:
-            Path(args.json).write_text(
-                json.dumps(
-                    {"machine": machine(args.threads, device), "args": vars(args), "variants": results}, indent=2
-                )
+    for r in results:
+        for name in names:
+            print(
+                f"{r['family']:6} {name:14} {fmt(r['ips'][name]):>24} {r['ratio'][name]:6.3f} "
+                f"first epoch {r['warmup_s'][name]:6.1f}s"
             )
-        return 0
-    results = [bench_model(f, data, args, device) for f in families]
+    if max(OTHER) > 0.25:
+        print("WARNING: other processes used CPU during the timed epochs; rerun on a quiet machine")
 
+
+def _print_results(results: list[dict], args) -> None:
+    """The throughput table, then the trial's time per epoch outside train_epoch."""
     print(f"\ntraining throughput, images/s: median (min-max) over {args.repeats} interleaved repeats")
     print(f"{'model':6} {'trainable train_epoch':>24} {'bare loop':>24} {'ratio':>6} {'other load':>10}")
     for r in results:
@@ -371,10 +346,49 @@ def main(argv: list[str] | None = None) -> int:
         "(overhead = (evaluate + checkpoint save) / training epoch; 'evaluate 1st' also builds the "
         "real-feature stats, once per trial; figures, best.pt and MLflow logging are not counted)"
     )
+
+
+def _write_json(args, device: torch.device, key: str, results: list[dict]) -> None:
+    """--json: the machine (as at the end of the run), the flags, and ``results`` under ``key``."""
+    Path(args.json).write_text(
+        json.dumps({"machine": machine(args.threads, device), "args": vars(args), key: results}, indent=2)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    families = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not families or set(families) - set(CONFIGS):
+        p.error(f"--models must name some of {', '.join(CONFIGS)}")
+    if args.repeats < 1:
+        p.error("--repeats must be >= 1")
+    # 1. the machine and data lines come first, even before a bad --variants name is reported
+    device = pick_device(args.device)
+    configure_threads(args.threads)
+    print(f"machine: {machine(args.threads, device)}")
+    t0 = time.perf_counter()
+    data = load_dataset(args.data)
+    print(
+        f"data: {data.source} ({len(data.train_x)} train / {len(data.test_x)} test images, "
+        f"loaded in {time.perf_counter() - t0:.1f} s); device {device}; train subset {args.train_subset}, "
+        f"batch {args.batch_size}, {args.repeats} repeats",
+        flush=True,
+    )
+    if args.variants is not None:
+        names = ["baseline"] + [n for n in (args.variants or VARIANTS) if n != "baseline"]
+        if set(names) - set(VARIANTS):
+            p.error(f"--variants must name some of {', '.join(VARIANTS)}")
+        results = [bench_variants(f, data, args, device, names) for f in families]
+        _print_variants(results, names, args)
+        if args.json:
+            _write_json(args, device, "variants", results)
+        return 0
+    # 2. the trainable against the bare loop, family by family, then the tables
+    results = [bench_model(f, data, args, device) for f in families]
+    _print_results(results, args)
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"machine": machine(args.threads, device), "args": vars(args), "results": results}, indent=2)
-        )
+        _write_json(args, device, "results", results)
         print(f"wrote {args.json}")
     return 0
 
