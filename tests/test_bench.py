@@ -15,7 +15,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
-from conftest import link_shared_cache  # noqa: E402
 
 from common.trial.data import load_dataset  # noqa: E402
 
@@ -73,11 +72,12 @@ def test_rank_agreement_matches_scipy_and_brackets_its_estimate():
     assert proxy.rank_agreement(x, -x, boot=50)["rho_ci"] == [pytest.approx(-1.0), pytest.approx(-1.0)]
 
 
-def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(tmp_path, monkeypatch, classifier_cache):
-    """Real training, real Inception FID/KID (64 test images here), every candidate, the table."""
+def test_the_rank_study_runs_end_to_end_on_synthetic_checkpoints(workdir):
+    """Real training, real Inception FID/KID (64 test images here), every candidate, the table.
+    ``workdir`` (conftest.py) points VAEGAN_CACHE at the session's shared classifier and feature caches."""
     from common.metrics.evaluation import Evaluator
 
-    monkeypatch.setenv("VAEGAN_CACHE", str(link_shared_cache(tmp_path / "cache", classifier_cache)))
+    tmp_path = workdir
     data = load_dataset("synthetic")
     base = {"data": "synthetic", "val_size": 128, "eval_samples": 32}
     proxy.train_runs(data, proxy.QUICK_RUNS, tmp_path, base)

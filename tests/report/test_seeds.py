@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from fake_sweep import VAE_BASE, log_parent, log_trial, section, table_row
+from mlflow import MlflowClient
 
+from common.report.build import build_report
 from common.report.seeds import budget_blocks, preset_params, seed_groups
 
 SIZES = {
@@ -128,3 +131,45 @@ def test_the_slides_models_are_placed_at_the_preset_runs_mean_of_each_objective(
         _trial("dcgan", 42, val_classifier_fd=20.0),
     ]  # no probe logged: cannot be placed
     assert preset_means(runs, keys) == [("the slides' VAE (slides preset, 2 seed(s))", [pytest.approx(0.37), 32.0])]
+
+
+def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
+    """The slides preset at three seeds: mean ± std and the 95% t-interval of each reported number."""
+    uri, _ = sweep
+    client = MlflowClient(tracking_uri=uri)
+    exp_id = client.create_experiment("seeds", artifact_location=(tmp_path / "artifacts").as_uri())
+    pid = log_parent(client, exp_id, "slides", 1_000_000, "val_mse_kl", "slides")
+    for i, (seed, kl) in enumerate(((1, 40.0), (2, 42.0), (3, 44.0))):
+        rows = [
+            {
+                "val_mse_kl": 220.0,
+                "val_bpd": 5.0,
+                "test_mse_kl": 218.0 + i,
+                "test_kl": kl,
+                "epoch_time_s": 1.0,
+                "train_time_s": 1.0,
+            }
+        ]
+        log_trial(client, exp_id, pid, "vae", i, {**VAE_BASE, "seed": seed}, rows, "completed", tmp_path, figures=False)
+    log_trial(
+        client,
+        exp_id,
+        pid,
+        "vae",
+        9,
+        {**VAE_BASE, "seed": 4, "latent_dim": 16},  # another config: not a seed
+        [{"val_mse_kl": 1.0, "test_kl": 99.0, "epoch_time_s": 1.0, "train_time_s": 1.0}],
+        "completed",
+        tmp_path,
+        figures=False,
+    )
+    md = build_report("seeds", tmp_path / "r", tracking_uri=uri).with_name("report.md").read_text()
+    sec = md.split("### Seed-to-seed spread")[1].split("\n## ")[0].split("\n### ")[0]
+    kl = table_row(sec, "VAE", "test_kl")
+    # mean 42, std 2, half-width t(0.975, 2) * 2 / sqrt(3) = 4.303 * 1.155 = 4.97
+    assert "| 3 (1, 2, 3) | 42.00 ± 2.00 | 95% CI [37.03, 46.97] |" in kl and "99.00" not in sec
+    assert "| 3 (1, 2, 3) | 219.00 ± 1.00 |" in table_row(sec, "VAE", "test_mse_kl")
+    # ...but on 5,000 train images for 3 epochs: outside the slides' budget, so not the budget table's winners
+    budget = section(md, "Best within the slides' budget")
+    assert "| VAE: KL (nats/image) (`test_kl`) | 61.25 | not run | not run | > 10.00 | not measured" in budget
+    assert "VAE: a group of 3 seeds left out, outside the budget: train_subset 5000 is not 10,000." in budget

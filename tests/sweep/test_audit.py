@@ -1,5 +1,6 @@
 """common/sweep/audit.py's invariants as pure functions over Tune's trial folders and MLflow runs
-(the whole ``--check`` over real sweeps: tests/test_sweep.py, test_resume.py, test_storage.py)."""
+(the whole ``--check`` over real sweeps: tests/sweep/test_driver.py, tests/test_resume.py,
+tests/sweep/test_storage.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from common.sweep.progress import SweepProgress
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _trials(*statuses):

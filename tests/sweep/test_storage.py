@@ -15,7 +15,7 @@ import pytest
 
 from common.sweep.storage import StorageError, check_writable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARGV = [
     sys.executable,
     str(REPO / "run_sweep.py"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from common.sweep.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
@@ -47,7 +48,6 @@ def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
 
 
 def test_urls_are_logged_with_their_password_masked():
-    import pytest
 
     from common.sweep.tracking import TrackingError, check_tracking_uri, redact
 
@@ -81,3 +81,14 @@ def test_two_processes_preparing_one_new_store_at_once_both_succeed(tmp_path):
         p.join(180)
     assert [p.exitcode for p in procs] == [0] * 3
     assert MlflowClient(uri).search_experiments()  # a usable store
+
+
+def test_dataset_digests_follow_the_images_and_the_rows():
+    from common.sweep.tracking import dataset_inputs
+
+    def digests(content_hash, val_rows):
+        return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
+
+    assert digests("a", [2, 3]) == digests("a", [2, 3])
+    assert digests("a", [2, 3])[1] != digests("a", [2, 4])[1] and digests("a", [2, 3])[0] == digests("a", [2, 4])[0]
+    assert digests("a", [2, 3])[0] != digests("b", [2, 3])[0]

@@ -1,15 +1,18 @@
-"""common/sweep/tuning.py's two changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
-and the Optuna searcher is told that an early-stopped trial was PRUNED; and what ``gpu="auto"``
-decides from a cluster's nodes (no Ray cluster needed: the nodes are given)."""
+"""common/sweep/tuning.py's changes to Ray Tune's stock parts: ASHA waits for a beta schedule to settle,
+the Optuna searcher is told that an early-stopped trial was PRUNED; the space picks Optuna's sampler;
+PBT and PB2 sweeps clone the weaker trials and tag each clone on its own run."""
 
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
+from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
+from real_sweeps import ROOT
 
-import common.sweep.resources
-from common.sweep.resources import MAX_PACK, gpu_plan, resolve_gpus
+from common.sweep.driver import SweepOptions, run
 from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA
 
 
@@ -103,80 +106,92 @@ def test_early_stopped_trials_reach_optuna_as_pruned(result, state, tmp_path):
     assert trial.intermediate_values == {result["epoch"]: result["val_bpd"]}  # TPE still sees how far it got
 
 
-# ---- gpu="auto" ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "memory,need,cpus_per_gpu,cpus,expected",
-    [
-        (81_559, 2_200, 16, 1, MAX_PACK),  # an 80 GB GPU and 16 CPUs: memory holds 33, the cap is 16
-        (81_559, 2_200, 8, 1, 8),  # CPU-bound: 8 CPUs feed 8 one-CPU trials
-        (81_559, 2_200, 8, 2, 4),
-        (16_000, 4_100, 32, 1, 3),  # memory-bound: 0.9 * 16,000 / 4,100 = 3.5
-        (3_000, 4_100, 32, 1, 1),  # a trial bigger than the GPU still gets all of it
-        (None, 2_200, 16, 1, 1),  # memory unknown: one trial per GPU
-    ],
+# ---- in real sweeps: the searcher's sampler, and the population-based schedulers ------------------
+@pytest.mark.parametrize("sampler,expected", [("random", "RandomSampler"), ("tpe", "TPESampler")])
+def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir, tracking_uri, monkeypatch):
+    """``sampler = "random"`` is the baseline bench/search.py compares TPE (+ ASHA) with."""
+    from ray.tune.search.optuna import OptunaSearch
+
+    seen = []
+    real_setup = OptunaSearch._setup_study
+
+    def spy(self, *a, **kw):
+        real_setup(self, *a, **kw)
+        seen.append(type(self._ot_study.sampler).__name__)
+        raise KeyboardInterrupt  # stop here: the sampler is all this test is about
+
+    monkeypatch.setattr(OptunaSearch, "_setup_study", spy)
+    space = workdir / "space.py"
+    space.write_text((ROOT / "sweeps" / "vae_beta.py").read_text() + f"\nsampler = {sampler!r}\n")
+    with pytest.raises(KeyboardInterrupt):
+        run(
+            SweepOptions(
+                space=str(space),
+                data="synthetic",
+                tracking_uri=tracking_uri,
+                num_samples=1,
+                storage=str(workdir / "rr"),
+                report=False,
+                eval_n=0,
+                overrides=(("val_size", "128"),),
+            )
+        )
+    assert seen == [expected]
+
+
+PBT_SPACE = """
+family = "dcgan"
+metric = "val_classifier_fd"
+mode = "min"
+num_samples = 4
+max_epochs = 4
+defaults = {"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "eval_samples": 64,
+            "probe_every": 0}
+scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
+             "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]}}
+resources = {"cpu": 1}
+"""
+
+
+# PB2 takes ranges only (its GP models them linearly): the same space with beta1 as a range.
+PB2_SPACE = (
+    PBT_SPACE.replace('"kind": "pbt"', '"kind": "pb2"')
+    .replace('"lr_g": ("log", 1e-4, 5e-4)', '"lr_g": ("uniform", 1e-4, 5e-4)')
+    .replace('"beta1": [0.0, 0.5]', '"beta1": ("uniform", 0.0, 0.5)')
 )
-def test_gpu_plan_packs_as_many_trials_as_memory_and_cpus_allow(memory, need, cpus_per_gpu, cpus, expected):
-    assert gpu_plan(memory, need, cpus_per_gpu, cpus) == expected
 
 
-def _nodes(monkeypatch, nodes, gpu_memory_mb=81_559.0):
-    import ray
-
-    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
-    monkeypatch.setattr(common.sweep.resources, "_probe_gpu_memory_mb", lambda: gpu_memory_mb)
-
-
-def test_auto_on_a_cpu_only_cluster_is_no_gpu_exactly_as_before(monkeypatch):
-    _nodes(monkeypatch, [{"CPU": 2.0}, {"CPU": 8.0, "mps": 1.0}])
-    asked = {"cpu": 1, "gpu": "auto", "memory_mb": 1800}
-    assert resolve_gpus(asked, 2400) == {"cpu": 1, "gpu": 0.0, "memory_mb": 1800}
-
-
-def test_auto_on_gpu_nodes_gives_each_trial_a_share_sized_by_the_smallest_node(monkeypatch):
-    _nodes(monkeypatch, [{"CPU": 2.0}, {"CPU": 16.0, "GPU": 1.0}, {"CPU": 16.0, "GPU": 2.0}])
-    got = resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1800}, 2400)
-    assert got["gpu"] == 0.125  # the 2-GPU node has 8 CPUs per GPU: 8 trials a GPU
-    got = resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1800}, 30_000)
-    assert got["gpu"] == 0.5  # 0.9 * 81,559 / 30,000 = 2.4: two a GPU
-    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
-    assert resolve_gpus({"cpu": 1, "gpu": "auto", "memory_mb": 1}, 2400)["gpu"] == 0.0625  # 1/16, MAX_PACK
-    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
-    assert resolve_gpus({"cpu": 3, "gpu": "auto", "memory_mb": 1}, 2400)["gpu"] == 0.2  # 16 // 3 = 5
-
-
-def test_an_explicit_gpu_count_is_kept_and_zero_forces_the_cpu(monkeypatch):
-    _nodes(monkeypatch, [{"CPU": 16.0, "GPU": 1.0}])
-    for asked in (0.0, 0.25, 1.0):
-        assert resolve_gpus({"cpu": 1, "gpu": asked, "memory_mb": 1}, 2400)["gpu"] == asked
-
-
-def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_data(monkeypatch, tmp_path):
-    """A PostgreSQL restart surfaces as Optuna's StorageInternalError caused by SQLAlchemy's
-    OperationalError: retried (tests/test_mlflow_server.py restarts a real one under a sweep).
-    Any other error is raised at once."""
-    import optuna
-    import sqlalchemy.exc
-
-    from common.sweep import studies
-
-    monkeypatch.setattr(studies.time, "sleep", lambda s: None)
-    calls = []
-
-    def flaky(self):
-        calls.append(1)
-        if len(calls) < 3:
-            try:
-                raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("terminating connection"))
-            except sqlalchemy.exc.OperationalError as e:
-                raise optuna.exceptions.StorageInternalError("commit failed") from e
-        return "studies"
-
-    monkeypatch.setattr(studies.ResilientRDBStorage, "get_all_studies", studies._retrying(flaky))
-    storage = studies.ResilientRDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
-    assert storage.get_all_studies() == "studies" and len(calls) == 3
-    with pytest.raises(KeyError):  # not a connection loss: no retry
-        studies._retrying(lambda self: {}["x"])(storage)
-    assert all(
-        hasattr(getattr(studies.ResilientRDBStorage, n), "__wrapped__")
-        for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials")
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(
+    ray_session, workdir, tracking_uri, kind
+):
+    assert PB2_SPACE.count("uniform") == 3 and '"pb2"' in PB2_SPACE  # the replacements above all applied
+    (workdir / "pbt.py").write_text(PBT_SPACE if kind == "pbt" else PB2_SPACE)
+    summary = run(
+        SweepOptions(
+            space=str(workdir / "pbt.py"),
+            data="synthetic",
+            tracking_uri=tracking_uri,
+            storage=str(workdir / "ray_results"),
+            report=False,
+            eval_n=0,
+            overrides=(("val_size", "128"),),
+        )
     )
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name("pbt").experiment_id
+    trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
+    assert len(trials) == 4 and summary["best"]["dcgan"]["mlflow_run_id"] in {t.info.run_id for t in trials}
+    clones = [(t, v) for t in trials for k, v in t.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]
+    assert clones, "with 4 trials, quantile 0.5 and a perturbation every epoch, some trial must be cloned"
+    ids = {t.data.tags["trial_id"] for t in trials}
+    for t, lineage in clones:
+        donor = re.fullmatch(r"from trial (\S+) at epoch (\d); config now (.*)", lineage)
+        assert donor and donor[1] in ids - {t.data.tags["trial_id"]} and "lr_g=" in donor[3], lineage
+        now = dict(kv.split("=") for kv in donor[3].split(", "))
+        if kind == "pb2":  # the bandit's choice stays inside the bounds
+            assert 1e-4 <= float(now["lr_g"]) <= 5e-4 and 1.0 <= float(now["lr_ratio"]) <= 4.0, lineage
+            assert 0.0 <= float(now["beta1"]) <= 0.5, lineage
+        steps = sorted(m.step for m in client.get_metric_history(t.info.run_id, "val_classifier_fd"))
+        assert steps == [1, 2, 3, 4]  # its own run goes on to the last epoch, one point per step; no second run
+    assert all(t.data.tags["trial_status"] == "completed" for t in trials)

@@ -1,5 +1,7 @@
 """Device choice (CUDA -> MPS -> CPU), thread count and seeding, with the backends faked."""
 
+from __future__ import annotations
+
 import os
 import random
 
@@ -116,15 +118,25 @@ def test_configure_threads_falls_back_to_cpu_count(restore_torch_state, num_cpus
 
 
 # ---- seed_everything ---------------------------------------------------------------------------------
+def _draws():
+    return random.random(), np.random.rand(3), torch.randn(4)
+
+
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_seed_everything_reproducible(restore_torch_state, deterministic):
-    g1 = seed_everything(123, deterministic=deterministic)
-    a = (torch.randn(4), np.random.rand(3), random.random(), torch.randn(4, generator=g1))
-    g2 = seed_everything(123, deterministic=deterministic)
-    b = (torch.randn(4), np.random.rand(3), random.random(), torch.randn(4, generator=g2))
-    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2] and torch.equal(a[3], b[3])
-    seed_everything(124, deterministic=deterministic)
-    assert not torch.equal(a[0], torch.randn(4))
+def test_seed_everything_seeds_python_numpy_and_torch_as_seeding_each_by_hand(restore_torch_state, deterministic):
+    """Our contract (not torch's seeding): python's, numpy's and torch's global streams are each where
+    seeding them by hand with the same seed puts them, and the returned generator is torch's seed."""
+    random.seed(0)  # the three streams somewhere else first
+    np.random.seed(0)
+    torch.manual_seed(0)
+    g = seed_everything(123, deterministic=deterministic)
+    ours = (*_draws(), torch.randn(4, generator=g))
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    by_hand = (*_draws(), torch.randn(4, generator=torch.Generator().manual_seed(123)))
+    assert ours[0] == by_hand[0] and np.array_equal(ours[1], by_hand[1])
+    assert torch.equal(ours[2], by_hand[2]) and torch.equal(ours[3], by_hand[3])
 
 
 def test_seed_everything_returns_a_seeded_cpu_generator(restore_torch_state):
@@ -175,15 +187,6 @@ def test_no_tf32_turns_it_off_inside_and_restores_it():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
-def test_bf16_is_native_on_cuda_only_from_ampere(monkeypatch, capability, expected):
-    from common.trial.tasks.base import bf16_native
-
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # true on a T4 too (emulated)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert bf16_native(torch.device("cuda", 0)) is expected
-
-
 def test_each_trial_starts_its_gpu_memory_peak_from_zero(monkeypatch):
     reset = []
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: reset.append(device))
@@ -194,10 +197,17 @@ def test_each_trial_starts_its_gpu_memory_peak_from_zero(monkeypatch):
 
 
 def test_seed_everything_large_seed(restore_torch_state):
-    seed_everything(2**40, deterministic=False)  # numpy only takes 32 bits: reduced, not an error
-    first = (torch.rand(3), np.random.rand(3))
-    seed_everything(2**40, deterministic=False)
-    assert torch.equal(first[0], torch.rand(3)) and np.array_equal(first[1], np.random.rand(3))
+    """numpy takes 32 bits only: a larger seed is reduced mod 2**32 for numpy (not an error), and given
+    whole to python and torch."""
+    seed = 2**40 + 5
+    seed_everything(seed, deterministic=False)
+    ours = _draws()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    by_hand = _draws()
+    assert ours[0] == by_hand[0] and np.array_equal(ours[1], by_hand[1]) and torch.equal(ours[2], by_hand[2])
+    assert torch.initial_seed() == seed
 
 
 # ---- the real accelerator ---------------------------------------------------------------------------------

@@ -232,17 +232,6 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert len({d for d, _ in inputs.values()}) == 3
 
 
-def test_dataset_digests_follow_the_images_and_the_rows():
-    from common.sweep.tracking import dataset_inputs
-
-    def digests(content_hash, val_rows):
-        return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
-
-    assert digests("a", [2, 3]) == digests("a", [2, 3])
-    assert digests("a", [2, 3])[1] != digests("a", [2, 4])[1] and digests("a", [2, 3])[0] == digests("a", [2, 4])[0]
-    assert digests("a", [2, 3])[0] != digests("b", [2, 3])[0]
-
-
 def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):
     client = MlflowClient(tracking_uri)
 
@@ -298,45 +287,3 @@ def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monke
     assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
     assert "posterior_collapse" in tags["collapsed_reason"]
     assert tags["detector.posterior_collapse"] == "epoch 1"  # raised as a tag when it first fires
-
-
-@pytest.mark.parametrize("family,precision", [("vae", "bf16"), ("vae", "fp32"), ("dcgan", "bf16"), ("dcgan", "fp32")])
-def test_training_precision_and_cpu_memory_layout(family, precision):
-    """bf16 autocast covers the training forward passes only; CPU models are channels_last
-    (both measured faster: bench/throughput.py --variants, bench/precision.py)."""
-    import torch
-
-    from common.trial.config import config_class
-    from common.trial.data import load_dataset
-    from common.trial.device import seed_everything
-    from common.trial.families import FAMILIES
-    from common.trial.tasks.base import bf16_native
-
-    cfg = config_class(family).from_dict(
-        {"data": "synthetic", "precision": precision, "batch_size": 64, "val_size": 128}
-    )
-    if precision == "bf16" and not bf16_native(torch.device("cpu")):  # emulated bf16 is ~20x slower: not used
-        with pytest.warns(UserWarning, match="no native support"):
-            task = FAMILIES[family].task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
-        precision = "fp32"
-    else:
-        task = FAMILIES[family].task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
-    assert task.precision_used == precision
-    conv = next(m for net in task.models.values() for m in net.modules() if isinstance(m, torch.nn.Conv2d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.dim() == 4
-    x = next(task.train.batches(64, torch.Generator().manual_seed(0)))
-    with task.autocast():
-        out = conv(x[:, : conv.in_channels] if conv.in_channels <= 3 else torch.zeros(1))
-    assert out.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
-    metrics = task.train_epoch(0)
-    assert all(math.isfinite(v) for v in metrics.values())
-    task.evaluate(probe=False)  # evaluation runs in fp32 whatever the training precision:
-    assert task.samples().dtype == torch.float32 and not torch.is_autocast_cpu_enabled()
-
-
-def test_vae_defaults_to_bf16_and_the_others_to_fp32():
-    from common.trial.config import ConfigError, DCGANConfig, VAEConfig, VAEGANConfig
-
-    assert (VAEConfig().precision, DCGANConfig().precision, VAEGANConfig().precision) == ("bf16", "fp32", "fp32")
-    with pytest.raises(ConfigError, match="precision"):
-        VAEGANConfig(precision="bf16")

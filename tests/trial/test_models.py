@@ -1,9 +1,15 @@
-"""Shapes, ranges and parameter counts of ConvVAE, Generator, Discriminator (CPU, tiny nets)."""
+"""common/trial/models/: shapes, ranges and parameter counts of ConvVAE, Generator and Discriminator; the
+discriminator options (spectral norm, minibatch discrimination) and its probe features (CPU, tiny nets)."""
+
+from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from common.trial.models import ConvVAE, Discriminator, Generator, count_params, dcgan_init
+from common.trial.models.dcgan import MinibatchDiscrimination
 
 SEED_COUNTS = {"vae": 1.38e6, "g": 1.24e6, "d": 2.76e6}
 
@@ -66,7 +72,7 @@ def test_config_field_names_are_constructor_kwargs():
     vae = ConvVAE(latent_dim=8, base_channels=4, hidden_dim=0)
     g = Generator(latent_dim=8, g_channels=8, g_hidden=0)
     d = Discriminator(d_channels=4, d_hidden=0)
-    assert (vae.latent_dim, g.latent_dim) == (8, 8) and count_params(d) > 0
+    assert (vae.latent_dim, g.latent_dim) == (8, 8) and d.blocks[0][0].out_channels == 4
 
 
 def test_widths_and_latent_change_counts():
@@ -91,3 +97,96 @@ def test_dcgan_init_statistics():
     lin = torch.nn.Linear(100, 100)
     dcgan_init(lin)
     assert torch.all(lin.bias == 0) and abs(lin.weight.std().item() - 0.02) < 0.002
+
+
+# ---- discriminator options ------------------------------------------------------------------
+def test_minibatch_discrimination_is_twice_differentiable():
+    # WGAN-GP back-propagates through grad_x D, so the layer needs a correct double backward.
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(5, num_kernels=3, kernel_dim=2).double()
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    t = mbd.T.detach().clone().requires_grad_(True)
+
+    def f(x, t):
+        return torch.func.functional_call(mbd, {"T": t}, (x,))
+
+    assert torch.autograd.gradcheck(f, (x, t))
+    assert torch.autograd.gradgradcheck(f, (x, t))
+
+
+def test_default_discriminator_is_unchanged():
+    torch.manual_seed(0)
+    a = Discriminator(d_channels=4, d_hidden=8)
+    torch.manual_seed(0)
+    b = Discriminator(d_channels=4, d_hidden=8, spectral_norm=False, batchnorm=True, minibatch_disc=0)
+    assert list(a.state_dict()) == list(b.state_dict())
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in a.modules()) == 2 and a.minibatch is None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in Discriminator(4, 8, batchnorm=False).modules())
+
+
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_spectral_norm_gives_unit_top_singular_value(batchnorm):
+    torch.manual_seed(0)
+    d = Discriminator(d_channels=4, d_hidden=16, spectral_norm=True, batchnorm=batchnorm, minibatch_disc=3)
+    wrapped = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(wrapped) == 5 and all(hasattr(m, "parametrizations") for m in wrapped)
+    d.train()
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        for _ in range(30):  # one power iteration per training forward
+            d(x)
+    d.eval()
+    for m in wrapped:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05), m
+    assert d(x).shape == (8,)
+
+
+def test_minibatch_discrimination_layer():
+    torch.manual_seed(0)
+    mbd = MinibatchDiscrimination(6, num_kernels=5, kernel_dim=3)
+    x = torch.randn(4, 6)
+    out = mbd(x)
+    assert out.shape == (4, 11) and torch.equal(out[:, :6], x)
+    assert torch.all((out[:, 6:] >= 0) & (out[:, 6:] <= 1))
+    same = mbd(x[:1].repeat(4, 1))
+    assert torch.allclose(same[:, 6:], torch.ones(4, 5))  # identical batch: every kernel reads 1
+    assert torch.equal(mbd(x[:1])[:, 6:], torch.zeros(1, 5))  # nobody else in the batch
+    # o_i by hand: mean over j != i of exp(-L1 distance) per kernel
+    m = (x @ mbd.T).view(4, 5, 3)
+    ref = torch.stack([sum(torch.exp(-(m[i] - m[j]).abs().sum(1)) for j in range(4) if j != i) / 3 for i in range(4)])
+    assert torch.allclose(out[:, 6:], ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernels", [0, 4])
+def test_minibatch_discrimination_couples_the_batch(kernels):
+    torch.manual_seed(0)
+    d = Discriminator(d_channels=4, d_hidden=8, minibatch_disc=kernels).eval()  # eval: BN does not couple
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    y = x.clone()
+    y[3] = torch.rand(3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        a, b = d(x), d(y)
+    assert b[3] != a[3]
+    if kernels:
+        assert not torch.allclose(a[[0, 1, 2, 4]], b[[0, 1, 2, 4]], atol=1e-6)
+    else:
+        assert torch.allclose(a[[0, 1, 2, 4]], b[[0, 1, 2, 4]], atol=1e-6)
+
+
+# ---- the discriminator's probe features -------------------------------------------------------------
+def test_discriminator_probe_features():
+    torch.manual_seed(0)
+    d = Discriminator(d_channels=8, d_hidden=16).eval()
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        got = d.probe_features(x)
+        f = d.features(x)
+    assert got.shape == (5, 7 * 8 * 16)
+    assert [t.shape[1:] for t in f[:3]] == [(8, 16, 16), (16, 8, 8), (32, 4, 4)]
+    manual = torch.cat([F.adaptive_max_pool2d(h, (4, 4)).reshape(5, -1) for h in f[:3]], dim=1)
+    assert torch.equal(got, manual)
+    # the 4x4 map is taken as is; the 16x16 one is pooled by 4x4 blocks
+    assert torch.equal(got[:, 8 * 16 + 16 * 16 :], f[2].flatten(1))
+    assert torch.equal(got[:, : 8 * 16], F.max_pool2d(f[0], 4).flatten(1))

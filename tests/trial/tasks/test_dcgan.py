@@ -1,30 +1,21 @@
-"""GAN failure-mode options and detectors: losses vs closed forms, SN, minibatch discrimination,
-the slides' training step bit for bit, gradient norms, class coverage (CPU, tiny nets, synthetic data)."""
+"""common/trial/tasks/dcgan.py: the slides' training step bit for bit, every loss and D option through an
+epoch, G's EMA, R1, the class-coverage detector, the linear probe of D and a PBT clone (CPU, tiny nets,
+synthetic data)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from common.metrics.maths import linear_probe
 from common.trial.config import ConfigError, DCGANConfig
 from common.trial.data import load_dataset, to_unit_range
 from common.trial.device import seed_everything
-from common.trial.diagnostics import grad_total_norm, mode_collapse_flag
-from common.trial.losses import (
-    d_loss_bce,
-    d_loss_hinge,
-    d_loss_wgan,
-    g_loss_hinge,
-    g_loss_nonsaturating,
-    g_loss_wgan,
-    gradient_penalty,
-)
-from common.trial.models import Discriminator
-from common.trial.models.dcgan import MinibatchDiscrimination
+from common.trial.losses import d_loss_bce, g_loss_nonsaturating, r1_penalty
 from common.trial.tasks.dcgan import DCGANTask
 
 TINY = dict(
@@ -51,176 +42,7 @@ def _task(data, **kw) -> DCGANTask:
     return DCGANTask(cfg, data, torch.device("cpu"), gen)
 
 
-# ---- config ---------------------------------------------------------------------------------
-def test_defaults_are_the_slides():
-    c = DCGANConfig()
-    assert (c.gan_loss, c.n_critic, c.label_smoothing, c.spectral_norm, c.minibatch_disc) == ("bce", 1, 0.0, False, 0)
-    assert c.d_norm == "auto" and c.d_batchnorm and c.gp_weight == 10.0 and c.minibatch_dim == 8
-
-
-def test_config_coercion_and_ranges():
-    c = DCGANConfig.from_dict({"spectral_norm": "true", "gan_loss": "hinge", "n_critic": "5", "minibatch_disc": "16"})
-    assert c.spectral_norm is True and c.n_critic == 5 and c.minibatch_disc == 16 and c.d_batchnorm
-    assert not DCGANConfig(gan_loss="wgan-gp").d_batchnorm
-    assert DCGANConfig(gan_loss="wgan-gp", d_norm="batch").d_batchnorm
-    assert not DCGANConfig(d_norm="none").d_batchnorm
-    assert DCGANConfig(label_smoothing=0.2).label_smoothing == 0.2
-    for bad in (
-        {"gan_loss": "lsgan"},
-        {"n_critic": 0},
-        {"gp_weight": -1.0},
-        {"label_smoothing": 0.5},
-        {"label_smoothing": -0.1},
-        {"minibatch_disc": -1},
-        {"minibatch_dim": 0},
-        {"d_norm": "layer"},
-        {"label_smoothing": 0.1, "gan_loss": "hinge"},
-        {"spectral_norm": "maybe"},
-        {"gan_loss": "wgan-gp", "minibatch_disc": 8},
-    ):  # a batch-coupled D breaks the per-sample penalty
-        with pytest.raises(ConfigError):
-            DCGANConfig.from_dict(bad)
-    assert DCGANConfig.from_dict(DCGANConfig(gan_loss="wgan-gp", n_critic=5).to_dict()).n_critic == 5
-
-
-# ---- losses ---------------------------------------------------------------------------------
-def test_label_smoothing_matches_bce_with_smoothed_target():
-    g = torch.Generator().manual_seed(0)
-    real, fake = torch.randn(32, generator=g), torch.randn(32, generator=g)
-    ref = F.binary_cross_entropy_with_logits(real, torch.full_like(real, 0.9)) + F.binary_cross_entropy_with_logits(
-        fake, torch.zeros_like(fake)
-    )
-    assert torch.allclose(d_loss_bce(real, fake, label_smoothing=0.1), ref, atol=1e-7)
-    assert torch.equal(d_loss_bce(real, fake, label_smoothing=0.0), d_loss_bce(real, fake))
-    with pytest.raises(ValueError):
-        d_loss_bce(real, fake, label_smoothing=0.5)
-
-
-def test_hinge_and_wgan_losses_closed_form():
-    real = torch.tensor([2.0, 0.5, -1.0])
-    fake = torch.tensor([-2.0, 0.0, 1.0])
-    # relu(1 - real) = [0, 0.5, 2] -> 2.5/3; relu(1 + fake) = [0, 1, 2] -> 1
-    assert d_loss_hinge(real, fake).item() == pytest.approx(2.5 / 3 + 1.0)
-    assert d_loss_hinge(torch.full((4,), 1.5), torch.full((4,), -1.5)).item() == 0.0
-    assert g_loss_hinge(fake).item() == pytest.approx(1 / 3)
-    assert d_loss_wgan(real, fake).item() == pytest.approx(-1 / 3 - 0.5)
-    assert g_loss_wgan(fake).item() == pytest.approx(1 / 3)
-
-
-class _LinearCritic(nn.Module):
-    """f(x) = scale * <w, x> with a unit-norm w: Lipschitz constant = scale."""
-
-    def __init__(self, dim: int, scale: float):
-        super().__init__()
-        w = torch.randn(dim, generator=torch.Generator().manual_seed(3))
-        self.w = nn.Parameter(scale * w / w.norm())
-
-    def forward(self, x):
-        return x.flatten(1) @ self.w
-
-
-def test_gradient_penalty_zero_for_1_lipschitz_and_positive_for_steeper():
-    g = torch.Generator().manual_seed(1)
-    real, fake = torch.randn(8, 3, 4, 4, generator=g), torch.randn(8, 3, 4, 4, generator=g)
-    unit = gradient_penalty(_LinearCritic(48, 1.0), real, fake, generator=torch.Generator().manual_seed(0))
-    assert unit.item() == pytest.approx(0.0, abs=1e-10)
-    steep = _LinearCritic(48, 3.0)
-    gp = gradient_penalty(steep, real, fake, generator=torch.Generator().manual_seed(0))
-    assert gp.item() == pytest.approx(4.0, rel=1e-5)  # (3 - 1)^2
-    gp.backward()  # create_graph: the penalty trains the critic
-    assert steep.w.grad is not None and steep.w.grad.norm() > 0
-    assert real.grad is None and fake.grad is None
-
-
-@pytest.mark.parametrize("kw", [dict(), dict(spectral_norm=True, minibatch_disc=3)], ids=["plain", "sn-mbd"])
-def test_gradient_penalty_through_discriminator_backprops(kw):
-    torch.manual_seed(0)
-    d = Discriminator(d_channels=4, d_hidden=8, batchnorm=False, **kw)
-    x, y = torch.rand(4, 3, 32, 32) * 2 - 1, torch.rand(4, 3, 32, 32) * 2 - 1
-    gp = gradient_penalty(d, x, y)
-    assert gp.ndim == 0 and gp.item() > 0
-    gp.backward()
-    # every parameter but the logit's bias (which does not change grad_x D) gets a gradient
-    assert all(p.grad is not None for n, p in d.named_parameters() if n != "out.bias")
-
-
-def test_minibatch_discrimination_is_twice_differentiable():
-    # WGAN-GP back-propagates through grad_x D, so the layer needs a correct double backward.
-    torch.manual_seed(0)
-    mbd = MinibatchDiscrimination(5, num_kernels=3, kernel_dim=2).double()
-    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
-    t = mbd.T.detach().clone().requires_grad_(True)
-
-    def f(x, t):
-        return torch.func.functional_call(mbd, {"T": t}, (x,))
-
-    assert torch.autograd.gradcheck(f, (x, t))
-    assert torch.autograd.gradgradcheck(f, (x, t))
-
-
-# ---- discriminator options ------------------------------------------------------------------
-def test_default_discriminator_is_unchanged():
-    torch.manual_seed(0)
-    a = Discriminator(d_channels=4, d_hidden=8)
-    torch.manual_seed(0)
-    b = Discriminator(d_channels=4, d_hidden=8, spectral_norm=False, batchnorm=True, minibatch_disc=0)
-    assert list(a.state_dict()) == list(b.state_dict())
-    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
-    assert sum(isinstance(m, nn.BatchNorm2d) for m in a.modules()) == 2 and a.minibatch is None
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in Discriminator(4, 8, batchnorm=False).modules())
-
-
-@pytest.mark.parametrize("batchnorm", [True, False])
-def test_spectral_norm_gives_unit_top_singular_value(batchnorm):
-    torch.manual_seed(0)
-    d = Discriminator(d_channels=4, d_hidden=16, spectral_norm=True, batchnorm=batchnorm, minibatch_disc=3)
-    wrapped = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert len(wrapped) == 5 and all(hasattr(m, "parametrizations") for m in wrapped)
-    d.train()
-    x = torch.rand(8, 3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        for _ in range(30):  # one power iteration per training forward
-            d(x)
-    d.eval()
-    for m in wrapped:
-        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
-        assert sigma == pytest.approx(1.0, abs=0.05), m
-    assert d(x).shape == (8,)
-
-
-def test_minibatch_discrimination_layer():
-    torch.manual_seed(0)
-    mbd = MinibatchDiscrimination(6, num_kernels=5, kernel_dim=3)
-    x = torch.randn(4, 6)
-    out = mbd(x)
-    assert out.shape == (4, 11) and torch.equal(out[:, :6], x)
-    assert torch.all((out[:, 6:] >= 0) & (out[:, 6:] <= 1))
-    same = mbd(x[:1].repeat(4, 1))
-    assert torch.allclose(same[:, 6:], torch.ones(4, 5))  # identical batch: every kernel reads 1
-    assert torch.equal(mbd(x[:1])[:, 6:], torch.zeros(1, 5))  # nobody else in the batch
-    # o_i by hand: mean over j != i of exp(-L1 distance) per kernel
-    m = (x @ mbd.T).view(4, 5, 3)
-    ref = torch.stack([sum(torch.exp(-(m[i] - m[j]).abs().sum(1)) for j in range(4) if j != i) / 3 for i in range(4)])
-    assert torch.allclose(out[:, 6:], ref, atol=1e-6)
-
-
-@pytest.mark.parametrize("kernels", [0, 4])
-def test_minibatch_discrimination_couples_the_batch(kernels):
-    torch.manual_seed(0)
-    d = Discriminator(d_channels=4, d_hidden=8, minibatch_disc=kernels).eval()  # eval: BN does not couple
-    x = torch.rand(5, 3, 32, 32) * 2 - 1
-    y = x.clone()
-    y[3] = torch.rand(3, 32, 32) * 2 - 1
-    with torch.no_grad():
-        a, b = d(x), d(y)
-    assert b[3] != a[3]
-    if kernels:
-        assert not torch.allclose(a[[0, 1, 2, 4]], b[[0, 1, 2, 4]], atol=1e-6)
-    else:
-        assert torch.allclose(a[[0, 1, 2, 4]], b[[0, 1, 2, 4]], atol=1e-6)
-
-
-# ---- training step --------------------------------------------------------------------------
+# ---- the training step --------------------------------------------------------------------------
 def test_seed_training_step_is_bit_for_bit_the_original(data):
     """The default config trains exactly as the pre-mitigation loop did (inlined here)."""
     new = _task(data)
@@ -285,20 +107,7 @@ def test_n_critic_larger_than_an_epoch_is_a_config_error(data):
         _task(data, n_critic=100)
 
 
-def test_grad_total_norm_matches_manual():
-    lin = nn.Linear(5, 3)
-    lin(torch.randn(4, 5)).pow(2).sum().backward()
-    manual = math.sqrt(sum(p.grad.pow(2).sum().item() for p in lin.parameters()))
-    assert grad_total_norm(lin.parameters()).item() == pytest.approx(manual, rel=1e-6)
-    assert grad_total_norm(nn.Linear(2, 2).parameters()).item() == 0.0  # no grads yet
-
-
 # ---- mode collapse: class coverage of the fixed-z samples -------------------------------------
-def test_mode_collapse_flag_threshold():
-    assert mode_collapse_flag(0.7) == 1.0 and mode_collapse_flag(0.8) == 0.0 and mode_collapse_flag(1.0) == 0.0
-    assert mode_collapse_flag(0.5, threshold=0.4) == 0.0
-
-
 def test_real_images_cover_the_classes_and_one_image_repeated_does_not(data):
     task = _task(data)
     real = to_unit_range(task.train.x[:200])  # train images scored against the validation images
@@ -336,3 +145,103 @@ def test_a_pbt_clone_takes_the_donors_weights_and_moments_but_keeps_its_own_lr_a
     assert [g["lr"] for g in clone.opt_d.param_groups] == [pytest.approx(8e-4)]
     clone.load_state_dict(donor.state_dict())  # a trial's own restore takes everything, as before
     assert [(g["lr"], g["betas"][0]) for g in clone.opt_g.param_groups] == [(2e-4, 0.5)]
+
+
+# ---- EMA of G ------------------------------------------------------------------------------------
+def test_the_ema_equals_a_manual_exponential_average_of_gs_weights(data):
+    decay = 0.9
+    task = _task(data, ema_decay=decay)
+    manual, snapshots = None, []
+    step = task.opt_g.step
+
+    def recording_step(*args, **kwargs):  # G's weights after each of its steps
+        out = step(*args, **kwargs)
+        snapshots.append({k: v.detach().clone() for k, v in task.g.state_dict().items()})
+        return out
+
+    task.opt_g.step = recording_step
+    task.train_epoch(0)
+    for snap in snapshots:  # AveragedModel's first update copies; then ema = d * ema + (1 - d) * w
+        manual = (
+            snap
+            if manual is None
+            else {
+                k: (decay * manual[k] + (1 - decay) * snap[k] if snap[k].is_floating_point() else snap[k]) for k in snap
+            }
+        )
+    ema = task.sampler.state_dict()
+    assert len(snapshots) == task.train.num_batches(task.cfg.batch_size)
+    floats = [k for k, v in manual.items() if v.is_floating_point()]  # weights and BatchNorm statistics
+    for k in floats:
+        torch.testing.assert_close(ema[k], manual[k], rtol=1e-5, atol=1e-6, msg=k)
+    last = task.g.state_dict()
+    assert any(not torch.equal(ema[k], last[k]) for k in floats)  # the average is not the last iterate
+
+
+def test_with_ema_the_samples_scores_and_export_come_from_the_average(data):
+    task = _task(data, ema_decay=0.5)
+    task.train_epoch(0)
+    z = torch.randn(4, task.cfg.latent_dim)
+    task.g_ema.module.eval()
+    assert torch.equal(task.generate(z), task.g_ema.module(z))
+    assert task.sampler is task.g_ema.module
+    exported = task.export_state()["g"]
+    assert all(torch.equal(exported[k], v) for k, v in task.g_ema.module.state_dict().items())
+    sampler = type(task).build_sampler(task.cfg, task.export_state()).eval()  # what best.pt gives the final stage
+    assert torch.equal(sampler(z), task.g_ema.module(z))
+    restored = _task(data, ema_decay=0.5)  # a checkpoint restore continues the same average
+    restored.load_state_dict(task.state_dict())
+    assert int(restored.g_ema.n_averaged) == int(task.g_ema.n_averaged) > 0
+    off = _task(data)
+    assert off.g_ema is None and off.sampler is off.g  # off: no copy at all
+
+
+# ---- R1 -------------------------------------------------------------------------------------------
+def test_r1_adds_gamma_over_two_times_the_penalty_to_ds_loss(data):
+    plain, with_r1 = _task(data), _task(data, r1_weight=4.0)
+    real = to_unit_range(plain.train.x[:8])
+    fake = torch.rand_like(real) * 2 - 1
+    rl, fl = plain.d(real), plain.d(fake)
+    base, _ = plain.d_objective(real, fake, rl, fl)
+    with_r1.d.load_state_dict(plain.d.state_dict())
+    total, _ = with_r1.d_objective(real, fake, with_r1.d(real), with_r1.d(fake))
+    assert total.item() == pytest.approx(base.item() + 2.0 * r1_penalty(plain.d, real).item(), rel=1e-4)
+    with pytest.raises(ConfigError, match="r1_weight"):
+        DCGANConfig(gan_loss="wgan-gp", r1_weight=1.0)
+
+
+# ---- the linear probe of D ----------------------------------------------------------------------
+def test_dcgan_task_probe_accuracy(data):
+    """The probe is the shared protocol (fit on the train subset, C chosen on the validation images) on
+    D's pooled features of the right splits: recomputed here from those features, the numbers agree."""
+    task = _task(data)
+    feats = {s: task.probe_features(getattr(task, s).x) for s in ("train", "val", "test")}
+    labels = {s: getattr(task, s).y.numpy() for s in ("train", "val", "test")}
+    ref = linear_probe(
+        feats["train"], labels["train"], feats["val"], labels["val"], feats["test"], labels["test"], seed=task.cfg.seed
+    )
+    with_probe = task.evaluate(probe=True)
+    assert with_probe["val_probe_acc"] == ref["val_acc"] and "test_probe_acc" not in with_probe
+    assert ref["val_acc"] > 0.2  # D's random features already beat chance (0.1) on the synthetic classes
+    without = task.evaluate(probe=False)
+    assert "val_probe_acc" not in without and without["val_classifier_fd"] == with_probe["val_classifier_fd"]
+    tested = task.evaluate("test", probe=True)  # only the loop's end-of-trial call scores the test split
+    assert (tested["val_probe_acc"], tested["test_probe_acc"]) == (ref["val_acc"], ref["test_acc"])
+    assert not any(k.startswith("val_") and k != "val_probe_acc" for k in tested)
+
+
+def test_probe_features_use_real_data_batchnorm_statistics(data):
+    """D's running statistics were updated by fake batches too; the probe recomputes them on real
+    train images, so corrupting them changes nothing (and a random-init D gets the same treatment)."""
+    task = _task(data)
+    before = task.probe_features(task.val.x[:32])
+    for m in task.d.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.add_(5.0)
+            m.running_var.mul_(9.0)
+    after = task.probe_features(task.val.x[:32])
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+    task.d.eval()
+    with torch.no_grad():
+        plain = task.d.probe_features(to_unit_range(task.val.x[:32])).numpy()
+    assert np.abs(plain - before).max() > 1e-2  # eval mode alone would have used the corrupted statistics

@@ -1,0 +1,68 @@
+"""common/sweep/options.py: ``plan`` and ``fixed_values`` (validation only: nothing starts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.sweep.space import load_space
+from common.trial.config import ConfigError
+
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    import common.sweep.options  # imports mlflow: only the tests below pay for it
+
+    return common.sweep.options
+
+
+def test_fixed_values_cli_flags_and_smoke_test(sweep):
+    space = load_space(SWEEPS / "gan_ttur.py")
+    opts = sweep.SweepOptions(space="x", overrides=(("lr_ratio", "4"),), seed=3, data="synthetic")
+    assert sweep.fixed_values(space, opts) == {"lr_ratio": "4", "seed": 3, "data": "synthetic"}
+    smoke = sweep.fixed_values(space, sweep.SweepOptions(space="x", smoke_test=True, data="cifar10"))
+    assert smoke["data"] == "synthetic" and smoke["max_epochs"] == 1
+
+
+def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
+    """Tune runs each trial in its own folder: a path relative to where the user typed it
+    would not be found there (a real failure: every trial errored with 'does not exist')."""
+    monkeypatch.chdir(tmp_path)
+    space = load_space(SWEEPS / "gan_ttur.py")
+    for given in ("data/cifar.tar.gz", "./data/cifar.tar.gz"):
+        assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data=given))["data"] == str(
+            tmp_path / "data" / "cifar.tar.gz"
+        )
+    fixed = sweep.fixed_values(space, sweep.SweepOptions(space="x", overrides=(("data", "d.tar.gz"),)))
+    assert fixed["data"] == str(tmp_path / "d.tar.gz")
+    assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data="cifar10"))["data"] == "cifar10"
+
+
+def test_plan_uses_space_max_epochs_unless_given(sweep):
+    path = str(SWEEPS / "gan_ttur.py")
+    _, (cfg,), fixed = sweep.plan(sweep.SweepOptions(space=path, data="synthetic"))
+    assert cfg["max_epochs"] == 10 and fixed["max_epochs"] == 10
+    _, (cfg,), _ = sweep.plan(sweep.SweepOptions(space=path, data="synthetic", max_epochs=3))
+    assert cfg["max_epochs"] == 3
+
+
+def test_plan_set_overrides_win(sweep):
+    path = str(SWEEPS / "gan_ttur.py")
+    _, (cfg,), _ = sweep.plan(sweep.SweepOptions(space=path, overrides=(("latent_dim", "64"), ("lr_ratio", "4"))))
+    assert cfg["latent_dim"] == 64  # the space's defaults say 100
+    assert cfg["lr_ratio"] == 4.0  # the search would have sampled it
+    assert cfg["seed"] == 42
+
+
+def test_plan_slides_preset_keeps_per_run_epochs(sweep):
+    _, configs, _ = sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "slides.py")))
+    assert [c["max_epochs"] for c in configs] == [20, 40]
+
+
+@pytest.mark.parametrize("seed", ["abc", "1.5"])
+def test_plan_bad_set_seed_raises_config_error(sweep, seed):
+    with pytest.raises(ConfigError, match="seed"):
+        sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "gan_ttur.py"), overrides=(("seed", seed),)))
