@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from common.errors import UserError
+from common.trial.device import mps_available
 
 CONNECT_TIMEOUT_S = 3.0
 CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # `ray start` writes it
@@ -77,8 +78,6 @@ def start_ray(address: str | None, cpus_per_trial: float, verbose: bool) -> None
     """Join the cluster at ``address`` (shipping this checkout to its workers), else start a
     local Ray with every core; no-op when Ray is already up (tests, notebooks)."""
     import ray
-
-    from common.trial.device import mps_available
 
     if ray.is_initialized():
         return

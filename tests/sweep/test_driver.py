@@ -318,7 +318,7 @@ def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(
 def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workdir, tracking_uri, monkeypatch):
     import ray
 
-    import common.sweep.driver
+    import common.sweep.cluster
 
     seen = {}
 
@@ -328,7 +328,7 @@ def test_a_local_ray_on_apple_silicon_declares_mps_so_trials_use_it(apple, workd
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", init)
-    monkeypatch.setattr(common.sweep.driver, "mps_available", lambda: apple)
+    monkeypatch.setattr(common.sweep.cluster, "mps_available", lambda: apple)
     with pytest.raises(KeyboardInterrupt):
         run(sweep_options(workdir, tracking_uri, "slides.py"))
     assert seen["resources"] == ({"mps": 1} if apple else None)
