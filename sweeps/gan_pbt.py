@@ -18,6 +18,7 @@ scheduler = {
     "kind": "pbt",
     "perturbation_interval": 5,
     "quantile_fraction": 0.25,
+    "synch": True,  # 8 trials, fewer slots on most machines: rank the population at one epoch
     "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]},
 }
 resources = {"cpu": 1, "gpu": "auto"}

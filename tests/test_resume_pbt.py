@@ -24,7 +24,7 @@ num_samples = 4
 max_epochs = 6
 defaults = {"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "eval_samples": 64,
             "probe_every": 0, "val_size": 128}
-scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
+scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True,
              "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]}}
 resources = {"cpu": 1}
 """

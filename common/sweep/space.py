@@ -18,7 +18,10 @@ Names a space file may define (lower case, nanoGPT-style)::
                  {field: [choices] | ("uniform" | "log", low, high)}}: Population Based Training
                  (no searcher: the first configs are drawn from the mutations), or the same with
                  "kind": "pb2" and only ("uniform", low, high) mutations: Population Based Bandits
-                 (a GP bandit picks the clone's new values inside the bounds)
+                 (a GP bandit picks the clone's new values inside the bounds); "synch": True
+                 perturbs only when the whole population has reached the interval (needed when
+                 the population exceeds the trials that run at once, else early trials are
+                 compared with, and cloned from, trials epochs ahead or behind)
     sampler      "tpe" (default) | "random": how Optuna proposes trials (random = the baseline)
     resources    {"cpu": 1, "gpu": "auto", "memory_mb": N}  per trial; CLI flags override; gpu "auto"
                  (the default) = a GPU share sized to the GPU's memory where the cluster has GPUs,
@@ -227,7 +230,7 @@ def _check_shapes(ns: dict[str, Any], path: Path) -> None:
         "scheduler",
         scheduler is None or _pbt(scheduler) or asha,
         "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
-        "'perturbation_interval': 4, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}} "
+        "'perturbation_interval': 4, 'synch': True, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}} "
         "(PB2: 'kind': 'pb2', ranges only, e.g. 'lr_g': ('uniform', 1e-4, 5e-4))",
     )
     need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
@@ -253,12 +256,12 @@ def _check_mutations(space: Space) -> None:
 
 def _pbt(scheduler: Any) -> bool:
     """A valid PBT or PB2 scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction
-    <= 0.5, and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high
+    <= 0.5, optional synch (a bool), and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high
     for log; PB2 models its bounds linearly and draws no choices, so it takes ("uniform", low, high) only."""
     if (
         not isinstance(scheduler, dict)
         or scheduler.get("kind") not in ("pbt", "pb2")
-        or not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction"}
+        or not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction", "synch"}
     ):
         return False
     muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
@@ -280,6 +283,7 @@ def _pbt(scheduler: Any) -> bool:
         and scheduler["perturbation_interval"] >= 1
         and _number(q)
         and 0 < q <= 0.5
+        and isinstance(scheduler.get("synch", False), bool)
         and isinstance(muts, dict)
         and bool(muts)
         and all(map(ok, muts.values()))

@@ -187,7 +187,9 @@ def population_based(scheduler: dict) -> tuple[Any, dict]:
     ("uniform" | "log", low, high). Every ``perturbation_interval`` epochs the bottom
     ``quantile_fraction`` of the trials clone a top trial's checkpoint and change its config: PBT
     perturbs or resamples it, PB2 asks a GP bandit (scikit-learn's) fitted on the population's
-    improvement per interval for the next values inside the bounds."""
+    improvement per interval for the next values inside the bounds. ``synch``: perturb only once
+    every live trial has reached the interval (Ray's synchronous PBT), so the population is ranked
+    at one epoch even when it is larger than the trials that run at once."""
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
     from ray.tune.schedulers.pb2 import PB2
@@ -201,6 +203,7 @@ def population_based(scheduler: dict) -> tuple[Any, dict]:
         "time_attr": "training_iteration",
         "perturbation_interval": scheduler["perturbation_interval"],
         "quantile_fraction": scheduler.get("quantile_fraction", 0.25),
+        "synch": scheduler.get("synch", False),
     }
     if scheduler["kind"] == "pb2":
         bounds = {k: [v[1], v[2]] for k, v in scheduler["mutations"].items()}

@@ -322,6 +322,8 @@ UNCHECKED = {
     + 'scheduler = {"kind": "pb2", "perturbation_interval": 2, "mutations": {"beta1": [0.0, 0.5]}}\n',
     "pb2-log-range": HEADER
     + 'scheduler = {"kind": "pb2", "perturbation_interval": 2, "mutations": {"lr": ("log", 1e-4, 1e-3)}}\n',
+    "pbt-synch-not-a-bool": HEADER
+    + 'scheduler = {"kind": "pbt", "perturbation_interval": 2, "synch": "yes", "mutations": {"lr": [1e-4]}}\n',
     "scheduler-unknown-kind": HEADER + 'scheduler = {"kind": "hyperband", "perturbation_interval": 2}\n',
 }
 

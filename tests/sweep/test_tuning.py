@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from real_sweeps import ROOT
 
 from common.sweep.driver import SweepOptions, run
-from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA
+from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA, population_based
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -147,7 +147,7 @@ num_samples = 4
 max_epochs = 4
 defaults = {"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "batch_size": 64, "eval_samples": 64,
             "probe_every": 0}
-scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5,
+scheduler = {"kind": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True,
              "mutations": {"lr_g": ("log", 1e-4, 5e-4), "lr_ratio": ("uniform", 1.0, 4.0), "beta1": [0.0, 0.5]}}
 resources = {"cpu": 1}
 """
@@ -159,6 +159,16 @@ PB2_SPACE = (
     .replace('"lr_g": ("log", 1e-4, 5e-4)', '"lr_g": ("uniform", 1e-4, 5e-4)')
     .replace('"beta1": [0.0, 0.5]', '"beta1": ("uniform", 0.0, 0.5)')
 )
+
+
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
+@pytest.mark.parametrize("synch", [True, False, None])
+def test_population_schedulers_are_asynchronous_unless_the_space_asks_for_synch(kind, synch):
+    scheduler = {"kind": kind, "perturbation_interval": 2, "mutations": {"lr_g": ("uniform", 1e-4, 5e-4)}}
+    if synch is not None:
+        scheduler["synch"] = synch
+    tune_scheduler, space = population_based(scheduler)
+    assert tune_scheduler._synch is bool(synch) and set(space) == {"lr_g"}
 
 
 @pytest.mark.parametrize("kind", ["pbt", "pb2"])
