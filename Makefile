@@ -48,8 +48,9 @@ test: $(STAMP)
 test-cluster: $(STAMP)
 	$(PY) -m pytest -m cluster -q $(ARGS)
 
-# Whole sweeps with faults injected (the driver killed in the end stage, PostgreSQL restarted,
-# chaos): minutes each, so outside make test's budget; .ci/run runs them.
+# Whole sweeps with faults injected (drivers and workers killed, servers dying, PostgreSQL
+# restarted, chaos) or under load (8 trials logging at once): a minute or more each, so outside
+# make test's budget; .ci/run runs them.
 test-faults: $(STAMP)
 	$(PY) -m pytest -m faults -q --durations=10 $(ARGS)
 

@@ -122,6 +122,7 @@ def _kill_mid_epoch_two(storage: Path, uri: str, done: dict) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
 def test_a_sigkilled_trial_worker_resumes_from_its_checkpoint_into_the_same_run(ray_session, workdir, tracking_uri):
     space = workdir / "one_vae.py"
     space.write_text("runs = [{'family': 'vae', 'max_epochs': 3}]\nscheduler = None\n")

@@ -195,6 +195,7 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, args, says):
     assert json.dumps(sorted(p.name for p in tmp_path.iterdir())) == "[]"
 
 
+@pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
 def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, tmp_path, capsys):
     """Trials log through the server; killing it mid-sweep does not kill the sweep, and every
     epoch's metrics are either in MLflow or kept in the trial's mlflow_unlogged.jsonl."""

@@ -74,6 +74,7 @@ def postgres(tmp_path):
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
 def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_server(ray_session, postgres, tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -89,6 +89,7 @@ def _history(client: MlflowClient, run_id: str) -> list[tuple[int, int, float]]:
     return sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, "val_mse_kl"))
 
 
+@pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -44,15 +44,19 @@ class SweepProgress:
         eta = f", ETA {_clock(elapsed * (1 - share) / share)}" if 0 < share < 1 else ""
         return f"{out} | {_clock(elapsed)} elapsed{eta}"
 
-    def _show(self, trials, event: str | None = None) -> None:
-        running = sum(t.status == "RUNNING" and t.trial_id not in self.done for t in trials)
+    def _show(self, trials, event: str | None = None, starting=None) -> None:
+        # Tune calls on_trial_start before it marks the trial RUNNING: count that one as running.
+        running = sum((t.status == "RUNNING" or t is starting) and t.trial_id not in self.done for t in trials)
         if _tty():
             print(f"\r\033[K{self.line(running)}", end="", flush=True)
         elif event:
             print(f"{event} | {self.line(running)}", flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._show(trials, f"trial {trial.trial_id} started")
+        # A trial that reported before was paused (PBT) or restarted after a failure.
+        epoch = self.epochs.get(trial.trial_id)
+        how = "started" if epoch is None else f"resumed after epoch {epoch}"
+        self._show(trials, f"trial {trial.trial_id} {how}", starting=trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))

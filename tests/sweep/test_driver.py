@@ -151,6 +151,7 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert f"run {children[0].info.run_id}: epochs [1, 1, 2], not 1..3 once each" in table
 
 
+@pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
 def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_parent(ray_session, workdir, tracking_uri):
     """8 trials write to the embedded sqlite store at once: no lock errors, no lost points."""
     opts = sweep_options(

@@ -34,6 +34,19 @@ def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epoch
     assert p.line(running=1).startswith("dcgan: 1/4 done, 1 running, 2 pending")
 
 
+def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, monkeypatch):
+    monkeypatch.setattr("common.sweep.progress._tty", lambda: False)
+    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    trials = _trials("PENDING", "PENDING")  # as Tune passes them to on_trial_start
+    p.on_trial_start(0, trials, trials[0])
+    assert capsys.readouterr().out.startswith("trial t0 started | dcgan: 0/2 done, 1 running, 1 pending")
+    p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 9.0, "epoch": 5})
+    capsys.readouterr()
+    trials[0].status = "PAUSED"
+    p.on_trial_start(0, trials, trials[0])
+    assert capsys.readouterr().out.startswith("trial t0 resumed after epoch 5 | dcgan: 0/2 done, 1 running, 1 pending")
+
+
 def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
     argv = [
         sys.executable,
