@@ -207,8 +207,35 @@ def population_based(scheduler: dict) -> tuple[Any, dict]:
     }
     if scheduler["kind"] == "pb2":
         bounds = {k: [v[1], v[2]] for k, v in scheduler["mutations"].items()}
-        return PB2(**common, hyperparam_bounds=bounds), space
-    return PopulationBasedTraining(**common, hyperparam_mutations=space), space
+        return _resumable(PB2)(**common, hyperparam_bounds=bounds), space
+    return _resumable(PopulationBasedTraining)(**common, hyperparam_mutations=space), space
+
+
+def next_sync(current: float, live_times: list[float], interval: int) -> float:
+    """Synchronous PBT's next perturbation time, once Ray has set it to ``current``: a paused trial
+    only runs while it is behind that time, so when every live trial is already there (a resumed
+    sweep whose trials all stopped at one epoch past the old sync point), move it one interval past
+    the earliest of them, or none would run again."""
+    if live_times and min(live_times) >= current:
+        return min(live_times) + interval
+    return current
+
+
+def _resumable(base: type) -> type:
+    """``base`` (Tune's PBT or PB2) whose synchronous mode cannot stall after ``--resume``."""
+
+    class Resumable(base):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if self._synch:
+                live = [self._trial_state[t].last_train_time for t in tune_controller.get_live_trials()]
+                self._next_perturbation_sync = next_sync(
+                    self._next_perturbation_sync, live, self._perturbation_interval
+                )
+            return decision
+
+    Resumable.__name__ = Resumable.__qualname__ = f"Resumable{base.__name__}"
+    return Resumable
 
 
 def best_value(result, metric: str, mode: str) -> float:

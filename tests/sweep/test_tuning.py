@@ -13,7 +13,7 @@ from optuna.distributions import FloatDistribution
 from real_sweeps import ROOT
 
 from common.sweep.driver import SweepOptions, run
-from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA, population_based
+from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA, next_sync, population_based
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -169,6 +169,14 @@ def test_population_schedulers_are_asynchronous_unless_the_space_asks_for_synch(
         scheduler["synch"] = synch
     tune_scheduler, space = population_based(scheduler)
     assert tune_scheduler._synch is bool(synch) and set(space) == {"lr_g"}
+
+
+def test_synchronous_pbt_moves_its_next_sync_past_a_population_that_is_already_there():
+    # Ray sets the next sync to the latest trial's time; a resumed population all at epoch 4 with
+    # the next sync at 4 has no trial behind it, so none would be chosen to run: one interval on.
+    assert next_sync(4, [4, 4, 4], interval=1) == 5
+    assert next_sync(6, [4, 5, 6], interval=2) == 6  # trials behind it: Ray's value stands
+    assert next_sync(3, [], interval=1) == 3
 
 
 @pytest.mark.parametrize("kind", ["pbt", "pb2"])
