@@ -103,3 +103,51 @@ def test_pick_takes_the_best_worst_gan_family_rho_among_affordable_candidates():
     assert proxy.pick(table) == "b"
     table["d"] = row(0.8, 0.6, 0.0, 0.01)  # the same worst family, a higher mean
     assert proxy.pick(table) == "d"
+
+
+# ---- the search comparison (bench/search.py): what each search runs, and how it is scored -----------
+import search  # noqa: E402
+
+
+@pytest.mark.parametrize("family", sorted(search.FAMILIES))
+@pytest.mark.parametrize("strategy", search.STRATEGIES)
+def test_every_search_runs_a_valid_space_file_of_its_family_on_a_validation_objective(family, strategy, tmp_path):
+    from common.sweep.space import load_space
+
+    path = tmp_path / search.FAMILIES[family]["space"]
+    path.write_text(search.space_text(family, strategy))
+    space = load_space(path)  # SpaceError if the strategy's additions are malformed
+    assert space.family == family and space.metric.startswith("val_") and space.max_epochs == 10
+    kind = space.scheduler.get("kind") if space.scheduler else None
+    assert kind == {"tpe+asha": None, "pbt": "pbt", "random": None}[strategy]
+    assert (space.search is None) == (strategy == "pbt")  # PBT draws its own configs
+    if strategy == "random":
+        assert space.sampler == "random" and space.scheduler is None
+    if family == "dcgan" and strategy == "pbt":  # sweeps/gan_pbt.py's mutations, synchronous as there
+        shipped = load_space(search.ROOT / "sweeps" / "gan_pbt.py").scheduler
+        assert space.scheduler["mutations"] == shipped["mutations"] and space.scheduler["synch"] is True
+
+
+def test_best_so_far_orders_by_time_and_keeps_the_running_best():
+    points = [(30, 5.0), (10, 7.0), (20, 6.0), (40, 6.5)]
+    assert search.best_so_far(points) == [7.0, 6.0, 5.0, 5.0]
+    assert search.best_so_far(points, "max") == [7.0, 7.0, 7.0, 7.0]
+
+
+def test_the_table_reads_each_budget_mark_and_counts_a_short_search_with_its_final_best():
+    args = Namespace(budget=8, asha_trials=5, strategies=["tpe+asha", "pbt"])
+    curves = {
+        ("tpe+asha", 0): [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],  # ran past the budget: epochs after b = 8 not counted
+        ("tpe+asha", 1): [9, 9, 9, 9, 9, 9, 9, 9],
+        ("pbt", 0): [4, 4, 4, 3],  # spent 4 of 8: its final best stands for b = 6 and 8
+        ("pbt", 1): [6, 5, 4, 3, 2, 1, 1, 1],
+    }
+    rows = search.table(curves, args, max_epochs=4)
+    assert rows[0] == "| strategy | trials | epochs spent | b = 2 | b = 4 | b = 6 | b = 8 |"
+    assert (
+        rows[2]
+        == "| tpe+asha | 5 | 9 (8-10) | 8.50 (8.00-9.00) | 7.50 (6.00-9.00) | 6.50 (4.00-9.00) | 5.50 (2.00-9.00) |"
+    )
+    assert (
+        rows[3] == "| pbt | 2 | 6 (4-8) | 4.50 (4.00-5.00) | 3.00 (3.00-3.00) | 2.00 (1.00-3.00) | 2.00 (1.00-3.00) |"
+    )

@@ -8,6 +8,7 @@ file, CI) each event is one line: a trial started or ended, a new best, a stage 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -15,7 +16,12 @@ from typing import Iterable, Iterator
 
 
 def _tty() -> bool:
-    return sys.stdout.isatty()
+    """A terminal that can show a redrawn line: a pty that reports 0 columns (``script`` or
+    ``docker exec -t`` with no size) gets the line-per-event output, since tqdm draws nothing there."""
+    try:
+        return sys.stdout.isatty() and os.get_terminal_size(sys.stdout.fileno()).columns > 0
+    except (OSError, ValueError):  # no file descriptor (a captured stream) or not a terminal after all
+        return False
 
 
 def _clock(seconds: float) -> str:

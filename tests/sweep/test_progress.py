@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from common.sweep.progress import SweepProgress
+import pytest
+
+from common.sweep.progress import SweepProgress, bar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +47,29 @@ def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, mon
     trials[0].status = "PAUSED"
     p.on_trial_start(0, trials, trials[0])
     assert capsys.readouterr().out.startswith("trial t0 resumed after epoch 5 | dcgan: 0/2 done, 1 running, 1 pending")
+
+
+@pytest.mark.parametrize("cols", [0, 100])
+def test_a_terminal_draws_bars_and_a_zero_width_one_gets_a_line_per_event(cols, monkeypatch):
+    """tqdm draws nothing on a pty that reports 0 columns (``script``, ``docker exec -t``)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
+    with os.fdopen(slave, "w", buffering=1) as term:
+        monkeypatch.setattr(sys, "stdout", term)
+        monkeypatch.setattr(sys, "stderr", term)
+        assert list(bar(range(3), "decoding 3 images", total=3)) == [0, 1, 2]
+        term.flush()
+        shown = os.read(master, 1 << 16).decode()
+    os.close(master)
+    if cols:
+        assert "\rdecoding 3 images:   0%|" in shown and "0/3 [" in shown  # a tqdm bar, redrawn in place
+    else:
+        assert "decoding 3 images ..." in shown and "decoding 3 images: done in 0m00s" in shown
 
 
 def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
