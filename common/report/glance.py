@@ -9,6 +9,7 @@ models marked. Every number names its split and N; a comparison of single runs s
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +26,14 @@ COLOURS = {"vae": "C0", "dcgan": "C3", "vaegan": "C2"}
 
 def _pct(v: float | None) -> str:
     return fmt_value("test_probe_acc", v)
+
+
+def _kinds(bad: list[Trial]) -> str:
+    """' (mode collapse: 7; diverged: 1)': which detector flagged them, so a reader can tell a
+    diverged run from samples that miss classes (common.trial.diagnostics: mode collapse = fewer
+    than 80% of the classes get a tenth of their share of the fixed-z samples)."""
+    kinds = Counter(f.split("@")[0] for tr in bad for f in tr.flags if f.split("@")[0] in UNSTABLE)
+    return f" ({'; '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))})" if kinds else ""
 
 
 def _row(fam: Family) -> list[str]:
@@ -48,7 +57,7 @@ def _row(fam: Family) -> list[str]:
         f"{FAMILY_LABEL[fam.name]} ({t.trial_id})",
         rep,
         quality,
-        f"{len(bad)} of {len(fam.trials)} trials diverged or collapsed",
+        f"{len(bad)} of {len(fam.trials)} trials diverged or collapsed" + _kinds(bad),
         "—"
         if cost is None
         else f"{cost:.1f} s per epoch (its last, validation included) on {t.tags.get('device', '?')}",
