@@ -7,6 +7,7 @@ MLflow is written.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
     if opts.smoke_test:
         fixed.update(data="synthetic", max_epochs=1, eval_samples=64, val_size=128)
     if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
-        fixed["data"] = str(Path(str(fixed["data"])).expanduser().absolute())
+        # abspath, not Path.absolute(): '../data' is logged and reported as a clean path
+        fixed["data"] = os.path.abspath(Path(str(fixed["data"])).expanduser())
     return fixed
 
 

@@ -32,7 +32,7 @@ def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
     would not be found there (a real failure: every trial errored with 'does not exist')."""
     monkeypatch.chdir(tmp_path)
     space = load_space(SWEEPS / "gan_ttur.py")
-    for given in ("data/cifar.tar.gz", "./data/cifar.tar.gz"):
+    for given in ("data/cifar.tar.gz", "./data/cifar.tar.gz", "../" + tmp_path.name + "/data/cifar.tar.gz"):
         assert sweep.fixed_values(space, sweep.SweepOptions(space="x", data=given))["data"] == str(
             tmp_path / "data" / "cifar.tar.gz"
         )
