@@ -79,7 +79,8 @@ def test_an_interrupted_pbt_sweep_resumes_with_its_population_and_lineage(tmp_pa
     assert all(r.info.status == "FINISHED" for r in live + parents)
     for r in live:  # every epoch of every trial once: none replayed into the run twice, none missing
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_classifier_fd")]
-        assert sorted(steps) == [1, 2, 3, 4, 5, 6], (r.info.run_id, steps)
+        lineage = {k: v for k, v in r.data.tags.items() if k.startswith("pbt.")}
+        assert sorted(steps) == [1, 2, 3, 4, 5, 6], (r.info.run_id, steps, lineage)
     clones = [v for r in live for k, v in r.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]
     for r in live:  # a clone restored again by the resumed sweep is not tagged twice
         lineage = [v for k, v in r.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]

@@ -207,7 +207,7 @@ def _resume(cfg, ctx: SweepContext, session: Session, task, data, kind: str, gen
     if cloned:  # the donor's line from here, its best its own; the switch said on the run
         st.best, st.best_model = None, None
         st.logged_through = run.last_step("epoch_time_s") if run.attached else 0  # one point per step
-        tag_lineage(run, cloned, st.start, cfg, held=st.logged_through)
+        tag_lineage(run, cloned, st.start, cfg, held=st.logged_through, history=st.history)
     run.pending = still_pending(state.get("mlflow_pending", []))
     supersede_unlogged(session.trial_dir)
     return st

@@ -19,24 +19,34 @@ RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before i
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
 
 
-def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int) -> None:
+def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int, history: dict) -> None:
     """PBT lineage on the trial's run: ``pbt.clones`` (how many times) and ``pbt.clone.<n>`` =
     'from trial X at epoch E; config now k=v ...' (the params logged at the start are the first
     config only; MLflow params cannot change). ``held``: the last epoch the run already holds.
-    When it is past E (async PBT clones from a donor behind this trial), those epochs keep the run's
-    earlier line, one point per step, and ``pbt.clone.<n>.logged_from`` says where the clone's line
-    starts. The same clone restored again (a resumed sweep replaying it) is not tagged twice."""
+    - Past E (async PBT clones from a donor behind this trial): those epochs keep the run's earlier
+      line, one point per step; ``pbt.clone.<n>.logged_from`` says where the clone's line starts.
+    - Before E (the donor is ahead, as after a resumed sweep): the run gets the donor's points for
+      epochs held+1..E from ``history`` (metric -> [(epoch, value)], the donor's checkpoint's), so
+      the curve has no gap; ``pbt.clone.<n>.copied`` says which epochs are the donor's.
+    The same clone restored again (a resumed sweep replaying it) is not tagged or filled twice."""
     n = int(run.tag("pbt.clones") or 0)
     now = ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in cfg.to_dict().items() if k in PBT_KEYS
     )
     lineage = f"from trial {donor} at epoch {epoch}; config now {now}"
-    if n and run.tag(f"pbt.clone.{n}") == lineage:
-        return
-    tags = {f"pbt.clone.{n + 1}": lineage, "pbt.clones": str(n + 1)}
-    if held > epoch:
-        tags[f"pbt.clone.{n + 1}.logged_from"] = f"epoch {held + 1} (epochs {epoch + 1}-{held} keep the earlier line)"
-    run.set_tags(tags)
+    if not (n and run.tag(f"pbt.clone.{n}") == lineage):
+        tags = {f"pbt.clone.{n + 1}": lineage, "pbt.clones": str(n + 1)}
+        if held > epoch:
+            tags[f"pbt.clone.{n + 1}.logged_from"] = (
+                f"epoch {held + 1} (epochs {epoch + 1}-{held} keep the earlier line)"
+            )
+        if held < epoch:
+            tags[f"pbt.clone.{n + 1}.copied"] = f"epochs {held + 1}-{epoch} are trial {donor}'s points"
+        run.set_tags(tags)
+    for e in range(held + 1, epoch + 1):  # after the tags: a restore that died midway fills the rest
+        points = {k: v for k, line in history.items() for ep, v in line if ep == e}
+        if points:
+            run.log_metrics(points, step=e)
 
 
 PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -287,3 +288,33 @@ def test_collapse_patience_prunes_a_collapsed_trial(tracking_uri, workdir, monke
     assert tags["trial_status"] == "collapsed" and tags["collapsed_epoch"] == "2"
     assert "posterior_collapse" in tags["collapsed_reason"]
     assert tags["detector.posterior_collapse"] == "epoch 1"  # raised as a tag when it first fires
+
+
+@pytest.mark.parametrize("donor_epochs,own_epochs", [(3, 1), (1, 3)], ids=["donor-ahead", "donor-behind"])
+def test_a_pbt_clone_keeps_one_point_per_epoch_whether_its_donor_is_ahead_or_behind(
+    tracking_uri, workdir, donor_epochs, own_epochs
+):
+    # Trial B's run holds own_epochs; it clones trial A's checkpoint at donor_epochs and trains to 4.
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=4, batch_size=64, eval_samples=64, probe_every=0)
+    ctx = _ctx(tracking_uri, "val_mse_kl")
+    client = MlflowClient(tracking_uri)
+    ctx = dataclasses.replace(ctx, parent_run_id=client.create_run(ctx.experiment_id).info.run_id)
+    donor = LocalSession(workdir / "a", trial_id="A")
+    run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": donor_epochs}), ctx, donor)
+    own = LocalSession(workdir / "b", trial_id="B")
+    run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": own_epochs, "seed": 7}), ctx, own)
+    b_run = own.results[0]["mlflow_run_id"]
+    for attempt in ("clone", "clone-replayed"):  # Tune restarts a clone in a fresh folder; a resume replays it
+        run_trial(cfg, ctx, LocalSession(workdir / attempt, trial_id="B", resume_from=donor.latest_checkpoint))
+        history = client.get_metric_history(b_run, "val_mse_kl")
+        assert sorted(m.step for m in history) == [1, 2, 3, 4], attempt  # no gap, no epoch twice
+    tags = client.get_run(b_run).data.tags
+    assert tags["pbt.clones"] == "1" and tags["pbt.clone.1"].startswith(f"from trial A at epoch {donor_epochs};")
+    a_points = {m.step: m.value for m in client.get_metric_history(donor.results[0]["mlflow_run_id"], "val_mse_kl")}
+    b_points = {m.step: m.value for m in history}
+    if donor_epochs > own_epochs:  # epochs 2-3 are the donor's points, and the run says so
+        assert tags["pbt.clone.1.copied"] == "epochs 2-3 are trial A's points"
+        assert [b_points[e] for e in (2, 3)] == [a_points[e] for e in (2, 3)]
+    else:  # epochs 2-3 keep B's own line; the clone's starts at 4
+        assert tags["pbt.clone.1.logged_from"] == "epoch 4 (epochs 2-3 keep the earlier line)"
+        assert [b_points[e] for e in (2, 3)] == [r["val_mse_kl"] for r in own.results[1:]]
