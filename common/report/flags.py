@@ -26,7 +26,14 @@ def trial_flags(metrics: dict, tags: dict) -> list[str]:
     return flags + (["randconv_fd biased"] if "metric_bias" in tags else [])
 
 
+def flag_kinds(flags: Sequence[list[str]], only: Sequence[str] | None = None) -> Counter:
+    """How many flags of each kind ('diverged@3' is 'diverged') over trials' ``trial_flags``,
+    counting only the kinds in ``only`` when given."""
+    kinds = (f.split("@")[0] for fs in flags for f in fs)
+    return Counter(k for k in kinds if only is None or k in only)
+
+
 def flag_summary(flags: Sequence[list[str]]) -> str:
     """'2 of 5; diverged: 1; stopped: 1.' from each trial's ``trial_flags``."""
-    kinds = Counter(f.split("@")[0] for fs in flags for f in fs)
+    kinds = flag_kinds(flags)
     return f"{sum(map(bool, flags))} of {len(flags)}" + "".join(f"; {k}: {n}" for k, n in sorted(kinds.items())) + "."

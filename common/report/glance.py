@@ -9,11 +9,11 @@ models marked. Every number names its split and N; a comparison of single runs s
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 from common.figures import agg_figure
+from common.report.flags import flag_kinds
 from common.report.pareto import non_dominated
 from common.report.runs import FAMILY_LABEL, Family, Trial
 from common.report.seeds import preset_means
@@ -32,7 +32,7 @@ def _kinds(bad: list[Trial]) -> str:
     """' (mode collapse: 7; diverged: 1)': which detector flagged them, so a reader can tell a
     diverged run from samples that miss classes (common.trial.diagnostics: mode collapse = fewer
     than 80% of the classes get a tenth of their share of the fixed-z samples)."""
-    kinds = Counter(f.split("@")[0] for tr in bad for f in tr.flags if f.split("@")[0] in UNSTABLE)
+    kinds = flag_kinds([tr.flags for tr in bad], only=UNSTABLE)
     return f" ({'; '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))})" if kinds else ""
 
 
@@ -162,8 +162,8 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     caption = (
         f"Trade-off: {len(done)} completed trials, each at its best epoch (chosen on validation), scored on the "
         f"test split ({fmt_count(n) or '?'} images); x = {x_key}{x_what}; {len(front)} "
-        f"trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); stars: the slides' models as the "
-        "slides preset ran them here."
+        f"trial{'' if len(front) == 1 else 's'} on the Pareto front (ringed); dotted line: the slides' VAE probe"
+        + ("; stars: the slides' models as the slides preset ran them here." if anchors else ".")
     )
     return [("img", "figures/glance_tradeoff.png", caption)]
 

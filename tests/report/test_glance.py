@@ -61,6 +61,7 @@ def test_the_report_opens_with_the_answer_per_axis_the_samples_and_the_tradeoff(
     # The scatter: every completed trial (4), x = the proxy since no trial has an Inception FID
     assert "Trade-off: 4 completed trials" in glance and "x = test_classifier_fd" in glance
     assert "1 trial on the Pareto front" in glance  # the DCGAN at 6.2 / 60% dominates the other three
+    assert "stars" not in glance  # no trial ran the slides preset: the caption names no stars
     for png in ("glance_tradeoff.png", "glance_samples.png"):
         assert f"figures/{png}" in glance and Image.open(tmp_path / "r" / "figures" / png).size[0] > 300
     # One epoch per trial: the training curves are a table of values, not single-point panels.
