@@ -162,9 +162,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(f"report: {build_report(args.report_only, args.out or 'report', _tracking(args))}")
         return 0
+    from common.sweep.options import plan
+
+    opts = _sweep_options(args)
+    planned = plan(opts)  # the space file, --set and the flags: bad input ends here, before Ray and MLflow load
     from common.sweep.driver import run
 
-    _print_summary(run(_sweep_options(args)))
+    _print_summary(run(opts, planned))
     return 0
 
 

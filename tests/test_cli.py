@@ -325,8 +325,8 @@ def test_bad_input_exits_2_and_starts_nothing(case_id, tmp_path_factory):
     assert not re.search(r"\w+Warning: ", res.stderr), "a Python warning reached the user"
     assert not {p.split("/")[0] for p in res.created} & set(FORBIDDEN), "bad input started a sweep"
     assert not res.created, f"bad input wrote {sorted(res.created)}"
-    if case_id in SOLO:  # fails fast: against the same command failing at once (imports included)
-        base = run_case("set-unknown-key", tmp_path_factory)
+    if case_id in SOLO:  # fails fast: against a sweep failing at once in the same stage (imports included)
+        base = run_case("tracking-malformed", tmp_path_factory)
         # margin: the 5 s connect timeout + 3 s; Ray's own retries would take ~20 s more
         assert res.elapsed < base.elapsed + 8, f"an unreachable server took {res.elapsed:.1f}s (vs {base.elapsed:.1f}s)"
 
@@ -336,3 +336,16 @@ def test_bad_input_prints_exactly_one_error_line(case_id, tmp_path_factory):
     res = run_case(case_id, tmp_path_factory)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("case_id", ["space-missing", "space-syntax-error", "set-unknown-key", "num-samples-zero"])
+def test_a_bad_space_or_flag_is_answered_before_ray_mlflow_and_the_trial_loop_load(case_id, tmp_path):
+    # Importing them is most of a bad-input answer's time: run_sweep.py validates first.
+    code = (
+        "import sys, run_sweep\n"
+        f"try: run_sweep.main({CASES[case_id].args(tmp_path)!r})\n"
+        "except SystemExit as e: print('exit', e.code)\n"
+        "print(sorted(m for m in ('ray', 'mlflow', 'common.trial.loop', 'common.sweep.driver') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.splitlines()[-2:] == ["exit 2", "[]"], proc.stdout + proc.stderr[-2000:]

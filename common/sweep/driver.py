@@ -61,10 +61,11 @@ class DiskFull(SweepInterrupted):
     exit_code = 1
 
 
-def run(opts: SweepOptions) -> dict[str, Any]:
-    """Run the sweep (or one local trial); return a summary of the best result per family."""
+def run(opts: SweepOptions, planned: tuple | None = None) -> dict[str, Any]:
+    """Run the sweep (or one local trial); return a summary of the best result per family.
+    ``planned``: what ``plan(opts)`` returned, when the caller has validated already."""
     # 1. Everything the user gave is checked before anything starts or is written.
-    space, configs, fixed = plan(opts)
+    space, configs, fixed = planned or plan(opts)
     _quiet(opts.verbose)
     fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)

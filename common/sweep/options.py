@@ -2,7 +2,9 @@
 
 Everything here only checks: the space file, ``--set``, the flags, the folders the sweep will
 write to and the data. Bad input fails here, with one UserError line, before Ray starts or
-MLflow is written.
+MLflow is written. ``plan`` needs neither Ray nor MLflow nor the trial loop, so run_sweep.py
+calls it before importing them: a bad space file or ``--set`` is answered in the time torch
+takes to import.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from typing import Any
 from common.metrics.classifier import check_labels
 from common.sweep.space import Space, check_configs, load_space
 from common.sweep.storage import SweepStorage, check_writable
-from common.sweep.tracking import default_artifact_location
-from common.trial.config import config_class
+from common.trial.config import check_objective, config_class
 from common.trial.data import load_dataset
-from common.trial.loop import check_objective
 from common.trial.perceptual import check_perceptual
 
 
@@ -92,6 +92,8 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
 def check_folders(opts: SweepOptions, uri: str) -> None:
     """Every folder the sweep will write to takes files and has room (common.sweep.storage)."""
     from urllib.parse import unquote, urlparse
+
+    from common.sweep.tracking import default_artifact_location  # (MLflow: not imported by plan's callers)
 
     if not opts.single_trial:
         SweepStorage(opts.storage).check()  # a folder, or a bucket every node can reach

@@ -27,7 +27,7 @@ import torch
 from common.errors import first_line
 from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
 from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
-from common.trial.config import ConfigError, TrialConfig
+from common.trial.config import TrialConfig, check_objective
 from common.trial.data import load_dataset
 from common.trial.device import (
     configure_threads,
@@ -310,15 +310,6 @@ def _collapsed(task, cfg, st: _State, metrics: dict, epoch: int, tmp: Path, sess
     reason = f"{', '.join(flagged)} for {st.collapsed_for} epochs"
     st.run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1, "collapsed_reason": reason})
     return True
-
-
-def check_objective(metric: str) -> None:
-    """ConfigError for an objective read off the test split: selection reads validation metrics."""
-    if metric.startswith("test_"):
-        raise ConfigError(
-            f"objective {metric!r} is a test-split metric; select on the validation split: use "
-            f"{'val_' + metric.removeprefix('test_')!r}"
-        )
 
 
 def _non_finite(metrics: dict[str, float], epoch: int) -> str | None:

@@ -134,6 +134,15 @@ class TrialConfig:
         return self.memory_mb() + CUDA_CONTEXT_MB
 
 
+def check_objective(metric: str) -> None:
+    """ConfigError for an objective read off the test split: selection reads validation metrics."""
+    if metric.startswith("test_"):
+        raise ConfigError(
+            f"objective {metric!r} is a test-split metric; select on the validation split: use "
+            f"{'val_' + metric.removeprefix('test_')!r}"
+        )
+
+
 def config_class(family: str) -> type[TrialConfig]:
     """The config class of ``family`` (the registry, common/trial/families.py); ConfigError if unknown."""
     from common.trial.families import get
