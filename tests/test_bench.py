@@ -151,3 +151,17 @@ def test_the_table_reads_each_budget_mark_and_counts_a_short_search_with_its_fin
     assert (
         rows[3] == "| pbt | 2 | 6 (4-8) | 4.50 (4.00-5.00) | 3.00 (3.00-3.00) | 2.00 (1.00-3.00) | 2.00 (1.00-3.00) |"
     )
+
+
+def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requirements(tmp_path):
+    import registration
+
+    from common.sweep.tracking import prepare_store
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    prepare_store(uri)
+    _, inferred = registration.register_once(uri, "dcgan", True, 0)
+    seconds, pinned = registration.register_once(uri, "dcgan", False, 1)
+    names = {policy: {r.split("==")[0] for r in reqs} for policy, reqs in (("inferred", inferred), ("pinned", pinned))}
+    assert names["pinned"] == {"mlflow", "torch", "cloudpickle"} and seconds > 0
+    assert names["inferred"] > {"mlflow", "torch"} and names["inferred"] != names["pinned"]  # MLflow's own guess

@@ -119,6 +119,9 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
                 serialization_format="pt2",
                 signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
                 input_example=np.zeros((2, latent), np.float32),
+                # torch pinned, as MLflow would infer for a pt2 model, without its inference: a
+                # subprocess that re-imports the model's modules, most of the registration's time
+                pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
                 registered_model_name=name,
             )
         version = str(info.registered_model_version)

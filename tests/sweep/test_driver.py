@@ -97,6 +97,9 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     # ... as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
     local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
     assert [p.name for p in (local / "data").iterdir()] == ["model.pt2"]
+    requirements = (local / "requirements.txt").read_text().split()  # what `mlflow models serve` installs
+    assert {r.split("==")[0] for r in requirements} >= {"mlflow", "torch"}
+    assert f"torch=={torch.__version__.split('+')[0]}" in requirements
     sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(tracking_uri, best["mlflow_run_id"])
     z = torch.randn(3, ckpt["config"]["latent_dim"])
     with torch.no_grad():
