@@ -8,20 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import link_shared_cache
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_one_trial_example_trains_evaluates_and_prints_its_numbers(tmp_path, classifier_cache):
-    # The session's classifier and Inception-feature caches: the synthetic test split's features
-    # are the same for every test, and computing them again is most of this test's time.
-    cache = link_shared_cache(tmp_path / "cache", classifier_cache)
+def test_the_one_trial_example_trains_evaluates_and_prints_its_numbers(workdir):
+    # workdir's VAEGAN_CACHE holds the session's classifier and Inception-feature caches: the
+    # synthetic test split's features are the same for every test, and most of this test's time.
+    tmp_path = workdir
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "one_trial.py"), "--data", "synthetic", "--n", "32"],
         cwd=tmp_path,
-        env={**env, "VAEGAN_CACHE": str(cache)},
+        env=env,
         capture_output=True,
         text=True,
         timeout=900,
