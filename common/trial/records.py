@@ -43,10 +43,13 @@ def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int, history: 
         if held < epoch:
             tags[f"pbt.clone.{n + 1}.copied"] = f"epochs {held + 1}-{epoch} are trial {donor}'s points"
         run.set_tags(tags)
-    for e in range(held + 1, epoch + 1):  # after the tags: a restore that died midway fills the rest
-        points = {k: v for k, line in history.items() for ep, v in line if ep == e}
-        if points:
-            run.log_metrics(points, step=e)
+    missing: dict[int, dict[str, float]] = {}  # epoch -> the donor's metrics, for held+1..E
+    for k, line in history.items():
+        for ep, v in line:
+            if held < ep <= epoch:
+                missing.setdefault(ep, {})[k] = v
+    for e in sorted(missing):  # after the tags: a restore that died midway fills the rest
+        run.log_metrics(missing[e], step=e)
 
 
 PBT_KEYS = ("lr", "lr_g", "lr_ratio", "beta1", "beta2", "beta", "batch_size")  # what a clone's tag reports
