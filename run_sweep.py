@@ -81,7 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--report",
         metavar="EXPERIMENT",
         dest="report_only",
-        help="only rebuild the comparison report of EXPERIMENT from MLflow",
+        nargs="+",
+        help="only rebuild the comparison report of EXPERIMENT from MLflow; several experiments make one report",
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
     p.add_argument(

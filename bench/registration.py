@@ -43,9 +43,9 @@ def register_once(uri: str, family: str, inferred: bool, i: int) -> tuple[float,
     # 1. A trial's best.pt contents for the family's default-sized model (weights as initialised).
     cfg = config_class(family)()
     if family == "dcgan":
-        models = {"g": Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).state_dict()}
+        models = {"g": Generator.for_config(cfg).state_dict()}
     else:
-        models = {"vae": ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).state_dict()}
+        models = {"vae": ConvVAE.for_config(cfg).state_dict()}
     ckpt = {"config": cfg.to_dict(), "epoch": 1, "model": models}
     client = MlflowClient(uri)
     exp = get_or_create_experiment(client, "registration", None)

@@ -99,12 +99,12 @@ class Bare:
         )
         wrap = lambda m: torch.compile(m) if compile else m  # noqa: E731
         if cfg.family == "vae":
-            self.vae = ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim).to(device, memory_format=self.fmt)
+            self.vae = ConvVAE.for_config(cfg).to(device, memory_format=self.fmt)
             self.opt = opt(self.vae.parameters(), lr=cfg.lr)
             self.vae = wrap(self.vae)
         else:
-            self.g = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden).to(device, memory_format=self.fmt)
-            self.d = Discriminator(cfg.d_channels, cfg.d_hidden).to(device, memory_format=self.fmt)
+            self.g = Generator.for_config(cfg).to(device, memory_format=self.fmt)
+            self.d = Discriminator.for_config(cfg).to(device, memory_format=self.fmt)
             betas = (cfg.beta1, cfg.beta2)
             self.opt_g = opt(self.g.parameters(), lr=cfg.lr_g, betas=betas)
             self.opt_d = opt(self.d.parameters(), lr=cfg.lr_d, betas=betas)

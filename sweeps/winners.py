@@ -28,6 +28,7 @@ _VAE = {
     "beta_schedule": "linear",
     "warmup_epochs": 2,
     "free_bits": 0.1,
+    "param_budget": "slides",
 }
 
 _DCGAN = {
@@ -43,6 +44,7 @@ _DCGAN = {
     "spectral_norm": True,
     "ema_decay": 0.99,
     "diffaug": "",
+    "param_budget": "slides",
 }
 
 runs = [{**config, "seed": seed} for config in (_VAE, _DCGAN) for seed in (42, 43, 44)]

@@ -165,3 +165,80 @@ def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requireme
     names = {policy: {r.split("==")[0] for r in reqs} for policy, reqs in (("inferred", inferred), ("pinned", pinned))}
     assert names["pinned"] == {"mlflow", "torch", "cloudpickle"} and seconds > 0
     assert names["inferred"] > {"mlflow", "torch"} and names["inferred"] != names["pinned"]  # MLflow's own guess
+
+
+def _store_with_trials(uri: str) -> list[dict]:
+    """An MLflow store holding one sweep: a parent and four VAE trial runs (three seeds of one
+    config, one other config) plus a running one; the values each completed trial logged."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment("study")
+    parent = client.create_run(exp, tags={"sweep.role": "parent"})
+    client.log_param(parent.info.run_id, "metric", "val_mse_kl")
+    client.log_param(parent.info.run_id, "mode", "min")
+    logged = []
+    for i, (hidden, seed, status) in enumerate(
+        [
+            (0, 42, "completed"),
+            (256, 42, "completed"),
+            (256, 43, "completed"),
+            (256, 44, "stopped"),
+            (512, 42, "running"),
+        ]
+    ):
+        tags = {"sweep.role": "trial", "mlflow.parentRunId": parent.info.run_id, "family": "vae"}
+        tags |= {
+            "trial_status": status,
+            "test.epoch": "2",
+            "data": "fake.tar.gz",
+            "data_hash": "ab" * 16,
+            "git_commit": "c0ffee1",
+        }
+        run = client.create_run(exp, tags=tags)
+        rid = run.info.run_id
+        for k, v in {"family": "vae", "hidden_dim": hidden, "seed": seed, "lr": 0.001}.items():
+            client.log_param(rid, k, v)
+        curve = [300.0 - 10 * i, 250.0 - i - seed / 100, 260.0]  # the best epoch is 2
+        for epoch, v in enumerate(curve, 1):
+            client.log_metric(rid, "val_mse_kl", v, step=epoch)
+            client.log_metric(rid, "val_kl", v / 5, step=epoch)
+        metrics = {"test_mse_kl": 240.0 + i + seed / 10, "n_params_vae": 1_431_811, "n_test_images": 10_000}
+        for k, v in metrics.items():
+            client.log_metric(rid, k, v, step=2)
+        client.set_terminated(rid)
+        logged.append({"hidden_dim": hidden, "seed": seed, "status": status, "val": curve[1], **metrics})
+    return logged
+
+
+def test_exported_run_files_alone_rebuild_the_table_of_what_the_trials_logged(tmp_path):
+    import statistics
+
+    import export_runs
+    import tables
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logged = _store_with_trials(uri)
+    written = export_runs.export(uri, "study", tmp_path / "results", "test box")
+    assert len(written) == 4  # the running trial is not finished: not exported
+    records = tables.load(tmp_path / "results" / "study")
+    assert {r["objective"]["metric"] for r in records} == {"val_mse_kl"}
+    # one row per run: the epoch chosen on validation, its validation values, the test score
+    table = tables.markdown(
+        records, ["hidden_dim", "seed", "epoch", "val_mse_kl", "val_kl", "test_mse_kl"], sort="test_mse_kl"
+    )
+    body = [line.split(" | ") for line in table.splitlines()[2:6]]
+    done = sorted((t for t in logged if t["status"] != "running"), key=lambda t: t["test_mse_kl"])
+    for row, t in zip(body, done):
+        assert row[0].strip("| ") == str(t["hidden_dim"]) and row[1] == str(t["seed"]) and row[2] == "2"
+        assert (
+            row[3] == f"{t['val']:.2f}"
+            and row[4] == f"{t['val'] / 5:.2f}"
+            and row[5].strip(" |") == f"{t['test_mse_kl']:.2f}"
+        )
+    assert "data fake.tar.gz (hash abababababab)" in table and "test 10000" in table and "machine test box" in table
+    # by seed: the three seeds of hidden_dim=256 fold into mean ± std over exactly their values
+    folded = tables.markdown(records, ["hidden_dim", "test_mse_kl"], by_seed=True)
+    seeds = [t["test_mse_kl"] for t in logged if t["hidden_dim"] == 256]
+    row = next(line for line in folded.splitlines() if line.startswith("| 256 "))
+    assert f"{statistics.fmean(seeds):.2f} ± {statistics.stdev(seeds):.2f} [" in row and row.endswith("| 42, 43, 44 |")

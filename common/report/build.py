@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 from mlflow import MlflowClient
 
@@ -41,22 +42,34 @@ __all__ = ["ReportError", "build_report"]
 
 
 def build_report(
-    experiment: str, out_dir: str | Path, tracking_uri: str | None = None, parent_run_id: str | None = None
+    experiment: str | Sequence[str],
+    out_dir: str | Path,
+    tracking_uri: str | None = None,
+    parent_run_id: str | None = None,
 ) -> Path:
     """Write ``out_dir/report.md``, ``out_dir/index.html`` and ``out_dir/figures/*.png``.
 
     With ``parent_run_id``, reports on that parent run's trials only (all families under it).
     Otherwise each family comes from the most recent run tagged ``sweep.role=parent`` in
-    ``experiment`` that has trials of that family. Raises ReportError if the experiment or
-    parent is missing. Returns the path of ``index.html``. The folder is also logged under
-    ``report/`` to every parent run used (a failed upload only warns).
+    ``experiment`` that has trials of that family. Several experiments (``--report A B``) make one
+    report: each family from the first experiment listed that has it, and the sections over every
+    trial (the seed spreads, the budget table, the mitigations) read the trials of all of them.
+    Raises ReportError if an experiment or the parent is missing. Returns the path of
+    ``index.html``. The folder is also logged under ``report/`` to every parent run used (a failed
+    upload only warns).
     """
-    # 1. what MLflow holds: the parents used, their families, and every trial of the experiment (all parents)
+    # 1. what MLflow holds: the parents used, their families, and every trial of the experiments (all parents)
     client = MlflowClient(tracking_uri=tracking_uri)
-    parents, families = load(client, experiment, parent_run_id)
+    names = [experiment] if isinstance(experiment, str) else list(experiment)
+    parents, families, every = [], {}, []
+    for name in names:
+        used, found = load(client, name, parent_run_id)
+        parents += used
+        families |= {k: v for k, v in found.items() if k not in families}
+        every += experiment_trials(client, used[0].info.experiment_id)
+    experiment = " + ".join(names)
     out_dir = Path(out_dir)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    every = experiment_trials(client, parents[0].info.experiment_id)
     # 2. the sections in report order; Figures is built first: 'At a glance' shows the samples it copies
     figures = figure_blocks(client, families, out_dir)
     blocks = [

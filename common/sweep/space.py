@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from common.errors import UserError
+from common.sweep.layouts import check_layouts
 from common.trial.config import config_class, for_family
 
 ALLOWED = {
@@ -317,12 +318,15 @@ def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list
             config_class(r["family"]).from_dict({**r, **for_family(overrides, r["family"])}).to_dict()
             for r in space.runs
         ]
-    return [
-        config_class(f)
-        .from_dict({**for_family(space.defaults, f), **sample_params(space, seed, f), **for_family(overrides, f)})
-        .to_dict()
-        for f in space.families
-    ]
+    configs = []
+    for f in space.families:
+        mine = for_family(overrides, f)
+        values = {**for_family(space.defaults, f), **sample_params(space, seed, f), **mine}
+        # every layout the search can draw against the budget, not only the one drawn here
+        unbudgeted = config_class(f).from_dict({**values, "param_budget": ""})
+        check_layouts(unbudgeted, values.get("param_budget", ""), space.search_for(f), pinned=set(mine))
+        configs.append(config_class(f).from_dict(values).to_dict())
+    return configs
 
 
 def _import(path: Path) -> dict[str, Any]:

@@ -55,3 +55,23 @@ def test_explicit_parent_and_upload_failure_only_warns(sweep, tmp_path, monkeypa
     with pytest.warns(UserWarning, match="read-only"):
         index = build_report(EXPERIMENT, tmp_path / "r", tracking_uri=uri, parent_run_id=pid)
     assert index.is_file() and pid in index.read_text()
+
+
+def test_several_experiments_make_one_report_each_family_from_the_first_that_has_it(sweep, tmp_path):
+    from fake_sweep import log_parent, log_trial
+
+    uri, pid = sweep
+    client = MlflowClient(tracking_uri=uri)
+    other = client.create_experiment("vae_only", artifact_location=(tmp_path / "a").as_uri())
+    parent = log_parent(client, other, "vae sweep", 1, "val_mse_kl", "vae_beta")
+    rows = [{"val_mse_kl": 199.0 - e, "val_kl": 60.0, "val_recon": 139.0, "train_time_s": 1.0} for e in range(3)]
+    rows[-1].update(test_mse_kl=196.789, test_kl=60.5)
+    log_trial(client, other, parent, "vae", 7, {"latent_dim": 48}, rows, "completed", tmp_path, figures=False)
+
+    md = (build_report(["vae_only", EXPERIMENT], tmp_path / "r", tracking_uri=uri).parent / "report.md").read_text()
+    assert md.startswith(f"# VAE vs DCGAN sweep report: vae_only + {EXPERIMENT}")
+    assert "196.79" in md and "205.43" not in md  # the VAE from vae_only, listed first
+    assert "38.77" in md  # the DCGAN from the other experiment, which alone has one
+    assert parent in md and pid in md  # both sweeps named in the appendix
+    with pytest.raises(ReportError, match="'nope' not found"):
+        build_report(["vae_only", "nope"], tmp_path / "r2", tracking_uri=uri)

@@ -190,3 +190,17 @@ def test_discriminator_probe_features():
     # the 4x4 map is taken as is; the 16x16 one is pooled by 4x4 blocks
     assert torch.equal(got[:, 8 * 16 + 16 * 16 :], f[2].flatten(1))
     assert torch.equal(got[:, : 8 * 16], F.max_pool2d(f[0], 4).flatten(1))
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_every_kernel_size_and_stage_width_keeps_the_sides(x, k):
+    vae = ConvVAE(latent_dim=8, base_channels=4, hidden_dim=0, kernel_size=k, stage_mults=(2, 1, 3))
+    convs = [m for m in vae.encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size) for c in convs] == [(8, (k, k)), (4, (k, k)), (12, (k, k))]
+    assert vae(x)[0].shape == x.shape and vae.encode(x)[0].shape == (4, 8)
+    g = Generator(latent_dim=10, g_channels=8, g_hidden=0, kernel_size=k, stage_mults=(1, 0.5, 2))
+    assert [m.out_channels for m in g.modules() if isinstance(m, nn.ConvTranspose2d)] == [4, 16, 3]
+    assert g(torch.randn(4, 10)).shape == (4, 3, 32, 32)
+    d = Discriminator(d_channels=4, d_hidden=0, kernel_size=k, stage_mults=(1, 3, 2))
+    assert [tuple(f.shape) for f in d.features(x)] == [(4, 4, 16, 16), (4, 12, 8, 8), (4, 8, 4, 4)]
+    assert d(x).shape == (4,) and d.probe_features(x).shape == (4, (4 + 12 + 8) * 16)

@@ -37,6 +37,8 @@ class TrialConfig:
     # end-of-trial probe included) in a Ray worker, MiB, rounded up: what a trial reserves from
     # Ray's ``memory`` resource unless told otherwise (BENCHMARKS.md, "Memory per trial").
     peak_rss_mb: ClassVar[int] = 0
+    # The structural fields: what sets each net's parameter count (param_counts, the budget check).
+    layout: ClassVar[tuple[str, ...]] = ()
     seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
     data: str = _f(
         "cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz"
@@ -83,6 +85,12 @@ class TrialConfig:
         doc="stop a trial flagged mode_collapse / posterior_collapse this many "
         "epochs in a row (a pruning signal); 0 = never",
     )
+    param_budget: str = _f(
+        "",
+        choices=("", "slides"),
+        doc="slides = every net of the layout must lie within ±10% of the slides' parameter "
+        "count (VAE 1.38M; G 1.24M, D 2.76M), else the config is refused; empty = any size",
+    )
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -114,7 +122,32 @@ class TrialConfig:
         self._validate()
 
     def _validate(self) -> None:
-        """Cross-field checks; subclasses extend."""
+        """Cross-field checks; subclasses extend (calling this one last: the budget check builds the nets)."""
+        if self.param_budget == "slides":
+            check_budget(self)
+
+    # ---- layout ---------------------------------------------------------------------------
+    def mults(self, name: str) -> tuple[float, ...]:
+        """A ``*stage_mults`` field as numbers: "1,2,4" -> (1.0, 2.0, 4.0)."""
+        return tuple(float(m) for m in getattr(self, name).split(","))
+
+    def _check_mults(self, *names: str) -> None:
+        """ConfigError unless each named field is three positive numbers, comma-separated."""
+        for name in names:
+            value = getattr(self, name)
+            try:
+                ok = len(self.mults(name)) == 3 and all(m > 0 and math.isfinite(m) for m in self.mults(name))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(
+                    f"{self.family} config key {name}={value!r} must be three positive numbers, "
+                    "comma-separated, e.g. '1,2,4' (each stage's width as a multiple of the first)"
+                )
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameters of each net this config builds, keyed by its ``n_params_*`` metric (subclasses)."""
+        return {}
 
     def split(self, n_train: int) -> tuple["torch.Tensor", "torch.Tensor"]:
         """(train subset, validation) indices into a train split of ``n_train`` images."""
@@ -132,6 +165,39 @@ class TrialConfig:
         host peak plus a CUDA context stands in, an overestimate, since the host peak also holds
         the Python runtime, torch's CPU libraries and the decoded dataset."""
         return self.memory_mb() + CUDA_CONTEXT_MB
+
+
+def check_budget(cfg: TrialConfig) -> None:
+    """ConfigError unless each net of ``cfg`` lies within ±10% of the slides' count for it."""
+    from common.slides import PARAMS, PARAMS_TOLERANCE
+
+    counts = cfg.param_counts()
+    if not counts or set(counts) - set(PARAMS):
+        raise ConfigError(
+            f"param_budget='slides' but the slides give no parameter count for the {cfg.family} family's "
+            f"nets ({', '.join(counts) or 'none'}); set param_budget=''"
+        )
+    for key, count in counts.items():
+        budget = PARAMS[key]
+        if abs(count / budget - 1) > PARAMS_TOLERANCE:
+            net = key.removeprefix("n_params_")
+            raise ConfigError(
+                f"{cfg.family} layout has {count:,} parameters in {net!r}, outside the slides' budget of "
+                f"{budget:,.0f} ± {PARAMS_TOLERANCE:.0%} ({budget * (1 - PARAMS_TOLERANCE):,.0f} to "
+                f"{budget * (1 + PARAMS_TOLERANCE):,.0f}); change its widths, hidden FC, kernel or "
+                "latent size, or set param_budget=''"
+            )
+
+
+def count_on_meta(**nets) -> dict[str, int]:
+    """``name=build`` (a zero-argument callable returning an nn.Module) -> {``n_params_<name>``: count};
+    the nets are built on torch's meta device: no memory, no initialisation, milliseconds."""
+    import torch
+
+    from common.trial.models import count_params
+
+    with torch.device("meta"):
+        return {f"n_params_{name}": count_params(build()) for name, build in nets.items()}
 
 
 def check_objective(metric: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from common.trial.augment import parse_policy
-from common.trial.config.base import ConfigError, TrialConfig, _f
+from common.trial.config.base import ConfigError, TrialConfig, _f, count_on_meta
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,10 @@ class DCGANConfig(TrialConfig):
     family: ClassVar[str] = "dcgan"
     default_metric: ClassVar[str] = "val_classifier_fd"
     peak_rss_mb: ClassVar[int] = 3500  # measured 3,086, 3,228 in a Ray worker: the probe's 20k x 7,168 D features
+    layout: ClassVar[tuple[str, ...]] = (
+        *("latent_dim", "g_channels", "g_stage_mults", "g_kernel_size", "g_hidden"),
+        *("d_channels", "d_stage_mults", "d_kernel_size", "d_hidden", "minibatch_disc", "minibatch_dim"),
+    )
     max_epochs: int = _f(40, lo=1, hi=10_000)
     probe_every: int = _f(
         0,
@@ -28,9 +32,13 @@ class DCGANConfig(TrialConfig):
     lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr_g")
     beta1: float = _f(0.5, lo=0.0, hi=0.999)
     beta2: float = _f(0.999, lo=0.0, hi=0.9999)
-    g_channels: int = _f(128, lo=1, doc="generator widths c, c, c/2 (the slides: 128-128-64)")
+    g_channels: int = _f(128, lo=1, doc="c: the generator's 4x4 map width (the slides: 128-128-64)")
+    g_stage_mults: str = _f("1,1,0.5", doc="G's 4x4, 8x8 and 16x16 widths as multiples of g_channels")
+    g_kernel_size: int = _f(4, choices=(3, 4, 5), doc="k of G's transposed convs, stride 2; the slides give none")
     g_hidden: int = _f(384, lo=0, doc="generator hidden FC before the 4x4 map; 0 = none")
-    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (the slides: 64-128-256)")
+    d_channels: int = _f(64, lo=1, doc="c: the discriminator's first conv width (the slides: 64-128-256)")
+    d_stage_mults: str = _f("1,2,4", doc="D's three conv widths as multiples of d_channels")
+    d_kernel_size: int = _f(4, choices=(3, 4, 5), doc="k of D's convs, stride 2; the slides give none")
     d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none")
     # Failure-mode mitigations (the slides, 'Failure Modes & Mitigations'); all off by default,
     # and off leaves the slides' computation bit-identical. TTUR is lr_ratio above.
@@ -103,8 +111,13 @@ class DCGANConfig(TrialConfig):
             return self.gan_loss != "wgan-gp"
         return self.d_norm == "batch"
 
+    def param_counts(self) -> dict[str, int]:
+        from common.trial.models import Discriminator, Generator
+
+        return count_on_meta(g=lambda: Generator.for_config(self), d=lambda: Discriminator.for_config(self))
+
     def _validate(self) -> None:
-        super()._validate()
+        self._check_mults("g_stage_mults", "d_stage_mults")
         if self.label_smoothing >= 0.5:
             raise ConfigError(
                 f"dcgan config key label_smoothing={self.label_smoothing} is out of range: "
@@ -130,3 +143,4 @@ class DCGANConfig(TrialConfig):
                 f"label_smoothing={self.label_smoothing} applies only to gan_loss=bce "
                 f"(got gan_loss={self.gan_loss!r}); set label_smoothing=0"
             )
+        super()._validate()

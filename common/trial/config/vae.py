@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from common.trial.config.base import TrialConfig, _f
+from common.trial.config.base import TrialConfig, _f, count_on_meta
 
 
 @dataclass(frozen=True)
@@ -15,6 +15,7 @@ class VAEConfig(TrialConfig):
     family: ClassVar[str] = "vae"
     default_metric: ClassVar[str] = "val_bpd"
     peak_rss_mb: ClassVar[int] = 1800  # measured 1,420 (bench/memory.py), 1,584 in a Ray worker
+    layout: ClassVar[tuple[str, ...]] = ("latent_dim", "base_channels", "stage_mults", "kernel_size", "hidden_dim")
     precision: str = _f(
         "bf16",
         choices=("fp32", "bf16"),
@@ -38,7 +39,11 @@ class VAEConfig(TrialConfig):
         "allowed): Adam's first steps, with poor moment estimates, stay small; 0 = off",
     )
     latent_dim: int = _f(64, lo=1, hi=4096)
-    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c (the slides: 32-64-128)")
+    base_channels: int = _f(32, lo=1, doc="c: the first encoder stage's width (the slides: 32-64-128)")
+    stage_mults: str = _f(
+        "1,2,4", doc="the three encoder widths as multiples of base_channels, comma-separated; the decoder mirrors them"
+    )
+    kernel_size: int = _f(4, choices=(3, 4, 5), doc="k of every (transposed) conv, stride 2; the slides give none")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none")
     beta: float = _f(1.0, lo=0.0, doc="KL weight reached by the schedule (beta-VAE when != 1)")
     likelihood: str = _f(
@@ -80,3 +85,12 @@ class VAEConfig(TrialConfig):
         "",
         doc="vgg16 only: local path to torchvision's vgg16-397923af.pth; empty = the torch hub cache (never downloads)",
     )
+
+    def _validate(self) -> None:
+        self._check_mults("stage_mults")
+        super()._validate()
+
+    def param_counts(self) -> dict[str, int]:
+        from common.trial.models import ConvVAE
+
+        return count_on_meta(vae=lambda: ConvVAE.for_config(self))

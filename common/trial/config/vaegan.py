@@ -27,7 +27,9 @@ class VAEGANConfig(TrialConfig):
     default_metric: ClassVar[str] = "val_classifier_fd"
     peak_rss_mb: ClassVar[int] = 2000  # measured 1,569 (bench/memory.py)
     latent_dim: int = _f(64, lo=1, hi=4096)
-    base_channels: int = _f(32, lo=1, doc="encoder widths c, 2c, 4c; the decoder mirrors them (as vae)")
+    base_channels: int = _f(32, lo=1, doc="c: the first encoder stage's width (as vae)")
+    stage_mults: str = _f("1,2,4", doc="the encoder widths as multiples of base_channels (as vae)")
+    kernel_size: int = _f(4, choices=(3, 4, 5), doc="k of the VAE's (transposed) convs (as vae)")
     hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none (as vae)")
     d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (as dcgan)")
     d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none (as dcgan)")
@@ -67,6 +69,7 @@ class VAEGANConfig(TrialConfig):
         return self.lr * self.lr_ratio
 
     def _validate(self) -> None:
+        self._check_mults("stage_mults")
         super()._validate()
         if self.feature_layer == 3 and self.d_hidden == 0:
             raise ConfigError(

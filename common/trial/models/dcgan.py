@@ -12,7 +12,9 @@ Layer tables (the slides, 'Technical Details')::
 
 What the slides left open, and what was chosen:
 
-* Kernel/stride/padding: not given. Kernel 4, stride 2, padding 1 (Radford et al. 2016).
+* Kernel/stride/padding: not given. Kernel 4, stride 2, padding 1 (Radford et al. 2016);
+  ``kernel_size`` 3 or 5 keeps the sides (common.trial.models.vae.down / up).
+* Widths: G c, c, c/2 and D c, 2c, 4c (``stage_mults`` (1, 1, 0.5) and (1, 2, 4)).
 * Hidden FC layers: not given. The plain tables count 0.60M (G) and 0.66M (D), far from the
   reported 1.24M / 2.76M. A hidden FC of 384 units before G's 4x4 map gives 1.22M (-1.4%;
   ``g_hidden=392`` would give 1.240M) and one of 512 units before D's logit gives 2.76M
@@ -53,6 +55,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from common.trial.models.prior import PriorSampler
+from common.trial.models.vae import down, stage_widths, up
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -73,13 +76,24 @@ class Generator(PriorSampler, nn.Module):
         latent_dim: size of z.
         g_channels: widths c, c, c/2 of the 4x4, 8x8 and 16x16 maps.
         g_hidden: width of the hidden FC before the 4x4 map; 0 = none.
+        kernel_size: k of every transposed conv (stride 2 always).
+        stage_mults: the widths of the 4x4, 8x8 and 16x16 maps as multiples of ``g_channels``.
     """
 
-    def __init__(self, latent_dim: int = 100, g_channels: int = 128, g_hidden: int = 384):
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        g_channels: int = 128,
+        g_hidden: int = 384,
+        kernel_size: int = 4,
+        stage_mults: tuple[float, float, float] = (1, 1, 0.5),
+    ):
         super().__init__()
-        c, half = g_channels, max(1, g_channels // 2)
+        w1, w2, w3 = stage_widths(g_channels, stage_mults)
+        k = kernel_size
         self.latent_dim = latent_dim
-        self.g_channels = c
+        self.g_channels = g_channels
+        self.top = w1
         if g_hidden > 0:
             self.hidden = nn.Sequential(
                 nn.Linear(latent_dim, g_hidden, bias=False), nn.BatchNorm1d(g_hidden), nn.ReLU(inplace=True)
@@ -88,28 +102,33 @@ class Generator(PriorSampler, nn.Module):
         else:
             self.hidden = nn.Identity()
             fc_in = latent_dim
-        self.fc = nn.Linear(fc_in, 4 * 4 * c, bias=False)
+        self.fc = nn.Linear(fc_in, 4 * 4 * w1, bias=False)
         self.net = nn.Sequential(
-            nn.BatchNorm2d(c),
+            nn.BatchNorm2d(w1),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(c, c, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(c),
+            up(w1, w2, k),
+            nn.BatchNorm2d(w2),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(c, half, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(half),
+            up(w2, w3, k),
+            nn.BatchNorm2d(w3),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(half, 3, 4, 2, 1, bias=False),
+            up(w3, 3, k),
             nn.Tanh(),
         )
         self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """z (B,latent_dim) -> (B,3,32,32)."""
-        h = self.fc(self.hidden(z)).view(z.shape[0], self.g_channels, 4, 4)
+        h = self.fc(self.hidden(z)).view(z.shape[0], self.top, 4, 4)
         return self.net(h)
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self(z)
+
+    @classmethod
+    def for_config(cls, cfg) -> "Generator":
+        """The generator a DCGAN config describes (its ``g_*`` layout fields and ``latent_dim``)."""
+        return cls(cfg.latent_dim, cfg.g_channels, cfg.g_hidden, cfg.g_kernel_size, cfg.mults("g_stage_mults"))
 
 
 class MinibatchDiscrimination(nn.Module):
@@ -166,6 +185,8 @@ class Discriminator(nn.Module):
         batchnorm: BatchNorm after the 2nd and 3rd conv (seed); False = none (convs get a bias).
         minibatch_disc: number of minibatch-discrimination kernels before the logit; 0 = none.
         minibatch_dim: their dimension.
+        kernel_size: k of every conv (stride 2 always).
+        stage_mults: the three conv widths as multiples of ``d_channels``.
     """
 
     def __init__(
@@ -176,26 +197,23 @@ class Discriminator(nn.Module):
         batchnorm: bool = True,
         minibatch_disc: int = 0,
         minibatch_dim: int = 8,
+        kernel_size: int = 4,
+        stage_mults: tuple[float, float, float] = (1, 2, 4),
     ):
         super().__init__()
-        c = d_channels
-        self.d_channels = c
+        w1, w2, w3 = stage_widths(d_channels, stage_mults)
+        k = kernel_size
+        self.d_channels = d_channels
 
         def conv_block(c_in: int, c_out: int) -> nn.Sequential:
             if batchnorm:
-                return nn.Sequential(
-                    nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True)
-                )
-            return nn.Sequential(nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True))
+                return nn.Sequential(down(c_in, c_out, k), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, inplace=True))
+            return nn.Sequential(down(c_in, c_out, k, bias=True), nn.LeakyReLU(0.2, inplace=True))
 
         self.blocks = nn.ModuleList(
-            [
-                nn.Sequential(nn.Conv2d(3, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)),
-                conv_block(c, 2 * c),
-                conv_block(2 * c, 4 * c),
-            ]
+            [nn.Sequential(down(3, w1, k), nn.LeakyReLU(0.2, inplace=True)), conv_block(w1, w2), conv_block(w2, w3)]
         )
-        flat = 4 * 4 * 4 * c
+        flat = 4 * 4 * w3
         if d_hidden > 0:
             self.hidden = nn.Sequential(nn.Linear(flat, d_hidden), nn.LeakyReLU(0.2, inplace=True))
             out_in = d_hidden
@@ -217,7 +235,7 @@ class Discriminator(nn.Module):
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer activations, input to logit.
 
-        Returns [(B,c,16,16), (B,2c,8,8), (B,4c,4,4)] plus (B,d_hidden) when the hidden FC
+        Returns [(B,w1,16,16), (B,w2,8,8), (B,w3,4,4)] plus (B,d_hidden) when the hidden FC
         exists. The tensors keep the autograd graph; wrap in ``torch.no_grad`` for probes.
         """
         feats = []
@@ -230,9 +248,9 @@ class Discriminator(nn.Module):
         return feats
 
     def probe_features(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B,3,32,32) -> (B, 7c*16) representation for a linear probe, as Radford et al.
+        """x (B,3,32,32) -> (B, (w1+w2+w3)*16) representation for a linear probe, as Radford et al.
         2016 did: each conv layer's output max-pooled to a 4x4 grid, flattened, concatenated
-        ((c + 2c + 4c) * 16 = 7,168 features at c = 64)."""
+        ((64 + 128 + 256) * 16 = 7,168 features at the default widths)."""
         return torch.cat([F.adaptive_max_pool2d(h, 4).flatten(1) for h in self.features(x)[:3]], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,3 +259,17 @@ class Discriminator(nn.Module):
         if self.minibatch is not None:
             h = self.minibatch(h)
         return self.out(h).squeeze(1)
+
+    @classmethod
+    def for_config(cls, cfg) -> "Discriminator":
+        """The discriminator a DCGAN config describes (its ``d_*`` layout fields and mitigations)."""
+        return cls(
+            cfg.d_channels,
+            cfg.d_hidden,
+            spectral_norm=cfg.spectral_norm,
+            batchnorm=cfg.d_batchnorm,
+            minibatch_disc=cfg.minibatch_disc,
+            minibatch_dim=cfg.minibatch_dim,
+            kernel_size=cfg.d_kernel_size,
+            stage_mults=cfg.mults("d_stage_mults"),
+        )

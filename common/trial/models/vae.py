@@ -16,7 +16,9 @@ Layer table (the slides, 'Technical Details')::
 What the slides left open, and what was chosen:
 
 * Kernel/stride/padding: not given. Kernel 4, stride 2, padding 1 (the DCGAN convention)
-  halves/doubles the side exactly: 32 -> 16 -> 8 -> 4 and back.
+  halves/doubles the side exactly: 32 -> 16 -> 8 -> 4 and back. ``kernel_size`` 3 or 5 keeps
+  the same sides (padding (k-1)//2, and an output padding of k % 2 on the transposed convs).
+* Widths: c, 2c, 4c (``stage_mults`` = (1, 2, 4) times ``base_channels`` = c).
 * Whether there is a hidden FC layer between the 4x4x128 map and the latent: not given.
   Without one the net has 0.73M parameters, far from the reported 1.38M; one hidden
   layer of 256 units in both encoder and decoder gives 1.43M (+3.8%), the closest round
@@ -42,6 +44,22 @@ def _block(conv: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(conv, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
 
+def down(c_in: int, c_out: int, k: int = 4, bias: bool = False) -> nn.Conv2d:
+    """A stride-2 conv that halves the side for any kernel size k >= 2: (B,c_in,H,W) -> (B,c_out,H/2,W/2)."""
+    return nn.Conv2d(c_in, c_out, k, 2, (k - 1) // 2, bias=bias)
+
+
+def up(c_in: int, c_out: int, k: int = 4, bias: bool = False) -> nn.ConvTranspose2d:
+    """A stride-2 transposed conv that doubles the side for any kernel size k >= 2:
+    (B,c_in,H,W) -> (B,c_out,2H,2W) (odd kernels need an output padding of 1)."""
+    return nn.ConvTranspose2d(c_in, c_out, k, 2, (k - 1) // 2, output_padding=k % 2, bias=bias)
+
+
+def stage_widths(base: int, mults: tuple[float, ...]) -> tuple[int, ...]:
+    """Each stage's width, base * mult rounded down, at least 1: (32, (1, 2, 4)) -> (32, 64, 128)."""
+    return tuple(max(1, int(base * m)) for m in mults)
+
+
 class ConvVAE(PriorSampler, nn.Module):
     """Gaussian-latent VAE; the decoder outputs the mean image (MSE likelihood).
 
@@ -49,25 +67,32 @@ class ConvVAE(PriorSampler, nn.Module):
         latent_dim: size D of z.
         base_channels: encoder widths c, 2c, 4c (decoder mirrors them).
         hidden_dim: width of the hidden FC on each side of the latent; 0 = none.
+        kernel_size: k of every conv and transposed conv (stride 2 always).
+        stage_mults: the three encoder widths as multiples of ``base_channels``.
         learned_scale: add ``log_scale`` (3,1,1), the decoder likelihood's per-channel log scale
             (``likelihood = "logistic"``); off, the module is the slides' VAE exactly.
     """
 
     def __init__(
-        self, latent_dim: int = 64, base_channels: int = 32, hidden_dim: int = 256, learned_scale: bool = False
+        self,
+        latent_dim: int = 64,
+        base_channels: int = 32,
+        hidden_dim: int = 256,
+        learned_scale: bool = False,
+        kernel_size: int = 4,
+        stage_mults: tuple[float, float, float] = (1, 2, 4),
     ):
         super().__init__()
-        c = base_channels
+        w1, w2, w3 = stage_widths(base_channels, stage_mults)
+        k = kernel_size
         self.latent_dim = latent_dim
-        self.base_channels = c
+        self.base_channels = base_channels
         self.hidden_dim = hidden_dim
-        flat = 4 * 4 * 4 * c
+        self.top = w3  # channels of the 4x4 map
+        flat = 4 * 4 * w3
 
         self.encoder = nn.Sequential(
-            _block(nn.Conv2d(3, c, 4, 2, 1, bias=False), c),
-            _block(nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), 2 * c),
-            _block(nn.Conv2d(2 * c, 4 * c, 4, 2, 1, bias=False), 4 * c),
-            nn.Flatten(),
+            _block(down(3, w1, k), w1), _block(down(w1, w2, k), w2), _block(down(w2, w3, k), w3), nn.Flatten()
         )
         if hidden_dim > 0:
             self.enc_fc = nn.Sequential(nn.Linear(flat, hidden_dim), nn.ReLU(inplace=True))
@@ -85,10 +110,7 @@ class ConvVAE(PriorSampler, nn.Module):
         # The slide has no nonlinearity between the FC and the first ConvT: the ConvT's
         # BN+ReLU follows immediately.
         self.decoder = nn.Sequential(
-            _block(nn.ConvTranspose2d(4 * c, 2 * c, 4, 2, 1, bias=False), 2 * c),
-            _block(nn.ConvTranspose2d(2 * c, c, 4, 2, 1, bias=False), c),
-            nn.ConvTranspose2d(c, 3, 4, 2, 1),
-            nn.Tanh(),
+            _block(up(w3, w2, k), w2), _block(up(w2, w1, k), w1), up(w1, 3, k, bias=True), nn.Tanh()
         )
         if learned_scale:  # starts at the scale MSE implies (sigma^2 = 1/2); registered last: the
             # other parameters are drawn exactly as without it
@@ -106,7 +128,7 @@ class ConvVAE(PriorSampler, nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B,D) -> x_hat (B,3,32,32) in [-1, 1]."""
-        h = self.dec_fc(z).view(z.shape[0], 4 * self.base_channels, 4, 4)
+        h = self.dec_fc(z).view(z.shape[0], self.top, 4, 4)
         return self.decoder(h)
 
     @staticmethod
@@ -132,3 +154,16 @@ class ConvVAE(PriorSampler, nn.Module):
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)
+
+    @classmethod
+    def for_config(cls, cfg) -> "ConvVAE":
+        """The net a VAE or VAE-GAN config describes (its layout fields; a learned likelihood
+        scale when ``likelihood = "logistic"``)."""
+        return cls(
+            cfg.latent_dim,
+            cfg.base_channels,
+            cfg.hidden_dim,
+            learned_scale=getattr(cfg, "likelihood", "mse") == "logistic",
+            kernel_size=cfg.kernel_size,
+            stage_mults=cfg.mults("stage_mults"),
+        )

@@ -46,17 +46,8 @@ class DCGANTask(Task):
 
     def __init__(self, cfg: DCGANConfig, data, device, generator, classifier: dict | None = None):
         super().__init__(cfg, data, device, generator, classifier)
-        self.g = self.place(Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden))
-        self.d = self.place(
-            Discriminator(
-                cfg.d_channels,
-                cfg.d_hidden,
-                spectral_norm=cfg.spectral_norm,
-                batchnorm=cfg.d_batchnorm,
-                minibatch_disc=cfg.minibatch_disc,
-                minibatch_dim=cfg.minibatch_dim,
-            )
-        )
+        self.g = self.place(Generator.for_config(cfg))
+        self.d = self.place(Discriminator.for_config(cfg))
         if self.train.num_batches(cfg.batch_size) < cfg.n_critic:
             raise ConfigError(
                 f"n_critic={cfg.n_critic} is more than the {self.train.num_batches(cfg.batch_size)} "
@@ -239,7 +230,7 @@ class DCGANTask(Task):
     def build_sampler(cfg: DCGANConfig, models: dict) -> torch.nn.Module:
         """best.pt's ``model`` dict -> the Generator (its EMA weights when ``ema_decay`` is set:
         ``export_state`` saves the averaged G as ``g``)."""
-        model = Generator(cfg.latent_dim, cfg.g_channels, cfg.g_hidden)
+        model = Generator.for_config(cfg)
         model.load_state_dict(models["g"])
         return model
 

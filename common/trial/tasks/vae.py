@@ -47,9 +47,7 @@ class VAETask(Task):
 
     def __init__(self, cfg: VAEConfig, data, device, generator, classifier: dict | None = None):
         super().__init__(cfg, data, device, generator, classifier)
-        self.model = self.place(
-            ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim, learned_scale=cfg.likelihood == "logistic")
-        )
+        self.model = self.place(ConvVAE.for_config(cfg))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.models, self.optimizers = {"vae": self.model}, {"vae": self.opt}
         self.lr_steps = None  # a per-step lr schedule (lr_schedule, lr_warmup_epochs); none = the slides' constant
@@ -249,12 +247,7 @@ class VAETask(Task):
     @staticmethod
     def build_sampler(cfg: VAEConfig, models: dict) -> nn.Module:
         """best.pt's ``model`` dict -> the ConvVAE (decodes z ~ N(0, I) into (n,3,32,32) samples)."""
-        model = ConvVAE(
-            cfg.latent_dim,
-            cfg.base_channels,
-            cfg.hidden_dim,
-            learned_scale=getattr(cfg, "likelihood", "mse") == "logistic",
-        )
+        model = ConvVAE.for_config(cfg)
         model.load_state_dict(models["vae"])
         return model
 

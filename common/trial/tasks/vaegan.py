@@ -100,7 +100,7 @@ class VAEGANTask(VAETask):
 
     def __init__(self, cfg: VAEGANConfig, data, device, generator, classifier: dict | None = None):
         Task.__init__(self, cfg, data, device, generator, classifier)  # not VAETask's: other nets/optimizers
-        self.model = self.place(ConvVAE(cfg.latent_dim, cfg.base_channels, cfg.hidden_dim))
+        self.model = self.place(ConvVAE.for_config(cfg))
         self.d = self.place(Discriminator(cfg.d_channels, cfg.d_hidden))
         self.perceptual = None  # VAETask's optional perceptual term: not part of this family
         self.enc_params, self.dec_params = split_vae_params(self.model)
