@@ -169,8 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     planned = plan(opts)  # the space file, --set and the flags: bad input ends here, before Ray and MLflow load
     from common.sweep.driver import run
 
-    _print_summary(run(opts, planned))
-    return 0
+    summary = run(opts, planned)
+    _print_summary(summary)
+    return _exit_status(summary)
 
 
 def _tracking(args: argparse.Namespace) -> str:
@@ -218,10 +219,22 @@ def _print_summary(summary: dict) -> None:
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
         if best.get("final"):
             print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best["final"].items()))
+        if failed := summary.get("failed", {}).get(family):
+            print(f"  {failed['count']} trial(s) of {family} failed; the first: {failed['first']}")
     if "report" in summary:
         print(f"report: {summary['report']}")
     if "mlflow_ui" in summary:
         print(f"MLflow: {summary['mlflow_ui']}")
+
+
+def _exit_status(summary: dict) -> int:
+    """1 (with one error line per family) when a family of the sweep has no completed trial, else 0."""
+    lost = [f for f in summary.get("families", []) if f not in summary.get("best", {})]
+    for family in lost:
+        failed = summary.get("failed", {}).get(family)
+        why = f"{failed['count']} trial(s) failed; the first: {failed['first']}" if failed else "none reported a result"
+        print(f"error: no {family} trial completed: {why}", file=sys.stderr)
+    return 1 if lost else 0
 
 
 if __name__ == "__main__":

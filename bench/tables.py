@@ -8,7 +8,8 @@ Run (from the repository root)::
 
 A column is ``epoch`` (the epoch chosen on validation, whose weights the test numbers score), a
 config field, a ``val_*`` metric (at that epoch), a ``test_*`` metric, an ``n_params_*`` count, a
-final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images) or ``run``. ``--by-seed``
+final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images), ``train_time_s``,
+``status``, ``device``, ``machine`` or ``run``. ``--by-seed``
 folds the runs that differ only in their seed into one row: mean ± sample std [95% Student-t
 interval] over the seeds. The caption under the table names the data, its hash, the image counts
 and the commits, so every number says what it was measured on.
@@ -50,6 +51,8 @@ def cell(record: dict, column: str):
         return record["test"].get(column)
     if column in record["final"]:
         return record["final"][column]
+    if column in ("train_time_s", "status", "device", "machine"):
+        return record.get(column)
     return record["params"].get(column)
 
 

@@ -114,11 +114,18 @@ def _orphan(run) -> bool:
     return run.data.tags.get("error", "").startswith("orphaned")
 
 
+def _single(run) -> bool:
+    """A ``--single-trial`` run: no sweep parent, and no Tune trial behind it."""
+    return "mlflow.parentRunId" not in run.data.tags
+
+
 def _one_run_per_trial(tune: dict, trials: list) -> Check:
     problems = [f"Tune trial {t} has {len(v['runs'])} MLflow runs" for t, v in tune.items() if len(v["runs"]) != 1]
     known = set().union(*(v["runs"] for v in tune.values())) if tune else set()
     problems += [
-        f"run {r.info.run_id} has no Tune trial" for r in trials if r.info.run_id not in known and not _orphan(r)
+        f"run {r.info.run_id} has no Tune trial"
+        for r in trials
+        if r.info.run_id not in known and not _orphan(r) and not _single(r)
     ]
     return Check(f"every Tune trial ({len(tune)}) has exactly one MLflow run and every run a trial", problems)
 

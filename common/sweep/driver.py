@@ -254,7 +254,13 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         study=study,
         verbose=opts.verbose,
     )
-    best = fit_family(space, family_run, sweep.storage)
+    best, failed = fit_family(space, family_run, sweep.storage)
+    if failed:  # the CLI names them; a family none of whose trials completed fails the command
+        record = sweep.summary.setdefault("failed", {}).setdefault(family, {"count": 0, "first": failed[0]})
+        record["count"] += len(failed)
+    sweep.summary.setdefault("families", [])
+    if family not in sweep.summary["families"]:
+        sweep.summary["families"].append(family)
     old = sweep.summary["best"].get(family)
     if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
         sweep.summary["best"][family] = best
@@ -338,5 +344,26 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str, 
     session = LocalSession(out)
     config = config_class(family).from_dict(cfg)
     print(f"single trial: {family} {config.to_dict()}", flush=True)
-    final = run_trial(config, ctx, session)
+    try:
+        final = run_trial(config, ctx, session)
+    except BaseException as exc:
+        _close_single(uri, exp_id, session.trial_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    _close_single(uri, exp_id, session.trial_id, "FINISHED")
     return {"family": family, "metrics": final, "checkpoint": str(session.latest_checkpoint)}
+
+
+def _close_single(uri: str, exp_id: str, trial_id: str, run_status: str) -> None:
+    """End the single trial's MLflow run as a sweep's trials end (no Tune callback does it here);
+    a run still tagged ``running`` gets the status it ended with."""
+    from mlflow.tracking import MlflowClient
+
+    found = MlflowClient(uri).search_runs(
+        [exp_id], f"tags.trial_id = '{trial_id}' and attributes.status = 'RUNNING'", max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )  # fmt: skip
+    for run in found:
+        trial = TrialRun.attach(uri, run.info.run_id)
+        if run.data.tags.get("trial_status") == "running":
+            trial.set_tags({"trial_status": {"FAILED": "failed", "KILLED": "stopped"}.get(run_status, "completed")})
+        trial.finish(run_status)

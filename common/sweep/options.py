@@ -18,7 +18,7 @@ from common.metrics.classifier import check_labels
 from common.sweep.space import Space, check_configs, load_space
 from common.sweep.storage import SweepStorage, check_writable
 from common.trial.config import check_objective, config_class
-from common.trial.data import load_dataset
+from common.trial.data import auto_val_size, load_dataset
 from common.trial.perceptual import check_perceptual
 
 
@@ -120,5 +120,8 @@ def check_data(configs: list[dict[str, Any]]):
     data = load_dataset(configs[0]["data"])
     for c in configs:
         config_class(c["family"]).from_dict(c).split(len(data.train_x))
+    if auto := [c for c in configs if not c["val_size"]]:
+        n = auto_val_size(len(data.train_x), auto[0]["train_subset"])
+        print(f"validation: {n:,} of the {len(data.train_x):,} train images (val_size=0: 5,000 or a tenth, if fewer)")
     check_labels(data)
     return data

@@ -13,6 +13,7 @@ from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from common.errors import first_line
 from common.sweep.progress import SweepProgress
 from common.sweep.resources import slots
 from common.sweep.space import Space
@@ -46,9 +47,9 @@ class FamilyRun:
         return int(self.fixed.get("max_epochs") or config_class(self.family)().max_epochs)
 
 
-def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> dict[str, Any] | None:
-    """Run (or restore and finish) ``run``'s Tune experiment; return its best trial, or None when
-    no trial has a model worth keeping."""
+def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dict[str, Any] | None, list[str]]:
+    """Run (or restore and finish) ``run``'s Tune experiment; return (its best trial, or None when
+    no trial has a model worth keeping; the first line of each failed trial's error)."""
     from ray import tune
 
     # 1. The trainable, with the trial's share of a node.
@@ -66,7 +67,13 @@ def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> dict[str,
     results = _fit(tuner)
     if run.study:
         fail_orphans(*run.study)
-    return _best(results, run.ctx)
+    return _best(results, run.ctx), [_error_line(r.error) for r in results if r.error is not None]
+
+
+def _error_line(error: BaseException) -> str:
+    """A failed trial's error in one line: the trial's own exception (Ray wraps it), type and message."""
+    cause = getattr(error, "cause", None) or error
+    return f"{type(cause).__name__}: {first_line(cause, 300)}"
 
 
 def _trainable(run: FamilyRun):

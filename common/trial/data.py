@@ -66,10 +66,21 @@ def subset_indices(n_total: int, n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n_total, generator=g)[:n].sort().values
 
 
+VAL_MAX = 5_000  # the automatic validation set: this many images, or a tenth of the train split if fewer
+
+
+def auto_val_size(n_total: int, train_subset: int) -> int:
+    """``val_size = 0``: min(5,000, a tenth of the ``n_total`` train images, the images outside the
+    train subset), at least 1: CIFAR-10's 50,000 give 5,000, a 1,437-image folder 143."""
+    outside = n_total - train_subset if train_subset < n_total else n_total
+    return max(1, min(VAL_MAX, n_total // 10, outside))
+
+
 def split_indices(
     n_total: int, train_subset: int, val_size: int, seed: int, val_seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(train (T,), validation (V,)) sorted int64 indices into a train split of ``n_total`` images.
+    ``val_size = 0`` is ``auto_val_size``.
 
     train = ``subset_indices(n_total, train_subset, seed)`` (the slides' seeded subset), and the
     validation set is a ``val_seed``-seeded draw of ``val_size`` images from the train images
@@ -77,6 +88,7 @@ def split_indices(
     takes the whole split, the validation set is held out of it first (train = the rest). The two
     never overlap, and nothing trains on the validation images. DataError when they do not fit.
     """
+    val_size = val_size or auto_val_size(n_total, train_subset)
     if train_subset >= n_total:  # the whole split: hold the validation images out of it
         if n_total - val_size < 1:
             raise DataError(

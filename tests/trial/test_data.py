@@ -10,6 +10,7 @@ from common.trial.data import (
     DataError,
     Dataset,
     DeviceData,
+    auto_val_size,
     load_dataset,
     split_indices,
     subset_indices,
@@ -77,6 +78,16 @@ def test_split_indices_that_do_not_fit_are_a_data_error():
         split_indices(1000, 800, 300, seed=0, val_seed=0)
     with pytest.raises(DataError, match="leaves no training images"):
         split_indices(100, 10_000, 100, seed=0, val_seed=0)
+
+
+@pytest.mark.parametrize(
+    "n_total,train_subset,expected",
+    [(50_000, 10_000, 5_000), (512, 10_000, 51), (1_437, 10_000, 143), (10_500, 10_000, 500), (20_000, 1_000, 2_000)],
+)
+def test_the_automatic_validation_size_fits_the_data(n_total, train_subset, expected):
+    assert auto_val_size(n_total, train_subset) == expected
+    train, val = split_indices(n_total, train_subset, 0, seed=0, val_seed=0)
+    assert len(val) == expected and len(train) == min(train_subset, n_total - expected) and len(train) > 0
 
 
 def test_unit_range_round_trip():

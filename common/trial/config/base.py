@@ -45,10 +45,11 @@ class TrialConfig:
     )
     train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the slides used 10k)")
     val_size: int = _f(
-        5_000,
-        lo=16,
+        0,
+        lo=0,
         doc="validation images, drawn (val_seed) from the train images outside the "
-        "train subset (held out of it when it takes the whole split); every selection reads them",
+        "train subset (held out of it when it takes the whole split); every selection reads them. "
+        "0 = auto: 5,000, or a tenth of the train split if fewer (common.trial.data.auto_val_size)",
     )
     val_seed: int = _f(0, lo=0, doc="seed of the validation draw (common.trial.data.split_indices)")
     batch_size: int = _f(128, lo=1, hi=8192)
@@ -123,6 +124,11 @@ class TrialConfig:
 
     def _validate(self) -> None:
         """Cross-field checks; subclasses extend (calling this one last: the budget check builds the nets)."""
+        if 0 < self.val_size < 16:
+            raise ConfigError(
+                f"{self.family} config key val_size={self.val_size} is too small to select on: "
+                "use >= 16, or 0 for the automatic size"
+            )
         if self.param_budget == "slides":
             check_budget(self)
 

@@ -1,0 +1,68 @@
+"""run_sweep.py's exit status when trials fail: 1 with one error line per family none of whose
+trials completed; 0 with a count of the failures when some trial of each family completed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import run_sweep
+
+TINY = '{"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "eval_samples": 64, "val_size": 128}'
+
+
+@pytest.fixture
+def broken(ray_session):
+    import broken_family
+    from ray import cloudpickle
+
+    from common.trial.families import register
+
+    register(broken_family.BROKEN)  # again, when an earlier test took it out
+    cloudpickle.register_pickle_by_value(broken_family)  # the workers' PYTHONPATH lacks tests/
+    yield broken_family
+    broken_family.unregister()
+
+
+def _sweep(workdir, tracking_uri, seeds: list[int]) -> list[str]:
+    runs = ", ".join(f'{{"family": "broken", "seed": {s}, "max_epochs": 1, **{TINY}}}' for s in seeds)
+    Path("space.py").write_text(f"runs = [{runs}]\nresources = {{'cpu': 1, 'gpu': 0}}\n")
+    return ["--space", "space.py", "--data", "synthetic", "--tracking-uri", tracking_uri, "--eval-n", "0"] + [
+        "--no-report",
+        "--storage",
+        str(workdir / "ray_results"),
+    ]
+
+
+def test_a_sweep_whose_trials_all_fail_exits_1_and_names_the_family_and_the_first_error(
+    broken, workdir, tracking_uri, capsys
+):
+    assert run_sweep.main(_sweep(workdir, tracking_uri, [1, 3])) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [
+        "error: no broken trial completed: 2 trial(s) failed; the first: "
+        "RuntimeError: the broken family refuses odd seeds (seed 1)"
+    ]
+
+
+def test_a_sweep_with_some_failed_trials_exits_0_and_counts_them(broken, workdir, tracking_uri, capsys):
+    assert run_sweep.main(_sweep(workdir, tracking_uri, [1, 2])) == 0
+    out = capsys.readouterr().out
+    assert "best broken: val_classifier_fd=" in out
+    assert "1 trial(s) of broken failed; the first: RuntimeError: the broken family refuses odd seeds (seed 1)" in out
+
+
+def test_a_single_trial_run_ends_finished_and_passes_the_audit(workdir, tracking_uri, capsys):
+    from mlflow.tracking import MlflowClient
+
+    Path("space.py").write_text(
+        f'family = "dcgan"\nmetric = "val_classifier_fd"\nmode = "min"\nmax_epochs = 1\ndefaults = {TINY}\n'
+    )
+    args = ["--space", "space.py", "--data", "synthetic", "--tracking-uri", tracking_uri, "--experiment", "one"]
+    assert run_sweep.main(args + ["--single-trial"]) == 0
+    client = MlflowClient(tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("one").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["trial_status"] == "completed"
+    capsys.readouterr()
+    assert run_sweep.main(["--check", "one", "--tracking-uri", tracking_uri]) == 0, capsys.readouterr().out
