@@ -11,7 +11,8 @@ is ``completed`` or ``stopped`` (ASHA), rewritten whenever it is exported again,
 ``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
 chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
 ``eval.*`` tags), the image counts ``n`` of each split, ``data``, ``data_hash``, ``git_commit`` and
-``machine``. ``bench/tables.py`` rebuilds BENCHMARKS.md's tables from these files alone, so a
+``machine`` (a data path keeps only its file name: no folder of this machine is committed).
+``bench/tables.py`` rebuilds BENCHMARKS.md's tables from these files alone, so a
 finished run outlives the machine and its MLflow store.
 """
 
@@ -50,7 +51,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "run_name": run.info.run_name,
         "family": family,
         "status": tags.get("trial_status"),
-        "params": dict(run.data.params),
+        "params": {k: _no_path(v) if k == "data" else v for k, v in run.data.params.items()},
         "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
         "validation": validation,
         "test": {"epoch": _int(tags.get("test.epoch")), **{k: v for k, v in metrics.items() if k.startswith("test_")}},
@@ -61,7 +62,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "n": {split: _int(metrics.get(key)) for split, key in SIZES.items()},
         "n_params": {k: int(v) for k, v in metrics.items() if k.startswith("n_params")},
         "train_time_s": metrics.get("train_time_s"),
-        "data": tags.get("data"),
+        "data": _no_path(tags.get("data")),
         "data_hash": tags.get("data_hash"),
         "git_commit": tags.get("git_commit"),
         "device": tags.get("device"),
@@ -88,6 +89,11 @@ def export(uri: str, experiment: str, out: Path, machine: str) -> list[Path]:
         path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         written.append(path)
     return written
+
+
+def _no_path(data: str | None) -> str | None:
+    """A data source without the machine's folders (its file name; ``data_hash`` names the content)."""
+    return Path(data).name if data and "/" in data else data
 
 
 def _int(value) -> int | None:

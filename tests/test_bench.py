@@ -191,13 +191,19 @@ def _store_with_trials(uri: str) -> list[dict]:
         tags |= {
             "trial_status": status,
             "test.epoch": "2",
-            "data": "fake.tar.gz",
+            "data": "/a/machine/folder/fake.tar.gz",
             "data_hash": "ab" * 16,
             "git_commit": "c0ffee1",
         }
         run = client.create_run(exp, tags=tags)
         rid = run.info.run_id
-        for k, v in {"family": "vae", "hidden_dim": hidden, "seed": seed, "lr": 0.001}.items():
+        for k, v in {
+            "family": "vae",
+            "hidden_dim": hidden,
+            "seed": seed,
+            "lr": 0.001,
+            "data": "/a/machine/folder/fake.tar.gz",
+        }.items():
             client.log_param(rid, k, v)
         curve = [300.0 - 10 * i, 250.0 - i - seed / 100, 260.0]  # the best epoch is 2
         for epoch, v in enumerate(curve, 1):
@@ -236,6 +242,7 @@ def test_exported_run_files_alone_rebuild_the_table_of_what_the_trials_logged(tm
             and row[4] == f"{t['val'] / 5:.2f}"
             and row[5].strip(" |") == f"{t['test_mse_kl']:.2f}"
         )
+    assert "/a/machine" not in "".join(p.read_text() for p in written)  # no folder of the machine committed
     assert "data fake.tar.gz (hash abababababab)" in table and "test 10000" in table and "machine test box" in table
     # by seed: the three seeds of hidden_dim=256 fold into mean ± std over exactly their values
     folded = tables.markdown(records, ["hidden_dim", "test_mse_kl"], by_seed=True)
