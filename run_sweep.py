@@ -86,6 +86,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-report", action="store_true", help="skip the report at the end of the sweep")
     p.add_argument(
+        "--plugin",
+        dest="plugins",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_PY",
+        help="import a module that registers model families (a module name or a .py path; repeatable); "
+        "a sweep records it, so --report, --check, --sample and --resume import it again by themselves",
+    )
+    p.add_argument(
         "--check",
         metavar="EXPERIMENT",
         help="only audit EXPERIMENT end to end (MLflow, Tune's state in "
@@ -142,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """The one job the flags ask for: --sample, --check, --report, else a sweep."""
+    if args.sample or args.check or args.report_only:  # jobs on a finished sweep: its families' plugins first
+        from common.sweep.parent import load_recorded_plugins
+        from common.trial.plugins import load_plugins
+
+        load_plugins(args.plugins)
+        load_recorded_plugins(_tracking(args), args.report_only or ([args.check] if args.check else []), args.sample)
     if args.sample:
         if args.num_images < 1:
             fail(f"-n must be >= 1 (got {args.num_images})")
@@ -208,10 +223,16 @@ def _sweep_options(args: argparse.Namespace):
         overrides.append((key.strip(), value.strip()))
     from common.sweep.options import SweepOptions
 
-    # A flag is the SweepOptions field of the same name (one name for one thing), but these three.
-    derived = {"overrides", "report", "out"}
+    # A flag is the SweepOptions field of the same name (one name for one thing), but these four.
+    derived = {"overrides", "report", "out", "plugins"}
     same = {f: getattr(args, f) for f in SweepOptions.__dataclass_fields__ if f in vars(args) and f not in derived}
-    return SweepOptions(**same, overrides=tuple(overrides), report=not args.no_report, out=args.out or "report")
+    return SweepOptions(
+        **same,
+        overrides=tuple(overrides),
+        report=not args.no_report,
+        out=args.out or "report",
+        plugins=tuple(args.plugins),
+    )
 
 
 def _print_summary(summary: dict) -> None:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common.metrics.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
 from common.trial.config import config_class  # noqa: E402
 from common.trial.data import load_dataset, subset_indices  # noqa: E402
+from common.trial.families import FAMILIES  # noqa: E402
 from common.trial.models import from_checkpoint  # noqa: E402
 
 
@@ -121,7 +122,7 @@ def _score_checkpoint(item: str, ev: Evaluator, data, n: int, device: torch.devi
     model = from_checkpoint(ckpt["config"], ckpt["model"]).to(device)
     scores, s = timed(lambda: ev(model, METRICS, n))
     emit(f"{name} samples (epoch {ckpt.get('epoch')})", seconds=round(s, 1), **_round(scores))
-    if ckpt["config"]["family"] in ("vae", "vaegan"):  # of its validation images, as the product
+    if FAMILIES[ckpt["config"]["family"]].decodes:  # of its validation images, as the product
         _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
         # A seeded draw, as the final stage: an image-folder tree is stored class by class.
         pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[:n]]

@@ -22,6 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+from common.trial.families import FAMILIES  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
@@ -53,7 +56,7 @@ with tempfile.TemporaryDirectory() as tmp:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="synthetic")
-    p.add_argument("--families", nargs="+", default=["vae", "dcgan", "vaegan"])
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), help="default: every registered family")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))

@@ -152,6 +152,12 @@ CASES = {
         ),
         "latent_dim",
     ),
+    "plugin-missing-file": Case(
+        lambda i: ["--space", space_file(HEADER + 'plugins = ["nope.py"]\n')(i)] + SYN, "there is no file"
+    ),
+    "plugin-registers-nothing": Case(
+        lambda i: ["--space", GAN, "--plugin", "json"] + SYN, "registered no model family"
+    ),
     "space-defaults-a-list": Case(lambda i: ["--space", space_file(HEADER + "defaults = [1]\n")(i)] + SYN, "defaults"),
     # ---- --set
     "set-unknown-key": Case(lambda i: ["--space", GAN, "--set", "bogus=1"] + SYN, "bogus"),

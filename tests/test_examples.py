@@ -31,3 +31,42 @@ def test_the_one_trial_example_trains_evaluates_and_prints_its_numbers(workdir):
     )
     assert m and float(m.group(2)) > 0, line
     assert (tmp_path / "mlflow.db").is_file()
+
+
+def test_a_family_from_a_folder_outside_the_repo_is_swept_reported_sampled_and_checked(workdir):
+    """examples/wae_mmd.py copied to a folder of its own, named by the space file there, with no
+    PYTHONPATH: the driver, the Ray workers and the jobs that read the sweep back all find it."""
+    import shutil
+
+    (workdir / "mine").mkdir()
+    shutil.copy(ROOT / "examples" / "wae_mmd.py", workdir / "mine" / "wae_mmd.py")
+    (workdir / "mine" / "space.py").write_text(
+        'plugins = ["wae_mmd.py"]\nfamily = ["vae", "wae", "dcgan"]\nmetric = "val_classifier_fd"\nmode = "min"\n'
+        "def _lr(trial):\n    trial.suggest_float('lr', 1e-4, 1e-3, log=True)\n"
+        "def _lr_g(trial):\n    trial.suggest_float('lr_g', 1e-4, 1e-3, log=True)\n"
+        "space = {'vae': _lr, 'wae': _lr, 'dcgan': _lr_g}\n"
+        "defaults = {'vae.base_channels': 8, 'wae.base_channels': 8, 'vae.hidden_dim': 0, 'dcgan.g_channels': 16, 'dcgan.d_channels': 8}\n"
+        "resources = {'cpu': 1, 'gpu': 0}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") and k != "PYTHONPATH"}
+    run = lambda *args: subprocess.run(
+        [sys.executable, str(ROOT / "run_sweep.py"), *args],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    swept = run("--space", "mine/space.py", "--smoke-test", "--experiment", "byo", "--eval-n", "0")
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    assert re.search(r"^best wae: val_classifier_fd=", swept.stdout, re.M), swept.stdout[-2000:]
+    report = (workdir / "report" / "report.md").read_text()
+    assert "WAE-MMD" in report and "VAE" in report and "DCGAN" in report
+    # the jobs that read the sweep back import the plugin from the parent run's record
+    (workdir / "report").rename(workdir / "first_report")
+    again = run("--report", "byo")
+    assert again.returncode == 0 and "WAE-MMD" in (workdir / "report" / "report.md").read_text(), again.stderr[-2000:]
+    sampled = run("--sample", "models:/byo-wae@best", "-n", "4", "--out", "wae.png")
+    assert sampled.returncode == 0 and (workdir / "wae.png").is_file(), sampled.stderr[-2000:]
+    checked = run("--check", "byo")
+    assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]

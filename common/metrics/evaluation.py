@@ -45,6 +45,7 @@ from common.errors import UserError, first_line
 from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
 from common.trial.data import Dataset, to_unit_range
 from common.trial.device import gpu_memory_mb, no_tf32
+from common.trial.models.prior import code_of
 
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is10")
 FINAL_METRICS = METRICS  # the best-checkpoint evaluation at the end of a sweep
@@ -351,7 +352,7 @@ def reconstructions(vae: nn.Module, images: torch.Tensor, batch_size: int = 500)
     vae.eval()
     return torch.cat(
         [
-            vae.decode(vae.encode(to_unit_range(images[i : i + batch_size].to(device)))[0]).cpu()
+            vae.decode(code_of(vae.encode(to_unit_range(images[i : i + batch_size].to(device))))).cpu()
             for i in range(0, len(images), batch_size)
         ]
     )

@@ -18,10 +18,10 @@ from common.report.pareto import non_dominated
 from common.report.runs import FAMILY_LABEL, Family, Trial
 from common.report.seeds import preset_means
 from common.report.values import fmt_count, fmt_value
+from common.trial.families import FAMILIES
 
 SLIDES_VAE_PROBE = 0.3769  # the slides' Conv-VAE linear probe (no FID is published for either model)
 UNSTABLE = ("diverged", "collapsed", "mode collapse", "posterior collapse")
-COLOURS = {"vae": "C0", "dcgan": "C3", "vaegan": "C2"}
 
 
 def _pct(v: float | None) -> str:
@@ -178,7 +178,7 @@ def _draw(done: list[Trial], points: list[tuple[float, float]], front: list[int]
             [x for x, _ in xs],
             [100 * y for _, y in xs],
             s=24,
-            c=COLOURS.get(family, "C7"),
+            c=FAMILIES[family].colour if family in FAMILIES else "C7",
             label=FAMILY_LABEL.get(family, family),
         )
     order = sorted(front, key=lambda i: points[i][0])

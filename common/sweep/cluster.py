@@ -15,9 +15,12 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from types import ModuleType
+from typing import Sequence
 
 from common.errors import UserError
 from common.trial.device import mps_available
+from common.trial.plugins import ship_path
 
 CONNECT_TIMEOUT_S = 3.0
 CURRENT_CLUSTER = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # `ray start` writes it
@@ -74,17 +77,25 @@ def check_address(address: str) -> None:
         )
 
 
-def start_ray(address: str | None, cpus_per_trial: float, verbose: bool) -> None:
+def start_ray(address: str | None, cpus_per_trial: float, verbose: bool, plugins: Sequence[ModuleType] = ()) -> None:
     """Join the cluster at ``address`` (shipping this checkout to its workers), else start a
-    local Ray with every core; no-op when Ray is already up (tests, notebooks)."""
+    local Ray with every core; no-op when Ray is already up (tests, notebooks). ``plugins``: the
+    modules that registered model families from outside the package, shipped to every worker
+    (``py_modules``), and pickled by value, so a Ray started before the sweep gets their families too."""
     import ray
+    from ray import cloudpickle
 
+    for module in plugins:
+        cloudpickle.register_pickle_by_value(module)
     if ray.is_initialized():
         return
+    shipped = {"py_modules": [ship_path(m) for m in plugins]} if plugins else {}
     if address:
         check_address(address)  # one ClusterError line instead of Ray's own retries and tracebacks
         ray.init(
-            address=address, runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES}, log_to_driver=verbose
+            address=address,
+            runtime_env={"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES, **shipped},
+            log_to_driver=verbose,
         )
     else:
         # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
@@ -95,6 +106,7 @@ def start_ray(address: str | None, cpus_per_trial: float, verbose: bool) -> None
             logging_level=logging.ERROR,
             resources={"mps": 1} if mps_available() else None,
             log_to_driver=verbose,
+            runtime_env=shipped or None,
         )
     logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
 

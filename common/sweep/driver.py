@@ -45,6 +45,8 @@ from common.sweep.tracking import (
 from common.sweep.tuning import FamilyRun, fit_family
 from common.trial.config import config_class, for_family
 from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
+from common.trial.plugins import TAG as PLUGINS_TAG
+from common.trial.plugins import modules as plugin_modules
 
 SWEEP_FILE = "sweep.json"  # in the sweep folder: what --resume needs
 
@@ -147,7 +149,7 @@ def _resources(opts: SweepOptions, space: Space, configs: list[dict[str, Any]]) 
     The flags win over the space; memory defaults to the family's measured peak."""
     cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
-    start_ray(opts.address, cpus, opts.verbose)
+    start_ray(opts.address, cpus, opts.verbose, plugin_modules(space.plugins))
     resources = []
     for c in configs:
         cfg = config_class(c["family"]).from_dict(c)
@@ -191,6 +193,7 @@ def _open(
         "data": data.source,
         "data_hash": data.content_hash,
         **classifier_tags(*classifier),
+        **({PLUGINS_TAG: json.dumps(space.plugins)} if space.plugins else {}),
     }
     parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(space, configs, fixed, opts))
     ctx = SweepContext(

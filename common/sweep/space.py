@@ -28,6 +28,9 @@ Names a space file may define (lower case, nanoGPT-style)::
                  else none (common.sweep.resources.gpu_plan); memory_mb
                                                       defaults to the family's measured peak
     max_concurrent  int | None                        concurrency limit for the searcher
+    plugins      ["my_models.wae", "wae.py"]          modules that register model families (module
+                                                      names, or .py paths relative to this file;
+                                                      common.trial.plugins), imported before the rest is checked
     runs         [{config...}, ...]                   fixed runs, no search (the slides preset)
 """
 
@@ -45,6 +48,7 @@ import optuna
 from common.errors import UserError
 from common.sweep.layouts import check_layouts
 from common.trial.config import config_class, for_family
+from common.trial.plugins import load_plugins
 
 ALLOWED = {
     "family",
@@ -60,6 +64,7 @@ ALLOWED = {
     "max_concurrent",
     "runs",
     "description",
+    "plugins",
 }
 
 
@@ -86,6 +91,7 @@ class Space:
     sampler: str = "tpe"
     objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode); >1 = multi-objective
     families: list[str] = field(default_factory=list)  # searched in turn; [family] for one
+    plugins: list[str] = field(default_factory=list)  # as common.trial.plugins.load_plugins returned them
     searches: dict[str, Any] = field(default_factory=dict)  # family -> its space, when they differ
 
     def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
@@ -99,6 +105,11 @@ def load_space(path: str | Path) -> Space:
     path = Path(path)
     # 1. It imports, and defines only the names above.
     ns = _read(path)
+    if not isinstance(ns.get("plugins", []), (list, tuple)):
+        raise SpaceError(
+            f"space file {path}: plugins={ns['plugins']!r} must be a list, e.g. ['my_models.wae', 'wae.py']"
+        )
+    plugins = load_plugins(ns.get("plugins", []), base=path.parent)  # their families are known from here on
     runs = ns.get("runs") or []
     if not runs and (missing := [k for k in ("family", "metric", "mode") if k not in ns]):
         raise SpaceError(f"space file {path} must define {', '.join(missing)} (or a 'runs' list)")
@@ -125,6 +136,7 @@ def load_space(path: str | Path) -> Space:
         runs=[dict(r) for r in runs],
         description=str(ns.get("description", "")),
         sampler=ns.get("sampler", "tpe"),
+        plugins=plugins,
     )
     # 3. Its families exist, and PBT mutates their config fields.
     for family in [r["family"] for r in space.runs] + space.families:

@@ -18,7 +18,7 @@ class ConfigError(UserError):
     """Bad user input: the CLI prints the message on one line and exits 2."""
 
 
-def _f(default, *, lo=None, hi=None, lo_open=False, choices=None, doc=""):
+def config_field(default, *, lo=None, hi=None, lo_open=False, choices=None, doc=""):
     """A dataclass field carrying its valid range (``lo``/``hi`` inclusive unless ``lo_open``)."""
     return field(default=default, metadata=dict(lo=lo, hi=hi, lo_open=lo_open, choices=choices, doc=doc))
 
@@ -39,54 +39,54 @@ class TrialConfig:
     peak_rss_mb: ClassVar[int] = 0
     # The structural fields: what sets each net's parameter count (param_counts, the budget check).
     layout: ClassVar[tuple[str, ...]] = ()
-    seed: int = _f(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
-    data: str = _f(
+    seed: int = config_field(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
+    data: str = config_field(
         "cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz"
     )
-    train_subset: int = _f(10_000, lo=1, doc="seeded subset of the training split (the slides used 10k)")
-    val_size: int = _f(
+    train_subset: int = config_field(10_000, lo=1, doc="seeded subset of the training split (the slides used 10k)")
+    val_size: int = config_field(
         0,
         lo=0,
         doc="validation images, drawn (val_seed) from the train images outside the "
         "train subset (held out of it when it takes the whole split); every selection reads them. "
         "0 = auto: 5,000, or a tenth of the train split if fewer (common.trial.data.auto_val_size)",
     )
-    val_seed: int = _f(0, lo=0, doc="seed of the validation draw (common.trial.data.split_indices)")
-    batch_size: int = _f(128, lo=1, hi=8192)
-    max_epochs: int = _f(20, lo=1, hi=10_000)
-    probe_every: int = _f(
+    val_seed: int = config_field(0, lo=0, doc="seed of the validation draw (common.trial.data.split_indices)")
+    batch_size: int = config_field(128, lo=1, hi=8192)
+    max_epochs: int = config_field(20, lo=1, hi=10_000)
+    probe_every: int = config_field(
         5,
         lo=0,
         doc="run the (costly) linear probe on the validation images every N epochs; "
         "0 = never during training. The best epoch is always probed after training (test split)",
     )
-    eval_samples: int = _f(
+    eval_samples: int = config_field(
         1000,
         lo=16,
         doc="generated images per epoch for the sample scores, from a fixed z "
         "(the same every epoch, so epochs and trials differ only by the model)",
     )
-    device: str = _f("auto", choices=("auto", "cuda", "mps", "cpu"))
-    deterministic: str = _f(
+    device: str = config_field("auto", choices=("auto", "cuda", "mps", "cpu"))
+    deterministic: str = config_field(
         "auto",
         choices=("auto", "on", "off"),
         doc="deterministic kernels: auto = on for CPU and "
         "MPS, off on CUDA (cuDNN autotuning instead); on = reproducible on a GPU too, where "
         "torch has deterministic kernels (common.trial.device.is_deterministic)",
     )
-    precision: str = _f(
+    precision: str = config_field(
         "fp32",
         choices=("fp32", "bf16"),
         doc="training steps' matmuls/convs: bf16 = autocast to "
         "bfloat16 (faster on CPU, changes the numbers: bench/precision.py); evaluation is always fp32",
     )
-    collapse_patience: int = _f(
+    collapse_patience: int = config_field(
         0,
         lo=0,
         doc="stop a trial flagged mode_collapse / posterior_collapse this many "
         "epochs in a row (a pruning signal); 0 = never",
     )
-    param_budget: str = _f(
+    param_budget: str = config_field(
         "",
         choices=("", "slides"),
         doc="slides = every net of the layout must lie within ±10% of the slides' parameter "

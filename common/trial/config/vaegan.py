@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from common.trial.config.base import ConfigError, TrialConfig, _f
+from common.trial.config.base import ConfigError, TrialConfig, config_field
 
 
 @dataclass(frozen=True)
@@ -26,38 +26,42 @@ class VAEGANConfig(TrialConfig):
     family: ClassVar[str] = "vaegan"
     default_metric: ClassVar[str] = "val_classifier_fd"
     peak_rss_mb: ClassVar[int] = 2000  # measured 1,569 (bench/memory.py)
-    latent_dim: int = _f(64, lo=1, hi=4096)
-    base_channels: int = _f(32, lo=1, doc="c: the first encoder stage's width (as vae)")
-    stage_mults: str = _f("1,2,4", doc="the encoder widths as multiples of base_channels (as vae)")
-    kernel_size: int = _f(4, choices=(3, 4, 5), doc="k of the VAE's (transposed) convs (as vae)")
-    hidden_dim: int = _f(256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none (as vae)")
-    d_channels: int = _f(64, lo=1, doc="discriminator widths c, 2c, 4c (as dcgan)")
-    d_hidden: int = _f(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none (as dcgan)")
-    lr: float = _f(3e-4, lo=0.0, lo_open=True, hi=1.0, doc="Adam learning rate of the encoder and the decoder")
-    lr_ratio: float = _f(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr")
-    beta1: float = _f(0.5, lo=0.0, hi=0.999, doc="Adam beta1 of all three optimizers")
-    beta2: float = _f(0.999, lo=0.0, hi=0.9999, doc="Adam beta2 of all three optimizers")
-    beta: float = _f(1.0, lo=0.0, doc="KL weight in the encoder loss (constant)")
-    feature_layer: int = _f(
+    latent_dim: int = config_field(64, lo=1, hi=4096)
+    base_channels: int = config_field(32, lo=1, doc="c: the first encoder stage's width (as vae)")
+    stage_mults: str = config_field("1,2,4", doc="the encoder widths as multiples of base_channels (as vae)")
+    kernel_size: int = config_field(4, choices=(3, 4, 5), doc="k of the VAE's (transposed) convs (as vae)")
+    hidden_dim: int = config_field(
+        256, lo=0, doc="hidden FC between the 4x4 feature map and the latent; 0 = none (as vae)"
+    )
+    d_channels: int = config_field(64, lo=1, doc="discriminator widths c, 2c, 4c (as dcgan)")
+    d_hidden: int = config_field(512, lo=0, doc="discriminator hidden FC before the logit; 0 = none (as dcgan)")
+    lr: float = config_field(
+        3e-4, lo=0.0, lo_open=True, hi=1.0, doc="Adam learning rate of the encoder and the decoder"
+    )
+    lr_ratio: float = config_field(1.0, lo=0.0, lo_open=True, hi=100.0, doc="TTUR: lr_D = lr_ratio * lr")
+    beta1: float = config_field(0.5, lo=0.0, hi=0.999, doc="Adam beta1 of all three optimizers")
+    beta2: float = config_field(0.999, lo=0.0, hi=0.9999, doc="Adam beta2 of all three optimizers")
+    beta: float = config_field(1.0, lo=0.0, doc="KL weight in the encoder loss (constant)")
+    feature_layer: int = config_field(
         2,
         lo=0,
         hi=3,
         doc="index into Discriminator.features for the reconstruction "
         "metric: 0 = (c,16,16), 1 = (2c,8,8), 2 = (4c,4,4), 3 = the hidden FC (needs d_hidden > 0)",
     )
-    recon_weight: float = _f(
+    recon_weight: float = config_field(
         1.0,
         lo=0.0,
         doc="weight of the feature-matching term (squared error summed over "
         "D_l's elements per image: a unit-variance Gaussian Dis_l likelihood up to 1/2)",
     )
-    pixel_weight: float = _f(
+    pixel_weight: float = config_field(
         0.0,
         lo=0.0,
         doc="weight of the pixel squared error summed over 3x32x32 (the VAE's "
         "recon) added to the reconstruction term; 0 = feature matching only (the paper)",
     )
-    gamma: float = _f(
+    gamma: float = config_field(
         1e-2,
         lo=0.0,
         doc="Larsen's gamma: weight of the reconstruction term in the decoder loss "

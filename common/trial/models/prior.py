@@ -1,5 +1,12 @@
-"""``sample`` for every model that maps a standard-normal latent to images (the DCGAN's generator,
-the Conv-VAE's decoder): one place that draws z."""
+"""The model protocol every family's sampler keeps, and ``sample`` for those that map a
+standard-normal latent to images (the DCGAN's generator, the Conv-VAE's decoder): one place that
+draws z.
+
+Every sampler (``Task.build_sampler``'s module) has ``sample(n, device) -> (n, 3, 32, 32)`` in
+[-1, 1]. A family that decodes (``Family.decodes``) also has ``encode(x)``, x (B, 3, 32, 32) ->
+its code (B, D), or a tuple whose first element is the code (a VAE's (mu, logvar): the
+posterior mean), and ``decode(code) -> (B, 3, 32, 32)``; ``code_of`` reads either form.
+"""
 
 from __future__ import annotations
 
@@ -24,3 +31,8 @@ class PriorSampler:
             device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return self.from_latent(z)
+
+
+def code_of(encoded) -> torch.Tensor:
+    """What ``encode`` returned -> the code (B, D): the tensor itself, or a tuple's first element."""
+    return encoded[0] if isinstance(encoded, (tuple, list)) else encoded
