@@ -160,5 +160,6 @@ register(
         curve_metrics=("train_recon", "train_mmd", "val_recon", "val_classifier_fd"),
         decodes=True,
         colour="C4",
+        probe_on="the code E(x)",
     )
 )

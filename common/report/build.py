@@ -32,7 +32,7 @@ from common.report.mitigations import measure
 from common.report.pareto import pareto_blocks
 from common.report.quality import quality_blocks
 from common.report.render import to_html, to_markdown
-from common.report.runs import ReportError, Trial, best_value, experiment_trials, fallback_objective, load
+from common.report.runs import FAMILY_LABEL, ReportError, Trial, best_value, experiment_trials, fallback_objective, load
 from common.report.seeds import budget_blocks
 from common.report.slides_comparison import slides_comparison_blocks
 from common.report.top_trials import top_trials_blocks
@@ -73,7 +73,7 @@ def build_report(
     # 2. the sections in report order; Figures is built first: 'At a glance' shows the samples it copies
     figures = figure_blocks(client, families, out_dir)
     blocks = [
-        ("h1", f"VAE vs DCGAN sweep report: {experiment}"),
+        ("h1", f"{' vs '.join(FAMILY_LABEL[n] for n in families) or 'Sweep'} report: {experiment}"),
         ("p", SPLITS),
         *glance_blocks(families, every, out_dir),
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from common.report.runs import FAMILY_LABEL, Family, Trial
 from common.report.values import fmt_value
+from common.trial.families import FAMILIES
 
 QUALITY_ROWS = [
     ("FID (Inception, lower is better)", "fid"),
@@ -28,10 +29,8 @@ NOTES = [
     "Precision/recall (Kynkäänniemi et al. 2019, k = 3) and density/coverage (Naeem et al. 2020, k = 5) are "
     "computed in Inception pool3 features here, not the papers' VGG16 (no ImageNet VGG weights offline): "
     "compare them with each other, not with published values.",
-    "Reconstructions: of N validation images (never trained on, not the reference), from the posterior mean.",
-    "Linear probe: the best epoch's weights; VAE on mu, GAN on D's conv features pooled to 4x4 per layer "
-    "(Radford et al. 2016), BatchNorm with real-data statistics; logistic regression fit on the train subset, "
-    "C chosen on the validation images, scored on the whole test split.",
+    "Reconstructions: of N validation images (never trained on, not the reference), decoded from the code "
+    "(a VAE's posterior mean).",
     "FID grows as N shrinks: compare only numbers with the same N; published CIFAR-10 FIDs use 50k samples.",
 ]
 
@@ -54,8 +53,17 @@ def quality_blocks(families: dict[str, Family]) -> list[tuple]:
     return [
         ("h2", "Sample quality (Inception)"),
         ("table", ["metric", "the slides (published)", *[c for c, _, _ in cols]], rows),
-        ("ul", notes + NOTES),
+        ("ul", notes + NOTES + [_probe_note(families)]),
     ]
+
+
+def _probe_note(families: dict[str, Family]) -> str:
+    """What each family's probe reads (its registry record), and the protocol they share."""
+    on = "; ".join(f"{FAMILY_LABEL[n]} on {FAMILIES[n].probe_on}" for n in families if n in FAMILIES)
+    return (
+        f"Linear probe: the best epoch's weights; {on}; BatchNorm with real-data statistics; logistic regression "
+        "fit on the train subset, C chosen on the validation images, scored on the whole test split."
+    )
 
 
 def _columns(families: dict[str, Family]) -> tuple[list[tuple[str, Trial, str]], list[str]]:

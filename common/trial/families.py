@@ -33,6 +33,7 @@ class Family:
     decodes: bool  # it encodes images (encode -> code, decode): reconstructions are scored, the probe reads its code
     param_rows: tuple[tuple[str, str, str], ...] = ()
     colour: str = "C7"  # its matplotlib colour in the report's figures
+    probe_on: str = "its features"  # what its linear probe reads, in the report's words
 
 
 FAMILIES: dict[str, Family] = {}
@@ -128,6 +129,7 @@ register(
         curve_metrics=("val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"),
         param_rows=(("VAE", "n_params_vae", "1.38M"),),
         colour="C0",
+        probe_on="μ, the posterior mean",
     )
 )
 register(
@@ -140,6 +142,7 @@ register(
         curve_metrics=("g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"),
         param_rows=(("DCGAN generator", "n_params_g", "1.24M"), ("DCGAN discriminator", "n_params_d", "2.76M")),
         colour="C3",
+        probe_on="D's conv features pooled to 4x4 per layer (Radford et al. 2016)",
     )
 )
 register(
@@ -152,5 +155,6 @@ register(
         curve_metrics=("val_mse_kl", "val_kl", "g_loss", "d_loss", "val_probe_acc", "val_classifier_fd"),
         param_rows=(("VAE-GAN encoder+decoder", "n_params_vae", "—"), ("VAE-GAN discriminator", "n_params_d", "—")),
         colour="C2",
+        probe_on="μ, the posterior mean",
     )
 )

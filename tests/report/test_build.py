@@ -69,7 +69,7 @@ def test_several_experiments_make_one_report_each_family_from_the_first_that_has
     log_trial(client, other, parent, "vae", 7, {"latent_dim": 48}, rows, "completed", tmp_path, figures=False)
 
     md = (build_report(["vae_only", EXPERIMENT], tmp_path / "r", tracking_uri=uri).parent / "report.md").read_text()
-    assert md.startswith(f"# VAE vs DCGAN sweep report: vae_only + {EXPERIMENT}")
+    assert md.startswith(f"# VAE vs DCGAN report: vae_only + {EXPERIMENT}")  # the title names the families shown
     assert "196.79" in md and "205.43" not in md  # the VAE from vae_only, listed first
     assert "38.77" in md  # the DCGAN from the other experiment, which alone has one
     assert parent in md and pid in md  # both sweeps named in the appendix
