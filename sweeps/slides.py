@@ -5,7 +5,7 @@ rest, evaluated on the 10,000 test images; the report puts the slides' published
 ours. The VAE's layout is the one the slides' numbers point to: no hidden FC beside the latent,
 convs 48-96-192 with 4x4 kernels (1.34M parameters, -3.2% of the published 1.38M), whose
 validation reconstruction and KL (137.4 + 59.8) sit nearest the slides' split (139.56 + 61.25)
-of the six layouts measured (BENCHMARKS.md, "The layout study"). The layout every earlier run used
+of the layouts measured (BENCHMARKS.md, "The layout study"). The layout every earlier run used
 (a 256-unit hidden FC, 32-64-128) is ``sweeps/slides_fc256.py``.
 """
 

@@ -35,6 +35,7 @@ def _sweep(workdir, tracking_uri, seeds: list[int]) -> list[str]:
     ]
 
 
+@pytest.mark.faults  # whole Ray sweeps whose trials raise (each retried twice): make test-faults
 def test_a_sweep_whose_trials_all_fail_exits_1_and_names_the_family_and_the_first_error(
     broken, workdir, tracking_uri, capsys
 ):
@@ -46,6 +47,7 @@ def test_a_sweep_whose_trials_all_fail_exits_1_and_names_the_family_and_the_firs
     ]
 
 
+@pytest.mark.faults
 def test_a_sweep_with_some_failed_trials_exits_0_and_counts_them(broken, workdir, tracking_uri, capsys):
     assert run_sweep.main(_sweep(workdir, tracking_uri, [1, 2])) == 0
     out = capsys.readouterr().out
