@@ -15,6 +15,7 @@ before Ray starts or MLflow is written.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from common.errors import UserError
@@ -140,6 +141,7 @@ def fail(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.command = shlex.join(["run_sweep.py", *(sys.argv[1:] if argv is None else argv)])  # MLflow's Source
     try:
         return _dispatch(args)
     except KeyboardInterrupt as exc:  # common.sweep.driver.SweepInterrupted (or DiskFull) says how to resume
@@ -223,8 +225,8 @@ def _sweep_options(args: argparse.Namespace):
         overrides.append((key.strip(), value.strip()))
     from common.sweep.options import SweepOptions
 
-    # A flag is the SweepOptions field of the same name (one name for one thing), but these four.
-    derived = {"overrides", "report", "out", "plugins"}
+    # A flag is the SweepOptions field of the same name (one name for one thing), but these five.
+    derived = {"overrides", "report", "out", "plugins", "command"}
     same = {f: getattr(args, f) for f in SweepOptions.__dataclass_fields__ if f in vars(args) and f not in derived}
     return SweepOptions(
         **same,
@@ -232,6 +234,7 @@ def _sweep_options(args: argparse.Namespace):
         report=not args.no_report,
         out=args.out or "report",
         plugins=tuple(args.plugins),
+        command=getattr(args, "command", ""),
     )
 
 

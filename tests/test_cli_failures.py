@@ -66,5 +66,12 @@ def test_a_single_trial_run_ends_finished_and_passes_the_audit(workdir, tracking
     client = MlflowClient(tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("one").experiment_id])
     assert run.info.status == "FINISHED" and run.data.tags["trial_status"] == "completed"
+    # MLflow's own context tags: the UI's User, Source and Version columns
+    tags = run.data.tags
+    assert tags["mlflow.user"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
+    assert (
+        tags["mlflow.source.name"].startswith("run_sweep.py --space space.py")
+        and "--single-trial" in tags["mlflow.source.name"]
+    )
     capsys.readouterr()
     assert run_sweep.main(["--check", "one", "--tracking-uri", tracking_uri]) == 0, capsys.readouterr().out

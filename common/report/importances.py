@@ -105,8 +105,8 @@ def _evaluate(study) -> dict[str, float]:
 
 def study_importances(storage: str, study_name: str) -> tuple[dict[str, float], int]:
     """Importances from the sweep's own Optuna study in its RDB ``storage`` (the searched
-    distributions, every trial Tune told the searcher about: ASHA-stopped trials count with
-    their last reported objective) -> ({param: importance}, completed trials). Raises
+    distributions; Optuna's evaluators read its COMPLETE trials only, and the ASHA-stopped ones are
+    PRUNED there, so they do not count) -> ({param: importance}, completed trials). Raises
     RuntimeError when the study cannot be read or no evaluator works."""
     import optuna
 
@@ -153,8 +153,8 @@ def _from_study(fam: Family) -> tuple[list[tuple], bool]:
     if n < MIN_IMPORTANCE_TRIALS:
         return [], False
     source = (
-        f"from the searcher's study {study!r} in {storage} ({n} completed Optuna trials; ASHA-stopped trials "
-        f"count with their last {fam.metric})"
+        f"from the searcher's study {study!r} in {storage} (its {n} COMPLETE trials: Optuna's evaluators read "
+        "only those; ASHA-stopped trials are PRUNED there and left out)"
     )
     table = [("table", ["param", "importance"], [[k, f"{v:.3f}"] for k, v in imp.items()])] if imp else []
     return [("p", _said(label, source, imp)), *table], True

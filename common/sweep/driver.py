@@ -33,6 +33,7 @@ from common.sweep.tracking import (
     TrackingError,
     TrialRun,
     check_tracking_uri,
+    context_tags,
     default_artifact_location,
     fail_fast_http,
     get_or_create_experiment,
@@ -76,7 +77,7 @@ def run(opts: SweepOptions, planned: tuple | None = None) -> dict[str, Any]:
     data = check_data(configs)
     experiment = opts.experiment or space.name
     if opts.single_trial:
-        return _single_trial(space, configs[0], uri, experiment, _classifier(data)[0])
+        return _single_trial(space, configs[0], uri, experiment, _classifier(data)[0], opts.command)
     storage = SweepStorage(opts.storage)
     previous = _previous_sweep(opts, space, storage, experiment)
     # 2. Ray, with a node that holds each family's trial; the domain classifier (DataError if it
@@ -188,6 +189,7 @@ def _open(
     commit = git_commit()
     resumed_from = json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"] if previous else None
     tags = {
+        **context_tags(commit, opts.command),
         "sweep.space": str(space.path),
         "git_commit": commit,
         "data": data.source,
@@ -206,6 +208,7 @@ def _open(
         cpus_per_trial=opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"],
         data_cache_dir=os.environ.get("VAEGAN_CACHE"),
         classifier=classifier[0],
+        context_tags=context_tags(commit, opts.command),
     )
     summary = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}, "mlflow_ui": ui_link(uri, exp_id)}
     print(f"MLflow: {summary['mlflow_ui']}", flush=True)
@@ -325,7 +328,9 @@ def _classifier(data) -> tuple[dict, dict]:
     return state, info
 
 
-def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict) -> dict[str, Any]:
+def _single_trial(
+    space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict, command: str = ""
+) -> dict[str, Any]:
     """One trial in this process, no Ray: breakpoints and profilers work."""
     from mlflow.tracking import MlflowClient
 
@@ -342,6 +347,7 @@ def _single_trial(space: Space, cfg: dict[str, Any], uri: str, experiment: str, 
         git_commit=git_commit(),
         cpus_per_trial=torch.get_num_threads(),
         classifier=classifier,
+        context_tags=context_tags(git_commit(), command),
     )
     out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
     session = LocalSession(out)

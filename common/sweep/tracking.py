@@ -181,6 +181,22 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+def context_tags(commit: str, command: str = "") -> dict[str, str]:
+    """MLflow's standard run-context tags, which its UI shows as the User, Source and Version
+    columns: who ran the command, the command line (default this process's), and the commit (what
+    the fluent API would set)."""
+    import getpass
+    import shlex
+    import sys
+
+    return {
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.name": (command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))[:500],
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.git.commit": commit,
+    }
+
+
 @contextlib.contextmanager
 def fluent_run(uri: str, run_id: str):
     """``mlflow.start_run(run_id=...)`` for the fluent APIs that need an active run (log_model),

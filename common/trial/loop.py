@@ -63,6 +63,7 @@ class SweepContext:
     # the domain classifier's state (common.metrics.classifier), trained once by the driver
     classifier: dict | None = None
     placement: str = ""  # what the sweep chose for the family (common.sweep.resources.placement); a run tag
+    context_tags: dict | None = None  # MLflow's user / source / commit tags of the driver's command, on every run
 
 
 class Session(Protocol):

@@ -88,6 +88,7 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         run.set_tags({"trial_status": "running", "restored": "true", **where})
         return run
     tags = {
+        **(ctx.context_tags or {}),
         "sweep.role": "trial",
         "family": cfg.family,
         "trial_id": session.trial_id,

@@ -33,6 +33,10 @@ def test_study_importances_read_the_sweeps_own_rdb_study(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="s/vae", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: 10 * t.suggest_float("x", 0, 1) + 0.01 * t.suggest_float("y", 0, 1), n_trials=12)
+    for _ in range(3):  # ASHA-stopped trials, as the searcher tells them: PRUNED, which the evaluators skip
+        pruned = study.ask()
+        pruned.suggest_float("x", 0, 1), pruned.suggest_float("y", 0, 1)
+        study.tell(pruned, state=optuna.trial.TrialState.PRUNED)
     imp, n = study_importances(storage, "s/vae")
     assert n == 12 and set(imp) == {"x", "y"} and imp["x"] > 0.9 and abs(sum(imp.values()) - 1) < 1e-9
     with pytest.raises(RuntimeError, match="cannot read Optuna study 'nope'"):

@@ -35,3 +35,15 @@ def test_the_study_storage_waits_out_a_dropped_database_connection_but_not_bad_d
         hasattr(getattr(studies.ResilientRDBStorage, n), "__wrapped__")
         for n in ("create_new_trial", "set_trial_state_values", "set_trial_intermediate_value", "get_all_trials")
     )
+
+
+@pytest.mark.parametrize("url", ["sqlite:///{tmp}/o.db", "postgresql+psycopg2://u@127.0.0.1:1/db"])
+def test_every_rdb_storage_pings_its_pooled_connections_before_use(url, tmp_path, monkeypatch):
+    from optuna.storages import RDBStorage
+
+    from common.sweep.studies import ResilientRDBStorage
+
+    seen = {}
+    monkeypatch.setattr(RDBStorage, "__init__", lambda self, url, engine_kwargs=None, **kw: seen.update(engine_kwargs))
+    ResilientRDBStorage(url.format(tmp=tmp_path))
+    assert seen == {"pool_pre_ping": True}
