@@ -315,6 +315,17 @@ class TrialRun:
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self._write({"kind": "tags", "values": {k: str(v) for k, v in tags.items()}})
 
+    def log_image(self, path: str | os.PathLike, key: str, step: int) -> None:
+        """A PNG as the run's image ``key`` at ``step`` (the UI's image slider). A convenience: a
+        backend that refuses it gets a warning, not a retry (the same grid is in ``figures/``)."""
+        import numpy as np
+        from PIL import Image
+
+        try:
+            self.client.log_image(self.run_id, np.asarray(Image.open(path).convert("RGB")), key=key, step=step)
+        except Exception as e:
+            warnings.warn(f"could not log image {key!r} at step {step} of run {self.run_id}: {first_line(e)}")
+
     def log_artifact(
         self, path: str | os.PathLike, artifact_path: str | None = None, keep_dir: str | os.PathLike | None = None
     ) -> None:

@@ -40,7 +40,16 @@ from common.trial.device import (
     torch_device,
 )
 from common.trial.families import get
-from common.trial.records import TEST_EPOCH_TAG, log_curves, log_figures, log_test, open_run, still_pending, tag_lineage
+from common.trial.records import (
+    TEST_EPOCH_TAG,
+    image_epoch,
+    log_curves,
+    log_figures,
+    log_test,
+    open_run,
+    still_pending,
+    tag_lineage,
+)
 
 DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (finite: TPE can rank it)
 # A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
@@ -266,8 +275,9 @@ def _record(task, cfg, ctx: SweepContext, session: Session, st: _State, metrics:
         save_best(tmp / BEST_FILE, cfg, st.best_model)
         st.run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
     last = epoch + 1 == cfg.max_epochs
-    if improved or last:
-        log_figures(task, tmp / "figures", st.run, session.trial_dir)
+    step = epoch + 1 if image_epoch(epoch, cfg.max_epochs) and epoch + 1 > st.logged_through else None
+    if improved or last or step is not None:
+        log_figures(task, tmp / "figures", st.run, session.trial_dir if improved or last else None, step)
     if last:
         log_curves(task, st.history, tmp / "figures", st.run, session.trial_dir)
         # Before the last report (Tune may end the trial there). A replayed last epoch asks the

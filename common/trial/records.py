@@ -112,10 +112,28 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
     return run
 
 
-def log_figures(task, folder: Path, run: TrialRun, keep_dir: str) -> None:
+IMAGE_STEPS = 50  # at most this many epochs of images per run: the UI's slider, a bounded store
+
+
+def image_epoch(epoch: int, max_epochs: int) -> bool:
+    """Whether 0-based ``epoch`` logs its sample grids as images: every epoch up to 50 epochs, else
+    every ceil(max_epochs / 50)-th, and always the last."""
+    stride = -(-max_epochs // IMAGE_STEPS)
+    return (epoch + 1) % stride == 0 or epoch + 1 == max_epochs
+
+
+def log_figures(task, folder: Path, run: TrialRun, keep_dir: str, step: int | None = None) -> list[Path]:
+    """The task's figures drawn into ``folder``. ``keep_dir``: logged as the run's ``figures/``
+    artifacts (the best epoch's). ``step``: the grids (samples, reconstructions) also logged as
+    images at that step, which the MLflow UI scrubs through with a slider."""
     folder.mkdir(exist_ok=True)
-    for p in task.figures(folder):
-        run.log_artifact(p, "figures", keep_dir=keep_dir)
+    drawn = task.figures(folder)
+    for p in drawn:
+        if keep_dir is not None:
+            run.log_artifact(p, "figures", keep_dir=keep_dir)
+        if step is not None and p.stem in ("samples", "reconstructions"):
+            run.log_image(p, key=p.stem, step=step)
+    return drawn
 
 
 def log_curves(task, history: dict, folder: Path, run: TrialRun, keep_dir: str) -> None:

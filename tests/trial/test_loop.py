@@ -251,6 +251,22 @@ def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(
     )
     samples = {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples")}
     assert session.seen == [samples, samples | {"figures/curves.png"}]
+    # every epoch's grids are images at their step: the UI's slider (samples and reconstructions)
+    run_id = session.results[-1]["mlflow_run_id"]
+    images = [f.path.split("/")[-1].split("+") for f in client.list_artifacts(run_id, "images")]
+    logged = sorted((name[0], int(name[2])) for name in images if name[-1].endswith(".png"))
+    assert logged == [("reconstructions", 1), ("reconstructions", 2), ("samples", 1), ("samples", 2)]
+
+
+@pytest.mark.parametrize(
+    "max_epochs,logged",
+    [(3, [1, 2, 3]), (50, list(range(1, 51))), (120, [*range(3, 121, 3)]), (101, [*range(3, 100, 3), 101])],
+)
+def test_images_are_logged_at_most_50_epochs_a_run_and_at_the_last(max_epochs, logged):
+    from common.trial.records import image_epoch
+
+    got = [e + 1 for e in range(max_epochs) if image_epoch(e, max_epochs)]
+    assert got == logged and len(got) <= 51
 
 
 def test_a_huge_learning_rate_stops_the_trial_as_diverged(tracking_uri, workdir):
