@@ -197,6 +197,28 @@ def context_tags(commit: str, command: str = "") -> dict[str, str]:
     }
 
 
+SYSTEM_METRICS_S = float(os.environ.get("VAEGAN_SYSTEM_METRICS_S", 10))  # seconds between samples
+
+
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str):
+    """MLflow's system-metrics monitor on ``run_id`` while the block runs (the run's "System
+    metrics" tab: CPU, memory, disk, network, and GPU utilisation and memory through nvidia-ml-py
+    when it is installed), stopped however the block ends. psutil reads the whole node, so on a
+    node several trials share the numbers are node-wide; the run's tag ``system_metrics.scope`` says so."""
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop chatter per trial
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_S, tracking_uri=uri, resume_logging=True)
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.finish()
+
+
 @contextlib.contextmanager
 def fluent_run(uri: str, run_id: str):
     """``mlflow.start_run(run_id=...)`` for the fluent APIs that need an active run (log_model),

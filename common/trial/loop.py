@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from common.errors import first_line
-from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
+from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged, system_metrics
 from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
 from common.trial.config import TrialConfig, check_objective
 from common.trial.data import load_dataset
@@ -139,8 +139,9 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     st = _resume(cfg, ctx, session, task, data, kind, generator)
     metrics: dict[str, float] = {}
     epoch = st.start
+    st.run.set_tags({"system_metrics.scope": "node-wide: every process on the trial's node, not this trial alone"})
     try:
-        with tempfile.TemporaryDirectory(prefix="trial-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="trial-") as tmp, system_metrics(ctx.tracking_uri, st.run.run_id):
             for epoch in range(st.start, cfg.max_epochs):
                 # 3. Train, validate; a non-finite or failed epoch ends the trial as diverged.
                 t0 = time.perf_counter()

@@ -233,6 +233,22 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
     assert len({d for d, _ in inputs.values()}) == 3
 
 
+def test_a_trial_run_records_system_metrics_while_it_trains(tracking_uri, workdir, monkeypatch):
+    import common.sweep.tracking
+
+    monkeypatch.setattr(common.sweep.tracking, "SYSTEM_METRICS_S", 0.5)
+    session = LocalSession(workdir / "sys")
+    run_trial(
+        VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0),
+        _ctx(tracking_uri, "val_mse_kl"),
+        session,
+    )
+    run = MlflowClient(tracking_uri).get_run(session.results[-1]["mlflow_run_id"])
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= system, system
+    assert run.data.tags["system_metrics.scope"].startswith("node-wide")
+
+
 def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):
     client = MlflowClient(tracking_uri)
 
