@@ -9,7 +9,11 @@ slides' budget' table has all three columns, every number on the test split:
     python run_sweep.py --space sweeps/seed_spread.py --experiment budget --no-report
     python run_sweep.py --space sweeps/winners.py --experiment budget
 
-VAE: `sweeps/vae_budget.py`'s first 8 trials (val_mse_kl 214.13 at seed 42). DCGAN: the best of
+VAE: the levers of the best of `sweeps/vae_budget.py`'s first 8 trials (val_mse_kl 214.13 at seed
+42, on the earlier 256-unit-FC layout) on the layout the layout study chose (no hidden FC, 48-96-192:
+val_mse_kl 197.25 at the slides' training, seed 42): two selections on validation, combined; the
+search over both at once (`sweeps/vae_budget.py` with layouts) ran 3 of its 8 trials this far
+(BENCHMARKS.md, "The layout study" and "the second VAE search"). DCGAN: the best of
 the first 4 finished trials of `sweeps/gan_budget.py` (val_classifier_fd 5.144 at epoch 40, seed 42;
 the search was interrupted with 2 of its 6 trials unfinished: BENCHMARKS.md).
 """
@@ -28,6 +32,9 @@ _VAE = {
     "beta_schedule": "linear",
     "warmup_epochs": 2,
     "free_bits": 0.1,
+    "hidden_dim": 0,
+    "base_channels": 48,
+    "val_size": 5000,
     "param_budget": "slides",
 }
 
