@@ -6,7 +6,8 @@ Run (from the repository root)::
         --columns kernel_size,base_channels,stage_mults,hidden_dim,n_params_vae,epoch,val_recon,val_kl,val_mse_kl,test_mse_kl
     .venv/bin/python bench/tables.py bench/results/winners --by-seed --columns family,test_mse_kl,test_kl,fid,recall
 
-A column is ``epoch`` (the epoch chosen on validation, whose weights the test numbers score), a
+A column is ``epoch`` (the epoch chosen on validation, whose weights the test numbers score; for a
+trial stopped early, its best validation epoch), a
 config field, a ``val_*`` metric (at that epoch), a ``test_*`` metric, an ``n_params_*`` count, a
 final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images), ``train_time_s``,
 ``status``, ``device``, ``machine`` or ``run``. ``--by-seed``
@@ -36,7 +37,7 @@ def load(folder: Path) -> list[dict]:
 
 def cell(record: dict, column: str):
     """One run's value for ``column`` (the module docstring lists the kinds); None if it has none."""
-    epoch = record["test"].get("epoch")
+    epoch = record["test"].get("epoch") or _best_epoch(record)
     if column == "epoch":
         return epoch
     if column == "run":
@@ -66,7 +67,7 @@ def fmt(value) -> str:
             return value
     if isinstance(value, int) or float(value).is_integer() and abs(value) >= 1000:
         return f"{int(value):,}"
-    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.4g}"
 
 
 def rows(records: list[dict], columns: list[str], sort: str | None, by_seed: bool) -> list[list[str]]:
@@ -97,6 +98,15 @@ def markdown(records: list[dict], columns: list[str], sort: str | None = None, b
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(records, columns, sort, by_seed)]
     return "\n".join(lines) + "\n\n" + caption(records) + "\n"
+
+
+def _best_epoch(record: dict) -> int | None:
+    """The epoch of the best objective value (a stopped trial has no test epoch: its last best)."""
+    curve = record["objective"]["per_epoch"]
+    if not curve:
+        return None
+    pick = min if record["objective"]["mode"] == "min" else max
+    return int(pick(curve, key=lambda e: curve[e]))
 
 
 def _number(value) -> float:
