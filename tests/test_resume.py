@@ -311,7 +311,9 @@ def _running_pids_with_an_epoch(db: Path) -> list[int]:
 def _final_metrics(tmp: Path) -> dict[str, dict[str, float]]:
     client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
     return {
-        r.data.params["seed"]: {k: v for k, v in r.data.metrics.items() if k not in _TIMING}
+        r.data.params["seed"]: {
+            k: v for k, v in r.data.metrics.items() if k not in _TIMING and not k.startswith("system/")
+        }
         for r in _trials(client, "chaos")
         if r.data.tags["trial_status"] == "completed"
     }
