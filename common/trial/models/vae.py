@@ -19,10 +19,10 @@ What the slides left open, and what was chosen:
   halves/doubles the side exactly: 32 -> 16 -> 8 -> 4 and back. ``kernel_size`` 3 or 5 keeps
   the same sides (padding (k-1)//2, and an output padding of k % 2 on the transposed convs).
 * Widths: c, 2c, 4c (``stage_mults`` = (1, 2, 4) times ``base_channels`` = c).
-* Whether there is a hidden FC layer between the 4x4x128 map and the latent: not given.
-  Without one the net has 0.73M parameters, far from the reported 1.38M; one hidden
-  layer of 256 units in both encoder and decoder gives 1.43M (+3.8%), the closest round
-  width (``hidden_dim=244`` would land on 1.38M exactly). ``hidden_dim=0`` removes it.
+* Whether there is a hidden FC layer between the 4x4 map and the latent: not given. The
+  constructor's defaults keep the first guess, a 256-unit hidden FC on each side with widths
+  32-64-128 (1.43M, +3.8%). The layout study (BENCHMARKS.md) found the slides' numbers at no
+  hidden FC with widths 48-96-192 (1.34M, -3.2%): ``sweeps/slides.py`` uses that one.
 * Conv biases: convolutions followed by BatchNorm carry no bias (BN's shift makes it
   redundant); this changes the count by < 0.1%.
 * Initialisation: PyTorch defaults (the slides name none for the VAE).
