@@ -153,15 +153,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     """The one job the flags ask for: --sample, --check, --report, else a sweep."""
-    if args.sample or args.check or args.report_only:  # jobs on a finished sweep: its families' plugins first
-        from common.sweep.parent import load_recorded_plugins
-        from common.trial.plugins import load_plugins
-
-        load_plugins(args.plugins)
-        load_recorded_plugins(_tracking(args), args.report_only or ([args.check] if args.check else []), args.sample)
     if args.sample:
         if args.num_images < 1:
             fail(f"-n must be >= 1 (got {args.num_images})")
+        _plugins(args, [], args.sample)
         from common.sweep.best import sample_registered_model
 
         out = sample_registered_model(
@@ -170,12 +165,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"samples: {out}")
         return 0
     if args.check:
+        _plugins(args, [args.check])
         from common.sweep.audit import audit, render
 
         checks = audit(args.check, _tracking(args), args.storage)
         print(render(checks))
         return 0 if all(c.ok for c in checks) else 1
     if args.report_only:
+        _plugins(args, args.report_only)
         from common.report.build import build_report
 
         print(f"report: {build_report(args.report_only, args.out or 'report', _tracking(args))}")
@@ -189,6 +186,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     summary = run(opts, planned)
     _print_summary(summary)
     return _exit_status(summary)
+
+
+def _plugins(args: argparse.Namespace, experiments: list[str], model_uri: str | None = None) -> None:
+    """A job on a finished sweep imports its families' plugins first: --plugin's, then those its
+    sweeps recorded."""
+    from common.sweep.parent import load_recorded_plugins
+    from common.trial.plugins import load_plugins
+
+    load_plugins(args.plugins)
+    load_recorded_plugins(_tracking(args), experiments, model_uri)
 
 
 def _tracking(args: argparse.Namespace) -> str:
