@@ -85,3 +85,26 @@ def test_a_toy_family_registered_in_one_place_runs_a_one_epoch_sweep(ray_session
     assert list((workdir / "ray_results").rglob("train_toy_*")), "Tune names the trial after the family"
     report = (workdir / "report" / "report.md").read_text()
     assert "Toy GAN" in report and "Toy generator" in report
+
+
+def test_a_family_registered_anywhere_reaches_the_reports_words():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from common.report.quality import _probe_note
+    from common.trial.config import DCGANConfig
+    from common.trial.tasks.dcgan import DCGANTask
+
+    @dataclass(frozen=True)
+    class ThrowConfig(DCGANConfig):
+        family: ClassVar[str] = "throw"
+
+    register(
+        Family("throw", ThrowConfig, DCGANTask, "Throwaway", curve_metrics=(), decodes=False, probe_on="its own codes")
+    )
+    try:
+        assert FAMILY_LABEL["throw"] == "Throwaway" and config_class("throw") is ThrowConfig
+        note = _probe_note({"vae": None, "throw": None})
+        assert "VAE on μ, the posterior mean; Throwaway on its own codes;" in note
+    finally:
+        FAMILIES.pop("throw")
