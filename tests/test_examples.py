@@ -70,3 +70,12 @@ def test_a_family_from_a_folder_outside_the_repo_is_swept_reported_sampled_and_c
     assert sampled.returncode == 0 and (workdir / "wae.png").is_file(), sampled.stderr[-2000:]
     checked = run("--check", "byo")
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+    # each trial's run reads like the trial in the MLflow UI: family, trial id, the searched params
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("byo").experiment_id], "tags.`sweep.role` = 'trial'")
+    assert {r.data.tags["family"] for r in runs} == {"vae", "wae", "dcgan"}
+    assert all(re.fullmatch(rf"{r.data.tags['family']}-\w+ lr(_g)?=[\d.e-]+", r.info.run_name) for r in runs), [
+        r.info.run_name for r in runs
+    ]

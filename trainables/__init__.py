@@ -8,9 +8,10 @@ from ray import tune
 class TuneSession:
     """The loop's Session protocol over Ray Tune's function API."""
 
-    def __init__(self):
+    def __init__(self, label: str = ""):
         import ray
 
+        self.label = label  # the run name's suffix: the searcher's first params (common.trial.records.run_label)
         context = tune.get_context()
         self.trial_id = context.get_trial_id()
         self.trial_dir = context.get_trial_dir()  # where unlogged MLflow writes are kept

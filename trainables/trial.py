@@ -6,6 +6,7 @@ from typing import Callable
 
 from common.trial.families import Family, register
 from common.trial.loop import SweepContext, run_trial
+from common.trial.records import run_label
 from trainables import TuneSession
 
 
@@ -17,7 +18,8 @@ def trainable(family: Family) -> Callable[[dict, SweepContext, dict], None]:
     def train(config: dict, ctx: SweepContext, fixed: dict) -> None:
         """``config`` = the searcher's sample; ``fixed`` = space defaults + ``--set`` (wins)."""
         register(family)
-        run_trial(family.config.from_dict({**config, **fixed}), ctx, TuneSession())
+        searched = {k: v for k, v in config.items() if k not in fixed}
+        run_trial(family.config.from_dict({**config, **fixed}), ctx, TuneSession(run_label(searched)))
 
     train.__name__ = train.__qualname__ = f"train_{family.name}"
     return train

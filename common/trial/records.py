@@ -103,13 +103,21 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
     if ctx.placement:
         tags["placement"] = ctx.placement
     tags.update(task.tags())  # e.g. which perceptual net, and a metric-bias warning
-    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, f"{cfg.family}-{session.trial_id}", tags, tolerant=True)
+    name = f"{cfg.family}-{session.trial_id}" + (f" {label}" if (label := getattr(session, "label", "")) else "")
+    run = TrialRun.create(ctx.tracking_uri, ctx.experiment_id, name, tags, tolerant=True)
     id_file.parent.mkdir(parents=True, exist_ok=True)
     id_file.write_text(run.run_id)
     run.log_params(cfg.to_dict())
     run.log_datasets(dataset_inputs(cfg.data, data.content_hash, {**task.split_indices, "test": None}))
     run.log_metrics(task.static_metrics(), step=0)
     return run
+
+
+def run_label(searched: dict) -> str:
+    """The searcher's first two params for a trial's run name: {"lr": 0.000653, "batch_size": 32}
+    -> "lr=0.000653 batch_size=32" (the run name then reads like the trial in the MLflow UI)."""
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
+    return " ".join(f"{k}={fmt(v)}" for k, v in list(searched.items())[:2])
 
 
 IMAGE_STEPS = 50  # at most this many epochs of images per run: the UI's slider, a bounded store

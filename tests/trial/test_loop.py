@@ -350,3 +350,10 @@ def test_a_pbt_clone_keeps_one_point_per_epoch_whether_its_donor_is_ahead_or_beh
     else:  # epochs 2-3 keep B's own line; the clone's starts at 4
         assert tags["pbt.clone.1.logged_from"] == "epoch 4 (epochs 2-3 keep the earlier line)"
         assert [b_points[e] for e in (2, 3)] == [r["val_mse_kl"] for r in own.results[1:]]
+
+
+def test_a_trial_run_is_named_by_its_family_id_and_first_searched_params():
+    from common.trial.records import run_label
+
+    assert run_label({"lr": 0.000653219, "batch_size": 32, "beta1": 0.9}) == "lr=0.000653 batch_size=32"
+    assert run_label({}) == ""
