@@ -2,7 +2,7 @@
 
 Run (from the repository root)::
 
-    .venv/bin/python bench/throughput.py --data /work/shared/data/cifar10-jpeg.tar.gz --repeats 5
+    .venv/bin/python bench/throughput.py --data ../shared/data/cifar10-jpeg.tar.gz --repeats 5
     .venv/bin/python bench/throughput.py                       # synthetic data, quick smoke run
     .venv/bin/python bench/throughput.py --json out.json --models vae --device cuda
     .venv/bin/python bench/throughput.py --data ... --variants        # candidate speed-ups instead
@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--data", default="synthetic", help="synthetic | path (e.g. /work/shared/data/cifar10-jpeg.tar.gz)")
+    p.add_argument("--data", default="synthetic", help="synthetic | path (e.g. ../shared/data/cifar10-jpeg.tar.gz)")
     p.add_argument("--train-subset", type=int, default=2048, help="train images per epoch (default 2048)")
     p.add_argument("--val-size", type=int, default=5000, help="validation images held out (128 for synthetic data)")
     p.add_argument("--batch-size", type=int, default=128)

@@ -4,19 +4,8 @@ lower KL and a higher reconstruction error than the slides report (BENCHMARKS.md
 study"); kept to compare with those runs. ``sweeps/slides.py`` is the preset.
 """
 
-runs = [
-    {
-        "family": "vae",
-        "max_epochs": 20,
-        "latent_dim": 64,
-        "beta": 1.0,
-        "beta_schedule": "constant",
-        "lr": 1e-3,
-        "hidden_dim": 256,
-        "base_channels": 32,
-        "val_size": 5000,
-        "param_budget": "slides",
-    }
-]
+from sweeps.slides import runs as _SLIDES
+
+runs = [{**_SLIDES[0], "hidden_dim": 256, "base_channels": 32}]
 resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None

@@ -47,7 +47,7 @@ def _side(on: bool, off: bool) -> bool | None:
 class Target:
     metric: str
     mode: str  # "max" | "min": the direction in which the mitigation is meant to move it
-    claim: str  # the slides' claimed gain (/work/shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
+    claim: str  # the slides' claimed gain (../shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
     check: tuple = ()  # ("above", x): with-mean > x; ("rel", lo, hi): relative gain in [lo, hi] %
 
 

@@ -10,7 +10,7 @@ from common.report.seeds import spread_blocks
 from common.report.values import fmt_value
 from common.trial.families import FAMILIES
 
-# (label, metric key, published value). Source: /work/shared/seed/vae_vs_dcgan_slides.md. test_* keys
+# (label, metric key, published value). Source: ../shared/seed/vae_vs_dcgan_slides.md. test_* keys
 # are the best epoch's weights (chosen on validation) scored once on the test split (common/trial/loop.py).
 SEED_ROWS = [
     ("Negative ELBO, the slides' convention: MSE-sum + KL (nats/image, lower is better)", "test_mse_kl", "200.82"),

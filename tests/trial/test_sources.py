@@ -17,7 +17,9 @@ from PIL import Image
 from common.trial import sources
 from common.trial.data import DataError, Dataset, load_dataset
 
-REAL_TARBALL = Path("/work/shared/data/cifar10-jpeg.tar.gz")
+REAL_TARBALL = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+)  # ../shared beside the checkout
 
 
 @pytest.fixture(autouse=True)
@@ -258,7 +260,7 @@ def test_cifar10_download_failure_says_use_data(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_real_cifar10_jpeg_tarball(tmp_path):
     if not REAL_TARBALL.is_file():
-        pytest.skip(f"{REAL_TARBALL} not present (offline CIFAR-10 copy; see /work/shared/data/README.md)")
+        pytest.skip(f"{REAL_TARBALL} not present (offline CIFAR-10 copy; see ../shared/data/README.md)")
     t0 = time.perf_counter()
     ds = load_dataset(str(REAL_TARBALL), tmp_path / "c")
     t1 = time.perf_counter()
