@@ -26,6 +26,7 @@ from common.sweep.cluster import start_ray
 from common.sweep.options import SweepOptions, check_data, check_folders, plan
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
+from common.sweep.run_context import context_tags
 from common.sweep.space import Space
 from common.sweep.storage import StorageError, SweepStorage, disk_full
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
@@ -33,7 +34,6 @@ from common.sweep.tracking import (
     TrackingError,
     TrialRun,
     check_tracking_uri,
-    context_tags,
     default_artifact_location,
     fail_fast_http,
     get_or_create_experiment,

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import torch
 
 from common.errors import first_line
-from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged, system_metrics
+from common.sweep.run_context import system_metrics
+from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
 from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
 from common.trial.config import TrialConfig, check_objective
 from common.trial.data import load_dataset

@@ -234,9 +234,9 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
 
 
 def test_a_trial_run_records_system_metrics_while_it_trains(tracking_uri, workdir, monkeypatch):
-    import common.sweep.tracking
+    import common.sweep.run_context
 
-    monkeypatch.setattr(common.sweep.tracking, "SYSTEM_METRICS_S", 0.5)
+    monkeypatch.setattr(common.sweep.run_context, "SYSTEM_METRICS_S", 0.5)
     session = LocalSession(workdir / "sys")
     run_trial(
         VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0),

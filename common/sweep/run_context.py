@@ -1,0 +1,46 @@
+"""What MLflow shows about a run besides our metrics: its context tags (the UI's User, Source and
+Version columns) and the system-metrics monitor (its "System metrics" tab)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def context_tags(commit: str, command: str = "") -> dict[str, str]:
+    """MLflow's standard run-context tags, which its UI shows as the User, Source and Version
+    columns: who ran the command, the command line (default this process's), and the commit (what
+    the fluent API would set)."""
+    import getpass
+    import shlex
+    import sys
+
+    return {
+        "mlflow.user": getpass.getuser(),
+        "mlflow.source.name": (command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))[:500],
+        "mlflow.source.type": "LOCAL",
+        "mlflow.source.git.commit": commit,
+    }
+
+
+SYSTEM_METRICS_S = float(os.environ.get("VAEGAN_SYSTEM_METRICS_S", 10))  # seconds between samples
+
+
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str):
+    """MLflow's system-metrics monitor on ``run_id`` while the block runs (the run's "System
+    metrics" tab: CPU, memory, disk, network, and GPU utilisation and memory through nvidia-ml-py
+    when it is installed), stopped however the block ends. psutil reads the whole node, so on a
+    node several trials share the numbers are node-wide; the run's tag ``system_metrics.scope`` says so."""
+    import logging
+
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop chatter per trial
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_S, tracking_uri=uri, resume_logging=True)
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.finish()
