@@ -44,10 +44,6 @@ from common.trial.families import FAMILIES  # noqa: E402
 
 PARTS = ("slides", "throughput", "memory", "packing", "fid", "deterministic")
 SHARE = {"slides": 0.40, "throughput": 0.15, "memory": 0.05, "packing": 0.20, "fid": 0.15, "deterministic": 0.05}
-TINY = {
-    "vae": {"base_channels": 8, "hidden_dim": 0, "max_epochs": 1},
-    "dcgan": {"g_channels": 16, "g_hidden": 0, "d_channels": 8, "d_hidden": 0, "max_epochs": 1},
-}
 
 
 class Budget:
@@ -76,7 +72,13 @@ def slides_configs(args) -> list:
     for run in runs:
         values = {**run, "data": args.data, "device": args.device, "param_budget": "" if args.tiny else "slides"}
         if args.tiny:
-            values |= {**TINY[run["family"]], "val_size": 64, "eval_samples": 64, "batch_size": 64}
+            values |= {
+                **FAMILIES[run["family"]].tiny,
+                "max_epochs": 1,
+                "val_size": 64,
+                "eval_samples": 64,
+                "batch_size": 64,
+            }
         out.append(config_class(run["family"]).from_dict(values))
     return out
 

@@ -26,8 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-METRIC = {"vae": "val_mse_kl", "dcgan": "val_classifier_fd"}
-
 
 def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from mlflow.tracking import MlflowClient
@@ -36,16 +34,13 @@ def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from common.trial.config import config_class
     from common.trial.loop import LocalSession, SweepContext, run_trial
 
+    metric = config_class(family).default_metric
+
     uri = f"sqlite:///{root / 'mlflow.db'}"
     prepare_store(uri)
     exp = get_or_create_experiment(MlflowClient(uri), "precision", None)
     ctx = SweepContext(
-        tracking_uri=uri,
-        experiment_id=exp,
-        parent_run_id=None,
-        metric=METRIC[family],
-        mode="min",
-        cpus_per_trial=args.threads,
+        tracking_uri=uri, experiment_id=exp, parent_run_id=None, metric=metric, mode="min", cpus_per_trial=args.threads
     )
     cfg = config_class(family).from_dict(
         {
@@ -62,10 +57,8 @@ def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
         final = run_trial(cfg, ctx, session)
     n_train = MlflowClient(uri).get_run(session.results[-1]["mlflow_run_id"]).data.metrics["n_train_images"]
     n_img = int(n_train) // cfg.batch_size * cfg.batch_size * args.epochs  # drop_last, as the loop
-    out = {"ips": n_img / final["train_time_s"], "metric": final[METRIC[family]]}
-    print(
-        f"  {family} {precision} seed {seed}: {out['ips']:.0f} img/s, {METRIC[family]} {out['metric']:.6f}", flush=True
-    )
+    out = {"ips": n_img / final["train_time_s"], "metric": final[metric]}
+    print(f"  {family} {precision} seed {seed}: {out['ips']:.0f} img/s, {metric} {out['metric']:.6f}", flush=True)
     return out
 
 
@@ -74,7 +67,11 @@ def main() -> None:
     p.add_argument("--data", default="synthetic")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--models", nargs="+", default=["vae", "dcgan"], choices=sorted(METRIC))
+    from common.trial.config import config_class
+    from common.trial.families import FAMILIES
+
+    families = [name for name, f in FAMILIES.items() if f.budget_epochs]  # the slides' models
+    p.add_argument("--models", nargs="+", default=families, choices=sorted(FAMILIES))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     if args.data != "synthetic":
@@ -100,7 +97,7 @@ def main() -> None:
             up = [res[f, prec, s]["ips"] / res[f, "fp32", s]["ips"] for s in args.seeds]
             print(
                 f"| {f} | {prec} | {statistics.median(ips):,.0f} ({min(ips):,.0f}-{max(ips):,.0f}) | "
-                f"{statistics.median(up):.2f} | {METRIC[f]} {statistics.median(met):.3f} "
+                f"{statistics.median(up):.2f} | {config_class(f).default_metric} {statistics.median(met):.3f} "
                 f"({min(met):.3f}-{max(met):.3f}) |"
             )
 

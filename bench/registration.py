@@ -33,20 +33,20 @@ def register_once(uri: str, family: str, inferred: bool, i: int) -> tuple[float,
     """Seconds to log and register one best model of ``family``; its requirements.txt lines."""
     import mlflow
     import mlflow.pytorch
+    import torch
     from mlflow.tracking import MlflowClient
 
     from common.sweep.best import log_best_model, registered_name
     from common.sweep.tracking import get_or_create_experiment
-    from common.trial.config import config_class
-    from common.trial.models import ConvVAE, Generator
+    from common.trial.data import load_dataset
+    from common.trial.device import seed_everything
+    from common.trial.families import FAMILIES
 
     # 1. A trial's best.pt contents for the family's default-sized model (weights as initialised).
-    cfg = config_class(family)()
-    if family == "dcgan":
-        models = {"g": Generator.for_config(cfg).state_dict()}
-    else:
-        models = {"vae": ConvVAE.for_config(cfg).state_dict()}
-    ckpt = {"config": cfg.to_dict(), "epoch": 1, "model": models}
+    spec = FAMILIES[family]
+    cfg = spec.config.from_dict({"data": "synthetic", "val_size": 64})
+    task = spec.task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
+    ckpt = {"config": cfg.to_dict(), "epoch": 1, "model": task.export_state()}
     client = MlflowClient(uri)
     exp = get_or_create_experiment(client, "registration", None)
     parent = client.create_run(exp).info.run_id
@@ -69,7 +69,9 @@ def register_once(uri: str, family: str, inferred: bool, i: int) -> tuple[float,
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--family", default="dcgan", choices=["vae", "dcgan"])
+    from common.trial.families import FAMILIES
+
+    p.add_argument("--family", default="dcgan", choices=sorted(FAMILIES))
     args = p.parse_args()
     from common.sweep.tracking import prepare_store
 

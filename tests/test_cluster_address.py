@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_head import ray_head
 
 from common.sweep.cluster import PROBE_TIMEOUT_S, ClusterError, check_address, resolve_address
 
@@ -84,54 +85,13 @@ def test_a_port_that_is_no_ray_head_is_refused_within_the_probe_timeout(monkeypa
 
 @pytest.mark.cluster  # starts a real Ray head (its own process group, stopped after: other Rays live on)
 def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_path):
-    import signal
-
     ray = str(Path(sys.executable).parent / "ray")
     head_home, driver_home, cwd = tmp_path / "head", tmp_path / "driver", tmp_path / "cwd"
     for d in (head_home, driver_home, cwd):
         d.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     head_env = {**os.environ, "HOME": str(head_home), "RAY_AUTH_MODE": "token"}
     subprocess.run([ray, "get-auth-token", "--generate"], env=head_env, capture_output=True, check=True)
-    from common.sweep.cluster import CURRENT_CLUSTER  # `ray start` points it at its head: put it back after,
-
-    before = CURRENT_CLUSTER.read_text() if CURRENT_CLUSTER.is_file() else None  # or local ray.init()s join it
-    head = subprocess.Popen(
-        [
-            ray,
-            "start",
-            "--head",
-            "--block",
-            "--port",
-            str(port),
-            "--num-cpus",
-            "1",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        env=head_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # up once its GCS answers the head's own token
-            probe = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    f"from common.sweep.cluster import check_address; check_address('127.0.0.1:{port}')",
-                ],
-                cwd=ROOT,
-                env=head_env,
-                capture_output=True,
-            )
-            if probe.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(1)
+    with ray_head(head_env) as (port, probe):
         env = {
             k: v
             for k, v in os.environ.items()  # MLFLOW_TRACKING_URI: earlier tests export theirs
@@ -160,17 +120,6 @@ def test_a_head_that_wants_a_token_refuses_a_driver_without_it_in_one_line(tmp_p
         # the baseline: the same command without --address, refused at once for a bad --set (imports included)
         base, base_elapsed = timed(argv[: argv.index("--address")] + ["--set", "bogus=1"])
         res, elapsed = timed(argv)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(head.pid, sig)
-            except ProcessLookupError:
-                break
-            time.sleep(3)
-        if before is None:
-            CURRENT_CLUSTER.unlink(missing_ok=True)
-        else:
-            CURRENT_CLUSTER.write_text(before)
     assert probe.returncode == 0, probe.stderr[-2000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-3000:]

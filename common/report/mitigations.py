@@ -1,9 +1,10 @@
-"""Failure modes and mitigations, measured: the catalogue (``MITIGATIONS``), ``measure`` and ``verdict``. No I/O.
+"""Failure modes and mitigations, measured: ``measure`` and ``verdict``. No I/O. The catalogue is
+each family's ``mitigations`` (its Family record; the built-in ones are common/trial/claims.py).
 
 A trial here is a dict ``{"id", "params", "metrics", "tags"}``: its MLflow params (strings), its
 final-epoch metric values (``run.data.metrics``: the value at the highest step) and its tags.
 
-``measure`` compares, for each mitigation in ``MITIGATIONS``, trials that differ ONLY in the
+``measure`` compares, for each mitigation in the catalogue, trials that differ ONLY in the
 mitigation's own fields and ``seed``: trials of the family are grouped by every other param;
 within a group the trials with the mitigation on are compared with those with it off; a pair is
 an on and an off trial with the same seed (values of the same config and seed are averaged), and
@@ -17,155 +18,23 @@ claim; common/report/mitigation_section.py writes the report's section from the 
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from common.report.intervals import direction, t_interval
-from common.report.values import final_value, parse_value
+from common.report.values import final_value
+from common.trial.claims import Mitigation, Target
+from common.trial.families import FAMILIES
 
 Trial = dict[str, Any]
 
 
-def _num(p: dict, key: str) -> float | None:
-    v = parse_value(p.get(key))
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def _flag(p: dict, key: str) -> bool | None:
-    return {"true": True, "1": True, "false": False, "0": False}.get(str(p.get(key)).lower())
-
-
-def _side(on: bool, off: bool) -> bool | None:
-    """True = mitigation on, False = off (the control), None = neither (not compared)."""
-    return True if on else False if off else None
-
-
-@dataclass(frozen=True)
-class Target:
-    metric: str
-    mode: str  # "max" | "min": the direction in which the mitigation is meant to move it
-    claim: str  # the slides' claimed gain (../shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
-    check: tuple = ()  # ("above", x): with-mean > x; ("rel", lo, hi): relative gain in [lo, hi] %
-
-
-@dataclass(frozen=True)
-class Mitigation:
-    name: str
-    family: str
-    fields: tuple[str, ...]  # its own params: they (and seed) may differ between on and off trials
-    state: Callable[[dict], bool | None]  # params -> on / off / neither
-    on_off: str  # how "on" and "off" are read from params, for the report
-    targets: tuple[Target, ...]
-    biased_if: Callable[[dict, dict], bool] | None = None  # (params, tags) of an on trial -> metric bias
-
-
-NO_CLAIM = "— (not claimed in the slides)"
-SN_TTUR = "stable convergence, smooth training (spectral norm + TTUR together)"
-KL, PROBE = (
-    Target("test_kl", "max", "KL > 10", ("above", 10.0)),
-    Target("test_probe_acc", "max", "meaningful representations"),
-)
-FD, FUTURE = Target("test_classifier_fd", "min", NO_CLAIM), "— ({} is only future work in the slides)"
-MITIGATIONS: tuple[Mitigation, ...] = (
-    Mitigation(
-        "cyclical β annealing",
-        "vae",
-        ("beta_schedule", "cycles", "ramp_fraction"),
-        lambda p: _side(p.get("beta_schedule") == "cyclical", p.get("beta_schedule") == "constant"),
-        'on: beta_schedule = "cyclical"; off: "constant"',
-        (KL, PROBE),
-    ),
-    Mitigation(
-        "free bits",
-        "vae",
-        ("free_bits",),
-        lambda p: None if (v := _num(p, "free_bits")) is None else v > 0,
-        "on: free_bits > 0; off: 0",
-        (Target("test_kl", "max", NO_CLAIM), Target("test_active_units", "max", NO_CLAIM)),
-    ),
-    Mitigation(
-        "perceptual loss",
-        "vae",
-        ("perceptual_weight", "perceptual_net", "perceptual_weights"),
-        lambda p: None if (v := _num(p, "perceptual_weight")) is None else v > 0,
-        "on: perceptual_weight > 0; off: 0",
-        (
-            Target("test_classifier_fd", "min", "sharper textures, better details"),
-            Target("test_randconv_fd", "min", "sharper textures, better details"),
-        ),
-        lambda p, t: p.get("perceptual_net") == "randconv" or "metric_bias" in t,
-    ),
-    Mitigation(
-        "β-VAE",
-        "vae",
-        ("beta",),
-        lambda p: None if (v := _num(p, "beta")) is None else v != 1,
-        "on: beta ≠ 1; off: beta = 1",
-        (Target("test_kl", "max", FUTURE.format("β-VAE")), Target("test_probe_acc", "max", FUTURE.format("β-VAE"))),
-    ),
-    Mitigation(
-        "minibatch discrimination",
-        "dcgan",
-        ("minibatch_disc", "minibatch_dim"),
-        lambda p: None if (v := _num(p, "minibatch_disc")) is None else v > 0,
-        "on: minibatch_disc > 0; off: 0",
-        (Target("test_class_kl", "min", "+20–30% diversity"), Target("test_classifier_fd", "min", "better coverage")),
-    ),
-    Mitigation(
-        "spectral norm + TTUR",
-        "dcgan",
-        ("spectral_norm", "lr_ratio"),
-        lambda p: _side(
-            _flag(p, "spectral_norm") is True and (_num(p, "lr_ratio") or 0) > 1,
-            _flag(p, "spectral_norm") is False and _num(p, "lr_ratio") == 1,
-        ),
-        "on: spectral_norm = true and lr_ratio > 1; off: spectral_norm = false and lr_ratio = 1",
-        (Target("test_classifier_fd", "min", SN_TTUR), Target("grad_norm_d", "min", SN_TTUR)),
-    ),
-    Mitigation(
-        "spectral norm alone",
-        "dcgan",
-        ("spectral_norm",),
-        lambda p: _flag(p, "spectral_norm"),
-        "on: spectral_norm = true; off: false",
-        (Target("test_classifier_fd", "min", "— (claimed only with TTUR)"),),
-    ),
-    Mitigation(
-        "TTUR alone",
-        "dcgan",
-        ("lr_ratio",),
-        lambda p: None if (v := _num(p, "lr_ratio")) is None else _side(v > 1, v == 1),
-        "on: lr_ratio > 1; off: lr_ratio = 1",
-        (Target("test_classifier_fd", "min", "— (claimed only with spectral norm)"),),
-    ),
-    Mitigation(
-        "label smoothing",
-        "dcgan",
-        ("label_smoothing",),
-        lambda p: None if (v := _num(p, "label_smoothing")) is None else v > 0,
-        "on: label_smoothing > 0; off: 0",
-        (FD,),
-    ),
-    Mitigation(
-        "hinge loss",
-        "dcgan",
-        ("gan_loss",),
-        lambda p: _side(p.get("gan_loss") == "hinge", p.get("gan_loss") == "bce"),
-        'on: gan_loss = "hinge"; off: "bce"',
-        (FD,),
-    ),
-    Mitigation(
-        "WGAN-GP loss",
-        "dcgan",
-        ("gan_loss", "gp_weight", "n_critic"),
-        lambda p: _side(p.get("gan_loss") == "wgan-gp", p.get("gan_loss") == "bce"),
-        'on: gan_loss = "wgan-gp"; off: "bce"',
-        (Target("test_classifier_fd", "min", FUTURE.format("WGAN-GP")),),
-    ),
-)
+def catalogue() -> tuple[Mitigation, ...]:
+    """Every registered family's mitigations, each tagged with its family, in registry order."""
+    return tuple(dataclasses.replace(m, family=f.name) for f in FAMILIES.values() for m in f.mitigations)
 
 
 @dataclass
@@ -227,10 +96,10 @@ def _done(side: bool, group: list[tuple[bool, Trial]]) -> list[Trial]:
     return [t for s, t in group if s is side and t["tags"].get("trial_status") == "completed"]
 
 
-def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] = MITIGATIONS) -> list[Result]:
+def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] | None = None) -> list[Result]:
     """One Result per (mitigation, target), in catalogue order (see the module docstring)."""
     results = []
-    for m in mitigations:
+    for m in catalogue() if mitigations is None else mitigations:
         # 1. group the trials; a matched group holds both on and off trials
         groups = _groups(m, trials)
         both = [g for g in groups if {s for s, _ in g} == {True, False}]

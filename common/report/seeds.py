@@ -5,7 +5,7 @@ where they ran (``WHERE``); a group of >= 2 seeds gives each number a mean, a sa
 95% Student-t interval (common.report.intervals). Pure functions over trial dicts (``params``,
 ``metrics``, ``tags``, as ``runs.Trial.as_dict`` gives them), returning report blocks.
 
-The budget table (issue 16) puts three columns beside the goals: the slides' published numbers,
+The budget table puts three columns beside the goals: the slides' published numbers,
 the slides preset (the group whose params are ``sweeps/slides.py``'s config) and the winners (of
 the other groups, the one with the best mean validation objective: selection on validation;
 every number shown is on the test split).
@@ -16,9 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from common import slides
 from common.report.intervals import fmt_interval, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.values import fmt_count, fmt_value, measured_on
+from common.trial.claims import PIXEL_GAIN, Goal
+from common.trial.families import FAMILIES, Family
 
 Trial = dict
 PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "slides.py"
@@ -33,28 +36,20 @@ SPREAD_KEYS = [
     "kid",
     "test_classifier_fd",
 ]
-PIXEL_GAIN = "probe_minus_pixels"  # derived per trial: test_probe_acc - test_probe_acc_pixels
-# (family, label, key, the slides' value, goal (op, threshold)). Goals: issue 16; the slides' values:
-# ../shared/seed/vae_vs_dcgan_slides.md (FID and recall were not published).
-BUDGET_ROWS = [
-    ("vae", "negative ELBO, the slides' convention (MSE-sum + KL, nats/image)", "test_mse_kl", "200.82", ("<=", 195.0)),
-    ("vae", "KL (nats/image)", "test_kl", "61.25", (">", 10.0)),
-    ("vae", "linear probe on μ (the moonshot goal)", "test_probe_acc", "37.69%", (">=", 0.45)),
-    ("vae", "probe on μ minus its raw-pixel baseline", PIXEL_GAIN, "not reported", (">=", 0.05)),
-    (
-        "dcgan",
-        "FID, Inception (the goal: 10,000 generated vs the 10,000 test images)",
-        "fid",
-        "not measured",
-        ("<=", 60.0),
-    ),
-    ("dcgan", "recall (k = 3, Inception features)", "recall", "not measured", (">", 0.2)),
-]
 GOAL_FID_N = 10_000
-# The slides' budget: the 10k train subset, at most this many epochs, each net within ±10% of the
-# slides' parameter count (VAE 1.38M; G 1.24M, D 2.76M). Groups outside it cannot be the winners.
-BUDGET = {"vae": (20, {"n_params_vae": 1.38e6}), "dcgan": (40, {"n_params_g": 1.24e6, "n_params_d": 2.76e6})}
-TRAIN_SUBSET, PARAMS_TOLERANCE = 10_000, 0.10
+
+
+def budget_families() -> list[Family]:
+    """The registered families that take part in the budget table (those with goals and the slides' epochs)."""
+    return [f for f in FAMILIES.values() if f.goals and f.budget_epochs]
+
+
+def budget(family: Family) -> tuple[int, dict[str, float]]:
+    """The slides' budget of ``family``: (its epochs, n_params metric -> the slides' count) for each of
+    its nets the slides published (common.slides.PARAMS). Groups outside it cannot be the winners."""
+    return family.budget_epochs or 0, {m: slides.PARAMS[m] for _, m, _ in family.param_rows if m in slides.PARAMS}
+
+
 BUDGET_HEADER = [
     "metric (test split)",
     "the slides",
@@ -148,15 +143,15 @@ def preset_params() -> dict[str, dict[str, str]]:
 
 
 def outside_budget(t: Trial) -> str | None:
-    """Why trial ``t`` ran outside the slides' budget (``BUDGET``), or None."""
-    epochs, sizes = BUDGET[t["params"]["family"]]
-    if t["params"].get("train_subset") != str(TRAIN_SUBSET):
-        return f"train_subset {t['params'].get('train_subset')} is not {TRAIN_SUBSET:,}"
+    """Why trial ``t`` ran outside the slides' budget (``budget``), or None."""
+    epochs, sizes = budget(FAMILIES[t["params"]["family"]])
+    if t["params"].get("train_subset") != str(slides.TRAIN_SUBSET):
+        return f"train_subset {t['params'].get('train_subset')} is not {slides.TRAIN_SUBSET:,}"
     if int(t["params"].get("max_epochs", 0)) > epochs:
         return f"max_epochs {t['params']['max_epochs']} > {epochs}"
     for key, n in sizes.items():
-        if (got := t["metrics"].get(key)) is None or abs(got - n) > PARAMS_TOLERANCE * n:
-            return f"{key} {fmt_value(key, got)} is not within ±{PARAMS_TOLERANCE:.0%} of {fmt_value(key, n)}"
+        if (got := t["metrics"].get(key)) is None or abs(got - n) > slides.PARAMS_TOLERANCE * n:
+            return f"{key} {fmt_value(key, got)} is not within ±{slides.PARAMS_TOLERANCE:.0%} of {fmt_value(key, n)}"
     return None
 
 
@@ -186,19 +181,21 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
         return []
     rows = [
         [
-            f"{LABEL[family]}: {label} (`{key}`)",
-            slides,
-            *(_cell(g, key) for g in columns[family]),
-            _goal(goal, key),
-            _verdict(columns[family][1], key, goal),
+            f"{LABEL[f.name]}: {g.label} (`{g.key}`)",
+            g.slides,
+            *(_cell(group, g.key) for group in columns[f.name]),
+            _goal(g),
+            _verdict(columns[f.name][1], g),
         ]
-        for family, label, key, slides, goal in BUDGET_ROWS
+        for f in budget_families()
+        for g in f.goals
     ]
+    within = ", ".join(f"{f.label} <= {f.budget_epochs} epochs" for f in budget_families())
     return [
         ("h2", "Best within the slides' budget"),
         (
             "p",
-            "The 10k train subset, the slides' nets, VAE <= 20 epochs, DCGAN <= 40. Each cell: mean ± sample std "
+            f"The {slides.TRAIN_SUBSET // 1000}k train subset, the slides' nets, {within}. Each cell: mean ± sample std "
             "over the group's seeds, its 95% Student-t interval, the seeds, then the data, split and N. The "
             "winners are, of the configs run at >= 2 seeds other than the slides preset, the one with the best "
             "mean validation objective; a goal is met when the winners' whole interval meets it.",
@@ -212,9 +209,9 @@ def _columns(trials: Sequence[Trial], objective: Callable[[Trial], float | None]
     """(family -> (the slides preset's group, the winners' group), either None when not run; the notes on
     the winners' config and on the groups left out as outside the budget)."""
     preset, columns, notes = preset_params(), {}, []
-    for family in dict.fromkeys(f for f, *_ in BUDGET_ROWS):
+    for family in (f.name for f in budget_families()):
         groups = seed_groups([t for t in trials if t["params"].get("family") == family])
-        ours = [g for g in groups if _what(g[0]) == preset[family]]
+        ours = [g for g in groups if _what(g[0]) == preset.get(family)]
         outside = [(g, why) for g in groups if g not in ours and (why := outside_budget(g[0]))]
         others = [
             (sum(vs) / len(vs), g)
@@ -224,7 +221,7 @@ def _columns(trials: Sequence[Trial], objective: Callable[[Trial], float | None]
         ]
         columns[family] = (ours[0] if ours else None, min(others, key=lambda p: p[0])[1] if others else None)
         if columns[family][1]:
-            notes.append(_config_note(family, columns[family][1], preset[family]))
+            notes.append(_config_note(family, columns[family][1], preset.get(family, {})))
         notes += [
             f"{LABEL[family]}: a group of {len(g)} seeds left out, outside the budget: {why}." for g, why in outside
         ]
@@ -241,20 +238,20 @@ def _cell(group: list[Trial] | None, key: str) -> str:
     return f"{f(mean)} {spread}; {len(values)} seeds; {_on(key, group[0])}"
 
 
-def _goal(goal: tuple[str, float], key: str) -> str:
-    op, x = goal
-    return f"{op} {_fmt(key, x)}" + (f" at N = {GOAL_FID_N:,}" if key == "fid" else "")
+def _goal(goal: Goal) -> str:
+    return f"{goal.op} {_fmt(goal.key, goal.threshold)}" + (f" at N = {GOAL_FID_N:,}" if goal.key == "fid" else "")
 
 
-def _verdict(group: list[Trial] | None, key: str, goal: tuple[str, float]) -> str:
+def _verdict(group: list[Trial] | None, goal: Goal) -> str:
     """met / not met (with the distance of the mean from the goal) / inconclusive, on the 95% interval."""
+    key = goal.key
     values = [v for t in group or [] if (v := value(t, key)) is not None]
     if len(values) < 2:
         return "not measured: no winners over >= 2 seeds" if not values else "not judged: 1 seed"
     if key == "fid" and any(t["tags"].get("eval.n") != str(GOAL_FID_N) for t in group):
         return f"not judged: FID reads higher at fewer than {GOAL_FID_N:,} generated images (see N)"
     mean, _, lo, hi = t_interval(values)
-    op, x = goal
+    op, x = goal.op, goal.threshold
     ok = (lambda v: v <= x) if op == "<=" else (lambda v: v >= x) if op == ">=" else (lambda v: v > x)
     if ok(lo) and ok(hi):
         return "met"

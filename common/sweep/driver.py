@@ -44,7 +44,7 @@ from common.sweep.tracking import (
     ui_link,
 )
 from common.sweep.tuning import FamilyRun, fit_family
-from common.trial.config import config_class, for_family
+from common.trial.config import TrialConfig, config_class, for_family
 from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules
@@ -228,7 +228,7 @@ def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str,
         "num_samples": _num_samples(space, opts),
         "metric": ",".join(m for m, _ in space.objectives) or "per family",
         "mode": ",".join(m for _, m in space.objectives) or space.mode,
-        "seed": fixed.get("seed", 42),
+        "seed": fixed.get("seed", TrialConfig.seed),
         "data": configs[0]["data"],
         "train_subset": configs[0]["train_subset"],
         "max_epochs": fixed.get("max_epochs", "per family"),

@@ -17,7 +17,7 @@ from typing import Any
 from common.metrics.classifier import check_labels
 from common.sweep.space import Space, check_configs, load_space
 from common.sweep.storage import SweepStorage, check_writable
-from common.trial.config import check_objective, config_class
+from common.trial.config import TrialConfig, check_objective, config_class
 from common.trial.data import auto_val_size, load_dataset
 from common.trial.perceptual import check_perceptual
 from common.trial.plugins import load_plugins
@@ -78,7 +78,7 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     fixed = fixed_values(space, opts)
     if space.max_epochs is not None:
         fixed.setdefault("max_epochs", space.max_epochs)
-    seed = config_class("vae").from_dict({"seed": fixed["seed"]}).seed if "seed" in fixed else 42
+    seed = TrialConfig.from_dict({"seed": fixed.get("seed", TrialConfig.seed)}).seed  # the fields all families share
     configs = check_configs(space, fixed, seed=seed)
     for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
         check_perceptual(cfg)

@@ -20,7 +20,7 @@ from common.sweep.space import Space
 from common.sweep.storage import SweepStorage, disk_full, stop_if_disk_full
 from common.sweep.studies import ResilientRDBStorage, fail_orphans
 from common.sweep.tracking import TrialRun, check_tracking_uri
-from common.trial.config import config_class
+from common.trial.config import TrialConfig, config_class
 from common.trial.loop import SweepContext
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:
@@ -135,7 +135,7 @@ def _searcher(space: Space, run: FamilyRun):
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    seed = int(run.fixed.get("seed", 42))
+    seed = int(run.fixed.get("seed", TrialConfig.seed))
     multi = len(space.objectives) > 1
     random = space.sampler == "random"
     searcher = PrunedAwareOptunaSearch(

@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from common import slides
+from common.trial.claims import GAN_GOALS, GAN_MITIGATIONS, VAE_GOALS, VAE_MITIGATIONS, Goal, Mitigation
 from common.trial.config import ConfigError, DCGANConfig, TrialConfig, VAEConfig, VAEGANConfig
 from common.trial.tasks.base import Task
 from common.trial.tasks.dcgan import DCGANTask
@@ -34,6 +37,14 @@ class Family:
     param_rows: tuple[tuple[str, str, str], ...] = ()
     colour: str = "C7"  # its matplotlib colour in the report's figures
     probe_on: str = "its features"  # what its linear probe reads, in the report's words
+    # The slides' claims (common.trial.claims): the mitigations the report measures, the goals of
+    # its budget table, and the epochs the slides trained it for (None: no part in the budget table).
+    mitigations: tuple[Mitigation, ...] = ()
+    goals: tuple[Goal, ...] = ()
+    budget_epochs: int | None = None
+    # Config overrides that shrink its nets to seconds a step on a CPU: the contract check at
+    # registration, the tests and the benches' rehearsals build it this way.
+    tiny: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -73,7 +84,7 @@ def check_family(family: Family) -> None:
     if family.name in _CHECKED:
         return
     try:
-        cfg = family.config.from_dict({"data": "synthetic", "val_size": 64, "eval_samples": 64})
+        cfg = family.config.from_dict({**family.tiny, "data": "synthetic", "val_size": 64, "eval_samples": 64})
         task = family.task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
         sampler = family.task.build_sampler(cfg, task.export_state()).eval()
         with torch.no_grad():
@@ -130,6 +141,10 @@ register(
         param_rows=(("VAE", "n_params_vae", "1.38M"),),
         colour="C0",
         probe_on="μ, the posterior mean",
+        mitigations=VAE_MITIGATIONS,
+        goals=VAE_GOALS,
+        budget_epochs=slides.VAE_EPOCHS,
+        tiny={"latent_dim": 8, "base_channels": 4, "hidden_dim": 0},
     )
 )
 register(
@@ -143,6 +158,10 @@ register(
         param_rows=(("DCGAN generator", "n_params_g", "1.24M"), ("DCGAN discriminator", "n_params_d", "2.76M")),
         colour="C3",
         probe_on="D's conv features pooled to 4x4 per layer (Radford et al. 2016)",
+        mitigations=GAN_MITIGATIONS,
+        goals=GAN_GOALS,
+        budget_epochs=slides.GAN_EPOCHS,
+        tiny={"latent_dim": 8, "g_channels": 8, "g_hidden": 0, "d_channels": 4, "d_hidden": 0},
     )
 )
 register(
@@ -156,5 +175,6 @@ register(
         param_rows=(("VAE-GAN encoder+decoder", "n_params_vae", "—"), ("VAE-GAN discriminator", "n_params_d", "—")),
         colour="C2",
         probe_on="μ, the posterior mean",
+        tiny={"latent_dim": 8, "base_channels": 4, "hidden_dim": 0, "d_channels": 4, "d_hidden": 0},
     )
 )

@@ -129,14 +129,13 @@ def build_perceptual(name: str, weights_path: str = "") -> nn.Module:
 def check_perceptual(cfg) -> None:
     """Driver-side validation, before any trial starts: ConfigError if the backbone can't be built.
 
-    ``cfg``: a VAEConfig or its ``to_dict()``; other families pass. Checks whenever
+    ``cfg``: a config or its ``to_dict()``; a family without a ``perceptual_net`` field passes. Checks whenever
     ``perceptual_net`` needs external weights, whatever ``perceptual_weight`` is (a sweep may
     sample lambda > 0 later). Cheap: looks for the file, does not load it.
     """
     get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    if get("family", "") != "vae":
+    if (net := get("perceptual_net")) is None:
         return
-    net = get("perceptual_net", "randconv")
     if net not in PERCEPTUAL_NETS:
         raise ConfigError(f"unknown perceptual_net {net!r}; choose one of {', '.join(PERCEPTUAL_NETS)}")
     if net == "vgg16":

@@ -7,7 +7,7 @@ from fake_sweep import section, table_row
 from fake_trials import VAE, result, trial
 
 from common.report.mitigation_section import mitigation_blocks
-from common.report.mitigations import MITIGATIONS, measure
+from common.report.mitigations import catalogue, measure
 
 
 def test_mitigation_gain_measured_over_seeds_and_parents(mitigations_report):
@@ -70,8 +70,8 @@ def test_perceptual_bias_and_blocks():
     assert perc.biased == 1 and result(results, "perceptual loss", "test_classifier_fd").biased == 0
     blocks = mitigation_blocks(results, "test scope")
     assert blocks[0] == ("h2", "Failure modes and mitigations") and "test scope" in blocks[1][1]
-    catalogue = blocks[2][2]
-    assert [row[0] for row in catalogue] == [m.name for m in MITIGATIONS]
+    names = [row[0] for row in blocks[2][2]]
+    assert names == [m.name for m in catalogue()]
     rows = {(row[0], row[1]): row for row in blocks[4][2]}
     row = rows[("perceptual loss", "test_randconv_fd")]
     assert row[3:6] == ["30.00", "40.00", "−10.00 (−25.0%), no interval (1 pair)"] and "BIASED" in row[7]

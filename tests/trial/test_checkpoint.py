@@ -20,7 +20,7 @@ from common.trial.checkpoint import (
 from common.trial.config import VAEConfig
 from common.trial.data import load_dataset
 from common.trial.device import seed_everything
-from common.trial.families import get
+from common.trial.families import FAMILIES, get
 
 
 class Evil:
@@ -68,11 +68,8 @@ def test_candidates_are_the_folder_then_the_older_ones_newest_first(tmp_path):
     assert candidates(tmp_path / "elsewhere") == [tmp_path / "elsewhere"]
 
 
-# A value other than the default for every layout field (TrialConfig.layout), on tiny nets.
-TINY = {
-    "vae": {"latent_dim": 8, "base_channels": 4, "hidden_dim": 0},
-    "dcgan": {"latent_dim": 8, "g_channels": 8, "g_hidden": 0, "d_channels": 4, "d_hidden": 0},
-}
+# A value other than the default for every layout field (TrialConfig.layout), on each family's tiny nets.
+TINY = {f.name: f.tiny for f in FAMILIES.values() if f.config.layout}
 OTHER = {
     "latent_dim": 6,
     "base_channels": 6,

@@ -91,7 +91,10 @@ def test_a_family_registered_anywhere_reaches_the_reports_words():
     from dataclasses import dataclass
     from typing import ClassVar
 
+    from common.report.mitigations import catalogue
     from common.report.quality import _probe_note
+    from common.report.seeds import budget, budget_blocks
+    from common.trial.claims import Goal, Mitigation
     from common.trial.config import DCGANConfig
     from common.trial.tasks.dcgan import DCGANTask
 
@@ -100,11 +103,40 @@ def test_a_family_registered_anywhere_reaches_the_reports_words():
         family: ClassVar[str] = "throw"
 
     register(
-        Family("throw", ThrowConfig, DCGANTask, "Throwaway", curve_metrics=(), decodes=False, probe_on="its own codes")
+        Family(
+            "throw",
+            ThrowConfig,
+            DCGANTask,
+            "Throwaway",
+            curve_metrics=(),
+            decodes=False,
+            probe_on="its own codes",
+            param_rows=(("Throwaway generator", "n_params_g", "1.24M"),),
+            mitigations=(
+                Mitigation("throwing", ("gan_loss",), lambda p: p.get("gan_loss") == "hinge", "on: hinge", ()),
+            ),
+            goals=(Goal("throws (higher is better)", "test_throws", "none", ">=", 2.9),),
+            budget_epochs=7,
+        )
     )
     try:
         assert FAMILY_LABEL["throw"] == "Throwaway" and config_class("throw") is ThrowConfig
         note = _probe_note({"vae": None, "throw": None})
         assert "VAE on μ, the posterior mean; Throwaway on its own codes;" in note
+        assert [m.family for m in catalogue() if m.name == "throwing"] == ["throw"]
+        assert budget(FAMILIES["throw"]) == (7, {"n_params_g": 1.24e6})
+        trials = [
+            {
+                "params": {"family": "throw", "seed": str(s), "train_subset": "10000", "max_epochs": "7"},
+                "metrics": {"n_params_g": 1.24e6, "test_throws": 3.0 + s / 100},
+                "tags": {"trial_status": "completed"},
+            }
+            for s in (1, 2, 3)
+        ]
+        blocks = budget_blocks(trials, lambda t: 1.0)
+        rows = next(b[2] for b in blocks if b[0] == "table")
+        row = next(r for r in rows if r[0] == "Throwaway: throws (higher is better) (`test_throws`)")
+        assert row[3].startswith("3.02 ± 0.01") and row[-1] == "met"  # the winners' column, judged on its interval
+        assert "Throwaway <= 7 epochs" in blocks[1][1]
     finally:
         FAMILIES.pop("throw")
