@@ -38,7 +38,7 @@ from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
 from common.trial.config import config_class  # noqa: E402
 from common.trial.data import load_dataset  # noqa: E402
 from common.trial.device import seed_everything  # noqa: E402
-from common.trial.diagnostics import MODE_COLLAPSE_COVERAGE, mode_collapse_flag  # noqa: E402
+from common.trial.diagnostics import MODE_COLLAPSE_DIVERSITY, mode_collapse_flag  # noqa: E402
 from common.trial.families import FAMILIES  # noqa: E402
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
@@ -133,7 +133,7 @@ def score_checkpoint(path: Path, data, inception: Evaluator, n: int) -> dict:
     t0 = time.perf_counter()
     out.update(inception(fake, ("fid", "kid", "precision", "recall", "coverage")))
     out["inception_s"] = time.perf_counter() - t0
-    out["mode_collapse"] = mode_collapse_flag(scores["val_class_coverage"])
+    out["mode_collapse"] = mode_collapse_flag(scores["val_diversity"])
     return out
 
 
@@ -289,7 +289,7 @@ def markdown(table: dict, rows: list[dict], meta: dict) -> str:
 
 
 def collapse_check(rows: list[dict], recall_max: float = 0.05) -> dict:
-    """The mode-collapse detector (class coverage < MODE_COLLAPSE_COVERAGE) against Inception recall,
+    """The mode-collapse detector (diversity < MODE_COLLAPSE_DIVERSITY) against Inception recall,
     and class coverage's rank agreement with Inception (prdc) coverage, which still varies where
     recall is 0 for every checkpoint."""
     low = [r for r in rows if r["recall"] <= recall_max]
@@ -297,7 +297,7 @@ def collapse_check(rows: list[dict], recall_max: float = 0.05) -> dict:
     agree = rank_agreement(col("val_class_coverage"), col("coverage")) if len(rows) >= 3 else None
     return {
         "recall_max": recall_max,
-        "threshold": MODE_COLLAPSE_COVERAGE,
+        "threshold": MODE_COLLAPSE_DIVERSITY,
         "low_recall": len(low),
         "low_recall_flagged": sum(r["mode_collapse"] for r in low),
         "other": len(rows) - len(low),

@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
-def register_once(uri: str, family: str, inferred: bool, i: int) -> tuple[float, list[str]]:
+def register_once(uri: str, family: str, inferred: bool) -> tuple[float, list[str]]:
     """Seconds to log and register one best model of ``family``; its requirements.txt lines."""
     import mlflow
     import mlflow.pytorch
@@ -49,8 +49,8 @@ def register_once(uri: str, family: str, inferred: bool, i: int) -> tuple[float,
     ckpt = {"config": cfg.to_dict(), "epoch": 1, "model": task.export_state()}
     client = MlflowClient(uri)
     exp = get_or_create_experiment(client, "registration", None)
-    parent = client.create_run(exp).info.run_id
-    best = {"mlflow_run_id": f"trial{i}", "metric": "val", "value": 1.0}
+    parent, trial = (client.create_run(exp).info.run_id for _ in range(2))
+    best = {"mlflow_run_id": trial, "metric": "val", "value": 1.0}
     # 2. The baseline policy: log_model called without the list, so MLflow infers one.
     log_model = mlflow.pytorch.log_model
     if inferred:
@@ -78,12 +78,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         prepare_store(uri)
-        register_once(uri, args.family, False, -1)  # warm-up: imports and the store's tables
+        register_once(uri, args.family, False)  # warm-up: imports and the store's tables
         times: dict[str, list[float]] = {"inferred": [], "pinned": []}
         reqs: dict[str, list[str]] = {}
-        for i in range(args.repeats):
+        for _ in range(args.repeats):
             for policy in ("inferred", "pinned"):
-                seconds, reqs[policy] = register_once(uri, args.family, policy == "inferred", i)
+                seconds, reqs[policy] = register_once(uri, args.family, policy == "inferred")
                 times[policy].append(seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
     out = {

@@ -66,7 +66,7 @@ class WAE(PriorSampler, nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B,D) -> (B,3,32,32) in [-1, 1]."""
-        return self.dec(self.dec_fc(z).view(len(z), -1, 4, 4))
+        return self.dec(self.dec_fc(z).view(z.shape[0], -1, 4, 4))
 
     def from_latent(self, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)

@@ -1,4 +1,4 @@
-"""DCGAN with Population Based Training (issue 18): the learning rates and Adam's beta1 change
+"""DCGAN with Population Based Training: the learning rates and Adam's beta1 change
 during training, as in Ray's own DCGAN example.
 
 Eight trials start from random draws of the mutations below. Every 5 epochs the bottom quarter

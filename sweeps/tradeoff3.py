@@ -1,4 +1,4 @@
-"""Representation vs sample quality over three families (issue 16): the VAE, the VAE-GAN, the DCGAN.
+"""Representation vs sample quality over three families: the VAE, the VAE-GAN, the DCGAN.
 
 One multi-objective search per family, on the same two objectives, both on the validation images:
 ``val_probe_acc`` (the linear probe, higher is better: on mu for the VAE and the VAE-GAN, on D's

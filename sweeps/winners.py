@@ -1,4 +1,4 @@
-"""The budget searches' winners at three seeds (issue 16): fixed runs, no search, like sweeps/slides.py.
+"""The budget searches' winners at three seeds: fixed runs, no search, like sweeps/slides.py.
 
 Within the slides' budget (the slides' nets, the seeded 10k train subset, VAE 20 epochs). Each
 config is the trial that ranked first on the validation objective in its search, copied here

@@ -160,8 +160,8 @@ def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requireme
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     prepare_store(uri)
-    _, inferred = registration.register_once(uri, "dcgan", True, 0)
-    seconds, pinned = registration.register_once(uri, "dcgan", False, 1)
+    _, inferred = registration.register_once(uri, "dcgan", True)
+    seconds, pinned = registration.register_once(uri, "dcgan", False)
     names = {policy: {r.split("==")[0] for r in reqs} for policy, reqs in (("inferred", inferred), ("pinned", pinned))}
     assert names["pinned"] == {"mlflow", "torch", "cloudpickle"} and seconds > 0
     assert names["inferred"] > {"mlflow", "torch"} and names["inferred"] != names["pinned"]  # MLflow's own guess

@@ -269,6 +269,20 @@ def class_balance(
     return float(np.mean(counts >= min_share * n / num_classes)), kl
 
 
+def nearest_neighbour_distance(feats: np.ndarray | torch.Tensor, n: int = 1000, seed: int = 0) -> float:
+    """Median, over the rows of a seeded draw of ``n`` rows of ``feats`` (N>=2, F), of the Euclidean
+    distance to the nearest other row of the draw. 0 when most rows have a duplicate: a generator
+    that maps many z to (nearly) one image. It shrinks as n grows, so compare sets at the same n."""
+    x = torch.as_tensor(np.asarray(feats), dtype=torch.float64)
+    if len(x) > n:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]]
+    if len(x) < 2:
+        raise ValueError("nearest_neighbour_distance needs at least two rows")
+    d = torch.cdist(x, x)
+    d.fill_diagonal_(float("inf"))
+    return float(d.min(1).values.median())
+
+
 # ---- sample-set metrics over features (the maths behind common.metrics.evaluation) ----------------
 def kid(
     real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0

@@ -6,7 +6,7 @@ hold several sweeps (``make sweep``: VAE, then DCGAN); each family comes from th
 that has trials of it. Every number carries the data, split and sample count it was measured
 on, from the trial's params and step-0 metrics ``n_train_images`` / ``n_test_images``; only
 the slides' column (their published numbers) is constant. 'Best within the slides' budget' sets the slides
-preset and the best other config, each over its seeds, beside the slides and issue 16's goals
+preset and the best other config, each over its seeds, beside the slides and the goals
 (common/report/seeds.py, over every trial of the experiment). The top-trials tables carry detector flags, a
 multi-objective sweep gets its Pareto front, and 'Failure modes and mitigations' measures each
 mitigation over every trial of the experiment (all parents; common/report/mitigations.py).

@@ -51,6 +51,9 @@ def _row(fam: Family) -> list[str]:
             "no Inception FID (the final stage did not score it); domain-classifier FD "
             f"{fmt_value('test_classifier_fd', t.metric('test_classifier_fd'))} (1,000 fixed-z samples)"
         )
+    cov, div = t.metric("test_class_coverage"), t.metric("test_diversity")
+    if cov is not None and div is not None:  # numbers, not flags: blurry samples miss classes without collapsing
+        quality += f"; its samples cover {cov:.0%} of the classes, diversity {div:.2f} (real images: 1)"
     bad = [tr for tr in fam.trials if any(f.split("@")[0] in UNSTABLE for f in tr.flags)]
     cost = t.metric("epoch_time_s")  # its last epoch, validation scoring included
     return [

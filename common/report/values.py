@@ -78,7 +78,7 @@ def measured_on(key: str, trial: dict, epochs: int | None = None) -> str:
             f"{data}, {base.get(key, '')}logistic regression fit on the train subset ({size(n_train)}), C chosen "
             f"on the {val}, scored on {scored}"
         )
-    if key.endswith(("_classifier_fd", "_randconv_fd", "_class_coverage", "_class_kl", "_classifier_is")):
+    if key.endswith(("_classifier_fd", "_randconv_fd", "_class_coverage", "_class_kl", "_classifier_is", "_diversity")):
         n_gen = fmt_count(params.get("eval_samples")) or "? (not logged)"
         feats = "randconv256 features" if "randconv" in key else "domain-classifier features"
         return f"{data}, {n_gen} fixed-z generated images vs {where}, {feats} (not Inception FID), {best}"

@@ -4,6 +4,8 @@ trial run that produced it. Everything here is idempotent, so ``--resume`` can r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -26,42 +28,61 @@ def sample_registered_model(model_uri: str, n: int, out: str | Path, tracking_ur
     """Draw ``n`` images with ``seed`` from a registered model (``models:/NAME@ALIAS`` or
     ``models:/NAME/VERSION``, e.g. ``models:/vae_vs_dcgan-dcgan@best``) into one PNG grid.
 
-    The weights come from the version's trial checkpoint (``checkpoints/best.pt``, loaded with
-    ``weights_only=True``), not from the pickled MLflow model, so nothing is unpickled."""
+    The model is the registered pt2 program (``Sampler``: z (n, latent) -> (n, 3, 32, 32)),
+    loaded with MLflow's pickle deserialization switched off: a graph and weights, no code of
+    this checkout and nothing unpickled. z ~ N(0, I) is drawn as the family's ``sample`` draws it."""
+    import mlflow
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
     from common.figures import save_image_grid
     from common.sweep.tracking import TrackingError, redact
-    from common.trial.models import from_checkpoint
 
-    name, sep, ref = model_uri.removeprefix("models:/").partition("@")
+    name = model_uri.removeprefix("models:/").partition("@")[0]
     if not model_uri.startswith("models:/") or not name:
         raise TrackingError(f"{model_uri!r} is not a registered model URI; use models:/<experiment>-<family>@best")
-    client = MlflowClient(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
     try:
-        if sep:
-            version = client.get_model_version_by_alias(name, ref)
-        else:
-            name, _, number = name.rpartition("/")
-            version = client.get_model_version(name, number)
-        run_id = version.tags.get("trial_run_id")
-        if not run_id:
-            raise TrackingError(
-                f"{model_uri!r} was not registered by a sweep of this project (no trial_run_id "
-                "tag); sample models:/<experiment>-<family>@best"
-            )
-        ckpt = best_checkpoint(tracking_uri, run_id)
-    except (MlflowException, OSError) as e:
+        shape = mlflow.models.get_model_info(model_uri).signature.inputs.inputs[0].shape  # (-1, latent)
+        with _no_pickle():
+            model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except (MlflowException, OSError, AttributeError, IndexError) as e:
         raise TrackingError(
             f"cannot load {model_uri!r} from {redact(tracking_uri)}: {first_line(e)}; list the registered "
             "models in the MLflow UI (Models tab) or use models:/<experiment>-<family>@best"
         ) from None
-    model = from_checkpoint(ckpt["config"], ckpt["model"])
     torch.manual_seed(seed)
     with torch.no_grad():
-        images = model.eval().sample(n, torch.device("cpu"))
+        images = _in_example_batches(model, torch.randn(n, shape[-1]))
     return save_image_grid(images, Path(out), nrow=max(1, int(round(n**0.5))))
+
+
+def _in_example_batches(program, z: torch.Tensor) -> torch.Tensor:
+    """``program(z)`` in batches of the input example's size, the last one padded: torch.export
+    keeps the batch dynamic unless the model's code fixes it (``len(z)`` in a forward is a plain
+    int, so the program then takes the example's batch only); a sampler's images are independent."""
+    out = []
+    for part in z.split(EXAMPLE_BATCH):
+        pad = part.new_zeros(EXAMPLE_BATCH - len(part), z.shape[1])
+        out.append(program(torch.cat([part, pad]))[: len(part)])
+    return torch.cat(out)
+
+
+@contextlib.contextmanager
+def _no_pickle():
+    """MLflow's switch for unpickling model files, off while loading (it then checks that a pt2
+    archive holds no pickle before torch.export loads it)."""
+    key, before = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION", os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+
+
+EXAMPLE_BATCH = 2  # the logged program's input example: z (2, latent)
 
 
 class Sampler(torch.nn.Module):
@@ -73,6 +94,8 @@ class Sampler(torch.nn.Module):
         self.model = model.eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if hasattr(self.model, "from_latent"):  # PriorSampler: what its sample() applies to z
+            return self.model.from_latent(z)
         return self.model.decode(z) if hasattr(self.model, "decode") else self.model(z)
 
 
@@ -81,62 +104,68 @@ def registered_name(experiment: str, family: str) -> str:
     return f"{experiment}-{family}"
 
 
-def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> None:
-    """Log the sweep's best model of ``family`` on the parent run (mlflow.pytorch.log_model),
-    register it as a new version of ``registered_name(experiment, family)`` and point that
-    model's alias ``best`` at it, so ``models:/<name>@best`` is the latest sweep's best."""
+def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> str:
+    """Log the sweep's best model of ``family`` from the trial run that trained it, at its best
+    epoch's step (so MLflow links that step's validation metrics to it), register it as a new
+    version of ``registered_name(experiment, family)`` and point the alias ``best`` at it, so
+    ``models:/<name>@best`` is the latest sweep's best. Returns its logged model id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    name, trial = registered_name(experiment, family), best["mlflow_run_id"]
+    # 1. --resume of a sweep whose driver died in here: reuse the version registered from this
+    #    trial run, so each sweep registers one version per family.
+    mine = client.search_model_versions(f"name = '{name}' and run_id = '{trial}'")
+    if mine:
+        version = max(mine, key=lambda v: int(v.version))
+        number, model_id = version.version, version.source.removeprefix("models:/")
+    else:
+        number, model_id = _log_sampler(uri, name, family, trial, ckpt)
+    if client.get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == trial:
+        return model_id  # done (this tag is written last): a --resume of a finished sweep adds nothing
+    # 2. Point the alias and say where it came from (each step idempotent), the parent's tag last.
+    client.set_registered_model_alias(name, "best", number)
+    for key, value in {
+        "metric": best["metric"],
+        "value": best["value"],
+        "trial_run_id": trial,
+        "sweep_run_id": parent_run_id,
+        "epoch": ckpt["epoch"],
+        "model_id": model_id,
+    }.items():
+        client.set_model_version_tag(name, number, key, str(value))
+    client.set_tag(parent_run_id, f"best_{family}_epoch", str(ckpt["epoch"]))
+    client.set_tag(parent_run_id, f"best_{family}_run_id", trial)
+    return model_id
+
+
+def _log_sampler(uri: str, name: str, family: str, run_id: str, ckpt: dict) -> tuple[str, str]:
+    """Log and register the sampler z (B, latent) -> images (B, 3, 32, 32) in [-1, 1] as MLflow's
+    pt2 (torch.export: a graph and weights, so loading it runs no pickled code and needs neither
+    this checkout nor its classes) on run ``run_id`` at the checkpoint's epoch; (version, model id)."""
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.tracking import MlflowClient
     from mlflow.types import Schema, TensorSpec
 
     from common.trial.models import from_checkpoint
 
-    client = MlflowClient(uri)
-    if client.get_run(parent_run_id).data.tags.get(f"best_{family}_run_id") == best["mlflow_run_id"]:
-        return  # done (this tag is written last): a --resume of a finished sweep adds nothing
-    name = registered_name(experiment, family)
-    # 1. --resume of a sweep whose driver died in here: reuse the version this sweep registered
-    #    (its source run is the parent), so each sweep registers one version per family.
-    mine = [
-        v
-        for v in client.search_model_versions(f"name = '{name}' and run_id = '{parent_run_id}'")
-        if v.tags.get("trial_run_id", best["mlflow_run_id"]) == best["mlflow_run_id"]
-    ]
-    if mine:
-        version = str(max(int(v.version) for v in mine))
-    else:
-        # 2. Log and register it: the sampler z (B, latent) -> images (B, 3, 32, 32) in [-1, 1],
-        #    for every family, as MLflow's pt2 (torch.export): a graph and weights, so loading
-        #    it runs no pickled code, and it needs neither this checkout nor its classes.
-        sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
-        mlflow.set_tracking_uri(uri)
-        with fluent_run(uri, parent_run_id):
-            info = mlflow.pytorch.log_model(
-                sampler,
-                name=f"best_{family}",
-                serialization_format="pt2",
-                signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
-                input_example=np.zeros((2, latent), np.float32),
-                # torch pinned, as MLflow would infer for a pt2 model, without its inference: a
-                # subprocess that re-imports the model's modules, most of the registration's time
-                pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
-                registered_model_name=name,
-            )
-        version = str(info.registered_model_version)
-    # 3. Point the alias and say where it came from (each step idempotent), the parent's tag last.
-    client.set_registered_model_alias(name, "best", version)
-    for key, value in {
-        "metric": best["metric"],
-        "value": best["value"],
-        "trial_run_id": best["mlflow_run_id"],
-        "sweep_run_id": parent_run_id,
-        "epoch": ckpt["epoch"],
-    }.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    client.set_tag(parent_run_id, f"best_{family}_epoch", str(ckpt["epoch"]))
-    client.set_tag(parent_run_id, f"best_{family}_run_id", best["mlflow_run_id"])
+    sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
+    mlflow.set_tracking_uri(uri)
+    with fluent_run(uri, run_id):
+        info = mlflow.pytorch.log_model(
+            sampler,
+            name=f"best_{family}",
+            serialization_format="pt2",
+            step=ckpt["epoch"],
+            signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
+            input_example=np.zeros((EXAMPLE_BATCH, latent), np.float32),
+            # torch pinned, as MLflow would infer for a pt2 model, without its inference: a
+            # subprocess that re-imports the model's modules, most of the registration's time
+            pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
+            registered_model_name=name,
+        )
+    return str(info.registered_model_version), info.model_id
 
 
 def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:
@@ -167,7 +196,8 @@ def end_stage(
 
     for family, best in summary["best"].items():
         with stage(f"registering the best {family} model", capture=True):
-            log_best_model(uri, parent_run_id, family, best, best_checkpoint(uri, best["mlflow_run_id"]), experiment)
+            ckpt = best_checkpoint(uri, best["mlflow_run_id"])
+            best["model_id"] = log_best_model(uri, parent_run_id, family, best, ckpt, experiment)
     for best in summary.get("runs") or summary["best"].values():
         ckpt = best_checkpoint(uri, best["mlflow_run_id"])
         with stage(
@@ -176,19 +206,19 @@ def end_stage(
         ):
             best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
         if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
-            best["final"] = final_evaluation(uri, best["mlflow_run_id"], ckpt, data, eval_n, weights)
+            best["final"] = final_evaluation(uri, best, ckpt, data, eval_n, weights)
 
 
-def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
+def final_evaluation(uri: str, best: dict, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
     """Inception metrics of the best checkpoint (common.metrics.evaluation.evaluate_checkpoint): n generated
-    images vs every test image, logged to the trial's own run at the checkpoint's epoch, with tags
-    saying how they were made."""
+    images vs every test image, logged to the trial's own run at the checkpoint's epoch (and against
+    its registered model, ``best["model_id"]``, when it is one), with tags saying how they were made."""
     from mlflow.tracking import MlflowClient
 
     from common.metrics.evaluation import FINAL_METRICS, Evaluator, evaluate_checkpoint
     from common.trial.device import pick_device
 
-    client = MlflowClient(uri)
+    client, run_id = MlflowClient(uri), best["mlflow_run_id"]
     run = client.get_run(run_id)
     if run.data.tags.get("eval.n") == str(n) and "fid" in run.data.metrics:
         return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
@@ -215,7 +245,7 @@ def final_evaluation(uri: str, run_id: str, ckpt: dict, data, n: int, weights: s
     # in between makes --resume redo the evaluation, never log its metrics twice.
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
-    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"])
+    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"], model_id=best.get("model_id"))
     return metrics
 
 

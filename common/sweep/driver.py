@@ -26,7 +26,7 @@ from common.sweep.cluster import start_ray
 from common.sweep.options import SweepOptions, check_data, check_folders, plan
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
-from common.sweep.run_context import context_tags
+from common.sweep.run_context import context_tags, version_tags
 from common.sweep.space import Space
 from common.sweep.storage import StorageError, SweepStorage, disk_full
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
@@ -43,7 +43,7 @@ from common.sweep.tracking import (
     resolve_tracking_uri,
     ui_link,
 )
-from common.sweep.tuning import FamilyRun, fit_family
+from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
 from common.trial.config import TrialConfig, config_class, for_family
 from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
 from common.trial.plugins import TAG as PLUGINS_TAG
@@ -190,6 +190,7 @@ def _open(
     resumed_from = json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"] if previous else None
     tags = {
         **context_tags(commit, opts.command),
+        **version_tags(),
         "sweep.space": str(space.path),
         "git_commit": commit,
         "data": data.source,
@@ -243,7 +244,15 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     study = None
     if space.search is not None and not space.runs:
         study = (sweep.optuna_storage, f"{sweep.folder}/{name}")
-        sweep.parent.set_tags({"optuna.storage": redact(sweep.optuna_storage), f"optuna.study.{family}": study[1]})
+        seed = int(for_family(sweep.fixed, family).get("seed", TrialConfig.seed))  # as the searcher reads it
+        sampler = optuna_sampler(space.sampler, seed)[1]
+        sweep.parent.set_tags(
+            {
+                "optuna.storage": redact(sweep.optuna_storage),
+                f"optuna.study.{family}": study[1],
+                f"optuna.sampler.{family}": sampler,
+            }
+        )
     where = placement(resources)
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(

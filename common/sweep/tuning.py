@@ -127,22 +127,36 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
     )
 
 
+# TPE's settings, stated rather than left to Optuna's defaults (Optuna 5's, which changed from
+# 4's: multivariate and constant liar on), so a new Optuna default changes no sweep unannounced.
+TPE = {"n_startup_trials": 10, "n_ei_candidates": 24, "multivariate": True, "constant_liar": True}
+
+
+def optuna_sampler(kind: str | None, seed: int) -> tuple[Any, str]:
+    """(the Optuna sampler of a searched space: TPE, or random for ``sampler = "random"``; its
+    settings in one line, as the parent run's tag ``optuna.sampler`` records them)."""
+    import optuna
+
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed), f"RandomSampler(seed={seed})"
+    settings = {"seed": seed, **TPE}
+    return optuna.samplers.TPESampler(**settings), f"TPESampler({', '.join(f'{k}={v}' for k, v in settings.items())})"
+
+
 def _searcher(space: Space, run: FamilyRun):
     """Optuna (TPE, or random with ``sampler = "random"``; several objectives: multi-objective) in
     the run's RDB study, no further ahead than the trials that fit at once; None for fixed runs."""
     if space.search is None or space.runs:
         return None
-    import optuna
     from ray.tune.search import ConcurrencyLimiter
 
     seed = int(run.fixed.get("seed", TrialConfig.seed))
     multi = len(space.objectives) > 1
-    random = space.sampler == "random"
     searcher = PrunedAwareOptunaSearch(
         run.max_epochs,
         space=space.search_for(run.family),
-        seed=None if random else seed,
-        sampler=optuna.samplers.RandomSampler(seed=seed) if random else None,
+        seed=seed,
+        sampler=optuna_sampler(space.sampler, seed)[0],
         metric=[m for m, _ in space.objectives] if multi else run.ctx.metric,
         mode=[m for _, m in space.objectives] if multi else run.ctx.mode,
         storage=ResilientRDBStorage(run.study[0]),

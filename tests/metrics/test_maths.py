@@ -339,3 +339,16 @@ def test_class_balance():
     assert class_balance(labels, 10)[0] == pytest.approx(0.9)
     with pytest.raises(ValueError):
         class_balance(np.array([], int), 10)
+
+
+def test_nearest_neighbour_distance_closed_form_duplicates_and_a_seeded_draw():
+    from common.metrics.maths import nearest_neighbour_distance
+
+    assert nearest_neighbour_distance(np.array([[0.0], [1.0], [3.0]])) == 1.0  # nearest: 1, 1, 2 -> median 1
+    assert nearest_neighbour_distance(np.array([[3.0, 4.0], [0.0, 0.0]])) == 5.0
+    assert nearest_neighbour_distance(np.repeat(np.eye(4), 3, axis=0)) == 0.0  # every row has a duplicate
+    x = np.random.default_rng(0).normal(size=(500, 8))
+    assert nearest_neighbour_distance(x, n=100, seed=1) == nearest_neighbour_distance(x, n=100, seed=1)
+    assert nearest_neighbour_distance(x, n=100) > nearest_neighbour_distance(x, n=500)  # denser with more rows
+    with pytest.raises(ValueError):
+        nearest_neighbour_distance(np.zeros((1, 3)))

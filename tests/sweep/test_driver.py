@@ -83,12 +83,13 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     assert_all_runs_final(tracking_uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
     assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
     assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
-    import mlflow  # the sweep's best model is a logged (and loadable) MLflow model on the parent
+    import mlflow  # the sweep's best model is a logged (and loadable) MLflow model of its trial run
 
     mlflow.set_tracking_uri(tracking_uri)
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
     models = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
-    assert [(m.name, m.source_run_id) for m in models] == [("best_vae", parent.info.run_id)]
+    assert [(m.name, m.source_run_id) for m in models] == [("best_vae", best["mlflow_run_id"])]
+    assert {"val_bpd", "fid"} <= {m.key for m in models[0].metrics}  # its best epoch's, and the final stage's
     import torch
 
     from common.sweep.best import best_checkpoint
@@ -200,10 +201,13 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
             assert len(client.get_metric_history(child.info.run_id, name)) == n_epochs, name
         assert float(child.data.params["lr_ratio"]) >= 1.0
     # The searcher's study lives in an RDB beside the MLflow store, named on the parent run.
+    import mlflow
     import optuna
 
     tags = parents[0].data.tags
     assert tags["optuna.storage"] == tracking_uri.replace("mlflow.db", "optuna.db")
+    assert tags["optuna.sampler.dcgan"].startswith("TPESampler(seed=42, n_startup_trials=10,")  # its settings
+    assert tags["versions.optuna"] == optuna.__version__ and tags["versions.mlflow"] == mlflow.__version__
     study = optuna.load_study(study_name=tags["optuna.study.dcgan"], storage=tags["optuna.storage"])
     assert len(study.trials) == 8 and {"lr_g", "lr_ratio", "beta1"} <= set(study.trials[0].params)
     # --resume on a finished sweep: same parent run, no new trials.
@@ -211,8 +215,6 @@ def test_eight_concurrent_gan_trials_log_every_point_and_resume_reuses_the_paren
     _, parents2, children2 = sweep_runs(tracking_uri, "gan_ttur")
     assert [p.info.run_id for p in parents2] == [parents[0].info.run_id]
     assert len(children2) == 8
-    import mlflow
-
     mlflow.set_tracking_uri(tracking_uri)
     models = mlflow.search_logged_models(experiment_ids=[parents[0].info.experiment_id], output_format="list")
     assert [m.name for m in models] == ["best_dcgan"]  # not logged a second time on resume

@@ -213,3 +213,26 @@ def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run
         steps = sorted(m.step for m in client.get_metric_history(t.info.run_id, "val_classifier_fd"))
         assert steps == [1, 2, 3, 4]  # its own run goes on to the last epoch, one point per step; no second run
     assert all(t.data.tags["trial_status"] == "completed" for t in trials)
+
+
+def test_the_searchers_sampler_states_its_settings():
+    import optuna
+
+    from common.sweep.tuning import TPE, optuna_sampler
+
+    tpe, said = optuna_sampler(None, 7)
+    assert isinstance(tpe, optuna.samplers.TPESampler) and said.startswith("TPESampler(seed=7, ")
+    assert all(f"{k}={v}" in said for k, v in TPE.items())
+    rnd, said = optuna_sampler("random", 7)
+    assert isinstance(rnd, optuna.samplers.RandomSampler) and said == "RandomSampler(seed=7)"
+
+
+def test_the_parent_records_the_versions_that_shape_a_sweep():
+    import importlib.metadata
+    import platform
+
+    from common.sweep.run_context import VERSIONED, version_tags
+
+    tags = version_tags()
+    assert tags["versions.python"] == platform.python_version()
+    assert {f"versions.{n}": importlib.metadata.version(n) for n in VERSIONED}.items() <= tags.items()

@@ -20,5 +20,5 @@ def test_grad_total_norm_matches_manual():
 
 
 def test_mode_collapse_flag_threshold():
-    assert mode_collapse_flag(0.7) == 1.0 and mode_collapse_flag(0.8) == 0.0 and mode_collapse_flag(1.0) == 0.0
-    assert mode_collapse_flag(0.5, threshold=0.4) == 0.0
+    assert mode_collapse_flag(0.29) == 1.0 and mode_collapse_flag(0.3) == 0.0 and mode_collapse_flag(1.0) == 0.0
+    assert mode_collapse_flag(0.5, threshold=0.6) == 1.0

@@ -82,7 +82,7 @@ class DCGANConfig(TrialConfig):
         doc="minibatch discrimination (Salimans et al. 2016): number of kernels B before D's logit; 0 = off",
     )
     minibatch_dim: int = config_field(8, lo=1, hi=1024, doc="minibatch discrimination: kernel dimension C")
-    # Levers beyond the slides (issue 16); all off by default, off leaves the computation as it was.
+    # Levers beyond the slides; all off by default, off leaves the computation as it was.
     ema_decay: float = config_field(
         0.0,
         lo=0.0,

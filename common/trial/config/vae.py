@@ -25,7 +25,7 @@ class VAEConfig(TrialConfig):
     lr: float = config_field(
         1e-3, lo=0.0, lo_open=True, hi=1e4, doc="Adam lr; > 1 diverges, allowed so tests can force it"
     )
-    # Levers beyond the slides (issue 16); the defaults are the slides' (Adam's own betas, a constant lr).
+    # Levers beyond the slides; the defaults are the slides' (Adam's own betas, a constant lr).
     beta1: float = config_field(0.9, lo=0.0, hi=0.999, doc="Adam beta1")
     beta2: float = config_field(0.999, lo=0.0, hi=0.9999, doc="Adam beta2")
     lr_schedule: str = config_field(

@@ -24,6 +24,7 @@ from common.metrics.maths import (
     frechet_distance,
     inception_score,
     linear_probe,
+    nearest_neighbour_distance,
 )
 from common.trial.config import ConfigError, TrialConfig
 from common.trial.data import Dataset, DeviceData, to_unit_range
@@ -140,7 +141,11 @@ class Task:
         """Gaussian fits of the split's real images in both feature spaces (computed once)."""
         if split not in self._reference:
             feats, _, rc = self._embed(self.split(split).x)
-            self._reference[split] = {"classifier": feature_stats(feats), "randconv": feature_stats(rc)}
+            self._reference[split] = {
+                "classifier": feature_stats(feats),
+                "randconv": feature_stats(rc),
+                "features": feats,  # for the diversity reference
+            }
         return self._reference[split]
 
     def sample_scores(self, fake: torch.Tensor, split: str = "val") -> dict[str, float]:
@@ -148,28 +153,28 @@ class Task:
 
         ``<split>_classifier_fd``: Fréchet distance in the domain classifier's features (the
         per-epoch objective; bench/proxy.py ranks it against Inception FID); ``<split>_randconv_fd``:
-        the same in the random conv net's features; ``<split>_class_coverage`` / ``<split>_class_kl``
+        the same in the random conv net's features; ``<split>_diversity``: the samples' median
+        nearest-neighbour distance over the real images' (the mode-collapse detector's number,
+        common.trial.diagnostics); ``<split>_class_coverage`` / ``<split>_class_kl``
         (``common.metrics.maths.class_balance`` of the predicted classes); ``<split>_classifier_is``: an
         Inception Score with the classifier's logits.
         """
         feats, logits, rc = self._embed(fake)
         ref = self._real(split)
         coverage, kl = class_balance(logits.argmax(1), self.classifier.num_classes)
+        n = min(len(feats), len(ref["features"]))  # nearest-neighbour distances compare at one n
         return {
             f"{split}_classifier_fd": frechet_distance(*feature_stats(feats), *ref["classifier"]),
             f"{split}_randconv_fd": frechet_distance(*feature_stats(rc), *ref["randconv"]),
             f"{split}_class_coverage": coverage,
             f"{split}_class_kl": kl,
             f"{split}_classifier_is": inception_score(logits, splits=1)[0],
+            f"{split}_diversity": nearest_neighbour_distance(feats, n) / nearest_neighbour_distance(ref["features"], n),
         }
 
     def collapse_flags(self, scores: dict[str, float]) -> dict[str, float]:
-        """``mode_collapse`` from the validation class coverage (common.trial.diagnostics)."""
-        return (
-            {"mode_collapse": mode_collapse_flag(scores["val_class_coverage"])}
-            if "val_class_coverage" in scores
-            else {}
-        )
+        """``mode_collapse`` from the validation samples' diversity (common.trial.diagnostics)."""
+        return {"mode_collapse": mode_collapse_flag(scores["val_diversity"])} if "val_diversity" in scores else {}
 
     def windowed(self, metrics: dict[str, float], history: dict[str, list]) -> dict[str, float]:
         """Metrics over the last few epochs, added to this epoch's ``metrics``; ``history``: metric

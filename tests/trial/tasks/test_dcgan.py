@@ -107,17 +107,18 @@ def test_n_critic_larger_than_an_epoch_is_a_config_error(data):
         _task(data, n_critic=100)
 
 
-# ---- mode collapse: class coverage of the fixed-z samples -------------------------------------
+# ---- mode collapse: the fixed-z samples' diversity; class coverage as a number ------------------
 def test_real_images_cover_the_classes_and_one_image_repeated_does_not(data):
     task = _task(data)
     real = to_unit_range(task.train.x[:200])  # train images scored against the validation images
     scores = task.sample_scores(real)
     assert scores["val_class_coverage"] == 1.0 and task.collapse_flags(scores)["mode_collapse"] == 0.0
+    assert 0.8 < scores["val_diversity"] < 1.25  # another draw of the same images reads about 1
     assert scores["val_class_kl"] < 0.2 and scores["val_classifier_fd"] < 5.0
     one = real[:1].repeat(200, 1, 1, 1) + 1e-3 * torch.randn(200, 3, 32, 32)
     collapsed = task.sample_scores(one.clamp(-1, 1))
     assert collapsed["val_class_coverage"] == pytest.approx(0.1) and collapsed["val_class_kl"] > 2.0
-    assert task.collapse_flags(collapsed)["mode_collapse"] == 1.0
+    assert task.collapse_flags(collapsed)["mode_collapse"] == 1.0 and collapsed["val_diversity"] < 0.05
     assert collapsed["val_classifier_fd"] > 5 * scores["val_classifier_fd"]
     assert collapsed["val_classifier_is"] < 1.05 and scores["val_classifier_is"] > 3.0
 
@@ -131,6 +132,7 @@ def test_evaluate_reports_the_sample_scores_and_the_detector(data):
         "val_class_coverage",
         "val_class_kl",
         "val_classifier_is",
+        "val_diversity",
         "mode_collapse",
     }
 
@@ -245,3 +247,13 @@ def test_probe_features_use_real_data_batchnorm_statistics(data):
     with torch.no_grad():
         plain = task.d.probe_features(to_unit_range(task.val.x[:32])).numpy()
     assert np.abs(plain - before).max() > 1e-2  # eval mode alone would have used the corrupted statistics
+
+
+def test_a_collapse_to_a_few_images_of_every_class_is_flagged_where_class_coverage_sees_nothing(data):
+    task = _task(data)
+    real = to_unit_range(task.train.x[:200])
+    few = torch.cat([real[task.train.y[:200] == c][:1] for c in range(10)])  # one image per class
+    near = few.repeat_interleave(20, 0) + 1e-2 * torch.randn(200, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    scores = task.sample_scores(near.clamp(-1, 1))
+    assert scores["val_class_coverage"] >= 0.8  # every class there: the old flag (coverage < 0.8) stayed quiet
+    assert scores["val_diversity"] < 0.3 and task.collapse_flags(scores)["mode_collapse"] == 1.0

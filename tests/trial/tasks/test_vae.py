@@ -167,7 +167,7 @@ def test_the_default_likelihood_is_the_slides_mse_with_no_extra_parameter():
     assert out["val_bpd"] > 7.0  # sigma^2 = 1/2 on [-1, 1] is a very loose density: honest, not flattering
 
 
-# ---- the lr schedule and Adam's betas (issue 16's levers) ---------------------------------------
+# ---- the lr schedule and Adam's betas (levers beyond the slides) -------------------------------
 def test_the_vae_follows_its_lr_schedule_per_step_and_restores_it(data):
     task = _vae(data, lr_schedule="cosine", lr_warmup_epochs=0.5, max_epochs=2)
     per_epoch = task.train.num_batches(task.cfg.batch_size)
