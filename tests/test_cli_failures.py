@@ -69,9 +69,9 @@ def test_a_single_trial_run_ends_finished_and_passes_the_audit(workdir, tracking
     # MLflow's own context tags: the UI's User, Source and Version columns
     tags = run.data.tags
     assert tags["mlflow.user"] and tags["mlflow.source.git.commit"] == tags["git_commit"]
+    assert tags["mlflow.source.name"] == "run_sweep.py"  # the UI's Source column: the program
     assert (
-        tags["mlflow.source.name"].startswith("run_sweep.py --space space.py")
-        and "--single-trial" in tags["mlflow.source.name"]
+        tags["sweep.command"].startswith("run_sweep.py --space space.py") and "--single-trial" in tags["sweep.command"]
     )
     capsys.readouterr()
     assert run_sweep.main(["--check", "one", "--tracking-uri", tracking_uri]) == 0, capsys.readouterr().out

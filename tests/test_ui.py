@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 SHOTS = REPO / "test-output" / "ui"
+COMMAND = "run_sweep.py --space sweeps/vae_beta.py --experiment ui"  # the Source column shows its program
 WAIT_MS = 60_000  # the UI is a big single-page app; a busy 2-core machine renders it slowly
 
 
@@ -50,11 +51,12 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
                 data="synthetic",
                 tracking_uri=server.url,
                 num_samples=2,
-                max_epochs=1,
+                max_epochs=2,  # two steps on the image slider
                 eval_n=0,
                 storage=str(tmp_path / "ray_results"),
                 out=str(tmp_path / "report"),
                 experiment="ui",
+                command=COMMAND,
                 optuna_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
                 overrides=(
                     ("eval_samples", "32"),
@@ -84,7 +86,13 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         for child in children:
             page.get_by_text(child.info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
         page.get_by_text("synthetic:train").first.wait_for(timeout=WAIT_MS)  # the Dataset column
+        page.get_by_text("run_sweep.py", exact=True).first.wait_for(timeout=WAIT_MS)  # the Source column
         page.screenshot(path=str(SHOTS / "1-experiment-runs.png"))
+        import getpass
+
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}", wait_until="load")  # who ran it
+        page.get_by_text("Created by").first.wait_for(timeout=WAIT_MS)
+        assert page.get_by_text(getpass.getuser(), exact=True).count() >= 1
 
         # A trial: its metrics, then its figures through the server's artifact store.
         page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}", wait_until="load")
@@ -99,6 +107,26 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
             "() => [...document.images].some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)", timeout=WAIT_MS
         )
         page.screenshot(path=str(SHOTS / "3-trial-figure.png"))
+
+        # Its system metrics, charted; its sample and reconstruction grids with a slider over the epochs.
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/system-metrics", wait_until="load")
+        page.get_by_text("cpu_utilization_percentage").first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "3b-system-metrics.png"))
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/model-metrics", wait_until="load")
+        page.get_by_placeholder("Search metric charts").fill("samples")
+        slider = page.get_by_role("slider").first
+        slider.wait_for(timeout=WAIT_MS)
+        assert int(slider.get_attribute("aria-valuemax")) > int(slider.get_attribute("aria-valuemin"))
+        page.screenshot(path=str(SHOTS / "3c-sample-grids-by-epoch.png"))
+
+        # The experiment's Models tab: the best model, logged from its trial, with that trial's metrics.
+        model_id = summary["best"]["vae"]["model_id"]
+        page.goto(f"{server.url}/#/experiments/{exp}/models", wait_until="load")
+        page.get_by_text("best_vae", exact=True).first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(SHOTS / "4a-models-tab.png"))
+        page.goto(f"{server.url}/#/experiments/{exp}/models/{model_id}", wait_until="load")
+        page.get_by_text("val_bpd", exact=True).first.wait_for(timeout=WAIT_MS)  # the metric it was chosen on
+        page.screenshot(path=str(SHOTS / "4b-logged-model.png"), full_page=True)
 
         # The registered best model, with its alias.
         page.goto(f"{server.url}/#/models/ui-vae", wait_until="load")

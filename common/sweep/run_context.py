@@ -10,17 +10,21 @@ from pathlib import Path
 
 def context_tags(commit: str, command: str = "") -> dict[str, str]:
     """MLflow's standard run-context tags, which its UI shows as the User, Source and Version
-    columns: who ran the command, the command line (default this process's), and the commit (what
-    the fluent API would set)."""
+    columns (what the fluent API would set), and ``sweep.command``, the whole command line
+    (``command``, default this process's). The Source column shows the program alone: the UI
+    prints only what follows the last "/" of ``mlflow.source.name``, so arguments with paths in
+    them would be cut mid-command there."""
     import getpass
     import shlex
     import sys
 
+    line = command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     return {
         "mlflow.user": getpass.getuser(),
-        "mlflow.source.name": (command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))[:500],
+        "mlflow.source.name": Path(shlex.split(line)[0]).name if line.strip() else "",
         "mlflow.source.type": "LOCAL",
         "mlflow.source.git.commit": commit,
+        "sweep.command": line[:5000],
     }
 
 
@@ -62,3 +66,19 @@ def system_metrics(uri: str, run_id: str):
         yield monitor
     finally:
         monitor.finish()
+        _final_sample(monitor)
+
+
+def _final_sample(monitor) -> None:
+    """One more sample as the run's block ends: the monitor publishes only after a whole interval,
+    so a trial shorter than that would otherwise have an empty System metrics tab."""
+    import warnings
+
+    try:
+        for part in monitor.monitors:  # what the interrupted interval held: the start's empty CPU reading
+            part.clear_metrics()
+        monitor.collect_metrics()  # CPU: the share since that reading, the trial's average when it is short
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+    except Exception as e:  # a convenience: never fail a trial over it
+        warnings.warn(f"the last system-metrics sample was not logged: {str(e).splitlines()[0] if str(e) else e!r}")

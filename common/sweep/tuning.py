@@ -155,8 +155,7 @@ def _searcher(space: Space, run: FamilyRun):
     searcher = PrunedAwareOptunaSearch(
         run.max_epochs,
         space=space.search_for(run.family),
-        seed=seed,
-        sampler=optuna_sampler(space.sampler, seed)[0],
+        sampler=optuna_sampler(space.sampler, seed)[0],  # seeded itself
         metric=[m for m, _ in space.objectives] if multi else run.ctx.metric,
         mode=[m for _, m in space.objectives] if multi else run.ctx.mode,
         storage=ResilientRDBStorage(run.study[0]),

@@ -249,6 +249,18 @@ def test_a_trial_run_records_system_metrics_while_it_trains(tracking_uri, workdi
     assert run.data.tags["system_metrics.scope"].startswith("node-wide")
 
 
+def test_a_trial_shorter_than_the_sampling_interval_still_has_system_metrics(tracking_uri, workdir, monkeypatch):
+    import common.sweep.run_context
+
+    monkeypatch.setattr(common.sweep.run_context, "SYSTEM_METRICS_S", 3600.0)  # no sample falls within the trial
+    session = LocalSession(workdir / "short")
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=1, batch_size=64, eval_samples=64, probe_every=0)
+    run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)
+    client = MlflowClient(tracking_uri)
+    history = client.get_metric_history(session.results[-1]["mlflow_run_id"], "system/cpu_utilization_percentage")
+    assert len(history) == 1 and history[0].value > 0  # taken as the run ended: the trial's CPU share
+
+
 def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(tracking_uri, workdir):
     client = MlflowClient(tracking_uri)
 
