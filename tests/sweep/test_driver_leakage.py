@@ -66,7 +66,7 @@ def _sweep(root, workdir, name):
         history = {
             m: [(h.step, h.value) for h in client.get_metric_history(r.info.run_id, m)]
             for m in r.data.metrics
-            if not m.startswith("test_") and m not in ("epoch_time_s", "train_time_s", "peak_rss_mb")
+            if not m.startswith(("test_", "system/")) and m not in ("epoch_time_s", "train_time_s", "peak_rss_mb")
         }
         tests = {m: v for m, v in r.data.metrics.items() if m.startswith("test_")}
         by_config[key] = {
