@@ -291,8 +291,7 @@ class TrialRun:
             retry(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, model_id: str | None = None) -> None:
-        """``model_id``: a logged model of this run the values describe (its page lists them)."""
-        self._write(
+        self._write(  # model_id: a logged model of this run the values describe (its page lists them)
             {
                 "kind": "metrics",
                 "values": {k: float(v) for k, v in metrics.items()},
