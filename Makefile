@@ -35,10 +35,12 @@ sweep: $(STAMP)
 smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
 
-# ruff (pyproject.toml, [tool.ruff]): the formatter's check and the linter, on the whole tree.
+# ruff (pyproject.toml, [tool.ruff]): the formatter's check and the linter, on the whole tree;
+# import-linter ([tool.importlinter]): no floor of common/ imports a floor above it.
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not cluster and not faults" -q --durations=30 $(ARGS)

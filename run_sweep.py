@@ -18,7 +18,8 @@ import argparse
 import shlex
 import sys
 
-from common.errors import UserError
+from common.base.errors import UserError
+from common.base.names import DEFAULT_SEED
 
 
 def _gpus(value: str) -> float | str:
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", help="cifar10 (download) | synthetic | path to cifar-10-batches-py, image folder or .tar.gz"
     )
     p.add_argument("--train-subset", type=int, help="seeded train subset size (default 10000)")
-    p.add_argument("--seed", type=int, help="global seed (default 42)")
+    p.add_argument("--seed", type=int, help=f"global seed (default {DEFAULT_SEED})")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -181,11 +182,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     opts = _sweep_options(args)
     planned = plan(opts)  # the space file, --set and the flags: bad input ends here, before Ray and MLflow load
-    from common.sweep.driver import run
+    from trainables.sweep import run
 
-    summary = run(opts, planned)
-    _print_summary(summary)
-    return _exit_status(summary)
+    result = run(opts, planned)  # the sweep, then its report from what MLflow holds
+    _print_summary(result)
+    return _exit_status(result)
 
 
 def _plugins(args: argparse.Namespace, experiments: list[str], model_uri: str | None = None) -> None:
@@ -200,7 +201,7 @@ def _plugins(args: argparse.Namespace, experiments: list[str], model_uri: str | 
 
 def _tracking(args: argparse.Namespace) -> str:
     """The tracking URI of a job that reads an existing store: it must answer and exist."""
-    from common.sweep.tracking import check_tracking_uri, resolve_tracking_uri
+    from common.base.tracking import check_tracking_uri, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_uri(uri, must_exist=True)
@@ -245,27 +246,26 @@ def _sweep_options(args: argparse.Namespace):
     )
 
 
-def _print_summary(summary: dict) -> None:
-    for family, best in summary.get("best", {}).items():
+def _print_summary(result) -> None:
+    for family, best in result.best.items():
         print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
         if best.get("final"):
             print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best["final"].items()))
-        if failed := summary.get("failed", {}).get(family):
-            print(f"  {failed['count']} trial(s) of {family} failed; the first: {failed['first']}")
-    if "report" in summary:
-        print(f"report: {summary['report']}")
-    if "mlflow_ui" in summary:
-        print(f"MLflow: {summary['mlflow_ui']}")
+        if failed := result.failed.get(family):
+            print(f"  {failed.count} trial(s) of {family} failed; the first: {failed.first}")
+    if result.report:
+        print(f"report: {result.report}")
+    if result.mlflow_ui:
+        print(f"MLflow: {result.mlflow_ui}")
 
 
-def _exit_status(summary: dict) -> int:
+def _exit_status(result) -> int:
     """1 (with one error line per family) when a family of the sweep has no completed trial, else 0."""
-    lost = [f for f in summary.get("families", []) if f not in summary.get("best", {})]
-    for family in lost:
-        failed = summary.get("failed", {}).get(family)
-        why = f"{failed['count']} trial(s) failed; the first: {failed['first']}" if failed else "none reported a result"
+    for family in result.lost():
+        failed = result.failed.get(family)
+        why = f"{failed.count} trial(s) failed; the first: {failed.first}" if failed else "none reported a result"
         print(f"error: no {family} trial completed: {why}", file=sys.stderr)
-    return 1 if lost else 0
+    return 1 if result.lost() else 0
 
 
 if __name__ == "__main__":

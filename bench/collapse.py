@@ -22,11 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.base.data import load_dataset, split_indices  # noqa: E402
 from common.metrics.classifier import get_classifier, load_classifier  # noqa: E402
 from common.metrics.maths import class_balance, nearest_neighbour_distance  # noqa: E402
-from common.trial.data import load_dataset, split_indices  # noqa: E402
-from common.trial.families import FAMILIES  # noqa: E402
-from common.trial.models import from_checkpoint  # noqa: E402
+from common.trial.families import (
+    FAMILIES,  # noqa: E402
+    from_checkpoint,  # noqa: E402
+)
 
 
 def scores(classifier, images: torch.Tensor, real_nn: float) -> tuple[float, float]:

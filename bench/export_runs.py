@@ -32,7 +32,7 @@ SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_image
 
 def run_record(client, run, experiment: str, machine: str) -> dict:
     """One finished trial run as a JSON-able dict (the module docstring lists its keys)."""
-    from common.trial.config import config_class
+    from common.trial.families import config_class
 
     # 1. What it was: the config as logged, and the objective its sweep selected on.
     tags, metrics = run.data.tags, run.data.metrics

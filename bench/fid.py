@@ -25,11 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.base.data import load_dataset, subset_indices  # noqa: E402
 from common.metrics.evaluation import METRICS, Evaluator, reconstructions  # noqa: E402
-from common.trial.config import config_class  # noqa: E402
-from common.trial.data import load_dataset, subset_indices  # noqa: E402
-from common.trial.families import FAMILIES  # noqa: E402
-from common.trial.models import from_checkpoint  # noqa: E402
+from common.trial.families import (
+    FAMILIES,  # noqa: E402
+    config_class,  # noqa: E402
+    from_checkpoint,  # noqa: E402
+)
 
 
 def load_ckpt(spec: str) -> dict:
@@ -154,8 +156,8 @@ def compare_layouts(data, n: int, device: torch.device) -> None:
     import copy
     import statistics
 
+    from common.base.data import to_unit_range
     from common.metrics.evaluation import InceptionFeatures
-    from common.trial.data import to_unit_range
 
     nets = {"nchw": InceptionFeatures().to(device).eval()}
     nets["channels_last"] = copy.deepcopy(nets["nchw"]).to(memory_format=torch.channels_last)

@@ -37,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 
-from common.trial.config import config_class  # noqa: E402
-from common.trial.data import load_dataset  # noqa: E402
-from common.trial.device import configure_threads, seed_everything  # noqa: E402
-from common.trial.families import FAMILIES  # noqa: E402
+from common.base.data import load_dataset  # noqa: E402
+from common.base.device import configure_threads, seed_everything  # noqa: E402
+from common.trial.families import (
+    FAMILIES,  # noqa: E402
+    config_class,  # noqa: E402
+)
 
 PARTS = ("slides", "throughput", "memory", "packing", "fid", "deterministic")
 SHARE = {"slides": 0.40, "throughput": 0.15, "memory": 0.05, "packing": 0.20, "fid": 0.15, "deterministic": 0.05}

@@ -69,8 +69,8 @@ def compare(data: Path, dest: Path, n: int) -> dict[str, float]:
     """FID of n train vs n test images with the reference weights and with the fp16-stored ones."""
     import torch
 
+    from common.base.data import load_dataset
     from common.metrics.evaluation import Evaluator
-    from common.trial.data import load_dataset
 
     ds = load_dataset(str(data))
     fp32 = dest / "inception_fp16_as_fp32.pt"

@@ -32,9 +32,9 @@ import contextlib, io, json, resource, sys, tempfile
 sys.path.insert(0, {root!r})
 import torch
 from mlflow.tracking import MlflowClient
-from common.trial.config import config_class
+from common.trial.families import config_class
 from common.trial.loop import LocalSession, SweepContext, run_trial
-from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.base.tracking import get_or_create_experiment, prepare_store
 
 family, data, epochs, device = {family!r}, {data!r}, {epochs}, {device!r}
 with tempfile.TemporaryDirectory() as tmp:

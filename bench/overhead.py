@@ -76,7 +76,7 @@ def one_sweep(kind: str, args, root: Path, trials: int, reuse: bool = True) -> d
     from mlflow.tracking import MlflowClient  # imported here, outside the timed calls
 
     import common.sweep.tuning
-    from common.sweep.driver import run
+    from trainables.sweep import run
 
     # 1. the worker policy and the space, before the Tuner is built (in this, the driver, process)
     common.sweep.tuning.REUSE_ACTORS = reuse

@@ -38,7 +38,8 @@ scheduler = None
 def packed(n: int, args, root: Path, gpu: bool) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     work = root / f"n{n}"
     work.mkdir()

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.tracking import get_or_create_experiment, prepare_store
-    from common.trial.config import config_class
+    from common.base.tracking import get_or_create_experiment, prepare_store
+    from common.trial.families import config_class
     from common.trial.loop import LocalSession, SweepContext, run_trial
 
     metric = config_class(family).default_metric
@@ -67,8 +67,7 @@ def main() -> None:
     p.add_argument("--data", default="synthetic")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    from common.trial.config import config_class
-    from common.trial.families import FAMILIES
+    from common.trial.families import FAMILIES, config_class
 
     families = [name for name, f in FAMILIES.items() if f.budget_epochs]  # the slides' models
     p.add_argument("--models", nargs="+", default=families, choices=sorted(FAMILIES))

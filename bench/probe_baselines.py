@@ -18,12 +18,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.base.data import load_dataset  # noqa: E402
+from common.base.device import seed_everything  # noqa: E402
 from common.metrics.classifier import get_classifier  # noqa: E402
 from common.sweep.best import _pixel_probe, best_checkpoint  # noqa: E402
-from common.trial.config import config_class  # noqa: E402
-from common.trial.data import load_dataset  # noqa: E402
-from common.trial.device import seed_everything  # noqa: E402
-from common.trial.families import FAMILIES  # noqa: E402
+from common.trial.families import (
+    FAMILIES,  # noqa: E402
+    config_class,  # noqa: E402
+)
 
 
 def main() -> None:

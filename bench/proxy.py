@@ -33,13 +33,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.base.data import load_dataset  # noqa: E402
+from common.base.device import seed_everything  # noqa: E402
 from common.metrics.evaluation import Evaluator  # noqa: E402
 from common.metrics.maths import feature_stats, frechet_distance  # noqa: E402
-from common.trial.config import config_class  # noqa: E402
-from common.trial.data import load_dataset  # noqa: E402
-from common.trial.device import seed_everything  # noqa: E402
 from common.trial.diagnostics import MODE_COLLAPSE_DIVERSITY, mode_collapse_flag  # noqa: E402
-from common.trial.families import FAMILIES  # noqa: E402
+from common.trial.families import (
+    FAMILIES,  # noqa: E402
+    config_class,  # noqa: E402
+)
 
 # (name, family, config overrides, epochs at which to keep a checkpoint)
 RUNS = [

@@ -36,10 +36,10 @@ def register_once(uri: str, family: str, inferred: bool) -> tuple[float, list[st
     import torch
     from mlflow.tracking import MlflowClient
 
+    from common.base.data import load_dataset
+    from common.base.device import seed_everything
+    from common.base.tracking import get_or_create_experiment
     from common.sweep.best import log_best_model, registered_name
-    from common.sweep.tracking import get_or_create_experiment
-    from common.trial.data import load_dataset
-    from common.trial.device import seed_everything
     from common.trial.families import FAMILIES
 
     # 1. A trial's best.pt contents for the family's default-sized model (weights as initialised).
@@ -73,7 +73,7 @@ def main() -> None:
 
     p.add_argument("--family", default="dcgan", choices=sorted(FAMILIES))
     args = p.parse_args()
-    from common.sweep.tracking import prepare_store
+    from common.base.tracking import prepare_store
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"

@@ -86,8 +86,9 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     """Best-so-far objective after each trial-epoch, in the order the epochs finished."""
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
     from common.sweep.space import load_space
+    from trainables.sweep import run
 
     # 1. The space file, validated as the CLI would.
     work = root / f"{args.family}-{strategy}-{seed}"

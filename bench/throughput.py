@@ -49,9 +49,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from common.base.data import load_dataset  # noqa: E402
+from common.base.device import configure_threads, pick_device, seed_everything  # noqa: E402
 from common.trial.config import DCGANConfig, VAEConfig  # noqa: E402
-from common.trial.data import load_dataset  # noqa: E402
-from common.trial.device import configure_threads, pick_device, seed_everything  # noqa: E402
 from common.trial.families import FAMILIES  # noqa: E402
 from common.trial.models import ConvVAE, Discriminator, Generator  # noqa: E402
 

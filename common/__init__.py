@@ -1,11 +1,12 @@
-"""The product in four folders, read in this order (docs/ARCHITECTURE.md):
+"""The product in floors, read from the bottom up (docs/ARCHITECTURE.md). A floor imports only the
+floors below it; ``make lint`` checks this (import-linter's layers contract in pyproject.toml).
 
-- ``common.trial``: one training run: configs, data, models, losses, tasks, the loop.
+- ``common.base``: plumbing: bad input, the slides' numbers, data, devices, progress, MLflow runs.
 - ``common.metrics``: scoring: the feature maths, the domain classifier, the Inception protocol.
-- ``common.sweep``: many trials: space files, Ray Tune + Optuna, MLflow tracking, the final stage.
+- ``common.trial``: one training run: configs, models, losses, tasks, the loop.
+- ``common.sweep``: many trials: space files, Ray Tune + Optuna, the final stage.
 - ``common.report``: MLflow -> the comparison report; it imports nothing from a running sweep.
 
-``common.errors`` (bad input, exit status 2) and ``common.figures`` (PNGs) serve every folder.
-The trial logs through ``common.sweep.tracking.TrialRun`` and shows bars through
-``common.sweep.progress.bar``; nothing else imports upwards.
+Above them: ``trainables`` (Tune's entry points, and ``trainables.sweep.run``, which hands the
+trainable to the sweep and builds the report after it) and ``run_sweep`` (the CLI).
 """

@@ -16,11 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from common.metrics.evaluation import evaluate_checkpoint  # noqa: E402
-from common.sweep import tracking  # noqa: E402
+from common.base import tracking  # noqa: E402
+from common.base.data import load_dataset  # noqa: E402
 from common.trial.checkpoint import BEST_FILE, load_checkpoint  # noqa: E402
 from common.trial.config import DCGANConfig  # noqa: E402
-from common.trial.data import load_dataset  # noqa: E402
+from common.trial.families import evaluate_checkpoint  # noqa: E402
 from common.trial.loop import LocalSession, SweepContext, run_trial  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -11,3 +11,4 @@ from sweeps.slides import runs as _SLIDES
 runs = [{**run, "seed": seed} for run in _SLIDES for seed in (42, 43, 44)]
 resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None
+preset = "slides"  # every run is tagged sweep.preset=slides: the report finds the preset by it

@@ -35,3 +35,4 @@ runs = [
 ]
 resources = {"cpu": 2, "gpu": "auto"}
 scheduler = None
+preset = "slides"  # every run is tagged sweep.preset=slides: the report finds the preset by it

@@ -67,6 +67,17 @@ def workdir(tmp_path, monkeypatch, classifier_cache):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def module_workdir(tmp_path_factory, classifier_cache):
+    """As ``workdir``, shared by one module's tests (one sweep they each check a part of)."""
+    path = tmp_path_factory.mktemp("module")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(path)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("VAEGAN_CACHE", str(link_shared_cache(path / "cache", classifier_cache)))
+        yield path
+
+
 @pytest.fixture
 def tracking_uri(workdir):
     return f"sqlite:///{workdir / 'mlflow.db'}"

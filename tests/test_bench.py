@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
 
-from common.trial.data import load_dataset  # noqa: E402
+from common.base.data import load_dataset  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
@@ -24,16 +24,29 @@ def test_the_throughput_bench_times_the_trainable_and_a_bare_loop_on_the_same_im
     monkeypatch.setenv("VAEGAN_CACHE", str(tmp_path))
     threads = torch.get_num_threads()
     args = Namespace(
-        data="synthetic", train_subset=128, val_size=128, batch_size=64, device="cpu", threads=1, repeats=1
+        data="synthetic", train_subset=128, val_size=128, batch_size=64, device="cpu", threads=1, repeats=2
     )
+    # A scripted clock: warm-ups (9 s each), two interleaved repeats (trainable 2 s / bare 1 s, then
+    # 4 s / 1 s), then the two evaluations and the checkpoint save; each timed function still runs.
+    seconds = iter([9.0, 9.0, 2.0, 1.0, 4.0, 1.0, 0.5, 0.25, 0.25])
+
+    def timed(fn, device):
+        fn()
+        throughput.OTHER.append(0.0)
+        return next(seconds)
+
+    monkeypatch.setattr(throughput, "timed", timed)
     try:
         result = throughput.bench_model(family, load_dataset("synthetic"), args, torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(False)
-    assert result["images_per_epoch"] == 128
-    (task,), (bare,) = result["trainable_ips"], result["bare_ips"]  # images/s of the one timed epoch each
-    assert task > 0 and bare > 0 and result["ratio_median"] == pytest.approx(task / bare)
+    assert next(seconds, None) is None  # every timing the bench takes, in that order
+    assert result["images_per_epoch"] == 128 and result["trainable_ips"] == [64.0, 32.0]
+    assert result["bare_ips"] == [128.0, 128.0] and result["ratio_median"] == pytest.approx((0.5 + 0.25) / 2)
+    assert result["epoch_train_s"] == 3.0 and result["eval_first_s"] == 0.5 and result["eval_s"] == 0.25
+    assert result["overhead_frac"] == pytest.approx((0.25 + 0.25) / 3.0)
+    assert result["overhead_frac_default_subset"] == pytest.approx(0.5 / (3.0 * result["default_train_subset"] / 128))
 
 
 # ---- the rank study (bench/proxy.py), fast: synthetic checkpoints, 32 samples each ---------------
@@ -156,7 +169,7 @@ def test_the_table_reads_each_budget_mark_and_counts_a_short_search_with_its_fin
 def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requirements(tmp_path):
     import registration
 
-    from common.sweep.tracking import prepare_store
+    from common.base.tracking import prepare_store
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     prepare_store(uri)

@@ -10,7 +10,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,16 +261,10 @@ CASES = {
 class Result:
     rc: int
     stderr: str
-    elapsed: float
     created: set  # paths (relative to cwd) that the run left behind
 
 
 _RESULTS: dict[str, Result] = {}
-SOLO = {
-    "tracking-unreachable",
-    "tracking-unroutable",
-    "address-nothing-listening",
-}  # timed: run alone, after the others, so the machine is idle
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -282,7 +275,7 @@ def prefetch(request, tmp_path_factory):
         for item in request.session.items
         if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
     }
-    todo = sorted(selected - SOLO - set(_RESULTS))
+    todo = sorted(selected - set(_RESULTS))
     workers = max(2, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda cid: run_case(cid, tmp_path_factory), todo))
@@ -307,9 +300,8 @@ def run_case(case_id: str, tmp_path_factory) -> Result:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
         env.update(PYTHONPATH=str(REPO), VAEGAN_CACHE=str(base / "cache"), **(CASES[case_id].env or {}))
         before = snapshot(cwd)
-        t0 = time.monotonic()
         proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-        _RESULTS[case_id] = Result(proc.returncode, proc.stderr, time.monotonic() - t0, snapshot(cwd) - before)
+        _RESULTS[case_id] = Result(proc.returncode, proc.stderr, snapshot(cwd) - before)
     return _RESULTS[case_id]
 
 
@@ -331,10 +323,6 @@ def test_bad_input_exits_2_and_starts_nothing(case_id, tmp_path_factory):
     assert not re.search(r"\w+Warning: ", res.stderr), "a Python warning reached the user"
     assert not {p.split("/")[0] for p in res.created} & set(FORBIDDEN), "bad input started a sweep"
     assert not res.created, f"bad input wrote {sorted(res.created)}"
-    if case_id in SOLO:  # fails fast: against a sweep failing at once in the same stage (imports included)
-        base = run_case("tracking-malformed", tmp_path_factory)
-        # margin: the 5 s connect timeout + 3 s; Ray's own retries would take ~20 s more
-        assert res.elapsed < base.elapsed + 8, f"an unreachable server took {res.elapsed:.1f}s (vs {base.elapsed:.1f}s)"
 
 
 @pytest.mark.parametrize("case_id", params("one_line"))

@@ -18,7 +18,8 @@ from types import SimpleNamespace
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.sweep.driver import SweepOptions, run
+from common.sweep.driver import SweepOptions
+from trainables.sweep import run
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]

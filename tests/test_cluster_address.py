@@ -19,6 +19,21 @@ from common.sweep.cluster import PROBE_TIMEOUT_S, ClusterError, check_address, r
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_nothing_listening_at_address_is_found_with_one_bounded_connect(monkeypatch):
+    import common.sweep.cluster
+
+    calls = []
+
+    def connect(addr, timeout):
+        calls.append((addr, timeout))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(common.sweep.cluster.socket, "create_connection", connect)
+    with pytest.raises(ClusterError, match="no Ray head answers at 127.0.0.1:9"):
+        check_address("127.0.0.1:9")
+    assert calls == [(("127.0.0.1", 9), common.sweep.cluster.CONNECT_TIMEOUT_S)]
+
+
 def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
     import common.sweep.cluster
 
@@ -30,9 +45,11 @@ def test_a_head_on_other_versions_is_refused_naming_both(monkeypatch):
     try:
         with pytest.raises(ClusterError, match=r"runs Ray 2\.9\.3 on Python 3\.10\.4, this driver Ray \d"):
             check_address(f"127.0.0.1:{port}")
-        from ray._private.utils import compute_version_info
+        import platform
 
-        ray_version, python_version = compute_version_info()
+        import ray
+
+        ray_version, python_version = ray.__version__, platform.python_version()
         monkeypatch.setattr(
             common.sweep.cluster,
             "_cluster_metadata",

@@ -1,4 +1,4 @@
-"""common/errors.py: one ``UserError`` type for bad input (exit 2) and ``first_line``."""
+"""common/base/errors.py: one ``UserError`` type for bad input (exit 2) and ``first_line``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import common
 import run_sweep
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
 
 # Every bad-input error the project raises; each must reach exit 2 by being a UserError.
 USER_ERRORS = {

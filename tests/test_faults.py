@@ -16,11 +16,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.sweep.driver import SweepOptions, run
-from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.base.tracking import get_or_create_experiment, prepare_store
+from common.sweep.driver import SweepOptions
 from common.trial.checkpoint import CheckpointError, load_checkpoint
 from common.trial.config import VAEConfig
 from common.trial.loop import LocalSession, SweepContext, run_trial
+from trainables.sweep import run
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 CFG = dict(data="synthetic", val_size=128, batch_size=64, eval_samples=64, probe_every=0)
@@ -152,7 +153,7 @@ def test_a_sigkilled_trial_worker_resumes_from_its_checkpoint_into_the_same_run(
     assert tags["restored"] == "true" and tags["trial_status"] == "completed" and int(tags["pid"]) != killed["pid"]
     for key in ("val_mse_kl", "train_loss", "train_kl", "val_classifier_fd"):
         assert _steps(client, trials[0].info.run_id, key) == [1, 2, 3], key
-    assert summary["best"]["vae"]["mlflow_run_id"] == trials[0].info.run_id
+    assert summary.best["vae"]["mlflow_run_id"] == trials[0].info.run_id
     import run_sweep  # the whole sweep's audit holds after the kill
 
     assert run_sweep.main(["--check", "one_vae", "--tracking-uri", tracking_uri, "--storage", str(workdir / "rr")]) == 0
@@ -199,7 +200,7 @@ def test_diverging_trials_are_stopped_and_the_searcher_records_a_finite_penalty(
     assert len(trials) == 2 and all(t.data.tags["trial_status"] == "diverged" for t in trials)
     parent = next(r for r in runs if r.data.tags.get("sweep.role") == "parent")
     assert parent.data.tags["sweep.status"] == "completed"
-    assert "vae" not in summary["best"]  # no diverged model is registered as the best
+    assert "vae" not in summary.best  # no diverged model is registered as the best
     study = optuna.load_study(
         study_name=parent.data.tags["optuna.study.vae"], storage=parent.data.tags["optuna.storage"]
     )

@@ -1,11 +1,11 @@
-"""common/figures.py: image grids and training curves are written as valid PNGs."""
+"""common/base/figures.py: image grids and training curves are written as valid PNGs."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from common.figures import save_curves, save_image_grid
+from common.base.figures import save_curves, save_image_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

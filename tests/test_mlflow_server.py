@@ -203,7 +203,8 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
 
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     space = tmp_path / "two.py"
     space.write_text(
@@ -227,7 +228,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
         overrides=(("eval_samples", "64"), ("batch_size", "32"), ("g_channels", "64"), ("val_size", "128")),
     )
     out: dict = {}
-    sweep = threading.Thread(target=lambda: out.update(run(opts)))
+    sweep = threading.Thread(target=lambda: out.update(result=run(opts)))
     sweep.start()
     try:
         client, deadline = MlflowClient(server.url), time.monotonic() + 300
@@ -243,7 +244,7 @@ def test_sweep_logs_over_http_and_survives_the_server_dying_midway(ray_session, 
     finally:
         server.stop()
     sweep.join(600)
-    assert not sweep.is_alive() and "tracking_error" in out  # finished, said why the end stage was skipped
+    assert not sweep.is_alive() and out["result"].tracking_error  # finished, said why the end stage was skipped
     with MlflowServer(cfg) as again:  # same store, back up: count what arrived and what was kept
         client = MlflowClient(again.url)
         kept = [

@@ -78,7 +78,8 @@ def postgres(tmp_path):
 def test_eight_concurrent_trials_log_every_point_to_postgresql_through_the_server(ray_session, postgres, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     epochs, trials = 2, 8
     cfg = ServerConfig(
@@ -136,7 +137,8 @@ def test_a_postgresql_restart_under_a_sweep_loses_nothing(ray_session, postgres,
     from mlflow.tracking import MlflowClient
 
     import run_sweep
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     epochs, trials = 2, 4  # ASHA's grace period is 2: every trial runs both epochs
     cfg = ServerConfig(

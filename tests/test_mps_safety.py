@@ -16,14 +16,14 @@ import torch
 from fake_mps import FakeMPS, opaque
 from mlflow.tracking import MlflowClient
 
+import common.base.device
 import common.metrics.evaluation
-import common.trial.device
-from common.metrics.evaluation import evaluate_checkpoint
-from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.base.data import load_dataset
+from common.base.device import DeviceError
+from common.base.tracking import get_or_create_experiment, prepare_store
 from common.trial.checkpoint import BEST_FILE, load_checkpoint
 from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
-from common.trial.data import load_dataset
-from common.trial.device import DeviceError
+from common.trial.families import evaluate_checkpoint
 from common.trial.loop import LocalSession, SweepContext, run_trial
 
 SMALL = dict(data="synthetic", val_size=64, max_epochs=1, batch_size=32, eval_samples=32, device="mps")
@@ -39,7 +39,7 @@ CONFIGS = {
 
 @pytest.fixture
 def fake_mps(monkeypatch):
-    monkeypatch.setattr(common.trial.device, "mps_available", lambda: True)
+    monkeypatch.setattr(common.base.device, "mps_available", lambda: True)
     with FakeMPS():
         yield
 
@@ -123,7 +123,7 @@ def test_reference_features_are_cached_per_device_never_mixed(tmp_path, monkeypa
     data = load_dataset("synthetic")
     cpu = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="cpu", cache_dir=tmp_path)
     cpu.real_features()
-    monkeypatch.setattr(common.trial.device, "mps_available", lambda: True)
+    monkeypatch.setattr(common.base.device, "mps_available", lambda: True)
     with FakeMPS():
         mps = Evaluator(data, extractor="randconv256", indices=torch.arange(16), device="mps", cache_dir=tmp_path)
         mps.real_features()

@@ -193,7 +193,7 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
 _KILL_AT = {
     "registering": "from mlflow.tracking import MlflowClient as C\n"
     "C.set_registered_model_alias = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n",
-    "evaluating": "from common.sweep.tracking import TrialRun as T\n"
+    "evaluating": "from common.base.tracking import TrialRun as T\n"
     "_log = T.log_metrics\n"
     "def log(self, metrics, *a, **k):\n"
     "    _log(self, metrics, *a, **k)\n"

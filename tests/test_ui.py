@@ -35,7 +35,8 @@ def _loaded_images(page) -> list[tuple[str, int]]:
 def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray_session, browser, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     cfg = ServerConfig(
@@ -69,16 +70,16 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         )
         client = MlflowClient(server.url)
         exp = client.get_experiment_by_name("ui").experiment_id
-        parent = client.get_run(summary["parent_run_id"])
+        parent = client.get_run(summary.parent_run_id)
         children = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
-        best = summary["best"]["vae"]["mlflow_run_id"]
+        best = summary.best["vae"]["mlflow_run_id"]
         page = browser.new_page(viewport={"width": 1400, "height": 900})
 
         # The link the sweep prints opens the model-training view on its runs (MLflow 3's UI
         # otherwise opens GenAI's traces): the parent run, expanded to its trials and their datasets.
         assert client.get_experiment(exp).tags["mlflow.experimentKind"] == "custom_model_development"
-        assert summary["mlflow_ui"] == f"{server.url}/#/experiments/{exp}?workflowType=machine_learning"
-        page.goto(summary["mlflow_ui"], wait_until="load")
+        assert summary.mlflow_ui == f"{server.url}/#/experiments/{exp}?workflowType=machine_learning"
+        page.goto(summary.mlflow_ui, wait_until="load")
         row = page.get_by_role("row").filter(has_text=parent.info.run_name)
         row.wait_for(timeout=WAIT_MS)
         assert page.get_by_text("Traces", exact=True).count() <= 1  # the side nav's link, not GenAI's Overview
@@ -120,7 +121,7 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.screenshot(path=str(SHOTS / "3c-sample-grids-by-epoch.png"))
 
         # The experiment's Models tab: the best model, logged from its trial, with that trial's metrics.
-        model_id = summary["best"]["vae"]["model_id"]
+        model_id = summary.best["vae"]["model_id"]
         page.goto(f"{server.url}/#/experiments/{exp}/models", wait_until="load")
         page.get_by_text("best_vae", exact=True).first.wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(SHOTS / "4a-models-tab.png"))

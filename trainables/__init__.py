@@ -17,7 +17,7 @@ class TuneSession:
         self.trial_dir = context.get_trial_dir()  # where unlogged MLflow writes are kept
         node = ray.get_runtime_context().get_node_id()
         self.node, self.node_ip = node[:12], ray.util.get_node_ip_address()  # the id is unique per node
-        # What decides the device (common.trial.device.device_kind): this trial's GPU share, and
+        # What decides the device (common.base.device.device_kind): this trial's GPU share, and
         # whether its node declares the custom resource "mps" (an Apple node).
         declared = next((n["Resources"] for n in ray.nodes() if n["NodeID"] == node), {})
         self.resources = {

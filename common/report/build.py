@@ -23,6 +23,7 @@ from typing import Sequence
 
 from mlflow import MlflowClient
 
+from common.base.tracking import best_value
 from common.report.figures import figure_blocks
 from common.report.glance import glance_blocks
 from common.report.importances import importance_blocks
@@ -32,11 +33,11 @@ from common.report.mitigations import measure
 from common.report.pareto import pareto_blocks
 from common.report.quality import quality_blocks
 from common.report.render import to_html, to_markdown
-from common.report.runs import FAMILY_LABEL, ReportError, Trial, best_value, experiment_trials, fallback_objective, load
+from common.report.runs import FAMILY_LABEL, ReportError, Trial, experiment_trials, fallback_objective, load
 from common.report.seeds import budget_blocks
 from common.report.slides_comparison import slides_comparison_blocks
 from common.report.top_trials import top_trials_blocks
-from common.report.values import SPLITS
+from common.report.values import SPLITS_NOTE
 
 __all__ = ["ReportError", "build_report"]
 
@@ -74,7 +75,7 @@ def build_report(
     figures = figure_blocks(client, families, out_dir)
     blocks = [
         ("h1", f"{' vs '.join(FAMILY_LABEL[n] for n in families) or 'Sweep'} report: {experiment}"),
-        ("p", SPLITS),
+        ("p", SPLITS_NOTE),
         *glance_blocks(families, every, out_dir),
     ]
     blocks += slides_comparison_blocks(client, families) + _budget(client, every) + quality_blocks(families) + figures

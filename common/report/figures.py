@@ -10,8 +10,8 @@ from unittest import mock
 
 from mlflow import MlflowClient
 
-from common.figures import save_curves
-from common.report.runs import FAMILY_LABEL, Family, Trial
+from common.base.figures import save_curves
+from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.values import fmt_value
 from common.trial.families import FAMILIES
 
@@ -23,7 +23,7 @@ CURVES_CAPTION = (
 )
 
 
-def figure_blocks(client: MlflowClient, families: dict[str, Family], out_dir: Path) -> list[tuple]:
+def figure_blocks(client: MlflowClient, families: dict[str, FamilyTrials], out_dir: Path) -> list[tuple]:
     """The section; writes ``out_dir/figures/{family}_{name}.png`` and ``training_curves.png``."""
     blocks: list[tuple] = [("h2", "Figures")]
     history: dict[str, list[tuple[int, float]]] = {}  # "family: metric" -> [(epoch, value)]

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
+from common.base.names import TRIAL_STATUS
+
 
 def trial_flags(metrics: dict, tags: dict) -> list[str]:
     """Detector flags of one trial: ``diverged@E`` / ``collapsed@E`` (pruned by collapse_patience) at epoch E,
     ``stopped`` (ASHA), ``failed``; ``posterior collapse`` / ``mode collapse`` when the final metric is 1, or
     ``transient ... collapse@E`` when only the tag ``detector.<name>`` (first epoch fired) says it did; and
     ``randconv_fd biased`` (tag metric_bias)."""
-    status, flags = tags.get("trial_status"), []
+    status, flags = tags.get(TRIAL_STATUS), []
     if status in ("diverged", "collapsed"):
         flags.append(f"{status}@{tags.get(status + '_epoch', '?')}")
     elif status in ("stopped", "failed"):

@@ -12,15 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from common.figures import agg_figure
+from common.base import slides
+from common.base.figures import agg_figure
+from common.base.names import TRIAL_STATUS
 from common.report.flags import flag_kinds
 from common.report.pareto import non_dominated
-from common.report.runs import FAMILY_LABEL, Family, Trial
+from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.seeds import preset_means
 from common.report.values import fmt_count, fmt_value
 from common.trial.families import FAMILIES
 
-SLIDES_VAE_PROBE = 0.3769  # the slides' Conv-VAE linear probe (no FID is published for either model)
 UNSTABLE = ("diverged", "collapsed", "mode collapse", "posterior collapse")
 
 
@@ -36,7 +37,7 @@ def _kinds(bad: list[Trial]) -> str:
     return f" ({'; '.join(f'{k}: {n}' for k, n in sorted(kinds.items()))})" if kinds else ""
 
 
-def _row(fam: Family) -> list[str]:
+def _row(fam: FamilyTrials) -> list[str]:
     """One family: representation, sample quality, stability, cost (its best trial; stability over all)."""
     t = fam.best
     probe, pixels = t.metric("test_probe_acc"), t.metric("test_probe_acc_pixels")
@@ -67,7 +68,7 @@ def _row(fam: Family) -> list[str]:
     ]
 
 
-def _verdicts(families: dict[str, Family], rows: dict[str, list[str]]) -> list[str]:
+def _verdicts(families: dict[str, FamilyTrials], rows: dict[str, list[str]]) -> list[str]:
     fams = [f for f in families.values() if f.best is not None]
     out = []
     probes = [(f.best.metric("test_probe_acc"), f) for f in fams if f.best.metric("test_probe_acc") is not None]
@@ -111,7 +112,7 @@ def _verdicts(families: dict[str, Family], rows: dict[str, list[str]]) -> list[s
     return out or ["One family only: run both (make sweep) to compare them."]
 
 
-def _samples(families: dict[str, Family], out_dir: Path) -> list[tuple]:
+def _samples(families: dict[str, FamilyTrials], out_dir: Path) -> list[tuple]:
     """The best models' sample grids (copied by the report's Figures section) in one row."""
     grids = [(n, out_dir / "figures" / f"{n}_samples.png") for n in families]
     grids = [(n, p) for n, p in grids if p.is_file()]
@@ -138,7 +139,7 @@ def _samples(families: dict[str, Family], out_dir: Path) -> list[tuple]:
 def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     """Every completed trial: test_probe_acc against FID where all have one, else test_classifier_fd."""
     # 1. the trials with a probe and the sample score, and the front among them
-    done = [t for t in every if t.tags.get("trial_status") == "completed" and t.metric("test_probe_acc") is not None]
+    done = [t for t in every if t.tags.get(TRIAL_STATUS) == "completed" and t.metric("test_probe_acc") is not None]
     x_key = "fid" if done and all(t.metric("fid") is not None for t in done) else "test_classifier_fd"
     done = [t for t in done if t.metric(x_key) is not None]
     if len(done) < 2:
@@ -197,7 +198,13 @@ def _draw(done: list[Trial], points: list[tuple[float, float]], front: list[int]
     for label, (x, y) in anchors:
         ax.scatter([x], [100 * y], s=160, marker="*", c="black")
         ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(4, -10), textcoords="offset points")
-    ax.axhline(100 * SLIDES_VAE_PROBE, color="C0", ls=":", lw=1, label="the slides' VAE probe (37.69%; no FID)")
+    ax.axhline(
+        100 * slides.PROBE_ACC,
+        color="C0",
+        ls=":",
+        lw=1,
+        label=f"the slides' VAE probe ({slides.PROBE_ACC:.2%}; no FID)",
+    )
     ax.set(
         xlabel=f"{x_key} (test split, lower is better)",
         ylabel="linear probe accuracy, % (test split)",
@@ -209,7 +216,7 @@ def _draw(done: list[Trial], points: list[tuple[float, float]], front: list[int]
     return fig
 
 
-def glance_blocks(families: dict[str, Family], every: Sequence[Trial], out_dir: Path) -> list[tuple]:
+def glance_blocks(families: dict[str, FamilyTrials], every: Sequence[Trial], out_dir: Path) -> list[tuple]:
     """'At a glance': run after the Figures section has copied each best model's samples."""
     fams = [f for f in families.values() if f.best is not None]
     if not fams:

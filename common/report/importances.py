@@ -14,7 +14,8 @@ import contextlib
 import warnings
 from typing import Any
 
-from common.report.runs import FAMILY_LABEL, Family
+from common.base.names import TRIAL_STATUS
+from common.report.runs import FAMILY_LABEL, FamilyTrials
 from common.report.values import parse_value
 
 EVALUATOR_SEED = 0
@@ -121,7 +122,7 @@ def study_importances(storage: str, study_name: str) -> tuple[dict[str, float], 
         return (_evaluate(study) if done else {}), len(done)
 
 
-def importance_blocks(families: dict[str, Family]) -> list[tuple]:
+def importance_blocks(families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section: per family, the study's importances when it has enough trials, else the replayed ones."""
     blocks: list[tuple] = [("h2", "Parameter importances")]
     for fam in families.values():
@@ -139,7 +140,7 @@ def _said(label: str, source: str, imp: dict[str, float]) -> str:
     return f"{label}: {HOW} {source}; with this few trials importances are noisy, read them as a hint.{nothing}"
 
 
-def _from_study(fam: Family) -> tuple[list[tuple], bool]:
+def _from_study(fam: FamilyTrials) -> tuple[list[tuple], bool]:
     """(blocks, whether they are the answer): the sweep's own study, as the searcher saw it, when its parent
     names one with at least ``MIN_IMPORTANCE_TRIALS`` completed trials; a note when it cannot be read."""
     label, tags = FAMILY_LABEL[fam.name], fam.parent.data.tags
@@ -160,10 +161,10 @@ def _from_study(fam: Family) -> tuple[list[tuple], bool]:
     return [("p", _said(label, source, imp)), *table], True
 
 
-def _replayed(fam: Family) -> list[tuple]:
+def _replayed(fam: FamilyTrials) -> list[tuple]:
     """Importances replayed from the family's completed trials (``param_importances``)."""
     label = FAMILY_LABEL[fam.name]
-    done = [t for t in fam.ranked if t.tags.get("trial_status") == "completed"]
+    done = [t for t in fam.ranked if t.tags.get(TRIAL_STATUS) == "completed"]
     if len(done) < MIN_IMPORTANCE_TRIALS:
         return [
             (

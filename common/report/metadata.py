@@ -8,8 +8,9 @@ from collections import Counter
 
 from mlflow.entities import Run
 
-from common.report.runs import FAMILY_LABEL, Family
-from common.report.values import SPLITS
+from common.base.names import TRIAL_STATUS
+from common.report.runs import FAMILY_LABEL, FamilyTrials
+from common.report.values import SPLITS_NOTE
 
 SWEEP_PARAMS = ["space", "num_samples", "max_epochs", "metric", "mode", "seed", "data", "train_subset"]
 SWEEP_TAGS = [
@@ -20,7 +21,7 @@ SWEEP_TAGS = [
 ]
 
 
-def metadata_blocks(experiment: str, parents: list[Run], families: dict[str, Family]) -> list[tuple]:
+def metadata_blocks(experiment: str, parents: list[Run], families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section; ``parents``: the sweep parent runs used, newest first."""
     return [
         ("h2", "Appendix: run metadata"),
@@ -30,20 +31,20 @@ def metadata_blocks(experiment: str, parents: list[Run], families: dict[str, Fam
     ]
 
 
-def _fields(experiment: str, parents: list[Run], families: dict[str, Family]) -> list[list[str]]:
+def _fields(experiment: str, parents: list[Run], families: dict[str, FamilyTrials]) -> list[list[str]]:
     rows = [
         ["Experiment", experiment],
         ["Report built (UTC)", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")],
     ]
     for fam in families.values():
-        statuses = Counter(t.tags.get("trial_status", "unknown") for t in fam.trials)
+        statuses = Counter(t.tags.get(TRIAL_STATUS, "unknown") for t in fam.trials)
         counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
         rows.append(
             [f"{FAMILY_LABEL[fam.name]} trials", f"{len(fam.trials)} ({counts}), parent run {fam.parent.info.run_id}"]
         )
     if not families:
         rows.append(["Trials", "none logged under the parent run(s) below"])
-    rows.append(["Splits", SPLITS])
+    rows.append(["Splits", SPLITS_NOTE])
     for p in parents[:1]:
         if acc := p.data.tags.get("classifier.test_acc"):
             rows.append(
@@ -57,7 +58,7 @@ def _fields(experiment: str, parents: list[Run], families: dict[str, Family]) ->
     return rows
 
 
-def _sweeps(parents: list[Run], families: dict[str, Family]) -> list[list[str]]:
+def _sweeps(parents: list[Run], families: dict[str, FamilyTrials]) -> list[list[str]]:
     """A row per field, a column per parent run."""
     started = lambda p: dt.datetime.fromtimestamp(p.info.start_time / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     reported = lambda p: (

@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from common.base.names import TRIAL_STATUS
 from common.report.intervals import direction, t_interval
 from common.report.values import final_value
 from common.trial.claims import Mitigation, Target
@@ -93,7 +94,7 @@ def _groups(m: Mitigation, trials: Sequence[Trial]) -> list[list[tuple[bool, Tri
 
 def _done(side: bool, group: list[tuple[bool, Trial]]) -> list[Trial]:
     """The completed trials of one side (True: on, False: off) of a group."""
-    return [t for s, t in group if s is side and t["tags"].get("trial_status") == "completed"]
+    return [t for s, t in group if s is side and t["tags"].get(TRIAL_STATUS) == "completed"]
 
 
 def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] | None = None) -> list[Result]:
@@ -105,7 +106,7 @@ def measure(trials: Sequence[Trial], mitigations: Sequence[Mitigation] | None = 
         both = [g for g in groups if {s for s, _ in g} == {True, False}]
         # 2. what every target of m shares: how many trials there were and how those of matched groups ended
         count = lambda side, status=None: sum(
-            s is side and status in (None, t["tags"].get("trial_status")) for g in both for s, t in g
+            s is side and status in (None, t["tags"].get(TRIAL_STATUS)) for g in both for s, t in g
         )
         ended = {st: (count(True, st), count(False, st)) for st in ("diverged", "collapsed")}
         n_on, n_off = (sum(len(_done(side, g)) for g in groups) for side in (True, False))

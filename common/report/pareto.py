@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from common.base.figures import agg_figure
+from common.base.names import TRIAL_STATUS
 from common.report.flags import trial_flags
-from common.report.runs import FAMILY_LABEL, Family, Trial
+from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.seeds import preset_means
 from common.report.values import final_value, fmt_value, measured_on
 
@@ -46,7 +48,7 @@ def pareto_section(
     done = [
         t
         for t in trials
-        if t["tags"].get("trial_status") == "completed" and all(final_value(t, k) is not None for k in keys)
+        if t["tags"].get(TRIAL_STATUS) == "completed" and all(final_value(t, k) is not None for k in keys)
     ]
     points = [[final_value(t, k) for k in keys] for t in done]
     front = non_dominated(points, modes)
@@ -95,8 +97,6 @@ def _rows(done, points, front, keys, modes, varying) -> list[list[str]]:
 
 def _scatter(done, points, front, keys, modes, title, anchors):
     """The first two objectives of every trial in ``done``, the front in red and annotated, anchors as stars."""
-    from common.figures import agg_figure
-
     fig = agg_figure((6, 4.4))
     ax = fig.subplots()
     ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, c="#aaaaaa", label="all completed trials")
@@ -114,18 +114,18 @@ def _scatter(done, points, front, keys, modes, title, anchors):
     return fig
 
 
-def _objectives(fam: Family) -> tuple[list[str], list[str]]:
+def _objectives(fam: FamilyTrials) -> tuple[list[str], list[str]]:
     """The sweep's objectives and their modes, from its parent's params ("a,b" and "max,min")."""
     keys, modes = [(fam.parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
     return keys, modes
 
 
-def pareto_blocks(families: dict[str, Family], every: list[Trial], out_dir: Path) -> list[tuple]:
+def pareto_blocks(families: dict[str, FamilyTrials], every: list[Trial], out_dir: Path) -> list[tuple]:
     """The section: a front per multi-objective family, then one per parent that searched several
     families (e.g. sweeps/tradeoff3.py) with the slides' models (the experiment's slides-preset trials,
     mean over seeds, from ``every``) placed on it. [] when no sweep was multi-objective."""
     blocks: list[tuple] = []
-    shared: dict[str, list[Family]] = {}
+    shared: dict[str, list[FamilyTrials]] = {}
     for name, fam in families.items():
         keys, modes = _objectives(fam)
         if len(keys) >= 2 and len(modes) == len(keys):

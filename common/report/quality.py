@@ -4,7 +4,8 @@ beside them the linear probe and its baselines."""
 
 from __future__ import annotations
 
-from common.report.runs import FAMILY_LABEL, Family, Trial
+from common.base import slides
+from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.values import fmt_value
 from common.trial.families import FAMILIES
 
@@ -18,7 +19,7 @@ QUALITY_ROWS = [
     ("IS over CIFAR-10 classes (is10, 1-10)", "is10"),
 ]
 PROBE_ROWS = [  # (label, key, the slides' value)
-    ("Linear probe accuracy (test)", "test_probe_acc", "VAE 37.69%, GAN N/A"),
+    ("Linear probe accuracy (test)", "test_probe_acc", f"VAE {slides.PROBE_ACC:.2%}, GAN N/A"),
     ("  baseline: raw pixels", "test_probe_acc_pixels", "not reported"),
     ("  baseline: random init", "test_probe_acc_random_init", "not reported"),
 ]
@@ -35,7 +36,7 @@ NOTES = [
 ]
 
 
-def quality_blocks(families: dict[str, Family]) -> list[tuple]:
+def quality_blocks(families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section: a column per evaluated best checkpoint (samples; reconstructions where logged)."""
     cols, notes = _columns(families)
     if not cols:
@@ -57,7 +58,7 @@ def quality_blocks(families: dict[str, Family]) -> list[tuple]:
     ]
 
 
-def _probe_note(families: dict[str, Family]) -> str:
+def _probe_note(families: dict[str, FamilyTrials]) -> str:
     """What each family's probe reads (its registry record), and the protocol they share."""
     on = "; ".join(f"{FAMILY_LABEL[n]} on {FAMILIES[n].probe_on}" for n in families if n in FAMILIES)
     return (
@@ -66,7 +67,7 @@ def _probe_note(families: dict[str, Family]) -> str:
     )
 
 
-def _columns(families: dict[str, Family]) -> tuple[list[tuple[str, Trial, str]], list[str]]:
+def _columns(families: dict[str, FamilyTrials]) -> tuple[list[tuple[str, Trial, str]], list[str]]:
     """(header, trial, metric prefix) per column, and a note per family on what its evaluation compared."""
     cols, notes = [], []
     for name, fam in families.items():

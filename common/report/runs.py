@@ -4,16 +4,15 @@ history its best value and its epochs (``measured_on_run`` adds those to ``value
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from common.errors import UserError
+from common.base.errors import UserError
+from common.base.tracking import best_value, redact
 from common.report.flags import trial_flags
 from common.report.values import measured_on
-from common.sweep.tracking import redact
 from common.trial.families import FAMILIES, Field
 
 FAMILY_LABEL = Field("label")  # family name -> the report's name for it, in the registry's order
@@ -57,7 +56,10 @@ class Trial:
 
 
 @dataclass
-class Family:
+class FamilyTrials:
+    """One family's trials under a sweep parent, ranked on its objective (what the report reads;
+    the family itself is its ``common.trial.families.Family`` record)."""
+
     name: str
     parent: Run  # the sweep parent run these trials are children of
     metric: str  # the objective used to rank this family's trials
@@ -81,8 +83,8 @@ def search_all(client: MlflowClient, exp_id: str, query: str, order_by: list[str
             return runs
 
 
-def load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tuple[list[Run], dict[str, Family]]:
-    """(parent runs used, newest first; family name -> Family), families in FAMILY_LABEL order."""
+def load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tuple[list[Run], dict[str, FamilyTrials]]:
+    """(parent runs used, newest first; family name -> FamilyTrials), families in FAMILY_LABEL order."""
     try:
         exp = client.get_experiment_by_name(experiment)
     except Exception as e:
@@ -122,14 +124,14 @@ def load(client: MlflowClient, experiment: str, parent_run_id: str | None) -> tu
     return used or candidates[:1], {n: families[n] for n in FAMILY_LABEL if n in families}
 
 
-def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, Family]:
+def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[str, FamilyTrials]:
     """Group the parent's children of ``names`` by family, pick each objective and rank trials."""
     children = search_all(client, parent.info.experiment_id, f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     # A multi-objective sweep ("val_probe_acc,val_classifier_fd") ranks by its first objective, as Tune does.
     sweep_metric, sweep_mode = [
         (v or "").split(",")[0] for v in (parent.data.params.get("metric"), parent.data.params.get("mode", "min"))
     ]
-    families: dict[str, Family] = {}
+    families: dict[str, FamilyTrials] = {}
     for name in names:
         trials = [
             Trial(r, name) for r in children if (r.data.tags.get("family") or r.data.params.get("family")) == name
@@ -137,7 +139,9 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
         if not trials:
             continue
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
-        fam = Family(name, parent, *((sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)), trials)
+        fam = FamilyTrials(
+            name, parent, *((sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)), trials
+        )
         for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
             t.objective = best_value(client, t.run_id, fam.metric, fam.mode)
         fam.ranked = sorted(
@@ -153,12 +157,6 @@ def experiment_trials(client: MlflowClient, exp_id: str) -> list[Trial]:
     """Every trial run of the experiment, whichever parent it is a child of."""
     runs = search_all(client, exp_id, "tags.`sweep.role` = 'trial'")
     return [Trial(r, r.data.tags.get("family") or r.data.params.get("family", "?")) for r in runs]
-
-
-def best_value(client: MlflowClient, run_id: str, key: str, mode: str = "min") -> float | None:
-    """The best finite value of ``key`` over the run's epochs (``mode`` "min" or "max"); None if it never logged one."""
-    values = [m.value for m in client.get_metric_history(run_id, key) if math.isfinite(m.value)]
-    return (min if mode == "min" else max)(values) if values else None
 
 
 def epochs_run(client: MlflowClient, trial: Trial) -> int | None:

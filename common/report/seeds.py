@@ -6,17 +6,17 @@ where they ran (``WHERE``); a group of >= 2 seeds gives each number a mean, a sa
 ``metrics``, ``tags``, as ``runs.Trial.as_dict`` gives them), returning report blocks.
 
 The budget table puts three columns beside the goals: the slides' published numbers,
-the slides preset (the group whose params are ``sweeps/slides.py``'s config) and the winners (of
+the slides preset (the runs tagged ``sweep.preset = slides``, and runs of their config) and the winners (of
 the other groups, the one with the best mean validation objective: selection on validation;
 every number shown is on the test split).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Sequence
 
-from common import slides
+from common.base import slides
+from common.base.names import PRESET_TAG, SLIDES_PRESET, TRIAL_STATUS
 from common.report.intervals import fmt_interval, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.values import fmt_count, fmt_value, measured_on
@@ -24,7 +24,6 @@ from common.trial.claims import PIXEL_GAIN, Goal
 from common.trial.families import FAMILIES, Family
 
 Trial = dict
-PRESET = Path(__file__).resolve().parents[2] / "sweeps" / "slides.py"
 WHERE = {"seed", "data", "device", "deterministic"}  # which seed and where it ran, not what it computed
 SPREAD_KEYS = [
     "test_mse_kl",
@@ -46,7 +45,7 @@ def budget_families() -> list[Family]:
 
 def budget(family: Family) -> tuple[int, dict[str, float]]:
     """The slides' budget of ``family``: (its epochs, n_params metric -> the slides' count) for each of
-    its nets the slides published (common.slides.PARAMS). Groups outside it cannot be the winners."""
+    its nets the slides published (common.base.slides.PARAMS). Groups outside it cannot be the winners."""
     return family.budget_epochs or 0, {m: slides.PARAMS[m] for _, m, _ in family.param_rows if m in slides.PARAMS}
 
 
@@ -69,7 +68,7 @@ def seed_groups(trials: Sequence[Trial]) -> list[list[Trial]]:
     """Completed trials grouped by everything but ``WHERE``; only groups of >= 2 distinct seeds."""
     groups: dict[tuple, list[Trial]] = {}
     for t in trials:
-        if t["tags"].get("trial_status") == "completed":
+        if t["tags"].get(TRIAL_STATUS) == "completed":
             groups.setdefault(tuple(sorted(_what(t).items())), []).append(t)
     return [g for g in groups.values() if len({t["params"].get("seed") for t in g}) >= 2]
 
@@ -132,14 +131,15 @@ def spread_blocks(families: dict[str, Sequence[Trial]]) -> list[tuple]:
     ]
 
 
-def preset_params() -> dict[str, dict[str, str]]:
-    """family -> sweeps/slides.py's config for it, as MLflow params (strings), less ``WHERE``."""
-    from common.sweep.space import check_configs, load_space
-
-    return {
-        c["family"]: {k: str(v) for k, v in c.items() if k not in WHERE}
-        for c in check_configs(load_space(PRESET), {}, 0)
-    }
+def preset_params(trials: Sequence[Trial]) -> dict[str, dict[str, str]]:
+    """family -> the config (params less ``WHERE``) of the runs the sweep tagged as the slides
+    preset (``PRESET_TAG``, from a space file's ``preset = "slides"``); runs of the same config
+    count as the preset too, whichever space ran them."""
+    out: dict[str, dict[str, str]] = {}
+    for t in trials:
+        if t["tags"].get(PRESET_TAG) == SLIDES_PRESET:
+            out.setdefault(t["params"].get("family"), _what(t))
+    return out
 
 
 def outside_budget(t: Trial) -> str | None:
@@ -157,11 +157,11 @@ def outside_budget(t: Trial) -> str | None:
 
 def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str, list[float]]]:
     """The slides' models, as a Pareto front places them: (label, the mean final value of each of
-    ``keys``) over the completed trials that ran ``sweeps/slides.py``'s config, any seed."""
-    preset, runs = preset_params(), {}
+    ``keys``) over the completed trials that ran the slides preset's config, any seed."""
+    preset, runs = preset_params(trials), {}
     for t in trials:
         family = t["params"].get("family")
-        if t["tags"].get("trial_status") == "completed" and family in preset and _what(t) == preset[family]:
+        if t["tags"].get(TRIAL_STATUS) == "completed" and family in preset and _what(t) == preset[family]:
             runs.setdefault(family, []).append(t)
     out = []
     for family, ts in runs.items():
@@ -208,7 +208,7 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
 def _columns(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> tuple[dict, list[str]]:
     """(family -> (the slides preset's group, the winners' group), either None when not run; the notes on
     the winners' config and on the groups left out as outside the budget)."""
-    preset, columns, notes = preset_params(), {}, []
+    preset, columns, notes = preset_params(trials), {}, []
     for family in (f.name for f in budget_families()):
         groups = seed_groups([t for t in trials if t["params"].get("family") == family])
         ours = [g for g in groups if _what(g[0]) == preset.get(family)]

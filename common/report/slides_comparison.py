@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from common.report.runs import FAMILY_LABEL, Family, Trial, epochs_run, measured_on_run
+from common.base import slides
+from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial, epochs_run, measured_on_run
 from common.report.seeds import spread_blocks
 from common.report.values import fmt_value
 from common.trial.families import FAMILIES
@@ -13,16 +14,20 @@ from common.trial.families import FAMILIES
 # (label, metric key, published value). Source: ../shared/seed/vae_vs_dcgan_slides.md. test_* keys
 # are the best epoch's weights (chosen on validation) scored once on the test split (common/trial/loop.py).
 SEED_ROWS = [
-    ("Negative ELBO, the slides' convention: MSE-sum + KL (nats/image, lower is better)", "test_mse_kl", "200.82"),
-    ("Reconstruction: squared error summed over the 3,072 values in [-1, 1]", "test_recon", "139.56"),
-    ("KL (nats/image)", "test_kl", "61.25"),
+    (
+        "Negative ELBO, the slides' convention: MSE-sum + KL (nats/image, lower is better)",
+        "test_mse_kl",
+        f"{slides.NEG_ELBO:.2f}",
+    ),
+    ("Reconstruction: squared error summed over the 3,072 values in [-1, 1]", "test_recon", f"{slides.RECON:.2f}"),
+    ("KL (nats/image)", "test_kl", f"{slides.KL:.2f}"),
     ("Negative ELBO in bits/dim (discretised decoder likelihood, constants included)", "test_bpd", "not reported"),
-    ("Linear probe accuracy", "test_probe_acc", "37.69%"),
+    ("Linear probe accuracy", "test_probe_acc", f"{slides.PROBE_ACC:.2%}"),
     ("Probe baseline: raw pixels, same protocol", "test_probe_acc_pixels", "not reported"),
     ("Probe baseline: the same net randomly initialised, same protocol", "test_probe_acc_random_init", "not reported"),
-    ("G loss", "g_loss", "3.866"),
-    ("D loss", "d_loss", "0.159"),
-    ("G/D loss ratio", "loss_ratio", "24.4"),
+    ("G loss", "g_loss", f"{slides.G_LOSS:g}"),
+    ("D loss", "d_loss", f"{slides.D_LOSS:g}"),
+    ("G/D loss ratio", "loss_ratio", f"{slides.LOSS_RATIO:g}"),
     ("Train time", "train_time_s", "VAE 22 min (20 epochs, M1 Pro MPS); DCGAN 45 min (40 epochs)"),
     (
         "Sample score: domain-classifier FD, 1,000 fixed-z samples (lower is better)",
@@ -43,7 +48,7 @@ NOTES = [
 ]
 
 
-def slides_comparison_blocks(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
+def slides_comparison_blocks(client: MlflowClient, families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section: one row per ``SEED_ROWS`` entry, a column per family's best trial."""
     best = {name: fam.best for name, fam in families.items() if fam.best is not None}
     cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in FAMILY_LABEL]
@@ -73,7 +78,7 @@ def _rows(client: MlflowClient, best: dict[str, Trial]) -> list[list[str]]:
     return rows
 
 
-def _best_notes(client: MlflowClient, families: dict[str, Family]) -> list[str]:
+def _best_notes(client: MlflowClient, families: dict[str, FamilyTrials]) -> list[str]:
     """How each family's best trial was chosen, and what it ran."""
     notes = []
     for name, fam in families.items():

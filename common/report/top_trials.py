@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
+from common.base.names import TRIAL_STATUS
 from common.report.flags import flag_summary
-from common.report.runs import FAMILY_LABEL, Family, epochs_run, measured_on_run
+from common.report.runs import FAMILY_LABEL, FamilyTrials, epochs_run, measured_on_run
 from common.report.values import fmt_value
 
 TOP_K = 10
 
 
-def top_trials_blocks(client: MlflowClient, families: dict[str, Family]) -> list[tuple]:
+def top_trials_blocks(client: MlflowClient, families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section: a table per family, best first."""
     blocks: list[tuple] = [("h2", "Top trials")]
     for name, fam in families.items():
@@ -36,13 +37,13 @@ def top_trials_blocks(client: MlflowClient, families: dict[str, Family]) -> list
     return blocks
 
 
-def _table(client: MlflowClient, fam: Family) -> list[tuple]:
+def _table(client: MlflowClient, fam: FamilyTrials) -> list[tuple]:
     """What the objective was measured on, the params that vary, and the top trials' table."""
     rows = [
         [
             str(i),
             t.trial_id,
-            t.tags.get("trial_status", "?"),
+            t.tags.get(TRIAL_STATUS, "?"),
             *[t.params.get(k, "—") for k in fam.varying],
             fmt_value(fam.metric, t.objective),
             str(epochs_run(client, t) or "—"),
@@ -56,5 +57,5 @@ def _table(client: MlflowClient, fam: Family) -> list[tuple]:
             f"{fam.metric} measured on: {measured_on_run(client, fam.metric, fam.best)}. "
             f"Varying params: {', '.join(fam.varying) or 'none'}.",
         ),
-        ("table", ["rank", "trial_id", "trial_status", *fam.varying, f"best {fam.metric}", "epochs", "flags"], rows),
+        ("table", ["rank", "trial_id", TRIAL_STATUS, *fam.varying, f"best {fam.metric}", "epochs", "flags"], rows),
     ]

@@ -1,6 +1,6 @@
 """What a number in the report means: how a param or final metric is read (``parse_value``,
 ``final_value``), how a metric value is printed (``fmt_value``, ``fmt_count``) and the data, split and
-sample count it was measured on (``measured_on``; ``SPLITS``, which split selects and which scores).
+sample count it was measured on (``measured_on``; ``SPLITS_NOTE``, which split selects and which scores).
 Pure: no I/O.
 
 A trial here is a dict ``{"id", "params", "metrics", "tags"}`` (``runs.Trial.as_dict``): its MLflow
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-SPLITS = (
+SPLITS_NOTE = (
     "Splits: every selection (ASHA, the searcher, each trial's best epoch, the best trial, the @best model, the "
     "Pareto front) reads val_* metrics: validation images drawn from the train split outside the train subset. "
     "test_* numbers are each trial's best epoch scored once on the test split."

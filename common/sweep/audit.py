@@ -23,8 +23,12 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 
+from common.base.names import SWEEP_ROLE, TRIAL_STATUS
+from common.base.tracking import UNLOGGED_FILE, TrackingError, best_value
+from common.sweep.best import registered_name
 from common.sweep.storage import SweepStorage
-from common.sweep.tracking import UNLOGGED_FILE, TrackingError
+from common.trial.checkpoint import CheckpointError, load_checkpoint
+from common.trial.records import RUN_ID_FILE
 
 # trial_status -> the MLflow statuses a finished run may have
 FINAL = {
@@ -67,8 +71,8 @@ def audit(experiment: str, uri: str, storage: str) -> list[Check]:
             "or the experiment's name (the space file's stem unless --experiment was given)"
         )
     runs = client.search_runs([exp.experiment_id], max_results=50_000)
-    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
-    trials = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
+    parents = [r for r in runs if r.data.tags.get(SWEEP_ROLE) == "parent"]
+    trials = [r for r in runs if r.data.tags.get(SWEEP_ROLE) == "trial"]
     tune = _tune_trials(SweepStorage(storage), {p.info.run_id for p in parents})
     return [
         _one_run_per_trial(tune, trials),
@@ -86,8 +90,6 @@ def _tune_trials(storage: SweepStorage, parent_ids: set[str]) -> dict[str, dict]
     reported, "unlogged": lines waiting in its mlflow_unlogged.jsonl}, over every sweep folder whose
     sweep.json names one of ``parent_ids``."""
     from pyarrow.fs import FileSelector, FileType
-
-    from common.trial.records import RUN_ID_FILE
 
     out: dict[str, dict] = {}
     for top in storage.fs.get_file_info(FileSelector(storage.root, allow_not_found=True)):
@@ -142,20 +144,18 @@ def _epochs_once(client, trials: list) -> Check:
 def _statuses(parents: list, trials: list) -> Check:
     problems = [f"parent {p.info.run_id} is {p.info.status}" for p in parents if p.info.status == "RUNNING"]
     for r in trials:
-        status = r.data.tags.get("trial_status")
+        status = r.data.tags.get(TRIAL_STATUS)
         if r.info.status not in FINAL.get(status, ()):
             problems.append(f"run {r.info.run_id}: MLflow status {r.info.status} with trial_status={status}")
     return Check("every run's status is final and agrees with trial_status", problems)
 
 
 def _best_checkpoints(client, trials: list) -> Check:
-    from common.trial.checkpoint import CheckpointError, load_checkpoint
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per run is noise here
     problems = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in trials:
-            if r.data.tags.get("trial_status") != "completed":
+            if r.data.tags.get(TRIAL_STATUS) != "completed":
                 continue
             try:
                 load_checkpoint(client.download_artifacts(r.info.run_id, "checkpoints/best.pt", tmp))
@@ -167,8 +167,6 @@ def _best_checkpoints(client, trials: list) -> Check:
 
 
 def _registered(client, experiment: str, parents: list, trials: list) -> Check:
-    from common.sweep.best import registered_name
-
     by_id = {r.info.run_id: r for r in trials}
     problems = []
     families = sorted(
@@ -204,20 +202,16 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
             for r in trials
             if r.data.tags.get("family") == family
             and metric in r.data.metrics
-            and r.data.tags.get("trial_status") in ("completed", "stopped")
+            and r.data.tags.get(TRIAL_STATUS) in ("completed", "stopped")
         ]
-        best = {r.info.run_id: _best_of(client, r.info.run_id, metric, mode) for r in candidates}
+        best = {r.info.run_id: best_value(client, r.info.run_id, metric, mode) for r in candidates}
+        best = {k: v for k, v in best.items() if v is not None}  # a run with no finite value cannot win
         winner = (min if mode == "min" else max)(best, key=best.get) if best else None
         if winner != run_id and best.get(winner) != best.get(run_id):
             problems.append(
                 f"{family}@best is run {run_id} ({metric} {best.get(run_id)}), but run {winner} has {best[winner]}"
             )
     return Check(f"each @best version ({len(families)}) points at its family's best trial run", problems)
-
-
-def _best_of(client, run_id: str, metric: str, mode: str) -> float:
-    values = [m.value for m in client.get_metric_history(run_id, metric)]
-    return (min if mode == "min" else max)(values)
 
 
 def _optuna(parents: list, trials: list, tune: dict) -> Check:
@@ -234,9 +228,7 @@ def _optuna(parents: list, trials: list, tune: dict) -> Check:
             states = Counter(t.state.name for t in study.trials if "orphaned" not in t.user_attrs)
             family_dir = name.rsplit("/", 1)[-1]
             ids = [next(iter(v["runs"])) for v in tune.values() if v["family"] == family_dir and len(v["runs"]) == 1]
-            statuses = [
-                runs_of[i].data.tags.get("trial_status") for i in ids if i in runs_of and not _orphan(runs_of[i])
-            ]
+            statuses = [runs_of[i].data.tags.get(TRIAL_STATUS) for i in ids if i in runs_of and not _orphan(runs_of[i])]
             expected = Counter(OPTUNA_STATE.get(s, s) for s in statuses)
             if states != expected:
                 problems.append(f"study {name}: {dict(states)}, but the runs say {dict(expected)}")

@@ -11,9 +11,17 @@ from pathlib import Path
 
 import torch
 
-from common.errors import first_line
-from common.sweep.tracking import TrialRun, fluent_run
+from common.base.data import to_unit_range
+from common.base.device import pick_device, seed_everything
+from common.base.errors import first_line
+from common.base.figures import save_image_grid
+from common.base.progress import stage
+from common.base.tracking import TrackingError, TrialRun, fluent_run, redact
+from common.metrics.evaluation import FINAL_METRICS, Evaluator
+from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
+from common.sweep.result import SweepResult
 from common.trial.checkpoint import load_checkpoint
+from common.trial.families import config_class, evaluate_checkpoint, from_checkpoint, get
 
 
 def best_checkpoint(uri: str, run_id: str) -> dict:
@@ -33,9 +41,6 @@ def sample_registered_model(model_uri: str, n: int, out: str | Path, tracking_ur
     this checkout and nothing unpickled. z ~ N(0, I) is drawn as the family's ``sample`` draws it."""
     import mlflow
     from mlflow.exceptions import MlflowException
-
-    from common.figures import save_image_grid
-    from common.sweep.tracking import TrackingError, redact
 
     name = model_uri.removeprefix("models:/").partition("@")[0]
     if not model_uri.startswith("models:/") or not name:
@@ -148,8 +153,6 @@ def _log_sampler(uri: str, name: str, family: str, run_id: str, ckpt: dict) -> t
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from common.trial.models import from_checkpoint
-
     sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
     mlflow.set_tracking_uri(uri)
     with fluent_run(uri, run_id):
@@ -183,7 +186,7 @@ def end_stage(
     uri: str,
     parent_run_id: str,
     experiment: str,
-    summary: dict,
+    result: SweepResult,
     data,
     eval_n: int,
     weights: str | None,
@@ -191,14 +194,12 @@ def end_stage(
 ) -> None:
     """Register each family's best model (chosen on the validation objective), then score the
     evaluated checkpoints on the test split: each family's best, or every fixed run of a ``runs``
-    space (their seeds are the spread the report shows). Results go into ``summary``."""
-    from common.sweep.progress import stage
-
-    for family, best in summary["best"].items():
+    space (their seeds are the spread the report shows). Results go into ``result``'s records."""
+    for family, best in result.best.items():
         with stage(f"registering the best {family} model", capture=True):
             ckpt = best_checkpoint(uri, best["mlflow_run_id"])
             best["model_id"] = log_best_model(uri, parent_run_id, family, best, ckpt, experiment)
-    for best in summary.get("runs") or summary["best"].values():
+    for best in result.runs or result.best.values():
         ckpt = best_checkpoint(uri, best["mlflow_run_id"])
         with stage(
             f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
@@ -214,9 +215,6 @@ def final_evaluation(uri: str, best: dict, ckpt: dict, data, n: int, weights: st
     images vs every test image, logged to the trial's own run at the checkpoint's epoch (and against
     its registered model, ``best["model_id"]``, when it is one), with tags saying how they were made."""
     from mlflow.tracking import MlflowClient
-
-    from common.metrics.evaluation import FINAL_METRICS, Evaluator, evaluate_checkpoint
-    from common.trial.device import pick_device
 
     client, run_id = MlflowClient(uri), best["mlflow_run_id"]
     run = client.get_run(run_id)
@@ -259,10 +257,6 @@ def probe_baselines(uri: str, run_id: str, ckpt: dict, data, classifier: dict) -
     (the config's seed; BatchNorm statistics of real data, as for the trained net)."""
     from mlflow.tracking import MlflowClient
 
-    from common.trial.config import config_class
-    from common.trial.device import seed_everything
-    from common.trial.families import get
-
     run = MlflowClient(uri).get_run(run_id)
     if all(k in run.data.metrics for k in BASELINE_METRICS):
         return {k: run.data.metrics[k] for k in BASELINE_METRICS}  # --resume: done already
@@ -282,9 +276,6 @@ def _pixel_probe(task, data) -> float:
     import hashlib
     import json
     import os
-
-    from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
-    from common.trial.data import to_unit_range
 
     key = hashlib.sha1(
         json.dumps(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import socket
 import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
 
-from common.errors import UserError
-from common.trial.device import mps_available
+from common.base import compat
+from common.base.device import mps_available
+from common.base.errors import UserError
 from common.trial.plugins import ship_path
 
 CONNECT_TIMEOUT_S = 3.0
@@ -66,9 +68,10 @@ def check_address(address: str) -> None:
         ) from None
     # 2. It is a Ray head that accepts us, 3. running our versions.
     metadata = _cluster_metadata(addr)
-    from ray._private.utils import compute_version_info
+    import ray  # here, not at the top: --help and bad input answer without loading Ray
 
-    ours, theirs = compute_version_info(), (metadata.get("ray_version"), metadata.get("python_version"))
+    ours = (ray.__version__, platform.python_version())
+    theirs = (metadata.get("ray_version"), metadata.get("python_version"))
     if theirs[0] and tuple(theirs) != tuple(ours):
         raise ClusterError(
             f"the cluster at {addr} runs Ray {theirs[0]} on Python {theirs[1]}, this driver Ray "
@@ -99,7 +102,7 @@ def start_ray(address: str | None, cpus_per_trial: float, verbose: bool, plugins
         )
     else:
         # Quiet start (its banner and token notice are noise here), Ray's usual logging after.
-        # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.trial.device).
+        # Apple silicon's GPU is no Ray resource: declare it, so trials here use MPS (common.base.device).
         ray.init(
             num_cpus=max(os.cpu_count() or 1, int(cpus_per_trial)),
             include_dashboard=False,
@@ -111,20 +114,6 @@ def start_ray(address: str | None, cpus_per_trial: float, verbose: bool, plugins
     logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
-# Run in a child process: a port that is no Ray GCS makes the GCS client wait about a minute,
-# and its C++ logs write to the process's stderr; the child is killed at PROBE_TIMEOUT_S instead.
-PROBE = """
-import json, sys
-from ray._raylet import GcsClient
-from ray.exceptions import AuthenticationError
-try:
-    raw = GcsClient(address=sys.argv[1]).internal_kv_get(b"CLUSTER_METADATA", namespace=b"cluster", timeout=3)
-    print(json.dumps({"metadata": json.loads(raw) if raw else {}}))
-except AuthenticationError:
-    print(json.dumps({"auth": True}))
-except Exception as e:
-    print(json.dumps({"error": f"{type(e).__name__}: {str(e)[:120]}"}))
-"""
 PROBE_TIMEOUT_S = 8.0
 
 
@@ -137,7 +126,9 @@ def _cluster_metadata(addr: str) -> dict:
 
     try:
         out = (
-            subprocess.run([sys.executable, "-c", PROBE, addr], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+            subprocess.run(
+                [sys.executable, "-c", compat.GCS_PROBE, addr], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+            )
             .stdout.strip()
             .splitlines()
         )

@@ -15,22 +15,14 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from common.errors import first_line
-from common.metrics.classifier import chance_warning, get_classifier
-from common.sweep.best import end_stage, eval_samples_default
-from common.sweep.cluster import start_ray
-from common.sweep.options import SweepOptions, check_data, check_folders, plan
-from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
-from common.sweep.resources import check_fits, placement, resolve_gpus
-from common.sweep.run_context import context_tags, version_tags
-from common.sweep.space import Space
-from common.sweep.storage import StorageError, SweepStorage, disk_full
-from common.sweep.studies import check_optuna_storage, optuna_storage_url
-from common.sweep.tracking import (
+from common.base.errors import first_line
+from common.base.names import PRESET_TAG, TRIAL_STATUS
+from common.base.run_context import context_tags, version_tags
+from common.base.tracking import (
     TrackingError,
     TrialRun,
     check_tracking_uri,
@@ -43,8 +35,19 @@ from common.sweep.tracking import (
     resolve_tracking_uri,
     ui_link,
 )
+from common.metrics.classifier import chance_warning, get_classifier
+from common.sweep.best import end_stage, eval_samples_default
+from common.sweep.cluster import start_ray
+from common.sweep.options import SweepOptions, check_data, check_folders, plan
+from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
+from common.sweep.resources import check_fits, placement, resolve_gpus
+from common.sweep.result import SweepResult
+from common.sweep.space import Space
+from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
+from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
-from common.trial.config import TrialConfig, config_class, for_family
+from common.trial.config import TrialConfig
+from common.trial.families import Family, config_class, for_family
 from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules
@@ -59,14 +62,17 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 class DiskFull(SweepInterrupted):
-    """The disk filled mid-sweep (common.sweep.storage.stop_if_disk_full stopped it like Ctrl+C)."""
+    """The disk filled mid-sweep: a trial's error said so (common.sweep.storage.NoSpaceLeft)."""
 
     exit_code = 1
 
 
-def run(opts: SweepOptions, planned: tuple | None = None) -> dict[str, Any]:
-    """Run the sweep (or one local trial); return a summary of the best result per family.
-    ``planned``: what ``plan(opts)`` returned, when the caller has validated already."""
+def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tuple | None = None) -> SweepResult:
+    """Run the sweep (or one local trial); return its best result per family.
+
+    trainable: family -> Tune's function for it (``trainables.trial.trainable``; the layer above
+    hands it in). ``planned``: what ``plan(opts)`` returned, when the caller has validated already.
+    The report is the caller's next step, once ``completed``."""
     # 1. Everything the user gave is checked before anything starts or is written.
     space, configs, fixed = planned or plan(opts)
     _quiet(opts.verbose)
@@ -88,25 +94,22 @@ def run(opts: SweepOptions, planned: tuple | None = None) -> dict[str, Any]:
     sweep = _open(
         opts, space, configs, fixed, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier
     )
+    sweep.trainable = trainable
     # 4. One Tune experiment per family, then the end stage; Ctrl+C leaves what --resume needs.
     try:
         for i in range(len(configs)):
             _fit_one(sweep, i, resources[i], _num_samples(space, opts), opts)
-        if not _end_stage(sweep, opts, data, classifier[0]):
-            return sweep.summary
+        sweep.result.completed = _end_stage(sweep, opts, data, classifier[0])
     except KeyboardInterrupt:
         _interrupted(sweep)
-    # 5. The report, from what MLflow holds.
-    if opts.report:
-        from common.report.build import build_report
-
-        sweep.summary["report"] = str(build_report(experiment, opts.out, uri, sweep.parent.run_id))
-    return sweep.summary
+    except NoSpaceLeft as full:
+        _interrupted(sweep, str(full))
+    return sweep.result
 
 
 @dataclass
 class _Sweep:
-    """A started sweep: what it runs, where it logs and saves, and its summary so far."""
+    """A started sweep: what it runs, where it logs and saves, and its result so far."""
 
     space: Space
     configs: list[dict[str, Any]]
@@ -120,11 +123,12 @@ class _Sweep:
     parent: TrialRun
     ctx: SweepContext  # the trials' shared context; each family sets its metric and placement
     optuna_storage: str
-    summary: dict[str, Any]
+    result: SweepResult
+    trainable: Callable[[Family], Callable] | None = None
 
 
 def _quiet(verbose: bool) -> None:
-    """Without --verbose the status line and stage bars say what runs (common.sweep.progress)."""
+    """Without --verbose the status line and stage bars say what runs (common.base.progress)."""
     if verbose:
         return
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -187,11 +191,13 @@ def _open(
     client = MlflowClient(uri)
     exp_id = get_or_create_experiment(client, experiment, default_artifact_location(uri))
     commit = git_commit()
+    preset = {PRESET_TAG: space.preset} if space.preset else {}
     resumed_from = json.loads(storage.read_text(f"{previous}/{SWEEP_FILE}"))["parent_run_id"] if previous else None
     tags = {
         **context_tags(commit, opts.command),
         **version_tags(),
         "sweep.space": str(space.path),
+        **preset,
         "git_commit": commit,
         "data": data.source,
         "data_hash": data.content_hash,
@@ -209,16 +215,17 @@ def _open(
         cpus_per_trial=opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"],
         data_cache_dir=os.environ.get("VAEGAN_CACHE"),
         classifier=classifier[0],
-        context_tags=context_tags(commit, opts.command),
+        context_tags={**context_tags(commit, opts.command), **preset},  # on every trial run
     )
-    summary = {"parent_run_id": parent.run_id, "experiment": experiment, "best": {}, "mlflow_ui": ui_link(uri, exp_id)}
-    print(f"MLflow: {summary['mlflow_ui']}", flush=True)
+    result = SweepResult(experiment, uri, parent_run_id=parent.run_id, mlflow_ui=ui_link(uri, exp_id))
+    print(f"MLflow: {result.mlflow_ui}", flush=True)
     folder = previous or f"{experiment}_{space.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     storage.makedirs(folder)
     storage.write_text(f"{folder}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
     return _Sweep(
-        space, configs, fixed, experiment, storage, folder, bool(previous), client, exp_id, parent, ctx, optuna_url,
-        summary,
+        space=space, configs=configs, fixed=fixed, experiment=experiment, storage=storage, folder=folder,
+        resumed=bool(previous), client=client, experiment_id=exp_id, parent=parent, ctx=ctx,
+        optuna_storage=optuna_url, result=result,
     )  # fmt: skip
 
 
@@ -237,7 +244,7 @@ def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str,
 
 
 def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: int, opts: SweepOptions) -> None:
-    """Config ``i``'s Tune experiment (a family's search, or one fixed run); keep its best in the summary."""
+    """Config ``i``'s Tune experiment (a family's search, or one fixed run); keep its best in the result."""
     space, family = sweep.space, sweep.configs[i]["family"]
     metric = space.metric or config_class(family).default_metric
     name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
@@ -257,6 +264,7 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(
         family=family,
+        trainable=sweep.trainable,
         ctx=replace(sweep.ctx, metric=metric, placement=where),
         fixed={
             **(space.runs[i] if space.runs else for_family(space.defaults, family)),
@@ -270,17 +278,15 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         verbose=opts.verbose,
     )
     best, failed = fit_family(space, family_run, sweep.storage)
-    if failed:  # the CLI names them; a family none of whose trials completed fails the command
-        record = sweep.summary.setdefault("failed", {}).setdefault(family, {"count": 0, "first": failed[0]})
-        record["count"] += len(failed)
-    sweep.summary.setdefault("families", [])
-    if family not in sweep.summary["families"]:
-        sweep.summary["families"].append(family)
-    old = sweep.summary["best"].get(family)
+    result = sweep.result
+    result.add_failures(family, failed)  # the CLI names them; a family with no completed trial fails it
+    if family not in result.families:
+        result.families.append(family)
+    old = result.best.get(family)
     if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
-        sweep.summary["best"][family] = best
+        result.best[family] = best
     if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
-        sweep.summary.setdefault("runs", []).append(best)
+        result.runs.append(best)
 
 
 def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> bool:
@@ -294,26 +300,27 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
             f"the sweep finished but MLflow is unreachable ({e}); the best models, their evaluation "
             "and the report are skipped: rerun the same command with --resume once it is back"
         )
-        sweep.summary["tracking_error"] = str(e)
+        sweep.result.tracking_error = str(e)
         return False
     if sweep.resumed:
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
-    end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.summary, data, n, opts.fid_weights, classifier)
+    end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
     sweep.parent.set_tags({"sweep.status": "completed"})
     sweep.parent.finish("FINISHED")
     return True
 
 
-def _interrupted(sweep: _Sweep) -> None:
-    """Ctrl+C or a full disk: mark the runs, then raise the exception that says how to finish."""
+def _interrupted(sweep: _Sweep, full: str | None = None) -> None:
+    """Ctrl+C, or a full disk (``full``: the error line that said so): mark the runs, then raise
+    the exception that says how to finish."""
     try:
         sweep.parent.set_tags({"sweep.status": "interrupted"})
         close_interrupted_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     except Exception as e:  # the store itself is on the full disk: --resume closes them instead
         warnings.warn(f"could not mark the sweep's runs interrupted in MLflow ({first_line(e, 160)})")
     where = sweep.storage.show(sweep.folder)
-    if full := disk_full():
+    if full:
         raise DiskFull(
             f"error: no space left on the device ({full}); free some space where the sweep writes "
             f"({where}, the MLflow store), then rerun the same command with --resume to finish it"
@@ -339,7 +346,7 @@ def _classifier(data) -> tuple[dict, dict]:
 
 def _single_trial(
     space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict, command: str = ""
-) -> dict[str, Any]:
+) -> SweepResult:
     """One trial in this process, no Ray: breakpoints and profilers work."""
     from mlflow.tracking import MlflowClient
 
@@ -368,7 +375,8 @@ def _single_trial(
         _close_single(uri, exp_id, session.trial_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     _close_single(uri, exp_id, session.trial_id, "FINISHED")
-    return {"family": family, "metrics": final, "checkpoint": str(session.latest_checkpoint)}
+    single = {"family": family, "metrics": final, "checkpoint": str(session.latest_checkpoint)}
+    return SweepResult(experiment, uri, completed=True, single_trial=single)
 
 
 def _close_single(uri: str, exp_id: str, trial_id: str, run_status: str) -> None:
@@ -382,6 +390,6 @@ def _close_single(uri: str, exp_id: str, trial_id: str, run_status: str) -> None
     )  # fmt: skip
     for run in found:
         trial = TrialRun.attach(uri, run.info.run_id)
-        if run.data.tags.get("trial_status") == "running":
-            trial.set_tags({"trial_status": {"FAILED": "failed", "KILLED": "stopped"}.get(run_status, "completed")})
+        if run.data.tags.get(TRIAL_STATUS) == "running":
+            trial.set_tags({TRIAL_STATUS: {"FAILED": "failed", "KILLED": "stopped"}.get(run_status, "completed")})
         trial.finish(run_status)

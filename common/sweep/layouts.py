@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import optuna
 
-from common.errors import UserError
+from common.base.errors import UserError
 from common.trial.config import TrialConfig
 
 MAX_LAYOUTS = 2000  # a space with more layout combinations than this is refused, not walked

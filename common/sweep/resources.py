@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from common.base.device import gpu_memory_mb
 from common.trial.config import ConfigError
 
 MAX_PACK = 16  # trials per GPU at most: the largest count bench/packing.py measures
@@ -45,8 +46,6 @@ def _probe_gpu_memory_mb() -> float | None:
 
     @ray.remote(num_gpus=1e-4, num_cpus=0)
     def probe():
-        from common.trial.device import gpu_memory_mb
-
         return gpu_memory_mb()
 
     try:

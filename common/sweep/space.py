@@ -45,9 +45,10 @@ from typing import Any, Callable, Mapping
 
 import optuna
 
-from common.errors import UserError
+from common.base.errors import UserError
+from common.sweep import schemas
 from common.sweep.layouts import check_layouts
-from common.trial.config import config_class, for_family
+from common.trial.families import config_class, for_family
 from common.trial.plugins import load_plugins
 
 ALLOWED = {
@@ -65,6 +66,7 @@ ALLOWED = {
     "runs",
     "description",
     "plugins",
+    "preset",
 }
 
 
@@ -93,6 +95,7 @@ class Space:
     families: list[str] = field(default_factory=list)  # searched in turn; [family] for one
     plugins: list[str] = field(default_factory=list)  # as common.trial.plugins.load_plugins returned them
     searches: dict[str, Any] = field(default_factory=dict)  # family -> its space, when they differ
+    preset: str = ""  # a name for what the runs reproduce (PRESET_TAG on every run), e.g. "slides"
 
     def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
         return self.searches.get(family, self.search)
@@ -105,10 +108,7 @@ def load_space(path: str | Path) -> Space:
     path = Path(path)
     # 1. It imports, and defines only the names above.
     ns = _read(path)
-    if not isinstance(ns.get("plugins", []), (list, tuple)):
-        raise SpaceError(
-            f"space file {path}: plugins={ns['plugins']!r} must be a list, e.g. ['my_models.wae', 'wae.py']"
-        )
+    _check_shapes(ns, path, ("plugins",))
     plugins = load_plugins(ns.get("plugins", []), base=path.parent)  # their families are known from here on
     runs = ns.get("runs") or []
     if not runs and (missing := [k for k in ("family", "metric", "mode") if k not in ns]):
@@ -128,20 +128,21 @@ def load_space(path: str | Path) -> Space:
         searches=searches,
         search=search,
         defaults=dict(ns.get("defaults") or {}),
-        num_samples=_positive_int(ns.get("num_samples", 8), "num_samples", path),
-        max_epochs=None if ns.get("max_epochs") is None else _positive_int(ns["max_epochs"], "max_epochs", path),
+        num_samples=ns.get("num_samples", 8),
+        max_epochs=ns.get("max_epochs"),
         scheduler=ns.get("scheduler", {"grace_period": 1, "reduction_factor": 3}),
         resources={"cpu": 1.0, "gpu": "auto", **(ns.get("resources") or {})},
         max_concurrent=ns.get("max_concurrent"),
         runs=[dict(r) for r in runs],
         description=str(ns.get("description", "")),
+        preset=ns.get("preset", ""),
         sampler=ns.get("sampler", "tpe"),
         plugins=plugins,
     )
     # 3. Its families exist, and PBT mutates their config fields.
     for family in [r["family"] for r in space.runs] + space.families:
         config_class(family)
-    if _pbt(space.scheduler):
+    if schemas.is_population_based(space.scheduler):
         if space.search is not None or space.searches:
             raise SpaceError(
                 f"space file {path}: a {space.scheduler['kind']} scheduler draws and mutates its own configs "
@@ -213,45 +214,11 @@ def _families(ns: dict[str, Any], path: Path) -> tuple[list[str], Any, dict[str,
     return families, search, searches
 
 
-def _check_shapes(ns: dict[str, Any], path: Path) -> None:
-    """SpaceError for a defaults, runs, resources, scheduler, sampler or max_concurrent of the wrong shape."""
-
-    def need(name: str, ok: bool, what: str) -> None:
-        if name in ns and not ok:
-            raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {what}")
-
-    runs, resources, scheduler = ns.get("runs") or [], ns.get("resources", {}), ns.get("scheduler")
-    need("defaults", isinstance(ns.get("defaults"), dict), "a dict of config fields")
-    need(
-        "runs",
-        isinstance(runs, list) and all(isinstance(r, dict) and "family" in r for r in runs),
-        "a list of dicts, each with a 'family'",
-    )
-    need(
-        "resources",
-        isinstance(resources, dict)
-        and set(resources) <= {"cpu", "gpu", "memory_mb"}
-        and all((_number(v) and v >= 0) or (k == "gpu" and v == "auto") for k, v in resources.items()),
-        "a dict like {'cpu': 1, 'gpu': 'auto', 'memory_mb': 2000} with non-negative numbers ('auto' for gpu)",
-    )
-    asha = (
-        isinstance(scheduler, dict)
-        and set(scheduler) <= {"grace_period", "reduction_factor"}
-        and all(_number(v) and v >= 1 for v in scheduler.values())
-    )
-    need(
-        "scheduler",
-        scheduler is None or _pbt(scheduler) or asha,
-        "None, ASHA's {'grace_period': 1, 'reduction_factor': 3} (values >= 1) or PBT's {'kind': 'pbt', "
-        "'perturbation_interval': 4, 'synch': True, 'mutations': {'lr_g': ('log', 1e-4, 5e-4), 'beta1': [0.0, 0.5]}} "
-        "(PB2: 'kind': 'pb2', ranges only, e.g. 'lr_g': ('uniform', 1e-4, 5e-4))",
-    )
-    need("sampler", ns.get("sampler") in ("tpe", "random"), "'tpe' or 'random'")
-    need(
-        "max_concurrent",
-        ns.get("max_concurrent") is None or (isinstance(ns["max_concurrent"], int) and ns["max_concurrent"] >= 1),
-        "None or a positive integer",
-    )
+def _check_shapes(ns: dict[str, Any], path: Path, names: tuple[str, ...] | None = None) -> None:
+    """SpaceError naming the first of the file's settings (or of ``names``) whose value has the
+    wrong shape, and what it must be (the pydantic models of common.sweep.schemas)."""
+    if (name := schemas.check(ns if names is None else {k: ns[k] for k in names if k in ns})) is not None:
+        raise SpaceError(f"space file {path}: {name}={ns[name]!r} must be {schemas.MUST[name]}")
 
 
 def _check_mutations(space: Space) -> None:
@@ -265,42 +232,6 @@ def _check_mutations(space: Space) -> None:
                 f"space file {space.path}: PBT mutates {', '.join(unknown)}, not config fields of {family}; "
                 "mutate e.g. lr_g, lr_ratio, beta1"
             )
-
-
-def _pbt(scheduler: Any) -> bool:
-    """A valid PBT or PB2 scheduler: kind, perturbation_interval >= 1, optional 0 < quantile_fraction
-    <= 0.5, optional synch (a bool), and mutations: field -> [choices] or ("uniform" | "log", low, high) with 0 < low < high
-    for log; PB2 models its bounds linearly and draws no choices, so it takes ("uniform", low, high) only."""
-    if (
-        not isinstance(scheduler, dict)
-        or scheduler.get("kind") not in ("pbt", "pb2")
-        or not set(scheduler) <= {"kind", "perturbation_interval", "mutations", "quantile_fraction", "synch"}
-    ):
-        return False
-    muts, q = scheduler.get("mutations"), scheduler.get("quantile_fraction", 0.25)
-    ranged = lambda v: (
-        isinstance(v, tuple)
-        and len(v) == 3
-        and v[0] in ("uniform", "log")
-        and _number(v[1])
-        and _number(v[2])
-        and v[1] < v[2]
-        and (v[0] == "uniform" or v[1] > 0)
-    )
-    if scheduler["kind"] == "pb2":
-        ok = lambda v: ranged(v) and v[0] == "uniform"
-    else:
-        ok = lambda v: (isinstance(v, list) and len(v) >= 1) or ranged(v)
-    return (
-        isinstance(scheduler.get("perturbation_interval"), int)
-        and scheduler["perturbation_interval"] >= 1
-        and _number(q)
-        and 0 < q <= 0.5
-        and isinstance(scheduler.get("synch", False), bool)
-        and isinstance(muts, dict)
-        and bool(muts)
-        and all(map(ok, muts.values()))
-    )
 
 
 def sample_params(space: Space, seed: int, family: str | None = None) -> dict[str, Any]:
@@ -357,16 +288,6 @@ def _import(path: Path) -> dict[str, Any]:
         sys.modules.pop(name, None)
         raise
     return {k: v for k, v in vars(module).items() if not k.startswith("__")} | {"__name__": name}
-
-
-def _positive_int(value: Any, name: str, path: Path) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpaceError(f"space file {path}: {name}={value!r} must be a positive integer")
-    return value
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_distribution_dict(value: Any) -> bool:

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
 
 MIN_FREE_MB = int(os.environ.get("VAEGAN_MIN_FREE_MB", "100"))  # checkpoints, figures, the MLflow store
 
@@ -18,28 +18,25 @@ class StorageError(UserError):
 
 
 NO_SPACE = ("No space left on device", "[Errno 28]", "database or disk is full")  # OSError, pyarrow, sqlite
-_disk_full: list[str] = []  # the driver's record: the first trial error that said the disk is full
 
 
-def stop_if_disk_full(error_file: str | None) -> None:
-    """Driver side (a Tune callback calls it on each trial error): a trial that failed for want
-    of space fails the same way on every retry and so will every other trial, so stop the whole
-    sweep the way Ctrl+C does (Tune saves its state; ``--resume`` continues). Once."""
-    import signal
-
-    if _disk_full or not error_file or not os.path.isfile(error_file):
-        return
-    lines = [
-        ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines() if any(k in ln for k in NO_SPACE)
-    ]
-    if lines:
-        _disk_full.append(lines[-1][:200])
-        os.kill(os.getpid(), signal.SIGINT)
+class NoSpaceLeft(Exception):
+    """The disk filled mid-sweep: raised out of Tune's loop by the driver's callback when a trial
+    error says so (every retry and every other trial would fail the same way). Tune stops its
+    trials and keeps the state it last saved, from which ``--resume`` continues."""
 
 
-def disk_full() -> str | None:
-    """The line of the trial error that stopped the sweep for want of space, if one did."""
-    return _disk_full[0] if _disk_full else None
+def no_space_line(text: str) -> str | None:
+    """The last line of ``text`` (a trial's error file, an exception) that says the disk is full."""
+    lines = [ln.strip() for ln in text.splitlines() if any(k in ln for k in NO_SPACE)]
+    return lines[-1][:200] if lines else None
+
+
+def check_error_file(error_file: str | None) -> None:
+    """Driver side, on each trial error: NoSpaceLeft if the trial failed for want of space."""
+    if error_file and os.path.isfile(error_file):
+        if line := no_space_line(Path(error_file).read_text(errors="replace")):
+            raise NoSpaceLeft(line)
 
 
 def check_writable(path: str | os.PathLike, what: str, fix: str, min_free_mb: int = MIN_FREE_MB) -> None:

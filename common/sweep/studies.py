@@ -9,8 +9,9 @@ from pathlib import Path
 
 from optuna.storages import BaseStorage, RDBStorage
 
-from common.errors import first_line
-from common.sweep.tracking import TrackingError, redact
+from common.base import compat
+from common.base.errors import first_line
+from common.base.tracking import TrackingError, redact
 
 
 def check_optuna_storage(url: str) -> None:
@@ -93,5 +94,7 @@ def fail_orphans(storage_url: str, study_name: str) -> None:
     storage = ResilientRDBStorage(storage_url)
     study = optuna.load_study(study_name=study_name, storage=storage)
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        storage.set_trial_user_attr(t._trial_id, "orphaned", "the driver died before Tune recorded this trial")
-        storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        storage.set_trial_user_attr(
+            compat.optuna_trial_id(t), "orphaned", "the driver died before Tune recorded this trial"
+        )
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)

@@ -4,23 +4,25 @@ driver callback that closes each trial's MLflow run with its final status."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from common.errors import first_line
-from common.sweep.progress import SweepProgress
+from common.base import compat
+from common.base.errors import first_line
+from common.base.names import TRIAL_STATUS
+from common.base.progress import SweepProgress
+from common.base.tracking import TrialRun, best_of, check_tracking_uri
 from common.sweep.resources import slots
 from common.sweep.space import Space
-from common.sweep.storage import SweepStorage, disk_full, stop_if_disk_full
+from common.sweep.storage import NoSpaceLeft, SweepStorage, check_error_file, no_space_line
 from common.sweep.studies import ResilientRDBStorage, fail_orphans
-from common.sweep.tracking import TrialRun, check_tracking_uri
-from common.trial.config import TrialConfig, config_class
+from common.trial.config import TrialConfig
+from common.trial.families import Family, config_class, get
 from common.trial.loop import SweepContext
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:
@@ -33,6 +35,7 @@ class FamilyRun:
     """One family's Tune experiment, as the driver asks for it."""
 
     family: str
+    trainable: Callable[[Family], Callable]  # the family -> Tune's function (trainables.trial.trainable)
     ctx: SweepContext  # where trials log, and the objective (ctx.metric, ctx.mode) Tune ranks them on
     fixed: dict[str, Any]  # config values every trial of it gets
     path: str  # "<sweep>/<name>" under the sweep's storage; restored if it exists
@@ -40,7 +43,7 @@ class FamilyRun:
     num_samples: int
     max_failures: int = 2  # restarts per trial (FailureConfig)
     study: tuple[str, str] | None = None  # (RDB storage URL, study name) of the Optuna searcher
-    verbose: bool = False  # Ray's own tables, else one status line (common.sweep.progress)
+    verbose: bool = False  # Ray's own tables, else one status line (common.base.progress)
 
     @property
     def max_epochs(self) -> int:
@@ -64,7 +67,7 @@ def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dic
     else:
         tuner = _new_tuner(space, run, storage, trainable)
     # 3. Fit; then trials a killed driver left RUNNING in the study are failed (replacements ran).
-    results = _fit(tuner)
+    results = _fit(tuner, run.num_samples)
     if run.study:
         fail_orphans(*run.study)
     return _best(results, run.ctx), [_error_line(r.error) for r in results if r.error is not None]
@@ -80,10 +83,7 @@ def _trainable(run: FamilyRun):
     """The family's Tune trainable, its fixed config bound, with the trial's resources."""
     from ray import tune
 
-    from common.trial.families import get
-    from trainables.trial import trainable
-
-    fn = trainable(get(run.family))
+    fn = run.trainable(get(run.family))
     r = run.resources
     # Ray's "memory" is a reservation, per node: a node runs only the trials whose peaks fit it.
     need = {"cpu": r["cpu"], "gpu": r["gpu"], "memory": r["memory_mb"] * 2**20}
@@ -95,7 +95,7 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
     from ray import tune
 
     scheduler, param_space = _scheduler(space, run)
-    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs)]
+    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs), TrialEnds()]
     if not run.verbose:
         callbacks.append(ProgressCallback(run.family, run.ctx.metric, run.ctx.mode, run.num_samples, run.max_epochs))
     folder, name = run.path.rsplit("/", 1)
@@ -247,11 +247,7 @@ def _resumable(base: type) -> type:
     class Resumable(base):
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            if self._synch:
-                live = [self._trial_state[t].last_train_time for t in tune_controller.get_live_trials()]
-                self._next_perturbation_sync = next_sync(
-                    self._next_perturbation_sync, live, self._perturbation_interval
-                )
+            compat.pbt_resync(self, tune_controller, next_sync)
             return decision
 
     Resumable.__name__ = Resumable.__qualname__ = f"Resumable{base.__name__}"
@@ -261,39 +257,52 @@ def _resumable(base: type) -> type:
 def best_value(result, metric: str, mode: str) -> float:
     """A trial's best reported ``metric`` over its epochs (the epoch its best.pt holds)."""
     df = result.metrics_dataframe
-    values = df[metric].dropna().tolist() if df is not None and metric in df else []
-    return (min if mode == "min" else max)(values) if values else result.metrics[metric]
+    best = best_of(df[metric].tolist(), mode) if df is not None and metric in df else None
+    return result.metrics[metric] if best is None else best
 
 
-def _fit(tuner):
-    """``tuner.fit()``, raising KeyboardInterrupt if Ctrl+C / SIGINT stopped it.
+def _fit(tuner, num_samples: int):
+    """``tuner.fit()``; KeyboardInterrupt if Ctrl+C (SIGINT) stopped it, NoSpaceLeft if a full disk did.
 
-    Tune catches the first SIGINT, saves its state and returns normally, so the sweep cannot
-    tell from the results. Its handler puts back the one it replaced when the signal arrives:
-    finding our marker installed again afterwards means the fit was interrupted.
+    Tune catches the first SIGINT, saves its state and returns as if the fit had ended; what
+    TrialEnds saw (a trial started and never ended, or fewer trials than asked for) tells them apart.
     """
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or os.environ.get("TUNE_DISABLE_SIGINT_HANDLER"):
-        return tuner.fit()
-
-    def marker(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, marker)
+    TrialEnds.active = None
     try:
         results = tuner.fit()
-        interrupted = signal.getsignal(signal.SIGINT) is marker
-    except Exception:
-        if not disk_full():
-            raise
-        interrupted = True  # stopped for a full disk: Tune's half-written error files don't read back
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if interrupted:
+    except NoSpaceLeft:
+        raise
+    except Exception as exc:  # Tune's own writes fail too when the disk is full
+        if line := no_space_line(f"{exc}\n{exc.__cause__ or ''}"):
+            raise NoSpaceLeft(line) from None
+        raise
+    ends = TrialEnds.active
+    if ends.interrupted(len(results)) if ends else len(results) < num_samples:
         raise KeyboardInterrupt("Tune was stopped by SIGINT")
     return results
+
+
+class TrialEnds(Callback):
+    """Which trials this fit started, and which Tune saw end (complete, stopped or failed). A
+    restored Tuner runs the callbacks it was started with, so the one in use is ``active``."""
+
+    active: "TrialEnds | None" = None
+
+    def setup(self, total_num_samples: int = 0, **info):
+        self.started, self.ended, self.total = set(), set(), total_num_samples
+        TrialEnds.active = self
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started.add(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended.add(trial.trial_id)
+
+    def interrupted(self, n_trials: int) -> bool:
+        return bool(self.started - self.ended) or n_trials < self.total
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):
@@ -310,16 +319,11 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         early = (
             result
             and not error
-            and trial_id not in self._completed_trials
             and not result.get("diverged")
             and result.get("epoch", self._max_epochs) < self._max_epochs
         )
-        if not early:
+        if not (early and compat.optuna_search_prune(self, trial_id)):
             return super().on_trial_complete(trial_id, result, error)
-        import optuna
-
-        self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-        self._completed_trials.add(trial_id)
 
 
 class ScheduleAwareASHA(ASHAScheduler):
@@ -336,13 +340,13 @@ class ScheduleAwareASHA(ASHAScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         if not result.get("beta_settled", 1.0):  # ended before settling (collapse, failure): no rung value
-            self._trial_info.pop(trial.trial_id, None)
+            compat.asha_forget(self, trial.trial_id)
             return
         super().on_trial_complete(tune_controller, trial, result)
 
 
 class ProgressCallback(SweepProgress, Callback):
-    """common.sweep.progress's status line as a Tune callback."""
+    """common.base.progress's status line as a Tune callback."""
 
 
 class MlflowStatusCallback(Callback):
@@ -367,10 +371,10 @@ class MlflowStatusCallback(Callback):
         if not run_id:
             return
         run = TrialRun.attach(self.tracking_uri, run_id)
-        current = run.client.get_run(run_id).data.tags.get("trial_status")
+        current = run.client.get_run(run_id).data.tags.get(TRIAL_STATUS)
         if current in ("diverged", "collapsed"):  # the trial's own verdict wins
             status = current
-        run.set_tags({"trial_status": status, **tags})
+        run.set_tags({TRIAL_STATUS: status, **tags})
         run.finish(run_status)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -378,10 +382,8 @@ class MlflowStatusCallback(Callback):
         self._close(trial, "completed" if done else "stopped", "FINISHED")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        stop_if_disk_full(trial.error_file)
+        check_error_file(trial.error_file)  # a full disk stops the sweep (NoSpaceLeft), not a retry
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        stop_if_disk_full(trial.error_file)
-        if disk_full():  # stopped for want of space, not failed: --resume continues it
-            return
+        check_error_file(trial.error_file)  # stopped for want of space, not failed: --resume continues it
         self._close(trial, "failed", "FAILED", error=str(getattr(trial, "error_file", "") or ""))

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
 
 STATE_FILE = "state.pt"
 BEST_FILE = "best.pt"

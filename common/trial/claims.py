@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from common import slides
+from common.base import slides
 
 
 def _num(p: dict, key: str) -> float | None:

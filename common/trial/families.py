@@ -10,11 +10,18 @@ below so the CLI knows it. ``tests/trial/test_families.py`` does exactly that wi
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from common import slides
+import torch
+from torch import nn
+
+from common.base import slides
+from common.base.data import Dataset, load_dataset
+from common.base.device import seed_everything
+from common.metrics.evaluation import FINAL_METRICS, Evaluator, reconstructions
+from common.metrics.prior import code_of
 from common.trial.claims import GAN_GOALS, GAN_MITIGATIONS, VAE_GOALS, VAE_MITIGATIONS, Goal, Mitigation
 from common.trial.config import ConfigError, DCGANConfig, TrialConfig, VAEConfig, VAEGANConfig
 from common.trial.tasks.base import Task
@@ -75,12 +82,6 @@ def check_family(family: Family) -> None:
     """The contract on a tiny input, before any training: the task builds on synthetic data, its
     sampler draws (2, 3, 32, 32) images from ``export_state``'s weights and, for a family that
     decodes, ``decode(code_of(encode(x)))`` has x's shape. ConfigError naming what broke."""
-    import torch
-
-    from common.trial.data import load_dataset
-    from common.trial.device import seed_everything
-    from common.trial.models.prior import code_of
-
     if family.name in _CHECKED:
         return
     try:
@@ -113,6 +114,67 @@ def get(name: str) -> Family:
         raise ConfigError(f"unknown model family {name!r}; choose one of {', '.join(FAMILIES)}") from None
 
 
+def config_class(family: str) -> type[TrialConfig]:
+    """The config class of ``family`` (the registry); ConfigError if unknown."""
+    return get(family).config
+
+
+def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
+    """Resolve ``--set`` keys for one family: ``key`` applies to all, ``family.key`` to one.
+
+    A sweep with both families (the slides preset) can then set e.g. ``dcgan.g_channels=32``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        scope, dot, name = key.rpartition(".")
+        if not dot:
+            out[key] = value
+        elif scope not in FAMILIES:
+            raise ConfigError(f"config key {key!r}: prefix {scope!r} is not a model family ({', '.join(FAMILIES)})")
+        elif scope == family:
+            out[name] = value
+    return out
+
+
+def from_checkpoint(config: dict, models: dict) -> nn.Module:
+    """Rebuild a trial's generative model from its saved config and weights.
+
+    config: the trial config dict; models: name -> state_dict, as in best.pt's ``model``
+    (``vae`` [+ ``d``] or ``g`` + ``d``). Returns the family task's ``build_sampler`` (the ConvVAE
+    for vae and vaegan, whose decoder is the generator; the Generator for dcgan) in eval mode on the
+    CPU; each has ``sample(n, device)`` -> (n,3,32,32) in [-1, 1].
+    """
+    family = get(config["family"])
+    return family.task.build_sampler(family.config.from_dict(config), models).eval()
+
+
+def evaluate_checkpoint(
+    ckpt: dict,
+    data: Dataset,
+    *,
+    n: int,
+    metrics: Sequence[str] = FINAL_METRICS,
+    evaluator: Evaluator | None = None,
+    **evaluator_kwargs,
+) -> dict[str, float]:
+    """The full protocol on one checkpoint (a best.pt dict: ``config``, ``model``).
+
+    Samples: n generated images vs every test image. VAE / VAE-GAN also reconstructions
+    (``recon_<metric>``) of n validation images of the checkpoint's own split (never trained on,
+    and not the reference images, whose reconstructions would match the reference too well) vs
+    the same test images.
+    """
+    ev = evaluator or Evaluator(data, reference="test", **evaluator_kwargs)
+    model = from_checkpoint(ckpt["config"], ckpt["model"]).to(ev.device)
+    out = ev(model, metrics, n)
+    if get(ckpt["config"]["family"]).decodes:
+        _, val = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"]).split(len(data.train_x))
+        # A seeded draw, not val[:n]: an image-folder tree stores its images class by class.
+        pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(ev.seed))[:n]]
+        out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[pick]), metrics).items()})
+    return out
+
+
 class Field(Mapping):
     """A live, read-only ``name -> getattr(family, attr)`` view of the registry (so a family
     registered after import, like the tests' toy family, shows up too)."""
@@ -130,6 +192,11 @@ class Field(Mapping):
         return len(FAMILIES)
 
 
+def _millions(key: str) -> str:
+    """The slides' parameter count of a net as they print it: 1.38M."""
+    return f"{slides.PARAMS[key] / 1e6:.2f}M"
+
+
 register(
     Family(
         "vae",
@@ -138,7 +205,7 @@ register(
         "VAE",
         decodes=True,
         curve_metrics=("val_bpd", "val_mse_kl", "val_kl", "train_loss", "val_probe_acc", "val_classifier_fd"),
-        param_rows=(("VAE", "n_params_vae", "1.38M"),),
+        param_rows=(("VAE", "n_params_vae", _millions("n_params_vae")),),
         colour="C0",
         probe_on="μ, the posterior mean",
         mitigations=VAE_MITIGATIONS,
@@ -155,7 +222,10 @@ register(
         "DCGAN",
         decodes=False,
         curve_metrics=("g_loss", "d_loss", "loss_ratio", "d_real", "val_class_coverage", "val_classifier_fd"),
-        param_rows=(("DCGAN generator", "n_params_g", "1.24M"), ("DCGAN discriminator", "n_params_d", "2.76M")),
+        param_rows=(
+            ("DCGAN generator", "n_params_g", _millions("n_params_g")),
+            ("DCGAN discriminator", "n_params_d", _millions("n_params_d")),
+        ),
         colour="C3",
         probe_on="D's conv features pooled to 4x4 per layer (Radford et al. 2016)",
         mitigations=GAN_MITIGATIONS,

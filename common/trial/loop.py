@@ -24,13 +24,8 @@ from typing import Any, Protocol
 
 import torch
 
-from common.errors import first_line
-from common.sweep.run_context import system_metrics
-from common.sweep.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
-from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
-from common.trial.config import TrialConfig, check_objective
-from common.trial.data import load_dataset
-from common.trial.device import (
+from common.base.data import load_dataset
+from common.base.device import (
     configure_threads,
     device_failure,
     device_kind,
@@ -40,6 +35,12 @@ from common.trial.device import (
     seed_everything,
     torch_device,
 )
+from common.base.errors import first_line
+from common.base.names import TRIAL_STATUS
+from common.base.run_context import system_metrics
+from common.base.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
+from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
+from common.trial.config import TrialConfig, check_objective
 from common.trial.families import get
 from common.trial.records import (
     TEST_EPOCH_TAG,
@@ -142,7 +143,10 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
     epoch = st.start
     st.run.set_tags({"system_metrics.scope": "node-wide: every process on the trial's node, not this trial alone"})
     try:
-        with tempfile.TemporaryDirectory(prefix="trial-") as tmp, system_metrics(ctx.tracking_uri, st.run.run_id):
+        with (
+            tempfile.TemporaryDirectory(prefix="trial-") as tmp,
+            system_metrics(ctx.tracking_uri, st.run.run_id) as last_sample,
+        ):
             for epoch in range(st.start, cfg.max_epochs):
                 # 3. Train, validate; a non-finite or failed epoch ends the trial as diverged.
                 t0 = time.perf_counter()
@@ -156,18 +160,21 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                 metrics.update(task.windowed(metrics, st.history))
                 # 4. MLflow: the epoch's metrics, best.pt when it improved, figures, the test split at the end.
                 _record(task, cfg, ctx, session, st, metrics, epoch, Path(tmp))
-                # 5. Checkpoint, and report to Tune: validation metrics only.
+                # 5. Checkpoint, and report to Tune: validation metrics only (after the last system-metrics
+                #    sample on the last epoch: Tune may end the trial at that report).
+                if epoch + 1 == cfg.max_epochs:
+                    last_sample()
                 _checkpoint_and_report(task, generator, session, st, metrics, epoch, Path(tmp))
                 # 6. Collapse: pruned after cfg.collapse_patience flagged epochs in a row.
                 if _collapsed(task, cfg, st, metrics, epoch, Path(tmp), session):
                     return metrics  # pruned: the searcher keeps the objective it was just told
-        st.run.set_tags({"trial_status": "completed"})
+        st.run.set_tags({TRIAL_STATUS: "completed"})
         return metrics
     except (TypeError, RuntimeError) as exc:
         failure = device_failure(exc, kind, epoch + 1)
         if failure is None:
             raise
-        st.run.set_tags({"trial_status": "failed", "failed_reason": str(failure)})
+        st.run.set_tags({TRIAL_STATUS: "failed", "failed_reason": str(failure)})
         st.run.finish("FAILED")
         raise failure from exc
     finally:
@@ -249,7 +256,7 @@ def _train_and_validate(task, cfg, epoch: int, kind: str) -> tuple[dict[str, flo
 
 def _diverged(run: TrialRun, ctx: SweepContext, session: Session, metrics: dict, epoch: int, reason: str) -> dict:
     """Stop cleanly: tell MLflow why, and the searcher (a finite penalty) that this region is bad."""
-    run.set_tags({"trial_status": "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
+    run.set_tags({TRIAL_STATUS: "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
     penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
     session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, None)
     return {**metrics, "diverged": 1.0}
@@ -321,7 +328,7 @@ def _collapsed(task, cfg, st: _State, metrics: dict, epoch: int, tmp: Path, sess
         return False
     log_curves(task, st.history, tmp / "figures", st.run, session.trial_dir)
     reason = f"{', '.join(flagged)} for {st.collapsed_for} epochs"
-    st.run.set_tags({"trial_status": "collapsed", "collapsed_epoch": epoch + 1, "collapsed_reason": reason})
+    st.run.set_tags({TRIAL_STATUS: "collapsed", "collapsed_epoch": epoch + 1, "collapsed_reason": reason})
     return True
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import first_line
+from common.base.errors import first_line
 from common.metrics.maths import RandomConvFeatures
 from common.trial.config import ConfigError
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
 from common.trial.families import FAMILIES, check_family
 
 ENTRY_POINTS = "vaegan_sweeps.families"

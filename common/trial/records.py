@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.figures import save_curves
-from common.sweep.tracking import TrialRun, dataset_inputs
-from common.trial.device import is_deterministic, no_tf32
+from common.base.device import is_deterministic, no_tf32
+from common.base.figures import save_curves
+from common.base.names import SWEEP_ROLE, TRIAL_STATUS
+from common.base.run_context import dataset_inputs
+from common.base.tracking import TrialRun
 
 if TYPE_CHECKING:  # (the loop imports this module)
     from common.trial.loop import Session, SweepContext
@@ -85,17 +87,17 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         run_id = id_file.read_text().strip()
     if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
-        run.set_tags({"trial_status": "running", "restored": "true", **where})
+        run.set_tags({TRIAL_STATUS: "running", "restored": "true", **where})
         return run
     tags = {
         **(ctx.context_tags or {}),
-        "sweep.role": "trial",
+        SWEEP_ROLE: "trial",
         "family": cfg.family,
         "trial_id": session.trial_id,
         "git_commit": ctx.git_commit,
         "data": data.source,
         "data_hash": data.content_hash,
-        "trial_status": "running",
+        TRIAL_STATUS: "running",
         **where,
     }
     if ctx.parent_run_id:

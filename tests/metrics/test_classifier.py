@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 import torch
 
+from common.base.data import DataError, Dataset, load_dataset
 from common.metrics.classifier import (
     MIN_PER_CLASS,
     ClassifierConfig,
@@ -17,7 +18,6 @@ from common.metrics.classifier import (
     load_classifier,
     train_classifier,
 )
-from common.trial.data import DataError, Dataset, load_dataset
 
 FAST = ClassifierConfig(epochs=1, min_steps=20)
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.base.data import load_dataset, to_unit_range
 from common.metrics.evaluation import (
     DC_K,
     KID_SUBSET_SIZE,
@@ -23,7 +24,6 @@ from common.metrics.evaluation import (
     get_extractor,
 )
 from common.metrics.maths import RandomConvFeatures, feature_stats, frechet_distance, kid, prdc
-from common.trial.data import load_dataset, to_unit_range
 from common.trial.models import Generator
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]

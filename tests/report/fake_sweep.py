@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from mlflow.entities import Metric, Param
 
-from common.figures import save_image_grid
+from common.base.figures import save_image_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -29,7 +29,18 @@ NETS = {"vae": ["vae"], "dcgan": ["g", "d"]}
 
 
 def log_trial(
-    client, exp_id, parent_id, family, i, params, metrics_by_epoch, status, tmp_path, sizes=SIZES, figures=True
+    client,
+    exp_id,
+    parent_id,
+    family,
+    i,
+    params,
+    metrics_by_epoch,
+    status,
+    tmp_path,
+    sizes=SIZES,
+    figures=True,
+    tags=None,
 ):
     run = client.create_run(
         exp_id,
@@ -44,6 +55,7 @@ def log_trial(
             "data_hash": "d41d8cd9",
             "data": "cifar10",
             "trial_status": status,
+            **(tags or {}),
         },
     )
     rid = run.info.run_id

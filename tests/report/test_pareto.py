@@ -29,17 +29,17 @@ def test_pareto_front(mitigations_report):
 def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_it(sweep, tmp_path):
     """sweeps/tradeoff3.py: one parent, a multi-objective search per family; the slides preset's runs
     (another, older parent of the experiment) are placed on the families' joint front."""
-    from common.report.seeds import preset_params
+    from test_seeds import PRESET
 
     uri, _ = sweep
     client = MlflowClient(tracking_uri=uri)
     exp_id = client.create_experiment("tradeoff3", artifact_location=(tmp_path / "artifacts").as_uri())
-    log = lambda parent, fam, i, params, rows: log_trial(
-        client, exp_id, parent, fam, i, params, rows, "completed", tmp_path, figures=False
+    log = lambda parent, fam, i, params, rows, tags=None: log_trial(
+        client, exp_id, parent, fam, i, params, rows, "completed", tmp_path, figures=False, tags=tags
     )
     seeds = log_parent(client, exp_id, "seed_spread", 1_000_000, "val_bpd", "seed_spread")
     for i, (seed, probe) in enumerate(((42, 0.37), (43, 0.39))):
-        log(seeds, "vae", i, {**preset_params()["vae"], "seed": seed}, vae_rows(40.0, probe, 30.0))
+        log(seeds, "vae", i, {**PRESET["vae"], "seed": seed}, vae_rows(40.0, probe, 30.0), {"sweep.preset": "slides"})
     new = log_parent(
         client, exp_id, "tradeoff3", 2_000_000, "val_probe_acc,val_classifier_fd", "tradeoff3", mode="max,min"
     )

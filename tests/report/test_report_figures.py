@@ -1,5 +1,5 @@
 """common/report/figures.py: each family's best trial's figures copied into the report, and its own
-training curves (named test_report_figures: tests/test_figures.py is common/figures.py's)."""
+training curves (named test_report_figures: tests/test_figures.py is common/base/figures.py's)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fake_sweep import VAE_BASE, log_parent, log_trial, section, table_row
 from mlflow import MlflowClient
 
+from common.base.names import PRESET_TAG
 from common.report.build import build_report
-from common.report.seeds import budget_blocks, preset_params, seed_groups
+from common.report.seeds import WHERE, budget_blocks, preset_params, seed_groups
+from common.sweep.space import check_configs, load_space
+
+ROOT = Path(__file__).resolve().parents[2]
+# sweeps/slides.py's config per family, as MLflow params (strings), less where it ran
+PRESET = {
+    c["family"]: {k: str(v) for k, v in c.items() if k not in WHERE}
+    for c in check_configs(load_space(ROOT / "sweeps" / "slides.py"), {}, 0)
+}
 
 SIZES = {
     "n_train_images": 10_000,
@@ -20,8 +31,9 @@ SIZES = {
 
 
 def _trial(family, seed, changes=None, status="completed", data="cifar10", **metrics):
-    params = {**preset_params()[family], **(changes or {}), "seed": str(seed), "data": data}
+    params = {**PRESET[family], **(changes or {}), "seed": str(seed), "data": data}
     tags = {
+        **({} if changes else {PRESET_TAG: "slides"}),  # as sweeps/slides.py's sweep tags its runs
         "trial_status": status,
         "eval.n": str(metrics.pop("eval_n", 10_000)),
         "eval.reference_n": "10000",
@@ -111,10 +123,12 @@ def test_a_net_more_than_10_percent_off_the_slides_size_is_outside_the_budget():
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
-def test_the_preset_is_sweeps_seed_py(family):
-    from common.trial.config import config_class
+def test_the_preset_is_the_config_of_the_runs_tagged_as_it(family):
+    from common.trial.families import config_class
 
-    params = preset_params()[family]
+    other = _trial(family, 1, {"lr": "0.002"})
+    assert preset_params([other]) == {}  # untagged: not the preset, whatever its config
+    params = preset_params([other, _trial(family, 2)])[family]
     default = config_class(family)().to_dict()
     assert params["max_epochs"] == str({"vae": 20, "dcgan": 40}[family]) and "seed" not in params
     assert set(params) == set(default) - {"seed", "data", "device", "deterministic"}

@@ -10,12 +10,11 @@ import torch
 from mlflow import MlflowClient
 from PIL import Image
 
+from common.base.data import load_dataset
+from common.base.device import seed_everything
+from common.base.tracking import TrialRun, get_or_create_experiment, prepare_store
 from common.sweep.best import log_best_model, registered_name, sample_registered_model
-from common.sweep.tracking import TrialRun, get_or_create_experiment, prepare_store
-from common.trial.data import load_dataset
-from common.trial.device import seed_everything
-from common.trial.families import FAMILIES
-from common.trial.models import from_checkpoint
+from common.trial.families import FAMILIES, from_checkpoint
 
 
 @pytest.fixture(params=["vae", "dcgan"])
@@ -81,7 +80,7 @@ def test_sample_draws_from_the_registered_program_as_the_checkpoint_samples(trai
     torch.manual_seed(3)
     with torch.no_grad():
         expected = sampler.sample(4, torch.device("cpu"))
-    from common.figures import save_image_grid
+    from common.base.figures import save_image_grid
 
     ref = save_image_grid(expected, tmp_path / "ref.png", nrow=2)
     got, want = (np.asarray(Image.open(p), dtype=int) for p in (out, ref))

@@ -7,61 +7,69 @@ lands in MLflow and in the report folder.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 from real_sweeps import assert_all_runs_final, sweep_options, sweep_runs
 
-from common.sweep.driver import SweepOptions, run
+import run_sweep
+from common.sweep.driver import SweepOptions
+from trainables.sweep import run
+
+OVERRIDES = (("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))
 
 
-def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
-    ray_session, workdir, tracking_uri, capsys
-):
-    summary = run(
-        sweep_options(
-            workdir,
-            tracking_uri,
-            "vae_beta.py",
-            num_samples=2,
-            max_epochs=2,
-            eval_n=16,
-            overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2")),
+@pytest.fixture(scope="module")
+def vae_sweep(ray_session, module_workdir):
+    """One 2-trial VAE sweep with the final stage at n=16, shared by the tests below (each checks
+    one part of what it left); returns (workdir, tracking URI, result, what it printed)."""
+    workdir, out = module_workdir, io.StringIO()
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    with contextlib.redirect_stdout(out):
+        result = run(
+            sweep_options(workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, overrides=OVERRIDES)
         )
-    )
+    return workdir, uri, result, out.getvalue()
+
+
+def test_a_sweep_lands_a_parent_and_its_trials_with_metrics_figures_and_checkpoints(vae_sweep):
+    workdir, uri, result, printed = vae_sweep
     # gpu="auto" (the space's default) on a machine without GPUs: CPU trials, and it says so.
-    chosen = re.search(r"^vae: (\d+ trials? at once, 1 CPU each \(cpu\))$", capsys.readouterr().out, re.M)
+    chosen = re.search(r"^vae: (\d+ trials? at once, 1 CPU each \(cpu\))$", printed, re.M)
     assert chosen, "the sweep prints what it chose per family"
-    client, parents, children = sweep_runs(tracking_uri, "vae_beta")
-    assert all(c.data.tags["placement"] == chosen.group(1) for c in children)
-    assert len(parents) == 1 and len(children) == 2
+    client, parents, children = sweep_runs(uri, "vae_beta")
+    assert len(parents) == 1 and len(children) == 2 and result.completed and result.families == ["vae"]
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "val_bpd"
     for child in children:
+        assert child.data.tags["placement"] == chosen.group(1)
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["family"] == "vae" and child.data.tags["device"] == "cpu"
-        assert child.data.tags["trial_status"] in ("completed", "stopped")
+        assert child.data.tags["trial_status"] in ("completed", "stopped")  # ASHA may stop one at epoch 1
         assert {"git_commit", "data_hash", "trial_id"} <= set(child.data.tags)
         assert child.data.params["data"] == "synthetic" and child.data.params["max_epochs"] == "2"
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_bpd")]
         assert steps == list(range(1, len(steps) + 1)) and steps
         arts = {a.path for a in client.list_artifacts(child.info.run_id, "figures")}
-        assert {
-            "figures/samples.png",
-            "figures/reconstructions.png",
-            "figures/interpolations.png",
-            "figures/curves.png",
-        } <= arts
+        figures = {"samples.png", "reconstructions.png", "interpolations.png", "curves.png"}
+        assert {f"figures/{f}" for f in figures} <= arts
         assert [a.path for a in client.list_artifacts(child.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
-    best = summary["best"]["vae"]
-    assert best["mlflow_run_id"] in {c.info.run_id for c in children}
-    assert (
-        parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"]
-        if "best_vae_run_id" in parent.data.tags
-        else client.get_run(parent.info.run_id).data.tags["best_vae_run_id"] == best["mlflow_run_id"]
-    )
-    # The final stage: Inception metrics of the best checkpoint, on its own run, saying how made.
+    best = result.best["vae"]
+    values = {
+        c.info.run_id: min(m.value for m in client.get_metric_history(c.info.run_id, "val_bpd")) for c in children
+    }
+    assert best["mlflow_run_id"] == min(values, key=values.get)  # the lowest validation objective wins
+    assert parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"]
+
+
+def test_the_final_stage_scores_the_best_checkpoint_on_its_own_run(vae_sweep):
+    _, uri, result, _ = vae_sweep
+    client, parents, children = sweep_runs(uri, "vae_beta")
+    best = result.best["vae"]
     final = client.get_run(best["mlflow_run_id"]).data
     keys = ("fid", "kid", "precision", "recall", "density", "coverage", "is10", "recon_fid", "recon_coverage")
     assert set(keys) <= set(final.metrics) and set(keys) <= set(best["final"])
@@ -75,77 +83,79 @@ def test_vae_sweep_lands_parent_children_metrics_figures_checkpoints_and_report(
     }.items() <= final.tags.items()
     # ... and the probe's baselines beside its test accuracy (same protocol: raw pixels, random init)
     assert {"test_probe_acc", "test_probe_acc_pixels", "test_probe_acc_random_init"} <= set(final.metrics)
-    assert (
-        parent.data.tags["classifier.name"].startswith("classifier-")
-        and 0.5 < float(parent.data.tags["classifier.test_acc"]) <= 1.0
-    )  # the per-epoch scores' classifier, and how good
+    tags = parents[0].data.tags  # the per-epoch scores' classifier, and how good
+    assert tags["classifier.name"].startswith("classifier-") and 0.5 < float(tags["classifier.test_acc"]) <= 1.0
     assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
-    assert_all_runs_final(tracking_uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
-    assert (workdir / "report" / "index.html").is_file() and (workdir / "report" / "report.md").is_file()
-    assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
-    import mlflow  # the sweep's best model is a logged (and loadable) MLflow model of its trial run
+    assert_all_runs_final(uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
 
-    mlflow.set_tracking_uri(tracking_uri)
+
+def test_the_best_model_is_a_pt2_model_logged_by_its_trial_and_registered(vae_sweep):
+    import mlflow
+    import torch
+
+    from common.sweep.best import best_checkpoint
+    from common.trial.families import from_checkpoint
+
+    _, uri, result, _ = vae_sweep
+    best, client = result.best["vae"], MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
     models = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
     assert [(m.name, m.source_run_id) for m in models] == [("best_vae", best["mlflow_run_id"])]
     assert {"val_bpd", "fid"} <= {m.key for m in models[0].metrics}  # its best epoch's, and the final stage's
-    import torch
-
-    from common.sweep.best import best_checkpoint
-    from common.trial.models import from_checkpoint
-
-    # ... as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
+    # as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
     local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
     assert [p.name for p in (local / "data").iterdir()] == ["model.pt2"]
     requirements = (local / "requirements.txt").read_text().split()  # what `mlflow models serve` installs
     assert {r.split("==")[0] for r in requirements} >= {"mlflow", "torch"}
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
-    sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(tracking_uri, best["mlflow_run_id"])
+    sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(uri, best["mlflow_run_id"])
     z = torch.randn(3, ckpt["config"]["latent_dim"])
     with torch.no_grad():
         assert torch.allclose(sampler(z), from_checkpoint(ckpt["config"], ckpt["model"]).decode(z), atol=1e-5)
-    # ... registered, with the alias `best`, tagged with what made it best; --sample draws from it.
+    # registered, with the alias `best`, tagged with what made it best
     version = client.get_model_version_by_alias("vae_beta-vae", "best")
     assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "val_bpd"
+    assert version.tags["model_id"] == models[0].model_id
+
+
+def test_sample_draws_a_grid_from_the_registered_model(vae_sweep):
     from PIL import Image
 
-    import run_sweep
-
+    workdir, uri, _, _ = vae_sweep
     grid = workdir / "grid.png"
-    assert (
-        run_sweep.main(
-            ["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid), "--tracking-uri", tracking_uri]
-        )
-        == 0
-    )
+    argv = ["--sample", "models:/vae_beta-vae@best", "-n", "16", "--out", str(grid), "--tracking-uri", uri]
+    assert run_sweep.main(argv) == 0
     assert Image.open(grid).size == (2 + 4 * 34, 2 + 4 * 34)  # 4x4 grid of 32 px + 2 px padding
-    # After --sample, --report and --resume of the finished sweep, still nothing says RUNNING.
-    assert_all_runs_final(tracking_uri, "vae_beta")
-    assert (
-        run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", tracking_uri]) == 0
-    )
-    assert_all_runs_final(tracking_uri, "vae_beta")
-    run(
+    assert_all_runs_final(uri, "vae_beta")
+
+
+def test_the_report_is_built_from_mlflow_and_a_resume_of_the_finished_sweep_leaves_every_run_final(vae_sweep):
+    workdir, uri, result, _ = vae_sweep
+    assert result.report == str(workdir / "report" / "index.html")  # the sweep's, then --report's of it
+    assert "FID (Inception" in (workdir / "report" / "report.md").read_text()
+    assert run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", uri]) == 0
+    assert (workdir / "report2" / "index.html").is_file()
+    assert_all_runs_final(uri, "vae_beta")
+    again = run(
         sweep_options(
-            workdir,
-            tracking_uri,
-            "vae_beta.py",
-            num_samples=2,
-            max_epochs=2,
-            eval_n=16,
-            resume=True,
-            report=False,
-            overrides=(("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2")),
+            workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, resume=True, report=False,
+            overrides=OVERRIDES,
         )
-    )
-    assert_all_runs_final(tracking_uri, "vae_beta")
-    # --check audits the whole sweep: it passes, then fails on a tampered copy of it.
-    check = ["--check", "vae_beta", "--tracking-uri", tracking_uri, "--storage", str(workdir / "ray_results")]
-    assert run_sweep.main(check) == 0
-    done = next(c for c in children if c.data.tags["trial_status"] == "completed")
+    )  # fmt: skip
+    assert again.parent_run_id == sweep_runs(uri, "vae_beta")[1][0].info.run_id  # the same parent, reopened
+    assert_all_runs_final(uri, "vae_beta")
+
+
+def test_check_passes_on_the_sweep_then_names_a_deleted_checkpoint_and_a_duplicated_epoch(vae_sweep, capsys):
+    """Last in this file: it tampers with the shared sweep."""
     from urllib.parse import urlparse
 
+    workdir, uri, _, _ = vae_sweep
+    check = ["--check", "vae_beta", "--tracking-uri", uri, "--storage", str(workdir / "ray_results")]
+    assert run_sweep.main(check) == 0
+    client, _, children = sweep_runs(uri, "vae_beta")
+    done = next(c for c in children if c.data.tags["trial_status"] == "completed")
     Path(urlparse(done.info.artifact_uri).path, "checkpoints", "best.pt").unlink()  # a deleted best.pt
     client.log_metric(children[0].info.run_id, "epoch_time_s", 1.0, step=1)  # a duplicated epoch
     capsys.readouterr()
@@ -232,7 +242,7 @@ def test_slides_preset_smoke_runs_both_families_under_one_parent(ray_session, wo
             overrides=(("dcgan.g_channels", "32"), ("vae.base_channels", "16"), ("param_budget", "")),
         )
     )
-    assert set(summary["best"]) == {"vae", "dcgan"}
+    assert set(summary.best) == {"vae", "dcgan"}
     client, parents, children = sweep_runs(tracking_uri, "slides")
     assert len(parents) == 1
     assert sorted(c.data.tags["family"] for c in children) == ["dcgan", "vae"]
@@ -268,7 +278,7 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
     assert status["1000.0"]["trial_status"] == "diverged" and "blown up" in status["1000.0"]["diverged_reason"]
     assert int(status["1000.0"]["diverged_epoch"]) >= 1
     assert status["0.001"]["trial_status"] == "completed"
-    assert summary["best"]["vae"]["value"] < 1e9  # the diverged penalty never wins
+    assert summary.best["vae"]["value"] < 1e9  # the diverged penalty never wins
 
 
 def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, tracking_uri):
@@ -285,7 +295,7 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     assert len(children) == 2
     for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
         assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
-    assert summary["best"]["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
+    assert summary.best["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
 
 
 def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(ray_session, workdir, tracking_uri):
@@ -301,7 +311,7 @@ def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(
         )
     )
     _, parents, children = sweep_runs(tracking_uri, "tradeoff3")
-    assert len(parents) == 1 and sorted(summary["best"]) == ["dcgan", "vae", "vaegan"]
+    assert len(parents) == 1 and sorted(summary.best) == ["dcgan", "vae", "vaegan"]
     by_family = {}
     for child in children:
         by_family.setdefault(child.data.tags["family"], []).append(child)

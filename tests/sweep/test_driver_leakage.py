@@ -16,8 +16,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from common.sweep.driver import SweepOptions, run
-from common.trial.data import load_dataset
+from common.base.data import load_dataset
+from common.sweep.driver import SweepOptions
+from trainables.sweep import run
 
 SPACE = """
 def space(trial):
@@ -76,7 +77,7 @@ def _sweep(root, workdir, name):
             "test": tests,
             "run_id": r.info.run_id,
         }
-    best = summary["best"]["vae"]
+    best = summary.best["vae"]
     version = client.get_model_version_by_alias(f"{name}-vae", "best")
     registered = client.get_run(version.tags["trial_run_id"]).data.params
     import optuna

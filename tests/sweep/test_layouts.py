@@ -8,7 +8,7 @@ import textwrap
 import optuna
 import pytest
 
-from common.errors import UserError
+from common.base.errors import UserError
 from common.sweep.layouts import MAX_LAYOUTS, check_layouts, walk
 from common.sweep.space import check_configs, load_space
 from common.trial.config import ConfigError, VAEConfig

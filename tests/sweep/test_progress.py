@@ -1,4 +1,4 @@
-"""common/sweep/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
+"""common/base/progress.py: the status line, and what a default sweep prints (no Ray tables, no warnings)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from common.sweep.progress import SweepProgress, bar
+from common.base.progress import SweepProgress, bar
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epoch
 
 
 def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, monkeypatch):
-    monkeypatch.setattr("common.sweep.progress._tty", lambda: False)
+    monkeypatch.setattr("common.base.progress._tty", lambda: False)
     p = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
     trials = _trials("PENDING", "PENDING")  # as Tune passes them to on_trial_start
     p.on_trial_start(0, trials, trials[0])

@@ -7,8 +7,8 @@ import pytest
 from real_sweeps import sweep_options, sweep_runs
 
 import common.sweep.resources
-from common.sweep.driver import run
 from common.sweep.resources import MAX_PACK, gpu_plan, resolve_gpus
+from trainables.sweep import run
 
 
 # ---- gpu="auto" ---------------------------------------------------------------------------------

@@ -220,19 +220,35 @@ def test_a_disk_filling_mid_sweep_stops_it_with_one_line_and_resume_finishes_it(
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
 
 
-def test_a_trial_error_saying_the_disk_is_full_stops_the_sweep_once(tmp_path, monkeypatch):
-    import signal
-
+def test_a_trial_error_saying_the_disk_is_full_stops_the_sweep(tmp_path):
     from common.sweep import storage
 
-    monkeypatch.setattr(storage, "_disk_full", [])
-    sent = []
-    monkeypatch.setattr(storage.os, "kill", lambda pid, sig: sent.append(sig))
     (tmp_path / "other.txt").write_text("Failure # 1\nValueError: boom\n")
-    storage.stop_if_disk_full(str(tmp_path / "other.txt"))
-    storage.stop_if_disk_full(None)
-    assert not sent and storage.disk_full() is None  # any other error: Tune's retries as before
-    (tmp_path / "full.txt").write_text("Failure # 1\nsqlite3.OperationalError: database or disk is full\n")
-    storage.stop_if_disk_full(str(tmp_path / "full.txt"))
-    storage.stop_if_disk_full(str(tmp_path / "full.txt"))
-    assert sent == [signal.SIGINT] and "disk is full" in storage.disk_full()  # stopped like Ctrl+C, once
+    storage.check_error_file(str(tmp_path / "other.txt"))  # any other error: Tune's retries as before
+    storage.check_error_file(None)
+    storage.check_error_file(str(tmp_path / "missing.txt"))
+    (tmp_path / "full.txt").write_text("Failure # 1\nsqlite3.OperationalError: database or disk is full\nmore\n")
+    with pytest.raises(storage.NoSpaceLeft, match="^sqlite3.OperationalError: database or disk is full$"):
+        storage.check_error_file(str(tmp_path / "full.txt"))
+    assert storage.no_space_line("OSError: [Errno 28] No space left on device: 'x'") == (
+        "OSError: [Errno 28] No space left on device: 'x'"
+    )
+
+
+def test_a_fit_knows_ctrl_c_from_the_trials_tune_started_but_never_saw_end():
+    from types import SimpleNamespace
+
+    from common.sweep.tuning import TrialEnds
+
+    ends = TrialEnds()
+    ends.setup(total_num_samples=3)
+    assert TrialEnds.active is ends
+    trial = lambda i: SimpleNamespace(trial_id=f"t{i}")
+    for i in range(3):
+        ends.on_trial_start(0, [], trial(i))
+    ends.on_trial_complete(0, [], trial(0))
+    ends.on_trial_error(0, [], trial(1))
+    assert ends.interrupted(3)  # t2 started and never ended: Tune caught SIGINT and returned
+    ends.on_trial_complete(0, [], trial(2))
+    assert not ends.interrupted(3)
+    assert ends.interrupted(2)  # fewer trials than asked for: stopped before the searcher made the rest

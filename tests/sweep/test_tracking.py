@@ -7,7 +7,7 @@ import multiprocessing as mp
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.sweep.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
+from common.base.tracking import TrialRun, get_or_create_experiment, prepare_store, resolve_tracking_uri
 
 POINTS = 30
 
@@ -49,7 +49,7 @@ def test_default_uri_is_sqlite_in_the_working_directory(workdir, monkeypatch):
 
 def test_urls_are_logged_with_their_password_masked():
 
-    from common.sweep.tracking import TrackingError, check_tracking_uri, redact
+    from common.base.tracking import TrackingError, check_tracking_uri, redact
 
     assert redact("postgresql://me:s3cret@db:5432/optuna") == "postgresql://me:***@db:5432/optuna"
     assert redact("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
@@ -59,7 +59,7 @@ def test_urls_are_logged_with_their_password_masked():
 
 
 def test_the_ui_link_opens_the_model_training_view_without_leaking_a_password():
-    from common.sweep.tracking import ui_link
+    from common.base.tracking import ui_link
 
     assert (
         ui_link("http://me:s3cret@host:5000/", "7")
@@ -84,7 +84,7 @@ def test_two_processes_preparing_one_new_store_at_once_both_succeed(tmp_path):
 
 
 def test_dataset_digests_follow_the_images_and_the_rows():
-    from common.sweep.tracking import dataset_inputs
+    from common.base.run_context import dataset_inputs
 
     def digests(content_hash, val_rows):
         return [i.dataset.digest for i in dataset_inputs("synthetic", content_hash, {"train": [0, 1], "val": val_rows})]
@@ -92,3 +92,54 @@ def test_dataset_digests_follow_the_images_and_the_rows():
     assert digests("a", [2, 3]) == digests("a", [2, 3])
     assert digests("a", [2, 3])[1] != digests("a", [2, 4])[1] and digests("a", [2, 3])[0] == digests("a", [2, 4])[0]
     assert digests("a", [2, 3])[0] != digests("b", [2, 3])[0]
+
+
+def test_an_unreachable_tracking_server_is_asked_once_within_the_stated_timeout(monkeypatch):
+    import requests
+
+    from common.base.tracking import TrackingError, check_tracking_uri
+
+    calls = []
+
+    def get(url, timeout):
+        calls.append((url, timeout))
+        raise requests.ConnectionError("refused")
+
+    monkeypatch.setattr(requests, "get", get)
+    with pytest.raises(TrackingError, match="unreachable"):
+        check_tracking_uri("http://127.0.0.1:9/")
+    assert calls == [("http://127.0.0.1:9/health", 5.0)]
+
+
+def test_retry_is_the_one_layer_for_a_database_store_and_leaves_an_http_server_to_mlflows(monkeypatch):
+    from common.base import tracking
+
+    clock, sleeps, calls = [0.0], [], []
+
+    def sleep(s):
+        sleeps.append(s)
+        clock[0] += s
+
+    def down():
+        calls.append(1)
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(tracking.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(tracking.time, "sleep", sleep)
+    with pytest.raises(RuntimeError):
+        tracking.retry(down, "log_batch", "http://127.0.0.1:5000")
+    assert len(calls) == 1 and not sleeps  # MLflow's own HTTP retries ran inside the call
+    calls.clear()
+    with pytest.warns(UserWarning, match="retrying"), pytest.raises(RuntimeError):
+        tracking.retry(down, "log_batch", "sqlite:///x.db", budget_s=30.0)
+    assert 20.0 < sum(sleeps) <= 30.0 and len(calls) == len(sleeps) + 1  # backoff, within the stated budget
+    flaky = iter([RuntimeError("locked"), "ok"])
+
+    def once_then_ok():
+        value = next(flaky)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    with pytest.warns(UserWarning):
+        assert tracking.retry(once_then_ok, "log_batch", "postgresql://h/db") == "ok"

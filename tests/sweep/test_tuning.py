@@ -12,8 +12,10 @@ from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from real_sweeps import ROOT
 
-from common.sweep.driver import SweepOptions, run
+from common.base import compat
+from common.sweep.driver import SweepOptions
 from common.sweep.tuning import PrunedAwareOptunaSearch, ScheduleAwareASHA, next_sync, population_based
+from trainables.sweep import run
 
 
 class _Trial:  # what ASHA reads of a Tune trial
@@ -117,7 +119,7 @@ def test_the_space_picks_optunas_sampler(sampler, expected, ray_session, workdir
 
     def spy(self, *a, **kw):
         real_setup(self, *a, **kw)
-        seen.append(type(self._ot_study.sampler).__name__)
+        seen.append(type(compat.optuna_search_study(self).sampler).__name__)
         raise KeyboardInterrupt  # stop here: the sampler is all this test is about
 
     monkeypatch.setattr(OptunaSearch, "_setup_study", spy)
@@ -168,7 +170,7 @@ def test_population_schedulers_are_asynchronous_unless_the_space_asks_for_synch(
     if synch is not None:
         scheduler["synch"] = synch
     tune_scheduler, space = population_based(scheduler)
-    assert tune_scheduler._synch is bool(synch) and set(space) == {"lr_g"}
+    assert getattr(tune_scheduler, compat.PBT_SYNCH_ATTR) is bool(synch) and set(space) == {"lr_g"}
 
 
 def test_synchronous_pbt_moves_its_next_sync_past_a_population_that_is_already_there():
@@ -199,7 +201,7 @@ def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("pbt").experiment_id
     trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
-    assert len(trials) == 4 and summary["best"]["dcgan"]["mlflow_run_id"] in {t.info.run_id for t in trials}
+    assert len(trials) == 4 and summary.best["dcgan"]["mlflow_run_id"] in {t.info.run_id for t in trials}
     clones = [(t, v) for t in trials for k, v in t.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]
     assert clones, "with 4 trials, quantile 0.5 and a perturbation every epoch, some trial must be cloned"
     ids = {t.data.tags["trial_id"] for t in trials}
@@ -231,7 +233,7 @@ def test_the_parent_records_the_versions_that_shape_a_sweep():
     import importlib.metadata
     import platform
 
-    from common.sweep.run_context import VERSIONED, version_tags
+    from common.base.run_context import VERSIONED, version_tags
 
     tags = version_tags()
     assert tags["versions.python"] == platform.python_version()

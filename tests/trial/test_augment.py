@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import common.trial.tasks.dcgan
+from common.base.data import load_dataset
+from common.base.device import seed_everything
 from common.trial.augment import POLICIES, cutout, diff_augment, parse_policy, translation
 from common.trial.config import ConfigError, DCGANConfig
-from common.trial.data import load_dataset
-from common.trial.device import seed_everything
 from common.trial.tasks.dcgan import DCGANTask
 
 

@@ -7,6 +7,8 @@ import pickle
 import pytest
 import torch
 
+from common.base.data import load_dataset
+from common.base.device import seed_everything
 from common.trial.checkpoint import (
     BEST_FILE,
     CHECKPOINT_PREFIX,
@@ -18,8 +20,6 @@ from common.trial.checkpoint import (
     save_state,
 )
 from common.trial.config import VAEConfig
-from common.trial.data import load_dataset
-from common.trial.device import seed_everything
 from common.trial.families import FAMILIES, get
 
 

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from common.trial.config import ConfigError, DCGANConfig, VAEConfig, VAEGANConfig, config_class, for_family
-from common.trial.families import FAMILIES
+from common.trial.config import ConfigError, DCGANConfig, VAEConfig, VAEGANConfig
+from common.trial.families import FAMILIES, config_class, for_family
 from common.trial.tasks.vaegan import VAEGANTask
 
 

@@ -28,12 +28,12 @@ def test_the_slides_budget_refuses_a_layout_outside_ten_percent_and_names_count_
 
 
 def test_the_budget_edge_lies_at_ten_percent(monkeypatch):
-    import common.slides
+    import common.base.slides
 
     n = VAEConfig().param_counts()["n_params_vae"]
-    monkeypatch.setitem(common.slides.PARAMS, "n_params_vae", n / 1.0999)
+    monkeypatch.setitem(common.base.slides.PARAMS, "n_params_vae", n / 1.0999)
     VAEConfig(param_budget="slides")  # +9.99%
-    monkeypatch.setitem(common.slides.PARAMS, "n_params_vae", n / 1.1001)
+    monkeypatch.setitem(common.base.slides.PARAMS, "n_params_vae", n / 1.1001)
     with pytest.raises(ConfigError, match="outside the slides' budget"):
         VAEConfig(param_budget="slides")
 
@@ -42,8 +42,8 @@ def test_the_budget_edge_lies_at_ten_percent(monkeypatch):
 def test_param_counts_are_those_of_the_nets_the_task_builds(cls):
     import torch
 
-    from common.trial.data import load_dataset
-    from common.trial.device import seed_everything
+    from common.base.data import load_dataset
+    from common.base.device import seed_everything
     from common.trial.models import count_params
 
     cfg = (

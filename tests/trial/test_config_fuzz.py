@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.trial.config import ConfigError, config_class, for_family
-from common.trial.families import FAMILIES
+from common.trial.config import ConfigError
+from common.trial.families import FAMILIES, config_class, for_family
 
 FAMILY = st.sampled_from(sorted(FAMILIES))
 ANY_VALUE = st.one_of(

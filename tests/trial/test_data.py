@@ -1,4 +1,4 @@
-"""common/trial/data.py: the synthetic set, subset and split indices, tensor helpers, DeviceData (the
+"""common/base/data.py: the synthetic set, subset and split indices, tensor helpers, DeviceData (the
 sources it reads are tests/trial/test_sources.py)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from common.trial.data import (
+from common.base.data import (
     DataError,
     Dataset,
     DeviceData,

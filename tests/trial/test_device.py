@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.trial.device import (
+from common.base.device import (
     configure_threads,
     device_kind,
     is_deterministic,

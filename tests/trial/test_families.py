@@ -9,9 +9,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from common.report.runs import FAMILY_LABEL
-from common.trial.config import ConfigError, VAEConfig, config_class, for_family
-from common.trial.families import FAMILIES, Family, get, register
-from common.trial.models import ConvVAE, Generator, from_checkpoint
+from common.trial.config import ConfigError, VAEConfig
+from common.trial.families import FAMILIES, Family, config_class, for_family, from_checkpoint, get, register
+from common.trial.models import ConvVAE, Generator
 from common.trial.tasks.vae import VAETask
 
 
@@ -56,7 +56,8 @@ def test_a_toy_family_registered_in_one_place_runs_a_one_epoch_sweep(ray_session
     import toy_family
     from ray import cloudpickle
 
-    from common.sweep.driver import SweepOptions, run
+    from common.sweep.driver import SweepOptions
+    from trainables.sweep import run
 
     cloudpickle.register_pickle_by_value(toy_family)  # the workers' PYTHONPATH lacks tests/
     TOY = toy_family.TOY
@@ -75,14 +76,14 @@ def test_a_toy_family_registered_in_one_place_runs_a_one_epoch_sweep(ray_session
             tracking_uri=tracking_uri,
             eval_n=0,
             storage=str(workdir / "ray_results"),
-            out=str(workdir / "report"),
         )
     )
     client = MlflowClient(tracking_uri)
-    trial = client.get_run(summary["best"]["toy"]["mlflow_run_id"])
+    trial = client.get_run(summary.best["toy"]["mlflow_run_id"])
     assert trial.data.tags["family"] == "toy" and trial.data.tags["trial_status"] == "completed"
     assert trial.data.metrics["toy_epochs"] == 1.0  # the toy task's own hook ran in the Ray worker
     assert list((workdir / "ray_results").rglob("train_toy_*")), "Tune names the trial after the family"
+    assert Path(summary.report).resolve() == (workdir / "report" / "index.html").resolve()
     report = (workdir / "report" / "report.md").read_text()
     assert "Toy GAN" in report and "Toy generator" in report
 

@@ -9,7 +9,7 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.sweep.tracking import get_or_create_experiment, prepare_store
+from common.base.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import DCGANConfig, VAEConfig
 from common.trial.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
 
@@ -95,7 +95,7 @@ class _Backend:
     """MLflow going away and coming back, under the trial's tolerant TrialRun."""
 
     def __init__(self, monkeypatch):
-        from common.sweep.tracking import TrialRun
+        from common.base.tracking import TrialRun
 
         self.down, send = False, TrialRun._send
         monkeypatch.setattr(TrialRun, "RECHECK_S", 0.0)  # retry the backend at every write
@@ -234,9 +234,9 @@ def test_trial_logs_params_metrics_figures_and_best_checkpoint(tracking_uri, wor
 
 
 def test_a_trial_run_records_system_metrics_while_it_trains(tracking_uri, workdir, monkeypatch):
-    import common.sweep.run_context
+    import common.base.run_context
 
-    monkeypatch.setattr(common.sweep.run_context, "SYSTEM_METRICS_S", 0.5)
+    monkeypatch.setattr(common.base.run_context, "SYSTEM_METRICS_S", 0.5)
     session = LocalSession(workdir / "sys")
     run_trial(
         VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0),
@@ -250,9 +250,9 @@ def test_a_trial_run_records_system_metrics_while_it_trains(tracking_uri, workdi
 
 
 def test_a_trial_shorter_than_the_sampling_interval_still_has_system_metrics(tracking_uri, workdir, monkeypatch):
-    import common.sweep.run_context
+    import common.base.run_context
 
-    monkeypatch.setattr(common.sweep.run_context, "SYSTEM_METRICS_S", 3600.0)  # no sample falls within the trial
+    monkeypatch.setattr(common.base.run_context, "SYSTEM_METRICS_S", 3600.0)  # no sample falls within the trial
     session = LocalSession(workdir / "short")
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=1, batch_size=64, eval_samples=64, probe_every=0)
     run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from common.base.data import load_dataset
 from common.trial.config import ConfigError, DCGANConfig, VAEConfig
-from common.trial.data import load_dataset
 from common.trial.perceptual import (
     PERCEPTUAL_NETS,
     build_perceptual,

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from common.errors import UserError
+from common.base.errors import UserError
 from common.trial.families import FAMILIES
 from common.trial.plugins import ENTRY_POINTS, PluginError, load_plugins, ship_path
 

@@ -1,4 +1,4 @@
-"""common/trial/sources.py through ``load_dataset``: image-folder trees, tarballs and CIFAR batches read
+"""common/base/sources.py through ``load_dataset``: image-folder trees, tarballs and CIFAR batches read
 once, decoded, hashed and cached; every bad input is one ``DataError`` line naming the file."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from common.trial import sources
-from common.trial.data import DataError, Dataset, load_dataset
+from common.base import sources
+from common.base.data import DataError, Dataset, load_dataset
 
 REAL_TARBALL = (
     Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpeg.tar.gz"

@@ -8,18 +8,9 @@ thing. ``from_dict`` rejects unknown keys, wrong types, NaN and out-of-range val
     vae.py     VAEConfig      dcgan.py   DCGANConfig      vaegan.py  VAEGANConfig
 """
 
-from common.trial.config.base import ConfigError, TrialConfig, check_objective, config_class, for_family
+from common.trial.config.base import ConfigError, TrialConfig, check_objective
 from common.trial.config.dcgan import DCGANConfig
 from common.trial.config.vae import VAEConfig
 from common.trial.config.vaegan import VAEGANConfig
 
-__all__ = [
-    "ConfigError",
-    "TrialConfig",
-    "VAEConfig",
-    "DCGANConfig",
-    "VAEGANConfig",
-    "check_objective",
-    "config_class",
-    "for_family",
-]
+__all__ = ["ConfigError", "TrialConfig", "VAEConfig", "DCGANConfig", "VAEGANConfig", "check_objective"]

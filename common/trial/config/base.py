@@ -6,9 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Mapping
 
-from common.errors import UserError
+from pydantic import BeforeValidator, StrictStr, TypeAdapter, ValidationError
+
+from common.base.data import split_indices
+from common.base.errors import UserError
+from common.base.names import DEFAULT_SEED
+from common.base.slides import PARAMS, PARAMS_TOLERANCE
+from common.trial.models import count_params
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +45,7 @@ class TrialConfig:
     peak_rss_mb: ClassVar[int] = 0
     # The structural fields: what sets each net's parameter count (param_counts, the budget check).
     layout: ClassVar[tuple[str, ...]] = ()
-    seed: int = config_field(42, lo=0, doc="global seed: same config + seed => same metrics on CPU")
+    seed: int = config_field(DEFAULT_SEED, lo=0, doc="global seed: same config + seed => same metrics on CPU")
     data: str = config_field(
         "cifar10", doc="cifar10 | synthetic | path to cifar-10-batches-py, an image-folder tree or its .tar.gz"
     )
@@ -49,9 +55,9 @@ class TrialConfig:
         lo=0,
         doc="validation images, drawn (val_seed) from the train images outside the "
         "train subset (held out of it when it takes the whole split); every selection reads them. "
-        "0 = auto: 5,000, or a tenth of the train split if fewer (common.trial.data.auto_val_size)",
+        "0 = auto: 5,000, or a tenth of the train split if fewer (common.base.data.auto_val_size)",
     )
-    val_seed: int = config_field(0, lo=0, doc="seed of the validation draw (common.trial.data.split_indices)")
+    val_seed: int = config_field(0, lo=0, doc="seed of the validation draw (common.base.data.split_indices)")
     batch_size: int = config_field(128, lo=1, hi=8192)
     max_epochs: int = config_field(20, lo=1, hi=10_000)
     probe_every: int = config_field(
@@ -72,7 +78,7 @@ class TrialConfig:
         choices=("auto", "on", "off"),
         doc="deterministic kernels: auto = on for CPU and "
         "MPS, off on CUDA (cuDNN autotuning instead); on = reproducible on a GPU too, where "
-        "torch has deterministic kernels (common.trial.device.is_deterministic)",
+        "torch has deterministic kernels (common.base.device.is_deterministic)",
     )
     precision: str = config_field(
         "fp32",
@@ -157,8 +163,6 @@ class TrialConfig:
 
     def split(self, n_train: int) -> tuple["torch.Tensor", "torch.Tensor"]:
         """(train subset, validation) indices into a train split of ``n_train`` images."""
-        from common.trial.data import split_indices
-
         return split_indices(n_train, self.train_subset, self.val_size, self.seed, self.val_seed)
 
     def memory_mb(self) -> int:
@@ -175,8 +179,6 @@ class TrialConfig:
 
 def check_budget(cfg: TrialConfig) -> None:
     """ConfigError unless each net of ``cfg`` lies within ±10% of the slides' count for it."""
-    from common.slides import PARAMS, PARAMS_TOLERANCE
-
     counts = cfg.param_counts()
     if not counts or set(counts) - set(PARAMS):
         raise ConfigError(
@@ -200,8 +202,6 @@ def count_on_meta(**nets) -> dict[str, int]:
     the nets are built on torch's meta device: no memory, no initialisation, milliseconds."""
     import torch
 
-    from common.trial.models import count_params
-
     with torch.device("meta"):
         return {f"n_params_{name}": count_params(build()) for name, build in nets.items()}
 
@@ -215,63 +215,35 @@ def check_objective(metric: str) -> None:
         )
 
 
-def config_class(family: str) -> type[TrialConfig]:
-    """The config class of ``family`` (the registry, common/trial/families.py); ConfigError if unknown."""
-    from common.trial.families import get
-
-    return get(family).config
-
-
-def for_family(values: Mapping[str, Any], family: str) -> dict[str, Any]:
-    """Resolve ``--set`` keys for one family: ``key`` applies to all, ``family.key`` to one.
-
-    A sweep with both families (the slides preset) can then set e.g. ``dcgan.g_channels=32``.
-    """
-    from common.trial.families import FAMILIES
-
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        scope, dot, name = key.rpartition(".")
-        if not dot:
-            out[key] = value
-        elif scope not in FAMILIES:
-            raise ConfigError(f"config key {key!r}: prefix {scope!r} is not a model family ({', '.join(FAMILIES)})")
-        elif scope == family:
-            out[name] = value
-    return out
-
-
 # ---- helpers ------------------------------------------------------------------------------
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a bool is no number")
+    return value
+
+
+def _bool_or_word(value: Any) -> Any:
+    if not isinstance(value, (bool, str)):
+        raise ValueError("neither a bool nor a word for one")
+    return value
+
+
+# pydantic's lax parsing ("3" -> 3, "1e-3" -> 0.001, "yes" -> True: what --set and MLflow params
+# give), with bools and numbers kept apart.
+_COERCE = {
+    "int": TypeAdapter(Annotated[int, BeforeValidator(_no_bool)]),
+    "float": TypeAdapter(Annotated[float, BeforeValidator(_no_bool)]),
+    "bool": TypeAdapter(Annotated[bool, BeforeValidator(_bool_or_word)]),
+    "str": TypeAdapter(StrictStr),
+}
+
+
 def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
-    typ = {"int": int, "float": float, "str": str, "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
-    if typ is bool:
-        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no"):
-            return value.lower() in ("1", "true", "yes")
-        if isinstance(value, bool):
-            return value
-    elif typ is int:
-        if isinstance(value, bool):
-            pass
-        elif isinstance(value, int):
-            return value
-        elif isinstance(value, float) and value.is_integer():
-            return int(value)
-        elif isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-    elif typ is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif typ is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"config key {name}={value!r} must be of type {typ.__name__}")
+    typ = f.type if isinstance(f.type, str) else f.type.__name__
+    try:
+        return _COERCE[typ].validate_python(value)
+    except ValidationError:
+        raise ConfigError(f"config key {name}={value!r} must be of type {typ}") from None
 
 
 def _check_range(family: str, name: str, value: Any, meta: Mapping[str, Any]) -> None:

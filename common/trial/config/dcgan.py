@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from common.trial.augment import parse_policy
 from common.trial.config.base import ConfigError, TrialConfig, config_field, count_on_meta
+from common.trial.models import Discriminator, Generator
 
 
 @dataclass(frozen=True)
@@ -116,8 +117,6 @@ class DCGANConfig(TrialConfig):
         return self.d_norm == "batch"
 
     def param_counts(self) -> dict[str, int]:
-        from common.trial.models import Discriminator, Generator
-
         return count_on_meta(g=lambda: Generator.for_config(self), d=lambda: Discriminator.for_config(self))
 
     def _validate(self) -> None:

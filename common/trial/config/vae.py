@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from common.trial.config.base import TrialConfig, config_field, count_on_meta
+from common.trial.models import ConvVAE
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,4 @@ class VAEConfig(TrialConfig):
         super()._validate()
 
     def param_counts(self) -> dict[str, int]:
-        from common.trial.models import ConvVAE
-
         return count_on_meta(vae=lambda: ConvVAE.for_config(self))

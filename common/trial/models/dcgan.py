@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from common.trial.models.prior import PriorSampler
+from common.metrics.prior import PriorSampler
 from common.trial.models.vae import down, stage_widths, up
 
 

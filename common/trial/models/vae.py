@@ -35,7 +35,7 @@ import math
 import torch
 from torch import nn
 
-from common.trial.models.prior import PriorSampler
+from common.metrics.prior import PriorSampler
 
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.base.data import Dataset, DeviceData, to_unit_range
 from common.metrics.classifier import get_classifier, load_classifier
 from common.metrics.maths import (
     RandomConvFeatures,
@@ -27,11 +28,10 @@ from common.metrics.maths import (
     nearest_neighbour_distance,
 )
 from common.trial.config import ConfigError, TrialConfig
-from common.trial.data import Dataset, DeviceData, to_unit_range
 from common.trial.diagnostics import mode_collapse_flag
 from common.trial.models import count_params
 
-SPLITS = ("val", "test")  # what evaluate() scores on
+SCORED_SPLITS = ("val", "test")  # what evaluate() scores on
 SCORE_BATCH = 500  # images per no-grad forward pass when scoring
 
 
@@ -98,7 +98,7 @@ class Task:
             self.precision_used = "fp32"
 
     def split(self, name: str) -> DeviceData:
-        if name not in SPLITS:
+        if name not in SCORED_SPLITS:
             raise ValueError(f"evaluate on 'val' or 'test', got {name!r}")
         return self.val if name == "val" else self.test
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from common.figures import save_image_grid
+from common.base.data import to_unit_range
+from common.base.figures import save_image_grid
 from common.trial.augment import diff_augment, parse_policy
 from common.trial.config import ConfigError, DCGANConfig
-from common.trial.data import to_unit_range
 from common.trial.diagnostics import grad_total_norm
 from common.trial.losses import (
     d_loss_bce,

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.figures import save_image_grid
+from common.base.data import to_unit_range
+from common.base.figures import save_image_grid
 from common.metrics.maths import active_units
 from common.trial.config import VAEConfig
-from common.trial.data import to_unit_range
 from common.trial.losses import (
     MSE_LOG_SCALE,
     beta_at,

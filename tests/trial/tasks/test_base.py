@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from common.trial.config import config_class
-from common.trial.data import load_dataset
-from common.trial.device import seed_everything
-from common.trial.families import FAMILIES
+from common.base.data import load_dataset
+from common.base.device import seed_everything
+from common.trial.families import FAMILIES, config_class
 from common.trial.tasks.base import bf16_native
 
 

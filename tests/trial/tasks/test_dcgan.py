@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from common.base.data import load_dataset, to_unit_range
+from common.base.device import seed_everything
 from common.metrics.maths import linear_probe
 from common.trial.config import ConfigError, DCGANConfig
-from common.trial.data import load_dataset, to_unit_range
-from common.trial.device import seed_everything
 from common.trial.losses import d_loss_bce, g_loss_nonsaturating, r1_penalty
 from common.trial.tasks.dcgan import DCGANTask
 

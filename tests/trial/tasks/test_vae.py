@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from common.base.data import load_dataset, to_unit_range
+from common.base.device import seed_everything
 from common.trial.config import VAEConfig
-from common.trial.data import load_dataset, to_unit_range
-from common.trial.device import seed_everything
 from common.trial.losses import gaussian_kl, lr_factor, recon_mse, vae_loss
 from common.trial.tasks.vae import COLLAPSE_KL, VAETask, collapse_flag
 

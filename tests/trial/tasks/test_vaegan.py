@@ -9,11 +9,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from common.base.data import load_dataset, to_unit_range
+from common.base.device import seed_everything
+from common.base.tracking import get_or_create_experiment, prepare_store
 from common.metrics.maths import active_units
-from common.sweep.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import VAEGANConfig
-from common.trial.data import load_dataset, to_unit_range
-from common.trial.device import seed_everything
 from common.trial.families import FAMILIES
 from common.trial.loop import LocalSession, SweepContext, run_trial
 from common.trial.losses import gaussian_kl

@@ -26,10 +26,11 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
+from common.base.progress import bar
 
 CACHE_VERSION = 1
-SPLITS = ("train", "test")
+STORED_SPLITS = ("train", "test")  # the splits a source holds (validation is drawn from train)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 _LAYOUT = "expected train/<class>/*.jpg|png and test/<class>/*"
@@ -127,7 +128,7 @@ def _build_tar(path: Path) -> dict:
 def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[str], str], where: str) -> dict:
     """Validate the ``train/<class>/<image>`` layout of ``names`` and decode every image."""
     prefix = _tree_prefix(names, where)
-    per = {s: {} for s in SPLITS}
+    per = {s: {} for s in STORED_SPLITS}
     for name in names:
         if not name.startswith(prefix):
             continue
@@ -139,7 +140,7 @@ def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[
         if not parts[2].lower().endswith(IMAGE_EXTS):
             raise DataError(f"{show(name)} is not an image (.jpg/.jpeg/.png); remove it from the data tree")
         per[parts[0]].setdefault(parts[1], []).append(name)
-    for s in SPLITS:
+    for s in STORED_SPLITS:
         if not per[s]:
             raise DataError(f"{where} has no {s}/<class>/ folders with images; {_LAYOUT}")
     classes = sorted(per["train"])
@@ -151,7 +152,7 @@ def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[
             "give both splits the same class folders, each with images"
         )
     h, out = hashlib.sha256(), {"classes": classes}
-    for s in SPLITS:
+    for s in STORED_SPLITS:
         order = [(c, n) for c, cls in enumerate(classes) for n in sorted(per[s][cls])]
         blobs = [read(n) for _, n in order]
         for (_, n), b in zip(order, blobs):
@@ -165,9 +166,9 @@ def _build_tree(names: list[str], read: Callable[[str], bytes], show: Callable[[
 def _tree_prefix(names: list[str], where: str) -> str:
     """'' if train/ and test/ sit at the top, 'top/' if one folder wraps them."""
     tops = {n.split("/")[0] for n in names if "/" in n}
-    if tops & set(SPLITS):
+    if tops & set(STORED_SPLITS):
         return ""
-    wrappers = {n.split("/")[0] for n in names if n.count("/") >= 2 and n.split("/")[1] in SPLITS}
+    wrappers = {n.split("/")[0] for n in names if n.count("/") >= 2 and n.split("/")[1] in STORED_SPLITS}
     if len(wrappers) == 1:
         return wrappers.pop() + "/"
     raise DataError(f"{where} has no train/ or test/ folder; {_LAYOUT}")
@@ -182,8 +183,6 @@ def _decode_images(blobs: list[bytes], show: Callable[[int], str]) -> torch.Tens
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:  # dropped by some future torchvision: PIL still works, only slower
         jpeg, rest = [], list(range(len(blobs)))
-    from common.sweep.progress import bar
-
     chunks = range(0, len(jpeg), _JPEG_CHUNK)
     for start in bar(chunks, f"decoding {len(blobs):,} images", total=len(chunks), unit="chunk") if chunks else chunks:
         idx = jpeg[start : start + _JPEG_CHUNK]

@@ -3,7 +3,7 @@
 ``load_dataset(spec)``: ``synthetic``, ``cifar10`` (torchvision download), a ``cifar-10-batches-py``
 folder, or an image-folder tree (``train/<class>/*``, ``test/<class>/*``) as a folder or ``.tar.gz``.
 Images are decoded once and cached in ``cache_dir`` (``$VAEGAN_CACHE``, ``~/.cache/vaegan/data``;
-how, and the cache key: common.trial.sources). Then the tensors: the seeded train subset and
+how, and the cache key: common.base.sources). Then the tensors: the seeded train subset and
 validation draw, the [-1, 1] conversions, and DeviceData (one split on the trial's device).
 """
 
@@ -18,7 +18,7 @@ from typing import Iterator
 
 import torch
 
-from common.trial.sources import DataError, cached, cifar10_folder, identify
+from common.base.sources import DataError, cached, cifar10_folder, identify
 
 
 @dataclass(frozen=True)

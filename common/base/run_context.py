@@ -1,11 +1,16 @@
 """What MLflow shows about a run besides our metrics: its context tags (the UI's User, Source and
-Version columns) and the system-metrics monitor (its "System metrics" tab)."""
+Version columns), the system-metrics monitor (its "System metrics" tab) and the dataset inputs
+(its Dataset column)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
+from typing import Any, Mapping
+
+from common.base import compat
 
 
 def context_tags(commit: str, command: str = "") -> dict[str, str]:
@@ -62,11 +67,20 @@ def system_metrics(uri: str, run_id: str):
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop chatter per trial
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_S, tracking_uri=uri, resume_logging=True)
     monitor.start()
+    taken = []
+
+    def last_sample() -> None:
+        """Stop the monitor and publish one more sample, once. A trial calls it before its last
+        report to Tune: Tune may stop the trial there, and the block's end never runs."""
+        if not taken:
+            taken.append(True)
+            monitor.finish()
+            _final_sample(monitor)
+
     try:
-        yield monitor
+        yield last_sample
     finally:
-        monitor.finish()
-        _final_sample(monitor)
+        last_sample()
 
 
 def _final_sample(monitor) -> None:
@@ -82,3 +96,38 @@ def _final_sample(monitor) -> None:
         monitor.mlflow_logger.flush()
     except Exception as e:  # a convenience: never fail a trial over it
         warnings.warn(f"the last system-metrics sample was not logged: {str(e).splitlines()[0] if str(e) else e!r}")
+
+
+CONTEXTS = {"train": "training", "val": "validation", "test": "test"}  # MLflow's dataset context tag
+
+
+def dataset_inputs(spec: str, content_hash: str, rows: Mapping[str, Any]) -> list:
+    """One MLflow DatasetInput per split (``rows``: split -> its row indices, or None for all of
+    it), named '<data>:<split>' with context training / validation / test. The digest covers the
+    data's content hash and the rows, so two runs on the same images show the same digest.
+    Metadata only (MLflow's MetaDataset): the images stay where they are."""
+    import hashlib
+
+    import numpy as np
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.http_dataset_source import HTTPDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    if spec == "cifar10":  # torchvision's download
+        source = HTTPDatasetSource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
+    elif spec == "synthetic":
+        source = CodeDatasetSource({"mlflow.source.name": "common.base.data (synthetic)"})
+    else:
+        with warnings.catch_warnings():  # MLflow registers its local source for both "" and
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")  # "file:"
+            source = resolve_dataset_source(str(Path(spec).expanduser().resolve()))
+    out = []
+    for split, idx in rows.items():
+        h = hashlib.sha256(content_hash.encode() + split.encode())
+        if idx is not None:
+            h.update(np.asarray(idx, dtype=np.int64).tobytes())
+        ds = MetaDataset(source, name=f"{Path(spec).name}:{split}", digest=h.hexdigest()[:16])
+        out.append(DatasetInput(compat.dataset_entity(ds), tags=[InputTag("mlflow.data.context", CONTEXTS[split])]))
+    return out

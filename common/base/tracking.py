@@ -8,19 +8,20 @@ a sqlite file plus a local artifact folder in the working directory: no server n
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 import subprocess
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError, first_line
+from common.base.errors import UserError, first_line
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -107,26 +108,49 @@ def prepare_store(uri: str) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+# One retry layer per kind of MLflow backend, each with a stated bound:
+# - an HTTP(S) tracking server: MLflow's own (urllib3) retries, set by fail_fast_http: 2 retries
+#   after the first try, backoff 1 s then 2 s, 10 s timeout per try: at most about 33 s a call;
+# - a database store (sqlite, PostgreSQL, MySQL) written in-process: retry() below, on a lock or a
+#   dropped connection, with backoff until DB_RETRY_S have passed.
+HTTP_RETRIES, HTTP_BACKOFF_S, HTTP_TIMEOUT_S = 2, 1, 10
+DB_RETRY_S = 30.0
+
+
 def fail_fast_http() -> None:
     """A dead tracking server must cost seconds per call, not MLflow's default minutes of
     HTTP retries (7 with backoff factor 2); users' own settings win."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(HTTP_RETRIES))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", str(HTTP_BACKOFF_S))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
 
 
-def retry(fn: Callable[[], Any], what: str, attempts: int = 8, first_delay_s: float = 0.2) -> Any:
-    """Call ``fn`` with exponential backoff on transient backend errors (locks, 5xx, resets)."""
-    delay = first_delay_s
-    for i in range(attempts):
+def retry(fn: Callable[[], Any], what: str, uri: str, budget_s: float = DB_RETRY_S) -> Any:
+    """``fn()``, retried with exponential backoff on any error until ``budget_s`` have passed,
+    for a database store; for an HTTP(S) server MLflow's own retries already ran, so once."""
+    if urlparse(uri).scheme in ("http", "https"):
+        return fn()
+    deadline, delay = time.monotonic() + budget_s, 0.2
+    while True:
         try:
             return fn()
-        except Exception as exc:  # mlflow wraps sqlite/HTTP errors in several types
-            if i == attempts - 1:
+        except Exception as exc:  # mlflow wraps sqlite/SQLAlchemy errors in several types
+            if time.monotonic() + delay > deadline:
                 raise
             warnings.warn(f"MLflow {what} failed ({exc.__class__.__name__}: {first_line(exc, 120)}); retrying")
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+def best_of(values: Iterable[float], mode: str) -> float | None:
+    """The best finite value of ``values`` (``mode`` "min" or "max"); None if there is none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return (min if mode == "min" else max)(finite) if finite else None
+
+
+def best_value(client: MlflowClient, run_id: str, key: str, mode: str = "min") -> float | None:
+    """The best finite value of metric ``key`` over a run's epochs; None if it never logged one."""
+    return best_of((m.value for m in client.get_metric_history(run_id, key)), mode)
 
 
 def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, trial_id: str) -> str | None:
@@ -143,6 +167,7 @@ def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, tria
             max_results=1,
         ),
         "search_runs",
+        uri,
     )
     return runs[0].info.run_id if runs else None
 
@@ -206,6 +231,7 @@ class TrialRun:
     """
 
     RECHECK_S = 30.0  # while the backend is down, try it again at most this often
+    TOLERANT_RETRY_S = 2.0  # a trial's write to a database store waits this long before it is kept pending
 
     def __init__(self, client: MlflowClient, run_id: str, tolerant: bool = False):
         self.client, self.run_id, self.tolerant = client, run_id, tolerant
@@ -218,7 +244,7 @@ class TrialRun:
         cls, uri: str, experiment_id: str, name: str, tags: Mapping[str, str], tolerant: bool = False
     ) -> "TrialRun":
         client = MlflowClient(uri)
-        run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run")
+        run = retry(lambda: client.create_run(experiment_id, run_name=name, tags=dict(tags)), "create_run", uri)
         return cls(client, run.info.run_id, tolerant)
 
     @classmethod
@@ -229,7 +255,7 @@ class TrialRun:
         resumed sweep's parent); whoever reopens it closes it."""
         client = MlflowClient(uri)
         if reopen:
-            retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run")
+            retry(lambda: client.update_run(run_id, status="RUNNING"), "update_run", uri)
         run = cls(client, run_id, tolerant)
         run.attached = True
         return run
@@ -250,7 +276,10 @@ class TrialRun:
 
     def log_datasets(self, datasets: list) -> None:
         """``datasets``: MLflow DatasetInputs (``dataset_inputs``), the runs table's Dataset column."""
-        retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "log_inputs")
+        self._retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "log_inputs")
+
+    def _retry(self, fn: Callable[[], Any], what: str, budget_s: float = DB_RETRY_S) -> Any:
+        return retry(fn, what, self.client.tracking_uri, budget_s)
 
     def _send(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -268,14 +297,14 @@ class TrialRun:
 
     def _write(self, record: dict[str, Any]) -> None:
         if not self.tolerant:
-            retry(lambda: self._send(record), record["kind"])
+            self._retry(lambda: self._send(record), record["kind"])
             return
         self.pending.append(record)
         if self._failed_at is not None and time.monotonic() - self._failed_at < self.RECHECK_S:
             return  # down a moment ago: don't stall training on it again yet
         try:
             while self.pending:
-                retry(lambda: self._send(self.pending[0]), self.pending[0]["kind"], attempts=3)
+                self._retry(lambda: self._send(self.pending[0]), self.pending[0]["kind"], self.TOLERANT_RETRY_S)
                 self.pending.pop(0)
             self._failed_at = None
         except Exception as exc:
@@ -288,7 +317,7 @@ class TrialRun:
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):  # MLflow's per-batch limit
-            retry(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
+            self._retry(lambda chunk=items[i : i + 100]: self.client.log_batch(self.run_id, params=chunk), "log_params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int, model_id: str | None = None) -> None:
         self._write(  # model_id: a logged model of this run the values describe (its page lists them)
@@ -345,42 +374,7 @@ class TrialRun:
         return out
 
     def finish(self, status: str = "FINISHED") -> None:
-        retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
-
-
-CONTEXTS = {"train": "training", "val": "validation", "test": "test"}  # MLflow's dataset context tag
-
-
-def dataset_inputs(spec: str, content_hash: str, rows: Mapping[str, Any]) -> list:
-    """One MLflow DatasetInput per split (``rows``: split -> its row indices, or None for all of
-    it), named '<data>:<split>' with context training / validation / test. The digest covers the
-    data's content hash and the rows, so two runs on the same images show the same digest.
-    Metadata only (MLflow's MetaDataset): the images stay where they are."""
-    import hashlib
-
-    import numpy as np
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.entities import DatasetInput, InputTag
-
-    if spec == "cifar10":  # torchvision's download
-        source = HTTPDatasetSource("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz")
-    elif spec == "synthetic":
-        source = CodeDatasetSource({"mlflow.source.name": "common.trial.data (synthetic)"})
-    else:
-        with warnings.catch_warnings():  # MLflow registers its local source for both "" and
-            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")  # "file:"
-            source = resolve_dataset_source(str(Path(spec).expanduser().resolve()))
-    out = []
-    for split, idx in rows.items():
-        h = hashlib.sha256(content_hash.encode() + split.encode())
-        if idx is not None:
-            h.update(np.asarray(idx, dtype=np.int64).tobytes())
-        ds = MetaDataset(source, name=f"{Path(spec).name}:{split}", digest=h.hexdigest()[:16])
-        out.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", CONTEXTS[split])]))
-    return out
+        self._retry(lambda: self.client.set_terminated(self.run_id, status=status), "set_terminated")
 
 
 def supersede_unlogged(folder: str | os.PathLike) -> None:

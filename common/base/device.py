@@ -12,7 +12,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from common.errors import first_line
+from common.base.errors import first_line
 
 
 def device_kind(requested: str = "auto", allotted: Mapping[str, float] | None = None) -> str:

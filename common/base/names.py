@@ -1,0 +1,9 @@
+"""Names that several floors write and read: MLflow tags, the trial statuses, the sweep roles.
+A name spelled once here cannot drift between the writer and its readers."""
+
+TRIAL_STATUS = "trial_status"  # a trial run's tag: how the trial ended (one of STATUSES)
+STATUSES = ("running", "completed", "stopped", "diverged", "collapsed", "failed", "interrupted")
+SWEEP_ROLE = "sweep.role"  # "parent" (one per sweep) or "trial"
+DEFAULT_SEED = 42  # TrialConfig.seed's default, and the CLI's
+PRESET_TAG = "sweep.preset"  # a space file's ``preset``, on its parent run and every trial run
+SLIDES_PRESET = "slides"  # the preset that reproduces the slides' two runs (sweeps/slides.py)
