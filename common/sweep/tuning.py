@@ -191,7 +191,7 @@ def _best(results, ctx: SweepContext) -> dict[str, Any] | None:
     ]
     if not ok:
         return None
-    value = {id(r): best_value(r, ctx.metric, ctx.mode) for r in ok}
+    value = {id(r): best_reported(r, ctx.metric, ctx.mode) for r in ok}
     best = (min if ctx.mode == "min" else max)(ok, key=lambda r: value[id(r)])
     return {
         "metric": ctx.metric,
@@ -254,7 +254,7 @@ def _resumable(base: type) -> type:
     return Resumable
 
 
-def best_value(result, metric: str, mode: str) -> float:
+def best_reported(result, metric: str, mode: str) -> float:
     """A trial's best reported ``metric`` over its epochs (the epoch its best.pt holds)."""
     df = result.metrics_dataframe
     best = best_of(df[metric].tolist(), mode) if df is not None and metric in df else None
@@ -276,7 +276,7 @@ def _fit(tuner, num_samples: int):
         if line := no_space_line(f"{exc}\n{exc.__cause__ or ''}"):
             raise NoSpaceLeft(line) from None
         raise
-    ends = TrialEnds.active
+    ends = TrialEnds.active  # None: an experiment restored from before TrialEnds; the count alone tells
     if ends.interrupted(len(results)) if ends else len(results) < num_samples:
         raise KeyboardInterrupt("Tune was stopped by SIGINT")
     return results
