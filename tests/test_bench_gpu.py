@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKER = """
 import sys
@@ -21,6 +23,7 @@ sys.meta_path.insert(0, _Blocked())
 """
 
 
+@pytest.mark.slow  # a minute of every part at tiny sizes; make test-slow (CI runs it)
 def test_the_gpu_bench_runs_every_part_on_torch_alone_and_writes_its_json(workdir):
     site = workdir / "blocker"
     site.mkdir()

@@ -5,12 +5,11 @@ empty tmp folder, so a sweep that wrongly got going would leave ``ray_results``,
 ``mlartifacts`` behind. Inputs (space files, data folders) live in a sibling folder.
 """
 
+import json
 import os
 import re
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -262,6 +261,7 @@ class Result:
     rc: int
     stderr: str
     created: set  # paths (relative to cwd) that the run left behind
+    base: Path  # the case's folder: cwd/, in/ (its inputs), out/ (stdout.txt, stderr.txt)
 
 
 _RESULTS: dict[str, Result] = {}
@@ -269,39 +269,59 @@ _RESULTS: dict[str, Result] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def prefetch(request, tmp_path_factory):
-    """Run the selected cases concurrently (each pays ~5 s of torch/ray imports); tests read the cache."""
+    """Run the selected cases at once through tests/cli_forks.py; the tests read the results."""
     selected = {
         item.callspec.params["case_id"]
         for item in request.session.items
         if getattr(item, "module", None) is request.module and hasattr(item, "callspec")
     }
-    todo = sorted(selected - set(_RESULTS))
-    workers = max(2, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda cid: run_case(cid, tmp_path_factory), todo))
+    run_cases(sorted(selected - set(_RESULTS)), tmp_path_factory)
 
 
 def snapshot(root: Path) -> set:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
-_MKTEMP_LOCK = threading.Lock()
+def case_env(base: Path, case_id: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
+    return {**env, "PYTHONPATH": str(REPO), "VAEGAN_CACHE": str(base / "cache"), **(CASES[case_id].env or {})}
+
+
+def run_cases(case_ids: list[str], tmp_path_factory) -> None:
+    """Run each case once per session, each ``run_sweep.py`` in its own empty cwd: forked from one
+    warm interpreter (tests/cli_forks.py), which is what a fresh one reaches after its imports."""
+    jobs, before = [], {}
+    for cid in case_ids:
+        base = tmp_path_factory.mktemp(cid)
+        for sub in ("cwd", "in", "out"):
+            (base / sub).mkdir()
+        args = CASES[cid].args(base / "in")
+        jobs.append(
+            {"id": cid, "argv": args, "cwd": str(base / "cwd"), "env": case_env(base, cid), "out": str(base / "out")}
+        )
+        before[cid] = (base, snapshot(base / "cwd"))
+    if not jobs:
+        return
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "cli_forks.py"), "-j", "4"],
+        input="".join(json.dumps(j) + "\n" for j in jobs),
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and not re.search(r"\w+Warning: ", proc.stderr), proc.stderr[-3000:]
+    for line in proc.stdout.splitlines():
+        done = json.loads(line)
+        base, snap = before[done["id"]]
+        stderr = (base / "out" / "stderr.txt").read_text()
+        _RESULTS[done["id"]] = Result(done["rc"], stderr, snapshot(base / "cwd") - snap, base)
 
 
 def run_case(case_id: str, tmp_path_factory) -> Result:
-    """Run ``case_id`` once per session; both tests read the cached result."""
     if case_id not in _RESULTS:
-        with _MKTEMP_LOCK:  # pytest's numbered-dir creation is not thread-safe
-            base = tmp_path_factory.mktemp(case_id)
-        cwd, inp = base / "cwd", base / "in"
-        cwd.mkdir()
-        inp.mkdir()
-        argv = [sys.executable, str(SCRIPT), *CASES[case_id].args(inp)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
-        env.update(PYTHONPATH=str(REPO), VAEGAN_CACHE=str(base / "cache"), **(CASES[case_id].env or {}))
-        before = snapshot(cwd)
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-        _RESULTS[case_id] = Result(proc.returncode, proc.stderr, snapshot(cwd) - before)
+        run_cases([case_id], tmp_path_factory)
     return _RESULTS[case_id]
 
 
@@ -343,3 +363,16 @@ def test_a_bad_space_or_flag_is_answered_before_ray_mlflow_and_the_trial_loop_lo
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.stdout.splitlines()[-2:] == ["exit 2", "[]"], proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("case_id", ["space-missing", "set-unknown-key"])
+def test_a_fresh_interpreter_answers_as_the_forked_one_does(case_id, tmp_path, tmp_path_factory):
+    """The forks stand for `python run_sweep.py ...`: the real entry point gives the same exit and line."""
+    forked = run_case(case_id, tmp_path_factory)
+    (tmp_path / "in").mkdir()
+    argv = [sys.executable, str(SCRIPT), *CASES[case_id].args(tmp_path / "in")]
+    proc = subprocess.run(argv, cwd=tmp_path, env=case_env(tmp_path, case_id), capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr.replace(str(tmp_path), "T")) == (
+        forked.rc,
+        forked.stderr.replace(str(forked.base), "T"),
+    )

@@ -111,10 +111,7 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     first_log = (tmp_path / "first.log").read_text()
     if sig == signal.SIGINT:
         assert rc == 130, first_log[-3000:]
-        assert (
-            "rerun the same command with --resume" in first_log.splitlines()[-1]
-            or "rerun the same command with --resume" in first_log
-        )
+        assert "rerun the same command with --resume" in first_log.splitlines()[-1], first_log[-3000:]
     else:
         assert rc == -signal.SIGKILL
 
@@ -130,7 +127,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
         for r in client.search_runs([client.get_experiment_by_name("vae_beta").experiment_id])
         if r.data.tags.get("sweep.role") == "parent"
     ][0].data.tags
-    assert "sweep.status" not in parent_tags or parent_tags["sweep.status"] == "interrupted"
+    # Ctrl+C marks the parent before exiting; a killed driver could write nothing.
+    assert parent_tags.get("sweep.status") == {signal.SIGINT: "interrupted", signal.SIGKILL: None}[sig]
     if sig == signal.SIGINT:  # Ctrl+C: nothing runs any more, so no run says RUNNING
         exp = client.get_experiment_by_name("vae_beta").experiment_id
         assert not [r.info.run_id for r in client.search_runs([exp]) if r.info.status == "RUNNING"]
