@@ -56,8 +56,8 @@ test-cluster: $(STAMP)
 test-faults: $(STAMP)
 	$(PY) -m pytest -m faults -q --durations=10 $(ARGS)
 
-# Checks past make test's budget (real CIFAR-10 from ../shared, the GPU bench's rehearsal, plain PBT):
-# minutes; .ci/run runs them.
+# Checks past make test's budget (real CIFAR-10 from ../shared, the GPU bench's rehearsal, plain PBT,
+# the plugin example end to end, a three-family search): minutes; .ci/run runs them.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q $(ARGS)
 

@@ -32,14 +32,16 @@ SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_image
 
 def run_record(client, run, experiment: str, machine: str) -> dict:
     """One finished trial run as a JSON-able dict (the module docstring lists its keys)."""
+    from common.base.names import PER_FAMILY
     from common.trial.families import config_class
 
     # 1. What it was: the config as logged, and the objective its sweep selected on.
     tags, metrics = run.data.tags, run.data.metrics
     parent = client.get_run(tags["mlflow.parentRunId"]) if "mlflow.parentRunId" in tags else None
     family = tags.get("family", run.data.params.get("family"))
-    metric = (parent.data.params.get("metric") if parent else None) or config_class(family).default_metric
-    mode = (parent.data.params.get("mode") if parent else None) or "min"
+    metric, mode = (parent.data.params.get("metric"), parent.data.params.get("mode")) if parent else (None, None)
+    if metric in (None, PER_FAMILY):  # fixed runs of several families: each selected on its own default
+        metric, mode = config_class(family).default_metric, "min"
     if "," in metric:  # multi-objective: the first is primary
         metric, mode = metric.split(",")[0], mode.split(",")[0]
     # 2. Its curves: every validation metric, per epoch.

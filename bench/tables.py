@@ -31,8 +31,8 @@ WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed
 
 
 def load(folder: Path) -> list[dict]:
-    """Every run file under ``folder``, in name order."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
+    """Every run file under ``folder`` and its subfolders (one per experiment), in path order."""
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).rglob("*.json"))]
 
 
 def cell(record: dict, column: str):

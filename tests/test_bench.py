@@ -6,6 +6,7 @@ test fails whenever the machine is busy, and passes on a fast one whatever the c
 
 from __future__ import annotations
 
+import json
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -180,7 +181,7 @@ def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requireme
     assert names["inferred"] > {"mlflow", "torch"} and names["inferred"] != names["pinned"]  # MLflow's own guess
 
 
-def _store_with_trials(uri: str) -> list[dict]:
+def _store_with_trials(uri: str, metric: str = "val_mse_kl") -> list[dict]:
     """An MLflow store holding one sweep: a parent and four VAE trial runs (three seeds of one
     config, one other config) plus a running one; the values each completed trial logged."""
     from mlflow.tracking import MlflowClient
@@ -188,7 +189,7 @@ def _store_with_trials(uri: str) -> list[dict]:
     client = MlflowClient(uri)
     exp = client.create_experiment("study")
     parent = client.create_run(exp, tags={"sweep.role": "parent"})
-    client.log_param(parent.info.run_id, "metric", "val_mse_kl")
+    client.log_param(parent.info.run_id, "metric", metric)
     client.log_param(parent.info.run_id, "mode", "min")
     logged = []
     for i, (hidden, seed, status) in enumerate(
@@ -262,3 +263,18 @@ def test_exported_run_files_alone_rebuild_the_table_of_what_the_trials_logged(tm
     seeds = [t["test_mse_kl"] for t in logged if t["hidden_dim"] == 256]
     row = next(line for line in folded.splitlines() if line.startswith("| 256 "))
     assert f"{statistics.fmean(seeds):.2f} ± {statistics.stdev(seeds):.2f} [" in row and row.endswith("| 42, 43, 44 |")
+
+
+def test_fixed_runs_of_several_families_export_each_ones_own_objective(tmp_path):
+    """A space of fixed runs names no metric (the parent says "per family"): each run's record
+    carries its family's default objective, with its per-epoch values."""
+    import export_runs
+
+    from common.base.names import PER_FAMILY
+    from common.trial.config import VAEConfig
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _store_with_trials(uri, metric=PER_FAMILY)
+    written = export_runs.export(uri, "study", tmp_path / "results", "test box")
+    records = [json.loads(p.read_text()) for p in written]
+    assert {(r["objective"]["metric"], r["objective"]["mode"]) for r in records} == {(VAEConfig.default_metric, "min")}

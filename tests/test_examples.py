@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +35,7 @@ def test_the_one_trial_example_trains_evaluates_and_prints_its_numbers(workdir):
     assert (tmp_path / "mlflow.db").is_file()
 
 
+@pytest.mark.slow  # a sweep, a report, --report, --sample and --check, each its own process: make test-slow
 def test_a_family_from_a_folder_outside_the_repo_is_swept_reported_sampled_and_checked(workdir):
     """examples/wae_mmd.py copied to a folder of its own, named by the space file there, with no
     PYTHONPATH: the driver, the Ray workers and the jobs that read the sweep back all find it."""

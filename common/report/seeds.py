@@ -261,6 +261,12 @@ def _verdict(group: list[Trial] | None, goal: Goal) -> str:
 
 
 def _config_note(family: str, group: list[Trial], preset: dict[str, str]) -> str:
+    """The winners' config as its difference from the slides preset's, or, with no preset run of this
+    family in the experiments, from the family's defaults (as MLflow logs them: ``str`` of each)."""
+    base, said = preset, "the slides preset's config"
+    if not preset:
+        base = {k: str(v) for k, v in FAMILIES[family].config().to_dict().items()}
+        said = f"the {LABEL[family]} defaults (no slides preset run of it here)"
     params = _what(group[0])
-    diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if preset.get(k) != v) or "none"
-    return f"{LABEL[family]} winners: the slides preset's config but {diff}."
+    diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if base.get(k) != v) or "none"
+    return f"{LABEL[family]} winners: {said} but {diff}."

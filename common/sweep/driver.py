@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from common.base.errors import first_line
-from common.base.names import PRESET_TAG, TRIAL_STATUS
+from common.base.names import PER_FAMILY, PRESET_TAG, TRIAL_STATUS
 from common.base.run_context import context_tags, version_tags
 from common.base.tracking import (
     TrackingError,
@@ -234,12 +234,12 @@ def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str,
     return {
         "space": str(space.path),
         "num_samples": _num_samples(space, opts),
-        "metric": ",".join(m for m, _ in space.objectives) or "per family",
+        "metric": ",".join(m for m, _ in space.objectives) or PER_FAMILY,
         "mode": ",".join(m for _, m in space.objectives) or space.mode,
         "seed": fixed.get("seed", TrialConfig.seed),
         "data": configs[0]["data"],
         "train_subset": configs[0]["train_subset"],
-        "max_epochs": fixed.get("max_epochs", "per family"),
+        "max_epochs": fixed.get("max_epochs", PER_FAMILY),
     }
 
 

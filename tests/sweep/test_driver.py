@@ -300,6 +300,7 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     assert summary.best["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
 
 
+@pytest.mark.slow  # three Tune runs in a row, most of a minute: make test-slow (CI runs it)
 def test_a_space_over_three_families_searches_each_with_its_own_space_and_study(ray_session, workdir, tracking_uri):
     """sweeps/tradeoff3.py: the VAE, the VAE-GAN and the DCGAN in turn, on the same two objectives."""
     summary = run(
