@@ -8,7 +8,7 @@ shown, no cache filled), takes the case's cwd, environment, stdout and stderr, a
 ``run_sweep.main`` the way ``python run_sweep.py`` does.
 
 Protocol: JSON lines on stdin, ``{"id", "argv", "cwd", "env", "out"}`` (``out``: a folder for the
-child's stdout.txt / stderr.txt); after stdin closes, one ``{"id", "rc", "s"}`` line per case (``s``: its seconds) on stdout,
+child's stdout.txt / stderr.txt); after stdin closes, one ``{"id", "rc"}`` line per case on stdout,
 in the order they finish. ``-j N`` runs N children at once (the cases mostly wait on timeouts).
 """
 
@@ -72,9 +72,8 @@ def main() -> None:
                     os.kill(p, 9)
             time.sleep(0.02)
             continue
-        case_id, start = running.pop(pid)
-        rc, took = os.waitstatus_to_exitcode(status), round(time.monotonic() - start, 2)
-        print(json.dumps({"id": case_id, "rc": rc, "s": took}), flush=True)
+        case_id, _ = running.pop(pid)
+        print(json.dumps({"id": case_id, "rc": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
 if __name__ == "__main__":

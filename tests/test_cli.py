@@ -282,15 +282,20 @@ def snapshot(root: Path) -> set:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
-def case_env(base: Path, case_id: str) -> dict:
+def clean_env() -> dict:
+    """This process's environment less what would steer a case (tracking URIs, warning filters)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
-    return {**env, "PYTHONPATH": str(REPO), "VAEGAN_CACHE": str(base / "cache"), **(CASES[case_id].env or {})}
+    return {**env, "PYTHONPATH": str(REPO)}
+
+
+def case_env(base: Path, case_id: str) -> dict:
+    return {**clean_env(), "VAEGAN_CACHE": str(base / "cache"), **(CASES[case_id].env or {})}
 
 
 def run_cases(case_ids: list[str], tmp_path_factory) -> None:
     """Run each case once per session, each ``run_sweep.py`` in its own empty cwd: forked from one
     warm interpreter (tests/cli_forks.py), which is what a fresh one reaches after its imports."""
-    jobs, before = [], {}
+    jobs, bases = [], {}
     for cid in case_ids:
         base = tmp_path_factory.mktemp(cid)
         for sub in ("cwd", "in", "out"):
@@ -299,14 +304,13 @@ def run_cases(case_ids: list[str], tmp_path_factory) -> None:
         jobs.append(
             {"id": cid, "argv": args, "cwd": str(base / "cwd"), "env": case_env(base, cid), "out": str(base / "out")}
         )
-        before[cid] = (base, snapshot(base / "cwd"))
+        bases[cid] = base
     if not jobs:
         return
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHONWARNINGS"))}
     proc = subprocess.run(
         [sys.executable, str(REPO / "tests" / "cli_forks.py"), "-j", "4"],
         input="".join(json.dumps(j) + "\n" for j in jobs),
-        env={**env, "PYTHONPATH": str(REPO)},
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -314,9 +318,9 @@ def run_cases(case_ids: list[str], tmp_path_factory) -> None:
     assert proc.returncode == 0 and not re.search(r"\w+Warning: ", proc.stderr), proc.stderr[-3000:]
     for line in proc.stdout.splitlines():
         done = json.loads(line)
-        base, snap = before[done["id"]]
+        base = bases[done["id"]]  # its cwd was created empty: whatever is there now, the run wrote
         stderr = (base / "out" / "stderr.txt").read_text()
-        _RESULTS[done["id"]] = Result(done["rc"], stderr, snapshot(base / "cwd") - snap, base)
+        _RESULTS[done["id"]] = Result(done["rc"], stderr, snapshot(base / "cwd"), base)
 
 
 def run_case(case_id: str, tmp_path_factory) -> Result:
