@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -149,6 +150,11 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
         start_new_session=True,
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    if sig == signal.SIGINT:  # Ctrl+C saved the status line's state: the resumed one starts from its best
+        best = re.compile(r"\| best val_bpd ([-\d.e+]+) \(trial")
+        first_event = next(line for line in resumed.stdout.splitlines() if line.startswith("trial "))
+        shown = best.search(first_event)
+        assert shown and float(shown[1]) == float(best.findall(first_log)[-1]), (first_event, first_log[-2000:])
 
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
     runs = client.search_runs([exp_id])

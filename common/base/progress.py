@@ -64,6 +64,17 @@ class SweepProgress:
         how = "started" if epoch is None else f"resumed after epoch {epoch}"
         self._show(trials, f"trial {trial.trial_id} {how}", starting=trial)
 
+    def get_state(self) -> dict:
+        """What ``--resume`` carries over (Tune saves it with the experiment): the best so far, each
+        trial's epochs and the running time, so the resumed line neither forgets the best nor
+        counts the hours the sweep was not running."""
+        elapsed = time.monotonic() - self.t0
+        return {"best": self.best, "epochs": dict(self.epochs), "done": sorted(self.done), "elapsed": elapsed}
+
+    def set_state(self, state: dict) -> None:
+        self.best, self.epochs, self.done = state["best"], dict(state["epochs"]), set(state["done"])
+        self.t0 = time.monotonic() - state["elapsed"]
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
         value, event = result.get(self.metric), None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, mon
     trials[0].status = "PAUSED"
     p.on_trial_start(0, trials, trials[0])
     assert capsys.readouterr().out.startswith("trial t0 resumed after epoch 5 | dcgan: 0/2 done, 1 running, 1 pending")
+
+
+def test_a_resumed_sweep_keeps_its_best_and_its_running_time_not_the_hours_it_was_stopped():
+    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    trials = _trials("RUNNING", "PENDING")
+    p.t0 -= 100
+    p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 7.5, "epoch": 5})
+    state = pickle.loads(pickle.dumps(p.get_state()))  # Tune saves it with the experiment
+    q = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    q.t0 -= 3 * 3600  # the restored callback's start: hours ago, the sweep stopped in between
+    q.set_state(state)
+    assert "best val_classifier_fd 7.5 (trial t0, epoch 5) | 1m40s elapsed" in q.line(running=1)
+    q.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 9.0, "epoch": 6})  # worse: no new best
+    assert "best val_classifier_fd 7.5 (trial t0, epoch 5)" in q.line(running=1)
 
 
 @pytest.mark.parametrize("cols", [0, 100])
