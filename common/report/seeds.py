@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 from common.base import slides
 from common.base.names import PRESET_TAG, SLIDES_PRESET, TRIAL_STATUS
-from common.report.intervals import fmt_interval, t_interval
+from common.report.intervals import direction, fmt_interval, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.values import fmt_count, fmt_value, measured_on
 from common.trial.claims import PIXEL_GAIN, Goal
@@ -54,6 +54,7 @@ BUDGET_HEADER = [
     "the slides",
     "the slides preset (sweeps/slides.py)",
     "the sweep's winners",
+    "winners − preset, paired by seed",
     "goal",
     "verdict",
 ]
@@ -184,6 +185,7 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
             f"{LABEL[f.name]}: {g.label} (`{g.key}`)",
             g.slides,
             *(_cell(group, g.key) for group in columns[f.name]),
+            _paired(*columns[f.name], g),
             _goal(g),
             _verdict(columns[f.name][1], g),
         ]
@@ -198,7 +200,9 @@ def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | 
             f"The {slides.TRAIN_SUBSET // 1000}k train subset, the slides' nets, {within}. Each cell: mean ± sample std "
             "over the group's seeds, its 95% Student-t interval, the seeds, then the data, split and N. The "
             "winners are, of the configs run at >= 2 seeds other than the slides preset, the one with the best "
-            "mean validation objective; a goal is met when the winners' whole interval meets it.",
+            "mean validation objective; a goal is met when the winners' whole interval meets it. The paired "
+            "column is the mean of the per-seed differences over the seeds both ran, a gain only when its "
+            "interval excludes 0.",
         ),
         ("table", BUDGET_HEADER, rows),
         ("ul", notes),
@@ -236,6 +240,35 @@ def _cell(group: list[Trial] | None, key: str) -> str:
     f = lambda v: _fmt(key, v)
     spread = f"± {f(sd)}, {fmt_interval(lo, hi, f)}" if sd is not None else "(1 seed: no spread)"
     return f"{f(mean)} {spread}; {len(values)} seeds; {_on(key, group[0])}"
+
+
+def _paired(preset: list[Trial] | None, winners: list[Trial] | None, goal: Goal) -> str:
+    """The winners minus the preset, seed by seed (the seeds both groups ran): mean, its interval and
+    whether it is a gain, a loss or inconclusive (the interval holds 0), by the goal's direction."""
+    if not preset or not winners:
+        return "not run"
+    if goal.key in ("fid", "kid", "recall") and len({t["tags"].get("eval.n") for t in preset + winners}) > 1:
+        return "not paired: the two groups' N of generated images differ"
+    ours = {t["params"].get("seed"): value(t, goal.key) for t in preset}
+    diffs = [
+        v - ours[s]
+        for t in winners
+        if (s := t["params"].get("seed")) in ours
+        if (v := value(t, goal.key)) is not None and ours[s] is not None
+    ]
+    if len(diffs) < 2:
+        return f"{len(diffs)} seed(s) in common: no interval"
+    mean, _, lo, hi = t_interval(diffs)
+    said = {"better": "a gain", "worse": "a loss"}.get(direction(lo, hi, "min" if goal.op == "<=" else "max"))
+    f = lambda v: _fmt_diff(goal.key, v)
+    return f"{f(mean)}, {fmt_interval(lo, hi, f)}, {len(diffs)} seeds: {said or 'inconclusive (the interval holds 0)'}"
+
+
+def _fmt_diff(key: str, v: float) -> str:
+    """A signed difference in the metric's unit: accuracies in percentage points, KID x 10^3."""
+    if key in (PIXEL_GAIN, "test_probe_acc"):
+        return f"{100 * v:+.2f} pp"
+    return f"{1000 * v:+.2f}" if key == "kid" else f"{v:+.3f}" if key == "recall" else f"{v:+.2f}"
 
 
 def _goal(goal: Goal) -> str:

@@ -96,6 +96,14 @@ def test_the_winners_are_chosen_on_validation_and_judged_on_their_whole_interval
     assert rows["probe_minus_pixels"]["verdict"] == rows["test_probe_acc"]["verdict"] == "met"  # 46.0-46.2% >= 45%
     assert rows["fid"]["verdict"] == "not met: the mean misses by 12.00"  # 71-73 vs <= 60
     assert rows["fid"]["the slides preset (sweeps/slides.py)"] == "not run"
+    # paired by seed: (190 + s/100) - (225 + s) = -76.58, -77.57, -78.56 nats
+    paired = "winners − preset, paired by seed"
+    assert elbo[paired] == "-77.57, 95% CI [-80.03, -75.11], 3 seeds: a gain"
+    assert rows["test_probe_acc"][paired].startswith("+8.10 pp, 95% CI [") and rows["test_probe_acc"][paired].endswith(
+        ": a gain"
+    )
+    assert rows["test_kl"][paired].endswith("3 seeds: inconclusive (the interval holds 0)")  # 40.0 both
+    assert rows["fid"][paired] == "not run"
     assert rows["recall"]["verdict"].startswith("inconclusive")  # 0.20-0.22: its interval straddles > 0.2
     notes = next(b[1] for b in blocks if b[0] == "ul")
     assert "VAE winners: the slides preset's config but lr_schedule=cosine." in notes
@@ -111,6 +119,20 @@ def test_fid_at_fewer_samples_than_the_goals_is_not_judged_and_missing_columns_s
     _, rows = _table(gan, lambda t: 1.0)
     assert rows["fid"]["verdict"].startswith("not judged") and "1,000 generated" in rows["fid"]["the sweep's winners"]
     assert rows["test_mse_kl"]["verdict"] == "not measured: no winners over >= 2 seeds"
+
+
+def test_the_paired_difference_needs_two_seeds_in_common_and_the_same_n():
+    preset = [_trial("dcgan", s, fid=150.0 + s, recall=0.01, eval_n=1000) for s in (42, 43)]
+    winners = [_trial("dcgan", s, {"ema_decay": "0.999"}, fid=100.0 + s, recall=0.02) for s in (43, 44)]
+    _, rows = _table(preset + winners, lambda t: 1.0)
+    assert rows["fid"]["winners − preset, paired by seed"] == "not paired: the two groups' N of generated images differ"
+    for t in preset:
+        t["tags"]["eval.n"] = "10000"
+    _, rows = _table(preset + winners, lambda t: 1.0)
+    assert rows["fid"]["winners − preset, paired by seed"] == "1 seed(s) in common: no interval"  # seed 43 only
+    winners.append(_trial("dcgan", 42, {"ema_decay": "0.999"}, fid=160.0, recall=0.02))
+    _, rows = _table(preset + winners, lambda t: 1.0)
+    assert rows["fid"]["winners − preset, paired by seed"].endswith("2 seeds: inconclusive (the interval holds 0)")
 
 
 def test_no_seed_groups_no_table():
@@ -189,5 +211,5 @@ def test_seed_spread_table_for_trials_that_differ_only_in_seed(sweep, tmp_path):
     assert "| 3 (1, 2, 3) | 219.00 ± 1.00 |" in table_row(sec, "VAE", "test_mse_kl")
     # ...but on 5,000 train images for 3 epochs: outside the slides' budget, so not the budget table's winners
     budget = section(md, "Best within the slides' budget")
-    assert "| VAE: KL (nats/image) (`test_kl`) | 61.25 | not run | not run | > 10.00 | not measured" in budget
+    assert "| VAE: KL (nats/image) (`test_kl`) | 61.25 | not run | not run | not run | > 10.00 | not measured" in budget
     assert "VAE: a group of 3 seeds left out, outside the budget: train_subset 5000 is not 10,000." in budget
