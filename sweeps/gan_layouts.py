@@ -26,5 +26,5 @@ runs = [
 ]
 metric = "val_classifier_fd"
 mode = "min"
-resources = {"cpu": 1, "gpu": "auto"}
+resources = {"cpu": 2, "gpu": "auto"}  # fixed runs go one at a time
 scheduler = None
