@@ -1,13 +1,16 @@
 """run_sweep.py's exit status when trials fail: 1 with one error line per family none of whose
-trials completed; 0 with a count of the failures when some trial of each family completed."""
+trials completed; 0 with a count of the failures when some trial of each family completed. And
+SIGTERM as an interrupt (the whole sweep: tests/test_resume.py)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 
 import run_sweep
+from common.sweep.cluster import term_as_interrupt
 
 TINY = '{"g_channels": 16, "d_channels": 16, "g_hidden": 0, "d_hidden": 0, "eval_samples": 64, "val_size": 128}'
 
@@ -75,3 +78,17 @@ def test_a_single_trial_run_ends_finished_and_passes_the_audit(workdir, tracking
     )
     capsys.readouterr()
     assert run_sweep.main(["--check", "one", "--tracking-uri", tracking_uri]) == 0, capsys.readouterr().out
+
+
+def test_sigterm_goes_to_tunes_handler_in_a_fit_and_is_an_interrupt_where_sigint_is_ignored():
+    previous, seen = signal.getsignal(signal.SIGINT), []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))  # as Tune's, during a fit
+        term_as_interrupt(signal.SIGTERM, None)
+        assert seen == [signal.SIGINT]
+        for handler in (signal.SIG_IGN, signal.default_int_handler):  # a background job's, Python's own
+            signal.signal(signal.SIGINT, handler)
+            with pytest.raises(KeyboardInterrupt):
+                term_as_interrupt(signal.SIGTERM, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)

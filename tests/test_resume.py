@@ -1,4 +1,4 @@
-"""The driver is killed mid-sweep (SIGINT, and SIGKILL) and ``--resume`` finishes the sweep.
+"""The driver is killed mid-sweep (SIGINT, SIGTERM and SIGKILL) and ``--resume`` finishes the sweep.
 
 Each case runs the real CLI in a subprocess with its own local Ray (its own process group, so
 a SIGKILLed driver's leftovers are cleaned up), kills it once two trials have finished, then
@@ -91,13 +91,17 @@ def _history(client: MlflowClient, run_id: str) -> list[tuple[int, int, float]]:
 
 
 @pytest.mark.faults  # a sweep under load or killed midway: minutes, in make test-faults
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["sigint", "sigterm-in-background", "sigkill"]
+)
 def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, tmp_path):
+    """SIGTERM stops the sweep as Ctrl+C does, even in a job a script started in the background
+    (SIGINT ignored, as a non-interactive shell's ``&`` leaves it)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    log = open(tmp_path / "first.log", "w")
-    proc = subprocess.Popen(
-        ARGV, cwd=tmp_path, env=_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    log, env = open(tmp_path / "first.log", "w"), _env(tmp_path)
+    background = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sig == signal.SIGTERM else None
+    kw = dict(cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(ARGV, preexec_fn=background, **kw)
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -110,7 +114,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
     finally:
         _reap(proc)
     first_log = (tmp_path / "first.log").read_text()
-    if sig == signal.SIGINT:
+    graceful = sig != signal.SIGKILL
+    if graceful:
         assert rc == 130, first_log[-3000:]
         assert "rerun the same command with --resume" in first_log.splitlines()[-1], first_log[-3000:]
     else:
@@ -129,8 +134,8 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
         if r.data.tags.get("sweep.role") == "parent"
     ][0].data.tags
     # Ctrl+C marks the parent before exiting; a killed driver could write nothing.
-    assert parent_tags.get("sweep.status") == {signal.SIGINT: "interrupted", signal.SIGKILL: None}[sig]
-    if sig == signal.SIGINT:  # Ctrl+C: nothing runs any more, so no run says RUNNING
+    assert parent_tags.get("sweep.status") == ("interrupted" if graceful else None)
+    if graceful:  # Ctrl+C: nothing runs any more, so no run says RUNNING
         exp = client.get_experiment_by_name("vae_beta").experiment_id
         assert not [r.info.run_id for r in client.search_runs([exp]) if r.info.status == "RUNNING"]
     storage, study_name = parent_tags["optuna.storage"], parent_tags["optuna.study.vae"]
@@ -150,7 +155,7 @@ def test_a_killed_driver_resumes_without_rerunning_or_duplicating_anything(sig, 
         start_new_session=True,
     )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    if sig == signal.SIGINT:  # Ctrl+C saved the status line's state: the resumed one starts from its best
+    if graceful:  # Ctrl+C saved the status line's state: the resumed one starts from its best
         best = re.compile(r"\| best val_bpd ([-\d.e+]+) \(trial")
         first_event = next(line for line in resumed.stdout.splitlines() if line.startswith("trial "))
         shown = best.search(first_event)

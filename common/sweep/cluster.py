@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
 import socket
 import tempfile
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
@@ -112,6 +114,20 @@ def start_ray(address: str | None, cpus_per_trial: float, verbose: bool, plugins
             runtime_env=shipped or None,
         )
     logging.getLogger("ray").setLevel(logging.INFO if verbose else logging.WARNING)
+    if threading.current_thread() is threading.main_thread():  # ray.init made SIGTERM exit at once
+        signal.signal(signal.SIGTERM, term_as_interrupt)
+
+
+def term_as_interrupt(signum, frame) -> None:
+    """SIGTERM (``kill PID``, a scheduler's stop) stops a sweep as Ctrl+C does: Tune's state saved,
+    the runs marked interrupted, exit 130 with the ``--resume`` hint. Inside a Tune fit the SIGINT
+    handler is Tune's (save, then return); a job a script started in the background has SIGINT
+    ignored, so elsewhere the interrupt is raised here."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 PROBE_TIMEOUT_S = 8.0
