@@ -114,6 +114,17 @@ def test_the_winners_are_chosen_on_validation_and_judged_on_their_whole_interval
     assert "VAE: a group of 2 seeds left out, outside the budget: max_epochs 40 > 20." in notes
 
 
+@pytest.mark.parametrize("n_val, said", [(5_000, ""), (4_000, ", val_size=4000")])
+def test_the_winners_note_reads_an_auto_val_size_as_the_images_it_resolved_to(n_val, said):
+    # val_size=0 is "auto": the same computation as the preset's explicit 5,000 when it resolved to 5,000
+    preset = [_trial("vae", s, test_mse_kl=225.0) for s in (42, 43)]
+    changes = {"lr_schedule": "cosine", "val_size": "0"}
+    ours = [_trial("vae", s, changes, test_mse_kl=190.0, n_val_images=n_val) for s in (42, 43)]
+    blocks, _ = _table(preset + ours, lambda t: 1.0 if t in ours else 2.0)
+    notes = next(b[1] for b in blocks if b[0] == "ul")
+    assert f"VAE winners: the slides preset's config but lr_schedule=cosine{said}." in notes
+
+
 def test_fid_at_fewer_samples_than_the_goals_is_not_judged_and_missing_columns_say_so():
     gan = [_trial("dcgan", s, {"ema_decay": "0.999"}, fid=50.0 + s, recall=0.3, eval_n=1000) for s in (1, 2)]
     _, rows = _table(gan, lambda t: 1.0)
