@@ -5,10 +5,13 @@ Run (from the repository root)::
     .venv/bin/python bench/tables.py bench/results/vae_layouts --sort val_mse_kl \\
         --columns kernel_size,base_channels,stage_mults,hidden_dim,n_params_vae,epoch,val_recon,val_kl,val_mse_kl,test_mse_kl
     .venv/bin/python bench/tables.py bench/results/winners --by-seed --columns family,test_mse_kl,test_kl,fid,recall
+    .venv/bin/python bench/tables.py bench/results/gan_layouts bench/results/dcgan_winners/dcgan_winners_s42 \
+        --columns g_channels,d_hidden,val_classifier_fd@15
 
 A column is ``epoch`` (the epoch chosen on validation, whose weights the test numbers score; for a
 trial stopped early, its best validation epoch), a
-config field, a ``val_*`` metric (at that epoch), a ``test_*`` metric, an ``n_params_*`` count, a
+config field, a ``val_*`` metric (at that epoch; ``val_*@E`` at epoch E, to compare runs of
+different lengths at the same epoch), a ``test_*`` metric, an ``n_params_*`` count, a
 final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images), ``train_time_s``,
 ``status``, ``device``, ``machine`` or ``run``. ``--by-seed``
 folds the runs that differ only in their seed into one row: mean ± sample std [95% Student-t
@@ -47,7 +50,8 @@ def cell(record: dict, column: str):
     if column.startswith("n_") and column[2:] in record["n"]:
         return record["n"][column[2:]]
     if column.startswith("val_"):
-        return record["validation"].get(column, {}).get(str(epoch))
+        column, _, at = column.partition("@")
+        return record["validation"].get(column, {}).get(at or str(epoch))
     if column.startswith("test_"):
         return record["test"].get(column)
     if column in record["final"]:
@@ -84,12 +88,12 @@ def rows(records: list[dict], columns: list[str], sort: str | None, by_seed: boo
 
 def caption(records: list[dict]) -> str:
     """What every number was measured on: data, hash, image counts, commits, machines."""
-    seen = lambda f: ", ".join(sorted({str(f(r)) for r in records}))
+    seen = lambda f, sep=", ": sep.join(sorted({str(f(r)) for r in records}))
     n = lambda split: seen(lambda r: r["n"].get(split))
     return (
         f"{len(records)} runs; data {seen(lambda r: r['data'])} (hash {seen(lambda r: (r['data_hash'] or '?')[:12])}); "
         f"images: train {n('train')}, validation {n('val')}, test {n('test')}; "
-        f"commit {seen(lambda r: (r['git_commit'] or '?')[:7])}; machine {seen(lambda r: r['machine'] or '?')}"
+        f"commit {seen(lambda r: (r['git_commit'] or '?')[:7])}; machine {seen(lambda r: r['machine'] or '?', ' / ')}"
     )
 
 
@@ -133,14 +137,16 @@ def _seeds(group: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folder", type=Path, help="a folder of run files, e.g. bench/results/vae_layouts")
+    p.add_argument("folders", type=Path, nargs="+", help="folders of run files, e.g. bench/results/vae_layouts")
     p.add_argument("--columns", required=True, help="comma-separated, e.g. hidden_dim,epoch,val_kl,test_mse_kl")
     p.add_argument("--sort", help="a column to sort the runs by, ascending")
     p.add_argument("--by-seed", action="store_true", help="one row per group of runs differing only in seed")
     args = p.parse_args(argv)
-    records = load(args.folder)
+    records = [r for folder in args.folders for r in load(folder)]
     if not records:
-        raise SystemExit(f"error: no run files in {args.folder}; write them with bench/export_runs.py")
+        raise SystemExit(
+            f"error: no run files in {' '.join(map(str, args.folders))}; write them with bench/export_runs.py"
+        )
     print(markdown(records, args.columns.split(","), args.sort, args.by_seed), end="")
 
 

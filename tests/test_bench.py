@@ -265,6 +265,24 @@ def test_exported_run_files_alone_rebuild_the_table_of_what_the_trials_logged(tm
     assert f"{statistics.fmean(seeds):.2f} ± {statistics.stdev(seeds):.2f} [" in row and row.endswith("| 42, 43, 44 |")
 
 
+def test_the_table_reads_a_validation_metric_at_a_given_epoch_across_several_folders(tmp_path, capsys):
+    """``val_*@E`` compares runs of different lengths at the same epoch; runs of several experiments
+    (folders) go in one table."""
+    import export_runs
+    import tables
+
+    for name in ("screen", "long"):
+        uri = f"sqlite:///{tmp_path}/{name}.db"
+        _store_with_trials(uri)
+        export_runs.export(uri, "study", tmp_path / name, f"{name} box")
+    tables.main([str(tmp_path / "screen"), str(tmp_path / "long"), "--columns", "val_mse_kl@1"])
+    out = capsys.readouterr().out
+    # each store logs epoch 1 as 300 - 10 i for its four finished trials i = 0..3, not the chosen epoch 2's value
+    values = sorted(line.strip("| ") for line in out.splitlines()[2:10])
+    assert values == sorted([f"{300.0 - 10 * i:.2f}" for i in range(4)] * 2)
+    assert "8 runs" in out and "machine long box / screen box" in out
+
+
 def test_fixed_runs_of_several_families_export_each_ones_own_objective(tmp_path):
     """A space of fixed runs names no metric (the parent says "per family"): each run's record
     carries its family's default objective, with its per-epoch values."""
