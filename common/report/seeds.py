@@ -309,6 +309,6 @@ def _config_note(family: str, group: list[Trial], preset: dict[str, str]) -> str
     if not preset:
         base = {k: str(v) for k, v in FAMILIES[family].config().to_dict().items()}
         said = f"the {LABEL[family]} defaults (no slides preset run of it here)"
-    params = _resolved(group[0])
+    params = _resolved(group[0]) if preset else _what(group[0])  # the defaults' val_size is "0" itself
     diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if base.get(k) != v) or "none"
     return f"{LABEL[family]} winners: {said} but {diff}."

@@ -125,6 +125,13 @@ def test_the_winners_note_reads_an_auto_val_size_as_the_images_it_resolved_to(n_
     assert f"VAE winners: the slides preset's config but lr_schedule=cosine{said}." in notes
 
 
+def test_without_a_preset_an_auto_val_size_matches_the_defaults_auto():
+    ours = [_trial("vae", s, {"lr_schedule": "cosine", "val_size": "0"}, test_mse_kl=190.0) for s in (42, 43)]
+    blocks, _ = _table(ours, lambda t: 1.0)
+    note = next(n for n in next(b[1] for b in blocks if b[0] == "ul") if n.startswith("VAE winners: "))
+    assert "the VAE defaults" in note and "val_size" not in note
+
+
 def test_fid_at_fewer_samples_than_the_goals_is_not_judged_and_missing_columns_say_so():
     gan = [_trial("dcgan", s, {"ema_decay": "0.999"}, fid=50.0 + s, recall=0.3, eval_n=1000) for s in (1, 2)]
     _, rows = _table(gan, lambda t: 1.0)
