@@ -60,15 +60,15 @@ BUDGET_HEADER = [
 ]
 
 
-def _what(t: Trial) -> dict[str, str]:
-    """A trial's params less ``WHERE``: what it computed."""
+def _logged(t: Trial) -> dict[str, str]:
+    """A trial's params less ``WHERE``, as MLflow logged them."""
     return {k: v for k, v in t["params"].items() if k not in WHERE}
 
 
-def _resolved(t: Trial) -> dict[str, str]:
-    """``_what`` with ``val_size = 0`` ("auto") as the number of validation images it resolved to, so
-    a preset that names the same number does not read as a difference in the config."""
-    params, n = _what(t), t["metrics"].get("n_val_images")
+def _what(t: Trial) -> dict[str, str]:
+    """What a trial computed: ``_logged`` with ``val_size = 0`` ("auto") as the number of validation
+    images it resolved to, so a run that spelled the same images out groups and matches with it."""
+    params, n = _logged(t), t["metrics"].get("n_val_images")
     if params.get("val_size") == "0" and n:
         params["val_size"] = str(int(n))
     return params
@@ -309,6 +309,6 @@ def _config_note(family: str, group: list[Trial], preset: dict[str, str]) -> str
     if not preset:
         base = {k: str(v) for k, v in FAMILIES[family].config().to_dict().items()}
         said = f"the {LABEL[family]} defaults (no slides preset run of it here)"
-    params = _resolved(group[0]) if preset else _what(group[0])  # the defaults' val_size is "0" itself
+    params = _what(group[0]) if preset else _logged(group[0])  # the defaults' val_size is "0" itself
     diff = ", ".join(f"{k}={v}" for k, v in sorted(params.items()) if base.get(k) != v) or "none"
     return f"{LABEL[family]} winners: {said} but {diff}."

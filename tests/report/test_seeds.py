@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from common.base.names import PRESET_TAG
 from common.report.build import build_report
-from common.report.seeds import WHERE, budget_blocks, preset_params, seed_groups
+from common.report.seeds import WHERE, budget_blocks, preset_means, preset_params, seed_groups
 from common.sweep.space import check_configs, load_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +54,18 @@ def test_a_seed_group_differs_only_in_the_seed_and_where_it_ran():
     lone = [_trial("vae", 3, {"lr": "0.003"}), _trial("vae", 4, {"lr": "0.002"}, status="failed")]
     groups = seed_groups(a + b + lone)
     assert sorted(len(g) for g in groups) == [2, 2] and all(len({t["params"]["lr"] for t in g}) == 1 for g in groups)
+
+
+def test_an_auto_val_size_groups_with_the_same_images_spelled_out():
+    # val_size=0 ("auto") resolved to 5,000 computes what an explicit 5,000 computes; 4,000 does not
+    spelled = _trial("vae", 1, {"lr": "0.002", "val_size": "5000"})
+    auto = [_trial("vae", s, {"lr": "0.002", "val_size": "0"}, n_val_images=n) for s, n in ((2, 5_000), (3, 4_000))]
+    (group,) = seed_groups([spelled, *auto])
+    assert [t["params"]["seed"] for t in group] == ["1", "2"]
+    # and a run of the preset's config with an auto val_size counts as the preset
+    assert PRESET["vae"]["val_size"] == "5000"
+    runs = [_trial("vae", 4, test_mse_kl=1.0), _trial("vae", 5, {"val_size": "0"}, test_mse_kl=3.0, n_val_images=5_000)]
+    assert preset_means(runs, ["test_mse_kl"])[0][1] == [2.0]
 
 
 def _table(trials, objective):
