@@ -3,14 +3,15 @@
 The slides give the DCGAN's layer lists and counts (G 1.24M, D 2.76M), not the widths, the kernel
 size or whether a hidden FC sits before G's 4x4 map and D's logit. Each run below is one G x D
 pair within ±10% of both counts (``param_budget``), all with ``sweeps/winners.py``'s DCGAN
-training (hinge, spectral norm, TTUR 3.9, G's EMA, batch 128) and seed, so a difference is the
-layout's. The runs without a hidden FC cost more per epoch than their counts say: their convs
-work on wider maps (a forward pass per image: G 59.6 and 65.0 MFLOP against 28.4, D 137.4
-against 39.3, by ``torch.utils.flop_counter``), so a CPU screen runs them for fewer epochs
-(``--max-epochs``) against the same epoch of the winners' own run, and the best goes on to 40.
+training (``_DCGAN_FC``: hinge, spectral norm, TTUR 3.9, G's EMA, batch 128) and seed, so a
+difference is the layout's. The runs without a hidden FC cost more per epoch than their counts
+say: their convs work on wider maps (a forward pass per image: G 59.6 and 65.0 MFLOP against
+28.4, D 137.4 against 39.3, by ``torch.utils.flop_counter``), so a CPU screen runs them for fewer
+epochs (``--max-epochs``) against the same epoch of the winners' own run, and the best goes on to
+40 (now ``sweeps/winners.py``'s DCGAN).
 """
 
-from sweeps.winners import _DCGAN
+from sweeps.winners import _DCGAN_FC
 
 # name: G's (g_channels, g_hidden, g_kernel_size) and D's (d_channels, d_hidden); counts in the comments
 _LAYOUTS = {
@@ -21,7 +22,7 @@ _LAYOUTS = {
 }
 
 runs = [
-    {**_DCGAN, "g_channels": gc, "g_hidden": gh, "g_kernel_size": gk, "d_channels": dc, "d_hidden": dh, "seed": 42}
+    {**_DCGAN_FC, "g_channels": gc, "g_hidden": gh, "g_kernel_size": gk, "d_channels": dc, "d_hidden": dh, "seed": 42}
     for (gc, gh, gk), (dc, dh) in _LAYOUTS.values()
 ]
 metric = "val_classifier_fd"
