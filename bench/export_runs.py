@@ -10,9 +10,10 @@ is ``completed`` or ``stopped`` (ASHA), rewritten whenever it is exported again,
 ``params`` (the resolved config), ``objective`` (its name, mode and the value per epoch, 1-based),
 ``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
 chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
-``eval.*`` tags), the image counts ``n`` of each split, ``data``, ``data_hash``, ``git_commit`` and
-``machine`` (a data path keeps only its file name: no folder of this machine is committed).
-``bench/tables.py`` rebuilds BENCHMARKS.md's tables from these files alone, so a
+``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
+"slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only its
+file name: no folder of this machine is committed). ``bench/tables.py`` rebuilds BENCHMARKS.md's
+tables, and the report's "Best within the slides' budget" table, from these files alone, so a
 finished run outlives the machine and its MLflow store.
 """
 
@@ -32,7 +33,7 @@ SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_image
 
 def run_record(client, run, experiment: str, machine: str) -> dict:
     """One finished trial run as a JSON-able dict (the module docstring lists its keys)."""
-    from common.base.names import PER_FAMILY
+    from common.base.names import PER_FAMILY, PRESET_TAG
     from common.trial.families import config_class
 
     # 1. What it was: the config as logged, and the objective its sweep selected on.
@@ -53,6 +54,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "run_name": run.info.run_name,
         "family": family,
         "status": tags.get("trial_status"),
+        "preset": tags.get(PRESET_TAG),
         "params": {k: _no_path(v) if k == "data" else v for k, v in run.data.params.items()},
         "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
         "validation": validation,

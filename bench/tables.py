@@ -7,6 +7,7 @@ Run (from the repository root)::
     .venv/bin/python bench/tables.py bench/results/winners --by-seed --columns family,test_mse_kl,test_kl,fid,recall
     .venv/bin/python bench/tables.py bench/results/gan_layouts bench/results/dcgan_winners/dcgan_winners_s42 \
         --columns g_channels,d_hidden,val_classifier_fd@15
+    .venv/bin/python bench/tables.py bench/results/slides_seeds bench/results/vae_layouts ... --budget
 
 A column is ``epoch`` (the epoch chosen on validation, whose weights the test numbers score; for a
 trial stopped early, its best validation epoch), a
@@ -17,6 +18,11 @@ final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images), ``train_t
 folds the runs that differ only in their seed into one row: mean ± sample std [95% Student-t
 interval] over the seeds. The caption under the table names the data, its hash, the image counts
 and the commits, so every number says what it was measured on.
+
+``--budget`` prints the report's "Best within the slides' budget" section instead, built by the
+report's own code (``common.report.seeds.budget_blocks``) from the run files read as the report
+reads MLflow's runs (``as_trial``): the same table as ``run_sweep.py --report`` over the same runs,
+without their MLflow store.
 """
 
 from __future__ import annotations
@@ -28,7 +34,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
+from common.base.names import PRESET_TAG, TRIAL_STATUS  # noqa: E402
+from common.base.tracking import best_of  # noqa: E402
 from common.report.intervals import t_interval  # noqa: E402
+from common.report.render import to_markdown  # noqa: E402
+from common.report.runs import fallback_objective  # noqa: E402
+from common.report.seeds import budget_blocks  # noqa: E402
 
 WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed a run ran, not what it computed
 
@@ -104,6 +115,38 @@ def markdown(records: list[dict], columns: list[str], sort: str | None = None, b
     return "\n".join(lines) + "\n\n" + caption(records) + "\n"
 
 
+def as_trial(record: dict) -> dict:
+    """A run file as the report's trial dict (``runs.Trial.as_dict``): its params, the metric values
+    its MLflow run held last (the test epoch's ``test_*``, the final stage's, the image and parameter
+    counts, ``train_time_s``) and the tags the report reads (status, preset, ``eval.*``, data)."""
+    final = record["final"]
+    metrics = {k: v for k, v in record["test"].items() if k != "epoch"}
+    metrics |= {k: v for k, v in final.items() if not k.startswith("eval.")}
+    metrics |= {f"n_{split}_images": n for split, n in record["n"].items() if n is not None}
+    metrics |= {**record["n_params"], "train_time_s": record["train_time_s"]}
+    tags = {TRIAL_STATUS: record["status"], PRESET_TAG: record.get("preset"), "data": record["data"]}
+    tags |= {k: v for k, v in final.items() if k.startswith("eval.")}
+    return {
+        "id": record["run_id"],
+        "params": record["params"],
+        "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "tags": {k: v for k, v in tags.items() if v is not None},
+    }
+
+
+def budget(records: list[dict]) -> str:
+    """The report's 'Best within the slides' budget' section (Markdown) over ``records``; a run's
+    objective is its best validation value of its family's default metric, as in the report."""
+    by_id = {r["run_id"]: r for r in records}
+
+    def objective(trial: dict) -> float | None:
+        metric = fallback_objective(trial["params"]["family"])[0]
+        return best_of(by_id[trial["id"]]["validation"].get(metric, {}).values(), "min")
+
+    blocks = budget_blocks([as_trial(r) for r in records], objective)
+    return to_markdown(blocks) + "\n" + caption(records) + "\n" if blocks else ""
+
+
 def _best_epoch(record: dict) -> int | None:
     """The epoch of the best objective value (a stopped trial has no test epoch: its last best)."""
     curve = record["objective"]["per_epoch"]
@@ -138,15 +181,21 @@ def _seeds(group: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", type=Path, nargs="+", help="folders of run files, e.g. bench/results/vae_layouts")
-    p.add_argument("--columns", required=True, help="comma-separated, e.g. hidden_dim,epoch,val_kl,test_mse_kl")
+    p.add_argument("--columns", help="comma-separated, e.g. hidden_dim,epoch,val_kl,test_mse_kl")
     p.add_argument("--sort", help="a column to sort the runs by, ascending")
     p.add_argument("--by-seed", action="store_true", help="one row per group of runs differing only in seed")
+    p.add_argument("--budget", action="store_true", help="the report's 'Best within the slides' budget' instead")
     args = p.parse_args(argv)
+    if bool(args.columns) == args.budget:
+        p.error("give either --columns or --budget")
     records = [r for folder in args.folders for r in load(folder)]
     if not records:
         raise SystemExit(
             f"error: no run files in {' '.join(map(str, args.folders))}; write them with bench/export_runs.py"
         )
+    if args.budget:
+        print(budget(records) or "no seed group of a budget family in these runs: no table", end="")
+        return
     print(markdown(records, args.columns.split(","), args.sort, args.by_seed), end="")
 
 

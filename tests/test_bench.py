@@ -296,3 +296,60 @@ def test_fixed_runs_of_several_families_export_each_ones_own_objective(tmp_path)
     written = export_runs.export(uri, "study", tmp_path / "results", "test box")
     records = [json.loads(p.read_text()) for p in written]
     assert {(r["objective"]["metric"], r["objective"]["mode"]) for r in records} == {(VAEConfig.default_metric, "min")}
+
+
+def _budget_store(uri: str) -> None:
+    """An MLflow store as the budget runs leave it: per family, the slides preset (tagged) and one other
+    config, each at seeds 42 and 43, within the slides' budget, with the test and Inception numbers."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from common.base.names import PER_FAMILY, PRESET_TAG
+    from common.report.runs import fallback_objective
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment("budget")
+    parent = client.create_run(exp, tags={"sweep.role": "parent"}).info.run_id
+    client.log_batch(parent, params=[Param("metric", PER_FAMILY), Param("mode", "min")])
+    sizes = {"n_train_images": 10_000, "n_val_images": 5_000, "n_test_images": 10_000}
+    nets = {"vae": {"n_params_vae": 1.40e6}, "dcgan": {"n_params_g": 1.22e6, "n_params_d": 2.76e6}}
+    for family, epochs in (("vae", 20), ("dcgan", 40)):
+        for preset, seed in [(p, s) for p in (True, False) for s in (42, 43)]:
+            tags = {"sweep.role": "trial", "mlflow.parentRunId": parent, "family": family, "trial_status": "completed"}
+            tags |= {PRESET_TAG: "slides"} if preset else {}
+            tags |= {"eval.n": "10000", "eval.reference_n": "10000", "eval.extractor": "inception"}
+            rid = client.create_run(exp, tags=tags).info.run_id
+            params = {"family": family, "seed": seed, "train_subset": 10_000, "max_epochs": epochs, "val_size": 0}
+            params["lr"] = 0.002 if preset else 0.001
+            shift = seed / 100 + (0 if preset else -5)  # the other config: better on validation and test
+            curve = [50.0 + shift, 40.0 + shift, 45.0]
+            test = {"test_mse_kl": 200 + 2 * shift, "test_kl": 30 + shift, "test_probe_acc": 0.4 - shift / 100}
+            test |= {"test_probe_acc_pixels": 0.39, "fid": 100 + 9 * shift, "recall": 0.1 - shift / 50}
+            client.log_batch(
+                rid,
+                params=[Param(k, str(v)) for k, v in params.items()],
+                metrics=[Metric(k, v, 0, 0) for k, v in {**sizes, **nets[family]}.items()]
+                + [Metric(fallback_objective(family)[0], v, 0, e) for e, v in enumerate(curve, 1)]
+                + [Metric(k, v, 0, 2) for k, v in test.items()],
+            )
+            client.set_terminated(rid)
+
+
+def test_the_report_budget_table_rebuilds_from_the_exported_files_alone(tmp_path):
+    """A machine that was not kept leaves only bench/results: ``tables.py --budget`` over the exported
+    files prints the report's own 'Best within the slides' budget' section, as built from MLflow."""
+    import export_runs
+    import tables
+
+    from common.report.build import build_report
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    _budget_store(uri)
+    export_runs.export(uri, "budget", tmp_path / "results", "test box")
+    ours = tables.budget(tables.load(tmp_path / "results"))
+    md = build_report("budget", tmp_path / "report", tracking_uri=uri).with_name("report.md").read_text()
+    theirs = md.split("## Best within the slides' budget")[1].split("\n## ")[0].strip()
+    assert theirs and theirs in ours and "machine test box" in ours
+    # the table is a real one: both columns filled, the paired column judged, the preset found by its tag
+    fid = next(line for line in ours.splitlines() if "(`fid`)" in line)
+    assert "not run" not in fid and "2 seeds: a gain" in fid and "but lr=0.001." in ours
