@@ -124,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "GPU, 1000 on CPU; 0 = skip",
     )
     p.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write each finished trial as JSON under DIR/EXPERIMENT/ as it ends, and all of them again "
+        "after the end stage (bench/export_runs.py's files; bench/tables.py reads them), e.g. bench/results",
+    )
+    p.add_argument(
         "--optuna-storage",
         help="Optuna RDB storage URL for the searcher's studies (default: "
         "optuna.db beside a sqlite MLflow store, else ./optuna.db); browse with optuna-dashboard URL",
@@ -217,6 +223,8 @@ def _sweep_options(args: argparse.Namespace):
         fail("--single-trial runs in this process without Ray; drop --address")
     if args.single_trial and args.resume:
         fail("--resume applies to sweeps; drop --single-trial")
+    if args.single_trial and args.export:
+        fail("--export writes a sweep's trials; drop --single-trial")
     for name in ("num_samples", "max_epochs", "train_subset"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             fail(f"--{name.replace('_', '-')} must be >= 1 (got {getattr(args, name)})")

@@ -1,107 +1,26 @@
 """Export every finished trial run of an MLflow experiment as one JSON file, to commit.
 
-Run (from the repository root), after each finished trial or run of a long experiment::
+Run (from the repository root), after each finished trial or run of a long experiment (or let
+the sweep do it: ``run_sweep.py --export bench/results``)::
 
     .venv/bin/python bench/export_runs.py --tracking-uri sqlite:///$HOME/experiments/NAME/mlflow.db \\
         --experiment NAME --machine "2-core AMD EPYC, AVX-512 BF16"
 
-A file ``bench/results/<experiment>/<family>-<run id[:8]>.json`` per run whose ``trial_status``
-is ``completed`` or ``stopped`` (ASHA), rewritten whenever it is exported again, holds:
-``params`` (the resolved config), ``objective`` (its name, mode and the value per epoch, 1-based),
-``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
-chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
-``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
-"slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only its
-file name: no folder of this machine is committed). ``bench/tables.py`` rebuilds BENCHMARKS.md's
-tables, and the report's "Best within the slides' budget" table, from these files alone, so a
-finished run outlives the machine and its MLflow store.
+The files and their keys: ``common/sweep/export.py``. ``bench/tables.py`` rebuilds
+BENCHMARKS.md's tables from these files alone, so a finished run outlives the machine and its
+MLflow store.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-FINISHED = ("completed", "stopped")
-FINAL = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is10")
-SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_images"}
-
-
-def run_record(client, run, experiment: str, machine: str) -> dict:
-    """One finished trial run as a JSON-able dict (the module docstring lists its keys)."""
-    from common.base.names import PER_FAMILY, PRESET_TAG
-    from common.trial.families import config_class
-
-    # 1. What it was: the config as logged, and the objective its sweep selected on.
-    tags, metrics = run.data.tags, run.data.metrics
-    parent = client.get_run(tags["mlflow.parentRunId"]) if "mlflow.parentRunId" in tags else None
-    family = tags.get("family", run.data.params.get("family"))
-    metric, mode = (parent.data.params.get("metric"), parent.data.params.get("mode")) if parent else (None, None)
-    if metric in (None, PER_FAMILY):  # fixed runs of several families: each selected on its own default
-        metric, mode = config_class(family).default_metric, "min"
-    if "," in metric:  # multi-objective: the first is primary
-        metric, mode = metric.split(",")[0], mode.split(",")[0]
-    # 2. Its curves: every validation metric, per epoch.
-    history = lambda key: {int(m.step): m.value for m in client.get_metric_history(run.info.run_id, key)}
-    validation = {k: history(k) for k in sorted(metrics) if k.startswith("val_")}
-    return {
-        "experiment": experiment,
-        "run_id": run.info.run_id,
-        "run_name": run.info.run_name,
-        "family": family,
-        "status": tags.get("trial_status"),
-        "preset": tags.get(PRESET_TAG),
-        "params": {k: _no_path(v) if k == "data" else v for k, v in run.data.params.items()},
-        "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
-        "validation": validation,
-        "test": {"epoch": _int(tags.get("test.epoch")), **{k: v for k, v in metrics.items() if k.startswith("test_")}},
-        "final": {
-            **{k: metrics[k] for k in FINAL if k in metrics},
-            **{k: v for k, v in tags.items() if k.startswith("eval.")},
-        },
-        "n": {split: _int(metrics.get(key)) for split, key in SIZES.items()},
-        "n_params": {k: int(v) for k, v in metrics.items() if k.startswith("n_params")},
-        "train_time_s": metrics.get("train_time_s"),
-        "data": _no_path(tags.get("data")),
-        "data_hash": tags.get("data_hash"),
-        "git_commit": tags.get("git_commit"),
-        "device": tags.get("device"),
-        "machine": machine,
-    }
-
-
-def export(uri: str, experiment: str, out: Path, machine: str) -> list[Path]:
-    """Write one file per finished trial run of ``experiment``; the paths written."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"error: no experiment {experiment!r} in {uri}; list them in the MLflow UI")
-    runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'", max_results=5000)
-    written = []
-    for run in runs:
-        if run.data.tags.get("trial_status") not in FINISHED:
-            continue
-        record = run_record(client, run, experiment, machine)
-        path = out / experiment / f"{record['family']}-{run.info.run_id[:8]}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        written.append(path)
-    return written
-
-
-def _no_path(data: str | None) -> str | None:
-    """A data source without the machine's folders (its file name; ``data_hash`` names the content)."""
-    return Path(data).name if data and "/" in data else data
-
-
-def _int(value) -> int | None:
-    return None if value is None else int(float(value))
+from common.base.device import describe_machine  # noqa: E402
+from common.sweep.export import export  # noqa: E402, F401  (tests call export_runs.export)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,9 +28,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--machine", default="", help="where the runs ran, e.g. '2-core AMD EPYC, AVX-512 BF16'")
+    p.add_argument(
+        "--machine",
+        default=describe_machine(),
+        help="where the runs ran (default: this machine's CPU and cores, e.g. '2-core AMD EPYC 9B14, AVX-512 BF16')",
+    )
     args = p.parse_args(argv)
-    written = export(args.tracking_uri, args.experiment, args.out, args.machine)
+    try:
+        written = export(args.tracking_uri, args.experiment, args.out, args.machine)
+    except LookupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{len(written)} finished run(s) of {args.experiment} written under {args.out / args.experiment}")
 
 

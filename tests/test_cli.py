@@ -184,6 +184,10 @@ CASES = {
     "address-not-host-port": Case(lambda i: ["--space", GAN, "--address", "head-node"] + SYN, "not HOST:PORT"),
     "single-trial-with-resume": Case(lambda i: ["--space", GAN, "--single-trial", "--resume"] + SYN, "--resume"),
     "resume-without-sweep": Case(lambda i: ["--space", GAN, "--resume"] + SYN, "--resume"),
+    "single-trial-with-export": Case(
+        lambda i: ["--space", GAN, "--single-trial", "--export", str(i)] + SYN, "--export"
+    ),
+    "export-onto-a-file": Case(lambda i: ["--space", GAN, "--export", not_gzip(i)] + SYN, "--export"),
     "eval-n-one": Case(lambda i: ["--space", GAN, "--eval-n", "1"] + SYN, "--eval-n"),
     "fid-weights-missing": Case(lambda i: ["--space", GAN, "--fid-weights", str(i / "nope.pt")] + SYN, "--fid-weights"),
     # ---- --data

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from common.base.device import describe_machine
 from common.base.errors import first_line
 from common.base.names import PER_FAMILY, PRESET_TAG, TRIAL_STATUS
 from common.base.run_context import context_tags, version_tags
@@ -38,6 +39,7 @@ from common.base.tracking import (
 from common.metrics.classifier import chance_warning, get_classifier
 from common.sweep.best import end_stage, eval_samples_default
 from common.sweep.cluster import start_ray
+from common.sweep.export import Exporter
 from common.sweep.options import SweepOptions, check_data, check_folders, plan
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
@@ -95,6 +97,8 @@ def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tu
         opts, space, configs, fixed, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier
     )
     sweep.trainable = trainable
+    if opts.export:
+        sweep.exporter = Exporter(opts.export, experiment, describe_machine())
     # 4. One Tune experiment per family, then the end stage; Ctrl+C leaves what --resume needs.
     try:
         for i in range(len(configs)):
@@ -125,6 +129,7 @@ class _Sweep:
     optuna_storage: str
     result: SweepResult
     trainable: Callable[[Family], Callable] | None = None
+    exporter: Exporter | None = None  # --export: each finished trial's JSON file
 
 
 def _quiet(verbose: bool) -> None:
@@ -276,6 +281,7 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         max_failures=opts.max_failures,
         study=study,
         verbose=opts.verbose,
+        exporter=sweep.exporter,
     )
     best, failed = fit_family(space, family_run, sweep.storage)
     result = sweep.result
@@ -306,6 +312,8 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
     end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
+    if sweep.exporter:  # again: the end stage added each best model's FID & co. to its trial run
+        sweep.exporter.experiment_runs(uri)
     sweep.parent.set_tags({"sweep.status": "completed"})
     sweep.parent.finish("FINISHED")
     return True

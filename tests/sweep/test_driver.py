@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -31,8 +32,11 @@ def vae_sweep(ray_session, module_workdir):
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     with contextlib.redirect_stdout(out):
         result = run(
-            sweep_options(workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, overrides=OVERRIDES)
-        )
+            sweep_options(
+                workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, overrides=OVERRIDES,
+                export=str(workdir / "results"),
+            )
+        )  # fmt: skip
     return workdir, uri, result, out.getvalue()
 
 
@@ -88,6 +92,18 @@ def test_the_final_stage_scores_the_best_checkpoint_on_its_own_run(vae_sweep):
     assert tags["classifier.name"].startswith("classifier-") and 0.5 < float(tags["classifier.test_acc"]) <= 1.0
     assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
     assert_all_runs_final(uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
+
+
+def test_export_leaves_a_file_per_finished_trial_with_the_end_stages_numbers(vae_sweep):
+    from common.base.device import describe_machine
+
+    workdir, uri, result, _ = vae_sweep
+    _, _, children = sweep_runs(uri, "vae_beta")
+    records = [json.loads(p.read_text()) for p in (workdir / "results" / "vae_beta").glob("vae-*.json")]
+    assert sorted(r["run_id"] for r in records) == sorted(c.info.run_id for c in children)
+    best = next(r for r in records if r["run_id"] == result.best["vae"]["mlflow_run_id"])
+    assert best["final"]["fid"] == pytest.approx(result.best["vae"]["final"]["fid"]) and best["final"]["eval.n"] == "16"
+    assert best["machine"] == describe_machine() and best["status"] == "completed"
 
 
 def test_the_best_model_is_a_pt2_model_logged_by_its_trial_and_registered(vae_sweep):

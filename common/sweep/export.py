@@ -1,0 +1,124 @@
+"""A finished trial run as one JSON file to commit: what outlives the machine and its MLflow store.
+
+``bench/export_runs.py`` writes them for a whole experiment; ``run_sweep.py --export DIR`` writes
+each trial's as it finishes, and every finished trial's again after the end stage (its Inception
+numbers). A file ``DIR/<experiment>/<family>-<run id[:8]>.json`` per run whose ``trial_status`` is
+``completed`` or ``stopped`` (ASHA), rewritten whenever it is exported again, holds:
+``params`` (the resolved config), ``objective`` (its name, mode and the value per epoch, 1-based),
+``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
+chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
+``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
+"slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only
+its file name: no folder of the machine is written). ``bench/tables.py`` rebuilds BENCHMARKS.md's
+tables, and the report's "Best within the slides' budget" table, from these files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.base.names import PER_FAMILY, PRESET_TAG, SWEEP_ROLE, TRIAL_STATUS
+from common.trial.families import config_class
+
+FINISHED = ("completed", "stopped")
+FINAL = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is10")
+SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_images"}
+
+
+def run_record(client, run, experiment: str, machine: str) -> dict:
+    """One finished trial run (an ``mlflow.entities.Run``) as a JSON-able dict (the module docstring
+    lists its keys)."""
+    # 1. What it was: the config as logged, and the objective its sweep selected on.
+    tags, metrics = run.data.tags, run.data.metrics
+    parent = client.get_run(tags["mlflow.parentRunId"]) if "mlflow.parentRunId" in tags else None
+    family = tags.get("family", run.data.params.get("family"))
+    metric, mode = (parent.data.params.get("metric"), parent.data.params.get("mode")) if parent else (None, None)
+    if metric in (None, PER_FAMILY):  # fixed runs of several families: each selected on its own default
+        metric, mode = config_class(family).default_metric, "min"
+    if "," in metric:  # multi-objective: the first is primary
+        metric, mode = metric.split(",")[0], mode.split(",")[0]
+    # 2. Its curves: every validation metric, per epoch.
+    history = lambda key: {int(m.step): m.value for m in client.get_metric_history(run.info.run_id, key)}
+    validation = {k: history(k) for k in sorted(metrics) if k.startswith("val_")}
+    return {
+        "experiment": experiment,
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "family": family,
+        "status": tags.get(TRIAL_STATUS),
+        "preset": tags.get(PRESET_TAG),
+        "params": {k: _no_path(v) if k == "data" else v for k, v in run.data.params.items()},
+        "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
+        "validation": validation,
+        "test": {"epoch": _int(tags.get("test.epoch")), **{k: v for k, v in metrics.items() if k.startswith("test_")}},
+        "final": {
+            **{k: metrics[k] for k in FINAL if k in metrics},
+            **{k: v for k, v in tags.items() if k.startswith("eval.")},
+        },
+        "n": {split: _int(metrics.get(key)) for split, key in SIZES.items()},
+        "n_params": {k: int(v) for k, v in metrics.items() if k.startswith("n_params")},
+        "train_time_s": metrics.get("train_time_s"),
+        "data": _no_path(tags.get("data")),
+        "data_hash": tags.get("data_hash"),
+        "git_commit": tags.get("git_commit"),
+        "device": tags.get("device"),
+        "machine": machine,
+    }
+
+
+def export_run(client, run_id: str, experiment: str, out: str | Path, machine: str) -> Path | None:
+    """Write trial run ``run_id``'s file under ``out/experiment/`` if it finished; its path, else None."""
+    run = client.get_run(run_id)
+    if run.data.tags.get(TRIAL_STATUS) not in FINISHED:
+        return None
+    record = run_record(client, run, experiment, machine)
+    path = Path(out) / experiment / f"{record['family']}-{run_id[:8]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def export(uri: str, experiment: str, out: str | Path, machine: str) -> list[Path]:
+    """Write one file per finished trial run of ``experiment``; the paths written."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise LookupError(f"no experiment {experiment!r} in {uri}; list them in the MLflow UI")
+    runs = client.search_runs([exp.experiment_id], f"tags.`{SWEEP_ROLE}` = 'trial'", max_results=5000)
+    written = [export_run(client, r.info.run_id, experiment, out, machine) for r in runs]
+    return [p for p in written if p]
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """Where a sweep exports its finished trials (``--export``): ``out/experiment/``, and the
+    machine the files name."""
+
+    out: str
+    experiment: str
+    machine: str
+
+    def trial(self, client, run_id: str) -> None:
+        """Export one trial run that just ended; a failure warns: the sweep goes on without the file."""
+        try:
+            export_run(client, run_id, self.experiment, self.out, self.machine)
+        except Exception as e:
+            warnings.warn(f"could not export trial run {run_id} under {self.out}: {e}")
+
+    def experiment_runs(self, uri: str) -> list[Path]:
+        """Export every finished trial run of the experiment again (after the end stage: its FID & co.)."""
+        return export(uri, self.experiment, self.out, self.machine)
+
+
+def _no_path(data: str | None) -> str | None:
+    """A data source without the machine's folders (its file name; ``data_hash`` names the content)."""
+    return Path(data).name if data and "/" in data else data
+
+
+def _int(value) -> int | None:
+    return None if value is None else int(float(value))

@@ -1,0 +1,54 @@
+"""common/sweep/export.py: ``--export`` writes each trial's file as Tune ends it, and every finished
+trial's again after the end stage (tests/sweep/test_driver.py checks the latter on a real sweep)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from common.sweep.export import Exporter
+from common.sweep.tuning import MlflowStatusCallback
+
+
+def _running_trial(uri: str) -> str:
+    """A trial run as a trial leaves it while Tune still runs it: status running, one epoch logged."""
+    client = MlflowClient(uri)
+    exp = client.create_experiment("study")
+    parent = client.create_run(exp, tags={"sweep.role": "parent"}).info.run_id
+    client.log_param(parent, "metric", "val_bpd")
+    client.log_param(parent, "mode", "min")
+    tags = {"sweep.role": "trial", "mlflow.parentRunId": parent, "family": "vae", "trial_status": "running"}
+    rid = client.create_run(exp, tags=tags).info.run_id
+    client.log_param(rid, "family", "vae")
+    client.log_metric(rid, "val_bpd", 5.5, step=1)
+    return rid
+
+
+@pytest.mark.parametrize("epoch, status", [(3, "completed"), (1, "stopped")])
+def test_a_trial_tune_ends_is_closed_then_exported_at_once(tmp_path, epoch, status):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    rid = _running_trial(uri)
+    callback = MlflowStatusCallback(uri, 3, Exporter(str(tmp_path / "results"), "study", "test box"))
+    callback.on_trial_complete(
+        0, [], SimpleNamespace(trial_id="t0", last_result={"mlflow_run_id": rid, "epoch": epoch})
+    )
+    (path,) = (tmp_path / "results" / "study").glob("*.json")
+    record = json.loads(path.read_text())
+    assert path.name == f"vae-{rid[:8]}.json" and record["status"] == status and record["machine"] == "test box"
+    assert record["objective"] == {"metric": "val_bpd", "mode": "min", "per_epoch": {"1": 5.5}}
+
+
+def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    rid = _running_trial(uri)
+    (tmp_path / "a_file").write_text("not a folder")
+    callback = MlflowStatusCallback(uri, 3, Exporter(str(tmp_path / "a_file"), "study", "test box"))
+    with pytest.warns(UserWarning, match=f"could not export trial run {rid}"):
+        callback.on_trial_complete(
+            0, [], SimpleNamespace(trial_id="t0", last_result={"mlflow_run_id": rid, "epoch": 3})
+        )
+    run = MlflowClient(uri).get_run(rid)
+    assert run.data.tags["trial_status"] == "completed" and run.info.status == "FINISHED"
