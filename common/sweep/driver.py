@@ -97,8 +97,6 @@ def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tu
         opts, space, configs, fixed, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier
     )
     sweep.trainable = trainable
-    if opts.export:
-        sweep.exporter = Exporter(opts.export, experiment, describe_machine())
     # 4. One Tune experiment per family, then the end stage; Ctrl+C leaves what --resume needs.
     try:
         for i in range(len(configs)):
@@ -231,6 +229,8 @@ def _open(
         space=space, configs=configs, fixed=fixed, experiment=experiment, storage=storage, folder=folder,
         resumed=bool(previous), client=client, experiment_id=exp_id, parent=parent, ctx=ctx,
         optuna_storage=optuna_url, result=result,
+        # absolute: a --resume (the restored Tuner keeps this callback) may run from another folder
+        exporter=Exporter(os.path.abspath(opts.export), experiment, describe_machine()) if opts.export else None,
     )  # fmt: skip
 
 
