@@ -124,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "GPU, 1000 on CPU; 0 = skip",
     )
     p.add_argument(
+        "--warm-start",
+        metavar="DIR",
+        help="seed a new search's Optuna study with the finished trials of the run files under DIR "
+        "(--export's or bench/export_runs.py's), e.g. bench/results/gan_budget, when the earlier sweep cannot --resume",
+    )
+    p.add_argument(
         "--export",
         metavar="DIR",
         help="write each finished trial as JSON under DIR/EXPERIMENT/ as it ends, and all of them again "

@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--machine",
         default=describe_machine(),
-        help="where the runs ran (default: this machine's CPU and cores, e.g. '2-core AMD EPYC 9B14, AVX-512 BF16')",
+        help="where the runs ran (default: the machine running this export, e.g. '2-core AMD EPYC, AVX-512 BF16': "
+        "name the one that ran them if it was another)",
     )
     args = p.parse_args(argv)
     try:

@@ -28,7 +28,6 @@ without their MLflow store.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -40,13 +39,9 @@ from common.report.intervals import t_interval  # noqa: E402
 from common.report.render import to_markdown  # noqa: E402
 from common.report.runs import fallback_objective  # noqa: E402
 from common.report.seeds import budget_blocks  # noqa: E402
+from common.sweep.export import load_records as load  # noqa: E402
 
 WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed a run ran, not what it computed
-
-
-def load(folder: Path) -> list[dict]:
-    """Every run file under ``folder`` and its subfolders (one per experiment), in path order."""
-    return [json.loads(p.read_text()) for p in sorted(Path(folder).rglob("*.json"))]
 
 
 def cell(record: dict, column: str):
@@ -186,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--by-seed", action="store_true", help="one row per group of runs differing only in seed")
     p.add_argument("--budget", action="store_true", help="the report's 'Best within the slides' budget' instead")
     args = p.parse_args(argv)
-    if bool(args.columns) == args.budget:
-        p.error("give either --columns or --budget")
+    if bool(args.columns) == args.budget or args.budget and (args.sort or args.by_seed):
+        p.error("give either --columns (with --sort, --by-seed) or --budget alone")
     records = [r for folder in args.folders for r in load(folder)]
     if not records:
         raise SystemExit(

@@ -187,6 +187,8 @@ CASES = {
     "single-trial-with-export": Case(
         lambda i: ["--space", GAN, "--single-trial", "--export", str(i)] + SYN, "--export"
     ),
+    "warm-start-no-run-files": Case(lambda i: ["--space", GAN, "--warm-start", str(i)] + SYN, "--warm-start"),
+    "warm-start-fixed-runs": Case(lambda i: ["--space", SLIDES, "--warm-start", str(i)] + SYN, "fixed runs only"),
     "export-onto-a-file": Case(lambda i: ["--space", GAN, "--export", not_gzip(i)] + SYN, "--export"),
     "eval-n-one": Case(lambda i: ["--space", GAN, "--eval-n", "1"] + SYN, "--eval-n"),
     "fid-weights-missing": Case(lambda i: ["--space", GAN, "--fid-weights", str(i / "nope.pt")] + SYN, "--fid-weights"),

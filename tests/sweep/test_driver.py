@@ -11,7 +11,9 @@ import contextlib
 import io
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -19,6 +21,7 @@ from real_sweeps import assert_all_runs_final, sweep_options, sweep_runs
 
 import run_sweep
 from common.sweep.driver import SweepOptions
+from common.sweep.export import Exporter
 from trainables.sweep import run
 
 OVERRIDES = (("eval_samples", "64"), ("batch_size", "64"), ("probe_every", "2"))
@@ -30,13 +33,15 @@ def vae_sweep(ray_session, module_workdir):
     one part of what it left); returns (workdir, tracking URI, result, what it printed)."""
     workdir, out = module_workdir, io.StringIO()
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    with contextlib.redirect_stdout(out):
+    ended = mock.patch.object(Exporter, "trial", autospec=True, side_effect=Exporter.trial)  # as each trial ends
+    with contextlib.redirect_stdout(out), ended as exported:
         result = run(
             sweep_options(
                 workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, overrides=OVERRIDES,
                 export=str(workdir / "results"),
             )
         )  # fmt: skip
+    (workdir / "exported_as_trials_ended").write_text(json.dumps([c.args[2] for c in exported.call_args_list]))
     return workdir, uri, result, out.getvalue()
 
 
@@ -101,9 +106,38 @@ def test_export_leaves_a_file_per_finished_trial_with_the_end_stages_numbers(vae
     _, _, children = sweep_runs(uri, "vae_beta")
     records = [json.loads(p.read_text()) for p in (workdir / "results" / "vae_beta").glob("vae-*.json")]
     assert sorted(r["run_id"] for r in records) == sorted(c.info.run_id for c in children)
+    # each was written when Tune ended its trial, not only by the end stage's second pass
+    assert sorted(json.loads((workdir / "exported_as_trials_ended").read_text())) == sorted(
+        r["run_id"] for r in records
+    )
     best = next(r for r in records if r["run_id"] == result.best["vae"]["mlflow_run_id"])
     assert best["final"]["fid"] == pytest.approx(result.best["vae"]["final"]["fid"]) and best["final"]["eval.n"] == "16"
     assert best["machine"] == describe_machine() and best["status"] == "completed"
+
+
+def test_a_new_search_warm_started_from_the_exported_files_knows_the_old_trials(vae_sweep):
+    """The machine that held the first sweep's Optuna study is gone: a new sweep seeded with the
+    run files ``--export`` left starts its study with those trials, then adds its own."""
+    import optuna
+
+    workdir, uri, _, _ = vae_sweep
+    records = {
+        r["run_id"]: r for r in map(json.loads, map(Path.read_text, sorted((workdir / "results").rglob("*.json"))))
+    }
+    opts = sweep_options(workdir, uri, "vae_beta.py", num_samples=1, max_epochs=2, overrides=OVERRIDES)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert run(replace(opts, experiment="warm", warm_start=str(workdir / "results"), report=False)).completed
+    assert f"vae: the searcher starts from {len(records)} finished trial(s) of" in out.getvalue()
+    (parent,) = sweep_runs(uri, "warm")[1]
+    tags = parent.data.tags
+    trials = optuna.load_study(study_name=tags["optuna.study.vae"], storage=tags["optuna.storage"]).trials
+    assert len(trials) == len(records) + 1
+    for old, r in zip(trials, records.values()):  # as the first sweep's searcher was told at each trial's end
+        curve = {int(e): v for e, v in r["objective"]["per_epoch"].items()}
+        assert old.state.name == {"completed": "COMPLETE", "stopped": "PRUNED"}[r["status"]]
+        assert old.intermediate_values == curve and old.value == (
+            curve[max(curve)] if r["status"] == "completed" else None
+        )
 
 
 def test_the_best_model_is_a_pt2_model_logged_by_its_trial_and_registered(vae_sweep):

@@ -28,10 +28,12 @@ def _running_trial(uri: str) -> str:
 
 
 @pytest.mark.parametrize("epoch, status", [(3, "completed"), (1, "stopped")])
-def test_a_trial_tune_ends_is_closed_then_exported_at_once(tmp_path, epoch, status):
+def test_a_trial_tune_ends_is_closed_then_exported_at_once(tmp_path, monkeypatch, epoch, status):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
-    callback = MlflowStatusCallback(uri, 3, Exporter(str(tmp_path / "results"), "study", "test box"))
+    # fit_family sets the exporter of the fit in progress on the class: a restored Tuner's callbacks read it too
+    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "results"), "study", "test box"))
+    callback = MlflowStatusCallback(uri, 3)
     callback.on_trial_complete(
         0, [], SimpleNamespace(trial_id="t0", last_result={"mlflow_run_id": rid, "epoch": epoch})
     )
@@ -41,14 +43,27 @@ def test_a_trial_tune_ends_is_closed_then_exported_at_once(tmp_path, epoch, stat
     assert record["objective"] == {"metric": "val_bpd", "mode": "min", "per_epoch": {"1": 5.5}}
 
 
-def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path):
+def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
     (tmp_path / "a_file").write_text("not a folder")
-    callback = MlflowStatusCallback(uri, 3, Exporter(str(tmp_path / "a_file"), "study", "test box"))
+    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "a_file"), "study", "test box"))
+    callback = MlflowStatusCallback(uri, 3)
     with pytest.warns(UserWarning, match=f"could not export trial run {rid}"):
         callback.on_trial_complete(
             0, [], SimpleNamespace(trial_id="t0", last_result={"mlflow_run_id": rid, "epoch": 3})
         )
     run = MlflowClient(uri).get_run(rid)
     assert run.data.tags["trial_status"] == "completed" and run.info.status == "FINISHED"
+
+
+def test_the_end_stage_export_keeps_the_machine_each_trial_ended_on_and_only_warns(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    rid = _running_trial(uri)
+    MlflowClient(uri).set_tag(rid, "trial_status", "completed")
+    Exporter(str(tmp_path), "study", "the first box").trial(MlflowClient(uri), rid)
+    Exporter(str(tmp_path), "study", "a resumed box").experiment_runs(uri)  # after the end stage
+    assert json.loads((tmp_path / "study" / f"vae-{rid[:8]}.json").read_text())["machine"] == "the first box"
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.warns(UserWarning, match="could not export the runs of study"):
+        Exporter(str(tmp_path / "a_file"), "study", "x").experiment_runs(uri)
