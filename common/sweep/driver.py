@@ -14,13 +14,10 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from common.base.errors import first_line
-from common.base.names import PER_FAMILY, PRESET_TAG, TRIAL_STATUS
+from common.base.names import PER_FAMILY, PRESET_TAG
 from common.base.run_context import context_tags, version_tags
 from common.base.tracking import (
     TrackingError,
@@ -43,6 +40,7 @@ from common.sweep.options import SweepOptions, check_data, check_folders, plan
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
 from common.sweep.result import SweepResult
+from common.sweep.single import single_trial
 from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
@@ -50,7 +48,7 @@ from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
 from common.sweep.warm_start import seed_study
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, for_family
-from common.trial.loop import LocalSession, SweepContext, is_better, run_trial
+from common.trial.loop import SweepContext, is_better
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules
 
@@ -85,7 +83,7 @@ def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tu
     data = check_data(configs)
     experiment = opts.experiment or space.name
     if opts.single_trial:
-        return _single_trial(space, configs[0], uri, experiment, _classifier(data)[0], opts.command)
+        return single_trial(space, configs[0], uri, experiment, _classifier(data)[0], opts.command)
     storage = SweepStorage(opts.storage)
     previous = _previous_sweep(opts, space, storage, experiment)
     # 2. Ray, with a node that holds each family's trial; the domain classifier (DataError if it
@@ -352,54 +350,3 @@ def _classifier(data) -> tuple[dict, dict]:
     if warning := chance_warning(info, len(data.classes)):
         warnings.warn(warning)
     return state, info
-
-
-def _single_trial(
-    space: Space, cfg: dict[str, Any], uri: str, experiment: str, classifier: dict, command: str = ""
-) -> SweepResult:
-    """One trial in this process, no Ray: breakpoints and profilers work."""
-    from mlflow.tracking import MlflowClient
-
-    prepare_store(uri)
-    exp_id = get_or_create_experiment(MlflowClient(uri), experiment, default_artifact_location(uri))
-    family = cfg["family"]
-    metric = space.metric or config_class(family).default_metric
-    ctx = SweepContext(
-        tracking_uri=uri,
-        experiment_id=exp_id,
-        parent_run_id=None,
-        metric=metric,
-        mode=space.mode,
-        git_commit=git_commit(),
-        cpus_per_trial=torch.get_num_threads(),
-        classifier=classifier,
-        context_tags=context_tags(git_commit(), command),
-    )
-    out = Path("single_trial") / time.strftime("%Y%m%d-%H%M%S")
-    session = LocalSession(out)
-    config = config_class(family).from_dict(cfg)
-    print(f"single trial: {family} {config.to_dict()}", flush=True)
-    try:
-        final = run_trial(config, ctx, session)
-    except BaseException as exc:
-        _close_single(uri, exp_id, session.trial_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    _close_single(uri, exp_id, session.trial_id, "FINISHED")
-    single = {"family": family, "metrics": final, "checkpoint": str(session.latest_checkpoint)}
-    return SweepResult(experiment, uri, completed=True, single_trial=single)
-
-
-def _close_single(uri: str, exp_id: str, trial_id: str, run_status: str) -> None:
-    """End the single trial's MLflow run as a sweep's trials end (no Tune callback does it here);
-    a run still tagged ``running`` gets the status it ended with."""
-    from mlflow.tracking import MlflowClient
-
-    found = MlflowClient(uri).search_runs(
-        [exp_id], f"tags.trial_id = '{trial_id}' and attributes.status = 'RUNNING'", max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )  # fmt: skip
-    for run in found:
-        trial = TrialRun.attach(uri, run.info.run_id)
-        if run.data.tags.get(TRIAL_STATUS) == "running":
-            trial.set_tags({TRIAL_STATUS: {"FAILED": "failed", "KILLED": "stopped"}.get(run_status, "completed")})
-        trial.finish(run_status)
