@@ -19,7 +19,6 @@ import optuna
 
 from common.base.errors import UserError
 from common.sweep.export import FINISHED, load_records
-from common.sweep.studies import ResilientRDBStorage
 
 
 class WarmStartError(UserError):
@@ -116,6 +115,8 @@ def seed_study(
     """Create the sweep's study of ``family`` (``study``: its RDB storage URL and name; Ray's
     OptunaSearch then loads it by name) holding the finished trials of the run files under
     ``folder``; the number added."""
+    from common.sweep.studies import ResilientRDBStorage  # here: plan() checks --warm-start before MLflow loads
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage, direction = ResilientRDBStorage(study[0]), "minimize" if mode == "min" else "maximize"
     created = optuna.create_study(storage=storage, study_name=study[1], direction=direction, load_if_exists=True)
