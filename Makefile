@@ -57,7 +57,8 @@ test-faults: $(STAMP)
 	$(PY) -m pytest -m faults -q --durations=10 $(ARGS)
 
 # Checks past make test's budget (real CIFAR-10 from ../shared, the GPU bench's rehearsal, plain PBT,
-# the plugin example end to end, a three-family search): minutes; .ci/run runs them.
+# the plugin example end to end, a three-family search, the default console of a whole sweep): minutes;
+# .ci/run runs them.
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q $(ARGS)
 

@@ -87,6 +87,7 @@ def test_a_terminal_draws_bars_and_a_zero_width_one_gets_a_line_per_event(cols, 
         assert "decoding 3 images ..." in shown and "decoding 3 images: done in 0m00s" in shown
 
 
+@pytest.mark.slow  # a whole sweep in a fresh interpreter: 1-1.5 min, past make test's budget (CI runs it)
 def test_a_default_sweep_prints_status_lines_not_ray_tables_and_no_warnings(tmp_path):
     argv = [
         sys.executable,
