@@ -35,14 +35,15 @@ def device_kind(requested: str = "auto", allotted: Mapping[str, float] | None = 
 
 def describe_machine() -> str:
     """This machine in a few words, for a number's record: cores, CPU model, whether bf16 is native
-    (AVX-512 BF16) and the GPU, e.g. "2-core AMD EPYC 9B14, AVX-512 BF16"."""
+    (AVX-512 BF16) and how many CUDA GPUs, e.g. "2-core AMD EPYC 9B14, AVX-512 BF16" (the count, not
+    the GPU's name: naming it would start CUDA in the driver, on the GPU its trials need)."""
     cpu, flags = "unknown CPU", ""
     with contextlib.suppress(OSError):
         info = Path("/proc/cpuinfo").read_text().splitlines()
         cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
         flags = next((line for line in info if line.startswith("flags")), "")
     out = f"{os.cpu_count()}-core {cpu}" + (", AVX-512 BF16" if " avx512_bf16" in flags else "")
-    return out + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
+    return out + (f", {n} CUDA GPU(s)" if (n := torch.cuda.device_count()) else "")
 
 
 def torch_device(kind: str) -> torch.device:

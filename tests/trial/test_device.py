@@ -236,3 +236,24 @@ def test_inception_features_on_gpu_match_cpu():
         gpu = InceptionFeatures().cuda()(x.cuda()).cpu()
     assert gpu.shape == (2, 2048)
     assert torch.allclose(cpu, gpu, rtol=1e-2, atol=1e-3)  # TF32 / cuDNN kernels differ in rounding only
+
+
+@pytest.mark.parametrize(
+    "flags, gpus, said",
+    [
+        ("fpu avx2 avx512f avx512_bf16 amx_tile", 0, "2-core AMD EPYC 9B14, AVX-512 BF16"),
+        ("fpu avx avx2", 0, "2-core AMD EPYC 9B14"),  # bf16 not native: the slower class of box
+        ("fpu avx avx2", 1, "2-core AMD EPYC 9B14, 1 CUDA GPU(s)"),
+    ],
+)
+def test_a_machine_is_named_by_its_cores_cpu_native_bf16_and_gpus(monkeypatch, tmp_path, flags, gpus, said):
+    from pathlib import Path
+
+    from common.base import device
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(device, "Path", lambda p: info if p == "/proc/cpuinfo" else Path(p))
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(device.torch.cuda, "device_count", lambda: gpus)
+    assert device.describe_machine() == said
