@@ -39,6 +39,7 @@ from common.report.intervals import t_interval  # noqa: E402
 from common.report.render import to_markdown  # noqa: E402
 from common.report.runs import fallback_objective  # noqa: E402
 from common.report.seeds import budget_blocks  # noqa: E402
+from common.sweep.export import FINAL  # noqa: E402
 from common.sweep.export import load_records as load  # noqa: E402
 
 WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed a run ran, not what it computed
@@ -60,8 +61,8 @@ def cell(record: dict, column: str):
         return record["validation"].get(column, {}).get(at or str(epoch))
     if column.startswith("test_"):
         return record["test"].get(column)
-    if column in record["final"]:
-        return record["final"][column]
+    if column in FINAL or column in record["final"]:  # "precision" is also a config field (fp32, bf16)
+        return record["final"].get(column)
     if column in ("train_time_s", "status", "device", "machine"):
         return record.get(column)
     return record["params"].get(column)

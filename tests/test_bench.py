@@ -353,3 +353,11 @@ def test_the_report_budget_table_rebuilds_from_the_exported_files_alone(tmp_path
     # the table is a real one: both columns filled, the paired column judged, the preset found by its tag
     fid = next(line for line in ours.splitlines() if "(`fid`)" in line)
     assert "not run" not in fid and "2 seeds: a gain" in fid and "but lr=0.001." in ours
+
+
+def test_a_final_metric_column_never_falls_back_to_the_config_field_of_the_same_name():
+    import tables
+
+    record = {"test": {}, "objective": {"per_epoch": {}, "mode": "min"}, "final": {}, "params": {"precision": "fp32"}}
+    assert tables.cell(record, "precision") is None  # not evaluated yet: no precision/recall, not "fp32"
+    assert tables.cell({**record, "final": {"precision": 0.57}}, "precision") == 0.57
