@@ -73,16 +73,14 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
     }
 
 
-def export_run(
-    client, run_id: str, experiment: str, out: str | Path, machine: str, keep_machine: bool = False
-) -> Path | None:
-    """Write trial run ``run_id``'s file under ``out/experiment/`` if it finished; its path, else
-    None. ``keep_machine``: a file written before keeps the machine it names (where the trial ended)."""
-    run = client.get_run(run_id)
+def export_run(client, run, experiment: str, out: str | Path, machine: str, keep_machine: bool = False) -> Path | None:
+    """Write trial ``run``'s file (an ``mlflow.entities.Run``) under ``out/experiment/`` if it finished;
+    its path, else None. ``keep_machine``: a file written before keeps the machine it names (where
+    the trial ended)."""
     if run.data.tags.get(TRIAL_STATUS) not in FINISHED:
         return None
     family = run.data.tags.get("family", run.data.params.get("family"))
-    path = Path(out) / experiment / f"{family}-{run_id[:8]}.json"
+    path = Path(out) / experiment / f"{family}-{run.info.run_id[:8]}.json"
     if keep_machine and path.is_file():
         machine = json.loads(path.read_text()).get("machine") or machine
     record = run_record(client, run, experiment, machine)
@@ -100,7 +98,7 @@ def export(uri: str, experiment: str, out: str | Path, machine: str, keep_machin
     if exp is None:
         raise LookupError(f"no experiment {experiment!r} in {uri}; list them in the MLflow UI")
     runs = client.search_runs([exp.experiment_id], f"tags.`{SWEEP_ROLE}` = 'trial'", max_results=5000)
-    written = [export_run(client, r.info.run_id, experiment, out, machine, keep_machine) for r in runs]
+    written = [export_run(client, r, experiment, out, machine, keep_machine) for r in runs]  # searched once
     return [p for p in written if p]
 
 
@@ -121,7 +119,7 @@ class Exporter:
     def trial(self, client, run_id: str) -> None:
         """Export one trial run that just ended; a failure warns: the sweep goes on without the file."""
         try:
-            export_run(client, run_id, self.experiment, self.out, self.machine)
+            export_run(client, client.get_run(run_id), self.experiment, self.out, self.machine)
         except Exception as e:
             warnings.warn(f"could not export trial run {run_id} under {self.out}: {e}")
 
