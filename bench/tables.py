@@ -34,10 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from common.base.names import PRESET_TAG, TRIAL_STATUS  # noqa: E402
-from common.base.tracking import best_of  # noqa: E402
 from common.report.intervals import t_interval  # noqa: E402
 from common.report.render import to_markdown  # noqa: E402
-from common.report.runs import fallback_objective  # noqa: E402
 from common.report.seeds import budget_blocks  # noqa: E402
 from common.sweep.export import FINAL  # noqa: E402
 from common.sweep.export import load_records as load  # noqa: E402
@@ -131,15 +129,11 @@ def as_trial(record: dict) -> dict:
 
 
 def budget(records: list[dict]) -> str:
-    """The report's 'Best within the slides' budget' section (Markdown) over ``records``; a run's
-    objective is its best validation value of its family's default metric, as in the report."""
+    """The report's 'Best within the slides' budget' section (Markdown) over ``records``, a run's
+    validation curves standing in for its MLflow history."""
     by_id = {r["run_id"]: r for r in records}
-
-    def objective(trial: dict) -> float | None:
-        metric = fallback_objective(trial["params"]["family"])[0]
-        return best_of(by_id[trial["id"]]["validation"].get(metric, {}).values(), "min")
-
-    blocks = budget_blocks([as_trial(r) for r in records], objective)
+    history = lambda trial, metric: by_id[trial["id"]]["validation"].get(metric, {}).values()
+    blocks = budget_blocks([as_trial(r) for r in records], history)
     return to_markdown(blocks) + "\n" + caption(records) + "\n" if blocks else ""
 
 

@@ -23,7 +23,6 @@ from typing import Sequence
 
 from mlflow import MlflowClient
 
-from common.base.tracking import best_value
 from common.report.figures import figure_blocks
 from common.report.glance import glance_blocks
 from common.report.importances import importance_blocks
@@ -33,7 +32,7 @@ from common.report.mitigations import measure
 from common.report.pareto import pareto_blocks
 from common.report.quality import quality_blocks
 from common.report.render import to_html, to_markdown
-from common.report.runs import FAMILY_LABEL, ReportError, Trial, experiment_trials, fallback_objective, load
+from common.report.runs import FAMILY_LABEL, ReportError, Trial, experiment_trials, load
 from common.report.seeds import budget_blocks
 from common.report.slides_comparison import slides_comparison_blocks
 from common.report.top_trials import top_trials_blocks
@@ -98,9 +97,8 @@ def build_report(
 
 def _budget(client: MlflowClient, trials: list[Trial]) -> list[tuple]:
     """'Best within the slides' budget' over every trial of the experiment (common/report/seeds.py)."""
-    # a trial's best epoch's validation value of its family's default metric: what selected it
-    objective = lambda t: best_value(client, t["id"], fallback_objective(t["params"]["family"])[0])
-    return budget_blocks([t.as_dict() for t in trials], objective)
+    history = lambda t, metric: [m.value for m in client.get_metric_history(t["id"], metric)]
+    return budget_blocks([t.as_dict() for t in trials], history)
 
 
 def _mitigations(experiment: str, trials: list[Trial]) -> list[tuple]:

@@ -13,12 +13,14 @@ every number shown is on the test split).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from common.base import slides
 from common.base.names import PRESET_TAG, SLIDES_PRESET, TRIAL_STATUS
+from common.base.tracking import best_of
 from common.report.intervals import direction, fmt_interval, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
+from common.report.runs import fallback_objective
 from common.report.values import fmt_count, fmt_value, measured_on
 from common.trial.claims import PIXEL_GAIN, Goal
 from common.trial.families import FAMILIES, Family
@@ -183,9 +185,14 @@ def preset_means(trials: Sequence[Trial], keys: Sequence[str]) -> list[tuple[str
     return out
 
 
-def budget_blocks(trials: Sequence[Trial], objective: Callable[[Trial], float | None]) -> list[tuple]:
-    """'Best within the slides' budget' over every trial of the experiment; ``objective``: a
-    trial's best validation value of its family's default metric (lower is better)."""
+def budget_blocks(trials: Sequence[Trial], history: Callable[[Trial, str], Iterable[float]]) -> list[tuple]:
+    """'Best within the slides' budget' over every trial of the experiment; ``history(trial, metric)``:
+    the trial's per-epoch validation values of ``metric``. A trial's objective is the best of them
+    for its family's default metric (lower is better): what selected it."""
+
+    def objective(trial: Trial) -> float | None:
+        return best_of(history(trial, fallback_objective(trial["params"]["family"])[0]), "min")
+
     columns, notes = _columns(trials, objective)
     if not any(g for pair in columns.values() for g in pair) and not notes:
         return []

@@ -69,7 +69,7 @@ def test_an_auto_val_size_groups_with_the_same_images_spelled_out():
 
 
 def _table(trials, objective):
-    blocks = budget_blocks(trials, objective)
+    blocks = budget_blocks(trials, lambda t, metric: [objective(t)])
     header, rows = next((b[1], b[2]) for b in blocks if b[0] == "table")
     return blocks, {r[0].split(" (`")[-1].rstrip("`)"): dict(zip(header, r)) for r in rows}
 
@@ -165,8 +165,21 @@ def test_the_paired_difference_needs_two_seeds_in_common_and_the_same_n():
     assert rows["fid"]["winners − preset, paired by seed"].endswith("2 seeds: inconclusive (the interval holds 0)")
 
 
+def test_a_trial_is_ranked_by_the_best_finite_epoch_of_its_familys_own_validation_metric():
+    a = [_trial("vae", s, {"lr": "0.002"}, test_mse_kl=190.0) for s in (1, 2)]
+    b = [_trial("vae", s, {"lr": "0.003"}, test_mse_kl=180.0) for s in (1, 2)]
+    curves = {  # a: a bad start, a NaN and then the best epoch; b: flat, and better on another metric
+        "a": {"val_bpd": [9.0, float("nan"), 1.0], "val_mse": [9.0]},
+        "b": {"val_bpd": [2.0, 2.0], "val_mse": [0.1]},
+    }
+    history = lambda t, metric: curves["a" if t in a else "b"].get(metric, [])
+    blocks = budget_blocks(a + b, history)
+    notes = next(x[1] for x in blocks if x[0] == "ul")
+    assert any(n.startswith("VAE winners: ") and "lr=0.002" in n for n in notes)
+
+
 def test_no_seed_groups_no_table():
-    assert budget_blocks([_trial("vae", 1), _trial("vae", 2, {"lr": "0.002"})], lambda t: 1.0) == []
+    assert budget_blocks([_trial("vae", 1), _trial("vae", 2, {"lr": "0.002"})], lambda t, m: [1.0]) == []
 
 
 def test_a_net_more_than_10_percent_off_the_slides_size_is_outside_the_budget():

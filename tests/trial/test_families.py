@@ -134,7 +134,7 @@ def test_a_family_registered_anywhere_reaches_the_reports_words():
             }
             for s in (1, 2, 3)
         ]
-        blocks = budget_blocks(trials, lambda t: 1.0)
+        blocks = budget_blocks(trials, lambda t, m: [1.0])
         rows = next(b[2] for b in blocks if b[0] == "table")
         row = next(r for r in rows if r[0] == "Throwaway: throws (higher is better) (`test_throws`)")
         assert row[3].startswith("3.02 ± 0.01") and row[-1] == "met"  # the winners' column, judged on its interval
