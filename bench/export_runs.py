@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--machine",
         default=describe_machine(),
-        help="where the runs ran (default: the machine running this export, e.g. '2-core AMD EPYC, AVX-512 BF16': "
-        "name the one that ran them if it was another)",
+        help="where the runs ran, for runs logged without their own 'machine' tag (default: the machine running "
+        "this export, e.g. '2-core AMD EPYC, AVX-512 BF16': name the one that ran them if it was another)",
     )
     args = p.parse_args(argv)
     try:

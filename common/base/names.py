@@ -6,5 +6,6 @@ STATUSES = ("running", "completed", "stopped", "diverged", "collapsed", "failed"
 SWEEP_ROLE = "sweep.role"  # "parent" (one per sweep) or "trial"
 DEFAULT_SEED = 42  # TrialConfig.seed's default, and the CLI's
 PRESET_TAG = "sweep.preset"  # a space file's ``preset``, on its parent run and every trial run
+MACHINE_TAG = "machine"  # a trial run's: the box it trained on (describe_machine), each box a restore moved it to
 PER_FAMILY = "per family"  # a parent param (metric, max_epochs) that each family's default sets
 SLIDES_PRESET = "slides"  # the preset that reproduces the slides' two runs (sweeps/slides.py)

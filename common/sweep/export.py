@@ -9,9 +9,9 @@ numbers). A file ``DIR/<experiment>/<family>-<run id[:8]>.json`` per run whose `
 chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
 ``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
 "slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only
-its file name: no folder of the machine is written; ``machine`` is the exporting driver's, e.g. from
-``common.base.device.describe_machine``: on a cluster the run's ``device`` and MLflow's ``node`` tag
-say where it trained). ``bench/tables.py`` rebuilds BENCHMARKS.md's
+its file name: no folder of the machine is written; ``machine`` is the run's ``machine`` tag, the
+box or boxes it trained on (``common.base.device.describe_machine``), else, for a run logged before
+that tag, the exporting driver's). ``bench/tables.py`` rebuilds BENCHMARKS.md's
 tables, and the report's "Best within the slides' budget" table, from these files alone.
 """
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.base.device import describe_machine
-from common.base.names import PER_FAMILY, PRESET_TAG, SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import MACHINE_TAG, PER_FAMILY, PRESET_TAG, SWEEP_ROLE, TRIAL_STATUS
 from common.trial.families import config_class
 
 FINISHED = ("completed", "stopped")
@@ -69,7 +69,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "data_hash": tags.get("data_hash"),
         "git_commit": tags.get("git_commit"),
         "device": tags.get("device"),
-        "machine": machine,
+        "machine": tags.get(MACHINE_TAG) or machine,
     }
 
 

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.base.device import is_deterministic, no_tf32
+from common.base.device import describe_machine, is_deterministic, no_tf32
 from common.base.figures import save_curves
-from common.base.names import SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import MACHINE_TAG, SWEEP_ROLE, TRIAL_STATUS
 from common.base.run_context import dataset_inputs
 from common.base.tracking import TrialRun
 
@@ -87,7 +87,7 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         run_id = id_file.read_text().strip()
     if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
-        run.set_tags({TRIAL_STATUS: "running", "restored": "true", **where})
+        run.set_tags({TRIAL_STATUS: "running", "restored": "true", **where, MACHINE_TAG: _machines(run)})
         return run
     tags = {
         **(ctx.context_tags or {}),
@@ -99,6 +99,7 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         "data_hash": data.content_hash,
         TRIAL_STATUS: "running",
         **where,
+        MACHINE_TAG: describe_machine(),
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
@@ -113,6 +114,15 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
     run.log_datasets(dataset_inputs(cfg.data, data.content_hash, {**task.split_indices, "test": None}))
     run.log_metrics(task.static_metrics(), step=0)
     return run
+
+
+def _machines(run: TrialRun) -> str:
+    """The boxes a restored trial has trained on: the run's ``machine`` tag, then this one if it differs
+    (a resumed sweep on another machine: each epoch's time is one of theirs)."""
+    now, before = describe_machine(), run.tag(MACHINE_TAG)
+    if not before or now in before.split("; then "):
+        return before or now
+    return f"{before}; then {now}"
 
 
 def run_label(searched: dict) -> str:

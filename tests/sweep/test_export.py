@@ -57,13 +57,17 @@ def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path, monk
     assert run.data.tags["trial_status"] == "completed" and run.info.status == "FINISHED"
 
 
-def test_the_end_stage_export_keeps_the_machine_each_trial_ended_on_and_only_warns(tmp_path):
+def test_the_export_names_the_machine_the_trial_ran_on_and_only_warns(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
     MlflowClient(uri).set_tag(rid, "trial_status", "completed")
     Exporter(str(tmp_path), "study", "the first box").trial(MlflowClient(uri), rid)
     Exporter(str(tmp_path), "study", "a resumed box").experiment_runs(uri)  # after the end stage
     assert json.loads((tmp_path / "study" / f"vae-{rid[:8]}.json").read_text())["machine"] == "the first box"
+    # a run that names the box it trained on (a trial's own tag, on a cluster not the driver's) says so
+    MlflowClient(uri).set_tag(rid, "machine", "the trial's node")
+    Exporter(str(tmp_path), "study", "the driver").experiment_runs(uri)
+    assert json.loads((tmp_path / "study" / f"vae-{rid[:8]}.json").read_text())["machine"] == "the trial's node"
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.warns(UserWarning, match="could not export the runs of study"):
         Exporter(str(tmp_path / "a_file"), "study", "x").experiment_runs(uri)

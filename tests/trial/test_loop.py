@@ -71,15 +71,17 @@ def test_same_config_and_seed_give_identical_metrics(cfg, metric, tracking_uri, 
     assert other.results[-1][metric] != a.results[-1][metric]
 
 
-def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir):
+def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(tracking_uri, workdir, monkeypatch):
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
     ctx = _ctx(tracking_uri, "val_mse_kl")
     full = LocalSession(workdir / "full")
     run_trial(cfg, ctx, full)
 
+    monkeypatch.setattr("common.trial.records.describe_machine", lambda: "box A")
     first = LocalSession(workdir / "first")
     run_trial(VAEConfig.from_dict({**cfg.to_dict(), "max_epochs": 2}), ctx, first)
-    # Continue the 2-epoch checkpoint to epoch 3 with the original config.
+    # Continue the 2-epoch checkpoint to epoch 3 with the original config, on another machine.
+    monkeypatch.setattr("common.trial.records.describe_machine", lambda: "box B")
     resumed = LocalSession(workdir / "resumed", resume_from=first.latest_checkpoint)
     run_trial(cfg, ctx, resumed)
 
@@ -89,6 +91,7 @@ def test_restore_continues_the_same_run_and_matches_an_uninterrupted_trial(track
     assert resumed.results[-1]["mlflow_run_id"] == run_id
     steps = [m.step for m in MlflowClient(tracking_uri).get_metric_history(run_id, "val_mse_kl")]
     assert steps == [1, 2, 3]  # no duplicate or missing epochs
+    assert MlflowClient(tracking_uri).get_run(run_id).data.tags["machine"] == "box A; then box B"
 
 
 class _Backend:
