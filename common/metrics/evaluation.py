@@ -14,7 +14,8 @@ One protocol for VAE samples, VAE reconstructions and GAN samples, so the compar
   real images (relative error < 1e-4).
 - **Reference**: every image of the ``reference`` split ("test", or "train" with ``indices``,
   e.g. the validation images), never a same-size subset. Its features are cached on disk, keyed
-  by data hash, split, the indices' digest and the extractor, so a sweep computes them once.
+  by data hash, split, the indices' digest and the extractor, so a sweep computes them once
+  (under a file lock: evaluations running at the same time wait for the first).
 - **Samples**: ``n`` generated images (seeded), scored against the whole reference.
 - **Metrics**: ``fid``; ``kid`` (unbiased, 100 subsets of up to 1,000, also ``kid_std``);
   ``precision`` / ``recall`` (Kynkäänniemi et al. 2019, k = 3); ``density`` / ``coverage``
@@ -39,6 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch import nn
 
 from common.base.data import Dataset, to_unit_range
@@ -251,17 +253,19 @@ class Evaluator:
         }
         stem = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
         path = self.cache_dir / f"{stem}.npy"
-        if path.exists():
-            try:
-                return np.load(path).astype(np.float64)
-            except (OSError, ValueError):  # a torn write from a killed process: recompute
-                pass
-        feats = compute()
+        if (feats := _load(path)) is not None:
+            return feats
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, feats.astype(np.float32))
-        os.replace(tmp, path)  # atomic: concurrent trials never read half a file
-        path.with_suffix(".json").write_text(json.dumps(key, indent=1))
+        # Concurrent evaluations of the same reference (two seeds' end stages) compute it once:
+        # at N = 10,000 on one CPU core that is most of an hour each.
+        with FileLock(str(path.with_suffix(".lock"))):
+            if (feats := _load(path)) is not None:
+                return feats
+            feats = compute()
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats.astype(np.float32))
+            os.replace(tmp, path)  # atomic: a reader without the lock never sees half a file
+            path.with_suffix(".json").write_text(json.dumps(key, indent=1))
         return feats
 
     def score(self, fake: np.ndarray, metrics: Sequence[str] = ("fid",)) -> dict[str, float]:
@@ -358,3 +362,11 @@ def reconstructions(vae: nn.Module, images: torch.Tensor, batch_size: int = 500)
             for i in range(0, len(images), batch_size)
         ]
     )
+
+
+def _load(path: Path) -> np.ndarray | None:
+    """Cached (N,F) features as float64; None when missing or torn (a killed writer's)."""
+    try:
+        return np.load(path).astype(np.float64)
+    except (OSError, ValueError):
+        return None

@@ -177,6 +177,30 @@ def test_reference_features_cached_on_disk(data, tmp_path, monkeypatch):
     assert len(list(tmp_path.glob("*.npy"))) == 2 and len(list(tmp_path.glob("*.json"))) == 2
 
 
+def test_concurrent_evaluations_of_one_reference_compute_it_once(data, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    evaluators, calls = [Evaluator(data, extractor="randconv256", cache_dir=tmp_path) for _ in range(2)], []
+    for ev in evaluators:
+        compute = ev.features
+
+        def slow(images, compute=compute):  # long enough for the other one to arrive meanwhile
+            calls.append(1)
+            time.sleep(0.5)
+            return compute(images)
+
+        monkeypatch.setattr(ev, "features", slow)
+    out = [None, None]
+    threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, evaluators[i].real_features())) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1  # the second waited for the first's file, then read it
+    np.testing.assert_allclose(out[0], out[1], rtol=1e-6, atol=1e-6)
+
+
 def test_evaluator_argument_errors(data):
     ev = Evaluator(data, extractor="randconv256", cache_dir=None)
     with pytest.raises(EvaluationError):
