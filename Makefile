@@ -56,7 +56,7 @@ test-cluster: $(STAMP)
 test-faults: $(STAMP)
 	$(PY) -m pytest -m faults -q --durations=10 $(ARGS)
 
-# Checks past make test's budget (real CIFAR-10 from ../shared, the GPU bench's rehearsal, plain PBT,
+# Checks past make test's budget (real CIFAR-10 from ../shared, the GPU bench's rehearsal, PBT sweeps, the UI,
 # the plugin example end to end, a three-family search, the default console of a whole sweep): minutes;
 # .ci/run runs them.
 test-slow: $(STAMP)

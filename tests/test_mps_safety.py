@@ -51,7 +51,8 @@ def test_the_simulated_device_refuses_float64(fake_mps):
     x.float().cpu().double()  # the CPU copy may
 
 
-@pytest.mark.parametrize("family", CONFIGS)
+# The VAE-GAN's trial is the slowest and shares its nets' code with the two others: make test-slow.
+@pytest.mark.parametrize("family", ["vae", "dcgan", pytest.param("vaegan", marks=pytest.mark.slow)])
 def test_a_trial_on_mps_does_no_float64_work_on_the_device(family, fake_mps, tracking_uri, workdir):
     cfg, metric = CONFIGS[family]
     prepare_store(tracking_uri)

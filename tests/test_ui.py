@@ -21,7 +21,7 @@ WAIT_MS = 60_000  # the UI is a big single-page app; a busy 2-core machine rende
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
+        pytest.skip("Debian's chromium is not installed (the Makefile installs it)")
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
@@ -32,6 +32,7 @@ def _loaded_images(page) -> list[tuple[str, int]]:
     return page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src') || '', e.naturalWidth])")
 
 
+@pytest.mark.slow  # a sweep, a server and a browser: over a minute, so make test-slow
 def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray_session, browser, tmp_path):
     from mlflow.tracking import MlflowClient
 

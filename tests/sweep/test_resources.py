@@ -58,7 +58,8 @@ def test_an_explicit_gpu_count_is_kept_and_zero_forces_the_cpu(monkeypatch):
         assert resolve_gpus({"cpu": 1, "gpu": asked, "memory_mb": 1}, 2400)["gpu"] == asked
 
 
-# ---- in a real sweep -------------------------------------------------------------------------------
+# ---- in a real sweep (four trials, half a minute: make test-slow) -----------------------------------
+@pytest.mark.slow
 def test_default_concurrency_is_the_scarcest_of_cpus_and_memory(ray_session, workdir, tracking_uri):
     import ray
 

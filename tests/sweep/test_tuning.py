@@ -181,9 +181,10 @@ def test_synchronous_pbt_moves_its_next_sync_past_a_population_that_is_already_t
     assert next_sync(3, [], interval=1) == 3
 
 
-# PB2 runs PBT's cloning plus its bandit: make test runs it; plain PBT (a minute more) is slow, and
-# test_resume_pbt.py resumes it under faults.
-@pytest.mark.parametrize("kind", [pytest.param("pbt", marks=pytest.mark.slow), "pb2"])
+# A whole PBT sweep takes a minute: both kinds are slow (make test-slow); make test keeps the clone's
+# trial-level checks (tests/trial/test_loop.py), and test_resume_pbt.py resumes PBT under faults.
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["pbt", "pb2"])
 def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run(
     ray_session, workdir, tracking_uri, kind
 ):
