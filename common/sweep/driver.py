@@ -45,7 +45,7 @@ from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
-from common.sweep.warm_start import seed_study
+from common.sweep.warm_start import sampler_seed, seed_study, warm_started
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, for_family
 from common.trial.loop import SweepContext, is_better
@@ -250,21 +250,8 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     space, family = sweep.space, sweep.configs[i]["family"]
     metric = space.metric or config_class(family).default_metric
     name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
-    study = None
-    if space.search is not None and not space.runs:
-        study = (sweep.optuna_storage, f"{sweep.folder}/{name}")
-        seed = int(for_family(sweep.fixed, family).get("seed", TrialConfig.seed))  # as the searcher reads it
-        sampler = optuna_sampler(space.sampler, seed)[1]
-        sweep.parent.set_tags(
-            {
-                "optuna.storage": redact(sweep.optuna_storage),
-                f"optuna.study.{family}": study[1],
-                f"optuna.sampler.{family}": sampler,
-            }
-        )
-        if opts.warm_start and not sweep.resumed:  # a resumed study holds them already
-            n = seed_study(study, space.search_for(family), opts.warm_start, family, metric, space.mode)
-            print(f"{name}: the searcher starts from {n} finished trial(s) of {opts.warm_start}", flush=True)
+    searches = space.search is not None and not space.runs
+    study, seed = _searcher_study(sweep, opts, family, name, metric) if searches else (None, None)
     where = placement(resources)
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(
@@ -280,6 +267,7 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         num_samples=num_samples,
         max_failures=opts.max_failures,
         study=study,
+        sampler_seed=seed,
         verbose=opts.verbose,
         exporter=sweep.exporter,
     )
@@ -293,6 +281,26 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         result.best[family] = best
     if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
         result.runs.append(best)
+
+
+def _searcher_study(sweep: _Sweep, opts: SweepOptions, family: str, name: str, metric: str) -> tuple[tuple, int]:
+    """((storage URL, name) of the family's Optuna study, its sampler's seed): seeded from
+    ``--warm-start``'s run files on a new sweep, and recorded on the parent run."""
+    space, study = sweep.space, (sweep.optuna_storage, f"{sweep.folder}/{name}")
+    if opts.warm_start and not sweep.resumed:  # a resumed study holds them already
+        warm = seed_study(study, space.search_for(family), opts.warm_start, family, metric, space.mode)
+        print(f"{name}: the searcher starts from {warm} finished trial(s) of {opts.warm_start}", flush=True)
+    else:
+        warm = warm_started(study) if sweep.resumed else 0
+    seed = sampler_seed(int(for_family(sweep.fixed, family).get("seed", TrialConfig.seed)), warm)
+    sweep.parent.set_tags(
+        {
+            "optuna.storage": redact(sweep.optuna_storage),
+            f"optuna.study.{family}": study[1],
+            f"optuna.sampler.{family}": optuna_sampler(space.sampler, seed)[1],
+        }
+    )
+    return study, seed
 
 
 def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> bool:

@@ -44,6 +44,7 @@ class FamilyRun:
     num_samples: int
     max_failures: int = 2  # restarts per trial (FailureConfig)
     study: tuple[str, str] | None = None  # (RDB storage URL, study name) of the Optuna searcher
+    sampler_seed: int | None = None  # its sampler's (common.sweep.warm_start.sampler_seed); None: the trials' seed
     verbose: bool = False  # Ray's own tables, else one status line (common.base.progress)
     exporter: Exporter | None = None  # --export: each finished trial's JSON file (common.sweep.export)
 
@@ -154,7 +155,7 @@ def _searcher(space: Space, run: FamilyRun):
         return None
     from ray.tune.search import ConcurrencyLimiter
 
-    seed = int(run.fixed.get("seed", TrialConfig.seed))
+    seed = run.sampler_seed if run.sampler_seed is not None else int(run.fixed.get("seed", TrialConfig.seed))
     multi = len(space.objectives) > 1
     searcher = PrunedAwareOptunaSearch(
         run.max_epochs,

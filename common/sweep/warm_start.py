@@ -7,6 +7,9 @@ same objective, goes into the new sweep's Optuna study before its first trial, a
 OptunaSearch would have told it at the trial's end (common.sweep.tuning): a completed trial with
 its last epoch's value, a trial ASHA stopped as PRUNED with its value per epoch. TPE then draws
 the new trials knowing the old ones; ASHA's rungs start afresh (they compare running trials).
+The new searcher's seed mixes in how many trials it starts from (``sampler_seed``): a seeded
+sampler's random start-up phase draws the same sequence every time, so with the old seed it would
+redraw the old trials' configs first.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import optuna
 
 from common.base.errors import UserError
 from common.sweep.export import FINISHED, load_records
+
+WARM_START_ATTR = "warm_start.run_id"  # an Optuna trial's user attr: the run file it came from
 
 
 class WarmStartError(UserError):
@@ -59,10 +65,17 @@ def warm_start(study: optuna.Study, search: Callable | Mapping, records: list[di
                 value=curve[max(curve)] if done else None,
                 intermediate_values=curve,
                 state=optuna.trial.TrialState.COMPLETE if done else optuna.trial.TrialState.PRUNED,
+                user_attrs={WARM_START_ATTR: r["run_id"]},
             )
         )
         added += 1
     return added
+
+
+def sampler_seed(seed: int, warm: int) -> int:
+    """The searcher's seed: ``seed`` itself, or for a study that starts from ``warm`` trials, one mixed
+    with their number (the same files give the same draws; the old seed would redraw the old configs)."""
+    return seed if warm == 0 else int(np.random.SeedSequence([seed, warm]).generate_state(1)[0])
 
 
 def _replay(search: Callable | Mapping, logged: dict[str, str]) -> tuple[dict[str, Any], dict]:
@@ -121,3 +134,15 @@ def seed_study(
     storage, direction = ResilientRDBStorage(study[0]), "minimize" if mode == "min" else "maximize"
     created = optuna.create_study(storage=storage, study_name=study[1], direction=direction, load_if_exists=True)
     return warm_start(created, search, load_records(folder), family, metric)
+
+
+def warm_started(study: tuple[str, str]) -> int:
+    """How many trials of a resumed sweep's study (``study``: its RDB storage URL and name) came
+    from run files; 0 when the study does not exist (its searcher had not started)."""
+    from common.sweep.studies import ResilientRDBStorage
+
+    try:
+        loaded = optuna.load_study(study_name=study[1], storage=ResilientRDBStorage(study[0]))
+    except KeyError:
+        return 0
+    return sum(WARM_START_ATTR in t.user_attrs for t in loaded.trials)

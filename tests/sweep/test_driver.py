@@ -131,6 +131,9 @@ def test_a_new_search_warm_started_from_the_exported_files_knows_the_old_trials(
     tags = parent.data.tags
     trials = optuna.load_study(study_name=tags["optuna.study.vae"], storage=tags["optuna.storage"]).trials
     assert len(trials) == len(records) + 1
+    # its sampler is not the first sweep's (same seed): that would redraw the first sweep's first config
+    assert trials[-1].params not in [t.params for t in trials[:-1]]
+    assert "seed=42," not in tags["optuna.sampler.vae"] and tags["optuna.sampler.vae"].startswith("TPESampler(seed=")
     for old, r in zip(trials, records.values()):  # as the first sweep's searcher was told at each trial's end
         curve = {int(e): v for e, v in r["objective"]["per_epoch"].items()}
         assert old.state.name == {"completed": "COMPLETE", "stopped": "PRUNED"}[r["status"]]
