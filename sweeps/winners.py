@@ -11,9 +11,10 @@ slides' budget' table has all three columns, every number on the test split:
 
 VAE: the levers of the best of `sweeps/vae_budget.py`'s first 8 trials (val_mse_kl 214.13 at seed
 42, on the earlier 256-unit-FC layout) on the layout the layout study chose (no hidden FC, 48-96-192:
-val_mse_kl 197.25 at the slides' training, seed 42): two selections on validation, combined; the
-search over both at once (`sweeps/vae_budget.py` with layouts) ran 3 of its 8 trials this far
-(BENCHMARKS.md, "The layout study" and "the second VAE search"). DCGAN, likewise two selections:
+val_mse_kl 197.25 at the slides' training, seed 42): two selections on validation, combined. The
+search over both at once (`sweeps/vae_budget.py` with layouts, 8 trials) found no better: its best
+reads 195.67 at seed 42 against 195.16 for this one (BENCHMARKS.md, "The layout study" and "the
+second VAE search"). DCGAN, likewise two selections:
 the training of the best of the first 4 finished trials of `sweeps/gan_budget.py` (val_classifier_fd
 5.144 at epoch 40, seed 42, on the slides preset's layout with hidden FCs: ``_DCGAN_FC``), on the G
 the DCGAN's layout study chose (no hidden FC, 160-160-80, 5x5: val_classifier_fd 2.23 / 2.41 / 2.36
