@@ -250,18 +250,16 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     space, family = sweep.space, sweep.configs[i]["family"]
     metric = space.metric or config_class(family).default_metric
     name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
+    fixed = {**(space.runs[i] if space.runs else for_family(space.defaults, family)), **for_family(sweep.fixed, family)}
     searches = space.search is not None and not space.runs
-    study, seed = _searcher_study(sweep, opts, family, name, metric) if searches else (None, None)
+    study, seed = _searcher_study(sweep, opts, family, name, metric, fixed) if searches else (None, None)
     where = placement(resources)
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(
         family=family,
         trainable=sweep.trainable,
         ctx=replace(sweep.ctx, metric=metric, placement=where),
-        fixed={
-            **(space.runs[i] if space.runs else for_family(space.defaults, family)),
-            **for_family(sweep.fixed, family),
-        },
+        fixed=fixed,
         path=f"{sweep.folder}/{name}",
         resources=resources,
         num_samples=num_samples,
@@ -283,7 +281,9 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         result.runs.append(best)
 
 
-def _searcher_study(sweep: _Sweep, opts: SweepOptions, family: str, name: str, metric: str) -> tuple[tuple, int]:
+def _searcher_study(
+    sweep: _Sweep, opts: SweepOptions, family: str, name: str, metric: str, fixed: dict
+) -> tuple[tuple, int]:
     """((storage URL, name) of the family's Optuna study, its sampler's seed): seeded from
     ``--warm-start``'s run files on a new sweep, and recorded on the parent run."""
     space, study = sweep.space, (sweep.optuna_storage, f"{sweep.folder}/{name}")
@@ -292,7 +292,7 @@ def _searcher_study(sweep: _Sweep, opts: SweepOptions, family: str, name: str, m
         print(f"{name}: the searcher starts from {warm} finished trial(s) of {opts.warm_start}", flush=True)
     else:
         warm = warm_started(study) if sweep.resumed else 0
-    seed = sampler_seed(int(for_family(sweep.fixed, family).get("seed", TrialConfig.seed)), warm)
+    seed = sampler_seed(int(fixed.get("seed", TrialConfig.seed)), warm)  # the trials' seed, as before
     sweep.parent.set_tags(
         {
             "optuna.storage": redact(sweep.optuna_storage),
