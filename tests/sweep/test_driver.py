@@ -190,13 +190,21 @@ def test_the_report_is_built_from_mlflow_and_a_resume_of_the_finished_sweep_leav
     assert run_sweep.main(["--report", "vae_beta", "--out", str(workdir / "report2"), "--tracking-uri", uri]) == 0
     assert (workdir / "report2" / "index.html").is_file()
     assert_all_runs_final(uri, "vae_beta")
+    client, _, children = sweep_runs(uri, "vae_beta")
+    epochs = {c.info.run_id: len(client.get_metric_history(c.info.run_id, "val_bpd")) for c in children}
+    # A finished search measured again at another N (a search run with --eval-n 0, then its best at
+    # the standard protocol): --resume --eval-n N re-scores the best checkpoint, trains nothing.
     again = run(
         sweep_options(
-            workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=16, resume=True, report=False,
+            workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=24, resume=True, report=False,
             overrides=OVERRIDES,
         )
     )  # fmt: skip
-    assert again.parent_run_id == sweep_runs(uri, "vae_beta")[1][0].info.run_id  # the same parent, reopened
+    client, parents, children = sweep_runs(uri, "vae_beta")
+    assert again.parent_run_id == parents[0].info.run_id  # the same parent, reopened
+    assert {c.info.run_id: len(client.get_metric_history(c.info.run_id, "val_bpd")) for c in children} == epochs
+    best = client.get_run(result.best["vae"]["mlflow_run_id"])
+    assert best.data.tags["eval.n"] == "24" and again.best["vae"]["final"]["fid"] == best.data.metrics["fid"]
     assert_all_runs_final(uri, "vae_beta")
 
 
