@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tracking-uri", required=True)
     p.add_argument("--experiment", required=True)
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results",
+        help="a folder: the files go to OUT/EXPERIMENT/ (default bench/results)",
+    )
     p.add_argument(
         "--machine",
         default=describe_machine(),
