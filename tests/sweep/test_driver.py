@@ -205,6 +205,14 @@ def test_the_report_is_built_from_mlflow_and_a_resume_of_the_finished_sweep_leav
     assert {c.info.run_id: len(client.get_metric_history(c.info.run_id, "val_bpd")) for c in children} == epochs
     best = client.get_run(result.best["vae"]["mlflow_run_id"])
     assert best.data.tags["eval.n"] == "24" and again.best["vae"]["final"]["fid"] == best.data.metrics["fid"]
+    assert len(client.get_metric_history(best.info.run_id, "fid")) == 2  # at n=16, then at n=24
+    run(
+        sweep_options(
+            workdir, uri, "vae_beta.py", num_samples=2, max_epochs=2, eval_n=24, resume=True, report=False,
+            overrides=OVERRIDES,
+        )
+    )  # fmt: skip
+    assert len(client.get_metric_history(best.info.run_id, "fid")) == 2  # at the same N: done already
     assert_all_runs_final(uri, "vae_beta")
 
 
