@@ -1,8 +1,8 @@
 """The budget searches' winners at three seeds: fixed runs, no search, like sweeps/slides.py.
 
-Within the slides' budget (the slides' nets, the seeded 10k train subset, VAE 20 epochs, DCGAN 40). Each
-config is the trial that ranked first on the validation objective in its search, copied here
-param for param; the search and its table are in BENCHMARKS.md ("Within the slides' budget").
+Within the slides' budget (the slides' nets, the seeded 10k train subset, VAE 20 epochs, DCGAN
+40). Each config is the trial that ranked first on the validation objective in its search, copied
+here param for param; the search and its table are in BENCHMARKS.md ("Within the slides' budget").
 Run it into one experiment with the slides preset's spread, so the report's 'Best within the
 slides' budget' table has all three columns, every number on the test split:
 
