@@ -8,7 +8,7 @@ difference is the layout's. The runs without a hidden FC cost more per epoch tha
 say: their convs work on wider maps (a forward pass per image: G 59.6 and 65.0 MFLOP against
 28.4, D 137.4 against 39.3, by ``torch.utils.flop_counter``), so a CPU screen runs them for fewer
 epochs (``--max-epochs``) against the same epoch of the winners' own run, and the best goes on to
-40 (``sweeps/winners.py``'s ``_DCGAN_B128``; its DCGAN is that at batch 32).
+40 (``sweeps/winners.py``'s ``_DCGAN_B128``, and ``_DCGAN_NOFC_B32`` at batch 32).
 """
 
 from sweeps.winners import _DCGAN_FC
