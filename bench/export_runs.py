@@ -4,11 +4,11 @@ Run (from the repository root), after each finished trial or run of a long exper
 the sweep do it: ``run_sweep.py --export bench/results``)::
 
     .venv/bin/python bench/export_runs.py --tracking-uri sqlite:///$HOME/experiments/NAME/mlflow.db \\
-        --experiment NAME --machine "2-core AMD EPYC, AVX-512 BF16"
+        --experiment NAME
 
 The files and their keys: ``common/sweep/export.py``. ``bench/tables.py`` rebuilds
 BENCHMARKS.md's tables from these files alone, so a finished run outlives the machine and its
-MLflow store.
+MLflow store. Every field comes from the store (the run's own tags), none from this command line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from common.base.device import describe_machine  # noqa: E402
 from common.sweep.export import export  # noqa: E402, F401  (tests call export_runs.export)
 
 
@@ -33,15 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(__file__).resolve().parent / "results",
         help="a folder: the files go to OUT/EXPERIMENT/ (default bench/results)",
     )
-    p.add_argument(
-        "--machine",
-        default=describe_machine(),
-        help="where the runs ran, for runs logged without their own 'machine' tag (default: the machine running "
-        "this export, e.g. '2-core AMD EPYC, AVX-512 BF16': name the one that ran them if it was another)",
-    )
     args = p.parse_args(argv)
     try:
-        written = export(args.tracking_uri, args.experiment, args.out, args.machine)
+        written = export(args.tracking_uri, args.experiment, args.out)
     except LookupError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

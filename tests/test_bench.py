@@ -181,7 +181,7 @@ def test_the_registration_bench_logs_one_model_per_policy_with_its_own_requireme
     assert names["inferred"] > {"mlflow", "torch"} and names["inferred"] != names["pinned"]  # MLflow's own guess
 
 
-def _store_with_trials(uri: str, metric: str = "val_mse_kl") -> list[dict]:
+def _store_with_trials(uri: str, metric: str = "val_mse_kl", machine: str = "test box") -> list[dict]:
     """An MLflow store holding one sweep: a parent and four VAE trial runs (three seeds of one
     config, one other config) plus a running one; the values each completed trial logged."""
     from mlflow.tracking import MlflowClient
@@ -208,6 +208,7 @@ def _store_with_trials(uri: str, metric: str = "val_mse_kl") -> list[dict]:
             "data": "/a/machine/folder/fake.tar.gz",
             "data_hash": "ab" * 16,
             "git_commit": "c0ffee1",
+            "machine": machine,
         }
         run = client.create_run(exp, tags=tags)
         rid = run.info.run_id
@@ -239,7 +240,7 @@ def test_exported_run_files_alone_rebuild_the_table_of_what_the_trials_logged(tm
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     logged = _store_with_trials(uri)
-    written = export_runs.export(uri, "study", tmp_path / "results", "test box")
+    written = export_runs.export(uri, "study", tmp_path / "results")
     assert len(written) == 4  # the running trial is not finished: not exported
     records = tables.load(tmp_path / "results" / "study")
     assert {r["objective"]["metric"] for r in records} == {"val_mse_kl"}
@@ -273,8 +274,8 @@ def test_the_table_reads_a_validation_metric_at_a_given_epoch_across_several_fol
 
     for name in ("screen", "long"):
         uri = f"sqlite:///{tmp_path}/{name}.db"
-        _store_with_trials(uri)
-        export_runs.export(uri, "study", tmp_path / name, f"{name} box")
+        _store_with_trials(uri, machine=f"{name} box")
+        export_runs.export(uri, "study", tmp_path / name)
     tables.main([str(tmp_path / "screen"), str(tmp_path / "long"), "--columns", "val_mse_kl@1"])
     out = capsys.readouterr().out
     # each store logs epoch 1 as 300 - 10 i for its four finished trials i = 0..3, not the chosen epoch 2's value
@@ -293,7 +294,7 @@ def test_fixed_runs_of_several_families_export_each_ones_own_objective(tmp_path)
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     _store_with_trials(uri, metric=PER_FAMILY)
-    written = export_runs.export(uri, "study", tmp_path / "results", "test box")
+    written = export_runs.export(uri, "study", tmp_path / "results")
     records = [json.loads(p.read_text()) for p in written]
     assert {(r["objective"]["metric"], r["objective"]["mode"]) for r in records} == {(VAEConfig.default_metric, "min")}
 
@@ -316,7 +317,7 @@ def _budget_store(uri: str) -> None:
     for family, epochs in (("vae", 20), ("dcgan", 40)):
         for preset, seed in [(p, s) for p in (True, False) for s in (42, 43)]:
             tags = {"sweep.role": "trial", "mlflow.parentRunId": parent, "family": family, "trial_status": "completed"}
-            tags |= {PRESET_TAG: "slides"} if preset else {}
+            tags |= ({PRESET_TAG: "slides"} if preset else {}) | {"machine": "test box"}
             tags |= {"eval.n": "10000", "eval.reference_n": "10000", "eval.extractor": "inception"}
             rid = client.create_run(exp, tags=tags).info.run_id
             params = {"family": family, "seed": seed, "train_subset": 10_000, "max_epochs": epochs, "val_size": 0}
@@ -345,7 +346,7 @@ def test_the_report_budget_table_rebuilds_from_the_exported_files_alone(tmp_path
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     _budget_store(uri)
-    export_runs.export(uri, "budget", tmp_path / "results", "test box")
+    export_runs.export(uri, "budget", tmp_path / "results")
     ours = tables.budget(tables.load(tmp_path / "results"))
     md = build_report("budget", tmp_path / "report", tracking_uri=uri).with_name("report.md").read_text()
     theirs = md.split("## Best within the slides' budget")[1].split("\n## ")[0].strip()

@@ -33,6 +33,27 @@ def device_kind(requested: str = "auto", allotted: Mapping[str, float] | None = 
     return "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
 
 
+# CPU features that change which kernels oneDNN / MKL run, and so a run's numbers in their last digits
+# (bf16 is native only with AVX-512 BF16 or AMX; fp16 conversions need F16C).
+NUMERIC_FLAGS = (
+    "fma", "f16c", "avx", "avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+    "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "bf16",
+)  # fmt: skip
+
+
+def cpu_flags() -> str:
+    """The ``NUMERIC_FLAGS`` this CPU has, space-separated in that order ("unknown" off Linux), e.g.
+    "fma f16c avx avx2 avx512f avx512_vnni avx512_bf16": a run's ``cpu_flags`` tag."""
+    with contextlib.suppress(OSError):
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        have = set()
+        for line in info:
+            if line.startswith(("flags", "Features")):
+                have |= set(line.split(":", 1)[1].split())
+        return " ".join(f for f in NUMERIC_FLAGS if f in have)
+    return "unknown"
+
+
 def describe_machine() -> str:
     """This machine in a few words, for a number's record: cores, CPU model, whether bf16 is native
     (AVX-512 BF16) and how many CUDA GPUs, e.g. "2-core AMD EPYC 9B14, AVX-512 BF16" (the count, not

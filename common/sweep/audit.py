@@ -12,12 +12,17 @@ The invariants (one row each):
 6. each Optuna study holds as many trials as Tune ran, in states that match the runs
    (COMPLETE, PRUNED, FAIL);
 7. nothing waits in a trial's ``mlflow_unlogged.jsonl`` (an orphaned run's excepted: its trial was
-   run again from scratch).
+   run again from scratch);
+8. the test metrics a completed trial logged score the weights it selected: its ``best.pt``, read
+   back and scored again on the CPU (``common.trial.families.rescore_samples``), gives the logged
+   ``SAMPLE_ONLY`` metrics (functions of the weights and the fixed z alone) to ``RTOL`` (``GPU_RTOL``
+   for a run trained on another device, whose kernels round otherwise).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections import Counter
@@ -60,7 +65,7 @@ class Check:
 
 
 def audit(experiment: str, uri: str, storage: str) -> list[Check]:
-    """The seven invariants of ``experiment`` (tracked at ``uri``, Tune state under ``storage``)."""
+    """The eight invariants of ``experiment`` (tracked at ``uri``, Tune state under ``storage``)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -82,6 +87,7 @@ def audit(experiment: str, uri: str, storage: str) -> list[Check]:
         _registered(client, experiment, parents, trials),
         _optuna(parents, trials, tune),
         _unlogged(tune, trials),
+        _selected_weights(client, trials),
     ]
 
 
@@ -245,6 +251,41 @@ def _unlogged(tune: dict, trials: list) -> Check:
         if v["unlogged"] and not (v["runs"] and v["runs"] <= orphans)
     ]
     return Check("nothing waits in mlflow_unlogged.jsonl", problems)
+
+
+RTOL, GPU_RTOL = 1e-5, 1e-2
+
+
+def _selected_weights(client, trials: list) -> Check:
+    from common.base.data import load_dataset
+    from common.metrics.classifier import get_classifier
+    from common.trial.families import SAMPLE_ONLY, rescore_samples
+
+    problems, loaded = [], {}  # data source -> (dataset, classifier state), each loaded once
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in trials:
+            logged = {k: v for k, v in r.data.metrics.items() if k in SAMPLE_ONLY}
+            if r.data.tags.get(TRIAL_STATUS) != "completed" or "test.epoch" not in r.data.tags or not logged:
+                continue
+            try:
+                ckpt = load_checkpoint(client.download_artifacts(r.info.run_id, "checkpoints/best.pt", tmp))
+                source = ckpt["config"]["data"]
+                if source not in loaded:
+                    data = load_dataset(source)
+                    loaded[source] = data, get_classifier(data, log=lambda _: None)[0]
+                fresh = rescore_samples(ckpt, *loaded[source])
+            except Exception as e:  # noqa: BLE001 - no best.pt (invariant 4 names it), the data gone
+                problems.append(f"run {r.info.run_id}: best.pt could not be scored again ({type(e).__name__}: {e})")
+                continue
+            rtol = RTOL if r.data.tags.get("device", "cpu") == "cpu" else GPU_RTOL
+            off = [k for k, v in logged.items() if k in fresh and not math.isclose(v, fresh[k], rel_tol=rtol)]
+            if off:
+                k = off[0]
+                problems.append(
+                    f"run {r.info.run_id}: logged {k} {logged[k]:.6g} at epoch {r.data.tags['test.epoch']}, "
+                    f"but its best.pt scores {fresh[k]:.6g}: the test metrics score other weights"
+                )
+    return Check("every completed trial's test metrics score its best.pt", problems)
 
 
 def render(checks: list[Check]) -> str:

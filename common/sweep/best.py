@@ -15,6 +15,7 @@ from common.base.data import to_unit_range
 from common.base.device import pick_device, seed_everything
 from common.base.errors import first_line
 from common.base.figures import save_image_grid
+from common.base.names import SELECTED_BY
 from common.base.progress import stage
 from common.base.tracking import TrackingError, TrialRun, fluent_run, redact
 from common.metrics.evaluation import FINAL_METRICS, Evaluator
@@ -199,6 +200,8 @@ def end_stage(
         with stage(f"registering the best {family} model", capture=True):
             ckpt = best_checkpoint(uri, best["mlflow_run_id"])
             best["model_id"] = log_best_model(uri, parent_run_id, family, best, ckpt, experiment)
+        if not result.runs:  # a search chose it: its numbers are optimistic, not a confirmation
+            mark_selected(uri, parent_run_id, experiment, best)
     for best in result.runs or result.best.values():
         ckpt = best_checkpoint(uri, best["mlflow_run_id"])
         with stage(
@@ -208,6 +211,15 @@ def end_stage(
             best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
         if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
             best["final"] = final_evaluation(uri, best, ckpt, data, eval_n, weights)
+
+
+def mark_selected(uri: str, parent_run_id: str, experiment: str, best: dict) -> None:
+    """Tag a search's best trial run ``selected_by``: the search (experiment and parent run) and the
+    objective that chose it. ``bench/tables.py`` keeps such a run out of a seed-confirmation group."""
+    from mlflow.tracking import MlflowClient
+
+    how = f"the search {experiment} (parent run {parent_run_id}), best on {best['metric']}"
+    MlflowClient(uri).set_tag(best["mlflow_run_id"], SELECTED_BY, how)
 
 
 def final_evaluation(uri: str, best: dict, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:

@@ -8,11 +8,15 @@ numbers). A file ``DIR/<experiment>/<family>-<run id[:8]>.json`` per run whose `
 ``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
 chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
 ``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
-"slides", or null), ``data``, ``data_hash``, ``git_commit`` and ``machine`` (a data path keeps only
-its file name: no folder of the machine is written; ``machine`` is the run's ``machine`` tag, the
-box or boxes it trained on (``common.base.device.describe_machine``), else, for a run logged before
-that tag, the exporting driver's). ``bench/tables.py`` rebuilds BENCHMARKS.md's
-tables, and the report's "Best within the slides' budget" table, from these files alone.
+"slides", or null), ``selected_by`` (the ``selected_by`` tag: which search chose this run as its
+best, or null), ``data``, ``data_hash`` and ``git_commit`` (a data path keeps only its file name: no
+folder of the machine is written), and where it ran: ``device``, ``precision_used``,
+``deterministic_used``, ``threads``, ``machine`` (``common.base.device.describe_machine``: cores,
+CPU model, native bf16) and ``cpu_flags`` (the CPU features that change numerics). Every field is
+read from the run in the MLflow store, nothing from the exporting machine or a command line: an
+export is a function of the store (a run logged before a tag existed gets null). ``bench/tables.py``
+rebuilds BENCHMARKS.md's tables, and the report's "Best within the slides' budget" table, from
+these files alone.
 """
 
 from __future__ import annotations
@@ -22,16 +26,16 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.base.device import describe_machine
-from common.base.names import MACHINE_TAG, PER_FAMILY, PRESET_TAG, SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import CPU_FLAGS, MACHINE_TAG, PER_FAMILY, PRESET_TAG, SELECTED_BY, SWEEP_ROLE, TRIAL_STATUS
 from common.trial.families import config_class
 
 FINISHED = ("completed", "stopped")
 FINAL = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is10")
+WHERE = ("device", "precision_used", "deterministic_used", "threads", MACHINE_TAG, CPU_FLAGS)  # run tags, verbatim
 SIZES = {"train": "n_train_images", "val": "n_val_images", "test": "n_test_images"}
 
 
-def run_record(client, run, experiment: str, machine: str) -> dict:
+def run_record(client, run, experiment: str) -> dict:
     """One finished trial run (an ``mlflow.entities.Run``) as a JSON-able dict (the module docstring
     lists its keys)."""
     # 1. What it was: the config as logged, and the objective its sweep selected on.
@@ -53,6 +57,7 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "family": family,
         "status": tags.get(TRIAL_STATUS),
         "preset": tags.get(PRESET_TAG),
+        "selected_by": tags.get(SELECTED_BY),
         "params": {k: _no_path(v) if k == "data" else v for k, v in run.data.params.items()},
         "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
         "validation": validation,
@@ -68,28 +73,24 @@ def run_record(client, run, experiment: str, machine: str) -> dict:
         "data": _no_path(tags.get("data")),
         "data_hash": tags.get("data_hash"),
         "git_commit": tags.get("git_commit"),
-        "device": tags.get("device"),
-        "machine": tags.get(MACHINE_TAG) or machine,
+        **{k: tags.get(k) for k in WHERE},
     }
 
 
-def export_run(client, run, experiment: str, out: str | Path, machine: str, keep_machine: bool = False) -> Path | None:
+def export_run(client, run, experiment: str, out: str | Path) -> Path | None:
     """Write trial ``run``'s file (an ``mlflow.entities.Run``) under ``out/experiment/`` if it finished;
-    its path, else None. ``keep_machine``: a file written before keeps the machine it names (where
-    the trial ended)."""
+    its path, else None."""
     if run.data.tags.get(TRIAL_STATUS) not in FINISHED:
         return None
     family = run.data.tags.get("family", run.data.params.get("family"))
     path = Path(out) / experiment / f"{family}-{run.info.run_id[:8]}.json"
-    if keep_machine and path.is_file():
-        machine = json.loads(path.read_text()).get("machine") or machine
-    record = run_record(client, run, experiment, machine)
+    record = run_record(client, run, experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return path
 
 
-def export(uri: str, experiment: str, out: str | Path, machine: str, keep_machine: bool = False) -> list[Path]:
+def export(uri: str, experiment: str, out: str | Path) -> list[Path]:
     """Write one file per finished trial run of ``experiment``; the paths written."""
     from mlflow.tracking import MlflowClient
 
@@ -98,36 +99,34 @@ def export(uri: str, experiment: str, out: str | Path, machine: str, keep_machin
     if exp is None:
         raise LookupError(f"no experiment {experiment!r} in {uri}; list them in the MLflow UI")
     runs = client.search_runs([exp.experiment_id], f"tags.`{SWEEP_ROLE}` = 'trial'", max_results=5000)
-    written = [export_run(client, r, experiment, out, machine, keep_machine) for r in runs]  # searched once
+    written = [export_run(client, r, experiment, out) for r in runs]  # searched once
     return [p for p in written if p]
 
 
 @dataclass(frozen=True)
 class Exporter:
-    """Where a sweep exports its finished trials (``--export``): ``out/experiment/``, and the
-    machine the files name."""
+    """Where a sweep exports its finished trials (``--export``): ``out/experiment/``."""
 
     out: str
     experiment: str
-    machine: str
 
     @classmethod
     def into(cls, folder: str, experiment: str) -> "Exporter":
-        """``--export folder``, expanded and absolute (the folder ``check_folders`` checked), on this machine."""
-        return cls(str(Path(folder).expanduser().resolve()), experiment, describe_machine())
+        """``--export folder``, expanded and absolute (the folder ``check_folders`` checked)."""
+        return cls(str(Path(folder).expanduser().resolve()), experiment)
 
     def trial(self, client, run_id: str) -> None:
         """Export one trial run that just ended; a failure warns: the sweep goes on without the file."""
         try:
-            export_run(client, client.get_run(run_id), self.experiment, self.out, self.machine)
+            export_run(client, client.get_run(run_id), self.experiment, self.out)
         except Exception as e:
             warnings.warn(f"could not export trial run {run_id} under {self.out}: {e}")
 
     def experiment_runs(self, uri: str) -> None:
         """Export every finished trial run of the experiment again (after the end stage: its FID &
-        co.), each file keeping the machine it names; a failure warns: the sweep is done."""
+        co.); a failure warns: the sweep is done."""
         try:
-            export(uri, self.experiment, self.out, self.machine, keep_machine=True)
+            export(uri, self.experiment, self.out)
         except Exception as e:
             warnings.warn(f"could not export the runs of {self.experiment} under {self.out}: {e}")
 

@@ -27,6 +27,19 @@ BEST_FILE = "best.pt"
 CHECKPOINT_PREFIX = "checkpoint_"  # Tune's checkpoint folder names (LocalSession uses the same)
 
 
+def snapshot(state: Any) -> Any:
+    """A copy of ``state`` (nested dicts, lists and tuples of tensors, as ``Task.export_state()``
+    returns) on the CPU that no later optimiser step can touch: a module's ``state_dict()``
+    shares storage with the live weights, so keeping it as the best epoch's would keep the last."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return type(state)((k, snapshot(v)) for k, v in state.items())
+    if isinstance(state, (list, tuple)):
+        return type(state)(snapshot(v) for v in state)
+    return state
+
+
 def save_best(path: Path, cfg, best_model: dict) -> None:
     """best.pt: ``{"config": cfg.to_dict(), "epoch": n, "model": name -> state_dict}``."""
     torch.save({"config": cfg.to_dict(), **best_model}, path)

@@ -19,7 +19,7 @@ from torch import nn
 
 from common.base import slides
 from common.base.data import Dataset, load_dataset
-from common.base.device import seed_everything
+from common.base.device import no_tf32, seed_everything
 from common.metrics.evaluation import FINAL_METRICS, Evaluator, reconstructions
 from common.metrics.prior import code_of
 from common.trial.claims import GAN_GOALS, GAN_MITIGATIONS, VAE_GOALS, VAE_MITIGATIONS, Goal, Mitigation
@@ -173,6 +173,21 @@ def evaluate_checkpoint(
         pick = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(ev.seed))[:n]]
         out.update({f"recon_{k}": v for k, v in ev(reconstructions(model, data.train_x[pick]), metrics).items()})
     return out
+
+
+# Test metrics that are functions of the weights and the fixed z alone (the samples' classes under
+# the domain classifier): a fresh scoring of best.pt must give the logged values, whatever the data.
+SAMPLE_ONLY = ("test_class_kl", "test_class_coverage", "test_classifier_is")
+
+
+def rescore_samples(ckpt: dict, data: Dataset, classifier: dict | None) -> dict[str, float]:
+    """best.pt's weights (``ckpt``: ``config``, ``model``) scored again on the CPU, as the trial
+    scored them on the test split: the ``SAMPLE_ONLY`` metrics its family computes."""
+    cfg = config_class(ckpt["config"]["family"]).from_dict(ckpt["config"])
+    task = get(cfg.family).task(cfg, data, torch.device("cpu"), seed_everything(cfg.seed), classifier=classifier)
+    with no_tf32():
+        scores = task.evaluate_exported(ckpt["model"], "test", probe=False)
+    return {k: v for k, v in scores.items() if k in SAMPLE_ONLY}
 
 
 class Field(Mapping):

@@ -39,7 +39,7 @@ from common.base.errors import first_line
 from common.base.names import TRIAL_STATUS
 from common.base.run_context import system_metrics
 from common.base.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
-from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state
+from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state, snapshot
 from common.trial.config import TrialConfig, check_objective
 from common.trial.families import get
 from common.trial.records import (
@@ -193,7 +193,7 @@ class _State:
     run: TrialRun
     start: int  # epochs done before this attempt
     best: float | None  # the best objective so far
-    best_model: dict | None  # {"epoch", "model": export_state()} of the best epoch so far
+    best_model: dict | None  # {"epoch", "model": a snapshot of export_state()} of the best epoch so far
     history: dict[str, list[tuple[int, float]]]  # metric -> [(epoch, value)]
     train_time: float  # seconds of training so far, across attempts
     logged_through: int  # epochs the MLflow run already holds (a restart replays them unlogged)
@@ -280,7 +280,9 @@ def _record(task, cfg, ctx: SweepContext, session: Session, st: _State, metrics:
     objective = metrics.get(ctx.metric)
     improved = objective is not None and is_better(objective, st.best, ctx.mode)
     if improved:
-        st.best, st.best_model = objective, {"epoch": epoch + 1, "model": task.export_state()}
+        # One snapshot of the selected weights: best.pt, state.pt's best_model, the test score and
+        # the logged model all come from it (a plugin's export_state may hand back live tensors).
+        st.best, st.best_model = objective, {"epoch": epoch + 1, "model": snapshot(task.export_state())}
         save_best(tmp / BEST_FILE, cfg, st.best_model)
         st.run.log_artifact(tmp / BEST_FILE, "checkpoints", keep_dir=session.trial_dir)
     last = epoch + 1 == cfg.max_epochs

@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.base.device import describe_machine, is_deterministic, no_tf32
+import torch
+
+from common.base.device import cpu_flags, describe_machine, is_deterministic, no_tf32
 from common.base.figures import save_curves
-from common.base.names import MACHINE_TAG, SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import CPU_FLAGS, MACHINE_TAG, SWEEP_ROLE, TRIAL_STATUS
 from common.base.run_context import dataset_inputs
 from common.base.tracking import TrialRun
 
@@ -81,13 +83,18 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         "pid": str(os.getpid()),
         "precision_used": task.precision_used,
         "deterministic_used": "on" if is_deterministic(cfg.deterministic, kind) else "off",
+        "threads": str(torch.get_num_threads()),  # the intra-op threads this attempt computes with
     }
     id_file = Path(session.trial_dir) / RUN_ID_FILE
     if not run_id and id_file.is_file():  # restarted before its first checkpoint
         run_id = id_file.read_text().strip()
     if run_id:  # continue the same MLflow run
         run = TrialRun.attach(ctx.tracking_uri, run_id, tolerant=True, reopen=True)
-        run.set_tags({TRIAL_STATUS: "running", "restored": "true", **where, MACHINE_TAG: _machines(run)})
+        boxes = {
+            MACHINE_TAG: _boxes(run, MACHINE_TAG, describe_machine()),
+            CPU_FLAGS: _boxes(run, CPU_FLAGS, cpu_flags()),
+        }
+        run.set_tags({TRIAL_STATUS: "running", "restored": "true", **where, **boxes})
         return run
     tags = {
         **(ctx.context_tags or {}),
@@ -100,6 +107,7 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
         TRIAL_STATUS: "running",
         **where,
         MACHINE_TAG: describe_machine(),
+        CPU_FLAGS: cpu_flags(),
     }
     if ctx.parent_run_id:
         tags["mlflow.parentRunId"] = ctx.parent_run_id
@@ -116,10 +124,11 @@ def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, ru
     return run
 
 
-def _machines(run: TrialRun) -> str:
-    """The boxes a restored trial has trained on: the run's ``machine`` tag, then this one if it differs
-    (a resumed sweep on another machine: each epoch's time is one of theirs)."""
-    now, before = describe_machine(), run.tag(MACHINE_TAG)
+def _boxes(run: TrialRun, tag: str, now: str) -> str:
+    """What a restored trial's ``tag`` (``machine``, ``cpu_flags``) says of the boxes it has trained on:
+    the run's value, then ``now`` if it differs (a resumed sweep on another machine: each epoch's
+    time, and its numerics, are one of theirs)."""
+    before = run.tag(tag)
     if not before or now in before.split("; then "):
         return before or now
     return f"{before}; then {now}"

@@ -28,3 +28,36 @@ def test_kept_writes_fail_the_audit_unless_their_run_was_orphaned_and_run_again(
     assert check.problems == ["x/run0-vae/t1: 2 write(s) never reached MLflow"]
     del tune["x/run0-vae/t1"]
     assert _unlogged(tune, trials).ok
+
+
+def test_the_audit_rescores_best_pt_and_names_a_run_whose_test_metrics_score_other_weights(
+    tracking_uri, workdir, monkeypatch
+):
+    from mlflow.tracking import MlflowClient
+
+    import common.trial.loop
+    from common.base.tracking import get_or_create_experiment, prepare_store
+    from common.sweep.audit import _selected_weights
+    from common.trial.config import VAEConfig
+    from common.trial.loop import LocalSession, SweepContext, run_trial
+
+    prepare_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    exp = get_or_create_experiment(client, "audit", None)
+    # mode="max" on a loss selects the first of 3 epochs, so the last epoch's weights differ from it.
+    ctx = SweepContext(
+        tracking_uri=tracking_uri, experiment_id=exp, parent_run_id=None, metric="val_mse_kl", mode="max"
+    )
+    cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
+    good = LocalSession(workdir / "good")
+    run_trial(cfg, ctx, good)
+    monkeypatch.setattr(common.trial.loop, "snapshot", lambda state: state)  # the live weights, as before
+    stale = LocalSession(workdir / "stale")
+    run_trial(cfg, ctx, stale)
+
+    runs = client.search_runs([exp])
+    check = _selected_weights(client, runs)
+    stale_id, good_id = stale.results[0]["mlflow_run_id"], good.results[0]["mlflow_run_id"]
+    assert len(check.problems) == 1 and check.problems[0].startswith(f"run {stale_id}: logged test_")
+    assert "the test metrics score other weights" in check.problems[0]
+    assert _selected_weights(client, [r for r in runs if r.info.run_id == good_id]).ok

@@ -32,14 +32,14 @@ def test_a_trial_tune_ends_is_closed_then_exported_at_once(tmp_path, monkeypatch
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
     # fit_family sets the exporter of the fit in progress on the class: a restored Tuner's callbacks read it too
-    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "results"), "study", "test box"))
+    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "results"), "study"))
     callback = MlflowStatusCallback(uri, 3)
     callback.on_trial_complete(
         0, [], SimpleNamespace(trial_id="t0", last_result={"mlflow_run_id": rid, "epoch": epoch})
     )
     (path,) = (tmp_path / "results" / "study").glob("*.json")
     record = json.loads(path.read_text())
-    assert path.name == f"vae-{rid[:8]}.json" and record["status"] == status and record["machine"] == "test box"
+    assert path.name == f"vae-{rid[:8]}.json" and record["status"] == status and record["machine"] is None
     assert record["objective"] == {"metric": "val_bpd", "mode": "min", "per_epoch": {"1": 5.5}}
 
 
@@ -47,7 +47,7 @@ def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path, monk
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
     (tmp_path / "a_file").write_text("not a folder")
-    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "a_file"), "study", "test box"))
+    monkeypatch.setattr(MlflowStatusCallback, "exporter", Exporter(str(tmp_path / "a_file"), "study"))
     callback = MlflowStatusCallback(uri, 3)
     with pytest.warns(UserWarning, match=f"could not export trial run {rid}"):
         callback.on_trial_complete(
@@ -57,17 +57,32 @@ def test_an_export_that_fails_warns_and_the_trial_is_still_closed(tmp_path, monk
     assert run.data.tags["trial_status"] == "completed" and run.info.status == "FINISHED"
 
 
-def test_the_export_names_the_machine_the_trial_ran_on_and_only_warns(tmp_path):
+def test_the_export_is_a_function_of_the_store_and_names_where_the_trial_ran_from_its_tags(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     rid = _running_trial(uri)
-    MlflowClient(uri).set_tag(rid, "trial_status", "completed")
-    Exporter(str(tmp_path), "study", "the first box").trial(MlflowClient(uri), rid)
-    Exporter(str(tmp_path), "study", "a resumed box").experiment_runs(uri)  # after the end stage
-    assert json.loads((tmp_path / "study" / f"vae-{rid[:8]}.json").read_text())["machine"] == "the first box"
-    # a run that names the box it trained on (a trial's own tag, on a cluster not the driver's) says so
-    MlflowClient(uri).set_tag(rid, "machine", "the trial's node")
-    Exporter(str(tmp_path), "study", "the driver").experiment_runs(uri)
-    assert json.loads((tmp_path / "study" / f"vae-{rid[:8]}.json").read_text())["machine"] == "the trial's node"
+    client = MlflowClient(uri)
+    where = {
+        "trial_status": "completed",
+        "machine": "the trial's node",
+        "cpu_flags": "avx2 avx512f",
+        "threads": "1",
+        "precision_used": "fp32",
+        "deterministic_used": "on",
+        "device": "cpu",
+        "sweep.preset": "slides",
+        "selected_by": "the search s (parent run p), best on val_bpd",
+    }
+    for k, v in where.items():
+        client.set_tag(rid, k, v)
+    Exporter(str(tmp_path / "a"), "study").trial(client, rid)
+    Exporter(str(tmp_path / "b"), "study").experiment_runs(uri)  # another exporter, the same store
+    a, b = ((tmp_path / d / "study" / f"vae-{rid[:8]}.json").read_text() for d in "ab")
+    assert a == b  # nothing of the exporting machine or its command line
+    record = json.loads(a)
+    assert {
+        k: record[k] for k in ("machine", "cpu_flags", "threads", "precision_used", "deterministic_used", "device")
+    } == {k: where[k] for k in ("machine", "cpu_flags", "threads", "precision_used", "deterministic_used", "device")}
+    assert record["preset"] == "slides" and record["selected_by"] == where["selected_by"]
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.warns(UserWarning, match="could not export the runs of study"):
-        Exporter(str(tmp_path / "a_file"), "study", "x").experiment_runs(uri)
+        Exporter(str(tmp_path / "a_file"), "study").experiment_runs(uri)

@@ -278,15 +278,15 @@ class Task:
                 for group, own in zip(self.optimizers[k].param_groups, groups):
                     group.update(own)
 
-    def evaluate_exported(self, exported: dict, split: str = "test") -> dict[str, float]:
-        """``evaluate(split, probe=True)`` with the weights of ``exported`` (an ``export_state``, as in
+    def evaluate_exported(self, exported: dict, split: str = "test", probe: bool = True) -> dict[str, float]:
+        """``evaluate(split, probe)`` with the weights of ``exported`` (an ``export_state``, as in
         best.pt), then the trial's own weights back: the best epoch scored on the test split."""
         modules = self.exported_modules()
         current = {k: copy.deepcopy(m.state_dict()) for k, m in modules.items()}
         try:
             for k, weights in exported.items():
                 modules[k].load_state_dict(weights)
-            return self.evaluate(split=split, probe=True)
+            return self.evaluate(split=split, probe=probe)
         finally:
             for k, weights in current.items():
                 modules[k].load_state_dict(weights)
