@@ -6,7 +6,8 @@ numbers). A file ``DIR/<experiment>/<family>-<run id[:8]>.json`` per run whose `
 ``completed`` or ``stopped`` (ASHA), rewritten whenever it is exported again, holds:
 ``params`` (the resolved config), ``objective`` (its name, mode and the value per epoch, 1-based),
 ``validation`` (every ``val_*`` metric per epoch), ``test`` (the ``test_*`` metrics of the epoch
-chosen on validation, ``test.epoch``) and ``final`` (the final stage's FID & co., with its
+chosen on validation, ``test.epoch``; ``test_weights`` says they score that epoch's snapshot, and is
+null for a run logged before the loop kept one, whose ``test`` scored its last epoch's weights) and ``final`` (the final stage's FID & co., with its
 ``eval.*`` tags), the image counts ``n`` of each split, ``preset`` (the ``sweep.preset`` tag, e.g.
 "slides", or null), ``selected_by`` (the ``selected_by`` tag: which search chose this run as its
 best, or null), ``data``, ``data_hash`` and ``git_commit`` (a data path keeps only its file name: no
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from common.base.names import CPU_FLAGS, MACHINE_TAG, PER_FAMILY, PRESET_TAG, SELECTED_BY, SWEEP_ROLE, TRIAL_STATUS
 from common.trial.families import config_class
+from common.trial.records import TEST_WEIGHTS_TAG
 
 FINISHED = ("completed", "stopped")
 FINAL = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is10")
@@ -62,6 +64,7 @@ def run_record(client, run, experiment: str) -> dict:
         "objective": {"metric": metric, "mode": mode, "per_epoch": validation.get(metric) or history(metric)},
         "validation": validation,
         "test": {"epoch": _int(tags.get("test.epoch")), **{k: v for k, v in metrics.items() if k.startswith("test_")}},
+        "test_weights": tags.get(TEST_WEIGHTS_TAG),  # "snapshot": the selected epoch's own weights
         "final": {
             **{k: metrics[k] for k in FINAL if k in metrics},
             **{k: v for k, v in tags.items() if k.startswith("eval.")},

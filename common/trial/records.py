@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # (the loop imports this module)
 
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
+# What those weights were: the loop's one snapshot of the selected epoch (a run logged without this tag
+# scored whatever the live modules held at the last epoch, labelled as the selected one).
+TEST_WEIGHTS_TAG, SNAPSHOT = "test.weights", "snapshot"
 
 
 def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int, history: dict) -> None:
@@ -72,7 +75,8 @@ def log_test(task, best_model: dict, run: TrialRun) -> None:
     with no_tf32():
         metrics = task.evaluate_exported(best_model["model"], "test")
     run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_")}, step=best_model["epoch"])
-    run.set_tags({TEST_EPOCH_TAG: str(best_model["epoch"])})  # last: it marks the test metrics as logged
+    # last: it marks the test metrics as logged
+    run.set_tags({TEST_WEIGHTS_TAG: SNAPSHOT, TEST_EPOCH_TAG: str(best_model["epoch"])})
 
 
 def open_run(cfg, ctx: SweepContext, session: Session, task, data, kind: str, run_id: str | None) -> TrialRun:

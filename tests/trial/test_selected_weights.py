@@ -50,7 +50,7 @@ def _assert_logged_equal_fresh(uri: str, run_id: str, epochs: int) -> None:
     run = MlflowClient(uri).get_run(run_id)
     epoch, fresh = _fresh_scores(uri, run_id)
     assert epoch < epochs, "the test needs a selected epoch before the last"
-    assert run.data.tags["test.epoch"] == str(epoch)
+    assert run.data.tags["test.epoch"] == str(epoch) and run.data.tags["test.weights"] == "snapshot"
     logged = {k: v for k, v in run.data.metrics.items() if k in fresh}
     assert logged.keys() == fresh.keys()
     assert logged == pytest.approx(fresh, rel=1e-6, abs=1e-9)
