@@ -40,6 +40,15 @@ def direction(lower: float | None, upper: float | None, mode: str) -> str:
     return "better" if up == (mode == "max") else "worse"
 
 
+def paired(diffs: Sequence[float], mode: str) -> tuple[float, float | None, float | None, str]:
+    """Per-seed differences (one group minus another, seed by seed) -> (mean, lower, upper, verdict):
+    'a gain' / 'a loss' when the interval excludes 0 (``mode``: the metric's better direction), else
+    'inconclusive (the interval holds 0)'."""
+    mean, _, lo, hi = t_interval(diffs)
+    said = {"better": "a gain", "worse": "a loss"}.get(direction(lo, hi, mode), "inconclusive (the interval holds 0)")
+    return mean, lo, hi, said
+
+
 def fmt_interval(lower: float | None, upper: float | None, fmt=lambda v: f"{v:.2f}") -> str:
     """'95% CI [a, b]', or 'no interval (1 seed)'."""
     if lower is None:

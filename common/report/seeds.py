@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence
 from common.base import slides
 from common.base.names import PRESET_TAG, SLIDES_PRESET, TRIAL_STATUS
 from common.base.tracking import best_of
-from common.report.intervals import direction, fmt_interval, t_interval
+from common.report.intervals import fmt_interval, paired, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.runs import fallback_objective
 from common.report.values import fmt_count, fmt_value, measured_on
@@ -274,10 +274,9 @@ def _paired(preset: list[Trial] | None, winners: list[Trial] | None, goal: Goal)
     ]
     if len(diffs) < 2:
         return f"{len(diffs)} seed(s) in common: no interval"
-    mean, _, lo, hi = t_interval(diffs)
-    said = {"better": "a gain", "worse": "a loss"}.get(direction(lo, hi, "min" if goal.op == "<=" else "max"))
+    mean, lo, hi, said = paired(diffs, "min" if goal.op == "<=" else "max")
     f = lambda v: _fmt_diff(goal.key, v)
-    return f"{f(mean)}, {fmt_interval(lo, hi, f)}, {len(diffs)} seeds: {said or 'inconclusive (the interval holds 0)'}"
+    return f"{f(mean)}, {fmt_interval(lo, hi, f)}, {len(diffs)} seeds: {said}"
 
 
 def _fmt_diff(key: str, v: float) -> str:
