@@ -12,6 +12,7 @@ import math
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -190,7 +191,16 @@ def ui_link(uri: str, experiment_id: str) -> str:
     page = f"/#/experiments/{experiment_id}?workflowType=machine_learning"
     if uri.startswith(("http://", "https://")):
         return redact(uri).rstrip("/") + page
-    return f"{MLFLOW_UI_URL}{page} (start the UI: .venv/bin/python -m mlflow_server --backend-store-uri {redact(uri)})"
+    return f"{MLFLOW_UI_URL}{page} (start the UI: {interpreter()} -m mlflow_server --backend-store-uri {redact(uri)})"
+
+
+def interpreter() -> str:
+    """The running Python as a hint can print it: relative to the working folder when under it
+    (.venv/bin/python), else absolute; the command works as printed in this environment."""
+    exe = Path(sys.executable)
+    with contextlib.suppress(ValueError):
+        return str(exe.relative_to(Path.cwd()))
+    return str(exe)
 
 
 MLFLOW_UI_URL = "http://127.0.0.1:5000"  # python -m mlflow_server's default address

@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Iterable
@@ -90,11 +91,15 @@ def _checked(spec: str, load) -> None:
     """Run ``load``; PluginError unless the module imports and registered >= 1 family that keeps the contract."""
     try:
         module = load()
+    except ModuleNotFoundError as exc:
+        if exc.name and spec.removesuffix(".py").replace("/", ".").startswith(exc.name):
+            raise PluginError(
+                f"plugin {spec!r} failed to import: {type(exc).__name__}: {first_line(exc)}; "
+                "check the name (an importable module) or the path (a .py file)"
+            ) from None
+        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc, spec)}") from None
     except Exception as exc:
-        raise PluginError(
-            f"plugin {spec!r} failed to import: {type(exc).__name__}: {first_line(exc)}; "
-            "check the name (an importable module) or the path (a .py file)"
-        ) from None
+        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc, spec)}") from None
     mine = [f for f in FAMILIES.values() if module.__name__ in (f.config.__module__, f.task.__module__)]
     if not mine:
         raise PluginError(
@@ -103,6 +108,17 @@ def _checked(spec: str, load) -> None:
         )
     for family in mine:
         check_family(family)
+
+
+def _where(exc: BaseException, spec: str) -> str:
+    """'FILE:LINE: Type: message' at the deepest frame of the plugin's own code that raised (not this
+    package's, not the import machinery's), else the last frame."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    package = Path(__file__).resolve().parents[1]  # common/
+    theirs = [f for f in frames if not f.filename.startswith(("<frozen", str(package)))]
+    frame = (theirs or frames)[-1] if frames else None
+    at = f"{frame.filename}:{frame.lineno}: " if frame else ""
+    return f"{at}{type(exc).__name__}: {first_line(exc)}"
 
 
 def _module_of(obj) -> ModuleType:

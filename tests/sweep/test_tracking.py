@@ -143,3 +143,18 @@ def test_retry_is_the_one_layer_for_a_database_store_and_leaves_an_http_server_t
 
     with pytest.warns(UserWarning):
         assert tracking.retry(once_then_ok, "log_batch", "postgresql://h/db") == "ok"
+
+
+def test_the_ui_hint_names_the_running_interpreter(tmp_path, monkeypatch):
+    import sys
+
+    from common.base.tracking import ui_link
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "env" / "bin" / "python3"))
+    monkeypatch.chdir(tmp_path)
+    assert "(start the UI: env/bin/python3 -m mlflow_server --backend-store-uri sqlite:///x.db)" in ui_link(
+        "sqlite:///x.db", "1"
+    )
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # outside the environment's folder: the absolute path
+    assert f"start the UI: {tmp_path}/env/bin/python3 -m" in ui_link("sqlite:///x.db", "1")

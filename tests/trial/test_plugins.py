@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -32,8 +33,9 @@ def plugin_dir(tmp_path, monkeypatch):
         FAMILIES.pop(name)
 
 
-def _write(folder, name: str, body: str):
+def _write(folder, name: str, body: str) -> Path:
     (folder / name).write_text(textwrap.dedent(HEAD) + textwrap.dedent(body))
+    return folder / name
 
 
 TINY = """
@@ -53,12 +55,28 @@ def test_a_py_path_is_imported_relative_to_its_base_and_recorded_absolute(plugin
     assert load_plugins(["tinygan"]) == ["tinygan"]  # by module name: the same module, imported once
 
 
+def test_a_plugin_that_raises_while_importing_names_its_own_file_and_line_not_the_name_or_path(plugin_dir):
+    body = TINY.format(cls="Boom", name="boom", task="DCGANTask", decodes=False)
+    body = body.replace(", decodes=False))", "))")  # Family(...) without decodes=: a TypeError at this line
+    path = _write(plugin_dir, "boom.py", body)
+    lines = path.read_text().splitlines()
+    line = 1 + lines.index(next(x for x in lines if x.startswith("register(")))
+    with pytest.raises(UserError) as err:
+        load_plugins(["boom.py"], base=plugin_dir)
+    said = str(err.value)
+    assert f"{path}:{line}: TypeError: " in said and "decodes" in said
+    assert "check the name" not in said  # the name and the path were fine
+    _write(plugin_dir, "imports_missing.py", "import no_such_dependency_xyz\n")
+    with pytest.raises(UserError, match=r"imports_missing\.py:\d+: ModuleNotFoundError: No module named"):
+        load_plugins(["imports_missing.py"], base=plugin_dir)
+
+
 @pytest.mark.parametrize(
     "spec,body,expect",
     [
         ("nope.py", None, "there is no file"),
         ("no_such_module_xyz", None, "failed to import: ModuleNotFoundError"),
-        ("raises.py", "raise RuntimeError('boom')", "failed to import: RuntimeError: boom"),
+        ("raises.py", "raise RuntimeError('boom')", r"raised while importing: .*raises\.py:\d+: RuntimeError: boom"),
         ("empty.py", "x = 1", "registered no model family"),
         (
             "undecorated.py",
