@@ -240,7 +240,7 @@ def as_trial(record: dict) -> dict:
     its MLflow run held last (the test epoch's ``test_*``, the final stage's, the image and parameter
     counts, ``train_time_s``) and the tags the report reads (status, preset, ``eval.*``, data)."""
     final = record["final"]
-    metrics = {k: v for k, v in record["test"].items() if k != "epoch"}
+    metrics = {k: v for k, v in record["test"].items() if k != "epoch" and not stale(record, k)}  # † left out
     metrics |= {k: v for k, v in final.items() if not k.startswith("eval.")}
     metrics |= {f"n_{split}_images": n for split, n in record["n"].items() if n is not None}
     metrics |= {**record["n_params"], "train_time_s": record["train_time_s"]}

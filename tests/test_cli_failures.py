@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 import run_sweep
 from common.sweep.cluster import term_as_interrupt
@@ -38,16 +39,31 @@ def _sweep(workdir, tracking_uri, seeds: list[int]) -> list[str]:
     ]
 
 
-@pytest.mark.faults  # whole Ray sweeps whose trials raise (each retried twice): make test-faults
-def test_a_sweep_whose_trials_all_fail_exits_1_and_names_the_family_and_the_first_error(
+RAISED = f"RuntimeError at {Path(__file__).with_name('broken_family.py')}:20 in epoch 1"  # its raise line
+
+
+@pytest.mark.faults  # whole Ray sweeps whose trials raise: make test-faults
+def test_a_sweep_whose_trials_all_fail_exits_1_at_once_with_one_line_per_trial_and_no_restart(
     broken, workdir, tracking_uri, capsys
 ):
     assert run_sweep.main(_sweep(workdir, tracking_uri, [1, 3])) == 1
-    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert err == [
-        "error: no broken trial completed: 2 trial(s) failed; the first: "
-        "RuntimeError: the broken family refuses odd seeds (seed 1)"
+    out, err = capsys.readouterr()
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: no broken trial completed: 2 trial(s) failed; the first: {RAISED}: "
+        "the broken family refuses odd seeds (seed 1)"
     ]
+    failed = [line for line in out.splitlines() if " failed: " in line]
+    assert len(failed) == 2 and all(f"failed: {RAISED}: the broken family refuses odd seeds" in f for f in failed)
+    assert "/tmp/ray" not in out + err and "Trials did not complete" not in out + err
+    # Each trial ran once: the code's own error is not restarted (max_failures=2 is for lost workers).
+    errors = sorted((workdir / "ray_results").rglob("error.txt"))
+    assert len(errors) == 2 and [e.read_text().count("Failure # ") for e in errors] == [1, 1]
+    runs = MlflowClient(tracking_uri).search_runs(
+        [MlflowClient(tracking_uri).get_experiment_by_name("space").experiment_id], "tags.`sweep.role` = 'trial'"
+    )
+    assert {r.data.tags["trial_status"] for r in runs} == {"failed"} and all(
+        r.data.tags["error"].endswith("error.txt") for r in runs
+    )  # the error file's path: on the run, not the console
 
 
 @pytest.mark.faults
@@ -55,7 +71,7 @@ def test_a_sweep_with_some_failed_trials_exits_0_and_counts_them(broken, workdir
     assert run_sweep.main(_sweep(workdir, tracking_uri, [1, 2])) == 0
     out = capsys.readouterr().out
     assert "best broken: val_classifier_fd=" in out
-    assert "1 trial(s) of broken failed; the first: RuntimeError: the broken family refuses odd seeds (seed 1)" in out
+    assert f"1 trial(s) of broken failed; the first: {RAISED}: the broken family refuses odd seeds (seed 1)" in out
 
 
 def test_a_single_trial_run_ends_finished_and_passes_the_audit(workdir, tracking_uri, capsys):

@@ -9,9 +9,11 @@ file, CI) each event is one line: a trial started or ended, a new best, a stage 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterable, Iterator
 
 
@@ -97,11 +99,29 @@ class SweepProgress:
         self._ended(trials, trial, f"ended at epoch {self.epochs.get(trial.trial_id, 0)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._ended(trials, trial, f"failed (error file: {getattr(trial, 'error_file', None) or 'see --verbose'})")
+        # One line: the exception and where the user's code raised it; the error file's path is on
+        # the trial's MLflow run (tag ``error``).
+        self._ended(trials, trial, f"failed: {error_summary(getattr(trial, 'error_file', None))}")
 
     def on_experiment_end(self, trials, **info):
         if _tty():
             print(flush=True)  # keep the last status line
+
+
+def error_summary(error_file: str | None) -> str:
+    """A failed trial's error in one line, from Tune's error file: its last exception line, less the
+    module path of the exception's type ('RuntimeError at plugin.py:20 in epoch 1: ...' for the
+    loop's TrialCodeError, which already names the type and line it wraps)."""
+    try:
+        lines = [ln.strip() for ln in Path(error_file).read_text(errors="replace").splitlines() if ln.strip()]
+    except (OSError, TypeError):
+        return "see --verbose (no error file)"
+    last = next(
+        (ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception)\b.*:", ln)), lines[-1] if lines else ""
+    )
+    kind, _, message = last.partition(": ")
+    kind = kind.rsplit(".", 1)[-1]
+    return message[:400] if kind == "TrialCodeError" else f"{kind}: {message[:300]}"
 
 
 @contextmanager

@@ -4,8 +4,11 @@ driver callback that closes each trial's MLflow run with its final status."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from ray.tune import Callback
@@ -13,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from common.base import compat
-from common.base.errors import first_line
+from common.base.errors import TrialCodeError, first_line
 from common.base.names import TRIAL_STATUS
 from common.base.progress import SweepProgress
 from common.base.tracking import TrialRun, best_of, check_tracking_uri
@@ -25,6 +28,7 @@ from common.sweep.studies import ResilientRDBStorage, fail_orphans
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, get
 from common.trial.loop import SweepContext
+from common.trial.records import RUN_ID_FILE
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:
 # a new process pays for importing torch, MLflow and Ray Tune again (bench/overhead.py, BENCHMARKS.md).
@@ -60,6 +64,10 @@ def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dic
 
     # 1. The trainable, with the trial's share of a node; this command's --export (a restored
     #    Tuner keeps the callbacks it was started with, so they read it here, not from their pickle).
+    #    A trial whose own code raised is not restarted: it would raise again.
+    compat.no_restart_after(TrialCodeError)
+    if not run.verbose:  # the progress line names each failed trial; Tune's tracebacks stay in its error files
+        quiet_trial_failures()
     trainable = _trainable(run)
     MlflowStatusCallback.exporter = run.exporter
     # 2. Tune's saved state when the experiment ran before (--resume, a restarted driver), else a new one.
@@ -78,9 +86,35 @@ def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dic
     return _best(results, run.ctx), [_error_line(r.error) for r in results if r.error is not None]
 
 
+def _run_id_file(trial) -> str | None:
+    """The MLflow run id a trial wrote into its folder (``RUN_ID_FILE``) before its first report: a
+    trial that failed in its first epoch reported nothing."""
+    with contextlib.suppress(OSError, TypeError):
+        return (Path(trial.local_path) / RUN_ID_FILE).read_text().strip() or None
+    return None
+
+
+class _TrialFailures(logging.Filter):
+    """Drops Tune's own ERROR records of a failed trial (its traceback, 'Trials did not complete'):
+    the console's progress line and the final error line say it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Trial task failed for trial", "Trials did not complete"))
+
+
+def quiet_trial_failures() -> None:
+    """Install ``_TrialFailures`` on the two Tune loggers that write them (once)."""
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _TrialFailures) for f in log.filters):
+            log.addFilter(_TrialFailures())
+
+
 def _error_line(error: BaseException) -> str:
     """A failed trial's error in one line: the trial's own exception (Ray wraps it), type and message."""
     cause = getattr(error, "cause", None) or error
+    if isinstance(cause, TrialCodeError):  # it names the exception and where it was raised
+        return first_line(cause, 400)
     return f"{type(cause).__name__}: {first_line(cause, 300)}"
 
 
@@ -376,7 +410,7 @@ class MlflowStatusCallback(Callback):
             warnings.warn(f"could not record trial {trial.trial_id}'s status {status!r} in MLflow: {e}")
 
     def _close_run(self, trial, status: str, run_status: str, **tags) -> None:
-        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        run_id = (trial.last_result or {}).get("mlflow_run_id") or _run_id_file(trial)
         if not run_id:
             return
         run = TrialRun.attach(self.tracking_uri, run_id)

@@ -35,7 +35,7 @@ from common.base.device import (
     seed_everything,
     torch_device,
 )
-from common.base.errors import first_line
+from common.base.errors import TrialCodeError, first_line, raised_at, retryable
 from common.base.names import TRIAL_STATUS
 from common.base.run_context import system_metrics
 from common.base.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
@@ -170,10 +170,14 @@ def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str
                     return metrics  # pruned: the searcher keeps the objective it was just told
         st.run.set_tags({TRIAL_STATUS: "completed"})
         return metrics
-    except (TypeError, RuntimeError) as exc:
+    except Exception as exc:
         failure = device_failure(exc, kind, epoch + 1)
-        if failure is None:
-            raise
+        if failure is None and retryable(exc):
+            raise  # the machine's trouble: a restart from the checkpoint may not meet it
+        # The device's failure, or the code's own: the same checkpoint and seed would raise it again.
+        failure = failure or TrialCodeError(
+            f"{type(exc).__name__} at {raised_at(exc)} in epoch {epoch + 1}: {first_line(exc, 300)}"
+        )
         st.run.set_tags({TRIAL_STATUS: "failed", "failed_reason": str(failure)})
         st.run.finish("FAILED")
         raise failure from exc

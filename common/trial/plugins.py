@@ -21,12 +21,11 @@ import importlib
 import importlib.metadata
 import importlib.util
 import sys
-import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Iterable
 
-from common.base.errors import UserError, first_line
+from common.base.errors import UserError, first_line, raised_at
 from common.trial.families import FAMILIES, check_family
 
 ENTRY_POINTS = "vaegan_sweeps.families"
@@ -97,9 +96,9 @@ def _checked(spec: str, load) -> None:
                 f"plugin {spec!r} failed to import: {type(exc).__name__}: {first_line(exc)}; "
                 "check the name (an importable module) or the path (a .py file)"
             ) from None
-        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc, spec)}") from None
+        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc)}") from None
     except Exception as exc:
-        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc, spec)}") from None
+        raise PluginError(f"plugin {spec!r} raised while importing: {_where(exc)}") from None
     mine = [f for f in FAMILIES.values() if module.__name__ in (f.config.__module__, f.task.__module__)]
     if not mine:
         raise PluginError(
@@ -110,15 +109,9 @@ def _checked(spec: str, load) -> None:
         check_family(family)
 
 
-def _where(exc: BaseException, spec: str) -> str:
-    """'FILE:LINE: Type: message' at the deepest frame of the plugin's own code that raised (not this
-    package's, not the import machinery's), else the last frame."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    package = Path(__file__).resolve().parents[1]  # common/
-    theirs = [f for f in frames if not f.filename.startswith(("<frozen", str(package)))]
-    frame = (theirs or frames)[-1] if frames else None
-    at = f"{frame.filename}:{frame.lineno}: " if frame else ""
-    return f"{at}{type(exc).__name__}: {first_line(exc)}"
+def _where(exc: BaseException) -> str:
+    """'FILE:LINE: Type: message' at the plugin's own line that raised."""
+    return f"{raised_at(exc)}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _module_of(obj) -> ModuleType:
