@@ -94,7 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="MODULE_OR_PY",
         help="import a module that registers model families (a module name or a .py path; repeatable); "
-        "a sweep records it, so --report, --check, --sample and --resume import it again by themselves",
+        "a sweep records it with its SHA-256; --report, --check and --sample import a recorded plugin only "
+        "when --plugin names it, an entry point provides it, or --trust-plugins is given",
+    )
+    p.add_argument(
+        "--trust-plugins",
+        action="store_true",
+        help="--report/--check/--sample: import every plugin the store's sweeps recorded (code named by a tag)",
     )
     p.add_argument(
         "--check",
@@ -207,8 +213,14 @@ def _plugins(args: argparse.Namespace, experiments: list[str], model_uri: str | 
     from common.sweep.parent import load_recorded_plugins
     from common.trial.plugins import load_plugins
 
-    load_plugins(args.plugins)
-    load_recorded_plugins(_tracking(args), experiments, model_uri)
+    named = load_plugins(args.plugins)
+    _, skipped = load_recorded_plugins(_tracking(args), experiments, model_uri, named, args.trust_plugins)
+    if skipped:
+        print(
+            f"note: the store names plugin(s) {', '.join(skipped)}, not imported: a store's tag is not your word; "
+            "pass --plugin for each you trust, or --trust-plugins (runs of their families cannot be read without them)",
+            file=sys.stderr,
+        )
 
 
 def _tracking(args: argparse.Namespace) -> str:

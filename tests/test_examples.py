@@ -64,13 +64,18 @@ def test_a_family_from_a_folder_outside_the_repo_is_swept_reported_sampled_and_c
     assert re.search(r"^best wae: val_classifier_fd=", swept.stdout, re.M), swept.stdout[-2000:]
     report = (workdir / "report" / "report.md").read_text()
     assert "WAE-MMD" in report and "VAE" in report  # beside a built-in family
-    # the jobs that read the sweep back import the plugin from the parent run's record
+    # the jobs that read the sweep back import the plugin the parent run recorded on the user's word:
+    # --plugin, or --trust-plugins (a store's tag alone imports nothing)
     (workdir / "report").rename(workdir / "first_report")
-    again = run("--report", "byo")
+    untrusted = run("--report", "byo")
+    assert "note: the store names plugin(s)" in untrusted.stderr and untrusted.returncode == 0, untrusted.stderr
+    report = (workdir / "report" / "report.md").read_text()
+    assert "WAE-MMD" not in report and "VAE" in report  # it went on without the family that needs the plugin
+    again = run("--report", "byo", "--plugin", "mine/wae_mmd.py")
     assert again.returncode == 0 and "WAE-MMD" in (workdir / "report" / "report.md").read_text(), again.stderr[-2000:]
-    sampled = run("--sample", "models:/byo-wae@best", "-n", "4", "--out", "wae.png")
+    sampled = run("--sample", "models:/byo-wae@best", "-n", "4", "--out", "wae.png", "--trust-plugins")
     assert sampled.returncode == 0 and (workdir / "wae.png").is_file(), sampled.stderr[-2000:]
-    checked = run("--check", "byo")
+    checked = run("--check", "byo", "--trust-plugins")
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
     # each trial's run reads like the trial in the MLflow UI: family, trial id, the searched params
     from mlflow.tracking import MlflowClient

@@ -108,4 +108,6 @@ def _mitigations(experiment: str, trials: list[Trial]) -> list[tuple]:
         f"all {len(trials)} trial runs of experiment {experiment!r} (children of {len(parents)} sweep "
         "parent run(s), not only the sweeps reported above)"
     )
-    return mitigation_blocks(measure([t.as_dict() for t in trials]), scope)
+    ran = {t.family for t in trials}  # the catalogue of the families that ran, nothing of the others
+    results = [r for r in measure([t.as_dict() for t in trials]) if r.mitigation.family in ran]
+    return mitigation_blocks(results, scope) if results else []

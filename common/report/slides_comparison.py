@@ -50,15 +50,16 @@ NOTES = [
 
 def slides_comparison_blocks(client: MlflowClient, families: dict[str, FamilyTrials]) -> list[tuple]:
     """The section: one row per ``SEED_ROWS`` entry, a column per family's best trial."""
-    best = {name: fam.best for name, fam in families.items() if fam.best is not None}
-    cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in FAMILY_LABEL]
+    ran = [n for n in FAMILY_LABEL if n in families and families[n].trials]  # a column only for what ran
+    best = {name: families[name].best for name in ran if families[name].best is not None}
+    cols = [f"ours: best {FAMILY_LABEL[n]} trial ({best[n].trial_id if n in best else 'none'})" for n in ran]
     return [
         ("h2", "Comparison with the slides"),
-        ("table", ["metric", "the slides (published)", *cols, "measured on"], _rows(client, best)),
+        ("table", ["metric", "the slides (published)", *cols, "measured on"], _rows(client, best, ran)),
         ("ul", NOTES + _best_notes(client, families)),
         *spread_blocks({n: [t.as_dict() for t in f.trials] for n, f in families.items()}),
         ("h3", "Model sizes (parameters)"),
-        ("table", ["model", "the slides (published)", "ours (best trial)", "trial"], _sizes(best)),
+        ("table", ["model", "the slides (published)", "ours (best trial)", "trial"], _sizes(best, ran)),
     ]
 
 
@@ -66,7 +67,7 @@ def _cell(best: dict[str, Trial], name: str, key: str) -> str:
     return fmt_value(key, best[name].metric(key)) if name in best else "—"
 
 
-def _rows(client: MlflowClient, best: dict[str, Trial]) -> list[list[str]]:
+def _rows(client: MlflowClient, best: dict[str, Trial], ran: list[str]) -> list[list[str]]:
     rows = []
     for label, key, seed in SEED_ROWS:
         on = {n: measured_on_run(client, key, t) for n, t in best.items() if t.metric(key) is not None}
@@ -74,7 +75,7 @@ def _rows(client: MlflowClient, best: dict[str, Trial]) -> list[list[str]]:
             text = "; ".join(f"{FAMILY_LABEL[n]}: {c}" for n, c in on.items())
         else:
             text = next(iter(on.values()), "not logged by the best trials")
-        rows.append([label, seed, *[_cell(best, n, key) for n in FAMILY_LABEL], text])
+        rows.append([label, seed, *[_cell(best, n, key) for n in ran], text])
     return rows
 
 
@@ -95,10 +96,16 @@ def _best_notes(client: MlflowClient, families: dict[str, FamilyTrials]) -> list
     return notes
 
 
-def _sizes(best: dict[str, Trial]) -> list[list[str]]:
-    """Each family's nets (its registry entry's param_rows): the slides' size beside the best trial's."""
-    return [
-        [f"{label} ({key})", published, _cell(best, n, key), best[n].trial_id if n in best else "none"]
-        for n, f in FAMILIES.items()
-        for label, key, published in f.param_rows
-    ]
+def _sizes(best: dict[str, Trial], ran: list[str]) -> list[list[str]]:
+    """Each family that ran, its nets: the registry entry's ``param_rows`` (the slides' size beside the
+    best trial's), or for a family without them (a plugin's) every ``n_params_*`` its best trial logged."""
+    rows = []
+    for n in ran:
+        trial = best[n].trial_id if n in best else "none"
+        declared = FAMILIES[n].param_rows
+        logged = sorted(k for k in (best[n].run.data.metrics if n in best else {}) if k.startswith("n_params_"))
+        for label, key, published in declared or [
+            (f"{FAMILY_LABEL[n]} {k[len('n_params_') :]}", k, "—") for k in logged
+        ]:
+            rows.append([f"{label} ({key})", published, _cell(best, n, key), trial])
+    return rows

@@ -49,6 +49,7 @@ from common.sweep.warm_start import sampler_seed, seed_study, warm_started
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, for_family
 from common.trial.loop import SweepContext, is_better
+from common.trial.plugins import SHA_TAG, digests
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules
 
@@ -203,7 +204,11 @@ def _open(
         "data": data.source,
         "data_hash": data.content_hash,
         **classifier_tags(*classifier),
-        **({PLUGINS_TAG: json.dumps(space.plugins)} if space.plugins else {}),
+        **(
+            {PLUGINS_TAG: json.dumps(space.plugins), SHA_TAG: json.dumps(digests(space.plugins))}
+            if space.plugins
+            else {}
+        ),
     }
     parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(space, configs, fixed, opts))
     ctx = SweepContext(

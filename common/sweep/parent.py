@@ -8,11 +8,12 @@ the sweep stops, leaves no run of it RUNNING.
 from __future__ import annotations
 
 import time
-from typing import Any
+import warnings
+from typing import Any, Iterable
 
 from common.base.names import SWEEP_ROLE, TRIAL_STATUS
 from common.base.tracking import TrialRun
-from common.trial.plugins import TAG, load_plugins
+from common.trial.plugins import SHA_TAG, TAG, changed_since, entry_point_modules, load_plugins
 
 
 def open_parent(
@@ -67,10 +68,18 @@ def close_orphan_runs(client, experiment_id: str, parent_run_id: str) -> None:
         client.set_terminated(r.info.run_id, status="KILLED")
 
 
-def load_recorded_plugins(uri: str, experiments: list[str] = (), model_uri: str | None = None) -> list[str]:
-    """Import the plugins the sweeps of ``experiments`` (or the run behind ``model_uri``,
-    ``models:/NAME@alias``) recorded on their parent runs (tag ``plugins``), so a job that reads a
-    finished sweep knows its families; the specs imported."""
+def load_recorded_plugins(
+    uri: str,
+    experiments: list[str] = (),
+    model_uri: str | None = None,
+    allowed: Iterable[str] = (),
+    trust: bool = False,
+) -> tuple[list[str], list[str]]:
+    """The plugins the sweeps of ``experiments`` (or the run behind ``model_uri``, ``models:/NAME@alias``)
+    recorded on their parent runs (tag ``plugins``): (those imported, those not). A store's tag is
+    anyone's word who can write to the store, so a recorded plugin is imported only when the user
+    named it (``allowed``: ``--plugin``'s recorded specs and the entry points' modules) or ``trust``
+    (``--trust-plugins``). A file changed since the sweep (tag ``plugins.sha256``) warns."""
     import json
 
     from mlflow.tracking import MlflowClient
@@ -86,5 +95,11 @@ def load_recorded_plugins(uri: str, experiments: list[str] = (), model_uri: str 
             runs.append(client.get_run(client.get_model_version_by_alias(name, alias).run_id))
         except Exception:  # a wrong name or alias: the sampling job says so in its own words
             pass
-    specs = [s for run in runs for s in json.loads(run.data.tags.get(TAG, "[]"))]
-    return load_plugins(dict.fromkeys(specs))
+    specs = list(dict.fromkeys(s for run in runs for s in json.loads(run.data.tags.get(TAG, "[]"))))
+    allowed = set(allowed) | entry_point_modules()
+    mine = [s for s in specs if trust or s in allowed]
+    imported = load_plugins(mine)
+    recorded = {k: v for run in runs for k, v in json.loads(run.data.tags.get(SHA_TAG, "{}")).items()}
+    for spec in changed_since(recorded, imported):
+        warnings.warn(f"plugin {spec} has changed since the sweep that recorded it (its SHA-256 differs)")
+    return imported, [s for s in specs if s not in mine]

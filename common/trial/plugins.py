@@ -30,6 +30,7 @@ from common.trial.families import FAMILIES, check_family
 
 ENTRY_POINTS = "vaegan_sweeps.families"
 TAG = "plugins"  # the parent run's tag: a JSON list of what load_plugins returned
+SHA_TAG = "plugins.sha256"  # the parent run's tag: a JSON {spec: SHA-256 of its file at the sweep}
 
 
 class PluginError(UserError):
@@ -48,6 +49,28 @@ def load_plugins(specs: Iterable[str], base: Path | None = None) -> list[str]:
 def modules(specs: Iterable[str]) -> list[ModuleType]:
     """The imported modules of recorded ``specs`` (what Ray ships to the workers)."""
     return [sys.modules[Path(s).stem if s.endswith(".py") else s] for s in specs]
+
+
+def digests(specs: Iterable[str]) -> dict[str, str]:
+    """{spec: SHA-256 of the imported module's file} of recorded ``specs``: what the sweep records, so
+    a later import of a changed file can say so."""
+    return {spec: _sha256(Path(module.__file__)) for spec, module in zip(specs, modules(specs))}
+
+
+def entry_point_modules() -> set[str]:
+    """The modules the installed entry points name: installed by the user, so trusted as ``--plugin``."""
+    return {entry.module for entry in importlib.metadata.entry_points(group=ENTRY_POINTS)}
+
+
+def changed_since(recorded: dict[str, str], specs: Iterable[str]) -> list[str]:
+    """Of the imported ``specs``, those whose file's SHA-256 differs from the one ``recorded``."""
+    return [s for s, sha in digests([s for s in specs if s in recorded]).items() if sha != recorded[s]]
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def ship_path(module: ModuleType) -> str:

@@ -50,3 +50,40 @@ def test_model_sizes(report):
     d = next(line for line in models.splitlines() if "n_params_d" in line)
     assert "1.24M" in g and "(1,240,002)" in g and "dcgan_00002" in g
     assert "2.76M" in d and "(2,760,002)" in d
+
+
+def test_a_one_family_report_has_columns_and_size_rows_for_that_family_alone(tmp_path):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from fake_sweep import gan_rows, log_parent, log_trial
+    from mlflow import MlflowClient
+
+    from common.report.build import build_report
+    from common.trial.config import DCGANConfig
+    from common.trial.families import FAMILIES, Family, register
+    from common.trial.tasks.dcgan import DCGANTask
+
+    @dataclass(frozen=True)
+    class PlainConfig(DCGANConfig):
+        family: ClassVar[str] = "plain"
+
+    register(Family("plain", PlainConfig, DCGANTask, "Plain GAN", curve_metrics=(), decodes=False))  # no param_rows
+    try:
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        client = MlflowClient(uri)
+        exp_id = client.create_experiment("plain_only", artifact_location=(tmp_path / "a").as_uri())
+        parent = log_parent(client, exp_id, "sweep", 0, "val_classifier_fd", "plain_space")
+        for i, fd in enumerate([30.0, 20.0]):
+            rows = gan_rows(fd, 0.5)
+            log_trial(client, exp_id, parent, "plain", i, {"lr_g": 2e-4}, rows, "completed", tmp_path, figures=False)
+        md = build_report("plain_only", tmp_path / "report", tracking_uri=uri).with_name("report.md").read_text()
+    finally:
+        FAMILIES.pop("plain", None)
+    section = md.split("## Comparison with the slides")[1].split("\n## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| metric"))
+    assert "Plain GAN" in header and not any(f"best {x} trial" in header for x in ("VAE", "DCGAN", "VAE-GAN"))
+    sizes = section.split("### Model sizes")[1]
+    body = [line for line in sizes.splitlines() if line.startswith("| ") and "model" not in line and "---" not in line]
+    assert body and all("Plain GAN" in line for line in body)  # its logged n_params_g / n_params_d, nothing else
+    assert {"n_params_g", "n_params_d"} <= {k for line in body for k in ("n_params_g", "n_params_d") if k in line}

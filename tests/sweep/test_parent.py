@@ -86,4 +86,72 @@ def test_classifier_tags_say_which_classifier_scored_the_trials_and_how_well():
 def test_recorded_plugins_are_read_from_the_parents_and_a_wrong_model_alias_is_left_to_the_caller(store):
     uri, client, exp_id = store
     open_parent(uri, exp_id, "s", None, {"plugins": "[]"}, {})
-    assert load_recorded_plugins(uri, ["exp", "no-such-experiment"], "models:/nothing@best") == []
+    assert load_recorded_plugins(uri, ["exp", "no-such-experiment"], "models:/nothing@best") == ([], [])
+
+
+EVIL = """
+from pathlib import Path
+Path({marker!r}).write_text("imported")  # what a module named by a rewritten tag could do on import
+"""
+
+
+def test_a_recorded_plugin_is_imported_only_on_the_users_word(store, tmp_path, capsys):
+    import json
+    import sys
+
+    import run_sweep
+    from common.trial.plugins import PluginError
+
+    uri, client, exp_id = store
+    marker = tmp_path / "was-imported"
+    evil = tmp_path / "evil_plugin.py"
+    evil.write_text(EVIL.format(marker=str(marker)))
+    open_parent(uri, exp_id, "s", None, {"plugins": json.dumps([str(evil)])}, {})  # a rewritten tag
+    assert load_recorded_plugins(uri, ["exp"]) == ([], [str(evil)]) and not marker.exists()
+    assert run_sweep.main(["--report", "exp", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) in (0, 1, 2)
+    assert not marker.exists()  # --report did not import it
+    assert f"note: the store names plugin(s) {evil}, not imported" in capsys.readouterr().err
+    # named by the user (--plugin's recorded spec) or trusted: imported (it registers no family: refused)
+    with pytest.raises(PluginError, match="registered no model family"):
+        load_recorded_plugins(uri, ["exp"], allowed=[str(evil)])
+    assert marker.read_text() == "imported"
+    marker.unlink()
+    sys.modules.pop("evil_plugin")  # another command, another process
+    with pytest.raises(PluginError):
+        load_recorded_plugins(uri, ["exp"], trust=True)
+    assert marker.exists()
+
+
+def test_a_plugin_file_changed_since_the_sweep_warns(store, tmp_path, monkeypatch):
+    import json
+    import sys
+    import textwrap
+
+    from common.trial.plugins import digests, load_plugins
+
+    uri, client, exp_id = store
+    path = tmp_path / "tinyfam.py"
+    path.write_text(
+        textwrap.dedent(
+            """
+            from dataclasses import dataclass
+            from typing import ClassVar
+            from common.api import Family, register
+            from common.trial.config import DCGANConfig
+            from common.trial.tasks.dcgan import DCGANTask
+
+            @dataclass(frozen=True)
+            class TinyFamConfig(DCGANConfig):
+                family: ClassVar[str] = "tinyfam"
+
+            register(Family("tinyfam", TinyFamConfig, DCGANTask, "TinyFam", curve_metrics=(), decodes=False))
+            """
+        )
+    )
+    specs = load_plugins([str(path)])
+    tags = {"plugins": json.dumps(specs), "plugins.sha256": json.dumps(digests(specs))}
+    open_parent(uri, exp_id, "s", None, tags, {})
+    path.write_text(path.read_text() + "\n# edited after the sweep\n")
+    monkeypatch.delitem(sys.modules, "tinyfam")  # a new process: the file is imported again
+    with pytest.warns(UserWarning, match="has changed since the sweep"):
+        assert load_recorded_plugins(uri, ["exp"], trust=True) == (specs, [])
