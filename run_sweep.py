@@ -78,7 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--single-trial", action="store_true", help="one trial in this process, no Ray (debugging)")
     p.add_argument("--resume", action="store_true", help="resume the latest interrupted sweep of this experiment")
-    p.add_argument("--smoke-test", action="store_true", help="synthetic data, 2 trials, 1 epoch")
+    p.add_argument(
+        "--smoke-test", action="store_true", help="synthetic data, 2 trials, 1 epoch (an explicit flag or --set wins)"
+    )
     p.add_argument(
         "--report",
         metavar="EXPERIMENT",

@@ -352,7 +352,7 @@ def _interrupted(sweep: _Sweep, full: str | None = None) -> None:
 
 
 def _num_samples(space: Space, opts: SweepOptions) -> int:
-    if opts.smoke_test:
+    if opts.smoke_test and opts.num_samples is None:  # an explicit --num-samples wins
         return 1 if space.runs else 2
     return opts.num_samples or (1 if space.runs else space.num_samples)
 

@@ -62,14 +62,17 @@ class SweepOptions:
     command: str = ""  # the command line, for MLflow's Source column; empty = this process's argv
 
 
+SMOKE_TEST = {"data": "synthetic", "max_epochs": 1, "eval_samples": 64, "val_size": 128}  # --smoke-test's defaults
+
+
 def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
     """Config values the CLI fixes for every trial (they win over the space's defaults)."""
     fixed: dict[str, Any] = dict(opts.overrides)
     for key in ("max_epochs", "data", "train_subset", "seed"):
         if getattr(opts, key) is not None:
             fixed[key] = getattr(opts, key)
-    if opts.smoke_test:
-        fixed.update(data="synthetic", max_epochs=1, eval_samples=64, val_size=128)
+    if opts.smoke_test:  # its defaults, under every explicit flag and --set
+        fixed = {**SMOKE_TEST, **fixed}
     if fixed.get("data") not in (None, "cifar10", "synthetic"):  # a path: Tune runs trials in their own folder
         # abspath, not Path.absolute(): '../data' is logged and reported as a clean path
         fixed["data"] = os.path.abspath(Path(str(fixed["data"])).expanduser())

@@ -23,8 +23,18 @@ def test_fixed_values_cli_flags_and_smoke_test(sweep):
     space = load_space(SWEEPS / "gan_ttur.py")
     opts = sweep.SweepOptions(space="x", overrides=(("lr_ratio", "4"),), seed=3, data="synthetic")
     assert sweep.fixed_values(space, opts) == {"lr_ratio": "4", "seed": 3, "data": "synthetic"}
-    smoke = sweep.fixed_values(space, sweep.SweepOptions(space="x", smoke_test=True, data="cifar10"))
+    smoke = sweep.fixed_values(space, sweep.SweepOptions(space="x", smoke_test=True))
     assert smoke["data"] == "synthetic" and smoke["max_epochs"] == 1
+    # an explicit flag or --set wins over --smoke-test's defaults (the max_epochs param says what ran)
+    given = sweep.SweepOptions(
+        space="x", smoke_test=True, max_epochs=2, data="cifar10", overrides=(("val_size", "64"),)
+    )
+    assert sweep.fixed_values(space, given) == {
+        "data": "cifar10",
+        "max_epochs": 2,
+        "eval_samples": 64,
+        "val_size": "64",
+    }
 
 
 def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
@@ -66,3 +76,11 @@ def test_plan_slides_preset_keeps_per_run_epochs(sweep):
 def test_plan_bad_set_seed_raises_config_error(sweep, seed):
     with pytest.raises(ConfigError, match="seed"):
         sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "gan_ttur.py"), overrides=(("seed", seed),)))
+
+
+def test_an_explicit_num_samples_wins_over_the_smoke_tests_two(sweep):
+    from common.sweep.driver import _num_samples
+
+    space = load_space(SWEEPS / "gan_ttur.py")
+    assert _num_samples(space, sweep.SweepOptions(space="x", smoke_test=True)) == 2
+    assert _num_samples(space, sweep.SweepOptions(space="x", smoke_test=True, num_samples=3)) == 3
