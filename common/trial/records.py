@@ -157,14 +157,15 @@ def image_epoch(epoch: int, max_epochs: int) -> bool:
 
 def log_figures(task, folder: Path, run: TrialRun, keep_dir: str, step: int | None = None) -> list[Path]:
     """The task's figures drawn into ``folder``. ``keep_dir``: logged as the run's ``figures/``
-    artifacts (the best epoch's). ``step``: the grids (samples, reconstructions) also logged as
-    images at that step, which the MLflow UI scrubs through with a slider."""
+    artifacts (the best epoch's). ``step``: every figure the task drew (any family's: samples,
+    reconstructions, interpolations, a plugin's own) also logged as an image at that step, keyed by
+    its file name, which the MLflow UI scrubs through with a slider."""
     folder.mkdir(exist_ok=True)
     drawn = task.figures(folder)
     for p in drawn:
         if keep_dir is not None:
             run.log_artifact(p, "figures", keep_dir=keep_dir)
-        if step is not None and p.stem in ("samples", "reconstructions"):
+        if step is not None:
             run.log_image(p, key=p.stem, step=step)
     return drawn
 

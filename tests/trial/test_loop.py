@@ -284,11 +284,11 @@ def test_curves_are_drawn_once_when_the_trial_ends_and_samples_when_it_improves(
     )
     samples = {f"figures/{n}.png" for n in ("reconstructions", "interpolations", "samples")}
     assert session.seen == [samples, samples | {"figures/curves.png"}]
-    # every epoch's grids are images at their step: the UI's slider (samples and reconstructions)
+    # every epoch's figures are images at their step: the UI's slider (each figure the task drew)
     run_id = session.results[-1]["mlflow_run_id"]
     images = [f.path.split("/")[-1].split("+") for f in client.list_artifacts(run_id, "images")]
     logged = sorted((name[0], int(name[2])) for name in images if name[-1].endswith(".png"))
-    assert logged == [("reconstructions", 1), ("reconstructions", 2), ("samples", 1), ("samples", 2)]
+    assert logged == [(n, e) for n in ("interpolations", "reconstructions", "samples") for e in (1, 2)]
 
 
 @pytest.mark.parametrize(

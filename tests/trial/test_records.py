@@ -76,3 +76,26 @@ def test_images_are_logged_every_epoch_up_to_50_then_on_a_stride_and_always_the_
     logged = [e for e in range(120) if image_epoch(e, 120)]  # stride 3
     assert logged[:3] == [2, 5, 8] and logged[-1] == 119 and len(logged) == 40
     assert [e for e in range(101) if image_epoch(e, 101)][-2:] == [98, 100]  # stride 3, and the last
+
+
+def test_every_figure_a_task_draws_is_an_image_at_the_step_whatever_its_name(tmp_path):
+    from common.trial.records import log_figures
+
+    class Task:  # a plugin's: its grid is not called samples.png
+        def figures(self, folder):
+            (folder / "rae_samples.png").write_bytes(b"png")
+            return [folder / "rae_samples.png"]
+
+    class Run:
+        images: list = []
+
+        def log_artifact(self, path, folder, keep_dir=None):
+            pass
+
+        def log_image(self, path, key, step):
+            self.images.append((key, step))
+
+    run = Run()
+    for step in (1, 2):
+        log_figures(Task(), tmp_path / f"f{step}", run, keep_dir=None, step=step)
+    assert run.images == [("rae_samples", 1), ("rae_samples", 2)]
