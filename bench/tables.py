@@ -14,7 +14,9 @@ trial stopped early, its best validation epoch), a
 config field, a ``val_*`` metric (at that epoch; ``val_*@E`` at epoch E, to compare runs of
 different lengths at the same epoch), a ``test_*`` metric, an ``n_params_*`` count, a
 final-stage metric (``fid``, ``recall``, ...), ``n_<split>`` (images), ``train_time_s``,
-``status``, ``device``, ``machine`` or ``run``. ``--by-seed``
+``status``, ``device``, ``machine``, ``cpu_flags``, ``threads``, ``precision_used``, ``selected_by``,
+``run``, or ``A-B``: column A minus column B of the same run (``test_probe_acc-test_probe_acc_pixels``:
+the probe over its raw-pixel baseline). ``--by-seed``
 folds the runs that differ only in their seed into one row: mean ± sample std [95% Student-t
 interval] over the seeds. The caption under the table names the data, its hash, the image counts
 and the commits, so every number says what it was measured on.
@@ -69,6 +71,8 @@ from common.sweep.export import FINAL  # noqa: E402
 from common.sweep.export import load_records as load  # noqa: E402
 
 WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed a run ran, not what it computed
+# where and how a run ran, and which search chose it: fields of the run file itself
+RECORD = ("train_time_s", "status", "device", "machine", "cpu_flags", "threads", "precision_used", "selected_by")
 STALE = "†"  # a test number that scored the last epoch's weights, not the selected epoch's
 
 
@@ -78,6 +82,9 @@ class TableError(ValueError):
 
 def cell(record: dict, column: str):
     """One run's value for ``column`` (the module docstring lists the kinds); None if it has none."""
+    if "-" in column:  # A-B: a difference of two columns of the same run (a probe minus its baseline)
+        a, b = (cell(record, c) for c in column.split("-", 1))
+        return None if a is None or b is None else float(a) - float(b)
     epoch = record["test"].get("epoch") or _best_epoch(record)
     if column == "epoch":
         return epoch
@@ -94,7 +101,7 @@ def cell(record: dict, column: str):
         return record["test"].get(column)
     if column in FINAL or column in record["final"]:  # "precision" is also a config field (fp32, bf16)
         return record["final"].get(column)
-    if column in ("train_time_s", "status", "device", "machine"):
+    if column in RECORD:
         return record.get(column)
     return record["params"].get(column)
 
