@@ -45,7 +45,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow and not cluster and not faults" -q --durations=30 $(ARGS)
 
-# Simulated multi-node cluster (ray.cluster_utils) and the README's cluster commands: their own
+# Simulated multi-node cluster (ray.cluster_utils) and docs/cluster.md's commands: their own
 # pytest process, because they start and stop whole Ray clusters (.ci/run runs it after make test).
 test-cluster: $(STAMP)
 	$(PY) -m pytest -m cluster -q $(ARGS)

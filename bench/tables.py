@@ -42,7 +42,7 @@ report's verdict words ('a gain' or 'a loss' only when the interval excludes 0).
     <!-- /tables.py -->
 
 is rewritten with its command's output (``--update``) or compared with it (``--verify``: exit 1
-naming each stale block); tests/test_bench.py verifies BENCHMARKS.md and README.md.
+naming each stale block); tests/test_tables.py verifies BENCHMARKS.md and README.md.
 
 ``--budget`` prints the report's "Best within the slides' budget" section instead, built by the
 report's own code (``common.report.seeds.budget_blocks``) from the run files read as the report

@@ -6,8 +6,8 @@ figures, ``export_state`` and ``build_sampler``) and one ``register(Family(...))
 sampler ``build_sampler`` returns keeps the model protocol (``common.metrics.prior``):
 ``sample(n, device)``, and for a family that decodes ``encode(x) -> code`` and ``decode(code)``.
 ``register`` checks the classes when it runs; loading a plugin (``common.trial.plugins``) also
-builds the family on a tiny input, so a broken contract fails before any training. The README's
-"Your own model" and ``examples/wae_mmd.py`` show a whole family.
+builds the family on a tiny input, so a broken contract fails before any training. docs/own-model.md
+and ``examples/wae_mmd.py`` show a whole family.
 """
 
 from common.metrics.prior import PriorSampler, code_of

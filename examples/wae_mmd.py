@@ -10,7 +10,7 @@ posterior, are pushed towards the prior, so decoded prior samples look like the 
 
 Everything here comes from the public API (``common.api``): a config, a task, the sampler that
 ``build_sampler`` returns, and one ``register`` call. Sweep it beside the slides' models with
-a space file that names this file (README, "Your own model")::
+a space file that names this file (docs/own-model.md)::
 
     plugins = ["wae_mmd.py"]   # relative to the space file
     family = ["vae", "wae", "dcgan"]

@@ -1,4 +1,4 @@
-"""README "Running on a cluster", run as written: every ```bash block of that section whose
+"""docs/cluster.md, "Running on a cluster", run as written: every ```bash block of the page whose
 commands this machine can run, in order, with ``HEAD_IP`` = 127.0.0.1.
 
 Run: the storage/tracking-server block (against a moto S3 server on 127.0.0.1), the head node,
@@ -26,17 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SKIP = ("--num-gpus", '"mps"')  # blocks for hardware this machine lacks
 
 
-def readme_blocks() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Running on a cluster", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+def cluster_page_blocks() -> list[str]:
+    text = (ROOT / "docs" / "cluster.md").read_text()
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
 
 
-def test_the_readme_cluster_section_runs_as_written(s3, tmp_path):
+def test_the_cluster_page_runs_as_written(s3, tmp_path):
     import requests
 
-    blocks = readme_blocks()
-    assert len(blocks) == 7, "the README's cluster section changed: update this test's expectations"
+    blocks = cluster_page_blocks()
+    assert len(blocks) == 7, "docs/cluster.md changed: update this test's expectations"
     runnable = [b for b in blocks if not any(k in b for k in SKIP)]
     assert len(runnable) == 5
     # The commands use .venv/bin/... and sweeps/... relative to a checkout: give them one.

@@ -1,5 +1,5 @@
 """The optuna-dashboard this project installs reads the Optuna studies its sweeps write (Optuna 5):
-the README's ``optuna-dashboard sqlite:///optuna.db``, served in-process through its WSGI app."""
+docs/browsing.md's (and the README's) ``optuna-dashboard sqlite:///optuna.db``, served in-process through its WSGI app."""
 
 from __future__ import annotations
 

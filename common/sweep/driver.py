@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from common.base.errors import first_line
-from common.base.names import PER_FAMILY, PRESET_TAG
+from common.base.names import DEFAULT_SEED, PER_FAMILY, PRESET_TAG
 from common.base.run_context import context_tags, version_tags
 from common.base.tracking import (
     TrackingError,
@@ -37,11 +37,11 @@ from common.sweep.best import end_stage, eval_samples_default
 from common.sweep.cluster import start_ray
 from common.sweep.export import Exporter
 from common.sweep.options import SweepOptions, check_data, check_folders, plan
-from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, open_parent
+from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, log_space, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
 from common.sweep.result import SweepResult
 from common.sweep.single import single_trial
-from common.sweep.space import Space
+from common.sweep.space import Space, search_space_rows
 from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
@@ -211,6 +211,8 @@ def _open(
         ),
     }
     parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(space, configs, fixed, opts))
+    if not resumed_from:  # what was searched, on the parent: the space file and its distributions
+        log_space(parent, space, search_space_rows(space, opts.seed or DEFAULT_SEED))
     ctx = SweepContext(
         tracking_uri=uri,
         experiment_id=exp_id,

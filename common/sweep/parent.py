@@ -30,6 +30,26 @@ def open_parent(
     return parent
 
 
+def log_space(run: TrialRun, space, rows: list[dict[str, str]]) -> None:
+    """The parent run's record of what was searched: the space file itself (``space/``) and its
+    resolved search space (``common.sweep.space.search_space_rows``) as a Markdown table and as an
+    MLflow table the UI shows (``space/search_space.json``)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "search_space.md"
+        lines = ["| family | param | distribution |", "|---|---|---|"]
+        lines += [f"| {r['family']} | {r['param']} | {r['distribution']} |" for r in rows] or ["| — | — | no search |"]
+        table.write_text(
+            f"Search space of {space.path.name} (params seen over random draws)\n\n" + "\n".join(lines) + "\n"
+        )
+        run.log_artifact(table, "space")
+        run.log_artifact(Path(space.path), "space")
+    if rows:
+        run.client.log_table(run.run_id, {k: [r[k] for r in rows] for k in rows[0]}, "space/search_space.json")
+
+
 def classifier_tags(state: dict, info: dict) -> dict[str, str]:
     """Parent-run tags that say which domain classifier scored the trials, and how good it is."""
     return {

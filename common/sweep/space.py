@@ -254,6 +254,36 @@ def sample_params(space: Space, seed: int, family: str | None = None) -> dict[st
         raise SpaceError(f"space file {space.path}: search space is invalid: {exc}") from None
 
 
+def search_space_rows(space: Space, seed: int, draws: int = 64) -> list[dict[str, str]]:
+    """The space as a table: one row per (family, searched param) with its distribution. A space
+    function's params are read from ``draws`` random asks of it, so a branch taken by at least one
+    of them is listed (a branch no draw took is missing: the table says it reads 'params seen')."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = []
+    for family in space.families:
+        search = space.search_for(family)
+        if search is None:
+            continue
+        study, seen = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)), {}
+        for _ in range(draws if callable(search) else 1):
+            trial = study.ask() if callable(search) else study.ask(dict(search))
+            if callable(search):
+                search(trial)
+            seen.update(trial.distributions)
+            study.tell(trial, 0.0)
+        rows += [{"family": family, "param": k, "distribution": _described(d)} for k, d in sorted(seen.items())]
+    return rows
+
+
+def _described(d) -> str:
+    """An Optuna distribution in words: 'float in [0.0001, 0.001], log-uniform', 'one of 32, 64'."""
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return "one of " + ", ".join(str(c) or '"" (none)' for c in d.choices)
+    kind = "int" if isinstance(d, optuna.distributions.IntDistribution) else "float"
+    step = f", step {d.step}" if d.step not in (None, 1) or (kind == "float" and d.step) else ""
+    return f"{kind} in [{d.low:g}, {d.high:g}]{step}, {'log-uniform' if d.log else 'uniform'}"
+
+
 def check_configs(space: Space, overrides: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
     """Resolve and validate every fixed config the sweep will start from; raise ConfigError."""
     if space.runs:

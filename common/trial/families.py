@@ -104,7 +104,7 @@ _CHECKED: set[str] = set()
 
 
 def _broken(name: str, what: str) -> None:
-    raise ConfigError(f"model family {name!r} breaks the family contract: {what}; see 'Your own model' in the README")
+    raise ConfigError(f"model family {name!r} breaks the family contract: {what}; see docs/own-model.md")
 
 
 def get(name: str) -> Family:

@@ -53,6 +53,11 @@ def test_a_sweep_lands_a_parent_and_its_trials_with_metrics_figures_and_checkpoi
     assert len(parents) == 1 and len(children) == 2 and result.completed and result.families == ["vae"]
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.data.params["metric"] == "val_bpd"
+    # what was searched, on the parent: the space file and its distributions, as Markdown and as a table
+    space = {a.path for a in client.list_artifacts(parent.info.run_id, "space")}
+    assert space == {"space/vae_beta.py", "space/search_space.md", "space/search_space.json"}
+    table = Path(client.download_artifacts(parent.info.run_id, "space/search_space.md", str(workdir)))
+    assert "| vae | beta | float in [0.25, 4], log-uniform |" in table.read_text()
     for child in children:
         assert child.data.tags["placement"] == chosen.group(1)
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
