@@ -85,7 +85,7 @@ def build_report(
     # 3. both renderings
     (out_dir / "report.md").write_text(to_markdown(blocks), encoding="utf-8")
     index = out_dir / "index.html"
-    index.write_text(to_html(blocks, f"Sweep report: {experiment}"), encoding="utf-8")
+    index.write_text(to_html(blocks, f"Sweep report: {experiment}", base=out_dir), encoding="utf-8")
     # 4. the folder, logged to every parent used
     for parent in parents:
         try:

@@ -29,16 +29,20 @@ def to_markdown(blocks: list[tuple]) -> str:
     return "\n\n".join(render[kind](*body) for kind, *body in blocks) + "\n"
 
 
-def to_html(blocks: list[tuple], title: str) -> str:
+def to_html(blocks: list[tuple], title: str, base: Path | None = None) -> str:
+    """The page; with ``base`` (the folder image paths are relative to) each image is embedded as a
+    data URI, so the page shows its images wherever it is served alone (MLflow's artifact viewer
+    serves one file, where a relative path resolves to nothing)."""
     e = lambda s: html.escape(str(s))
+    src = lambda path: _data_uri(base / path) if base is not None and (base / path).is_file() else e(path)
     row = lambda cells, tag="td": "<tr>" + "".join(f"<{tag}>{e(c)}</{tag}>" for c in cells) + "</tr>"
     render = {
         **{h: (lambda t, h=h: f"<{h}>{e(t)}</{h}>") for h in ("h1", "h2", "h3")},
         "p": lambda t: f"<p>{e(t)}</p>",
         "ul": lambda its: f"<ul>{''.join(f'<li>{e(i)}</li>' for i in its)}</ul>",
         "table": lambda head, rows: f"<table>{row(head, 'th')}{''.join(map(row, rows))}</table>",
-        "img": lambda src, caption: (
-            f"<figure><img src='{e(src)}' alt='{e(Path(src).stem)}'><figcaption>{e(caption)}</figcaption></figure>"
+        "img": lambda path, caption: (
+            f"<figure><img src='{src(path)}' alt='{e(Path(path).stem)}'><figcaption>{e(caption)}</figcaption></figure>"
         ),
     }
     return "\n".join(
@@ -49,3 +53,11 @@ def to_html(blocks: list[tuple], title: str) -> str:
             "</body></html>",
         ]
     )
+
+
+def _data_uri(path: Path) -> str:
+    import base64
+    import mimetypes
+
+    kind = mimetypes.guess_type(path.name)[0] or "image/png"
+    return f"data:{kind};base64,{base64.b64encode(path.read_bytes()).decode()}"

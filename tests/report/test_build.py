@@ -28,6 +28,13 @@ def test_the_report_says_which_split_selects(report):
     assert "chosen by its best val_mse_kl (min, validation)" in md
 
 
+def test_the_html_carries_its_images_so_mlflows_artifact_viewer_shows_them(report):
+    _, _, md, page = report
+    assert "<img" in page and "<img src='data:image/png;base64," in page
+    assert "<img src='figures/" not in page  # a relative path resolves to nothing in the viewer
+    assert "](figures/" in md  # the Markdown beside its figures/ folder keeps its links
+
+
 def test_report_logged_to_parent(report, sweep):
     uri, pid = sweep
     logged = {f.path for f in MlflowClient(tracking_uri=uri).list_artifacts(pid, "report")}

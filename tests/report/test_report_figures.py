@@ -19,4 +19,4 @@ def test_figures_copied_and_referenced(report):
     ):
         png = out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC, name
-        assert f"figures/{name}.png" in page and f"figures/{name}.png" in md
+        assert f"alt='{name}'" in page and f"figures/{name}.png" in md  # the page embeds it (a data URI)
