@@ -19,31 +19,28 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from common.base.figures import GAP, LABEL_H, side_by_side  # noqa: E402, F401  (tests read GAP, LABEL_H)
+
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-LABEL_H, GAP = 28, 12  # pixels: the caption band above each grid, and the space between grids
 
 
 def samples(runs: list[tuple[str, str, str]], out: Path, scale: int = 2) -> Path:
     """runs: (tracking URI, run id, label) each; their ``figures/samples.png`` grids, side by side."""
     from mlflow.tracking import MlflowClient
-    from PIL import Image, ImageDraw
 
-    grids = []
     with tempfile.TemporaryDirectory() as tmp:
-        for uri, run_id, label in runs:
-            path = MlflowClient(uri).download_artifacts(run_id, "figures/samples.png", tmp)
-            grid = Image.open(path).convert("RGB")
-            grids.append((grid.resize((grid.width * scale, grid.height * scale), Image.NEAREST), label, run_id))
-    width = sum(g.width for g, _, _ in grids) + GAP * (len(grids) - 1)
-    canvas = Image.new("RGB", (width, LABEL_H + max(g.height for g, _, _ in grids)), "white")
-    draw, x = ImageDraw.Draw(canvas), 0
-    for grid, label, run_id in grids:
-        draw.text((x + 4, 8), f"{label} (run {run_id[:8]})", fill="black")
-        canvas.paste(grid, (x, LABEL_H))
-        x += grid.width + GAP
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+        grids = [
+            (
+                MlflowClient(uri).download_artifacts(run_id, "figures/samples.png", f"{tmp}/{i}"),
+                f"{label} (run {run_id[:8]})",
+            )
+            for i, (uri, run_id, label) in enumerate(runs)
+        ]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        side_by_side(grids, scale).save(out)
     return out
 
 

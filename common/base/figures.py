@@ -81,3 +81,24 @@ def save_curves(history: Mapping[str, Sequence[tuple[int, float]]], path: str | 
     fig.tight_layout()
     fig.savefig(path, format="png")
     return path
+
+
+LABEL_H, GAP = 28, 12  # pixels: the caption band above each image of a panel, and the space between them
+
+
+def side_by_side(images: Sequence[tuple[str | Path, str]], scale: int = 1):
+    """A panel (a PIL image): each (PNG path, label) in a row, the label above it; sizes may differ."""
+    from PIL import Image, ImageDraw
+
+    shown = []
+    for path, label in images:
+        im = Image.open(path).convert("RGB")
+        shown.append((im.resize((im.width * scale, im.height * scale), Image.NEAREST), label))
+    width = sum(im.width for im, _ in shown) + GAP * (len(shown) - 1)
+    panel = Image.new("RGB", (max(width, 1), LABEL_H + max((im.height for im, _ in shown), default=0)), "white")
+    draw, x = ImageDraw.Draw(panel), 0
+    for im, label in shown:
+        draw.text((x + 4, 8), label, fill="black")
+        panel.paste(im, (x, LABEL_H))
+        x += im.width + GAP
+    return panel

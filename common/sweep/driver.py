@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from common.base.errors import first_line
 from common.base.names import DEFAULT_SEED, PER_FAMILY, PRESET_TAG
+from common.base.progress import stage
 from common.base.run_context import context_tags, version_tags
 from common.base.tracking import (
     TrackingError,
@@ -37,6 +38,7 @@ from common.sweep.best import end_stage, eval_samples_default
 from common.sweep.cluster import start_ray
 from common.sweep.export import Exporter
 from common.sweep.options import SweepOptions, check_data, check_folders, plan
+from common.sweep.panel import log_trial_panels
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, log_space, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
 from common.sweep.result import SweepResult
@@ -327,6 +329,12 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
     end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
+    objectives = {f: (b["metric"], sweep.space.mode) for f, b in sweep.result.best.items()}
+    try:  # a convenience of the UI: never fail a finished sweep over it
+        with stage("the trials' samples side by side, on the parent run", capture=True):
+            log_trial_panels(uri, sweep.parent.run_id, objectives)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"the trials' sample panels were not logged: {first_line(e)}")
     if sweep.exporter:  # again: the end stage added each best model's FID & co. to its trial run
         sweep.exporter.experiment_runs(uri)
     sweep.parent.set_tags({"sweep.status": "completed"})

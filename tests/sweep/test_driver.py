@@ -58,6 +58,10 @@ def test_a_sweep_lands_a_parent_and_its_trials_with_metrics_figures_and_checkpoi
     assert space == {"space/vae_beta.py", "space/search_space.md", "space/search_space.json"}
     table = Path(client.download_artifacts(parent.info.run_id, "space/search_space.md", str(workdir)))
     assert "| vae | beta | float in [0.25, 4], log-uniform |" in table.read_text()
+    # the trials' samples side by side on the parent: their best epochs, and one panel per epoch (the slider)
+    images = [a.path.split("/")[-1].split("+") for a in client.list_artifacts(parent.info.run_id, "images")]
+    panels = {(name[0], name[2]) for name in images if name[-1].endswith(".png") and "compressed" not in name[-1]}
+    assert ("vae_trials_best", "0") in panels and {("vae_trials", "1"), ("vae_trials", "2")} <= panels
     for child in children:
         assert child.data.tags["placement"] == chosen.group(1)
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
