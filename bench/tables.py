@@ -72,7 +72,17 @@ from common.sweep.export import load_records as load  # noqa: E402
 
 WHERE = {"seed", "data", "device", "deterministic"}  # where and with which seed a run ran, not what it computed
 # where and how a run ran, and which search chose it: fields of the run file itself
-RECORD = ("train_time_s", "status", "device", "machine", "cpu_flags", "threads", "precision_used", "selected_by")
+RECORD = (
+    "preset",
+    "train_time_s",
+    "status",
+    "device",
+    "machine",
+    "cpu_flags",
+    "threads",
+    "precision_used",
+    "selected_by",
+)
 STALE = "†"  # a test number that scored the last epoch's weights, not the selected epoch's
 
 

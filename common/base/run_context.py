@@ -65,6 +65,12 @@ def system_metrics(uri: str, run_id: str):
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no start/stop chatter per trial
+    import psutil
+
+    # psutil's cpu_percent() is the share since the *calling thread's* previous call, and 0.0 on a
+    # thread's first: the last sample is taken in this thread, so mark its start here (without this
+    # a short trial's CPU read 0.0 throughout: its only samples were two threads' first calls).
+    psutil.cpu_percent()
     monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_S, tracking_uri=uri, resume_logging=True)
     monitor.start()
     taken = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import threading
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -260,7 +261,11 @@ def test_a_trial_shorter_than_the_sampling_interval_still_has_system_metrics(tra
     monkeypatch.setattr(common.base.run_context, "SYSTEM_METRICS_S", 3600.0)  # no sample falls within the trial
     session = LocalSession(workdir / "short")
     cfg = VAEConfig(data="synthetic", val_size=128, max_epochs=1, batch_size=64, eval_samples=64, probe_every=0)
-    run_trial(cfg, _ctx(tracking_uri, "val_mse_kl"), session)
+    # In a thread of its own, as in a fresh Ray worker: psutil's CPU share is per calling thread, 0.0
+    # on a thread's first call, so the last sample must not be that thread's first.
+    trial = threading.Thread(target=run_trial, args=(cfg, _ctx(tracking_uri, "val_mse_kl"), session))
+    trial.start()
+    trial.join()
     client = MlflowClient(tracking_uri)
     history = client.get_metric_history(session.results[-1]["mlflow_run_id"], "system/cpu_utilization_percentage")
     assert len(history) == 1 and history[0].value > 0  # taken as the run ended: the trial's CPU share
