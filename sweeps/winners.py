@@ -9,6 +9,12 @@ slides' budget' table has all three columns, every number on the test split:
     python run_sweep.py --space sweeps/seed_spread.py --experiment budget --no-report
     python run_sweep.py --space sweeps/winners.py --experiment budget
 
+Confirmed on fresh seeds (45-47, no search used them; BENCHMARKS.md, "The headline results,
+confirmed on fresh seeds"): the VAE reads test_mse_kl 194.05 ± 0.71 [192.30, 195.81] against the
+slides preset's 199.77 ± 4.86 [187.70, 211.84] (paired: -5.72 [-17.38, +5.95], inconclusive); its
+numbers over seeds 42-44 (193.53) partly scored the last epoch's weights and are superseded. The
+DCGAN's fresh seeds are running; its FID over 42-44 (49.83) holds the search's own selected trial.
+
 VAE: the levers of the best of `sweeps/vae_budget.py`'s first 8 trials (val_mse_kl 214.13 at seed
 42, on the earlier 256-unit-FC layout) on the layout the layout study chose (no hidden FC, 48-96-192:
 val_mse_kl 197.25 at the slides' training, seed 42): two selections on validation, combined. The
