@@ -83,3 +83,18 @@ class Quiet(Exception):
 )
 def test_first_line(message, limit, expected):
     assert first_line(Quiet(message), limit) == expected
+
+
+def test_a_restart_is_kept_for_the_machines_troubles_not_the_codes():
+    from common.base.errors import raised_at, retryable
+
+    assert not retryable(RuntimeError("a bug")) and not retryable(TypeError("missing argument"))
+    assert retryable(OSError(28, "No space left on device")) and retryable(MemoryError())
+    try:
+        try:
+            raise ConnectionResetError("the tracking server went away")
+        except OSError as e:
+            raise RuntimeError("logging failed") from e
+    except RuntimeError as wrapped:
+        assert retryable(wrapped)  # raised from an OS error: the machine's
+        assert raised_at(wrapped).startswith(f"{__file__}:")  # this test's own line, the user's code

@@ -38,8 +38,14 @@ RETRYABLE = (OSError, MemoryError)
 def retryable(exc: BaseException) -> bool:
     """Whether a restart might not meet ``exc`` again: an OS or memory error, an out-of-memory on a
     device, or an error of Ray or MLflow (a lost worker, a tracking server that went away)."""
-    top = type(exc).__module__.split(".")[0]
-    return isinstance(exc, RETRYABLE) or top in ("ray", "mlflow") or "OutOfMemory" in type(exc).__name__
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:  # the exception or any it was raised from
+        top = type(exc).__module__.split(".")[0]
+        if isinstance(exc, RETRYABLE) or top in ("ray", "mlflow") or "OutOfMemory" in type(exc).__name__:
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def raised_at(exc: BaseException) -> str:
