@@ -209,6 +209,7 @@ def _store_with_trials(uri: str, metric: str = "val_mse_kl", machine: str = "tes
             "data_hash": "ab" * 16,
             "git_commit": "c0ffee1",
             "machine": machine,
+            "test.weights": "snapshot",  # the selected epoch's own weights, as today's loop logs them
         }
         run = client.create_run(exp, tags=tags)
         rid = run.info.run_id

@@ -11,3 +11,6 @@ CPU_FLAGS = "cpu_flags"  # a trial run's: common.base.device.cpu_flags of each b
 MACHINE_TAG = "machine"  # a trial run's: the box it trained on (describe_machine), each box a restore moved it to
 PER_FAMILY = "per family"  # a parent param (metric, max_epochs) that each family's default sets
 SLIDES_PRESET = "slides"  # the preset that reproduces the slides' two runs (sweeps/slides.py)
+# A trial run's, set with its test metrics: what weights they scored, the loop's one snapshot of the
+# selected epoch (a run logged without it scored whatever the live modules held at the last epoch).
+TEST_WEIGHTS_TAG, SNAPSHOT = "test.weights", "snapshot"

@@ -27,9 +27,17 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.base.names import CPU_FLAGS, MACHINE_TAG, PER_FAMILY, PRESET_TAG, SELECTED_BY, SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import (
+    CPU_FLAGS,
+    MACHINE_TAG,
+    PER_FAMILY,
+    PRESET_TAG,
+    SELECTED_BY,
+    SWEEP_ROLE,
+    TEST_WEIGHTS_TAG,
+    TRIAL_STATUS,
+)
 from common.trial.families import config_class
-from common.trial.records import TEST_WEIGHTS_TAG
 
 FINISHED = ("completed", "stopped")
 FINAL = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is10")

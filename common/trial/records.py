@@ -12,7 +12,7 @@ import torch
 
 from common.base.device import cpu_flags, describe_machine, is_deterministic, no_tf32
 from common.base.figures import save_curves
-from common.base.names import CPU_FLAGS, MACHINE_TAG, SWEEP_ROLE, TRIAL_STATUS
+from common.base.names import CPU_FLAGS, MACHINE_TAG, SNAPSHOT, SWEEP_ROLE, TEST_WEIGHTS_TAG, TRIAL_STATUS
 from common.base.run_context import dataset_inputs
 from common.base.tracking import TrialRun
 
@@ -21,9 +21,6 @@ if TYPE_CHECKING:  # (the loop imports this module)
 
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them
-# What those weights were: the loop's one snapshot of the selected epoch (a run logged without this tag
-# scored whatever the live modules held at the last epoch, labelled as the selected one).
-TEST_WEIGHTS_TAG, SNAPSHOT = "test.weights", "snapshot"
 
 
 def tag_lineage(run: TrialRun, donor: str, epoch: int, cfg, held: int, history: dict) -> None:
