@@ -8,6 +8,7 @@ file, CI) each event is one line: a trial started or ended, a new best, a stage 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -154,3 +155,19 @@ def bar(items: Iterable, what: str, total: int, unit: str = "batch") -> Iterator
         return
     with stage(what):
         yield from items
+
+
+class _TrialFailures(logging.Filter):
+    """Drops Tune's own ERROR records of a failed trial (its traceback, 'Trials did not complete'):
+    the console's progress line and the final error line say it once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Trial task failed for trial", "Trials did not complete"))
+
+
+def quiet_trial_failures() -> None:
+    """Install ``_TrialFailures`` on the two Tune loggers that write them (once)."""
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _TrialFailures) for f in log.filters):
+            log.addFilter(_TrialFailures())

@@ -5,7 +5,6 @@ driver callback that closes each trial's MLflow run with its final status."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from ray.tune.search.optuna import OptunaSearch
 from common.base import compat
 from common.base.errors import TrialCodeError, first_line
 from common.base.names import TRIAL_STATUS
-from common.base.progress import SweepProgress
+from common.base.progress import SweepProgress, quiet_trial_failures
 from common.base.tracking import TrialRun, best_of, check_tracking_uri
 from common.sweep.export import Exporter
 from common.sweep.resources import slots
@@ -92,22 +91,6 @@ def _run_id_file(trial) -> str | None:
     with contextlib.suppress(OSError, TypeError):
         return (Path(trial.local_path) / RUN_ID_FILE).read_text().strip() or None
     return None
-
-
-class _TrialFailures(logging.Filter):
-    """Drops Tune's own ERROR records of a failed trial (its traceback, 'Trials did not complete'):
-    the console's progress line and the final error line say it once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(("Trial task failed for trial", "Trials did not complete"))
-
-
-def quiet_trial_failures() -> None:
-    """Install ``_TrialFailures`` on the two Tune loggers that write them (once)."""
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
-        log = logging.getLogger(name)
-        if not any(isinstance(f, _TrialFailures) for f in log.filters):
-            log.addFilter(_TrialFailures())
 
 
 def _error_line(error: BaseException) -> str:
