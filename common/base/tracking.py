@@ -216,21 +216,6 @@ def git_commit(repo: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
-@contextlib.contextmanager
-def fluent_run(uri: str, run_id: str):
-    """``mlflow.start_run(run_id=...)`` for the fluent APIs that need an active run (log_model),
-    ending with the status the run had before: start_run reopens a run, and its context would
-    otherwise close it FINISHED (a killed parent) or leave a finished one reopened."""
-    import mlflow
-
-    before = MlflowClient(uri).get_run(run_id).info.status
-    mlflow.start_run(run_id=run_id)
-    try:
-        yield
-    finally:
-        mlflow.end_run(status=before)
-
-
 class TrialRun:
     """One MLflow run (a sweep's parent or a trial's child), written through the client.
 

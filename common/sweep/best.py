@@ -17,7 +17,7 @@ from common.base.errors import first_line
 from common.base.figures import save_image_grid
 from common.base.names import SELECTED_BY
 from common.base.progress import stage
-from common.base.tracking import TrackingError, TrialRun, fluent_run, redact
+from common.base.tracking import TrackingError, TrialRun, redact
 from common.metrics.evaluation import FINAL_METRICS, Evaluator
 from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
 from common.sweep.result import SweepResult
@@ -112,7 +112,7 @@ def registered_name(experiment: str, family: str) -> str:
 
 def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> str:
     """Log the sweep's best model of ``family`` from the trial run that trained it, at its best
-    epoch's step (so MLflow links that step's validation metrics to it), register it as a new
+    epoch's step (linked to that step's validation metrics), register it as a new
     version of ``registered_name(experiment, family)`` and point the alias ``best`` at it, so
     ``models:/<name>@best`` is the latest sweep's best. Returns its logged model id."""
     from mlflow.tracking import MlflowClient
@@ -148,28 +148,51 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
 def _log_sampler(uri: str, name: str, family: str, run_id: str, ckpt: dict) -> tuple[str, str]:
     """Log and register the sampler z (B, latent) -> images (B, 3, 32, 32) in [-1, 1] as MLflow's
     pt2 (torch.export: a graph and weights, so loading it runs no pickled code and needs neither
-    this checkout nor its classes) on run ``run_id`` at the checkpoint's epoch; (version, model id)."""
+    this checkout nor its classes) as run ``run_id``'s output at the checkpoint's epoch, linked to
+    that step's model metrics; (version, model id)."""
     import mlflow
     import numpy as np
+    from mlflow.entities import LoggedModelOutput
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     sampler, latent = Sampler(from_checkpoint(ckpt["config"], ckpt["model"])), ckpt["config"]["latent_dim"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    # 1. Created here, not by log_model in the run: log_model(step=) would link every metric
+    #    of that step, the node's system/* samples among them.
+    model = client.create_logged_model(
+        run.info.experiment_id, name=f"best_{family}", source_run_id=run_id, params=run.data.params
+    )
     mlflow.set_tracking_uri(uri)
-    with fluent_run(uri, run_id):
-        info = mlflow.pytorch.log_model(
-            sampler,
-            name=f"best_{family}",
-            serialization_format="pt2",
-            step=ckpt["epoch"],
-            signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
-            input_example=np.zeros((EXAMPLE_BATCH, latent), np.float32),
-            # torch pinned, as MLflow would infer for a pt2 model, without its inference: a
-            # subprocess that re-imports the model's modules, most of the registration's time
-            pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
-            registered_model_name=name,
-        )
-    return str(info.registered_model_version), info.model_id
+    info = mlflow.pytorch.log_model(
+        sampler,
+        name=f"best_{family}",
+        model_id=model.model_id,
+        serialization_format="pt2",
+        signature=ModelSignature(Schema([TensorSpec(np.dtype("float32"), (-1, latent))])),
+        input_example=np.zeros((EXAMPLE_BATCH, latent), np.float32),
+        # torch pinned, as MLflow would infer for a pt2 model, without its inference: a
+        # subprocess that re-imports the model's modules, most of the registration's time
+        pip_requirements=mlflow.pytorch.get_default_pip_requirements(),
+        registered_model_name=name,
+    )
+    # 2. The run's output at its best epoch, with that epoch's model metrics.
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=ckpt["epoch"])])
+    client.log_batch(run_id, metrics=_model_metrics(client, run, ckpt["epoch"], model.model_id))
+    return str(info.registered_model_version), model.model_id
+
+
+def _model_metrics(client, run, step: int, model_id: str) -> list:
+    """Run ``run``'s metrics at ``step``, but the node's ``system/*``, as links to ``model_id``:
+    the same points (timestamp included), so the store adds no second copy to their history."""
+    from mlflow.entities import Metric
+
+    keys = [k for k in run.data.metrics if not k.startswith("system/")]
+    history = (m for k in keys for m in client.get_metric_history(run.info.run_id, k))
+    return [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id) for m in history if m.step == step]
 
 
 def eval_samples_default(eval_n: int | None, smoke_test: bool) -> int:

@@ -1,5 +1,5 @@
 """common/sweep/best.py without a sweep: the best model logged from its trial run at its best
-epoch (MLflow links that step's metrics), the final metrics logged against it, one version per
+epoch with that step's model metrics (not the node's system/*), the final metrics logged against it, one version per
 sweep on a rerun, and ``--sample`` from the registered pt2 program with pickles refused."""
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def trained(request, tmp_path):
     metric = family.config.default_metric
     for epoch, value in ((1, 3.0), (2, 1.0), (3, 2.0)):
         client.log_metric(trial, metric, value, step=epoch)
+        client.log_metric(trial, "system/cpu_utilization_percentage", 50.0, step=epoch)  # a node's, not a model's
     client.set_terminated(trial, "FINISHED")
     cfg = family.config.from_dict({**family.tiny, "data": "synthetic", "val_size": 64})
     task = family.task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
@@ -49,6 +50,8 @@ def test_the_best_model_is_its_trial_runs_at_the_best_epoch_with_the_metrics_lin
     assert model.source_run_id == best["mlflow_run_id"] and model.name == f"best_{family}"
     assert {(m.key, m.step, m.value) for m in model.metrics} == {(best["metric"], 2, 1.0), ("fid", 2, 99.0)}
     client = MlflowClient(uri)
+    outputs = client.get_run(best["mlflow_run_id"]).outputs.model_outputs
+    assert [(o.model_id, o.step) for o in outputs] == [(model_id, 2)]  # the run's output, at its best epoch
     version = client.get_model_version_by_alias(registered_name("exp", family), "best")
     assert version.source == f"models:/{model_id}" and version.tags["model_id"] == model_id
     assert client.get_run(best["mlflow_run_id"]).info.status == "FINISHED"  # logged to, not reopened
