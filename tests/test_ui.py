@@ -32,6 +32,23 @@ def _loaded_images(page) -> list[tuple[str, int]]:
     return page.eval_on_selector_all("img", "els => els.map(e => [e.getAttribute('src') || '', e.naturalWidth])")
 
 
+def _image_at_step(page, charts_url: str, key: str, step: int) -> None:
+    """Open a run's charts filtered to image ``key``, move its slider to ``step`` (the card opens
+    at step 0, before the first epoch) and wait for that step's image to load."""
+    page.goto(charts_url, wait_until="load")
+    page.get_by_placeholder("Search metric charts").fill(key)
+    card = page.locator("div").filter(has=page.get_by_text(key, exact=True)).filter(has=page.get_by_role("slider"))
+    slider = card.last.get_by_role("slider").last
+    slider.wait_for(timeout=WAIT_MS)
+    assert int(slider.get_attribute("aria-valuemax")) > int(slider.get_attribute("aria-valuemin"))  # >= 2 epochs
+    while int(slider.get_attribute("aria-valuenow") or 0) < step:
+        slider.press("ArrowRight")
+    page.wait_for_function(
+        f"() => [...document.images].some(i => i.src.includes('{key}%2Bstep%2B{step}%2B') && i.naturalWidth > 0)",
+        timeout=WAIT_MS,
+    )
+
+
 @pytest.mark.slow  # a sweep, a server and a browser: over a minute, so make test-slow
 def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray_session, browser, tmp_path):
     from mlflow.tracking import MlflowClient
@@ -114,12 +131,29 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/system-metrics", wait_until="load")
         page.get_by_text("cpu_utilization_percentage").first.wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(SHOTS / "3b-system-metrics.png"))
-        page.goto(f"{server.url}/#/experiments/{exp}/runs/{best}/model-metrics", wait_until="load")
-        page.get_by_placeholder("Search metric charts").fill("samples")
-        slider = page.get_by_role("slider").first
-        slider.wait_for(timeout=WAIT_MS)
-        assert int(slider.get_attribute("aria-valuemax")) > int(slider.get_attribute("aria-valuemin"))
+        _image_at_step(page, f"{server.url}/#/experiments/{exp}/runs/{best}/model-metrics", "samples", 1)
         page.screenshot(path=str(SHOTS / "3c-sample-grids-by-epoch.png"))
+
+        # The parent: its search space, its trials side by side (best epochs; and epoch by epoch on
+        # the slider), and the report's HTML with its images, served from the artifact store.
+        page.goto(f"{server.url}/#/experiments/{exp}/runs/{parent.info.run_id}/artifacts", wait_until="load")
+        page.get_by_text("space", exact=True).first.click(timeout=WAIT_MS)
+        page.get_by_text("search_space.md").first.click(timeout=WAIT_MS)
+        page.get_by_text("one of 16, 32, 64, 128, 256").first.wait_for(timeout=WAIT_MS)  # latent_dim's row
+        page.screenshot(path=str(SHOTS / "3d-parent-search-space.png"))
+        page.get_by_text("report", exact=True).first.click(timeout=WAIT_MS)
+        page.get_by_text("index.html").first.click(timeout=WAIT_MS)
+        report_frame = page.frame_locator("iframe").first
+        report_frame.get_by_text("At a glance").first.wait_for(timeout=WAIT_MS)
+        framed = report_frame.locator("img")
+        framed.first.wait_for(timeout=WAIT_MS)
+        widths = framed.evaluate_all("els => els.map(e => e.naturalWidth)")
+        assert len(widths) >= 3 and all(w > 0 for w in widths), widths
+        page.screenshot(path=str(SHOTS / "3e-report-in-mlflow.png"))
+        parent_charts = f"{server.url}/#/experiments/{exp}/runs/{parent.info.run_id}/model-metrics"
+        _image_at_step(page, parent_charts, "vae_trials", 1)
+        assert page.locator("img[src*='vae_trials_best']").evaluate("e => e.naturalWidth") > 0
+        page.screenshot(path=str(SHOTS / "3f-trials-side-by-side.png"))
 
         # The experiment's Models tab: the best model, logged from its trial, with that trial's metrics.
         model_id = summary.best["vae"]["model_id"]
@@ -128,6 +162,7 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.screenshot(path=str(SHOTS / "4a-models-tab.png"))
         page.goto(f"{server.url}/#/experiments/{exp}/models/{model_id}", wait_until="load")
         page.get_by_text("val_bpd", exact=True).first.wait_for(timeout=WAIT_MS)  # the metric it was chosen on
+        assert page.get_by_text("system/", exact=False).count() == 0  # model metrics only, not the node's
         page.screenshot(path=str(SHOTS / "4b-logged-model.png"), full_page=True)
 
         # The registered best model, with its alias.
