@@ -363,3 +363,11 @@ def test_a_final_metric_column_never_falls_back_to_the_config_field_of_the_same_
     record = {"test": {}, "objective": {"per_epoch": {}, "mode": "min"}, "final": {}, "params": {"precision": "fp32"}}
     assert tables.cell(record, "precision") is None  # not evaluated yet: no precision/recall, not "fp32"
     assert tables.cell({**record, "final": {"precision": 0.57}}, "precision") == 0.57
+
+
+@pytest.mark.slow  # a whole failing sweep through the CLI, as the bench runs it
+def test_the_fail_fast_bench_counts_one_attempt_per_trial_and_one_error_line(tmp_path):
+    from bench import fail_fast
+
+    r = fail_fast.run_once(fail_fast.REPO, tmp_path / "run")
+    assert (r["rc"], r["attempts"], r["error_lines"], r["tune_noise"]) == (1, 2, 1, False)
