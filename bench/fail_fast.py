@@ -2,11 +2,13 @@
 
 Run (from the repository root, with nothing else running)::
 
-    .venv/bin/python bench/fail_fast.py --before d85de11^ --repeats 3
+    .venv/bin/python bench/fail_fast.py --before d85de11^ --repeats 3 --data ../shared/data/cifar10-jpeg.tar.gz
+    .venv/bin/python bench/fail_fast.py --repeats 1      # synthetic data, quick
 
 Each repeat runs ``run_sweep.py`` as a user would: a 2-trial sweep (2 cores, 1 CPU per trial) of a
-plugin family, passed with ``--plugin``, whose ``train_epoch`` always raises, on synthetic data
-with ``--no-report``. ``--before REV`` runs the same command from a git worktree of REV (built
+plugin family, passed with ``--plugin``, whose ``train_epoch`` always raises, on ``--data``
+(default synthetic; a real source is what a user meets: each attempt loads it and the domain
+classifier, from the cache once the first sweep wrote it) with ``--no-report``. ``--before REV`` runs the same command from a git worktree of REV (built
 against this checkout's venv) in the same repeat, so both sides share the machine's state.
 
 Per side: the wall time to the exit, the exit status, how many attempts the trials made (the
@@ -50,13 +52,13 @@ SPACE = f"runs = [{{'family': 'raiser', 'seed': 1, {TINY}}}, {{'family': 'raiser
 SPACE += "resources = {'cpu': 1, 'gpu': 0}\n"
 
 
-def run_once(checkout: Path, work: Path) -> dict:
+def run_once(checkout: Path, work: Path, data: str = "synthetic") -> dict:
     """One failing sweep from ``checkout`` in the fresh folder ``work``: its measurements."""
     work.mkdir(parents=True)
     (work / "raiser.py").write_text(PLUGIN)
     (work / "space.py").write_text(SPACE)
     cmd = [sys.executable, str(checkout / "run_sweep.py"), "--space", "space.py", "--plugin", "raiser.py"]
-    cmd += ["--data", "synthetic", "--eval-n", "0", "--no-report", "--experiment", "fail_fast"]
+    cmd += ["--data", data, "--eval-n", "0", "--no-report", "--experiment", "fail_fast"]
     cmd += ["--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--storage", str(work / "ray_results")]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=1800)
@@ -70,6 +72,11 @@ def run_once(checkout: Path, work: Path) -> dict:
         "error_lines": sum(line.startswith("error:") for line in console.splitlines()),
         "tune_noise": "Trials did not complete" in console or "/tmp/ray" in console,
     }
+
+
+def _data(source: str) -> str:
+    """A path source made absolute: each sweep runs in its own folder."""
+    return str(Path(source).resolve()) if Path(source).exists() else source
 
 
 def _worktree(rev: str, into: Path) -> Path:
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--before", metavar="REV", help="also run the same sweep from git revision REV")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--data", default="synthetic", help="a data source as run_sweep.py takes it")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fail_fast-") as tmp:
         sides = {"today": REPO}
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             runs: dict[str, list[dict]] = {name: [] for name in sides}
             for i in range(args.repeats):
                 for name, checkout in sides.items():
-                    runs[name].append(r := run_once(checkout, Path(tmp) / f"{i}-{len(runs[name])}-{name[:6]}"))
+                    runs[name].append(r := run_once(checkout, Path(tmp) / f"{i}-{name[:6]}", _data(args.data)))
                     print(f"repeat {i + 1} {name}: {r}", flush=True)
         finally:
             if args.before:
