@@ -39,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+from common.base.objective import Objective  # noqa: E402
+
 # Per family: the shipped space file, its experiment, and what PBT mutates (only what a checkpoint
 # carries across: not the latent size nor the architecture). The DCGAN's are sweeps/gan_pbt.py's,
 # synchronous as there; the VAE's PBT is asynchronous, as measured in BENCHMARKS.md.
@@ -68,14 +70,10 @@ def space_text(family: str, strategy: str) -> str:
     return text + extra[strategy]
 
 
-def best_so_far(points: list[tuple[int, float]], mode: str = "min") -> list[float]:
+def best_so_far(points: list[tuple[int, float]], objective: Objective) -> list[float | None]:
     """``points``: (timestamp, objective) of every trial-epoch, any order -> the best value seen
     after each trial-epoch, in time order (len(points) entries)."""
-    pick = min if mode == "min" else max
-    curve: list[float] = []
-    for _, v in sorted(points):
-        curve.append(v if not curve else pick(curve[-1], v))
-    return curve
+    return objective.running_best(v for _, v in sorted(points))
 
 
 def trials_for(strategy: str, args, max_epochs: int) -> int:
@@ -118,7 +116,7 @@ def one_search(strategy: str, seed: int, args, root: Path) -> list[float]:
     exp = client.get_experiment_by_name(path.stem)
     runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'trial'")
     points = [(m.timestamp, m.value) for r in runs for m in client.get_metric_history(r.info.run_id, space.metric)]
-    curve = best_so_far(points, space.mode)
+    curve = best_so_far(points, Objective(space.metric, space.mode))
     print(
         f"  {strategy} seed {seed}: {len(runs)} trials, {len(curve)} trial-epochs, best {space.metric} {curve[-1]:.2f}",
         flush=True,
@@ -153,7 +151,7 @@ def main() -> None:
     print(
         f"\n{space.path.name}, data {args.data} (train subset {args.train_subset}, {space.metric} on the validation "
         f"images), budget {args.budget} trial-epochs, seeds {args.seeds}: best {space.metric} within b trial-epochs, "
-        f"median over seeds (min-max); {'lower' if space.mode == 'min' else 'higher'} is better"
+        f"median over seeds (min-max); {Objective(space.metric, space.mode).better_is} is better"
     )
     print("\n".join(table(curves, args, space.max_epochs)))
 

@@ -63,6 +63,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from common.base.names import PRESET_TAG, TRIAL_STATUS  # noqa: E402
+from common.base.objective import MODES, Objective  # noqa: E402
 from common.report.intervals import fmt_interval, paired, t_interval  # noqa: E402
 from common.report.render import to_markdown  # noqa: E402
 from common.report.seeds import budget_blocks  # noqa: E402
@@ -230,7 +231,7 @@ def paired_table(a: list[dict], b: list[dict], columns: list[str], names: tuple[
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for column in columns:
         metric, _, mode = column.partition(":")
-        if mode not in ("min", "max"):
+        if mode not in MODES:
             raise TableError(f"--paired column {column!r}: write {metric}:min or {metric}:max (which way is better)")
         seed = lambda r: r["params"].get("seed")
         theirs = {seed(r): cell(r, metric) for r in b}
@@ -243,7 +244,7 @@ def paired_table(a: list[dict], b: list[dict], columns: list[str], names: tuple[
         if len(diffs) < 2:
             diff, said = f"{len(diffs)} seed(s) in common: no interval", "—"
         else:
-            mean, lo, hi, said = paired(diffs, mode)
+            mean, lo, hi, said = paired(diffs, Objective(metric, mode))
             places = 2 if abs(mean) >= 1 else 4  # the mean's precision for its bounds too
             signed = lambda v: f"{v:+.{places}f}"
             diff = f"{signed(mean)} {fmt_interval(lo, hi, signed).removeprefix('95% CI ')} ({len(diffs)} seeds)"
@@ -285,8 +286,8 @@ def _best_epoch(record: dict) -> int | None:
     curve = record["objective"]["per_epoch"]
     if not curve:
         return None
-    pick = min if record["objective"]["mode"] == "min" else max
-    return int(pick(curve, key=lambda e: curve[e]))
+    objective = Objective(record["objective"]["metric"], record["objective"]["mode"])
+    return int(objective.pick(list(curve), key=lambda e: curve[e]))
 
 
 def _number(value) -> float:

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import throughput  # noqa: E402
 
 from common.base.data import load_dataset  # noqa: E402
+from common.base.objective import Objective  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["vae", "dcgan"])
@@ -144,8 +145,8 @@ def test_every_search_runs_a_valid_space_file_of_its_family_on_a_validation_obje
 
 def test_best_so_far_orders_by_time_and_keeps_the_running_best():
     points = [(30, 5.0), (10, 7.0), (20, 6.0), (40, 6.5)]
-    assert search.best_so_far(points) == [7.0, 6.0, 5.0, 5.0]
-    assert search.best_so_far(points, "max") == [7.0, 7.0, 7.0, 7.0]
+    assert search.best_so_far(points, Objective("m", "min")) == [7.0, 6.0, 5.0, 5.0]
+    assert search.best_so_far(points, Objective("m", "max")) == [7.0, 7.0, 7.0, 7.0]
 
 
 def test_the_table_reads_each_budget_mark_and_counts_a_short_search_with_its_final_best():
@@ -331,7 +332,7 @@ def _budget_store(uri: str) -> None:
                 rid,
                 params=[Param(k, str(v)) for k, v in params.items()],
                 metrics=[Metric(k, v, 0, 0) for k, v in {**sizes, **nets[family]}.items()]
-                + [Metric(fallback_objective(family)[0], v, 0, e) for e, v in enumerate(curve, 1)]
+                + [Metric(fallback_objective(family).metric, v, 0, e) for e, v in enumerate(curve, 1)]
                 + [Metric(k, v, 0, 2) for k, v in test.items()],
             )
             client.set_terminated(rid)

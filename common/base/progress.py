@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from common.base.objective import Objective
+
 
 def _tty() -> bool:
     """A terminal that can show a redrawn line: a pty that reports 0 columns (``script`` or
@@ -37,8 +39,8 @@ class SweepProgress:
     | elapsed, ETA'. The ETA extrapolates the epochs done so far over every trial's max_epochs
     (trials ASHA stops early count as finished), so it shrinks as ASHA prunes."""
 
-    def __init__(self, family: str, metric: str, mode: str, total: int, max_epochs: int):
-        self.family, self.metric, self.mode, self.total, self.max_epochs = family, metric, mode, total, max_epochs
+    def __init__(self, family: str, objective: Objective, total: int, max_epochs: int):
+        self.family, self.objective, self.total, self.max_epochs = family, objective, total, max_epochs
         self.t0, self.best, self.epochs, self.done = time.monotonic(), None, {}, set()
 
     def line(self, running: int) -> str:
@@ -46,7 +48,7 @@ class SweepProgress:
         out = f"{self.family}: {len(self.done)}/{self.total} done, {running} running, {pending} pending"
         if self.best:
             value, trial, epoch = self.best
-            out += f" | best {self.metric} {value:.4g} (trial {trial}, epoch {epoch})"
+            out += f" | best {self.objective.metric} {value:.4g} (trial {trial}, epoch {epoch})"
         elapsed = time.monotonic() - self.t0
         share = len(self.done) + sum(e / self.max_epochs for t, e in self.epochs.items() if t not in self.done)
         share /= max(self.total, 1)
@@ -80,11 +82,11 @@ class SweepProgress:
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.epochs[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
-        value, event = result.get(self.metric), None
+        value, event = result.get(self.objective.metric), None
         if (
             value is not None
             and not result.get("diverged")
-            and (self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0]))
+            and self.objective.better(value, None if self.best is None else self.best[0])
         ):
             self.best, event = (
                 (value, trial.trial_id, self.epochs[trial.trial_id]),

@@ -8,7 +8,6 @@ a sqlite file plus a local artifact folder in the working directory: no server n
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sqlite3
 import subprocess
@@ -16,13 +15,14 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from common.base.errors import UserError, first_line
+from common.base.objective import Objective
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
@@ -143,15 +143,9 @@ def retry(fn: Callable[[], Any], what: str, uri: str, budget_s: float = DB_RETRY
             delay = min(delay * 2, 10.0)
 
 
-def best_of(values: Iterable[float], mode: str) -> float | None:
-    """The best finite value of ``values`` (``mode`` "min" or "max"); None if there is none."""
-    finite = [v for v in values if math.isfinite(v)]
-    return (min if mode == "min" else max)(finite) if finite else None
-
-
-def best_value(client: MlflowClient, run_id: str, key: str, mode: str = "min") -> float | None:
-    """The best finite value of metric ``key`` over a run's epochs; None if it never logged one."""
-    return best_of((m.value for m in client.get_metric_history(run_id, key)), mode)
+def best_value(client: MlflowClient, run_id: str, objective: Objective) -> float | None:
+    """The best finite value of ``objective``'s metric over a run's epochs; None if it never logged one."""
+    return objective.best(m.value for m in client.get_metric_history(run_id, objective.metric))
 
 
 def find_trial_run(uri: str, experiment_id: str, parent_run_id: str | None, trial_id: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Sequence
 from common.base import slides
 from common.base.figures import agg_figure
 from common.base.names import TRIAL_STATUS
+from common.base.objective import Objective
 from common.report.flags import flag_kinds
 from common.report.pareto import non_dominated
 from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
@@ -151,7 +152,7 @@ def _scatter(every: Sequence[Trial], out_dir: Path) -> list[tuple]:
             )
         ]
     points = [(t.metric(x_key), t.metric("test_probe_acc")) for t in done]
-    front = non_dominated(points, ["min", "max"])
+    front = non_dominated(points, [Objective(x_key, "min"), Objective("test_probe_acc", "max")])
     # 2. the figure, with the slides' models as the slides preset ran them
     anchors = preset_means([t.as_dict() for t in every], [x_key, "test_probe_acc"])
     _draw(done, points, front, anchors, x_key).savefig(out_dir / "figures" / "glance_tradeoff.png", format="png")

@@ -15,6 +15,7 @@ import warnings
 from typing import Any
 
 from common.base.names import TRIAL_STATUS
+from common.base.objective import Objective
 from common.report.runs import FAMILY_LABEL, FamilyTrials
 from common.report.values import parse_value
 
@@ -31,11 +32,11 @@ def describe_values(raw: list[Any]) -> str:
     return ", ".join(sorted(set(map(str, values))))
 
 
-def param_importances(rows: list[dict[str, Any]], values: list[float], mode: str) -> dict[str, float]:
+def param_importances(rows: list[dict[str, Any]], values: list[float], objective: Objective) -> dict[str, float]:
     """Importance of each param that varies across ``rows`` for the objective ``values``.
 
     ``rows[i]`` holds trial i's params (strings as MLflow returns them, or numbers);
-    ``values[i]`` its objective; ``mode`` is "min" or "max". Params missing from some row or
+    ``values[i]`` its ``objective`` value. Params missing from some row or
     constant across all rows are excluded. Distributions: all ints -> IntDistribution, all
     numbers -> FloatDistribution (observed min..max), otherwise categorical over the observed
     values. Returns {param: importance}, highest first, normalised to sum 1; {} when no param
@@ -62,7 +63,7 @@ def param_importances(rows: list[dict[str, Any]], values: list[float], mode: str
             observed[k] = vs = [str(v) for v in vs]
             dists[k] = CategoricalDistribution(sorted(set(vs)))
     with _quiet():
-        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+        study = optuna.create_study(direction=objective.direction)
         for i, value in enumerate(values):
             study.add_trial(
                 optuna.trial.create_trial(
@@ -169,16 +170,16 @@ def _replayed(fam: FamilyTrials) -> list[tuple]:
         return [
             (
                 "p",
-                f"{label}: only {len(done)} completed trial(s) with {fam.metric}; "
+                f"{label}: only {len(done)} completed trial(s) with {fam.objective.metric}; "
                 f"importances need at least {MIN_IMPORTANCE_TRIALS}.",
             )
         ]
     try:
-        imp = param_importances([t.params for t in done], [t.objective for t in done], fam.mode)
+        imp = param_importances([t.params for t in done], [t.objective for t in done], fam.objective)
     except RuntimeError as e:
         return [("p", f"{label}: {e}.")]
     source = (
-        f"of the params that vary, replayed from best {fam.metric} ({fam.mode}) of {len(done)} completed "
+        f"of the params that vary, replayed from best {fam.objective.metric} ({fam.objective.mode}) of {len(done)} completed "
         f"trials of parent run {fam.parent.info.run_id} (no Optuna study recorded)"
     )
     rows = [[k, f"{v:.3f}", describe_values([t.params[k] for t in done])] for k, v in imp.items()]

@@ -10,6 +10,8 @@ import math
 import statistics
 from typing import Sequence
 
+from common.base.objective import Objective
+
 LEVEL = 0.95
 
 
@@ -31,21 +33,21 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, fl
     return mean, sd, mean - half, mean + half
 
 
-def direction(lower: float | None, upper: float | None, mode: str) -> str:
-    """'better' / 'worse' when the interval of a gain (on - off) excludes 0, else 'inconclusive'.
-    ``mode``: 'max' when higher is better for the metric, 'min' when lower is."""
+def direction(lower: float | None, upper: float | None, objective: Objective) -> str:
+    """'better' / 'worse' when the interval of a gain (on - off) in ``objective``'s metric
+    excludes 0, else 'inconclusive'."""
     if lower is None or upper is None or lower <= 0 <= upper:
         return "inconclusive"
-    up = lower > 0
-    return "better" if up == (mode == "max") else "worse"
+    return "better" if objective.better(lower + upper, 0.0) else "worse"  # both ends on one side of 0
 
 
-def paired(diffs: Sequence[float], mode: str) -> tuple[float, float | None, float | None, str]:
-    """Per-seed differences (one group minus another, seed by seed) -> (mean, lower, upper, verdict):
-    'a gain' / 'a loss' when the interval excludes 0 (``mode``: the metric's better direction), else
+def paired(diffs: Sequence[float], objective: Objective) -> tuple[float, float | None, float | None, str]:
+    """Per-seed differences in ``objective``'s metric (one group minus another, seed by seed) ->
+    (mean, lower, upper, verdict): 'a gain' / 'a loss' when the interval excludes 0, else
     'inconclusive (the interval holds 0)'."""
     mean, _, lo, hi = t_interval(diffs)
-    said = {"better": "a gain", "worse": "a loss"}.get(direction(lo, hi, mode), "inconclusive (the interval holds 0)")
+    verdict = direction(lo, hi, objective)
+    said = {"better": "a gain", "worse": "a loss"}.get(verdict, "inconclusive (the interval holds 0)")
     return mean, lo, hi, said
 
 

@@ -62,7 +62,7 @@ def _catalogue(results: list[Result]) -> list[list[str]]:
         first.setdefault(r.mitigation.name, r.mitigation)
     rows = []
     for m in first.values():
-        targets = "; ".join(f"{t.metric} ({'higher' if t.mode == 'max' else 'lower'} is better)" for t in m.targets)
+        targets = "; ".join(f"{t.metric} ({t.objective.better_is} is better)" for t in m.targets)
         claims = "; ".join(dict.fromkeys(t.claim for t in m.targets))
         rows.append([m.name, m.family, m.on_off, ", ".join(m.fields), targets, claims])
     return rows

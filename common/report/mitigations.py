@@ -165,7 +165,7 @@ def verdict(r: Result) -> str:
     """Does the measured gain bear out the slides' claim? 'better' / 'worse' only when the 95% t-interval
     of the per-pair gains excludes 0 (so never with one pair), else 'inconclusive'; then any numeric check."""
     s = r.stats()
-    text = direction(s["gain_lo"], s["gain_hi"], r.target.mode)
+    text = direction(s["gain_lo"], s["gain_hi"], r.target.objective)
     if r.target.check[:1] == ("above",):
         text += f"; with-mean {'>' if s['on'] > r.target.check[1] else '≤'} {r.target.check[1]:g}"
     elif r.target.check[:1] == ("rel",) and s["rel"] is not None:

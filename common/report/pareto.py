@@ -13,28 +13,26 @@ from typing import Any, Sequence
 
 from common.base.figures import agg_figure
 from common.base.names import TRIAL_STATUS
+from common.base.objective import MODES, Objective
 from common.report.flags import trial_flags
 from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.seeds import preset_means
 from common.report.values import final_value, fmt_value, measured_on
 
 
-def non_dominated(points: Sequence[Sequence[float]], modes: Sequence[str]) -> list[int]:
+def non_dominated(points: Sequence[Sequence[float]], objectives: Sequence[Objective]) -> list[int]:
     """Indices of the points no other point dominates (at least as good in every objective, better
-    in one), in input order. ``modes[j]`` is "max" or "min" for objective j; equal points all stay."""
-    if any(m not in ("max", "min") for m in modes):
-        raise ValueError(f"modes must be 'max' or 'min', got {list(modes)}")
-    if any(len(p) != len(modes) for p in points):
-        raise ValueError(f"every point needs {len(modes)} objective values")
-    signed = [[v if m == "max" else -v for v, m in zip(p, modes)] for p in points]  # larger is better
+    in one), in input order. ``points[i][j]`` is point i's value of ``objectives[j]``; equal points all stay."""
+    if any(len(p) != len(objectives) for p in points):
+        raise ValueError(f"every point needs {len(objectives)} objective values")
+    signed = [[-o.sign * v for v, o in zip(p, objectives)] for p in points]  # larger is better
     dominates = lambda b, a: all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
     return [i for i, a in enumerate(signed) if not any(dominates(b, a) for b in signed)]
 
 
 def pareto_section(
     trials: Sequence[dict],
-    keys: list[str],
-    modes: list[str],
+    objectives: list[Objective],
     varying: list[str],
     png: str,
     title: str,
@@ -45,14 +43,15 @@ def pareto_section(
     ``trial_id``. Only completed trials with finite final values of every objective take part.
     ``anchors``: (label, values of ``keys``) drawn as stars beside the front, e.g. the slides' models."""
     # 1. the trials that take part, their objective values and the front among them
+    keys = [o.metric for o in objectives]
     done = [
         t
         for t in trials
         if t["tags"].get(TRIAL_STATUS) == "completed" and all(final_value(t, k) is not None for k in keys)
     ]
     points = [[final_value(t, k) for k in keys] for t in done]
-    front = non_dominated(points, modes)
-    blocks: list[tuple] = [("h3", f"{title}: {' and '.join(f'{k} ({m})' for k, m in zip(keys, modes))}")]
+    front = non_dominated(points, objectives)
+    blocks: list[tuple] = [("h3", f"{title}: {' and '.join(f'{o.metric} ({o.mode})' for o in objectives)}")]
     if not done:
         return blocks + [("p", f"None of its {len(trials)} trials completed with final {', '.join(keys)}.")], None
     # 2. what was compared, and on what
@@ -67,7 +66,7 @@ def pareto_section(
         )
     )
     # 3. the scatter, and where the anchors sit on it
-    fig = _scatter(done, points, front, keys, modes, title, anchors)
+    fig = _scatter(done, points, front, objectives, title, anchors)
     if anchors:
         placed = "; ".join(
             f"{label}: " + ", ".join(f"{k} {fmt_value(k, v)}" for k, v in zip(keys, values))
@@ -77,13 +76,13 @@ def pareto_section(
     # 4. the figure's caption, then the front as a table
     over = f" (front over all {len(keys)} objectives)" if len(keys) > 2 else ""
     caption = f"{title}: {keys[0]} vs {keys[1]} of every completed trial; non-dominated in red{over}"
-    table = ("table", ["trial_id", *varying, *keys, "flags"], _rows(done, points, front, keys, modes, varying))
+    table = ("table", ["trial_id", *varying, *keys, "flags"], _rows(done, points, front, objectives, varying))
     return blocks + [("img", png, caption), table], fig
 
 
-def _rows(done, points, front, keys, modes, varying) -> list[list[str]]:
+def _rows(done, points, front, objectives, varying) -> list[list[str]]:
     """A row per trial on the front, best first objective first: its varying params, objectives and flags."""
-    order = sorted(front, key=lambda i: points[i][0], reverse=modes[0] == "max")
+    keys, order = [o.metric for o in objectives], objectives[0].ranked(front, key=lambda i: points[i][0])
     return [
         [
             done[i]["trial_id"],
@@ -95,7 +94,7 @@ def _rows(done, points, front, keys, modes, varying) -> list[list[str]]:
     ]
 
 
-def _scatter(done, points, front, keys, modes, title, anchors):
+def _scatter(done, points, front, objectives, title, anchors):
     """The first two objectives of every trial in ``done``, the front in red and annotated, anchors as stars."""
     fig = agg_figure((6, 4.4))
     ax = fig.subplots()
@@ -106,7 +105,8 @@ def _scatter(done, points, front, keys, modes, title, anchors):
     for label, values in anchors:
         ax.scatter([values[0]], [values[1]], s=140, marker="*", c="black")
         ax.annotate(label, tuple(values[:2]), fontsize=7, xytext=(4, -9), textcoords="offset points")
-    ax.set(xlabel=f"{keys[0]} ({modes[0]})", ylabel=f"{keys[1]} ({modes[1]})", title=f"Pareto front: {title}")
+    x, y = objectives[:2]
+    ax.set(xlabel=f"{x.metric} ({x.mode})", ylabel=f"{y.metric} ({y.mode})", title=f"Pareto front: {title}")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -114,10 +114,12 @@ def _scatter(done, points, front, keys, modes, title, anchors):
     return fig
 
 
-def _objectives(fam: FamilyTrials) -> tuple[list[str], list[str]]:
-    """The sweep's objectives and their modes, from its parent's params ("a,b" and "max,min")."""
+def _objectives(fam: FamilyTrials) -> list[Objective]:
+    """The sweep's objectives, from its parent's params ("a,b" and "max,min"); [] for a single
+    objective or params that do not pair up."""
     keys, modes = [(fam.parent.data.params.get(p) or "").split(",") for p in ("metric", "mode")]
-    return keys, modes
+    ok = len(keys) >= 2 and len(modes) == len(keys) and all(m in MODES for m in modes)
+    return [Objective(k, m) for k, m in zip(keys, modes)] if ok else []
 
 
 def pareto_blocks(families: dict[str, FamilyTrials], every: list[Trial], out_dir: Path) -> list[tuple]:
@@ -127,26 +129,27 @@ def pareto_blocks(families: dict[str, FamilyTrials], every: list[Trial], out_dir
     blocks: list[tuple] = []
     shared: dict[str, list[FamilyTrials]] = {}
     for name, fam in families.items():
-        keys, modes = _objectives(fam)
-        if len(keys) >= 2 and len(modes) == len(keys):
+        objectives = _objectives(fam)
+        if objectives:
             shared.setdefault(fam.parent.info.run_id, []).append(fam)
             title = f"{FAMILY_LABEL[name]}, parent run {fam.parent.info.run_id}"
             trials = [t.as_dict() for t in fam.trials]
-            blocks += _front(out_dir, f"{name}_pareto.png", trials, keys, modes, fam.varying, title)
+            blocks += _front(out_dir, f"{name}_pareto.png", trials, objectives, fam.varying, title)
     for parent_id, fams in shared.items():
         if len(fams) >= 2:
-            keys, modes = _objectives(fams[0])
+            objectives = _objectives(fams[0])
             trials = [
                 {**t.as_dict(), "trial_id": f"{FAMILY_LABEL[f.name]} {t.trial_id}"} for f in fams for t in f.trials
             ]
-            anchors = preset_means([t.as_dict() for t in every], keys)
+            anchors = preset_means([t.as_dict() for t in every], [o.metric for o in objectives])
             title = f"{', '.join(FAMILY_LABEL[f.name] for f in fams)} together, parent run {parent_id}"
-            blocks += _front(out_dir, f"{parent_id[:8]}_pareto_families.png", trials, keys, modes, [], title, anchors)
+            png = f"{parent_id[:8]}_pareto_families.png"
+            blocks += _front(out_dir, png, trials, objectives, [], title, anchors)
     return [("h2", "Pareto front (multi-objective sweeps)"), *blocks] if blocks else []
 
 
-def _front(out_dir: Path, png: str, trials: list[dict], keys, modes, varying, title, anchors=()) -> list[tuple]:
-    section, fig = pareto_section(trials, keys, modes, varying, f"figures/{png}", title, anchors)
+def _front(out_dir: Path, png: str, trials: list[dict], objectives, varying, title, anchors=()) -> list[tuple]:
+    section, fig = pareto_section(trials, objectives, varying, f"figures/{png}", title, anchors)
     if fig is not None:
         fig.savefig(out_dir / "figures" / png, format="png")
     return section

@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from common.base.errors import UserError
+from common.base.objective import Objective
 from common.base.tracking import best_value, redact
 from common.report.flags import trial_flags
 from common.report.values import measured_on
@@ -18,9 +19,9 @@ from common.trial.families import FAMILIES, Field
 FAMILY_LABEL = Field("label")  # family name -> the report's name for it, in the registry's order
 
 
-def fallback_objective(family: str) -> tuple[str, str]:
-    """(metric, mode) to rank ``family``'s trials by when the sweep's own metric was not logged."""
-    return FAMILIES[family].config.default_metric, "min"
+def fallback_objective(family: str) -> Objective:
+    """What ranks ``family``'s trials when the sweep's own metric was not logged."""
+    return Objective(FAMILIES[family].config.default_metric, "min")
 
 
 class ReportError(UserError):
@@ -62,8 +63,7 @@ class FamilyTrials:
 
     name: str
     parent: Run  # the sweep parent run these trials are children of
-    metric: str  # the objective used to rank this family's trials
-    mode: str  # "min" | "max"
+    objective: Objective  # what ranks this family's trials
     trials: list[Trial]
     ranked: list[Trial] = field(default_factory=list)  # trials with a finite objective, best first
     varying: list[str] = field(default_factory=list)  # params whose value differs across trials
@@ -139,14 +139,11 @@ def family_trials(client: MlflowClient, parent: Run, names: list[str]) -> dict[s
         if not trials:
             continue
         use_sweep = sweep_metric and any(t.metric(sweep_metric) is not None for t in trials)
-        fam = FamilyTrials(
-            name, parent, *((sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)), trials
-        )
+        objective = Objective(sweep_metric, sweep_mode) if use_sweep else fallback_objective(name)
+        fam = FamilyTrials(name, parent, objective, trials)
         for t in trials:  # the epoch its best.pt holds: what the sweep selected the trial by
-            t.objective = best_value(client, t.run_id, fam.metric, fam.mode)
-        fam.ranked = sorted(
-            (t for t in trials if t.objective is not None), key=lambda t: t.objective, reverse=(fam.mode == "max")
-        )
+            t.objective = best_value(client, t.run_id, objective)
+        fam.ranked = objective.ranked((t for t in trials if t.objective is not None), key=lambda t: t.objective)
         keys = sorted({k for t in trials for k in t.params} - {"family"})
         fam.varying = [k for k in keys if len({t.params.get(k) for t in trials}) > 1]
         families[name] = fam

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Sequence
 
 from common.base import slides
 from common.base.names import PRESET_TAG, SLIDES_PRESET, TRIAL_STATUS
-from common.base.tracking import best_of
+from common.base.objective import Objective
 from common.report.intervals import fmt_interval, paired, t_interval
 from common.report.runs import FAMILY_LABEL as LABEL
 from common.report.runs import fallback_objective
@@ -191,7 +191,8 @@ def budget_blocks(trials: Sequence[Trial], history: Callable[[Trial, str], Itera
     for its family's default metric (lower is better): what selected it."""
 
     def objective(trial: Trial) -> float | None:
-        return best_of(history(trial, fallback_objective(trial["params"]["family"])[0]), "min")
+        goal = fallback_objective(trial["params"]["family"])
+        return goal.best(history(trial, goal.metric))
 
     columns, notes = _columns(trials, objective)
     if not any(g for pair in columns.values() for g in pair) and not notes:
@@ -274,7 +275,7 @@ def _paired(preset: list[Trial] | None, winners: list[Trial] | None, goal: Goal)
     ]
     if len(diffs) < 2:
         return f"{len(diffs)} seed(s) in common: no interval"
-    mean, lo, hi, said = paired(diffs, "min" if goal.op == "<=" else "max")
+    mean, lo, hi, said = paired(diffs, Objective(goal.key, "min" if goal.op == "<=" else "max"))
     f = lambda v: _fmt_diff(goal.key, v)
     return f"{f(mean)}, {fmt_interval(lo, hi, f)}, {len(diffs)} seeds: {said}"
 

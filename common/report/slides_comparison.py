@@ -84,11 +84,11 @@ def _best_notes(client: MlflowClient, families: dict[str, FamilyTrials]) -> list
     notes = []
     for name, fam in families.items():
         if (t := fam.best) is None:
-            notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.metric}, so there is no best trial.")
+            notes.append(f"{FAMILY_LABEL[name]}: no trial logged {fam.objective.metric}, so there is no best trial.")
             continue
         notes.append(
             f"Best {FAMILY_LABEL[name]} trial {t.trial_id} (run {t.run_id}, parent {fam.parent.info.run_id}): "
-            f"chosen by its best {fam.metric} ({fam.mode}, validation) among {len(fam.ranked)} trials that "
+            f"chosen by its best {fam.objective.metric} ({fam.objective.mode}, validation) among {len(fam.ranked)} trials that "
             "logged it; "
             f"{epochs_run(client, t) or '?'} epochs on {t.tags.get('device', '?')}, "
             f"status {t.tags.get('trial_status', '?')}."

@@ -22,7 +22,7 @@ def top_trials_blocks(client: MlflowClient, families: dict[str, FamilyTrials]) -
             (
                 "h3",
                 f"{FAMILY_LABEL[name]}: top {len(top)} of {len(fam.trials)} trials "
-                f"by best {fam.metric} ({fam.mode}, validation)",
+                f"by best {fam.objective.metric} ({fam.objective.mode}, validation)",
             )
         )
         if fam.best is not None:
@@ -31,7 +31,7 @@ def top_trials_blocks(client: MlflowClient, families: dict[str, FamilyTrials]) -
         if missing := [t for t in fam.trials if t.objective is None]:
             desc = ", ".join(f"{t.trial_id} ({t.tags.get('trial_status', '?')})" for t in missing[:TOP_K])
             more = " ..." if len(missing) > TOP_K else ""
-            blocks.append(("p", f"{len(missing)} trial(s) logged no {fam.metric}: {desc}{more}"))
+            blocks.append(("p", f"{len(missing)} trial(s) logged no {fam.objective.metric}: {desc}{more}"))
     if not families:
         blocks.append(("p", "No trials."))
     return blocks
@@ -45,7 +45,7 @@ def _table(client: MlflowClient, fam: FamilyTrials) -> list[tuple]:
             t.trial_id,
             t.tags.get(TRIAL_STATUS, "?"),
             *[t.params.get(k, "—") for k in fam.varying],
-            fmt_value(fam.metric, t.objective),
+            fmt_value(fam.objective.metric, t.objective),
             str(epochs_run(client, t) or "—"),
             ", ".join(t.flags) or "—",
         ]
@@ -54,8 +54,12 @@ def _table(client: MlflowClient, fam: FamilyTrials) -> list[tuple]:
     return [
         (
             "p",
-            f"{fam.metric} measured on: {measured_on_run(client, fam.metric, fam.best)}. "
+            f"{fam.objective.metric} measured on: {measured_on_run(client, fam.objective.metric, fam.best)}. "
             f"Varying params: {', '.join(fam.varying) or 'none'}.",
         ),
-        ("table", ["rank", "trial_id", TRIAL_STATUS, *fam.varying, f"best {fam.metric}", "epochs", "flags"], rows),
+        (
+            "table",
+            ["rank", "trial_id", TRIAL_STATUS, *fam.varying, f"best {fam.objective.metric}", "epochs", "flags"],
+            rows,
+        ),
     ]

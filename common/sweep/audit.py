@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from common.base.names import SWEEP_ROLE, TRIAL_STATUS
+from common.base.objective import Objective
 from common.base.tracking import UNLOGGED_FILE, TrackingError, best_value
 from common.sweep.best import registered_name
 from common.sweep.storage import SweepStorage
@@ -190,13 +191,16 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
             problems.append(f"{family}: no registered version with the alias best")
             continue
         run_id, metric = version.tags.get("trial_run_id"), version.tags.get("metric")
-        mode = next(
-            (
-                p.data.params.get("mode", "min").split(",")[0]
-                for p in parents
-                if p.data.tags.get(f"best_{family}_run_id")
+        objective = Objective(
+            metric,
+            next(
+                (
+                    p.data.params.get("mode", "min").split(",")[0]
+                    for p in parents
+                    if p.data.tags.get(f"best_{family}_run_id")
+                ),
+                "min",
             ),
-            "min",
         )
         if run_id not in by_id:
             problems.append(f"{family}@best (version {version.version}) points at run {run_id}, not a trial run")
@@ -210,9 +214,9 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
             and metric in r.data.metrics
             and r.data.tags.get(TRIAL_STATUS) in ("completed", "stopped")
         ]
-        best = {r.info.run_id: best_value(client, r.info.run_id, metric, mode) for r in candidates}
+        best = {r.info.run_id: best_value(client, r.info.run_id, objective) for r in candidates}
         best = {k: v for k, v in best.items() if v is not None}  # a run with no finite value cannot win
-        winner = (min if mode == "min" else max)(best, key=best.get) if best else None
+        winner = objective.pick(list(best), key=best.get) if best else None
         if winner != run_id and best.get(winner) != best.get(run_id):
             problems.append(
                 f"{family}@best is run {run_id} ({metric} {best.get(run_id)}), but run {winner} has {best[winner]}"

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from common.base.errors import first_line
 from common.base.names import DEFAULT_SEED, PER_FAMILY, PRESET_TAG
+from common.base.objective import Objective
 from common.base.progress import stage
 from common.base.run_context import context_tags, version_tags
 from common.base.tracking import (
@@ -50,7 +51,7 @@ from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
 from common.sweep.warm_start import sampler_seed, seed_study, warm_started
 from common.trial.config import TrialConfig
 from common.trial.families import Family, config_class, for_family
-from common.trial.loop import SweepContext, is_better
+from common.trial.loop import SweepContext
 from common.trial.plugins import SHA_TAG, digests
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules
@@ -257,17 +258,17 @@ def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str,
 def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: int, opts: SweepOptions) -> None:
     """Config ``i``'s Tune experiment (a family's search, or one fixed run); keep its best in the result."""
     space, family = sweep.space, sweep.configs[i]["family"]
-    metric = space.metric or config_class(family).default_metric
+    objective = space.objective_for(family)
     name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
     fixed = {**(space.runs[i] if space.runs else for_family(space.defaults, family)), **for_family(sweep.fixed, family)}
     searches = space.search is not None and not space.runs
-    study, seed = _searcher_study(sweep, opts, family, name, metric, fixed) if searches else (None, None)
+    study, seed = _searcher_study(sweep, opts, family, name, objective, fixed) if searches else (None, None)
     where = placement(resources)
     print(f"{name}: {where}", flush=True)
     family_run = FamilyRun(
         family=family,
         trainable=sweep.trainable,
-        ctx=replace(sweep.ctx, metric=metric, placement=where),
+        ctx=replace(sweep.ctx, metric=objective.metric, placement=where),
         fixed=fixed,
         path=f"{sweep.folder}/{name}",
         resources=resources,
@@ -284,20 +285,20 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     if family not in result.families:
         result.families.append(family)
     old = result.best.get(family)
-    if best and (old is None or old["metric"] != metric or is_better(best["value"], old["value"], space.mode)):
+    if best and (old is None or old["metric"] != objective.metric or objective.better(best["value"], old["value"])):
         result.best[family] = best
     if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
         result.runs.append(best)
 
 
 def _searcher_study(
-    sweep: _Sweep, opts: SweepOptions, family: str, name: str, metric: str, fixed: dict
+    sweep: _Sweep, opts: SweepOptions, family: str, name: str, objective: Objective, fixed: dict
 ) -> tuple[tuple, int]:
     """((storage URL, name) of the family's Optuna study, its sampler's seed): seeded from
     ``--warm-start``'s run files on a new sweep, and recorded on the parent run."""
     space, study = sweep.space, (sweep.optuna_storage, f"{sweep.folder}/{name}")
     if opts.warm_start and not sweep.resumed:  # a resumed study holds them already
-        warm = seed_study(study, space.search_for(family), opts.warm_start, family, metric, space.mode)
+        warm = seed_study(study, space.search_for(family), opts.warm_start, family, objective)
         print(f"{name}: the searcher starts from {warm} finished trial(s) of {opts.warm_start}", flush=True)
     else:
         warm = warm_started(study) if sweep.resumed else 0
@@ -329,7 +330,7 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
     end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
-    objectives = {f: (b["metric"], sweep.space.mode) for f, b in sweep.result.best.items()}
+    objectives = {f: Objective(b["metric"], sweep.space.mode) for f, b in sweep.result.best.items()}
     try:  # a convenience of the UI: never fail a finished sweep over it
         with stage("the trials' samples side by side, on the parent run", capture=True):
             log_trial_panels(uri, sweep.parent.run_id, objectives)

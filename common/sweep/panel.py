@@ -14,13 +14,14 @@ from pathlib import Path
 
 from common.base.figures import side_by_side
 from common.base.names import SWEEP_ROLE
+from common.base.objective import Objective
 from common.base.tracking import best_value
 
 MAX_TRIALS = 12  # a panel's width: the best trials by objective, the rest left out
 
 
-def log_trial_panels(uri: str, parent_run_id: str, objectives: dict[str, tuple[str, str]]) -> None:
-    """objectives: family -> (metric, mode) it was selected on; the panels go on the parent run."""
+def log_trial_panels(uri: str, parent_run_id: str, objectives: dict[str, Objective]) -> None:
+    """objectives: family -> what its trials were selected on; the panels go on the parent run."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -30,16 +31,16 @@ def log_trial_panels(uri: str, parent_run_id: str, objectives: dict[str, tuple[s
         f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{SWEEP_ROLE}` = 'trial'",
         max_results=5000,
     )
-    for family, (metric, mode) in objectives.items():
-        ranked = _ranked([r for r in children if r.data.tags.get("family") == family], client, metric, mode)
+    for family, objective in objectives.items():
+        ranked = _ranked([r for r in children if r.data.tags.get("family") == family], client, objective)
         if ranked:
-            _log_panels(client, parent_run_id, family, ranked, metric)
+            _log_panels(client, parent_run_id, family, ranked, objective.metric)
 
 
-def _ranked(runs: list, client, metric: str, mode: str) -> list[tuple]:
-    """(run, best value) of the runs that logged ``metric``, best first, at most MAX_TRIALS."""
-    scored = [(r, v) for r in runs if (v := best_value(client, r.info.run_id, metric, mode)) is not None]
-    return sorted(scored, key=lambda rv: rv[1] if mode == "min" else -rv[1])[:MAX_TRIALS]
+def _ranked(runs: list, client, objective: Objective) -> list[tuple]:
+    """(run, best value) of the runs that logged the objective, best first, at most MAX_TRIALS."""
+    scored = [(r, v) for r in runs if (v := best_value(client, r.info.run_id, objective)) is not None]
+    return objective.ranked(scored, key=lambda rv: rv[1])[:MAX_TRIALS]
 
 
 def _log_panels(client, parent_run_id: str, family: str, ranked: list[tuple], metric: str) -> None:

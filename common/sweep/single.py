@@ -33,13 +33,13 @@ def single_trial(
     prepare_store(uri)
     exp_id = get_or_create_experiment(MlflowClient(uri), experiment, default_artifact_location(uri))
     family = cfg["family"]
-    metric = space.metric or config_class(family).default_metric
+    objective = space.objective_for(family)
     ctx = SweepContext(
         tracking_uri=uri,
         experiment_id=exp_id,
         parent_run_id=None,
-        metric=metric,
-        mode=space.mode,
+        metric=objective.metric,
+        mode=objective.mode,
         git_commit=git_commit(),
         cpus_per_trial=torch.get_num_threads(),
         classifier=classifier,

@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from common.base.errors import UserError
+from common.base.objective import MODES, Objective
 from common.sweep import schemas
 from common.sweep.layouts import check_layouts
 from common.trial.families import config_class, for_family
@@ -96,6 +97,10 @@ class Space:
     plugins: list[str] = field(default_factory=list)  # as common.trial.plugins.load_plugins returned them
     searches: dict[str, Any] = field(default_factory=dict)  # family -> its space, when they differ
     preset: str = ""  # a name for what the runs reproduce (PRESET_TAG on every run), e.g. "slides"
+
+    def objective_for(self, family: str) -> Objective:
+        """What ranks ``family``'s trials: the space's (first) metric, else the family's default."""
+        return Objective(self.metric or config_class(family).default_metric, self.mode)
 
     def search_for(self, family: str) -> Callable | Mapping[str, Any] | None:
         return self.searches.get(family, self.search)
@@ -188,7 +193,7 @@ def _objectives(ns: dict[str, Any], path: Path) -> tuple[list[str], list[str]]:
         metrics, modes = list(metrics), list(modes)
     else:
         metrics, modes = ([metrics] if metrics else []), [modes]
-    if any(m not in ("min", "max") for m in modes):
+    if any(m not in MODES for m in modes):
         raise SpaceError(f"space file {path}: mode={ns.get('mode')!r} must be 'min' or 'max' (or a list of them)")
     return metrics, modes
 

@@ -17,8 +17,9 @@ from ray.tune.search.optuna import OptunaSearch
 from common.base import compat
 from common.base.errors import TrialCodeError, first_line
 from common.base.names import TRIAL_STATUS
+from common.base.objective import Objective
 from common.base.progress import SweepProgress, quiet_trial_failures
-from common.base.tracking import TrialRun, best_of, check_tracking_uri
+from common.base.tracking import TrialRun, check_tracking_uri
 from common.sweep.export import Exporter
 from common.sweep.resources import slots
 from common.sweep.space import Space
@@ -119,7 +120,7 @@ def _new_tuner(space: Space, run: FamilyRun, storage: SweepStorage, trainable):
     scheduler, param_space = _scheduler(space, run)
     callbacks = [MlflowStatusCallback(run.ctx.tracking_uri, run.max_epochs), TrialEnds()]
     if not run.verbose:
-        callbacks.append(ProgressCallback(run.family, run.ctx.metric, run.ctx.mode, run.num_samples, run.max_epochs))
+        callbacks.append(ProgressCallback(run.family, run.ctx.objective, run.num_samples, run.max_epochs))
     folder, name = run.path.rsplit("/", 1)
     return tune.Tuner(
         trainable,
@@ -213,8 +214,8 @@ def _best(results, ctx: SweepContext) -> dict[str, Any] | None:
     ]
     if not ok:
         return None
-    value = {id(r): best_reported(r, ctx.metric, ctx.mode) for r in ok}
-    best = (min if ctx.mode == "min" else max)(ok, key=lambda r: value[id(r)])
+    value = {id(r): best_reported(r, ctx.objective) for r in ok}
+    best = ctx.objective.pick(ok, key=lambda r: value[id(r)])
     return {
         "metric": ctx.metric,
         "value": value[id(best)],
@@ -276,10 +277,10 @@ def _resumable(base: type) -> type:
     return Resumable
 
 
-def best_reported(result, metric: str, mode: str) -> float:
-    """A trial's best reported ``metric`` over its epochs (the epoch its best.pt holds)."""
-    df = result.metrics_dataframe
-    best = best_of(df[metric].tolist(), mode) if df is not None and metric in df else None
+def best_reported(result, objective: Objective) -> float:
+    """A trial's best reported objective over its epochs (the epoch its best.pt holds)."""
+    df, metric = result.metrics_dataframe, objective.metric
+    best = objective.best(df[metric].tolist()) if df is not None and metric in df else None
     return result.metrics[metric] if best is None else best
 
 

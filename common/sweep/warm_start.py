@@ -22,6 +22,7 @@ import numpy as np
 import optuna
 
 from common.base.errors import UserError
+from common.base.objective import Objective
 from common.sweep.export import FINISHED, load_records
 
 WARM_START_ATTR = "warm_start.run_id"  # an Optuna trial's user attr: the run file it came from
@@ -123,7 +124,7 @@ class _Replay:
 
 
 def seed_study(
-    study: tuple[str, str], search: Callable | Mapping, folder: str, family: str, metric: str, mode: str
+    study: tuple[str, str], search: Callable | Mapping, folder: str, family: str, objective: Objective
 ) -> int:
     """Create the sweep's study of ``family`` (``study``: its RDB storage URL and name; Ray's
     OptunaSearch then loads it by name) holding the finished trials of the run files under
@@ -131,9 +132,11 @@ def seed_study(
     from common.sweep.studies import ResilientRDBStorage  # here: plan() checks --warm-start before MLflow loads
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage, direction = ResilientRDBStorage(study[0]), "minimize" if mode == "min" else "maximize"
-    created = optuna.create_study(storage=storage, study_name=study[1], direction=direction, load_if_exists=True)
-    return warm_start(created, search, load_records(folder), family, metric)
+    storage = ResilientRDBStorage(study[0])
+    created = optuna.create_study(
+        storage=storage, study_name=study[1], direction=objective.direction, load_if_exists=True
+    )
+    return warm_start(created, search, load_records(folder), family, objective.metric)
 
 
 def warm_started(study: tuple[str, str]) -> int:

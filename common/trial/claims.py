@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from common.base import slides
+from common.base.objective import Objective
 
 
 def _num(p: dict, key: str) -> float | None:
@@ -38,6 +39,10 @@ class Target:
     mode: str  # "max" | "min": the direction in which the mitigation is meant to move it
     claim: str  # the slides' claimed gain (../shared/seed/vae_vs_dcgan_slides.md), verbatim-ish
     check: tuple = ()  # ("above", x): with-mean > x; ("rel", lo, hi): relative gain in [lo, hi] %
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)
 
 
 @dataclass(frozen=True)

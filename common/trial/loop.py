@@ -37,6 +37,7 @@ from common.base.device import (
 )
 from common.base.errors import TrialCodeError, first_line, raised_at, retryable
 from common.base.names import TRIAL_STATUS
+from common.base.objective import Objective
 from common.base.run_context import system_metrics
 from common.base.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
 from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state, snapshot
@@ -75,6 +76,10 @@ class SweepContext:
     classifier: dict | None = None
     placement: str = ""  # what the sweep chose for the family (common.sweep.resources.placement); a run tag
     context_tags: dict | None = None  # MLflow's user / source / commit tags of the driver's command, on every run
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)
 
 
 class Session(Protocol):
@@ -119,10 +124,6 @@ class LocalSession:
                 shutil.rmtree(old, ignore_errors=True)
         shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
         print(f"[trial {self.trial_id}] {shown}", flush=True)
-
-
-def is_better(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value < best if mode == "min" else value > best)
 
 
 def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str, float]:
@@ -261,7 +262,7 @@ def _train_and_validate(task, cfg, epoch: int, kind: str) -> tuple[dict[str, flo
 def _diverged(run: TrialRun, ctx: SweepContext, session: Session, metrics: dict, epoch: int, reason: str) -> dict:
     """Stop cleanly: tell MLflow why, and the searcher (a finite penalty) that this region is bad."""
     run.set_tags({TRIAL_STATUS: "diverged", "diverged_epoch": epoch + 1, "diverged_reason": reason})
-    penalty = DIVERGED_PENALTY if ctx.mode == "min" else -DIVERGED_PENALTY
+    penalty = ctx.objective.sign * DIVERGED_PENALTY  # the worst end of the objective
     session.report({ctx.metric: penalty, "diverged": 1, "epoch": epoch + 1, "mlflow_run_id": run.run_id}, None)
     return {**metrics, "diverged": 1.0}
 
@@ -282,7 +283,7 @@ def _record(task, cfg, ctx: SweepContext, session: Session, st: _State, metrics:
     if raised:  # as tags the MLflow UI can filter on
         st.run.set_tags(raised)
     objective = metrics.get(ctx.metric)
-    improved = objective is not None and is_better(objective, st.best, ctx.mode)
+    improved = objective is not None and ctx.objective.better(objective, st.best)
     if improved:
         # One snapshot of the selected weights: best.pt, state.pt's best_model, the test score and
         # the logged model all come from it (a plugin's export_state may hand back live tensors).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.base.objective import Objective
 from common.report.importances import describe_values, param_importances
 
 
@@ -14,13 +15,13 @@ def test_param_importances_ranks_the_deciding_param():
         {"lr": str(10 ** -(1 + i % 4)), "noise": str(rng.random()), "opt": "adam", "batch": "128"} for i in range(16)
     ]
     values = [float(r["lr"]) * 100 for r in rows]  # decided by lr alone
-    imp = param_importances(rows, values, "min")
+    imp = param_importances(rows, values, Objective("v", "min"))
     assert set(imp) == {"lr", "noise"}  # constant params (opt, batch) excluded
     assert next(iter(imp)) == "lr" and imp["lr"] > imp["noise"] and sum(imp.values()) == pytest.approx(1)
-    assert param_importances(rows, values, "max") == imp  # direction does not change importances
-    cat = param_importances([{"act": a, "k": "3"} for a in "abcab"], [1.0, 2.0, 3.0, 1.0, 2.0], "max")
+    assert param_importances(rows, values, Objective("v", "max")) == imp  # direction does not change importances
+    cat = param_importances([{"act": a, "k": "3"} for a in "abcab"], [1.0, 2.0, 3.0, 1.0, 2.0], Objective("v", "max"))
     assert list(cat) == ["act"]
-    assert param_importances([{"k": "3"}, {"k": "3"}], [1.0, 2.0], "min") == {}
+    assert param_importances([{"k": "3"}, {"k": "3"}], [1.0, 2.0], Objective("v", "min")) == {}
     assert describe_values(["1e-3", "0.01"]) == "0.001 .. 0.01" and describe_values(["b", "a", "b"]) == "a, b"
 
 

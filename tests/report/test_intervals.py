@@ -2,6 +2,7 @@
 
 import pytest
 
+from common.base.objective import Objective
 from common.report.intervals import direction, fmt_interval, t_interval
 
 
@@ -27,7 +28,7 @@ def test_t_interval_known_values():
     ],
 )
 def test_direction_only_when_the_interval_excludes_zero(lo, hi, mode, expected):
-    assert direction(lo, hi, mode) == expected
+    assert direction(lo, hi, Objective("gain", mode)) == expected
 
 
 def test_fmt_interval():

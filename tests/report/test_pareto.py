@@ -8,6 +8,7 @@ from fake_sweep import GAN_BASE, PNG_MAGIC, VAE_BASE, gan_rows, log_parent, log_
 from fake_trials import VAE, trial
 from mlflow import MlflowClient
 
+from common.base.objective import Objective
 from common.report.build import build_report
 from common.report.pareto import non_dominated, pareto_section
 
@@ -63,28 +64,28 @@ def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_
 def test_non_dominated_mixed_directions():
     # (val_probe_acc max, val_classifier_fd min)
     points = [(0.40, 50.0), (0.35, 40.0), (0.30, 45.0), (0.38, 60.0), (0.20, 35.0), (0.40, 50.0)]
-    assert non_dominated(points, ["max", "min"]) == [0, 1, 4, 5]  # equal points both stay
-    assert non_dominated(points, ["min", "max"]) == [2, 3, 4]
-    assert non_dominated(points, ["max", "max"]) == [0, 3, 5]
-    assert non_dominated([(1.0, 2.0, 3.0), (1.0, 2.0, 4.0)], ["min"] * 3) == [0]
-    assert non_dominated([], ["max", "min"]) == []
-    with pytest.raises(ValueError, match="'max' or 'min'"):
-        non_dominated(points, ["max", "up"])
+    goals = lambda *modes: [Objective(f"m{j}", m) for j, m in enumerate(modes)]
+    assert non_dominated(points, goals("max", "min")) == [0, 1, 4, 5]  # equal points both stay
+    assert non_dominated(points, goals("min", "max")) == [2, 3, 4]
+    assert non_dominated(points, goals("max", "max")) == [0, 3, 5]
+    assert non_dominated([(1.0, 2.0, 3.0), (1.0, 2.0, 4.0)], goals("min", "min", "min")) == [0]
+    assert non_dominated([], goals("max", "min")) == []
     with pytest.raises(ValueError, match="2 objective values"):
-        non_dominated([(1.0,)], ["max", "min"])
+        non_dominated([(1.0,)], goals("max", "min"))
 
 
 def test_pareto_section():
     keys = ["val_probe_acc", "val_classifier_fd"]
+    objectives = [Objective("val_probe_acc", "max"), Objective("val_classifier_fd", "min")]
     trials = [
         trial(VAE, {"val_probe_acc": a, "val_classifier_fd": fd}, latent_dim=lat)
         for a, fd, lat in ((0.40, 50.0, 16), (0.35, 40.0, 32), (0.30, 45.0, 64))
     ]
     trials.append(trial(VAE, {"val_probe_acc": 0.9, "val_classifier_fd": 1.0}, "diverged", latent_dim=128))  # left out
-    blocks, fig = pareto_section(trials, keys, ["max", "min"], ["latent_dim"], "f.png", "VAE")
+    blocks, fig = pareto_section(trials, objectives, ["latent_dim"], "f.png", "VAE")
     assert fig is not None and "2 are non-dominated" in blocks[1][1] and "1 other trial(s) left out" in blocks[1][1]
     table = blocks[-1]
     assert table[1] == ["trial_id", "latent_dim", *keys, "flags"]
     assert [row[1:4] for row in table[2]] == [["16", "40.00%", "50.00"], ["32", "35.00%", "40.00"]]
-    none, no_fig = pareto_section(trials[3:], keys, ["max", "min"], [], "f.png", "VAE")
+    none, no_fig = pareto_section(trials[3:], objectives, [], "f.png", "VAE")
     assert no_fig is None and "None of its 1 trials" in none[-1][1]

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from common.base.objective import Objective
 from common.base.progress import SweepProgress, bar
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ def _trials(*statuses):
 
 
 def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epochs():
-    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=4, max_epochs=10)
+    p = SweepProgress("dcgan", Objective("val_classifier_fd", "min"), total=4, max_epochs=10)
     trials = _trials("RUNNING", "RUNNING", "PENDING", "PENDING")
     p.t0 -= 100  # 100 s in
     p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 9.0, "epoch": 5})
@@ -40,7 +41,7 @@ def test_the_status_line_counts_trials_keeps_the_best_and_extrapolates_the_epoch
 
 def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, monkeypatch):
     monkeypatch.setattr("common.base.progress._tty", lambda: False)
-    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    p = SweepProgress("dcgan", Objective("val_classifier_fd", "min"), total=2, max_epochs=10)
     trials = _trials("PENDING", "PENDING")  # as Tune passes them to on_trial_start
     p.on_trial_start(0, trials, trials[0])
     assert capsys.readouterr().out.startswith("trial t0 started | dcgan: 0/2 done, 1 running, 1 pending")
@@ -52,12 +53,12 @@ def test_a_starting_trial_counts_as_running_and_a_paused_one_resumes(capsys, mon
 
 
 def test_a_resumed_sweep_keeps_its_best_and_its_running_time_not_the_hours_it_was_stopped():
-    p = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    p = SweepProgress("dcgan", Objective("val_classifier_fd", "min"), total=2, max_epochs=10)
     trials = _trials("RUNNING", "PENDING")
     p.t0 -= 100
     p.on_trial_result(0, trials, trials[0], {"val_classifier_fd": 7.5, "epoch": 5})
     state = pickle.loads(pickle.dumps(p.get_state()))  # Tune saves it with the experiment
-    q = SweepProgress("dcgan", "val_classifier_fd", "min", total=2, max_epochs=10)
+    q = SweepProgress("dcgan", Objective("val_classifier_fd", "min"), total=2, max_epochs=10)
     q.t0 -= 3 * 3600  # the restored callback's start: hours ago, the sweep stopped in between
     q.set_state(state)
     assert "best val_classifier_fd 7.5 (trial t0, epoch 5) | 1m40s elapsed" in q.line(running=1)
