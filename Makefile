@@ -36,7 +36,8 @@ smoke: $(STAMP)
 	$(PY) run_sweep.py --space sweeps/gan_ttur.py --smoke-test $(ARGS)
 
 # ruff (pyproject.toml, [tool.ruff]): the formatter's check and the linter, on the whole tree;
-# import-linter ([tool.importlinter]): no floor of common/ imports a floor above it.
+# import-linter ([tool.importlinter]): no floor imports a floor above it, sweeps/ and mlflow_server/
+# import nothing of the tool, nothing imports run_sweep.py, the report's sections are independent.
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .

@@ -33,7 +33,8 @@ sys.path.insert(0, {root!r})
 import torch
 from mlflow.tracking import MlflowClient
 from common.trial.families import config_class
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.contract import LocalSession, SweepContext
+from common.trial.loop import run_trial
 from common.base.tracking import get_or_create_experiment, prepare_store
 
 family, data, epochs, device = {family!r}, {data!r}, {epochs}, {device!r}

@@ -31,8 +31,9 @@ def one_trial(family: str, precision: str, seed: int, args, root: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
     from common.base.tracking import get_or_create_experiment, prepare_store
+    from common.trial.contract import LocalSession, SweepContext
     from common.trial.families import config_class
-    from common.trial.loop import LocalSession, SweepContext, run_trial
+    from common.trial.loop import run_trial
 
     metric = config_class(family).default_metric
 

@@ -20,8 +20,9 @@ from common.base import tracking  # noqa: E402
 from common.base.data import load_dataset  # noqa: E402
 from common.trial.checkpoint import BEST_FILE, load_checkpoint  # noqa: E402
 from common.trial.config import DCGANConfig  # noqa: E402
+from common.trial.contract import LocalSession, SweepContext  # noqa: E402
 from common.trial.families import evaluate_checkpoint  # noqa: E402
-from common.trial.loop import LocalSession, SweepContext, run_trial  # noqa: E402
+from common.trial.loop import run_trial  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 p.add_argument("--data", default="cifar10")

@@ -20,7 +20,8 @@ from common.base.tracking import get_or_create_experiment, prepare_store
 from common.sweep.driver import SweepOptions
 from common.trial.checkpoint import CheckpointError, load_checkpoint
 from common.trial.config import VAEConfig
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.contract import LocalSession, SweepContext
+from common.trial.loop import run_trial
 from trainables.sweep import run
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed

@@ -23,8 +23,9 @@ from common.base.device import DeviceError
 from common.base.tracking import get_or_create_experiment, prepare_store
 from common.trial.checkpoint import BEST_FILE, load_checkpoint
 from common.trial.config import DCGANConfig, VAEConfig, VAEGANConfig
+from common.trial.contract import LocalSession, SweepContext
 from common.trial.families import evaluate_checkpoint
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.loop import run_trial
 
 SMALL = dict(data="synthetic", val_size=64, max_epochs=1, batch_size=32, eval_samples=32, device="mps")
 CONFIGS = {

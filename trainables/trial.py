@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
+from common.trial.contract import SweepContext
 from common.trial.families import Family, register
-from common.trial.loop import SweepContext, run_trial
+from common.trial.loop import run_trial
 from common.trial.records import run_label
 from trainables import TuneSession
 

@@ -65,3 +65,13 @@ class Objective:
             best = v if self.better(v, best) else best
             out.append(best)
         return out
+
+
+def non_dominated(points: Sequence[Sequence[float]], objectives: Sequence[Objective]) -> list[int]:
+    """Indices of the points no other point dominates (at least as good in every objective, better
+    in one), in input order. ``points[i][j]`` is point i's value of ``objectives[j]``; equal points all stay."""
+    if any(len(p) != len(objectives) for p in points):
+        raise ValueError(f"every point needs {len(objectives)} objective values")
+    signed = [[-o.sign * v for v, o in zip(p, objectives)] for p in points]  # larger is better
+    dominates = lambda b, a: all(x >= y for x, y in zip(b, a)) and any(x > y for x, y in zip(b, a))
+    return [i for i, a in enumerate(signed) if not any(dominates(b, a) for b in signed)]

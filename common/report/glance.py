@@ -15,9 +15,8 @@ from typing import Sequence
 from common.base import slides
 from common.base.figures import agg_figure
 from common.base.names import TRIAL_STATUS
-from common.base.objective import Objective
+from common.base.objective import Objective, non_dominated
 from common.report.flags import flag_kinds
-from common.report.pareto import non_dominated
 from common.report.runs import FAMILY_LABEL, FamilyTrials, Trial
 from common.report.seeds import preset_means
 from common.report.values import fmt_count, fmt_value

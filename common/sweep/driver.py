@@ -50,8 +50,8 @@ from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
 from common.sweep.warm_start import sampler_seed, seed_study, warm_started
 from common.trial.config import TrialConfig
+from common.trial.contract import SweepContext
 from common.trial.families import Family, config_class, for_family
-from common.trial.loop import SweepContext
 from common.trial.plugins import SHA_TAG, digests
 from common.trial.plugins import TAG as PLUGINS_TAG
 from common.trial.plugins import modules as plugin_modules

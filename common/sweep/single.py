@@ -20,8 +20,9 @@ from common.base.tracking import (
 )
 from common.sweep.result import SweepResult
 from common.sweep.space import Space
+from common.trial.contract import LocalSession, SweepContext
 from common.trial.families import config_class
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.loop import run_trial
 
 
 def single_trial(

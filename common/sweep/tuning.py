@@ -26,8 +26,8 @@ from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, SweepStorage, check_error_file, no_space_line
 from common.sweep.studies import ResilientRDBStorage, fail_orphans
 from common.trial.config import TrialConfig
+from common.trial.contract import SweepContext
 from common.trial.families import Family, config_class, get
-from common.trial.loop import SweepContext
 from common.trial.records import RUN_ID_FILE
 
 # Trials run one after another in the same Ray worker process instead of a fresh one each:

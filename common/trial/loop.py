@@ -13,14 +13,12 @@ from __future__ import annotations
 import math
 import resource
 import shutil
-import socket
 import sys
 import tempfile
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import torch
 
@@ -37,11 +35,11 @@ from common.base.device import (
 )
 from common.base.errors import TrialCodeError, first_line, raised_at, retryable
 from common.base.names import TRIAL_STATUS
-from common.base.objective import Objective
 from common.base.run_context import system_metrics
 from common.base.tracking import TrialRun, fail_fast_http, find_trial_run, redact, supersede_unlogged
-from common.trial.checkpoint import BEST_FILE, CHECKPOINT_PREFIX, restore, save_best, save_state, snapshot
+from common.trial.checkpoint import BEST_FILE, restore, save_best, save_state, snapshot
 from common.trial.config import TrialConfig, check_objective
+from common.trial.contract import Session, SweepContext
 from common.trial.families import get
 from common.trial.records import (
     TEST_EPOCH_TAG,
@@ -58,72 +56,6 @@ DIVERGED_PENALTY = 1e9  # what the searcher and ASHA see for a diverged trial (f
 # A training loss beyond this (per image) has blown up even if still finite: the logvar clamp
 # and BCE-with-logits keep huge learning rates from ever producing NaN, only astronomic values.
 BLOWUP = 1e12
-
-
-@dataclass(frozen=True)
-class SweepContext:
-    """What the driver hands every trial besides its config (not searched, not a param)."""
-
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str | None
-    metric: str
-    mode: str  # "min" | "max"
-    git_commit: str = "unknown"
-    data_cache_dir: str | None = None
-    cpus_per_trial: float = 1.0
-    # the domain classifier's state (common.metrics.classifier), trained once by the driver
-    classifier: dict | None = None
-    placement: str = ""  # what the sweep chose for the family (common.sweep.resources.placement); a run tag
-    context_tags: dict | None = None  # MLflow's user / source / commit tags of the driver's command, on every run
-
-    @property
-    def objective(self) -> Objective:
-        return Objective(self.metric, self.mode)
-
-
-class Session(Protocol):
-    """Tune's API surface the loop uses; ``LocalSession`` implements it without Ray."""
-
-    trial_id: str
-    trial_dir: str  # a folder that outlives the trial (kept MLflow writes go there)
-    node: str  # where this attempt runs (tagged on the MLflow run, with node_ip)
-    node_ip: str
-    resources: dict[str, float] | None  # {"GPU": share, "mps": n} the cluster gave it; None = local
-
-    def get_checkpoint_dir(self) -> str | None: ...
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None: ...
-
-
-class LocalSession:
-    """``--single-trial``: no Ray; checkpoints go to ``out_dir/checkpoint_NNNNNN`` (the last
-    ``keep``, like Tune's), results print to stdout."""
-
-    def __init__(
-        self, out_dir: str | Path, trial_id: str = "local", resume_from: str | Path | None = None, keep: int = 2
-    ):
-        self.trial_id, self.out_dir, self.keep = trial_id, Path(out_dir), keep
-        self.trial_dir, self.node = str(self.out_dir), socket.gethostname()
-        self.node_ip, self.resources = "127.0.0.1", None  # no cluster: the local hardware decides
-        self.resume_from = str(resume_from) if resume_from else None  # a checkpoint dir, as Tune hands back
-        self.results: list[dict[str, Any]] = []
-        self.latest_checkpoint: Path | None = None
-
-    def get_checkpoint_dir(self) -> str | None:
-        return self.resume_from
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-        self.results.append(metrics)
-        if checkpoint_dir:
-            dest = self.out_dir / f"{CHECKPOINT_PREFIX}{len(self.results) - 1:06d}"
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.copytree(checkpoint_dir, dest)
-            self.latest_checkpoint = dest
-            for old in sorted(self.out_dir.glob(f"{CHECKPOINT_PREFIX}*"))[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-        shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "mlflow_run_id"}
-        print(f"[trial {self.trial_id}] {shown}", flush=True)
 
 
 def run_trial(cfg: TrialConfig, ctx: SweepContext, session: Session) -> dict[str, float]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -15,9 +14,7 @@ from common.base.figures import save_curves
 from common.base.names import CPU_FLAGS, MACHINE_TAG, SNAPSHOT, SWEEP_ROLE, TEST_WEIGHTS_TAG, TRIAL_STATUS
 from common.base.run_context import dataset_inputs
 from common.base.tracking import TrialRun
-
-if TYPE_CHECKING:  # (the loop imports this module)
-    from common.trial.loop import Session, SweepContext
+from common.trial.contract import Session, SweepContext
 
 RUN_ID_FILE = "mlflow_run_id"  # in the trial folder: a trial restarted before its first checkpoint keeps its run
 TEST_EPOCH_TAG = "test.epoch"  # the epoch whose weights the test_* metrics score; set after them

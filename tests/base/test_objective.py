@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from common.base.objective import Objective
+from common.base.objective import Objective, non_dominated
 
 LOSS, ACC = Objective("val_loss", "min"), Objective("val_acc", "max")
 
@@ -39,3 +39,16 @@ def test_sign_direction_and_a_bad_mode():
     assert (LOSS.sign, LOSS.direction, ACC.sign, ACC.direction) == (1.0, "minimize", -1.0, "maximize")
     with pytest.raises(ValueError, match="mode must be 'min' or 'max', got 'lowest'"):
         Objective("val_loss", "lowest")
+
+
+def test_non_dominated_mixed_directions():
+    # (val_probe_acc max, val_classifier_fd min)
+    points = [(0.40, 50.0), (0.35, 40.0), (0.30, 45.0), (0.38, 60.0), (0.20, 35.0), (0.40, 50.0)]
+    goals = lambda *modes: [Objective(f"m{j}", m) for j, m in enumerate(modes)]
+    assert non_dominated(points, goals("max", "min")) == [0, 1, 4, 5]  # equal points both stay
+    assert non_dominated(points, goals("min", "max")) == [2, 3, 4]
+    assert non_dominated(points, goals("max", "max")) == [0, 3, 5]
+    assert non_dominated([(1.0, 2.0, 3.0), (1.0, 2.0, 4.0)], goals("min", "min", "min")) == [0]
+    assert non_dominated([], goals("max", "min")) == []
+    with pytest.raises(ValueError, match="2 objective values"):
+        non_dominated([(1.0,)], goals("max", "min"))

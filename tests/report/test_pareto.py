@@ -3,14 +3,13 @@ multi-objective sweeps in a built report (per family, and over the families one 
 
 from __future__ import annotations
 
-import pytest
 from fake_sweep import GAN_BASE, PNG_MAGIC, VAE_BASE, gan_rows, log_parent, log_trial, section, vae_rows
 from fake_trials import VAE, trial
 from mlflow import MlflowClient
 
 from common.base.objective import Objective
 from common.report.build import build_report
-from common.report.pareto import non_dominated, pareto_section
+from common.report.pareto import pareto_section
 
 
 def test_pareto_front(mitigations_report):
@@ -59,19 +58,6 @@ def test_a_sweep_over_several_families_gets_one_front_with_the_slides_models_on_
     ids = [line.split(" | ")[0][2:] for line in joint[joint.index("| trial_id") :].splitlines()[2:]]
     assert ids == ["VAE vae_00010", "DCGAN dcgan_00012"]
     assert (out / "figures" / f"{new[:8]}_pareto_families.png").read_bytes()[:8] == PNG_MAGIC
-
-
-def test_non_dominated_mixed_directions():
-    # (val_probe_acc max, val_classifier_fd min)
-    points = [(0.40, 50.0), (0.35, 40.0), (0.30, 45.0), (0.38, 60.0), (0.20, 35.0), (0.40, 50.0)]
-    goals = lambda *modes: [Objective(f"m{j}", m) for j, m in enumerate(modes)]
-    assert non_dominated(points, goals("max", "min")) == [0, 1, 4, 5]  # equal points both stay
-    assert non_dominated(points, goals("min", "max")) == [2, 3, 4]
-    assert non_dominated(points, goals("max", "max")) == [0, 3, 5]
-    assert non_dominated([(1.0, 2.0, 3.0), (1.0, 2.0, 4.0)], goals("min", "min", "min")) == [0]
-    assert non_dominated([], goals("max", "min")) == []
-    with pytest.raises(ValueError, match="2 objective values"):
-        non_dominated([(1.0,)], goals("max", "min"))
 
 
 def test_pareto_section():

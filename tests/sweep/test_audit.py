@@ -39,7 +39,8 @@ def test_the_audit_rescores_best_pt_and_names_a_run_whose_test_metrics_score_oth
     from common.base.tracking import get_or_create_experiment, prepare_store
     from common.sweep.audit import _selected_weights
     from common.trial.config import VAEConfig
-    from common.trial.loop import LocalSession, SweepContext, run_trial
+    from common.trial.contract import LocalSession, SweepContext
+    from common.trial.loop import run_trial
 
     prepare_store(tracking_uri)
     client = MlflowClient(tracking_uri)

@@ -12,7 +12,8 @@ from mlflow.tracking import MlflowClient
 
 from common.base.tracking import get_or_create_experiment, prepare_store
 from common.trial.config import DCGANConfig, VAEConfig
-from common.trial.loop import DIVERGED_PENALTY, LocalSession, SweepContext, run_trial
+from common.trial.contract import LocalSession, SweepContext
+from common.trial.loop import DIVERGED_PENALTY, run_trial
 
 TIMING = {"epoch_time_s", "train_time_s", "peak_rss_mb", "mlflow_run_id"}  # measured, not computed
 

@@ -13,8 +13,9 @@ from common.base.tracking import get_or_create_experiment, prepare_store
 from common.sweep.best import best_checkpoint
 from common.trial.checkpoint import snapshot
 from common.trial.config import DCGANConfig, VAEConfig
+from common.trial.contract import LocalSession, SweepContext
 from common.trial.families import config_class, get
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.loop import run_trial
 
 VAE = VAEConfig(data="synthetic", val_size=128, max_epochs=3, batch_size=64, eval_samples=64, probe_every=0)
 DCGAN = DCGANConfig(

@@ -14,8 +14,9 @@ from common.base.device import seed_everything
 from common.base.tracking import get_or_create_experiment, prepare_store
 from common.metrics.maths import active_units
 from common.trial.config import VAEGANConfig
+from common.trial.contract import LocalSession, SweepContext
 from common.trial.families import FAMILIES
-from common.trial.loop import LocalSession, SweepContext, run_trial
+from common.trial.loop import run_trial
 from common.trial.losses import gaussian_kl
 from common.trial.models import ConvVAE, Discriminator
 from common.trial.tasks.vaegan import VAEGANTask, feature_recon, split_vae_params, vaegan_d_loss, vaegan_g_loss
