@@ -92,7 +92,7 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
     configs = check_configs(space, fixed, seed=seed)
     for cfg in configs:  # missing perceptual-net weights fail here, before anything starts
         check_perceptual(cfg)
-        check_objective(space.metric or config_class(cfg["family"]).default_metric)
+        check_objective(space.objective_for(cfg["family"]).metric)
     for metric, _ in space.objectives:
         check_objective(metric)
     if opts.warm_start:
