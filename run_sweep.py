@@ -276,9 +276,9 @@ def _sweep_options(args: argparse.Namespace):
 
 def _print_summary(result) -> None:
     for family, best in result.best.items():
-        print(f"best {family}: {best['metric']}={best['value']:.4f} (MLflow run {best['mlflow_run_id']})")
-        if best.get("final"):
-            print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best["final"].items()))
+        print(f"best {family}: {best.metric}={best.value:.4f} (MLflow run {best.mlflow_run_id})")
+        if best.final:
+            print("  final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in best.final.items()))
         if failed := result.failed.get(family):
             print(f"  {failed.count} trial(s) of {family} failed; the first: {failed.first}")
     if result.report:

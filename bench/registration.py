@@ -40,6 +40,7 @@ def register_once(uri: str, family: str, inferred: bool) -> tuple[float, list[st
     from common.base.device import seed_everything
     from common.base.tracking import get_or_create_experiment
     from common.sweep.best import log_best_model, registered_name
+    from common.sweep.result import BestTrial
     from common.trial.families import FAMILIES
 
     # 1. A trial's best.pt contents for the family's default-sized model (weights as initialised).
@@ -50,7 +51,7 @@ def register_once(uri: str, family: str, inferred: bool) -> tuple[float, list[st
     client = MlflowClient(uri)
     exp = get_or_create_experiment(client, "registration", None)
     parent, trial = (client.create_run(exp).info.run_id for _ in range(2))
-    best = {"mlflow_run_id": trial, "metric": "val", "value": 1.0}
+    best = BestTrial(trial, "val", 1.0, {})
     # 2. The baseline policy: log_model called without the list, so MLflow infers one.
     log_model = mlflow.pytorch.log_model
     if inferred:

@@ -154,7 +154,7 @@ def test_a_sigkilled_trial_worker_resumes_from_its_checkpoint_into_the_same_run(
     assert tags["restored"] == "true" and tags["trial_status"] == "completed" and int(tags["pid"]) != killed["pid"]
     for key in ("val_mse_kl", "train_loss", "train_kl", "val_classifier_fd"):
         assert _steps(client, trials[0].info.run_id, key) == [1, 2, 3], key
-    assert summary.best["vae"]["mlflow_run_id"] == trials[0].info.run_id
+    assert summary.best["vae"].mlflow_run_id == trials[0].info.run_id
     import run_sweep  # the whole sweep's audit holds after the kill
 
     assert run_sweep.main(["--check", "one_vae", "--tracking-uri", tracking_uri, "--storage", str(workdir / "rr")]) == 0

@@ -90,7 +90,7 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         exp = client.get_experiment_by_name("ui").experiment_id
         parent = client.get_run(summary.parent_run_id)
         children = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
-        best = summary.best["vae"]["mlflow_run_id"]
+        best = summary.best["vae"].mlflow_run_id
         page = browser.new_page(viewport={"width": 1400, "height": 900})
 
         # The link the sweep prints opens the model-training view on its runs (MLflow 3's UI
@@ -156,7 +156,7 @@ def test_mlflow_ui_lists_the_sweep_its_trials_metrics_figures_and_best_model(ray
         page.screenshot(path=str(SHOTS / "3f-trials-side-by-side.png"))
 
         # The experiment's Models tab: the best model, logged from its trial, with that trial's metrics.
-        model_id = summary.best["vae"]["model_id"]
+        model_id = summary.best["vae"].model_id
         page.goto(f"{server.url}/#/experiments/{exp}/models", wait_until="load")
         page.get_by_text("best_vae", exact=True).first.wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(SHOTS / "4a-models-tab.png"))

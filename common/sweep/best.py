@@ -20,7 +20,7 @@ from common.base.progress import stage
 from common.base.tracking import TrackingError, TrialRun, redact
 from common.metrics.evaluation import FINAL_METRICS, Evaluator
 from common.metrics.maths import PROBE_CS, PROBE_MAX_ITER
-from common.sweep.result import SweepResult
+from common.sweep.result import BestTrial, SweepResult
 from common.trial.checkpoint import load_checkpoint
 from common.trial.families import config_class, evaluate_checkpoint, from_checkpoint, get
 
@@ -110,7 +110,7 @@ def registered_name(experiment: str, family: str) -> str:
     return f"{experiment}-{family}"
 
 
-def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: dict, experiment: str) -> str:
+def log_best_model(uri: str, parent_run_id: str, family: str, best: BestTrial, ckpt: dict, experiment: str) -> str:
     """Log the sweep's best model of ``family`` from the trial run that trained it, at its best
     epoch's step (linked to that step's validation metrics), register it as a new
     version of ``registered_name(experiment, family)`` and point the alias ``best`` at it, so
@@ -118,7 +118,7 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
-    name, trial = registered_name(experiment, family), best["mlflow_run_id"]
+    name, trial = registered_name(experiment, family), best.mlflow_run_id
     # 1. --resume of a sweep whose driver died in here: reuse the version registered from this
     #    trial run, so each sweep registers one version per family.
     mine = client.search_model_versions(f"name = '{name}' and run_id = '{trial}'")
@@ -132,8 +132,8 @@ def log_best_model(uri: str, parent_run_id: str, family: str, best: dict, ckpt: 
     # 2. Point the alias and say where it came from (each step idempotent), the parent's tag last.
     client.set_registered_model_alias(name, "best", number)
     for key, value in {
-        "metric": best["metric"],
-        "value": best["value"],
+        "metric": best.metric,
+        "value": best.value,
         "trial_run_id": trial,
         "sweep_run_id": parent_run_id,
         "epoch": ckpt["epoch"],
@@ -221,37 +221,36 @@ def end_stage(
     space (their seeds are the spread the report shows). Results go into ``result``'s records."""
     for family, best in result.best.items():
         with stage(f"registering the best {family} model", capture=True):
-            ckpt = best_checkpoint(uri, best["mlflow_run_id"])
-            best["model_id"] = log_best_model(uri, parent_run_id, family, best, ckpt, experiment)
+            ckpt = best_checkpoint(uri, best.mlflow_run_id)
+            best.model_id = log_best_model(uri, parent_run_id, family, best, ckpt, experiment)
         if not result.runs:  # a search chose it: its numbers are optimistic, not a confirmation
             mark_selected(uri, parent_run_id, experiment, best)
     for best in result.runs or result.best.values():
-        ckpt = best_checkpoint(uri, best["mlflow_run_id"])
+        ckpt = best_checkpoint(uri, best.mlflow_run_id)
         with stage(
-            f"probe baselines of the {ckpt['config']['family']} run {best['mlflow_run_id'][:8]} "
-            "(raw pixels, random init)"
+            f"probe baselines of the {ckpt['config']['family']} run {best.mlflow_run_id[:8]} (raw pixels, random init)"
         ):
-            best["baselines"] = probe_baselines(uri, best["mlflow_run_id"], ckpt, data, classifier)
+            best.baselines = probe_baselines(uri, best.mlflow_run_id, ckpt, data, classifier)
         if eval_n:  # the full protocol on the best checkpoint (Inception FID & co.)
-            best["final"] = final_evaluation(uri, best, ckpt, data, eval_n, weights)
+            best.final = final_evaluation(uri, best, ckpt, data, eval_n, weights)
 
 
-def mark_selected(uri: str, parent_run_id: str, experiment: str, best: dict) -> None:
+def mark_selected(uri: str, parent_run_id: str, experiment: str, best: BestTrial) -> None:
     """Tag a search's best trial run ``selected_by``: the search (experiment and parent run) and the
     objective that chose it. ``bench/tables.py`` keeps such a run out of a seed-confirmation group."""
     from mlflow.tracking import MlflowClient
 
-    how = f"the search {experiment} (parent run {parent_run_id}), best on {best['metric']}"
-    MlflowClient(uri).set_tag(best["mlflow_run_id"], SELECTED_BY, how)
+    how = f"the search {experiment} (parent run {parent_run_id}), best on {best.metric}"
+    MlflowClient(uri).set_tag(best.mlflow_run_id, SELECTED_BY, how)
 
 
-def final_evaluation(uri: str, best: dict, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
+def final_evaluation(uri: str, best: BestTrial, ckpt: dict, data, n: int, weights: str | None) -> dict[str, float]:
     """Inception metrics of the best checkpoint (common.metrics.evaluation.evaluate_checkpoint): n generated
     images vs every test image, logged to the trial's own run at the checkpoint's epoch (and against
-    its registered model, ``best["model_id"]``, when it is one), with tags saying how they were made."""
+    its registered model, ``best.model_id``, when it is one), with tags saying how they were made."""
     from mlflow.tracking import MlflowClient
 
-    client, run_id = MlflowClient(uri), best["mlflow_run_id"]
+    client, run_id = MlflowClient(uri), best.mlflow_run_id
     run = client.get_run(run_id)
     if run.data.tags.get("eval.n") == str(n) and "fid" in run.data.metrics:
         return {k: v for k, v in run.data.metrics.items() if k in FINAL_METRICS}  # --resume: done already
@@ -278,7 +277,7 @@ def final_evaluation(uri: str, best: dict, ckpt: dict, data, n: int, weights: st
     # in between makes --resume redo the evaluation, never log its metrics twice.
     for k, v in tags.items():
         client.set_tag(run_id, k, v)
-    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"], model_id=best.get("model_id"))
+    TrialRun.attach(uri, run_id).log_metrics(metrics, step=ckpt["epoch"], model_id=best.model_id)
     return metrics
 
 

@@ -285,7 +285,7 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
     if family not in result.families:
         result.families.append(family)
     old = result.best.get(family)
-    if best and (old is None or old["metric"] != objective.metric or objective.better(best["value"], old["value"])):
+    if best and (old is None or old.metric != objective.metric or objective.better(best.value, old.value)):
         result.best[family] = best
     if best and space.runs:  # fixed runs are measurements: each one gets the final evaluation
         result.runs.append(best)
@@ -330,7 +330,7 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
     end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
-    objectives = {f: Objective(b["metric"], sweep.space.mode) for f, b in sweep.result.best.items()}
+    objectives = {f: Objective(b.metric, sweep.space.mode) for f, b in sweep.result.best.items()}
     try:  # a convenience of the UI: never fail a finished sweep over it
         with stage("the trials' samples side by side, on the parent run", capture=True):
             log_trial_panels(uri, sweep.parent.run_id, objectives)

@@ -16,18 +16,31 @@ class Failed:
 
 
 @dataclass
+class BestTrial:
+    """A fit's best trial at its best epoch (the one its checkpoints/best.pt holds): what the
+    tuner picked; the end stage fills ``model_id``, ``baselines`` and ``final``."""
+
+    mlflow_run_id: str
+    metric: str  # the validation objective it was picked on
+    value: float  # its best value of ``metric``
+    config: dict[str, Any]
+    model_id: str | None = None  # the logged model (best_<family>) of a search's best
+    baselines: dict[str, float] = field(default_factory=dict)  # the probe's raw-pixel and random-init baselines
+    final: dict[str, float] = field(default_factory=dict)  # the test-split evaluation (FID & co.)
+
+
+@dataclass
 class SweepResult:
-    """One sweep's outcome. ``best``: family -> its best trial (``mlflow_run_id``, ``metric``,
-    ``value``, ``config``; the end stage adds ``model_id``, ``baselines`` and ``final``);
-    ``runs``: every fixed run of a ``runs`` space, in that shape."""
+    """One sweep's outcome. ``best``: family -> its best trial; ``runs``: every fixed run of a
+    ``runs`` space."""
 
     experiment: str
     tracking_uri: str
     parent_run_id: str = ""
     mlflow_ui: str = ""
     families: list[str] = field(default_factory=list)  # in the order they ran
-    best: dict[str, dict[str, Any]] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, BestTrial] = field(default_factory=dict)
+    runs: list[BestTrial] = field(default_factory=list)
     failed: dict[str, Failed] = field(default_factory=dict)
     completed: bool = False  # the end stage ran and the parent run is closed: the report can be built
     tracking_error: str | None = None  # MLflow went away before the end stage: --resume finishes it

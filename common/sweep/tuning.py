@@ -22,6 +22,7 @@ from common.base.progress import SweepProgress, quiet_trial_failures
 from common.base.tracking import TrialRun, check_tracking_uri
 from common.sweep.export import Exporter
 from common.sweep.resources import slots
+from common.sweep.result import BestTrial
 from common.sweep.space import Space
 from common.sweep.storage import NoSpaceLeft, SweepStorage, check_error_file, no_space_line
 from common.sweep.studies import ResilientRDBStorage, fail_orphans
@@ -57,7 +58,7 @@ class FamilyRun:
         return int(self.fixed.get("max_epochs") or config_class(self.family)().max_epochs)
 
 
-def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[dict[str, Any] | None, list[str]]:
+def fit_family(space: Space, run: FamilyRun, storage: SweepStorage) -> tuple[BestTrial | None, list[str]]:
     """Run (or restore and finish) ``run``'s Tune experiment; return (its best trial, or None when
     no trial has a model worth keeping; the first line of each failed trial's error)."""
     from ray import tune
@@ -204,7 +205,7 @@ def _scheduler(space: Space, run: FamilyRun) -> tuple[Any, dict | None]:
     return None, None
 
 
-def _best(results, ctx: SweepContext) -> dict[str, Any] | None:
+def _best(results, ctx: SweepContext) -> BestTrial | None:
     """The best trial of a fit, each at its best epoch (the one its checkpoints/best.pt holds), on
     the validation objective; a diverged trial has no model worth keeping."""
     ok = [
@@ -216,12 +217,7 @@ def _best(results, ctx: SweepContext) -> dict[str, Any] | None:
         return None
     value = {id(r): best_reported(r, ctx.objective) for r in ok}
     best = ctx.objective.pick(ok, key=lambda r: value[id(r)])
-    return {
-        "metric": ctx.metric,
-        "value": value[id(best)],
-        "mlflow_run_id": best.metrics["mlflow_run_id"],
-        "config": dict(best.config),
-    }
+    return BestTrial(best.metrics["mlflow_run_id"], ctx.metric, value[id(best)], dict(best.config))
 
 
 def population_based(scheduler: dict) -> tuple[Any, dict]:

@@ -14,6 +14,7 @@ from common.base.data import load_dataset
 from common.base.device import seed_everything
 from common.base.tracking import TrialRun, get_or_create_experiment, prepare_store
 from common.sweep.best import log_best_model, registered_name, sample_registered_model
+from common.sweep.result import BestTrial
 from common.trial.families import FAMILIES, from_checkpoint
 
 
@@ -35,7 +36,7 @@ def trained(request, tmp_path):
     cfg = family.config.from_dict({**family.tiny, "data": "synthetic", "val_size": 64})
     task = family.task(cfg, load_dataset("synthetic"), torch.device("cpu"), seed_everything(0))
     ckpt = {"config": cfg.to_dict(), "epoch": 2, "model": task.export_state()}
-    best = {"mlflow_run_id": trial, "metric": metric, "value": 1.0}
+    best = BestTrial(trial, metric, 1.0, {})
     return uri, best, ckpt, parent, family.name
 
 
@@ -44,18 +45,18 @@ def test_the_best_model_is_its_trial_runs_at_the_best_epoch_with_the_metrics_lin
 
     uri, best, ckpt, parent, family = trained
     model_id = log_best_model(uri, parent, family, best, ckpt, "exp")
-    TrialRun.attach(uri, best["mlflow_run_id"]).log_metrics({"fid": 99.0}, step=2, model_id=model_id)
+    TrialRun.attach(uri, best.mlflow_run_id).log_metrics({"fid": 99.0}, step=2, model_id=model_id)
     mlflow.set_tracking_uri(uri)
     model = mlflow.get_logged_model(model_id)
-    assert model.source_run_id == best["mlflow_run_id"] and model.name == f"best_{family}"
-    assert {(m.key, m.step, m.value) for m in model.metrics} == {(best["metric"], 2, 1.0), ("fid", 2, 99.0)}
+    assert model.source_run_id == best.mlflow_run_id and model.name == f"best_{family}"
+    assert {(m.key, m.step, m.value) for m in model.metrics} == {(best.metric, 2, 1.0), ("fid", 2, 99.0)}
     client = MlflowClient(uri)
-    outputs = client.get_run(best["mlflow_run_id"]).outputs.model_outputs
+    outputs = client.get_run(best.mlflow_run_id).outputs.model_outputs
     assert [(o.model_id, o.step) for o in outputs] == [(model_id, 2)]  # the run's output, at its best epoch
     version = client.get_model_version_by_alias(registered_name("exp", family), "best")
     assert version.source == f"models:/{model_id}" and version.tags["model_id"] == model_id
-    assert client.get_run(best["mlflow_run_id"]).info.status == "FINISHED"  # logged to, not reopened
-    assert len(client.get_metric_history(best["mlflow_run_id"], best["metric"])) == 3  # the link copies nothing
+    assert client.get_run(best.mlflow_run_id).info.status == "FINISHED"  # logged to, not reopened
+    assert len(client.get_metric_history(best.mlflow_run_id, best.metric)) == 3  # the link copies nothing
     # a rerun (--resume) logs and registers nothing new
     assert log_best_model(uri, parent, family, best, ckpt, "exp") == model_id
     assert len(client.search_model_versions(f"name = '{registered_name('exp', family)}'")) == 1

@@ -80,18 +80,18 @@ def test_a_sweep_lands_a_parent_and_its_trials_with_metrics_figures_and_checkpoi
     values = {
         c.info.run_id: min(m.value for m in client.get_metric_history(c.info.run_id, "val_bpd")) for c in children
     }
-    assert best["mlflow_run_id"] == min(values, key=values.get)  # the lowest validation objective wins
-    assert parent.data.tags["best_vae_run_id"] == best["mlflow_run_id"]
+    assert best.mlflow_run_id == min(values, key=values.get)  # the lowest validation objective wins
+    assert parent.data.tags["best_vae_run_id"] == best.mlflow_run_id
 
 
 def test_the_final_stage_scores_the_best_checkpoint_on_its_own_run(vae_sweep):
     _, uri, result, _ = vae_sweep
     client, parents, children = sweep_runs(uri, "vae_beta")
     best = result.best["vae"]
-    final = client.get_run(best["mlflow_run_id"]).data
+    final = client.get_run(best.mlflow_run_id).data
     keys = ("fid", "kid", "precision", "recall", "density", "coverage", "is10", "recon_fid", "recon_coverage")
-    assert set(keys) <= set(final.metrics) and set(keys) <= set(best["final"])
-    assert {k: final.metrics[k] for k in keys} == pytest.approx({k: best["final"][k] for k in keys})  # as returned
+    assert set(keys) <= set(final.metrics) and set(keys) <= set(best.final)
+    assert {k: final.metrics[k] for k in keys} == pytest.approx({k: best.final[k] for k in keys})  # as returned
     assert final.metrics["fid"] > 0  # 16 generated images are not the test set
     assert {
         "eval.n": "16",
@@ -103,7 +103,7 @@ def test_the_final_stage_scores_the_best_checkpoint_on_its_own_run(vae_sweep):
     assert {"test_probe_acc", "test_probe_acc_pixels", "test_probe_acc_random_init"} <= set(final.metrics)
     tags = parents[0].data.tags  # the per-epoch scores' classifier, and how good
     assert tags["classifier.name"].startswith("classifier-") and 0.5 < float(tags["classifier.test_acc"]) <= 1.0
-    assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best["mlflow_run_id"])
+    assert all("fid" not in c.data.metrics for c in children if c.info.run_id != best.mlflow_run_id)
     assert_all_runs_final(uri, "vae_beta")  # the end stage wrote to the best run, and closed nothing open
 
 
@@ -118,8 +118,8 @@ def test_export_leaves_a_file_per_finished_trial_with_the_end_stages_numbers(vae
     assert sorted(json.loads((workdir / "exported_as_trials_ended").read_text())) == sorted(
         r["run_id"] for r in records
     )
-    best = next(r for r in records if r["run_id"] == result.best["vae"]["mlflow_run_id"])
-    assert best["final"]["fid"] == pytest.approx(result.best["vae"]["final"]["fid"]) and best["final"]["eval.n"] == "16"
+    best = next(r for r in records if r["run_id"] == result.best["vae"].mlflow_run_id)
+    assert best["final"]["fid"] == pytest.approx(result.best["vae"].final["fid"]) and best["final"]["eval.n"] == "16"
     assert best["machine"] == describe_machine() and best["status"] == "completed"
 
 
@@ -163,7 +163,7 @@ def test_the_best_model_is_a_pt2_model_logged_by_its_trial_and_registered(vae_sw
     mlflow.set_tracking_uri(uri)
     exp_id = client.get_experiment_by_name("vae_beta").experiment_id
     models = mlflow.search_logged_models(experiment_ids=[exp_id], output_format="list")
-    assert [(m.name, m.source_run_id) for m in models] == [("best_vae", best["mlflow_run_id"])]
+    assert [(m.name, m.source_run_id) for m in models] == [("best_vae", best.mlflow_run_id)]
     assert {"val_bpd", "fid"} <= {m.key for m in models[0].metrics}  # its best epoch's, and the final stage's
     # as pt2 (torch.export: a graph and weights, no pickled code): z -> the VAE's decoded images
     local = Path(mlflow.artifacts.download_artifacts(models[0].model_uri))
@@ -171,13 +171,13 @@ def test_the_best_model_is_a_pt2_model_logged_by_its_trial_and_registered(vae_sw
     requirements = (local / "requirements.txt").read_text().split()  # what `mlflow models serve` installs
     assert {r.split("==")[0] for r in requirements} >= {"mlflow", "torch"}
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements
-    sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(uri, best["mlflow_run_id"])
+    sampler, ckpt = mlflow.pytorch.load_model(models[0].model_uri), best_checkpoint(uri, best.mlflow_run_id)
     z = torch.randn(3, ckpt["config"]["latent_dim"])
     with torch.no_grad():
         assert torch.allclose(sampler(z), from_checkpoint(ckpt["config"], ckpt["model"]).decode(z), atol=1e-5)
     # registered, with the alias `best`, tagged with what made it best
     version = client.get_model_version_by_alias("vae_beta-vae", "best")
-    assert version.tags["trial_run_id"] == best["mlflow_run_id"] and version.tags["metric"] == "val_bpd"
+    assert version.tags["trial_run_id"] == best.mlflow_run_id and version.tags["metric"] == "val_bpd"
     assert version.tags["model_id"] == models[0].model_id
 
 
@@ -212,8 +212,8 @@ def test_the_report_is_built_from_mlflow_and_a_resume_of_the_finished_sweep_leav
     client, parents, children = sweep_runs(uri, "vae_beta")
     assert again.parent_run_id == parents[0].info.run_id  # the same parent, reopened
     assert {c.info.run_id: len(client.get_metric_history(c.info.run_id, "val_bpd")) for c in children} == epochs
-    best = client.get_run(result.best["vae"]["mlflow_run_id"])
-    assert best.data.tags["eval.n"] == "24" and again.best["vae"]["final"]["fid"] == best.data.metrics["fid"]
+    best = client.get_run(result.best["vae"].mlflow_run_id)
+    assert best.data.tags["eval.n"] == "24" and again.best["vae"].final["fid"] == best.data.metrics["fid"]
     assert len(client.get_metric_history(best.info.run_id, "fid")) == 2  # at n=16, then at n=24
     run(
         sweep_options(

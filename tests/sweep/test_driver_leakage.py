@@ -88,8 +88,8 @@ def _sweep(root, workdir, name):
     told = [(t.params, t.state.name, t.value, dict(t.intermediate_values)) for t in study.trials]
     return {
         "trials": by_config,
-        "best_value": best["value"],
-        "best_config": {k: v for k, v in best["config"].items()},
+        "best_value": best.value,
+        "best_config": {k: v for k, v in best.config.items()},
         "registered": {k: v for k, v in registered.items() if k != "data"},
         "optuna": told,
     }

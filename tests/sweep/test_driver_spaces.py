@@ -126,7 +126,7 @@ def test_a_diverging_trial_is_stopped_and_tagged_while_the_sweep_finishes(ray_se
     assert status["1000.0"]["trial_status"] == "diverged" and "blown up" in status["1000.0"]["diverged_reason"]
     assert int(status["1000.0"]["diverged_epoch"]) >= 1
     assert status["0.001"]["trial_status"] == "completed"
-    assert summary.best["vae"]["value"] < 1e9  # the diverged penalty never wins
+    assert summary.best["vae"].value < 1e9  # the diverged penalty never wins
 
 
 def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, tracking_uri):
@@ -143,7 +143,7 @@ def test_multi_objective_space_runs_with_both_objectives(ray_session, workdir, t
     assert len(children) == 2
     for child in children:  # both objectives reported every epoch (the probe runs every epoch here)
         assert {"val_probe_acc", "val_classifier_fd"} <= set(child.data.metrics)
-    assert summary.best["vae"]["metric"] == "val_probe_acc"  # the primary objective picks "best"
+    assert summary.best["vae"].metric == "val_probe_acc"  # the primary objective picks "best"
 
 
 @pytest.mark.slow  # three Tune runs in a row, most of a minute: make test-slow (CI runs it)

@@ -204,7 +204,7 @@ def test_a_pbt_sweep_clones_the_weaker_trials_and_tags_each_clone_on_its_own_run
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name("pbt").experiment_id
     trials = client.search_runs([exp], "tags.`sweep.role` = 'trial'")
-    assert len(trials) == 4 and summary.best["dcgan"]["mlflow_run_id"] in {t.info.run_id for t in trials}
+    assert len(trials) == 4 and summary.best["dcgan"].mlflow_run_id in {t.info.run_id for t in trials}
     clones = [(t, v) for t in trials for k, v in t.data.tags.items() if re.fullmatch(r"pbt\.clone\.\d+", k)]
     assert clones, "with 4 trials, quantile 0.5 and a perturbation every epoch, some trial must be cloned"
     ids = {t.data.tags["trial_id"] for t in trials}

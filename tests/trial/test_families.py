@@ -79,7 +79,7 @@ def test_a_toy_family_registered_in_one_place_runs_a_one_epoch_sweep(ray_session
         )
     )
     client = MlflowClient(tracking_uri)
-    trial = client.get_run(summary.best["toy"]["mlflow_run_id"])
+    trial = client.get_run(summary.best["toy"].mlflow_run_id)
     assert trial.data.tags["family"] == "toy" and trial.data.tags["trial_status"] == "completed"
     assert trial.data.metrics["toy_epochs"] == 1.0  # the toy task's own hook ran in the Ray worker
     assert list((workdir / "ray_results").rglob("train_toy_*")), "Tune names the trial after the family"
