@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from common.report.build import build_report
 from common.sweep import driver
-from common.sweep.options import SweepOptions
+from common.sweep.options import SweepOptions, SweepPlan
 from common.sweep.result import SweepResult
 from trainables.trial import trainable
 
 
-def run(opts: SweepOptions, planned: tuple | None = None) -> SweepResult:
+def run(opts: SweepOptions, planned: SweepPlan | None = None) -> SweepResult:
     """Run the sweep ``opts`` describes (``planned``: ``plan(opts)``'s result, if already checked),
     then, unless ``opts.report`` is off, write its report to ``opts.out`` (``result.report``)."""
     result = driver.run(opts, trainable, planned)

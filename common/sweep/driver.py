@@ -38,13 +38,13 @@ from common.metrics.classifier import chance_warning, get_classifier
 from common.sweep.best import end_stage, eval_samples_default
 from common.sweep.cluster import start_ray
 from common.sweep.export import Exporter
-from common.sweep.options import SweepOptions, check_data, check_folders, plan
+from common.sweep.options import SweepOptions, SweepPlan, check_data, check_folders, plan
 from common.sweep.panel import log_trial_panels
 from common.sweep.parent import classifier_tags, close_interrupted_runs, close_orphan_runs, log_space, open_parent
 from common.sweep.resources import check_fits, placement, resolve_gpus
 from common.sweep.result import SweepResult
 from common.sweep.single import single_trial
-from common.sweep.space import Space, search_space_rows
+from common.sweep.space import search_space_rows
 from common.sweep.storage import NoSpaceLeft, StorageError, SweepStorage
 from common.sweep.studies import check_optuna_storage, optuna_storage_url
 from common.sweep.tuning import FamilyRun, fit_family, optuna_sampler
@@ -71,38 +71,35 @@ class DiskFull(SweepInterrupted):
     exit_code = 1
 
 
-def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tuple | None = None) -> SweepResult:
+def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: SweepPlan | None = None) -> SweepResult:
     """Run the sweep (or one local trial); return its best result per family.
 
     trainable: family -> Tune's function for it (``trainables.trial.trainable``; the layer above
     hands it in). ``planned``: what ``plan(opts)`` returned, when the caller has validated already.
     The report is the caller's next step, once ``completed``."""
     # 1. Everything the user gave is checked before anything starts or is written.
-    space, configs, fixed = planned or plan(opts)
+    p = planned or plan(opts)
     _quiet(opts.verbose)
     fail_fast_http()  # before Ray starts, so its workers inherit it too
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking_uri(uri)
     check_folders(opts, uri)
-    data = check_data(configs)
-    experiment = opts.experiment or space.name
+    data = check_data(p.configs)
     if opts.single_trial:
-        return single_trial(space, configs[0], uri, experiment, _classifier(data)[0], opts.command)
+        return single_trial(p.space, p.configs[0], uri, p.experiment, _classifier(data)[0], opts.command)
     storage = SweepStorage(opts.storage)
-    previous = _previous_sweep(opts, space, storage, experiment)
+    previous = _previous_sweep(opts, p, storage)
     # 2. Ray, with a node that holds each family's trial; the domain classifier (DataError if it
     #    cannot be trained), before MLflow is written.
-    resources = _resources(opts, space, configs)
+    resources = _resources(opts, p)
     classifier = _classifier(data)
     # 3. MLflow and the Optuna storage are written from here on: the parent run and the sweep folder.
-    sweep = _open(
-        opts, space, configs, fixed, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier
-    )
+    sweep = _open(opts, p, uri=uri, storage=storage, previous=previous, data=data, classifier=classifier)
     sweep.trainable = trainable
     # 4. One Tune experiment per family, then the end stage; Ctrl+C leaves what --resume needs.
     try:
-        for i in range(len(configs)):
-            _fit_one(sweep, i, resources[i], _num_samples(space, opts), opts)
+        for i in range(len(p.configs)):
+            _fit_one(sweep, i, resources[i], opts)
         sweep.result.completed = _end_stage(sweep, opts, data, classifier[0])
     except KeyboardInterrupt:
         _interrupted(sweep)
@@ -115,10 +112,7 @@ def run(opts: SweepOptions, trainable: Callable[[Family], Callable], planned: tu
 class _Sweep:
     """A started sweep: what it runs, where it logs and saves, and its result so far."""
 
-    space: Space
-    configs: list[dict[str, Any]]
-    fixed: dict[str, Any]
-    experiment: str
+    plan: SweepPlan
     storage: SweepStorage
     folder: str  # under storage: Tune's experiments and SWEEP_FILE
     resumed: bool
@@ -141,32 +135,32 @@ def _quiet(verbose: bool) -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
-def _previous_sweep(opts: SweepOptions, space: Space, storage: SweepStorage, experiment: str) -> str | None:
+def _previous_sweep(opts: SweepOptions, p: SweepPlan, storage: SweepStorage) -> str | None:
     """--resume: the latest folder of this space's sweep in this experiment (StorageError if none)."""
     if not opts.resume:
         return None
-    previous = storage.latest(f"{experiment}_{space.name}", SWEEP_FILE)
+    previous = storage.latest(f"{p.experiment}_{p.space.name}", SWEEP_FILE)
     if previous is None:
         raise StorageError(
-            f"--resume: no earlier sweep of {space.path} in experiment {experiment!r} under "
+            f"--resume: no earlier sweep of {p.space.path} in experiment {p.experiment!r} under "
             f"{storage.show()}; run without --resume"
         )
     return previous
 
 
-def _resources(opts: SweepOptions, space: Space, configs: list[dict[str, Any]]) -> list[dict[str, float]]:
+def _resources(opts: SweepOptions, p: SweepPlan) -> list[dict[str, float]]:
     """Start Ray; return each config's per-trial {"cpu", "gpu", "memory_mb"}, checked to fit a node.
-    The flags win over the space; memory defaults to the family's measured peak."""
-    cpus = opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"]
-    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"]
-    start_ray(opts.address, cpus, opts.verbose, plugin_modules(space.plugins))
+    Memory defaults to the family's measured peak."""
+    start_ray(opts.address, p.cpus_per_trial, opts.verbose, plugin_modules(p.space.plugins))
     resources = []
-    for c in configs:
+    for c in p.configs:
         cfg = config_class(c["family"]).from_dict(c)
         memory = opts.memory_per_trial
         if memory is None:
-            memory = space.resources.get("memory_mb", cfg.memory_mb())
-        need = resolve_gpus({"cpu": cpus, "gpu": gpus, "memory_mb": memory}, cfg.gpu_memory_mb())
+            memory = p.space.resources.get("memory_mb", cfg.memory_mb())
+        need = resolve_gpus(
+            {"cpu": p.cpus_per_trial, "gpu": p.gpus_per_trial, "memory_mb": memory}, cfg.gpu_memory_mb()
+        )
         check_fits(need)
         resources.append(need)
     return resources
@@ -174,9 +168,7 @@ def _resources(opts: SweepOptions, space: Space, configs: list[dict[str, Any]]) 
 
 def _open(
     opts: SweepOptions,
-    space: Space,
-    configs: list[dict[str, Any]],
-    fixed: dict[str, Any],
+    p: SweepPlan,
     *,
     uri: str,
     storage: SweepStorage,
@@ -188,7 +180,7 @@ def _open(
     the sweep folder's SWEEP_FILE."""
     from mlflow.tracking import MlflowClient
 
-    experiment = opts.experiment or space.name
+    space, experiment = p.space, p.experiment
     prepare_store(uri)
     optuna_url = optuna_storage_url(uri, opts.optuna_storage)
     if space.search is not None and not space.runs:
@@ -213,7 +205,7 @@ def _open(
             else {}
         ),
     }
-    parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(space, configs, fixed, opts))
+    parent = open_parent(uri, exp_id, space.name, resumed_from, tags, _parent_params(p))
     if not resumed_from:  # what was searched, on the parent: the space file and its distributions
         log_space(parent, space, search_space_rows(space, opts.seed or DEFAULT_SEED))
     ctx = SweepContext(
@@ -223,7 +215,7 @@ def _open(
         metric="",
         mode=space.mode,
         git_commit=commit,
-        cpus_per_trial=opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"],
+        cpus_per_trial=p.cpus_per_trial,
         data_cache_dir=os.environ.get("VAEGAN_CACHE"),
         classifier=classifier[0],
         context_tags={**context_tags(commit, opts.command), **preset},  # on every trial run
@@ -234,18 +226,19 @@ def _open(
     storage.makedirs(folder)
     storage.write_text(f"{folder}/{SWEEP_FILE}", json.dumps({"parent_run_id": parent.run_id, "space": str(space.path)}))
     return _Sweep(
-        space=space, configs=configs, fixed=fixed, experiment=experiment, storage=storage, folder=folder,
+        plan=p, storage=storage, folder=folder,
         resumed=bool(previous), client=client, experiment_id=exp_id, parent=parent, ctx=ctx,
         optuna_storage=optuna_url, result=result,
         exporter=Exporter.into(opts.export, experiment) if opts.export else None,
     )  # fmt: skip
 
 
-def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str, Any], opts: SweepOptions) -> dict:
+def _parent_params(p: SweepPlan) -> dict:
     """What the sweep is, as the parent run's params."""
+    space, configs, fixed = p.space, p.configs, p.fixed
     return {
         "space": str(space.path),
-        "num_samples": _num_samples(space, opts),
+        "num_samples": p.num_samples,
         "metric": ",".join(m for m, _ in space.objectives) or PER_FAMILY,
         "mode": ",".join(m for _, m in space.objectives) or space.mode,
         "seed": fixed.get("seed", TrialConfig.seed),
@@ -255,12 +248,15 @@ def _parent_params(space: Space, configs: list[dict[str, Any]], fixed: dict[str,
     }
 
 
-def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: int, opts: SweepOptions) -> None:
+def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], opts: SweepOptions) -> None:
     """Config ``i``'s Tune experiment (a family's search, or one fixed run); keep its best in the result."""
-    space, family = sweep.space, sweep.configs[i]["family"]
+    space, family = sweep.plan.space, sweep.plan.configs[i]["family"]
     objective = space.objective_for(family)
     name = f"run{i}-{family}" if space.runs else family  # one Tune experiment folder each
-    fixed = {**(space.runs[i] if space.runs else for_family(space.defaults, family)), **for_family(sweep.fixed, family)}
+    fixed = {
+        **(space.runs[i] if space.runs else for_family(space.defaults, family)),
+        **for_family(sweep.plan.fixed, family),
+    }
     searches = space.search is not None and not space.runs
     study, seed = _searcher_study(sweep, opts, family, name, objective, fixed) if searches else (None, None)
     where = placement(resources)
@@ -272,7 +268,7 @@ def _fit_one(sweep: _Sweep, i: int, resources: dict[str, float], num_samples: in
         fixed=fixed,
         path=f"{sweep.folder}/{name}",
         resources=resources,
-        num_samples=num_samples,
+        num_samples=sweep.plan.num_samples,
         max_failures=opts.max_failures,
         study=study,
         sampler_seed=seed,
@@ -296,7 +292,7 @@ def _searcher_study(
 ) -> tuple[tuple, int]:
     """((storage URL, name) of the family's Optuna study, its sampler's seed): seeded from
     ``--warm-start``'s run files on a new sweep, and recorded on the parent run."""
-    space, study = sweep.space, (sweep.optuna_storage, f"{sweep.folder}/{name}")
+    space, study = sweep.plan.space, (sweep.optuna_storage, f"{sweep.folder}/{name}")
     if opts.warm_start and not sweep.resumed:  # a resumed study holds them already
         warm = seed_study(study, space.search_for(family), opts.warm_start, family, objective)
         print(f"{name}: the searcher starts from {warm} finished trial(s) of {opts.warm_start}", flush=True)
@@ -329,8 +325,8 @@ def _end_stage(sweep: _Sweep, opts: SweepOptions, data, classifier: dict) -> boo
     if sweep.resumed:
         close_orphan_runs(sweep.client, sweep.experiment_id, sweep.parent.run_id)
     n = eval_samples_default(opts.eval_n, opts.smoke_test)
-    end_stage(uri, sweep.parent.run_id, sweep.experiment, sweep.result, data, n, opts.fid_weights, classifier)
-    objectives = {f: Objective(b.metric, sweep.space.mode) for f, b in sweep.result.best.items()}
+    end_stage(uri, sweep.parent.run_id, sweep.plan.experiment, sweep.result, data, n, opts.fid_weights, classifier)
+    objectives = {f: Objective(b.metric, sweep.plan.space.mode) for f, b in sweep.result.best.items()}
     try:  # a convenience of the UI: never fail a finished sweep over it
         with stage("the trials' samples side by side, on the parent run", capture=True):
             log_trial_panels(uri, sweep.parent.run_id, objectives)
@@ -360,12 +356,6 @@ def _interrupted(sweep: _Sweep, full: str | None = None) -> None:
     raise SweepInterrupted(
         f"interrupted; the sweep's state is saved in {where}: rerun the same command with --resume to finish it"
     ) from None
-
-
-def _num_samples(space: Space, opts: SweepOptions) -> int:
-    if opts.smoke_test and opts.num_samples is None:  # an explicit --num-samples wins
-        return 1 if space.runs else 2
-    return opts.num_samples or (1 if space.runs else space.num_samples)
 
 
 def _classifier(data) -> tuple[dict, dict]:

