@@ -21,17 +21,21 @@ MAX_TRIALS = 12  # a panel's width: the best trials by objective, the rest left 
 
 
 def log_trial_panels(uri: str, parent_run_id: str, objectives: dict[str, Objective]) -> None:
-    """objectives: family -> what its trials were selected on; the panels go on the parent run."""
+    """objectives: family -> what its trials were selected on; the panels go on the parent run,
+    once: a family whose panels the parent holds already (a --resume of a finished sweep) is skipped."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
     parent = client.get_run(parent_run_id)
+    logged = {Path(a.path).name.split("+")[0] for a in client.list_artifacts(parent_run_id, "images")}
     children = client.search_runs(
         [parent.info.experiment_id],
         f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{SWEEP_ROLE}` = 'trial'",
         max_results=5000,
     )
     for family, objective in objectives.items():
+        if f"{family}_trials_best" in logged:
+            continue
         ranked = _ranked([r for r in children if r.data.tags.get("family") == family], client, objective)
         if ranked:
             _log_panels(client, parent_run_id, family, ranked, objective.metric)

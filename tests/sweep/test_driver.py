@@ -222,6 +222,9 @@ def test_the_report_is_built_from_mlflow_and_a_resume_of_the_finished_sweep_leav
         )
     )  # fmt: skip
     assert len(client.get_metric_history(best.info.run_id, "fid")) == 2  # at the same N: done already
+    images = [a.path for a in client.list_artifacts(again.parent_run_id, "images") if a.path.endswith(".png")]
+    panels = [p for p in images if "compressed" not in p and p.split("/")[-1].startswith("vae_trials_best+")]
+    assert len(panels) == 1, panels  # the resumes logged no second panel
     assert_all_runs_final(uri, "vae_beta")
 
 
