@@ -13,7 +13,9 @@ Confirmed on fresh seeds (45-47, no search used them; BENCHMARKS.md, "The headli
 confirmed on fresh seeds"): the VAE reads test_mse_kl 194.05 ± 0.71 [192.30, 195.81] against the
 slides preset's 199.77 ± 4.86 [187.70, 211.84] (paired: -5.72 [-17.38, +5.95], inconclusive); its
 numbers over seeds 42-44 (193.53) partly scored the last epoch's weights and are superseded. The
-DCGAN's fresh seeds are running; its FID over 42-44 (49.83) holds the search's own selected trial.
+DCGAN reads FID 53.10 ± 9.57 [29.34, 76.87] and recall 0.140 [0.030, 0.251] at N = 10,000 (seeds
+45-47): neither goal (FID <= 60 over the interval, recall > 0.2) is met; its FID over 42-44 (49.83)
+held the search's own selected trial. The DCGAN preset's fresh seeds are still running.
 
 VAE: the levers of the best of `sweeps/vae_budget.py`'s first 8 trials (val_mse_kl 214.13 at seed
 42, on the earlier 256-unit-FC layout) on the layout the layout study chose (no hidden FC, 48-96-192:
