@@ -191,17 +191,9 @@ def _registered(client, experiment: str, parents: list, trials: list) -> Check:
             problems.append(f"{family}: no registered version with the alias best")
             continue
         run_id, metric = version.tags.get("trial_run_id"), version.tags.get("metric")
-        objective = Objective(
-            metric,
-            next(
-                (
-                    p.data.params.get("mode", "min").split(",")[0]
-                    for p in parents
-                    if p.data.tags.get(f"best_{family}_run_id")
-                ),
-                "min",
-            ),
-        )
+        chosen_by = [p for p in parents if p.data.tags.get(f"best_{family}_run_id")]
+        mode = chosen_by[0].data.params.get("mode", "min").split(",")[0] if chosen_by else "min"
+        objective = Objective(metric, mode)
         if run_id not in by_id:
             problems.append(f"{family}@best (version {version.version}) points at run {run_id}, not a trial run")
             continue
